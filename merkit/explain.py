@@ -1,0 +1,758 @@
+"""Explain clip models: Captum attributions beside MERANet's learned attention, and scores for both.
+
+Axis letters used in shape comments: b batch, c channels, t frames, h height, w width, m attention
+modules, r facial regions, s time segments.
+
+One entry point computes every kind of map on a 5-D clip batch ``x`` of shape (b, c, t, h, w):
+
+    attribute(model, x, "ig")          Integrated Gradients (signed), baseline "onset" | "zeros" | "blur"
+    attribute(model, x, "gradcam")     Grad-CAM on a named Conv3d layer, upsampled to (t, h, w)
+    attribute(model, x, "occlusion")   Occlusion with 3-D (t, h, w) windows (signed)
+    attribute(model, x, "ablation")    Feature ablation over facial regions x time segments (signed)
+    attribute(model, x, "attention")   the model's own spatio-temporal attention (see learned_attention)
+    attribute(..., noise_tunnel=True)  SmoothGrad (NoiseTunnel) around any Captum method
+
+Each returns an :class:`Attribution` whose ``map`` is (b, t, h, w) on the CPU, so every method can be
+compared, scored and drawn the same way. Channel reduction: gradient methods (IG) are *summed* over
+channels, which keeps IG's completeness (the map sums to f(x) - f(baseline)); perturbation methods
+(occlusion, ablation) give every channel inside a window the same value, so they are *averaged* over
+channels.
+
+Scores (``region_scores``, ``random_baseline``, ``agreement``, ``region_mass_over_time``,
+``frame_curve``) accept maps as tensors or numpy arrays; ``score_methods`` runs everything over a
+dataset with known motion masks (SynthME) and returns one long DataFrame for the explain notebook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+__all__ = [
+    "ATTRIBUTION_METHODS",
+    "FACE_REGIONS",
+    "Attribution",
+    "FaceBox",
+    "agreement",
+    "agreement_table",
+    "attribute",
+    "blur_clip",
+    "event_positions",
+    "face_region_masks",
+    "frame_curve",
+    "ig_baseline",
+    "last_conv3d_name",
+    "learned_attention",
+    "random_baseline",
+    "region_mass_over_time",
+    "region_scores",
+    "region_time_feature_mask",
+    "score_methods",
+    "summarise_scores",
+]
+
+#: Methods accepted by :func:`attribute`.
+ATTRIBUTION_METHODS: tuple[str, ...] = ("ig", "gradcam", "occlusion", "ablation", "attention")
+
+#: Signed maps keep the sign of the evidence; the others are non-negative.
+_SIGNED = {"ig": True, "gradcam": False, "occlusion": True, "ablation": True, "attention": False}
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """One attribution (or attention) map per clip of a batch.
+
+    ``map`` is float32 (b, t, h, w) on the CPU, aligned with the input clip frame by frame and pixel
+    by pixel. ``signed`` says whether negative values mean evidence against the target class (IG,
+    occlusion, ablation) or the map is non-negative by construction (Grad-CAM with ReLU, attention).
+    ``target`` is the class explained for each clip, (b,) int64, or None for the learned attention
+    (it does not depend on a class). ``delta`` is IG's convergence delta (b,) or (b * nt_samples,)
+    under a noise tunnel, None for other methods. ``meta`` holds the method's settings and extras
+    (Grad-CAM layer name, attention channel weights, ...).
+    """
+
+    map: Tensor
+    method: str
+    signed: bool
+    target: Tensor | None = None
+    delta: Tensor | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def magnitude(self) -> Tensor:
+        """The non-negative map used for scores and figures: |map| for signed maps."""
+        return self.map.abs() if self.signed else self.map
+
+
+# ----------------------------------------------------------------------------------------------
+# baselines and small helpers
+
+
+def _gaussian_kernel1d(sigma: float) -> Tensor:
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def blur_clip(x: Tensor, sigma: float = 4.0) -> Tensor:
+    """Gaussian blur of every frame of a clip batch in space only (frames stay apart).
+
+    ``x`` is (b, c, t, h, w); the result has the same shape and dtype. Reflect padding, so the
+    borders keep their brightness. Used as the "blur" IG baseline: the face is still there, the fine
+    motion is gone.
+    """
+    if x.dim() != 5:
+        raise ValueError(f"blur_clip expects (b, c, t, h, w), got shape {tuple(x.shape)}")
+    b, c, t, h, w = x.shape
+    kernel = _gaussian_kernel1d(sigma).to(x.dtype).to(x.device)
+    k = kernel.numel()
+    pad = k // 2
+    # Reflect padding needs pad < size; clamp for tiny frames.
+    pad_h, pad_w = min(pad, h - 1), min(pad, w - 1)
+    frames = x.reshape(b * c * t, 1, h, w)  # (b, c, t, h, w) -> (b*c*t, 1, h, w)
+    frames = F.pad(frames, (0, 0, pad_h, pad_h), mode="reflect") if pad_h else frames
+    frames = F.conv2d(frames, kernel[pad - pad_h : pad + pad_h + 1].reshape(1, 1, -1, 1))
+    frames = F.pad(frames, (pad_w, pad_w, 0, 0), mode="reflect") if pad_w else frames
+    frames = F.conv2d(frames, kernel[pad - pad_w : pad + pad_w + 1].reshape(1, 1, 1, -1))
+    return frames.reshape(b, c, t, h, w)  # (b*c*t, 1, h, w) -> (b, c, t, h, w)
+
+
+def ig_baseline(x: Tensor, kind: str | Tensor | float = "onset", *, blur_sigma: float = 4.0) -> Tensor:
+    """The reference clip that IG (and occlusion / ablation) compare ``x`` (b, c, t, h, w) against.
+
+    ``"onset"`` (default): the first (neutral, onset) frame repeated over time, so the attribution
+    answers "which change from the neutral face made this class", the micro-expression question.
+    ``"zeros"``: an all-zero clip. ``"blur"``: every frame blurred in space (:func:`blur_clip`).
+    A tensor broadcastable to ``x`` or a number is used as given.
+    """
+    if isinstance(kind, Tensor):
+        return kind.to(x.dtype).to(x.device).expand_as(x)
+    if isinstance(kind, (int, float)):
+        return torch.full_like(x, float(kind))
+    if kind == "onset":
+        return x[:, :, :1].expand_as(x).contiguous()  # (b, c, 1, h, w) -> (b, c, t, h, w)
+    if kind == "zeros":
+        return torch.zeros_like(x)
+    if kind == "blur":
+        return blur_clip(x, blur_sigma)
+    raise ValueError(f"unknown baseline {kind!r}: use 'onset', 'zeros', 'blur', a number or a tensor")
+
+
+def last_conv3d_name(model: nn.Module) -> str:
+    """Name (as in ``model.named_modules()``) of the last Conv3d of the model: Grad-CAM's default layer."""
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Conv3d)]
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no Conv3d layer: Grad-CAM needs a named 3-D layer")
+    return names[-1]
+
+
+def _resolve_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str, nn.Module]:
+    if isinstance(layer, nn.Module):
+        for name, module in model.named_modules():
+            if module is layer:
+                return name, module
+        raise ValueError(f"layer {type(layer).__name__} is not a submodule of {type(model).__name__}")
+    name = last_conv3d_name(model) if layer is None else layer
+    modules = dict(model.named_modules())
+    if name not in modules:
+        conv_names = [n for n, m in modules.items() if isinstance(m, nn.Conv3d)]
+        raise ValueError(f"{type(model).__name__} has no layer named {name!r}; Conv3d layers: {conv_names}")
+    return name, modules[name]
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Evaluate in eval mode (no dropout noise, fixed batch-norm statistics), then restore the mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _check_clip_batch(x: Tensor) -> None:
+    if not isinstance(x, Tensor) or x.dim() != 5:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"attributions need a clip batch (b, c, t, h, w), got {shape}")
+
+
+def _resolve_target(model: nn.Module, x: Tensor, target: int | Sequence[int] | Tensor | None) -> Tensor:
+    """The class explained per clip: given, or the model's prediction when ``target`` is None."""
+    b = x.shape[0]
+    if target is None:
+        with torch.no_grad():
+            return model(x).argmax(dim=1).cpu()
+    target_tensor = torch.as_tensor(target, dtype=torch.long).reshape(-1).cpu()
+    if target_tensor.numel() == 1:
+        target_tensor = target_tensor.expand(b).clone()
+    if target_tensor.numel() != b:
+        raise ValueError(f"target has {target_tensor.numel()} entries for a batch of {b} clips")
+    return target_tensor
+
+
+def _upsample_volume(volume: Tensor, size: tuple[int, int, int]) -> Tensor:
+    """Trilinear resize of (b, 1, t', h', w') to (b, t, h, w)."""
+    if volume.dim() != 5:
+        raise ValueError(f"expected a (b, 1, t, h, w) volume, got shape {tuple(volume.shape)}")
+    resized = F.interpolate(volume.float(), size=size, mode="trilinear", align_corners=False)
+    return resized[:, 0]  # (b, 1, t, h, w) -> (b, t, h, w)
+
+
+def _default_stdev(x: Tensor) -> float:
+    # SmoothGrad's recommendation: noise at 10-20 % of the input's value range.
+    value_range = float(x.max() - x.min())
+    return 0.15 * value_range if value_range > 0 else 0.15
+
+
+# ----------------------------------------------------------------------------------------------
+# facial regions (crop geometry)
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """Where the face sits in the preprocessed frame, as fractions of height/width (top, left, bottom, right).
+
+    The preprocessing crops to the face box (plus margin), so the default is the whole frame; pass
+    the margin's box when the crop adds one.
+    """
+
+    top: float = 0.0
+    left: float = 0.0
+    bottom: float = 1.0
+    right: float = 1.0
+
+
+#: Facial regions as fractions (top, left, bottom, right) of the face box. Rough anthropometric
+#: proportions of a frontal, aligned face crop; they are for bookkeeping of where mass falls, not
+#: landmarks. Order matters: earlier regions win where boxes would overlap.
+FACE_REGIONS: dict[str, tuple[float, float, float, float]] = {
+    "brows": (0.12, 0.10, 0.30, 0.90),
+    "eyes": (0.30, 0.10, 0.48, 0.90),
+    "nose": (0.48, 0.32, 0.68, 0.68),
+    "mouth": (0.68, 0.22, 0.90, 0.78),
+}
+
+
+def face_region_masks(
+    size: int | tuple[int, int],
+    face_box: FaceBox = FaceBox(),
+    regions: Mapping[str, tuple[float, float, float, float]] = FACE_REGIONS,
+) -> dict[str, np.ndarray]:
+    """Boolean (h, w) masks of the facial regions (brows, eyes, nose, mouth) of a cropped face.
+
+    Regions are boxes given as fractions of the face box; they are made disjoint in the given order
+    (a pixel belongs to the first region that claims it). Pixels in no region belong to none.
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    box_h, box_w = (face_box.bottom - face_box.top) * h, (face_box.right - face_box.left) * w
+    taken = np.zeros((h, w), dtype=bool)
+    masks: dict[str, np.ndarray] = {}
+    for name, (top, left, bottom, right) in regions.items():
+        r0 = int(round(face_box.top * h + top * box_h))
+        r1 = int(round(face_box.top * h + bottom * box_h))
+        c0 = int(round(face_box.left * w + left * box_w))
+        c1 = int(round(face_box.left * w + right * box_w))
+        mask = np.zeros((h, w), dtype=bool)
+        mask[max(r0, 0) : max(r1, r0 + 1), max(c0, 0) : max(c1, c0 + 1)] = True
+        mask &= ~taken
+        taken |= mask
+        masks[name] = mask
+    return masks
+
+
+def region_time_feature_mask(
+    n_frames: int,
+    size: int | tuple[int, int],
+    segments: int = 4,
+    regions: Mapping[str, np.ndarray] | None = None,
+) -> Tensor:
+    """Feature groups for :func:`attribute` ``"ablation"``: facial region x time segment.
+
+    Returns int64 (1, 1, t, h, w), broadcastable over batch and channels. Group id =
+    ``segment * (n_regions + 1) + region``, where region ``n_regions`` is "rest of the frame"
+    (pixels in no facial region), so each ablation removes one region for a stretch of frames.
+    ``regions`` defaults to :func:`face_region_masks` of the whole frame.
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    regions = face_region_masks((h, w)) if regions is None else regions
+    segments = max(1, min(segments, n_frames))
+    region_id = np.full((h, w), len(regions), dtype=np.int64)
+    for index, mask in enumerate(regions.values()):
+        region_id[np.asarray(mask, dtype=bool)] = index
+    # Frames split into `segments` nearly equal consecutive runs.
+    segment_of_frame = (np.arange(n_frames) * segments) // n_frames
+    ids = segment_of_frame[:, None, None] * (len(regions) + 1) + region_id[None]  # (t, h, w)
+    return torch.from_numpy(ids).reshape(1, 1, n_frames, h, w)  # (t, h, w) -> (1, 1, t, h, w)
+
+
+# ----------------------------------------------------------------------------------------------
+# the learned attention
+
+
+def learned_attention(model: nn.Module, x: Tensor) -> Attribution:
+    """MERANet's own attention, at input resolution.
+
+    Calls ``model.attention_maps(x, upsample=False)`` (one ``AttentionMaps`` per residual attention
+    module). Every module's spatio-temporal map (b, 1, t', h', w') is resized trilinearly
+    (align_corners=False) to the input's (t, h, w) and the modules are averaged with equal weight:
+    each module's map is a sigmoid gate in [0, 1], so the mean is a gate in [0, 1] too, and no
+    module (early, high-resolution or late, coarse) dominates by size. Modules whose spatio-temporal
+    attention is ablated (``None``) are skipped. ``meta["per_module"]`` keeps the upsampled maps
+    (b, m, t, h, w); ``meta["channel"]`` the channel weights (b, c_i) per module (``None`` where
+    ablated); ``meta["modules"]`` the indices of the modules averaged.
+
+    Raises ValueError when the model has no ``attention_maps`` or no module has a spatio-temporal map.
+    """
+    _check_clip_batch(x)
+    if not hasattr(model, "attention_maps"):
+        raise ValueError(f"{type(model).__name__} has no attention_maps(): only MERANet-style models have learned attention")
+    size = tuple(x.shape[2:])
+    with _eval_mode(model), torch.no_grad():
+        maps = list(model.attention_maps(x, upsample=False))
+    volumes, modules, channel = [], [], []
+    for index, item in enumerate(maps):
+        channel.append(None if item.channel is None else item.channel.detach().float().cpu())
+        if item.spatiotemporal is not None:
+            volumes.append(_upsample_volume(item.spatiotemporal.detach(), size).cpu())  # (b, t, h, w)
+            modules.append(index)
+    if not volumes:
+        raise ValueError(f"{type(model).__name__}: every module's spatio-temporal attention is ablated; nothing to show")
+    per_module = torch.stack(volumes, dim=1)  # m x (b, t, h, w) -> (b, m, t, h, w)
+    return Attribution(
+        map=per_module.mean(dim=1),
+        method="attention",
+        signed=False,
+        target=None,
+        meta={"per_module": per_module, "channel": channel, "modules": modules},
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Captum wrappers
+
+
+def attribute(
+    model: nn.Module,
+    x: Tensor,
+    method: str = "ig",
+    target: int | Sequence[int] | Tensor | None = None,
+    *,
+    baseline: str | Tensor | float = "onset",
+    n_steps: int = 32,
+    internal_batch_size: int | None = 4,
+    layer: str | nn.Module | None = None,
+    relu: bool = True,
+    window: tuple[int, int, int] | None = None,
+    stride: tuple[int, int, int] | None = None,
+    feature_mask: Tensor | None = None,
+    segments: int = 4,
+    perturbations_per_eval: int = 8,
+    noise_tunnel: bool = False,
+    nt_samples: int = 8,
+    nt_type: str = "smoothgrad",
+    nt_stdevs: float | None = None,
+    blur_sigma: float = 4.0,
+) -> Attribution:
+    """Attribute the class score of ``model`` on clips ``x`` (b, c, t, h, w) to frames and pixels.
+
+    ``method``: ``"ig"``, ``"gradcam"``, ``"occlusion"``, ``"ablation"`` or ``"attention"`` (the
+    learned attention, :func:`learned_attention`; class-independent, ``target`` ignored).
+    ``target``: class per clip (int, sequence or tensor); None explains the predicted class.
+
+    - IG: ``baseline`` ("onset" default, "zeros", "blur", number or tensor; :func:`ig_baseline`),
+      ``n_steps`` (32), ``internal_batch_size`` (4; bounds memory: unset, all b * n_steps clips go
+      through the model at once). The convergence delta is returned in ``Attribution.delta``.
+    - Grad-CAM: ``layer`` (name in ``model.named_modules()``, a module, or None = last Conv3d);
+      ``relu`` keeps only positive evidence (classic Grad-CAM). Upsampled trilinearly to (t, h, w).
+    - Occlusion: 3-D ``window`` (t, h, w) and ``stride``; default window (t/2, h/8, w/8) with stride
+      = window, i.e. 2 x 8 x 8 = 128 non-overlapping windows (cost grows with the window count).
+      Occluded pixels take the ``baseline`` values (onset frame by default).
+    - Ablation: ``feature_mask`` (broadcastable to x, int64 group ids) or, by default, facial regions
+      x ``segments`` time segments (:func:`region_time_feature_mask`); ablated groups take ``baseline``.
+    - ``noise_tunnel``: wrap the Captum method in NoiseTunnel (``nt_type``, ``nt_samples``,
+      ``nt_stdevs``; default 15 % of x's value range).
+
+    The model is put in eval mode for the call and restored afterwards; nothing is modified in place.
+    """
+    _check_clip_batch(x)
+    if method not in ATTRIBUTION_METHODS:
+        raise ValueError(f"unknown attribution method {method!r}; choose one of {ATTRIBUTION_METHODS}")
+    if method == "attention":
+        return learned_attention(model, x)
+    x = x.detach()
+    b, c, t, h, w = x.shape
+    meta: dict[str, Any] = {"noise_tunnel": noise_tunnel}
+    delta: Tensor | None = None
+    with _eval_mode(model):
+        target_tensor = _resolve_target(model, x, target)
+        target_arg = target_tensor.to(x.device)
+        from captum.attr import FeatureAblation, IntegratedGradients, LayerGradCam, NoiseTunnel, Occlusion
+
+        kwargs: dict[str, Any] = {"target": target_arg}
+        if method == "ig":
+            explainer: Any = IntegratedGradients(model)
+            kwargs.update(
+                baselines=ig_baseline(x, baseline, blur_sigma=blur_sigma),
+                n_steps=n_steps,
+                internal_batch_size=internal_batch_size,
+                return_convergence_delta=True,
+            )
+            meta.update(baseline=baseline if isinstance(baseline, str) else "custom", n_steps=n_steps)
+        elif method == "gradcam":
+            layer_name, layer_module = _resolve_layer(model, layer)
+            explainer = LayerGradCam(model, layer_module)
+            kwargs.update(relu_attributions=relu)
+            meta.update(layer=layer_name, relu=relu)
+        elif method == "occlusion":
+            window = window or (max(1, t // 2), max(1, h // 8), max(1, w // 8))
+            stride = stride or window
+            explainer = Occlusion(model)
+            kwargs.update(
+                sliding_window_shapes=(c, *window),
+                strides=(c, *stride),
+                baselines=ig_baseline(x, baseline, blur_sigma=blur_sigma),
+                perturbations_per_eval=perturbations_per_eval,
+            )
+            meta.update(window=tuple(window), stride=tuple(stride))
+        else:  # ablation
+            mask = region_time_feature_mask(t, (h, w), segments) if feature_mask is None else feature_mask
+            explainer = FeatureAblation(model)
+            kwargs.update(
+                feature_mask=mask.to(x.device),
+                baselines=ig_baseline(x, baseline, blur_sigma=blur_sigma),
+                perturbations_per_eval=perturbations_per_eval,
+            )
+            meta.update(segments=segments if feature_mask is None else None)
+
+        if method == "ig" and internal_batch_size is not None:
+            # Captum counts internal batches in expanded examples and needs at least one per clip
+            # (per clip and noise sample under a noise tunnel); below that it warns and ignores us.
+            clips_per_pass = b * (nt_samples if noise_tunnel else 1)
+            kwargs["internal_batch_size"] = max(internal_batch_size, clips_per_pass)
+        if noise_tunnel:
+            stdevs = _default_stdev(x) if nt_stdevs is None else nt_stdevs
+            meta.update(nt_type=nt_type, nt_samples=nt_samples, nt_stdevs=stdevs)
+            result = NoiseTunnel(explainer).attribute(x, nt_type=nt_type, nt_samples=nt_samples, stdevs=stdevs, **kwargs)
+        else:
+            result = explainer.attribute(x, **kwargs)
+
+    if method == "ig":
+        raw, delta = result
+        delta = delta.detach().cpu()
+    else:
+        raw = result
+    raw = raw.detach()
+    if method == "gradcam":
+        if raw.dim() != 5:
+            raise ValueError(f"Grad-CAM layer {meta['layer']!r} gives shape {tuple(raw.shape)}; pick a Conv3d layer")
+        heat = _upsample_volume(raw, (t, h, w))  # (b, 1, t', h', w') -> (b, t, h, w)
+        if relu:
+            heat = heat.clamp(min=0)  # interpolation of non-negative values stays non-negative; guard rounding
+    elif method == "ig":
+        heat = raw.float().sum(dim=1)  # (b, c, t, h, w) -> (b, t, h, w): completeness kept
+    else:
+        heat = raw.float().mean(dim=1)  # (b, c, t, h, w) -> (b, t, h, w): same value per channel
+    return Attribution(
+        map=heat.cpu(),
+        method=method,
+        signed=_SIGNED[method] if method != "gradcam" else not relu,
+        target=target_tensor,
+        delta=delta,
+        meta=meta,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# scores
+
+
+def _as_maps(attribution: Attribution | Tensor | np.ndarray) -> np.ndarray:
+    """Non-negative float64 (b, t, h, w) from an Attribution, tensor or array of (b,t,h,w)/(t,h,w)/(h,w)."""
+    if isinstance(attribution, Attribution):
+        values = attribution.magnitude().numpy()
+    elif isinstance(attribution, Tensor):
+        values = attribution.detach().abs().cpu().numpy()
+    else:
+        values = np.abs(np.asarray(attribution))
+    values = values.astype(np.float64)
+    if values.ndim == 2:
+        values = values[None, None]  # (h, w) -> (1, 1, h, w)
+    elif values.ndim == 3:
+        values = values[None]  # (t, h, w) -> (1, t, h, w)
+    if values.ndim != 4:
+        raise ValueError(f"attribution maps must be (b, t, h, w), (t, h, w) or (h, w); got {values.shape}")
+    return values
+
+
+def _as_masks(mask: Tensor | np.ndarray, batch: int, shape: tuple[int, int, int]) -> np.ndarray:
+    """Boolean (b, t, h, w) masks from (h, w), (b, h, w) or (b, t, h, w) (spatial masks hold for every frame)."""
+    values = mask.detach().cpu().numpy() if isinstance(mask, Tensor) else np.asarray(mask)
+    values = values.astype(bool)
+    t, h, w = shape
+    if values.ndim == 2:
+        values = values[None, None]  # (h, w) -> (1, 1, h, w)
+    elif values.ndim == 3:
+        values = values[:, None]  # (b, h, w) -> (b, 1, h, w)
+    if values.ndim != 4 or values.shape[-2:] != (h, w):
+        raise ValueError(f"mask shape {values.shape} does not match attribution frames {(h, w)}")
+    return np.broadcast_to(values, (batch, values.shape[1] if values.shape[1] != 1 else t, h, w))
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Square dilation of boolean (..., h, w) masks by ``radius`` pixels (pointing-game tolerance)."""
+    if radius <= 0:
+        return mask
+    h, w = mask.shape[-2:]
+    padded = np.pad(mask, [(0, 0)] * (mask.ndim - 2) + [(radius, radius), (radius, radius)])
+    grown = np.zeros_like(mask)
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            grown |= padded[..., dy : dy + h, dx : dx + w]
+    return grown
+
+
+def region_scores(
+    attribution: Attribution | Tensor | np.ndarray,
+    mask: Tensor | np.ndarray,
+    tolerance: int = 0,
+) -> pd.DataFrame:
+    """How well each clip's map finds the true region: one row per clip.
+
+    ``attribution``: (b, t, h, w) (also (t, h, w) or (h, w)); absolute values are scored.
+    ``mask``: boolean true region, (h, w), (b, h, w) (same region in every frame, SynthME's motion
+    mask) or (b, t, h, w).
+
+    Columns: ``mass_in_region``, the share of the clip's absolute attribution mass inside the region
+    (1.0 when all mass is inside, ≈ region fraction for a map that knows nothing); ``pointing_hit``,
+    whether the pixel of largest time-summed mass lies in the region (dilated by ``tolerance``
+    pixels), the pointing game; ``region_fraction``, the share of the clip's volume inside the
+    region, which is what both scores equal at chance. A map with zero mass scores NaN / False.
+    """
+    maps = _as_maps(attribution)
+    b, t, h, w = maps.shape
+    masks = _as_masks(mask, b, (t, h, w))
+    total = maps.sum(axis=(1, 2, 3))
+    inside = (maps * masks).sum(axis=(1, 2, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mass = np.where(total > 0, inside / np.where(total > 0, total, 1.0), np.nan)
+    energy = maps.sum(axis=1).reshape(b, h * w)  # (b, t, h, w) -> (b, h*w): where over the clip
+    peak = energy.argmax(axis=1)
+    hit_region = _dilate(masks.any(axis=1), tolerance).reshape(b, h * w)  # (b, h, w) -> (b, h*w)
+    hits = hit_region[np.arange(b), peak] & (total > 0)
+    fraction = masks.reshape(b, -1).mean(axis=1)  # (b, t, h, w) -> (b, t*h*w)
+    return pd.DataFrame({"mass_in_region": mass, "pointing_hit": hits, "region_fraction": fraction})
+
+
+def random_baseline(
+    mask: Tensor | np.ndarray,
+    n_frames: int = 1,
+    draws: int = 32,
+    seed: int = 0,
+    smooth_sigma: float = 0.0,
+    tolerance: int = 0,
+) -> pd.DataFrame:
+    """Scores of random maps against the same masks: the chance level each method must beat.
+
+    For every clip (mask (b, h, w), (h, w) or (b, t, h, w)) draws ``draws`` maps of i.i.d. uniform
+    noise of ``n_frames`` frames (optionally Gaussian-smoothed in space by ``smooth_sigma`` pixels,
+    to mimic the blobby look of real maps) and averages :func:`region_scores` over the draws.
+    Returns one row per clip with ``mass_in_region`` and ``pointing_hit`` (a rate in [0, 1]) and
+    ``region_fraction``.
+    """
+    values = mask.detach().cpu().numpy() if isinstance(mask, Tensor) else np.asarray(mask)
+    if values.ndim == 2:
+        values = values[None]  # (h, w) -> (1, h, w)
+    if values.ndim == 4:
+        n_frames = values.shape[1]
+    b, h, w = values.shape[0], values.shape[-2], values.shape[-1]
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for draw in range(draws):
+        noise = torch.rand((b, 1, n_frames, h, w), generator=generator)
+        if smooth_sigma > 0:
+            noise = blur_clip(noise, smooth_sigma)
+        scores = region_scores(noise[:, 0], values, tolerance=tolerance)  # (b, 1, t, h, w) -> (b, t, h, w)
+        scores["draw"] = draw
+        scores["clip"] = np.arange(b)
+        rows.append(scores)
+    table = pd.concat(rows, ignore_index=True)
+    table["pointing_hit"] = table["pointing_hit"].astype(float)
+    return table.groupby("clip")[["mass_in_region", "pointing_hit", "region_fraction"]].mean().reset_index(drop=True)
+
+
+def agreement(a: Attribution | Tensor | np.ndarray, b: Attribution | Tensor | np.ndarray) -> np.ndarray:
+    """Spearman rank correlation between two maps of the same clips, one value per clip (b,).
+
+    Absolute values are ranked (where a method looks, not which sign it gives). NaN when a map is
+    constant (no ranking).
+    """
+    first, second = _as_maps(a), _as_maps(b)
+    if first.shape != second.shape:
+        raise ValueError(f"maps differ in shape: {first.shape} vs {second.shape}")
+    out = np.empty(first.shape[0])
+    for index in range(first.shape[0]):
+        x_flat, y_flat = first[index].ravel(), second[index].ravel()
+        if np.ptp(x_flat) == 0 or np.ptp(y_flat) == 0:
+            out[index] = np.nan
+        else:
+            out[index] = spearmanr(x_flat, y_flat).statistic
+    return out
+
+
+def agreement_table(attributions: Mapping[str, Attribution], reference: str = "attention") -> pd.DataFrame:
+    """Rank correlation of every method with ``reference`` (the learned attention): rows clip x method."""
+    if reference not in attributions:
+        raise ValueError(f"reference {reference!r} not among the maps {list(attributions)}")
+    rows = []
+    for name, attr in attributions.items():
+        if name == reference:
+            continue
+        for clip, rho in enumerate(agreement(attributions[reference], attr)):
+            rows.append({"clip": clip, "method": name, "reference": reference, "spearman": rho})
+    return pd.DataFrame(rows, columns=["clip", "method", "reference", "spearman"])
+
+
+def frame_curve(attribution: Attribution | Tensor | np.ndarray) -> np.ndarray:
+    """Share of each clip's absolute attribution mass per frame, (b, t); rows sum to 1 (0 for empty maps)."""
+    maps = _as_maps(attribution)
+    per_frame = maps.sum(axis=(2, 3))  # (b, t, h, w) -> (b, t)
+    total = per_frame.sum(axis=1, keepdims=True)
+    return np.divide(per_frame, total, out=np.zeros_like(per_frame), where=total > 0)
+
+
+def region_mass_over_time(
+    attribution: Attribution | Tensor | np.ndarray,
+    regions: Mapping[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Share of each clip's absolute mass per facial region and frame (long table).
+
+    ``regions`` defaults to :func:`face_region_masks` of the frame size; pixels in no region are
+    reported as ``"other"``. Columns: clip, frame, region, mass (shares over regions and frames of
+    one clip sum to 1).
+    """
+    maps = _as_maps(attribution)
+    b, t, h, w = maps.shape
+    regions = face_region_masks((h, w)) if regions is None else regions
+    total = maps.sum(axis=(1, 2, 3))
+    total = np.where(total > 0, total, 1.0)
+    named = list(regions.items())
+    covered = np.zeros((h, w), dtype=bool)
+    for _, mask in named:
+        covered |= np.asarray(mask, dtype=bool)
+    named.append(("other", ~covered))
+    frames = []
+    for name, mask in named:
+        mass = (maps * np.asarray(mask, dtype=bool)).sum(axis=(2, 3)) / total[:, None]  # (b, t)
+        clips, frame_index = np.meshgrid(np.arange(b), np.arange(t), indexing="ij")
+        frames.append(pd.DataFrame({"clip": clips.ravel(), "frame": frame_index.ravel(), "region": name, "mass": mass.ravel()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def event_positions(onset: int, apex: int | None, offset: int, n_frames: int) -> dict[str, float]:
+    """Where onset, apex and offset (sheet frame numbers) fall among the clip's ``n_frames`` positions.
+
+    Assumes the temporal normalisation maps the span onset..offset linearly onto positions
+    0..n_frames-1 (what resampling a clip to a fixed length does). Apex None (SMIC) is left out.
+    """
+    span = max(offset - onset, 1)
+    scale = (n_frames - 1) / span
+
+    def to_position(frame: int) -> float:
+        return float(np.clip((frame - onset) * scale, 0, n_frames - 1))
+
+    events = {"onset": to_position(onset), "offset": to_position(offset)}
+    if apex is not None and not pd.isna(apex):
+        events["apex"] = to_position(int(apex))
+    return events
+
+
+# ----------------------------------------------------------------------------------------------
+# dataset-level scoring (one call for the explain notebook)
+
+
+def score_methods(
+    model: nn.Module,
+    dataset: Sequence[tuple[Tensor, int]],
+    masks: Tensor | np.ndarray,
+    methods: Sequence[str] = ("ig", "gradcam", "attention"),
+    *,
+    target: str = "label",
+    batch_size: int = 4,
+    random_draws: int = 32,
+    tolerance: int = 0,
+    method_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> pd.DataFrame:
+    """Score every method (and random maps) against the true motion masks, over a whole dataset.
+
+    ``dataset[i]`` gives ``(x (c, t, h, w), label)`` (e.g. ``ClipDataset``); ``masks[i]`` is clip
+    i's true region (h, w) in the same preprocessed space (e.g. ``store.masks[positions]``).
+    ``target="label"`` explains the true class, ``"pred"`` the predicted one. Methods the model
+    cannot give (``"attention"`` without ``attention_maps``) are skipped.
+    ``method_kwargs`` passes settings per method, e.g. ``{"ig": {"n_steps": 16}}``.
+
+    Returns a long DataFrame, one row per clip x method (``"random"`` included): clip, label, pred,
+    method, mass_in_region, pointing_hit, region_fraction, and ``spearman_attention`` (agreement
+    with the learned attention, NaN when the model has none). Summarise with :func:`summarise_scores`.
+    """
+    if target not in ("label", "pred"):
+        raise ValueError(f"target must be 'label' or 'pred', got {target!r}")
+    method_kwargs = dict(method_kwargs or {})
+    masks_array = masks.detach().cpu().numpy() if isinstance(masks, Tensor) else np.asarray(masks)
+    if len(masks_array) != len(dataset):
+        raise ValueError(f"{len(masks_array)} masks for {len(dataset)} clips: masks must align with the dataset")
+    usable = [m for m in methods if m != "attention" or hasattr(model, "attention_maps")]
+    model = model.to(device)
+    tables = []
+    starts = range(0, len(dataset), batch_size)
+    for start in tqdm(starts, desc="explain", disable=not progress):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        x = torch.stack([torch.as_tensor(item[0]) for item in items]).to(device)  # b x (c, t, h, w) -> (b, c, t, h, w)
+        labels = torch.as_tensor([int(item[1]) for item in items])
+        with _eval_mode(model), torch.no_grad():
+            preds = model(x).argmax(dim=1).cpu()
+        explained = labels if target == "label" else preds
+        batch_masks = masks_array[start : start + len(items)]
+        maps: dict[str, Attribution] = {}
+        for method in usable:
+            maps[method] = attribute(model, x, method, target=explained, **method_kwargs.get(method, {}))
+        scored = {name: region_scores(attr, batch_masks, tolerance=tolerance) for name, attr in maps.items()}
+        scored["random"] = random_baseline(batch_masks, n_frames=x.shape[2], draws=random_draws, seed=start, tolerance=tolerance)
+        for name, table in scored.items():
+            table = table.copy()
+            table.insert(0, "method", name)
+            table.insert(0, "pred", preds.numpy())
+            table.insert(0, "label", labels.numpy())
+            table.insert(0, "clip", np.arange(start, start + len(items)))
+            if "attention" in maps and name not in ("attention", "random"):
+                table["spearman_attention"] = agreement(maps["attention"], maps[name])
+            else:
+                table["spearman_attention"] = np.nan
+            table["pointing_hit"] = table["pointing_hit"].astype(float)
+            tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def summarise_scores(scores: pd.DataFrame, by: Sequence[str] = ("method", "label")) -> pd.DataFrame:
+    """Mean scores of :func:`score_methods` per method and class (or any grouping), with clip counts.
+
+    Adds ``mass_over_chance``: mean mass in region divided by mean region fraction (1 = chance).
+    """
+    grouped = scores.groupby(list(by), dropna=False)
+    summary = grouped[["mass_in_region", "pointing_hit", "region_fraction", "spearman_attention"]].mean()
+    summary["clips"] = grouped.size()
+    summary["mass_over_chance"] = summary["mass_in_region"] / summary["region_fraction"]
+    return summary.reset_index()
+
