@@ -25,7 +25,7 @@ from merkit.models import (
 from merkit.models.meranet import ChannelAttention3d, SpatioTemporalAttention3d
 
 MERANET_FAMILY = ["meranet", "meranet_small", "meranet_no_attention", "meranet_channel_only", "meranet_st_only"]
-REQUIRED = MERANET_FAMILY
+REQUIRED = MERANET_FAMILY + ["stcnn", "resnet3d", "ststnet", "offapexnet"]
 
 # Tiny trunks: two stages of 8 and 16 channels on 1×8×16×16 clips.
 TINY_TRUNK = dict(
@@ -327,8 +327,7 @@ def test_ablations_remove_exactly_the_attention_parameters(sizes):
     assert counts["meranet_st_only"] == counts["meranet_no_attention"] + st
     assert counts["meranet"] == counts["meranet_no_attention"] + ca + st
     resnet_extra = {k: v for k, v in extra.items() if k != "reduction"}
-    if "resnet3d" in list_models():
-        assert _count(create_model("resnet3d", **resnet_extra)) == counts["meranet_no_attention"]
+    assert _count(create_model("resnet3d", **resnet_extra)) == counts["meranet_no_attention"]
 
 
 @pytest.mark.parametrize(
@@ -386,3 +385,46 @@ def test_models_table_has_one_row_per_model_with_summary_numbers():
     assert row["params"] == summary["params"] and row["flops"] == summary["flops"]
     assert row["input"] == "1×16×32×32"
     assert (table["params"] > 0).all() and (table["flops"] > 0).all()
+
+
+# ---------------------------------------------------------------------------------------- baselines
+def test_stcnn_follows_the_paper_layers_and_rejects_too_short_clips():
+    model = create_model("stcnn", frames=18)
+    assert model.conv.out_channels == 32 and model.conv.kernel_size == (15, 3, 3)  # 3×3×15 (h, w, t)
+    assert model.pool.kernel_size == (3, 3, 3)  # the paper's pool of 3 once T allows it
+    assert model.dense.out_features == 128
+    with torch.no_grad():
+        features = model.forward_features(model.input_spec.example(batch_size=1))
+    assert features.flatten(1).shape[1] == model.dense.in_features
+    with pytest.raises(ValueError, match="needs T >= 15"):
+        create_model("stcnn", frames=12)
+
+
+def test_ststnet_has_three_branches_of_3_5_8_filters_and_400_features_at_28():
+    model = create_model("ststnet")
+    assert model.input_spec == InputSpec(kind="flow", channels=3, frames=None, size=28)
+    assert [branch[0].out_channels for branch in model.branches] == [3, 5, 8]
+    with torch.no_grad():
+        features = model.forward_features(model.input_spec.example(batch_size=2))
+    assert features.shape == (2, 16, 5, 5)
+    assert model.head.in_features == 400
+
+
+def test_offapexnet_streams_see_only_their_own_flow_component():
+    model = tiny_model("offapexnet").eval()
+    assert model.input_spec == InputSpec(kind="flow", channels=2, frames=None, size=28)
+    x = model.input_spec.example(batch_size=2, seed=0)
+    changed_v = torch.cat([x[:, 0:1], x[:, 1:2] + 1.0], dim=1)  # (b, 1, h, w) × 2 -> (b, 2, h, w)
+    with torch.no_grad():
+        assert torch.equal(model.stream_u(x[:, 0:1]), model.stream_u(changed_v[:, 0:1]))
+        assert not torch.equal(model.forward_features(x), model.forward_features(changed_v))
+
+
+def test_resnet3d_has_no_attention_and_reports_none_maps():
+    model = tiny_model("resnet3d").eval()
+    assert not any(isinstance(m, (ChannelAttention3d, SpatioTemporalAttention3d)) for m in model.modules())
+    with torch.no_grad():
+        maps = model.attention_maps(model.input_spec.example(batch_size=1), upsample=True)
+    assert maps and all(m.channel is None and m.spatiotemporal is None for m in maps)
+    with pytest.raises(ValueError, match="does not take \\['attention'\\]"):
+        create_model("resnet3d", attention="both")

@@ -12,6 +12,8 @@ See docs/models.md for the table of models and which MERANet choices are assumpt
 
 # Registration order is listing order: the MERANet family first, then the baselines.
 from merkit.models import meranet as _meranet  # noqa: F401, I001  (registers the MERANet family)
+from merkit.models import baselines as _baselines  # noqa: F401, I001  (registers the baselines)
+from merkit.models.baselines import MicroExpSTCNN, OffApexNet, ResNet3d, STSTNet
 from merkit.models.meranet import MERANet
 from merkit.models.registry import create_model, list_models, model_entry, register_model
 from merkit.models.specs import AttentionMaps, InputShapeError, InputSpec
@@ -29,4 +31,8 @@ __all__ = [
     "InputShapeError",
     "AttentionMaps",
     "MERANet",
+    "MicroExpSTCNN",
+    "ResNet3d",
+    "STSTNet",
+    "OffApexNet",
 ]
