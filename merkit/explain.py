@@ -149,8 +149,13 @@ def ig_baseline(x: Tensor, kind: str | Tensor | float = "onset", *, blur_sigma: 
 
 
 def last_conv3d_name(model: nn.Module) -> str:
-    """Name (as in ``model.named_modules()``) of the last Conv3d of the model: Grad-CAM's default layer."""
+    """Name (as in ``model.named_modules()``) of the last Conv3d with more than one output channel.
+
+    Grad-CAM's default layer for models without a ``cam_layer`` attribute (MERANet has one).
+    """
     names = [name for name, module in model.named_modules() if isinstance(module, nn.Conv3d)]
+    # A one-channel conv (an attention gate's) has no channels for Grad-CAM to weigh: skip those.
+    names = [n for n in names if dict(model.named_modules())[n].out_channels > 1] or names
     if not names:
         raise ValueError(f"{type(model).__name__} has no Conv3d layer: Grad-CAM needs a named 3-D layer")
     return names[-1]
@@ -162,6 +167,9 @@ def _resolve_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str
             if module is layer:
                 return name, module
         raise ValueError(f"layer {type(layer).__name__} is not a submodule of {type(model).__name__}")
+    if layer is None and isinstance(getattr(model, "cam_layer", None), nn.Module):
+        # Models name their own Grad-CAM layer (MERANet: the last residual module).
+        return _resolve_layer(model, model.cam_layer)
     name = last_conv3d_name(model) if layer is None else layer
     modules = dict(model.named_modules())
     if name not in modules:
@@ -373,7 +381,8 @@ def attribute(
     - IG: ``baseline`` ("onset" default, "zeros", "blur", number or tensor; :func:`ig_baseline`),
       ``n_steps`` (32), ``internal_batch_size`` (4; bounds memory: unset, all b * n_steps clips go
       through the model at once). The convergence delta is returned in ``Attribution.delta``.
-    - Grad-CAM: ``layer`` (name in ``model.named_modules()``, a module, or None = last Conv3d);
+    - Grad-CAM: ``layer`` (name in ``model.named_modules()``, a module, or None = the model's
+      ``cam_layer`` when it has one, else the last Conv3d, :func:`last_conv3d_name`);
       ``relu`` keeps only positive evidence (classic Grad-CAM). Upsampled trilinearly to (t, h, w).
     - Occlusion: 3-D ``window`` (t, h, w) and ``stride``; default window (t/2, h/8, w/8) with stride
       = window, i.e. 2 x 8 x 8 = 128 non-overlapping windows (cost grows with the window count).
@@ -699,8 +708,8 @@ def score_methods(
 
     ``dataset[i]`` gives ``(x (c, t, h, w), label)`` (e.g. ``ClipDataset``); ``masks[i]`` is clip
     i's true region (h, w) in the same preprocessed space (e.g. ``store.masks[positions]``).
-    ``target="label"`` explains the true class, ``"pred"`` the predicted one. Methods the model
-    cannot give (``"attention"`` without ``attention_maps``) are skipped.
+    ``target="label"`` explains the true class, ``"pred"`` the predicted one. ``"attention"`` is
+    skipped for models without learned spatio-temporal attention (baselines, ablations).
     ``method_kwargs`` passes settings per method, e.g. ``{"ig": {"n_steps": 16}}``.
 
     Returns a long DataFrame, one row per clip x method (``"random"`` included): clip, label, pred,
@@ -713,7 +722,7 @@ def score_methods(
     masks_array = masks.detach().cpu().numpy() if isinstance(masks, Tensor) else np.asarray(masks)
     if len(masks_array) != len(dataset):
         raise ValueError(f"{len(masks_array)} masks for {len(dataset)} clips: masks must align with the dataset")
-    usable = [m for m in methods if m != "attention" or hasattr(model, "attention_maps")]
+    usable = list(methods)
     model = model.to(device)
     tables = []
     starts = range(0, len(dataset), batch_size)
@@ -726,8 +735,13 @@ def score_methods(
         explained = labels if target == "label" else preds
         batch_masks = masks_array[start : start + len(items)]
         maps: dict[str, Attribution] = {}
-        for method in usable:
-            maps[method] = attribute(model, x, method, target=explained, **method_kwargs.get(method, {}))
+        for method in list(usable):
+            try:
+                maps[method] = attribute(model, x, method, target=explained, **method_kwargs.get(method, {}))
+            except ValueError:
+                if method != "attention":
+                    raise
+                usable.remove(method)  # no learned attention (baseline, or every module ablated)
         scored = {name: region_scores(attr, batch_masks, tolerance=tolerance) for name, attr in maps.items()}
         scored["random"] = random_baseline(batch_masks, n_frames=x.shape[2], draws=random_draws, seed=start, tolerance=tolerance)
         for name, table in scored.items():
