@@ -1,0 +1,274 @@
+"""The ``merkit`` command: ``pipeline``, ``demo``, ``prepare``, ``predict``, ``models``.
+
+Every command has ``--help``. User errors (an unknown parameter, a missing data_root, a notebook that fails)
+end with a one-line ``merkit: error: …`` on stderr and a non-zero exit code, without a traceback:
+
+- exit 2: bad command line or parameters (nothing was run),
+- exit 1: a notebook or a command failed while running.
+
+Heavy libraries (torch, papermill) are imported inside the commands so ``merkit --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad path, bad option); reported in one line, exit code 2."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# pipeline / demo
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _collect_params(param_files: Sequence[str], overrides: Sequence[Sequence[str]]) -> tuple[dict[str, Any], set[str]]:
+    """Merge YAML files (later wins) then ``-p name value`` overrides; return params and the names typed raw."""
+    from merkit.pipeline import load_params_file
+
+    params: dict[str, Any] = {}
+    for path in param_files:
+        params.update(load_params_file(path))
+    raw = set()
+    for name, value in overrides:
+        params[name] = value
+        raw.add(name)
+    return params, raw
+
+
+def _print_result(result: Any) -> None:
+    from merkit.pipeline import headline_metrics
+
+    for run in result.notebooks:
+        print(f"  {run.name:<14} {run.status:<9} {run.seconds:7.1f} s  {run.html or run.output}")
+    metrics = headline_metrics(result.metrics, limit=8)
+    if metrics:
+        print("headline metrics (pooled over all folds):")
+        for key, value in metrics:
+            shown = f"{value:.4f}" if isinstance(value, float) else value
+            print(f"  {key:<28} {shown}")
+    else:
+        print("no metrics.json was written by these notebooks")
+    print(f"index: {result.index_html}")
+
+
+def _run_pipeline_command(args: argparse.Namespace, param_files: Sequence[str]) -> int:
+    from merkit.pipeline import resolve_notebooks, run_pipeline, check_parameters, notebook_parameters
+
+    params, raw = _collect_params(param_files, args.param or [])
+    if args.list_params:
+        sources = resolve_notebooks(args.notebooks, args.notebook_dir)
+        check_parameters(params, sources, raw)
+        for source in sources:
+            print(source.name)
+            for name, info in notebook_parameters(source).items():
+                print(f"  {name}: {info['inferred_type_name']} = {info['default']}  # {info['help']}")
+        return 0
+    run_dir = args.run_dir or params.get("run_dir")
+    if not run_dir:
+        run_dir = f"runs/run-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    params.pop("run_dir", None)
+    print(f"merkit: running {len(args.notebooks)} notebook(s) into {Path(run_dir).resolve()}", file=sys.stderr)
+    result = run_pipeline(
+        run_dir,
+        params,
+        args.notebooks,
+        notebook_dir=args.notebook_dir,
+        cell_timeout=args.cell_timeout,
+        resume=not args.no_resume,
+        progress=not args.quiet,
+        raw_names=raw,
+    )
+    _print_result(result)
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    return _run_pipeline_command(args, args.params or [])
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from merkit.pipeline import DEMO_PARAMS
+
+    return _run_pipeline_command(args, [str(DEMO_PARAMS), *(args.params or [])])
+
+
+def _add_pipeline_options(parser: argparse.ArgumentParser, default_run_dir: str | None) -> None:
+    from merkit.pipeline import DEFAULT_CELL_TIMEOUT, DEFAULT_ORDER
+
+    parser.add_argument(
+        "--run-dir",
+        default=default_run_dir,
+        help="run directory to write into (default: %(default)s)" if default_run_dir else "run directory "
+        "(default: runs/run-<timestamp>)",
+    )
+    parser.add_argument("--params", action="append", metavar="FILE.yaml", help="YAML file of name: value (repeatable; later wins)")
+    parser.add_argument(
+        "-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+        help="set one notebook parameter; VALUE is read as a YAML scalar (repeatable; wins over --params)",
+    )
+    parser.add_argument(
+        "--notebooks", nargs="+", default=list(DEFAULT_ORDER), metavar="NB",
+        help="notebooks to run, in order (names or paths; default: %(default)s)",
+    )
+    parser.add_argument("--notebook-dir", default=None, help="where notebook names are looked up (default: the kit's notebooks/)")
+    parser.add_argument(
+        "--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="SECONDS",
+        help="give up on a cell after this many seconds (default: %(default)s)",
+    )
+    parser.add_argument("--no-resume", action="store_true", help="re-execute every notebook even if an identical run exists")
+    parser.add_argument("--list-params", action="store_true", help="print each notebook's parameters and exit")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# models / prepare / predict
+# ----------------------------------------------------------------------------------------------------------
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from merkit.models import models_table
+
+    table = models_table()
+    print(table.to_string() if hasattr(table, "to_string") else table)
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from merkit.prepare import prepare_dataset
+
+    summary = prepare_dataset(
+        dataset=args.dataset,
+        data_root=args.data_root,
+        protocol=args.protocol,
+        cache_dir=args.cache_dir,
+        generate=args.generate,
+        size=args.size,
+        frames=args.frames,
+        progress=not args.quiet,
+    )
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from merkit.predict import predict_clip
+
+    if not args.run and not args.checkpoint:
+        raise UserError("predict needs --run RUN_DIR or --checkpoint FILE")
+    prediction = predict_clip(
+        args.clip,
+        run_dir=args.run,
+        checkpoint=args.checkpoint,
+        onset=args.onset,
+        offset=args.offset,
+        out_dir=args.out,
+        device=args.device,
+    )
+    print(prediction.describe())
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# argument parser and entry point
+# ----------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="merkit",
+        description="merkit: micro-expression recognition research kit (MERANet, LOSO, Captum).",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser(
+        "pipeline",
+        help="execute the notebooks in order with papermill into a run directory",
+        description="Execute notebooks/01_data … 04_explain with papermill into RUN_DIR/notebooks/, export them "
+        "to HTML and write RUN_DIR/index.html. Parameter names are checked against the notebooks first.",
+    )
+    _add_pipeline_options(p, None)
+    p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser(
+        "demo",
+        help="the default SynthME run (what `make demo` calls)",
+        description="Run the whole pipeline on a generated SynthME dataset with notebooks/demo.yaml "
+        "(extra --params / -p override it) and print the headline metrics and the index page.",
+    )
+    _add_pipeline_options(p, "runs/demo")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "prepare",
+        help="generate SynthME and/or build a manifest and the preprocessed clip store",
+        description="Build the manifest of DATASET under --data-root (generating SynthME there first with "
+        "--generate) and preprocess every clip into the clip store under --cache-dir.",
+    )
+    p.add_argument("--dataset", default="synthme", help="dataset key (default: %(default)s)")
+    p.add_argument("--data-root", required=True, help="dataset directory (for --generate: where SynthME is written)")
+    p.add_argument("--protocol", default=None, help="class protocol (default: the dataset's default)")
+    p.add_argument("--cache-dir", default=None, help="clip store directory (default: DATA_ROOT/.merkit_cache)")
+    p.add_argument("--generate", action="store_true", help="generate SynthME into --data-root first")
+    p.add_argument("--size", type=int, default=None, help="crop size in pixels (default: the preprocessing default)")
+    p.add_argument("--frames", type=int, default=None, help="frames after temporal normalisation (default: as above)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser(
+        "predict",
+        help="classify one video or frame folder with a trained model",
+        description="Face crop, temporal normalisation, class probabilities and an attention overlay PNG "
+        "for one clip (a video file or a folder of frames), with the model of a run or a checkpoint.",
+    )
+    p.add_argument("clip", metavar="VIDEO_OR_FRAME_FOLDER")
+    p.add_argument("--run", default=None, help="run directory whose trained model to use (e.g. runs/demo)")
+    p.add_argument("--checkpoint", default=None, help="model checkpoint file (instead of --run)")
+    p.add_argument("--onset", type=int, default=None, help="onset frame number (default: first frame)")
+    p.add_argument("--offset", type=int, default=None, help="offset frame number (default: last frame)")
+    p.add_argument("--out", default=None, help="where to write the overlay PNG and prediction.json (default: beside the run)")
+    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("models", help="print the model registry", description="Print every registered model with "
+                       "its input kind, size and parameter count.")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``merkit`` (and ``python -m merkit.cli``); returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from merkit.pipeline import ParameterError, PipelineError
+
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, ParameterError) as err:
+        if args.debug:
+            raise
+        print(f"merkit: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except PipelineError as err:
+        if args.debug:
+            raise
+        print(f"merkit: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("merkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,544 @@
+"""Run the notebooks in order with papermill: the batch face of the kit (`merkit pipeline`, `make demo`).
+
+A pipeline run executes ``notebooks/01_data … 04_explain`` (or any list of notebooks) into one run directory::
+
+    run_dir/
+      notebooks/01_data.ipynb  01_data.html  …   executed copies and their HTML export
+      notebooks/pipeline_state.json               what each executed notebook was run with (for resume)
+      pipeline_params.yaml                         the parameters of the last run, as given
+      index.html                                   links to every notebook + the headline metrics
+      …                                            whatever the notebooks write (metrics.json, figures/, …)
+
+Contract:
+
+- Every parameter name is checked against ``papermill.inspect_notebook`` of all notebooks BEFORE anything runs:
+  papermill itself only warns about an unknown name and the notebook's own default silently wins.
+  Values are checked against the declared type (``epochs: int = 3`` refuses ``"three"``).
+- Each notebook receives only the parameters it declares, plus ``run_dir`` and ``data_root`` (absolute paths).
+- Executed notebooks are written atomically: papermill writes into a hidden partial file that is renamed into
+  place on success, so a failed run never clobbers the notebooks that ran before it. The failed notebook is
+  kept as ``NN_name.failed.ipynb`` (and ``.failed.html``) to read the error in context.
+- A failing cell raises :class:`PipelineError` naming the notebook, the cell (position in the source
+  notebook, 1-based), the exception type and message. Bad parameters raise :class:`ParameterError`.
+- ``resume=True`` skips a notebook whose executed copy exists and was run with the same source and
+  parameters, as long as every notebook before it was skipped too (later notebooks read earlier artefacts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
+
+#: Where the kit's notebooks live (the repository's ``notebooks/``, next to the package in an editable install).
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+#: The notebooks of a full run, in order.
+DEFAULT_ORDER: tuple[str, ...] = ("01_data", "02_train", "03_loso", "04_explain")
+#: Parameters every notebook receives whether or not it is asked for them by name.
+COMMON_PARAMETERS: tuple[str, ...] = ("run_dir", "data_root")
+#: The default parameter file of `merkit demo` / `make demo`.
+DEMO_PARAMS = NOTEBOOK_DIR / "demo.yaml"
+#: Seconds one cell may run before the pipeline gives up on it (papermill has no limit unless told).
+DEFAULT_CELL_TIMEOUT = 1800
+STATE_FILE = "pipeline_state.json"
+
+# Keys shown first in the index page's metrics table, in this order, when metrics.json has them.
+_HEADLINE_KEYS = ("uf1", "uar", "accuracy", "acc", "n_samples", "n_subjects", "n_folds", "model", "protocol")
+
+
+class ParameterError(ValueError):
+    """A parameter name, value or path the notebooks cannot use; raised before any notebook runs."""
+
+
+class PipelineError(RuntimeError):
+    """A notebook failed while executing.
+
+    Attributes name the notebook, the failing cell (1-based position in the source notebook, ``None`` when
+    unknown), the exception type/message raised in the kernel and the path of the partial executed notebook.
+    """
+
+    def __init__(
+        self,
+        notebook: str,
+        cell: int | None,
+        ename: str,
+        evalue: str,
+        output: Path | None = None,
+        source_line: str = "",
+    ):
+        self.notebook = notebook
+        self.cell = cell
+        self.ename = ename
+        self.evalue = evalue
+        self.output = output
+        self.source_line = source_line
+        where = f"cell {cell}" if cell is not None else "an unknown cell"
+        message = f"notebook {notebook} failed at {where}"
+        if source_line:
+            message += f" ({source_line!r})"
+        message += f": {ename}: {evalue}"
+        if output is not None:
+            message += f" [executed copy with the error: {output}]"
+        super().__init__(message)
+
+
+@dataclass
+class NotebookRun:
+    """One notebook of a pipeline run."""
+
+    name: str  # e.g. "01_data"
+    source: Path  # the notebook as committed
+    output: Path  # executed copy in run_dir/notebooks/
+    html: Path | None  # HTML export of the executed copy
+    status: str  # "executed" | "skipped" (resumed) | "failed"
+    seconds: float = 0.0
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PipelineResult:
+    """What `run_pipeline` did: the notebooks, the index page, and the run's headline metrics (may be empty)."""
+
+    run_dir: Path
+    notebooks: list[NotebookRun]
+    index_html: Path
+    metrics: dict[str, Any]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Parameters: files, overrides, checking
+# ----------------------------------------------------------------------------------------------------------
+
+
+def load_params_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping of parameter name -> value; an empty file is an empty mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParameterError(f"parameter file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParameterError(f"parameter file {path} is not valid YAML: {err}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ParameterError(f"parameter file {path} must hold a mapping of name: value, not {type(loaded).__name__}")
+    return {str(k): v for k, v in loaded.items()}
+
+
+def parse_override(text: str) -> Any:
+    """Parse the value of ``-p name value`` as a YAML scalar (``3`` -> 3, ``true`` -> True, ``1e-3`` -> 0.001).
+
+    Values of parameters declared ``str`` are later taken verbatim instead (see `check_parameters`), so a
+    subject id such as ``006`` is not turned into the number 6.
+    """
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str) and value.lower() in ("nan", "+inf", "-inf", "inf"):
+        return float(value)
+    if isinstance(value, (dict, list)):
+        return text  # papermill parameters are scalars; keep what was typed
+    # YAML 1.1 reads 1e-3 as a string (no dot); the user meant a number.
+    if isinstance(value, str):
+        try:
+            return float(value) if any(ch in value for ch in ".eE") else value
+        except ValueError:
+            return value
+    return value
+
+
+@dataclass(frozen=True)
+class _Declared:
+    name: str
+    type_name: str  # as papermill inferred it: "int", "float", "str", "bool", "None", …
+    default: str
+    help: str
+    notebook: str
+
+
+def notebook_parameters(path: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """The parameters a notebook declares in its ``parameters`` cell, as `papermill.inspect_notebook` gives them.
+
+    Raises `ParameterError` if the notebook does not exist.
+    """
+    import papermill
+
+    path = Path(path)
+    if not path.is_file():
+        raise ParameterError(f"notebook {path} does not exist")
+    return papermill.inspect_notebook(str(path))
+
+
+def resolve_notebooks(
+    notebooks: Iterable[str | os.PathLike] = DEFAULT_ORDER, notebook_dir: str | os.PathLike | None = None
+) -> list[Path]:
+    """Turn names (``01_data``), file names or paths into existing notebook paths, in the given order."""
+    base = Path(notebook_dir) if notebook_dir is not None else NOTEBOOK_DIR
+    paths = []
+    for item in notebooks:
+        candidate = Path(item)
+        if candidate.suffix != ".ipynb":
+            candidate = candidate.with_name(candidate.name + ".ipynb")
+        if not candidate.is_absolute() and not candidate.exists():
+            candidate = base / candidate
+        if not candidate.is_file():
+            raise ParameterError(f"notebook {item!s} not found (looked for {candidate})")
+        paths.append(candidate.resolve())
+    if not paths:
+        raise ParameterError("no notebooks to run")
+    return paths
+
+
+def _coerce(value: Any, declared: _Declared, raw: bool) -> Any:
+    """Check (and where unambiguous convert) a value against the type declared in the parameters cell."""
+    kind = declared.type_name
+    where = f"parameter {declared.name!r} (declared `{declared.name}: {kind} = {declared.default}` in {declared.notebook})"
+    if kind == "str":
+        if isinstance(value, str):
+            return value
+        if value is None:
+            return ""  # `data_root:` left empty in a YAML file means "no value"
+        if raw or isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ParameterError(f"{where} expects a string, got {value!r}")
+    if raw:
+        value = parse_override(value)
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ParameterError(f"{where} expects an integer, got {value!r}")
+    if kind == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ParameterError(f"{where} expects a number, got {value!r}")
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        raise ParameterError(f"{where} expects true or false, got {value!r}")
+    return value  # no (or an unusual) annotation: pass through as given
+
+
+def check_parameters(
+    params: Mapping[str, Any],
+    notebooks: Sequence[Path],
+    raw_names: Iterable[str] = (),
+) -> dict[Path, dict[str, Any]]:
+    """Check every name against what the notebooks declare; return each notebook's own parameters.
+
+    ``raw_names`` are parameters whose value is the text typed after ``-p`` (parsed here by declared type).
+    Raises `ParameterError` listing the valid names on an unknown name, or naming the parameter on a bad value.
+    Nothing is executed.
+    """
+    raw_names = set(raw_names)
+    declared_by_notebook: dict[Path, dict[str, _Declared]] = {}
+    all_declared: dict[str, _Declared] = {}
+    for path in notebooks:
+        declared = {
+            name: _Declared(name, info.get("inferred_type_name", "None"), info.get("default", ""), info.get("help", ""), path.name)
+            for name, info in notebook_parameters(path).items()
+        }
+        declared_by_notebook[path] = declared
+        for name, item in declared.items():
+            all_declared.setdefault(name, item)
+
+    unknown = sorted(set(params) - set(all_declared) - set(COMMON_PARAMETERS))
+    if unknown:
+        valid = ", ".join(sorted(set(all_declared) | set(COMMON_PARAMETERS)))
+        names = ", ".join(unknown)
+        raise ParameterError(f"unknown parameter {names}; the notebooks declare: {valid}")
+
+    values = {}
+    for name, value in params.items():
+        if name in all_declared:
+            values[name] = _coerce(value, all_declared[name], raw=name in raw_names)
+        else:
+            values[name] = str(value)  # run_dir / data_root not declared by these notebooks
+
+    per_notebook = {}
+    for path, declared in declared_by_notebook.items():
+        own = {name: values[name] for name in declared if name in values}
+        for name in COMMON_PARAMETERS:
+            if name in values:
+                own[name] = values[name]
+        per_notebook[path] = own
+    return per_notebook
+
+
+def _check_paths(params: dict[str, Any]) -> None:
+    data_root = params.get("data_root")
+    if data_root:
+        if not Path(data_root).is_dir():
+            raise ParameterError(
+                f"data_root {data_root} does not exist or is not a directory "
+                "(leave data_root empty to generate SynthME under the run directory)"
+            )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Execution
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _output_name(position: int, source: Path) -> str:
+    """``01_data`` stays ``01_data``; a notebook without a number prefix gets its position (``03_mine``)."""
+    stem = source.stem
+    prefix = stem.split("_", 1)[0]
+    return stem if prefix.isdigit() else f"{position + 1:02d}_{stem}"
+
+
+def _fingerprint(source: Path, params: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256(source.read_bytes())
+    digest.update(json.dumps(params, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def export_html(notebook: str | os.PathLike, html_path: str | os.PathLike) -> Path:
+    """Export an executed notebook to a standalone HTML page (nbconvert's lab template), atomically."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    node = nbformat.read(str(notebook), as_version=4)
+    body, _ = HTMLExporter().from_notebook_node(node)
+    html_path = Path(html_path)
+    _atomic_write_text(html_path, body)
+    return html_path
+
+
+def _failing_cell(partial: Path) -> tuple[int | None, str]:
+    """Find the failing cell in papermill's saved copy; return its 1-based position in the SOURCE notebook.
+
+    papermill inserts an ``injected-parameters`` cell and error-marker cells (so its ``cell_index`` does not
+    match the committed notebook); those are not counted. The failing cell is the one papermill marked
+    ``failed`` (or ``running``), or the cell holding an error output (a timeout marks its cell completed).
+    """
+    import nbformat
+
+    try:
+        node = nbformat.read(str(partial), as_version=4)
+    except Exception:  # noqa: BLE001 - the partial file may not exist if the kernel never started
+        return None, ""
+    inserted = {"injected-parameters", "papermill-error-cell-tag"}
+    position = 0
+    for cell in node.cells:
+        if inserted & set(cell.metadata.get("tags", [])):
+            continue
+        position += 1
+        status = cell.metadata.get("papermill", {}).get("status")
+        errored = any(output.get("output_type") == "error" for output in cell.get("outputs", []))
+        if status in ("failed", "running") or errored:
+            first = next((line for line in cell.source.splitlines() if line.strip()), "")
+            return position, first.strip()[:80]
+    return None, ""
+
+
+def run_pipeline(
+    run_dir: str | os.PathLike,
+    params: Mapping[str, Any] | None = None,
+    notebooks: Iterable[str | os.PathLike] = DEFAULT_ORDER,
+    *,
+    notebook_dir: str | os.PathLike | None = None,
+    kernel: str = "python3",
+    cell_timeout: float | None = DEFAULT_CELL_TIMEOUT,
+    resume: bool = True,
+    progress: bool = True,
+    raw_names: Iterable[str] = (),
+) -> PipelineResult:
+    """Execute ``notebooks`` in order into ``run_dir`` with ``params``; see the module docstring for the contract.
+
+    ``params`` must not hold ``run_dir`` (it is the first argument); ``data_root`` may be empty (the notebooks
+    then generate SynthME) or an existing directory. Raises `ParameterError` before anything runs, and
+    `PipelineError` when a notebook fails (earlier notebooks' executed copies stay in place).
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+    from tqdm.auto import tqdm
+
+    params = dict(params or {})
+    if "run_dir" in params and Path(params.pop("run_dir")).resolve() != Path(run_dir).resolve():
+        raise ParameterError("run_dir is given twice with different values (as the run directory and as a parameter)")
+    sources = resolve_notebooks(notebooks, notebook_dir)
+    run_dir = Path(run_dir).resolve()
+    params["run_dir"] = str(run_dir)
+    params.setdefault("data_root", "")
+    per_notebook = check_parameters(params, sources, raw_names)
+    if params["data_root"]:
+        params["data_root"] = str(Path(params["data_root"]).expanduser().resolve())
+        for own in per_notebook.values():
+            own["data_root"] = params["data_root"]
+    _check_paths(params)
+
+    out_dir = run_dir / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(
+        run_dir / "pipeline_params.yaml",
+        yaml.safe_dump({k: v for k, v in params.items()}, sort_keys=True),
+    )
+    state_path = out_dir / STATE_FILE
+    state: dict[str, str] = json.loads(state_path.read_text()) if state_path.is_file() else {}
+
+    runs: list[NotebookRun] = []
+    upstream_reran = not resume
+    bar = tqdm(list(enumerate(sources)), desc="pipeline", unit="notebook", disable=not progress)
+    for position, source in bar:
+        name = _output_name(position, source)
+        bar.set_postfix_str(name)
+        own = per_notebook[source]
+        output = out_dir / f"{name}.ipynb"
+        html_path = out_dir / f"{name}.html"
+        fingerprint = _fingerprint(source, own)
+        if not upstream_reran and output.is_file() and state.get(name) == fingerprint:
+            runs.append(NotebookRun(name, source, output, html_path if html_path.is_file() else None, "skipped", 0.0, own))
+            continue
+        upstream_reran = True
+        state.pop(name, None)
+        _atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True))
+
+        partial = out_dir / f".{name}.partial.ipynb"
+        started = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(source),
+                str(partial),
+                parameters=own,
+                kernel_name=kernel,
+                execution_timeout=cell_timeout,
+                progress_bar=progress,
+                cwd=str(run_dir),
+            )
+        except Exception as err:  # noqa: BLE001 - every failure is reported with its notebook and cell
+            failed = out_dir / f"{name}.failed.ipynb"
+            cell, line = _failing_cell(partial)
+            if isinstance(err, PapermillExecutionError):
+                ename, evalue = err.ename, err.evalue
+            else:
+                lines = [line for line in str(err).splitlines() if line.strip()]
+                ename, evalue = type(err).__name__, lines[0] if lines else ""
+            if partial.is_file():
+                os.replace(partial, failed)
+                try:
+                    export_html(failed, out_dir / f"{name}.failed.html")
+                except Exception:  # noqa: BLE001 - the HTML is a convenience; the error is what matters
+                    pass
+            if output.is_file():
+                output.unlink()  # a copy from an earlier run would be mistaken for this run's
+            runs.append(NotebookRun(name, source, failed, None, "failed", time.perf_counter() - started, own))
+            write_index(run_dir, runs)
+            raise PipelineError(
+                source.name, cell, ename, evalue, failed if failed.is_file() else None, line
+            ) from None
+        os.replace(partial, output)
+        export_html(output, html_path)
+        state[name] = fingerprint
+        _atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True))
+        runs.append(NotebookRun(name, source, output, html_path, "executed", time.perf_counter() - started, own))
+    bar.close()
+
+    index = write_index(run_dir, runs)
+    return PipelineResult(run_dir, runs, index, read_metrics(run_dir))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Index page and headline metrics
+# ----------------------------------------------------------------------------------------------------------
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The run's ``metrics.json`` as a dict ({} when absent or unreadable)."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def headline_metrics(metrics: Mapping[str, Any], limit: int = 16) -> list[tuple[str, Any]]:
+    """Flatten metrics to ``(dotted.key, scalar)`` pairs, headline keys (UF1, UAR, accuracy, …) first."""
+    flat: list[tuple[str, Any]] = []
+
+    def walk(prefix: str, value: Any, depth: int) -> None:
+        if isinstance(value, Mapping) and depth < 2:
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner, depth + 1)
+        elif isinstance(value, (int, float, str, bool)) or value is None:
+            flat.append((prefix, value))
+
+    walk("", metrics, 0)
+
+    def rank(item: tuple[str, Any]) -> tuple[int, int]:
+        leaf = item[0].rsplit(".", 1)[-1].lower()
+        depth = item[0].count(".")
+        return (_HEADLINE_KEYS.index(leaf) if leaf in _HEADLINE_KEYS else len(_HEADLINE_KEYS), depth)
+
+    return sorted(flat, key=rank)[:limit]
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def write_index(run_dir: str | os.PathLike, runs: Sequence[NotebookRun]) -> Path:
+    """Write ``run_dir/index.html``: one row per notebook (link, status, time) and the headline metrics."""
+    run_dir = Path(run_dir)
+    rows = []
+    for run in runs:
+        link_target = run.html if run.html is not None and run.html.is_file() else run.output
+        failed_html = run.output.with_suffix(".html")
+        if run.status == "failed" and failed_html.is_file():
+            link_target = failed_html
+        href = html.escape(os.path.relpath(link_target, run_dir))
+        ipynb = html.escape(os.path.relpath(run.output, run_dir))
+        rows.append(
+            f"<tr class='{run.status}'><td><a href='{href}'>{html.escape(run.name)}</a></td>"
+            f"<td>{run.status}</td><td>{run.seconds:.1f} s</td><td><a href='{ipynb}'>.ipynb</a></td></tr>"
+        )
+    metrics = headline_metrics(read_metrics(run_dir))
+    metric_rows = "".join(
+        f"<tr><td>{html.escape(key)}</td><td>{html.escape(_format_value(value))}</td></tr>" for key, value in metrics
+    )
+    metrics_html = (
+        f"<table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>"
+        if metric_rows
+        else "<p>No metrics.json in this run yet.</p>"
+    )
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>merkit run {html.escape(run_dir.name)}</title>
+<style>
+body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; }}
+table {{ border-collapse: collapse; margin-bottom: 2em; }}
+td, th {{ border: 1px solid #ccc; padding: 0.3em 0.8em; text-align: left; }}
+tr.failed td {{ background: #fdd; }}
+</style></head><body>
+<h1>merkit run: {html.escape(run_dir.name)}</h1>
+<p>Run directory: <code>{html.escape(str(run_dir))}</code></p>
+<h2>Headline metrics</h2>
+<p>Pooled over all folds (sum TP/FP/FN per class over folds, then average over classes), from <code>metrics.json</code>.</p>
+{metrics_html}
+<h2>Notebooks</h2>
+<table><tr><th>notebook</th><th>status</th><th>time</th><th>source</th></tr>
+{''.join(rows)}
+</table>
+</body></html>
+"""
+    index = run_dir / "index.html"
+    _atomic_write_text(index, page)
+    return index
