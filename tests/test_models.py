@@ -7,6 +7,7 @@ runs every model at its registered default input.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from merkit.models import (
     model_summary,
     models_table,
 )
+from merkit.models.summary import models_markdown
 from merkit.models.meranet import ChannelAttention3d, SpatioTemporalAttention3d
 
 MERANET_FAMILY = ["meranet", "meranet_small", "meranet_no_attention", "meranet_channel_only", "meranet_st_only"]
@@ -375,8 +377,12 @@ def test_model_summary_of_meranet_grows_with_input_size_but_params_do_not():
     assert 3.5 < large["flops"] / small["flops"] < 4.5  # 4× the pixels, ~4× the conv work
 
 
-def test_models_table_has_one_row_per_model_with_summary_numbers():
-    table = models_table()
+@pytest.fixture(scope="module")
+def table():
+    return models_table()
+
+
+def test_models_table_has_one_row_per_model_with_summary_numbers(table):
     assert list(table["model"]) == list_models()
     assert {"model", "kind", "input", "params", "flops", "gflops", "description"} <= set(table.columns)
     row = table.set_index("model").loc["meranet_small"]
@@ -385,6 +391,11 @@ def test_models_table_has_one_row_per_model_with_summary_numbers():
     assert row["params"] == summary["params"] and row["flops"] == summary["flops"]
     assert row["input"] == "1×16×32×32"
     assert (table["params"] > 0).all() and (table["flops"] > 0).all()
+
+
+def test_docs_table_matches_the_registered_models(table):
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text(encoding="utf-8")
+    assert models_markdown(table) in docs, "regenerate the table in docs/models.md with models_markdown()"
 
 
 # ---------------------------------------------------------------------------------------- baselines

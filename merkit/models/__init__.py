@@ -17,7 +17,7 @@ from merkit.models.baselines import MicroExpSTCNN, OffApexNet, ResNet3d, STSTNet
 from merkit.models.meranet import MERANet
 from merkit.models.registry import create_model, list_models, model_entry, register_model
 from merkit.models.specs import AttentionMaps, InputShapeError, InputSpec
-from merkit.models.summary import count_parameters, model_summary, models_table
+from merkit.models.summary import count_parameters, model_summary, models_markdown, models_table
 
 __all__ = [
     "create_model",
@@ -26,6 +26,7 @@ __all__ = [
     "register_model",
     "model_summary",
     "models_table",
+    "models_markdown",
     "count_parameters",
     "InputSpec",
     "InputShapeError",

@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from merkit.models.registry import create_model, list_models, model_entry
 from merkit.models.specs import InputSpec
 
-__all__ = ["model_summary", "models_table", "count_parameters"]
+__all__ = ["model_summary", "models_table", "models_markdown", "count_parameters"]
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -64,3 +64,17 @@ def models_table(names: list[str] | None = None, num_classes: int = 3) -> pd.Dat
             }
         )
     return pd.DataFrame(rows)
+
+
+def models_markdown(table: pd.DataFrame | None = None) -> str:
+    """``models_table()`` as the Markdown table in docs/models.md (regenerate it from this after changes)."""
+    table = models_table() if table is None else table
+    lines = [
+        "| model | kind | input (C×T×H×W or C×H×W) | parameters | GFLOPs per clip (forward) | description |",
+        "|---|---|---|---:|---:|---|",
+    ]
+    for row in table.itertuples(index=False):
+        lines.append(
+            f"| `{row.model}` | {row.kind} | {row.input} | {row.params:,} | {row.flops / 1e9:.3f} | {row.description} |"
+        )
+    return "\n".join(lines) + "\n"
