@@ -37,6 +37,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
+from merkit.runs import atomic_write_text
+
 #: Where the kit's notebooks live (the repository's ``notebooks/``, next to the package in an editable install).
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 #: The notebooks of a full run, in order.
@@ -303,12 +305,6 @@ def _fingerprint(source: Path, params: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def export_html(notebook: str | os.PathLike, html_path: str | os.PathLike) -> Path:
     """Export an executed notebook to a standalone HTML page (nbconvert's lab template), atomically."""
     import nbformat
@@ -317,7 +313,7 @@ def export_html(notebook: str | os.PathLike, html_path: str | os.PathLike) -> Pa
     node = nbformat.read(str(notebook), as_version=4)
     body, _ = HTMLExporter().from_notebook_node(node)
     html_path = Path(html_path)
-    _atomic_write_text(html_path, body)
+    atomic_write_text(html_path, body)
     return html_path
 
 
@@ -386,7 +382,7 @@ def run_pipeline(
 
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(
+    atomic_write_text(
         run_dir / "pipeline_params.yaml",
         yaml.safe_dump({k: v for k, v in params.items()}, sort_keys=True),
     )
@@ -408,7 +404,7 @@ def run_pipeline(
             continue
         upstream_reran = True
         state.pop(name, None)
-        _atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True))
+        atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True))
 
         partial = out_dir / f".{name}.partial.ipynb"
         started = time.perf_counter()
@@ -446,7 +442,7 @@ def run_pipeline(
         os.replace(partial, output)
         export_html(output, html_path)
         state[name] = fingerprint
-        _atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True))
+        atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True))
         runs.append(NotebookRun(name, source, output, html_path, "executed", time.perf_counter() - started, own))
     bar.close()
 
@@ -540,5 +536,5 @@ tr.failed td {{ background: #fdd; }}
 </body></html>
 """
     index = run_dir / "index.html"
-    _atomic_write_text(index, page)
+    atomic_write_text(index, page)
     return index
