@@ -97,6 +97,7 @@ def test_default_input_gives_finite_logits_of_the_right_shape(name):
         logits = model(spec.example(batch_size=2, seed=1))
     assert isinstance(logits, torch.Tensor)
     assert logits.shape == (2, 5)
+    assert model.num_classes == 5  # train.py reads it
     assert torch.isfinite(logits).all()
 
 

@@ -63,6 +63,7 @@ class MicroExpSTCNN(nn.Module):
                 f"size >= {max(kh, kw) + pool - 1}, got T={frames}, size={size}"
             )
         pool_window = (min(pool, conv_t), pool, pool)
+        self.num_classes = num_classes
         self.input_spec = InputSpec(kind="clip", channels=in_channels, frames=frames, size=size)
         self.conv = nn.Conv3d(in_channels, filters, kernel_size=(kt, kh, kw))
         self.conv_relu = nn.ReLU(inplace=False)
@@ -149,6 +150,7 @@ class STSTNet(nn.Module):
         branch_filters: Sequence[int] = (3, 5, 8),
     ) -> None:
         super().__init__()
+        self.num_classes = num_classes
         self.input_spec = InputSpec(kind="flow", channels=in_channels, frames=None, size=size)
         branches = []
         for filters in branch_filters:
@@ -218,6 +220,7 @@ class OffApexNet(nn.Module):
         super().__init__()
         if size < 4:
             raise ValueError(f"OffApexNet needs size >= 4, got {size}")
+        self.num_classes = num_classes
         self.input_spec = InputSpec(kind="flow", channels=2, frames=None, size=size)
         self.stream_u = _FlowStream(filters)
         self.stream_v = _FlowStream(filters)
