@@ -1,0 +1,80 @@
+"""Dataset builders: annotation sheet + frames on disk -> validated manifest.
+
+``build_manifest("casme2", "/data/CASME2", "casme2_5class")`` reads ``data_manifests/casme2.yaml`` (which file
+and sheet, header, columns, layout, fps, class maps, errata, exclusions, expected counts), then the sheet,
+and returns a manifest (see :mod:`merkit.data.manifest`). One module per dataset holds what its sheet does
+differently; :mod:`.builder` holds the shared steps; :mod:`.megc2019` the composite and its official
+ground-truth file. ``$MERKIT_MANIFESTS`` points at another folder of dataset files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from os import PathLike
+
+import pandas as pd
+
+from merkit.data.datasets import casme2, casme3a, megc2019, samm, smic_hs
+from merkit.data.datasets.megc2019 import build_megc2019, read_megc_ground_truth, write_megc_ground_truth
+from merkit.data.datasets.spec import DatasetSpec, list_spec_files, load_spec, manifests_dir
+from merkit.data.manifest import ManifestError, ManifestProblem
+
+__all__ = [
+    "build_manifest",
+    "build_megc2019",
+    "list_datasets",
+    "list_protocols",
+    "load_spec",
+    "manifests_dir",
+    "read_megc_ground_truth",
+    "write_megc_ground_truth",
+]
+
+#: ``builder:`` key of a dataset yaml -> the function that builds it.
+BUILDERS: dict[str, Callable[..., pd.DataFrame]] = {
+    "casme2": casme2.build,
+    "samm": samm.build,
+    "smic_hs": smic_hs.build,
+    "casme3a": casme3a.build,
+    "megc2019": megc2019.build,
+}
+
+
+def list_datasets() -> list[str]:
+    """Dataset keys with a file in :func:`manifests_dir` (``casme2``, ``megc2019``, ``samm``, ...)."""
+    return list(list_spec_files())
+
+
+def list_protocols(dataset: str) -> list[str]:
+    """Class protocols a dataset declares (``casme2`` -> ``['casme2_5class']``)."""
+    return list(load_spec(dataset).protocols)
+
+
+def build_manifest(
+    dataset: str,
+    data_root: str | PathLike,
+    protocol: str | None = None,
+    *,
+    annotation: str | PathLike | None = None,
+    strict: bool = True,
+) -> pd.DataFrame:
+    """Build and validate the manifest of ``dataset`` from the copy under ``data_root``.
+
+    ``protocol`` (one of :func:`list_protocols`) maps emotions to labels and drops the emotions it leaves
+    out; without it every sample is kept and ``label`` is ``<NA>``. ``annotation`` names the sheet when it is
+    not where the dataset file looks (absolute, or relative to ``data_root``; for ``megc2019`` a mapping part
+    -> sheet). Paths in the result are relative to ``data_root``.
+
+    Every problem (unparsable rows, unknown emotions, apex outside onset..offset, missing frames, counts
+    that differ from the expected ones) names dataset, subject and sample. ``strict=True`` raises one
+    :class:`~merkit.data.manifest.ManifestError` listing them all; ``strict=False`` returns the manifest of
+    the rows that could be parsed with the problems in ``df.attrs['problems']``. A sheet that cannot be read
+    at all (missing file, wrong sheet, no header row) raises in either mode.
+    """
+    spec: DatasetSpec = load_spec(dataset)
+    builder = BUILDERS.get(spec.builder)
+    if builder is None:
+        raise ManifestError(
+            [ManifestProblem(dataset, None, None, f"{spec.file}: unknown builder {spec.builder!r}; known: {sorted(BUILDERS)}")]
+        )
+    return builder(spec, data_root, protocol, annotation=annotation, strict=strict)

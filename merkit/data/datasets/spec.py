@@ -1,0 +1,134 @@
+"""Dataset specs: the declarative ``data_manifests/<dataset>.yaml`` files, loaded and checked.
+
+A spec says where the annotation sheet is and how it is laid out, how subject ids are normalised, where
+clips live on disk, the dataset's emotion vocabulary, class protocols (emotion -> class, emotions dropped),
+errata, exclusions and the counts a build must reproduce. See ``data_manifests/README.md`` for the keys.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from merkit.data.manifest import ManifestError, ManifestProblem
+
+#: Environment variable naming another manifests folder (tests, or a user's own dataset files).
+MANIFESTS_ENV = "MERKIT_MANIFESTS"
+
+
+def manifests_dir() -> Path:
+    """The ``data_manifests`` folder: ``$MERKIT_MANIFESTS`` when set, else the one next to the package."""
+    override = os.environ.get(MANIFESTS_ENV)
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[3] / "data_manifests"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A class protocol: ``classes`` in label order, ``mapping`` emotion -> class, ``drop`` emotions left out.
+
+    For a composite the mapping is shared by all parts (emotion strings are looked up as annotated).
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    mapping: dict[str, str]
+    drop: tuple[str, ...]
+    expected: dict[str, Any] | None
+    exclusions: tuple[dict[str, Any], ...] = ()
+
+    def label_of(self, emotion: str) -> int | None:
+        """Class index of an emotion, None when the protocol drops it (or does not know it)."""
+        target = self.mapping.get(emotion)
+        return None if target is None else self.classes.index(target)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A loaded ``<dataset>.yaml``; ``raw`` keeps every key for the builder."""
+
+    key: str
+    file: Path
+    builder: str
+    raw: dict[str, Any]
+    protocols: dict[str, Protocol] = field(default_factory=dict)
+
+    @property
+    def emotions(self) -> tuple[str, ...]:
+        return tuple(self.raw.get("emotions") or ())
+
+    @property
+    def expected(self) -> dict[str, Any] | None:
+        return self.raw.get("expected")
+
+    def protocol(self, name: str) -> Protocol:
+        if name not in self.protocols:
+            known = ", ".join(sorted(self.protocols)) or "none"
+            raise ManifestError(
+                [ManifestProblem(self.key, None, None, f"unknown protocol {name!r}; {self.key} has: {known}")]
+            )
+        return self.protocols[name]
+
+
+def _spec_problem(dataset: str, file: Path, message: str) -> ManifestError:
+    return ManifestError([ManifestProblem(dataset, None, None, f"{file}: {message}")])
+
+
+def list_spec_files() -> dict[str, Path]:
+    """Dataset key -> yaml file of every spec in :func:`manifests_dir`."""
+    folder = manifests_dir()
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+
+
+def load_spec(dataset: str) -> DatasetSpec:
+    """Load and check ``<manifests_dir>/<dataset>.yaml``; ``ManifestError`` for an unknown key or a bad file."""
+    files = list_spec_files()
+    if dataset not in files:
+        known = ", ".join(files) or f"none (no *.yaml in {manifests_dir()})"
+        raise ManifestError([ManifestProblem(dataset, None, None, f"unknown dataset {dataset!r}; known: {known}")])
+    file = files[dataset]
+    stamp = file.stat().st_mtime_ns
+    return _load_spec_cached(str(file), stamp, dataset)
+
+
+@lru_cache(maxsize=64)
+def _load_spec_cached(file_name: str, stamp: int, dataset: str) -> DatasetSpec:
+    file = Path(file_name)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise _spec_problem(dataset, file, f"not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise _spec_problem(dataset, file, "must be a mapping of keys")
+    if raw.get("dataset", dataset) != dataset:
+        raise _spec_problem(dataset, file, f"declares dataset {raw.get('dataset')!r}, file name says {dataset!r}")
+    builder = raw.get("builder", dataset)
+    emotions = set(raw.get("emotions") or ())
+    protocols: dict[str, Protocol] = {}
+    for name, body in (raw.get("protocols") or {}).items():
+        classes = tuple(body.get("classes") or ())
+        mapping = {str(k): str(v) for k, v in (body.get("map") or {}).items()}
+        drop = tuple(str(e) for e in (body.get("drop") or ()))
+        if not classes:
+            raise _spec_problem(dataset, file, f"protocol {name}: no classes")
+        strays = sorted(set(mapping.values()) - set(classes))
+        if strays:
+            raise _spec_problem(dataset, file, f"protocol {name}: map targets {strays} are not among classes {list(classes)}")
+        both = sorted(set(mapping) & set(drop))
+        if both:
+            raise _spec_problem(dataset, file, f"protocol {name}: {both} both mapped and dropped")
+        # Every emotion of the dataset must be either mapped or dropped explicitly: a forgotten emotion
+        # would otherwise vanish from the protocol without anyone deciding it should.
+        forgotten = sorted(emotions - set(mapping) - set(drop))
+        if emotions and forgotten:
+            raise _spec_problem(dataset, file, f"protocol {name}: emotions {forgotten} neither mapped nor dropped")
+        protocols[name] = Protocol(
+            name, classes, mapping, drop, body.get("expected"), tuple(body.get("exclusions") or ())
+        )
+    return DatasetSpec(dataset, file, builder, raw, protocols)
