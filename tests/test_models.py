@@ -135,7 +135,10 @@ def test_no_inplace_activation_and_each_module_runs_once_per_forward(name):
     for mname, module in leaf_modules(model):
         if isinstance(module, nn.ReLU):
             assert module.inplace is False, f"{name}.{mname} is an in-place ReLU"
-        handles.append(module.register_forward_hook(lambda m, i, o, key=mname: calls.update({key: calls.get(key, 0) + 1})))
+        def count(module, inputs, output, key=mname):
+            calls[key] = calls.get(key, 0) + 1
+
+        handles.append(module.register_forward_hook(count))
     with torch.no_grad():
         model(model.input_spec.example(batch_size=2, seed=0))
     for handle in handles:
