@@ -3,7 +3,8 @@ quirks, every bad input with an error naming the sample, the MEGC2019 composite 
 
 from pathlib import Path
 
-import cv2
+import shutil
+
 import numpy as np
 import pytest
 
@@ -20,7 +21,6 @@ from helpers_sheets import (
     write_casme3a_sheet,
     write_megc_tree,
     write_samm_tree,
-    write_smic_sheet,
     write_smic_tree,
 )
 from merkit.data.datasets import (
@@ -155,8 +155,6 @@ def test_missing_folder_unknown_emotion_and_bad_apex_name_their_samples(small):
     rows[2].emotion = "joy"
     rows[4].apex = 99
     root = write_casme2_tree(small / "CASME2", rows)
-    import shutil
-
     shutil.rmtree(root / "CASME2_RAW_selected" / "sub01" / "EP03_02")
     with pytest.raises(ManifestError) as error:
         build_manifest("casme2", root)
@@ -333,3 +331,28 @@ def test_megc_ground_truth_errors_name_the_line(tmp_path):
     path.write_bytes(b"samm,6,006_1_2,5\r\n")
     with pytest.raises(ManifestError, match="samm/006/006_1_2: gt.csv line 1: label '5'"):
         read_megc_ground_truth(path)
+
+
+# ---------------------------------------------------------------------------------------------- errata, exclusions
+def test_errata_apply_only_where_the_sheet_still_holds_the_wrong_value(tmp_path, monkeypatch):
+    errata = [
+        {"subject": "01", "sample": "EP02_01f", "field": "emotion", "from": "happiness", "to": "others", "why": "test"},
+        {"subject": "02", "sample": "EP01_01", "field": "emotion", "from": "surprise", "to": "disgust", "why": "test"},
+    ]
+    exclusions = [{"subject": "03", "sample": "EP07_01", "why": "test"}]
+    use_manifests(tmp_path, monkeypatch, casme2={"expected": None, "errata": errata, "exclusions": exclusions})
+    root = write_casme2_tree(tmp_path / "CASME2", _casme2_small())
+    df = build_manifest("casme2", root)
+    assert df.set_index("sample").loc["EP02_01f", "emotion"] == "others"
+    assert df.set_index("sample").loc["EP01_01", "emotion"] == "others"  # sheet holds others, not surprise: untouched
+    assert len(df.attrs["errata_applied"]) == 1 and "'happiness' -> 'others'" in df.attrs["errata_applied"][0]
+    assert "EP07_01" not in set(df["sample"]) and df.attrs["excluded"] == ["03/EP07_01"]
+
+
+def test_a_sheet_with_only_its_header_gives_an_empty_manifest_and_a_count_problem(tmp_path):
+    root = tmp_path / "CASME2"
+    write_casme2_sheet(root / "CASME2-coding-20140508.xlsx", [])
+    df = build_manifest("casme2", root, "casme2_5class", strict=False)
+    assert len(df) == 0 and list(df.columns) == list(MANIFEST_COLUMNS)
+    assert [p.message for p in df.attrs["problems"]] == ["the full dataset: expected 255 samples, built 0",
+                                                          "the full dataset: expected 26 subjects, built 0"]
