@@ -1,0 +1,312 @@
+"""Run configuration: dataclasses that mirror the notebooks' parameters and are saved next to every result.
+
+A :class:`RunConfig` groups what determines a result: the data (:class:`DataConfig`), the model
+(:class:`ModelConfig`), training (:class:`TrainConfig`), the evaluation protocol (:class:`ProtocolConfig`)
+and the preprocessing parameters (a plain dict of ``merkit.data.preprocess.PreprocessConfig`` fields, kept
+as a dict so this module depends on nothing else in the kit).
+
+- ``to_dict()`` / ``from_dict()`` round-trip through JSON (``config.json`` of a run directory);
+  ``from_dict`` refuses unknown keys, listing all of them with the closest known name.
+- ``config_hash()`` is a short stable hash of everything that changes results: fields marked
+  ``resumable`` (how folds are scheduled: executor, workers, Ray address) are left out, so the same
+  experiment run sequentially or on a cluster has the same hash (and :class:`merkit.runs.RunDir` lets
+  those fields change on resume; :func:`resumable_keys` lists them).
+- ``with_updates({"train.epochs": 3})`` gives a copy with dotted keys changed (sweeps, notebooks).
+
+Every field is validated on construction; a bad value raises :class:`ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "ProtocolConfig",
+    "RunConfig",
+    "PROTOCOL_NAMES",
+    "resumable_keys",
+    "load_config",
+]
+
+PROTOCOL_NAMES = ("loso", "megc2019", "lodo", "group_kfold")  # same names as merkit.protocols.PROTOCOLS
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message names the field(s)."""
+
+
+def _resumable(default: Any) -> Any:
+    """A field that only says how folds are scheduled: may change on resume, not part of the hash."""
+    return field(default=default, metadata={"resumable": True})
+
+
+def _choice(name: str, value: Any, allowed: tuple) -> list[str]:
+    return [] if value in allowed else [f"{name} must be one of {list(allowed)}, got {value!r}"]
+
+
+class _Section:
+    """Shared behaviour of the config sections: type checks on construction, dict round trip."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            expected = hints[f.name]
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))  # 1 is a fine learning rate too
+            elif expected in (int, float) and (isinstance(value, bool) or not isinstance(value, expected)):
+                problems.append(f"{f.name} must be {expected.__name__}, got {value!r}")
+            elif expected in (str, bool, dict) and not isinstance(value, expected):
+                problems.append(f"{f.name} must be {expected.__name__}, got {value!r}")
+        if not problems:
+            problems = self._check()
+        if problems:
+            raise ConfigError(f"invalid {type(self).__name__}: " + "; ".join(problems))
+
+    def _check(self) -> list[str]:
+        return []
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]
+
+
+@dataclass
+class DataConfig(_Section):
+    """Which clips: dataset, where its copy lives, and which class mapping labels them."""
+
+    dataset: str = "synthme"  # dataset key (merkit.data.datasets.list_datasets()), e.g. casme2, megc2019
+    data_root: str = ""  # root of the user's copy (or where SynthME is generated); "" = notebook decides
+    protocol: str = "synthme_3class"  # class mapping of the manifest (data_manifests/), NOT the fold protocol
+    synthme_seed: int = 0  # SynthME only: master seed of the generated dataset
+    synthme_n_subjects: int = 12  # SynthME only: number of subjects (= LOSO folds)
+    synthme_clips_per_subject: int = 9  # SynthME only: clips per subject (classes balanced)
+    synthme_n_frames: int = 40  # SynthME only: frames per clip
+    synthme_size: int = 96  # SynthME only: frame side in pixels
+
+    def _check(self) -> list[str]:
+        problems = [] if self.dataset else ["dataset must not be empty"]
+        for name in ("synthme_n_subjects", "synthme_clips_per_subject", "synthme_n_frames", "synthme_size"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        return problems
+
+    def synthme_kwargs(self) -> dict:
+        """The SynthME knobs as ``merkit.data.synthetic.SynthMEConfig`` keyword arguments."""
+        prefix = "synthme_"
+        return {f.name[len(prefix):]: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name.startswith(prefix)}
+
+
+@dataclass
+class ModelConfig(_Section):
+    """Which network: a registry name plus constructor overrides."""
+
+    name: str = "meranet"  # registry name (merkit.models.list_models()); checked on construction
+    overrides: dict = field(default_factory=dict)  # extra create_model keyword arguments, e.g. {"width": 16}
+
+    def _check(self) -> list[str]:
+        from merkit.models import list_models  # lazy: keeps `import merkit.config` free of torch
+
+        known = list_models()
+        if self.name not in known:
+            close = difflib.get_close_matches(self.name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return [f"unknown model {self.name!r}{hint}; known models: {', '.join(known)}"]
+        return []
+
+
+@dataclass
+class TrainConfig(_Section):
+    """How one fold is trained (read by merkit.train). Never selects anything on the held-out subject."""
+
+    epochs: int = 30  # fixed number of epochs per fold (the default model selection: none)
+    batch_size: int = 8  # clips per optimisation step
+    optimizer: str = "adamw"  # "adamw" or "sgd" (SGD uses Nesterov momentum)
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 1e-4  # decoupled (AdamW) or L2 (SGD) weight decay
+    momentum: float = 0.9  # SGD momentum (ignored by AdamW)
+    schedule: str = "cosine"  # learning-rate schedule: "cosine" (to 0 over the epochs), "step" or "none"
+    step_size: int = 0  # "step" schedule: epochs between decays; 0 = epochs // 3
+    step_gamma: float = 0.1  # "step" schedule: factor applied at each decay
+    loss: str = "ce"  # "ce" (cross-entropy) or "focal"
+    focal_gamma: float = 2.0  # focal loss focusing exponent (loss = "focal" only)
+    label_smoothing: float = 0.0  # cross-entropy label smoothing (loss = "ce" only)
+    class_weighted: bool = True  # weight the loss by inverse class frequency of the fold's training set
+    grad_clip: float = 0.0  # clip the gradient global norm to this value; 0 = no clipping
+    precision: str = "auto"  # "fp32", "bf16" (autocast) or "auto" (fp32 on CPU, bf16 on capable GPUs)
+    device: str = "auto"  # "auto" (cuda, then mps, then cpu) or a torch device string such as "cuda:1"
+    seed: int = 0  # run seed; each fold derives its own seed from (seed, fold key)
+    deterministic: bool = False  # torch deterministic algorithms (slower on GPU; CPU runs repeat anyway)
+    val_fraction: float = 0.0  # inner validation split from TRAINING subjects only; 0 = fixed epochs
+    select_best: bool = False  # keep the epoch best on the inner validation split (needs val_fraction > 0)
+    num_workers: int = 0  # DataLoader worker processes per fold (0 = load in the training process)
+
+    def _check(self) -> list[str]:
+        problems = _choice("optimizer", self.optimizer, ("adamw", "sgd"))
+        problems += _choice("schedule", self.schedule, ("cosine", "step", "none"))
+        problems += _choice("loss", self.loss, ("ce", "focal"))
+        problems += _choice("precision", self.precision, ("fp32", "bf16", "auto"))
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr",):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("weight_decay", "momentum", "step_size", "focal_gamma", "grad_clip", "num_workers"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.val_fraction < 1:
+            problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.select_best and self.val_fraction == 0:
+            problems.append("select_best needs an inner validation split (val_fraction > 0): "
+                            "selection on the held-out subject is not offered")
+        if not self.device:
+            problems.append("device must not be empty (use 'auto')")
+        return problems
+
+
+@dataclass
+class ProtocolConfig(_Section):
+    """How folds are formed and where they run (merkit.protocols)."""
+
+    name: str = "loso"  # "loso", "megc2019" (composite LOSO), "lodo" (leave one dataset out), "group_kfold"
+    k: int = 5  # number of folds for "group_kfold" (whole subjects per fold)
+    executor: str = _resumable("sequential")  # "sequential", "processes" (local pool) or "ray"
+    workers: int = _resumable(1)  # parallel folds for "processes" (0 = one per core or GPU)
+    ray_address: str = _resumable("")  # Ray cluster address ("auto", "ray://host:10001"); "" = local Ray
+
+    def _check(self) -> list[str]:
+        problems = _choice("name", self.name, PROTOCOL_NAMES)
+        problems += _choice("executor", self.executor, ("sequential", "processes", "ray"))
+        if self.k < 2:
+            problems.append(f"k must be >= 2, got {self.k}")
+        if self.workers < 0:
+            problems.append(f"workers must be >= 0, got {self.workers}")
+        return problems
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "data": DataConfig, "model": ModelConfig, "train": TrainConfig, "protocol": ProtocolConfig,
+}
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run's results; saved as ``config.json`` in its run directory."""
+
+    data: DataConfig = field(default_factory=DataConfig)  # which clips
+    model: ModelConfig = field(default_factory=ModelConfig)  # which network
+    train: TrainConfig = field(default_factory=TrainConfig)  # how each fold is trained
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)  # how folds are formed and run
+    preprocess: dict = field(default_factory=dict)  # PreprocessConfig fields (merkit.data.preprocess)
+
+    def __post_init__(self) -> None:
+        for name, cls in _SECTIONS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"RunConfig.{name} must be a {cls.__name__}, got "
+                                  f"{type(getattr(self, name)).__name__} (use RunConfig.from_dict for dicts)")
+        if not isinstance(self.preprocess, dict):
+            raise ConfigError(f"RunConfig.preprocess must be a dict, got {type(self.preprocess).__name__}")
+
+    def to_dict(self) -> dict:
+        """Nested plain dict, JSON-ready (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        """Build from a nested dict (e.g. a saved ``config.json``); missing keys take their defaults.
+
+        Unknown keys raise :class:`ConfigError` listing every one of them as a dotted key, with the
+        closest known name when there is one.
+        """
+        if not isinstance(d, dict):
+            raise ConfigError(f"a run config must be a dict, got {type(d).__name__}")
+        unknown = [_unknown(key, list(_SECTIONS) + ["preprocess"]) for key in d
+                   if key not in _SECTIONS and key != "preprocess"]
+        sections: dict[str, Any] = {}
+        for name, section_cls in _SECTIONS.items():
+            values = d.get(name, {})
+            if not isinstance(values, dict):
+                raise ConfigError(f"config section {name!r} must be a dict, got {type(values).__name__}")
+            known = [f.name for f in dataclasses.fields(section_cls)]
+            unknown += [_unknown(f"{name}.{key}", [f"{name}.{k}" for k in known])
+                        for key in values if key not in known]
+            sections[name] = values
+        if unknown:
+            raise ConfigError("unknown config key(s): " + ", ".join(unknown))
+        return cls(**{name: section_cls(**sections[name]) for name, section_cls in _SECTIONS.items()},
+                   preprocess=dict(d.get("preprocess", {})))
+
+    def config_hash(self, length: int = 16) -> str:
+        """Stable hex hash of the config without the resumable (scheduling) fields."""
+        from merkit.runs import flatten_dict
+
+        flat = flatten_dict(self.to_dict())
+        kept = {k: v for k, v in flat.items() if k not in resumable_keys()}
+        text = json.dumps(kept, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+    def with_updates(self, changes: dict[str, Any]) -> RunConfig:
+        """A validated copy with dotted keys changed: ``cfg.with_updates({"train.epochs": 3})``.
+
+        ``preprocess.<field>`` keys set entries of the preprocess dict.
+        """
+        d = self.to_dict()
+        for key, value in changes.items():
+            section, _, leaf = key.partition(".")
+            if not leaf or section not in d or not isinstance(d[section], dict):
+                raise ConfigError(f"update key {key!r} must be '<section>.<field>' with a section among "
+                                  f"{list(d)}")
+            if section == "model" and leaf.startswith("overrides."):
+                d["model"]["overrides"][leaf[len("overrides."):]] = value
+            else:
+                d[section][leaf] = value
+        return RunConfig.from_dict(d)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the config as JSON atomically."""
+        from merkit.runs import atomic_write_json
+
+        return atomic_write_json(path, self.to_dict())
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    """Read a ``config.json`` (or a run directory holding one) back into a :class:`RunConfig`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"cannot read run config {path}: {err}") from err
+    try:
+        return RunConfig.from_dict(d)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+
+
+def resumable_keys() -> frozenset[str]:
+    """Dotted keys of fields marked resumable (scheduling only), e.g. ``protocol.executor``."""
+    return frozenset(f"{name}.{f.name}" for name, cls in _SECTIONS.items()
+                     for f in dataclasses.fields(cls) if f.metadata.get("resumable"))
+
+
+def _unknown(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)
+

@@ -1,0 +1,162 @@
+"""Run configuration: validation, dict round trip, unknown keys, hashing, resumable fields."""
+
+import dataclasses
+import json
+
+import pytest
+
+from merkit import protocols
+from merkit.config import (
+    PROTOCOL_NAMES,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    ProtocolConfig,
+    RunConfig,
+    TrainConfig,
+    load_config,
+    resumable_keys,
+)
+from merkit.models import list_models
+from merkit.runs import DEFAULT_RESUMABLE_KEYS, RunConfigMismatch, RunDir
+
+
+def test_round_trip_through_json():
+    cfg = RunConfig(model=ModelConfig("meranet_small", {"width": 8}), train=TrainConfig(epochs=2, lr=3e-4),
+                    protocol=ProtocolConfig("group_kfold", k=3), preprocess={"size": 32, "frames": 8})
+    back = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg
+    assert back.to_dict()["train"]["epochs"] == 2
+
+
+def test_missing_keys_take_defaults():
+    cfg = RunConfig.from_dict({"train": {"epochs": 3}})
+    assert cfg.train.epochs == 3
+    assert cfg.train.batch_size == TrainConfig().batch_size
+    assert cfg.protocol == ProtocolConfig()
+
+
+def test_unknown_keys_are_all_listed_with_suggestions():
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_dict({"train": {"epoch": 3, "lr": 0.1}, "protocl": {}, "model": {"nme": "meranet"}})
+    message = str(err.value)
+    assert "'train.epoch' (did you mean 'train.epochs'?)" in message
+    assert "'protocl' (did you mean 'protocol'?)" in message
+    assert "'model.nme'" in message
+
+
+@pytest.mark.parametrize("section, kwargs, fragment", [
+    (TrainConfig, {"optimizer": "adam"}, "optimizer must be one of ['adamw', 'sgd']"),
+    (TrainConfig, {"schedule": "linear"}, "schedule must be one of"),
+    (TrainConfig, {"loss": "mse"}, "loss must be one of"),
+    (TrainConfig, {"precision": "fp16"}, "precision must be one of"),
+    (TrainConfig, {"epochs": 0}, "epochs must be >= 1"),
+    (TrainConfig, {"epochs": 2.5}, "epochs must be int"),
+    (TrainConfig, {"lr": "0.1"}, "lr must be float"),
+    (TrainConfig, {"class_weighted": 1}, "class_weighted must be bool"),
+    (TrainConfig, {"val_fraction": 1.0}, "val_fraction must be in [0, 1)"),
+    (TrainConfig, {"select_best": True}, "select_best needs an inner validation split"),
+    (ProtocolConfig, {"name": "loocv"}, "name must be one of"),
+    (ProtocolConfig, {"executor": "slurm"}, "executor must be one of"),
+    (ProtocolConfig, {"k": 1}, "k must be >= 2"),
+    (DataConfig, {"synthme_size": 0}, "synthme_size must be >= 1"),
+])
+def test_bad_values_raise_naming_the_field(section, kwargs, fragment):
+    with pytest.raises(ConfigError, match=section.__name__) as err:
+        section(**kwargs)
+    assert fragment in str(err.value)
+
+
+def test_unknown_model_is_refused_with_suggestion():
+    with pytest.raises(ConfigError, match=r"unknown model 'meranet_smal' \(did you mean 'meranet_small'\?\)"):
+        ModelConfig("meranet_smal")
+    with pytest.raises(ConfigError, match="unknown model"):
+        RunConfig.from_dict({"model": {"name": "resnet50"}})
+
+
+def test_int_given_for_float_is_accepted():
+    cfg = TrainConfig(lr=1, weight_decay=0)
+    assert isinstance(cfg.lr, float) and cfg.lr == 1.0
+    assert RunConfig.from_dict({"train": {"lr": 1}}) == RunConfig(train=TrainConfig(lr=1.0))
+
+
+def test_sections_must_be_dataclasses():
+    with pytest.raises(ConfigError, match="from_dict"):
+        RunConfig(train={"epochs": 3})
+
+
+def test_protocol_names_match_the_protocols_module():
+    assert set(PROTOCOL_NAMES) == set(protocols.list_protocols())
+
+
+def test_default_model_exists_in_registry():
+    assert ModelConfig().name in list_models()
+
+
+def test_resumable_keys_match_the_run_directory_default():
+    assert resumable_keys() == DEFAULT_RESUMABLE_KEYS == {
+        "protocol.executor", "protocol.workers", "protocol.ray_address"}
+
+
+def test_config_hash_ignores_scheduling_but_not_results():
+    base = RunConfig()
+    assert base.config_hash() == RunConfig().config_hash()
+    assert len(base.config_hash()) == 16
+    parallel = base.with_updates({"protocol.executor": "ray", "protocol.workers": 8})
+    assert parallel.config_hash() == base.config_hash()
+    for change in ({"train.seed": 1}, {"train.lr": 2e-3}, {"model.name": "stcnn"},
+                   {"preprocess.size": 64}, {"model.overrides.width": 8}, {"data.dataset": "casme2"}):
+        assert base.with_updates(change).config_hash() != base.config_hash(), change
+
+
+def test_with_updates_validates_and_leaves_original():
+    base = RunConfig()
+    changed = base.with_updates({"train.epochs": 3, "model.overrides.width": 8, "preprocess.size": 32})
+    assert changed.train.epochs == 3 and base.train.epochs == TrainConfig().epochs
+    assert changed.model.overrides == {"width": 8} and changed.preprocess == {"size": 32}
+    with pytest.raises(ConfigError, match="train.epoch"):
+        base.with_updates({"train.epoch": 3})
+    with pytest.raises(ConfigError, match="section"):
+        base.with_updates({"epochs": 3})
+    with pytest.raises(ConfigError, match="epochs must be >= 1"):
+        base.with_updates({"train.epochs": 0})
+
+
+def test_synthme_kwargs_name_synthme_config_fields():
+    synthetic = pytest.importorskip("merkit.data.synthetic")
+    kwargs = DataConfig(synthme_n_subjects=10, synthme_size=48).synthme_kwargs()
+    assert kwargs["n_subjects"] == 10 and kwargs["size"] == 48
+    known = {f.name for f in dataclasses.fields(synthetic.SynthMEConfig)}
+    assert set(kwargs) <= known
+    assert synthetic.SynthMEConfig(**kwargs).n_subjects == 10
+
+
+def test_every_field_has_a_comment():
+    import inspect
+
+    import merkit.config as module
+
+    source = inspect.getsource(module)
+    for cls in (DataConfig, ModelConfig, TrainConfig, ProtocolConfig, RunConfig):
+        for f in dataclasses.fields(cls):
+            lines = [line for line in source.splitlines() if line.strip().startswith(f"{f.name}:")]
+            assert lines and all("  # " in line for line in lines), f"{cls.__name__}.{f.name}"
+
+
+def test_run_dir_accepts_run_config_and_load_config_reads_it_back(tmp_path):
+    cfg = RunConfig(train=TrainConfig(epochs=2))
+    run = RunDir(tmp_path / "run", cfg, capture=False)
+    assert load_config(run.path) == cfg
+    RunDir(tmp_path / "run", cfg.with_updates({"protocol.executor": "processes"}), capture=False)
+    with pytest.raises(RunConfigMismatch, match="train.epochs: saved 2, now 3"):
+        RunDir(tmp_path / "run", cfg.with_updates({"train.epochs": 3}), capture=False)
+
+
+def test_load_config_names_the_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"train": {"epochz": 1}}))
+    with pytest.raises(ConfigError, match=r"config.json: unknown config key\(s\): 'train.epochz'"):
+        load_config(path)
+    path.write_text("{")
+    with pytest.raises(ConfigError, match="cannot read run config"):
+        load_config(tmp_path)
