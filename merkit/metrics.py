@@ -129,9 +129,12 @@ def _is_int_like(x: object) -> bool:
 
 
 def _labels(values: Sequence[int] | np.ndarray | pd.Series, name: str) -> np.ndarray:
-    arr = np.asarray(values)
+    arr = np.asarray(values, dtype=object)
     if arr.ndim != 1:
         raise PredictionsError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if pd.isna(arr).any():
+        raise PredictionsError(f"{name} holds missing values (NaN/NA): every sample needs a class index")
+    arr = np.asarray(values)
     if arr.size and not np.all(np.equal(np.mod(arr.astype(float), 1), 0)):
         raise PredictionsError(f"{name} must hold integer class indices")
     return arr.astype(np.int64)

@@ -110,6 +110,10 @@ def test_pooled_scores_rejects_bad_input():
         pooled_scores([0, 1], [0], 3)
     with pytest.raises(PredictionsError, match="no samples"):
         pooled_scores([], [], 3)
+    with pytest.raises(PredictionsError, match="missing values"):
+        pooled_scores(pd.Series([0, None], dtype="Int64"), [0, 1], 3)
+    with pytest.raises(PredictionsError, match="integer"):
+        pooled_scores([0.5, 1.0], [0, 1], 3)
 
 
 def test_validate_predictions_names_missing_columns_and_bad_samples(three_folds):
