@@ -77,3 +77,45 @@ def window_sum(values: Tensor, window: tuple[int, int, int]) -> Tensor:
     pooled = F.avg_pool3d(values[:, None], window) * (window[0] * window[1] * window[2])  # (b, 1, t', h', w')
     expanded = pooled.repeat_interleave(window[0], 2).repeat_interleave(window[1], 3).repeat_interleave(window[2], 4)
     return expanded[:, 0]  # (b, 1, t, h, w) -> (b, t, h, w)
+
+
+def tiny_synthme(n_subjects: int = 6, frames: int = 8, size: int = 32, amplitude: float = 4.0):
+    """A small SynthME set rendered in memory: clips (n, 1, t, s, s) standardised, labels (n,), masks (n, s, s).
+
+    Each clip is resampled from onset to offset to ``frames`` frames, grey, resized to ``size``; the true
+    motion mask is resized with nearest neighbour. Stand-in for the store pipeline, kept test-only.
+    """
+    import cv2
+    import numpy as np
+
+    from merkit.data.synthetic import EMOTIONS, SynthMEConfig, list_clips, render_clip
+
+    config = SynthMEConfig(n_subjects=n_subjects, clips_per_subject=9, n_frames=24, size=64, motion_amplitude=amplitude, video_subjects=())
+    clips, labels, masks = [], [], []
+    for spec in list_clips(config):
+        rendered = render_clip(config, spec.subject, spec.sample)
+        span = rendered.frames[spec.onset_index : spec.offset_index + 1]
+        picks = np.linspace(0, len(span) - 1, frames).round().astype(int)
+        grey = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in span[picks]]
+        clips.append(np.stack([cv2.resize(g, (size, size), interpolation=cv2.INTER_AREA) for g in grey]))
+        labels.append(EMOTIONS.index(spec.emotion))
+        masks.append(cv2.resize(rendered.mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool))
+    x = torch.tensor(np.stack(clips), dtype=torch.float32)[:, None]  # (n, t, s, s) -> (n, 1, t, s, s)
+    x = (x - x.mean()) / x.std()
+    return x, torch.tensor(labels), np.stack(masks)
+
+
+def fit(model: nn.Module, x: Tensor, y: Tensor, epochs: int = 30, lr: float = 1e-3, seed: int = 0) -> nn.Module:
+    """Plain AdamW full-data training (test fixture only; the library's loop is merkit.train)."""
+    torch.manual_seed(seed)
+    optimiser = torch.optim.AdamW(model.parameters(), lr)
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(x))
+        for start in range(0, len(x), 8):
+            batch = order[start : start + 8]
+            loss = F.cross_entropy(model(x[batch]), y[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return model.eval()
