@@ -53,6 +53,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from merkit.metrics import pooled_scores
+
 __all__ = [
     "resolve_device",
     "resolve_precision",
@@ -362,7 +364,7 @@ def train_fold(
 def _validation_scores(
     model: nn.Module, val_ds: Dataset, criterion: nn.Module, cfg: Any, device: torch.device, num_classes: int
 ) -> dict[str, float]:
-    """Loss, accuracy, UF1 and UAR on the inner validation set (one pooled fold: plain macro F1 / recall)."""
+    """Loss, accuracy, UF1 and UAR on the inner validation set (MEGC2019 pooled definition on one pool)."""
     probs, preds = predict(
         model, val_ds, batch_size=int(_get(cfg, "batch_size", 8)), precision=_get(cfg, "precision", "auto")
     )
@@ -371,22 +373,8 @@ def _validation_scores(
         logp = torch.log(torch.from_numpy(probs).clamp_min(1e-12))
         # CrossEntropyLoss on log-probabilities equals NLL on them (log_softmax is idempotent on log-probs).
         loss = float(criterion(logp.to(device), torch.from_numpy(labels).to(device)))
-    uf1, uar = _macro_f1_recall(labels, preds, num_classes)
-    return {"val_loss": loss, "val_acc": float((preds == labels).mean()), "val_uf1": uf1, "val_uar": uar}
-
-
-def _macro_f1_recall(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> tuple[float, float]:
-    """UF1 and UAR over the classes present in ``gt`` (MEGC2019 definition on a single pool)."""
-    f1s, recalls = [], []
-    for c in range(num_classes):
-        tp = int(((pred == c) & (gt == c)).sum())
-        fp = int(((pred == c) & (gt != c)).sum())
-        fn = int(((pred != c) & (gt == c)).sum())
-        if tp + fn == 0:
-            continue
-        f1s.append(2 * tp / (2 * tp + fp + fn))
-        recalls.append(tp / (tp + fn))
-    return float(np.mean(f1s)), float(np.mean(recalls))
+    scores = pooled_scores(labels, preds, num_classes, warn_absent=False)
+    return {"val_loss": loss, "val_acc": scores["accuracy"], "val_uf1": scores["uf1"], "val_uar": scores["uar"]}
 
 
 # -------------------------------------------------------------------------------------------- predicting
