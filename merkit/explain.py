@@ -20,7 +20,8 @@ channels.
 
 Scores (``region_scores``, ``random_baseline``, ``agreement``, ``region_mass_over_time``,
 ``frame_curve``) accept maps as tensors or numpy arrays; ``score_methods`` runs everything over a
-dataset with known motion masks (SynthME) and returns one long DataFrame for the explain notebook.
+dataset with known motion masks (SynthME) and returns one long DataFrame for the explain notebook;
+``explain_store`` does the same for clips of a clip store; ``summarise_scores`` gives per-class means.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,7 @@ __all__ = [
     "attribute",
     "blur_clip",
     "event_positions",
+    "explain_store",
     "face_region_masks",
     "frame_curve",
     "ig_baseline",
@@ -239,6 +241,13 @@ class FaceBox:
     left: float = 0.0
     bottom: float = 1.0
     right: float = 1.0
+
+    @classmethod
+    def from_margin(cls, margin: float) -> "FaceBox":
+        """The face box inside a crop grown by ``margin`` x side on every side
+        (``PreprocessConfig(crop="haar", crop_margin=margin)``)."""
+        inset = margin / (1.0 + 2.0 * margin)
+        return cls(top=inset, left=inset, bottom=1.0 - inset, right=1.0 - inset)
 
 
 #: Facial regions as fractions (top, left, bottom, right) of the face box. Rough anthropometric
@@ -668,21 +677,27 @@ def region_mass_over_time(
     return pd.concat(frames, ignore_index=True)
 
 
-def event_positions(onset: int, apex: int | None, offset: int, n_frames: int) -> dict[str, float]:
+def event_positions(
+    onset: int,
+    apex: int | None,
+    offset: int,
+    n_frames: int,
+    span: tuple[float, float] | None = None,
+) -> dict[str, float]:
     """Where onset, apex and offset (sheet frame numbers) fall among the clip's ``n_frames`` positions.
 
-    Assumes the temporal normalisation maps the span onset..offset linearly onto positions
-    0..n_frames-1 (what resampling a clip to a fixed length does). Apex None (SMIC) is left out.
+    The temporal normalisation samples frame numbers ``span = (first, last)`` linearly onto positions
+    0..n_frames-1; the default span is (onset, offset), what ``PreprocessConfig(temporal="onset_offset")``
+    and ``"tim"`` sample. For ``"onset_apex"`` pass ``span=(onset, apex)``. Events outside the span
+    and a missing apex (SMIC) are left out.
     """
-    span = max(offset - onset, 1)
-    scale = (n_frames - 1) / span
-
-    def to_position(frame: int) -> float:
-        return float(np.clip((frame - onset) * scale, 0, n_frames - 1))
-
-    events = {"onset": to_position(onset), "offset": to_position(offset)}
-    if apex is not None and not pd.isna(apex):
-        events["apex"] = to_position(int(apex))
+    first, last = (float(onset), float(offset)) if span is None else (float(span[0]), float(span[1]))
+    scale = (n_frames - 1) / max(last - first, 1.0)
+    events: dict[str, float] = {}
+    for name, frame in (("onset", onset), ("apex", apex), ("offset", offset)):
+        if frame is None or pd.isna(frame) or not first <= float(frame) <= last:
+            continue
+        events[name] = float((float(frame) - first) * scale)
     return events
 
 
@@ -757,6 +772,44 @@ def score_methods(
             table["pointing_hit"] = table["pointing_hit"].astype(float)
             tables.append(table)
     return pd.concat(tables, ignore_index=True)
+
+
+def explain_store(
+    model: nn.Module,
+    store: Any,
+    positions: Sequence[int] | np.ndarray | None = None,
+    methods: Sequence[str] = ("ig", "gradcam", "attention"),
+    *,
+    dataset_factory: Callable[[Any, np.ndarray], Sequence[tuple[Tensor, int]]] | None = None,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """:func:`score_methods` over clips of a clip store that holds true motion masks (SynthME).
+
+    ``store`` is a ``merkit.data.store.ClipStore`` with ``masks`` (N, S, S) and ``index`` (one row
+    per clip); ``positions`` selects clips (default all; e.g. a fold's held-out subject).
+    ``dataset_factory(store, positions)`` builds the torch dataset (default
+    ``merkit.data.torch_dataset.ClipDataset`` without augmentation, the one the model trained on).
+    Other keyword arguments go to :func:`score_methods`. The result carries the store's
+    ``dataset``, ``subject``, ``sample`` and ``emotion`` columns next to each clip's scores, and
+    ``clip`` is the position in the store.
+    """
+    positions_array = np.arange(len(store.index)) if positions is None else np.asarray(positions, dtype=np.int64)
+    masks = getattr(store, "masks", None)
+    if masks is None:
+        raise ValueError("the clip store has no motion masks (only SynthME stores do): cannot score against a true region")
+    if dataset_factory is None:
+        from merkit.data.torch_dataset import ClipDataset
+
+        def dataset_factory(clip_store: Any, chosen: np.ndarray) -> Any:
+            return ClipDataset(clip_store, chosen)
+
+    dataset = dataset_factory(store, positions_array)
+    scores = score_methods(model, dataset, np.asarray(masks)[positions_array], methods, **kwargs)
+    info_columns = [c for c in ("dataset", "subject", "sample", "emotion") if c in store.index.columns]
+    info = store.index.iloc[positions_array][info_columns].reset_index(drop=True)  # row k = dataset item k
+    scores = scores.join(info, on="clip")
+    scores["clip"] = positions_array[scores["clip"].to_numpy()]
+    return scores
 
 
 def summarise_scores(scores: pd.DataFrame, by: Sequence[str] = ("method", "label")) -> pd.DataFrame:

@@ -270,6 +270,14 @@ def test_event_positions_map_sheet_frames_to_clip_positions():
     events = explain.event_positions(onset=100, apex=110, offset=140, n_frames=9)
     assert events == {"onset": 0.0, "offset": 8.0, "apex": 2.0}
     assert "apex" not in explain.event_positions(0, None, 10, 5)
+    onset_apex = explain.event_positions(onset=100, apex=110, offset=140, n_frames=11, span=(100, 110))
+    assert onset_apex == {"onset": 0.0, "apex": 10.0}
+
+
+def test_face_box_from_crop_margin():
+    box = explain.FaceBox.from_margin(0.1)
+    assert box.top == pytest.approx(0.1 / 1.2) and box.bottom == pytest.approx(1.1 / 1.2)
+    assert explain.FaceBox.from_margin(0.0) == explain.FaceBox()
 
 
 def test_score_methods_long_table_and_summary():
@@ -365,3 +373,35 @@ def test_trained_meranet_attributes_to_the_true_motion_region():
     assert after.loc["gradcam", "pointing_hit"] > after.loc["random", "pointing_hit"]
     for method in ("ig", "gradcam"):  # learned, not a property of the input or of the architecture
         assert after.loc[method, "mass_in_region"] > before.loc[method, "mass_in_region"] + 0.01, method
+
+
+class _TinyStore:
+    """The parts of a ClipStore that explain_store reads: ``index``, ``masks`` and clips by position."""
+
+    def __init__(self, n: int = 5, frames: int = 4, size: int = 8) -> None:
+        import pandas as pd
+
+        generator = torch.Generator().manual_seed(0)
+        self.clips = torch.rand((n, 1, frames, size, size), generator=generator)
+        self.labels = [i % 3 for i in range(n)]
+        self.masks = np.zeros((n, size, size), dtype=bool)
+        self.masks[:, 1:4, 2:6] = True
+        self.index = pd.DataFrame({"dataset": "synthme", "subject": [f"{i:02d}" for i in range(n)],
+                                   "sample": [f"EP01_{i:02d}" for i in range(n)], "emotion": "happiness"})
+
+
+def test_explain_store_scores_selected_clips_and_names_them():
+    store = _TinyStore()
+
+    def factory(clip_store, positions):
+        return [(clip_store.clips[p], clip_store.labels[p]) for p in positions]
+
+    scores = explain.explain_store(ToyAttentionModel(), store, positions=[3, 1], methods=("gradcam",),
+                                   dataset_factory=factory, random_draws=2, progress=False)
+    gradcam = scores[scores.method == "gradcam"]
+    assert gradcam["clip"].tolist() == [3, 1]
+    assert gradcam["subject"].tolist() == ["03", "01"]
+    assert gradcam["label"].tolist() == [0, 1]
+    store.masks = None
+    with pytest.raises(ValueError, match="no motion masks"):
+        explain.explain_store(ToyAttentionModel(), store, dataset_factory=factory)
