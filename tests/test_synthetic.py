@@ -63,7 +63,7 @@ def tiny_root(tmp_path_factory) -> Path:
     [
         ({"n_subjects": 0}, "n_subjects"),
         ({"n_frames": 5}, "n_frames"),
-        ({"video_subjects": (7,)}, "video_subjects"),
+        ({"video_subjects": (0,)}, "video_subjects"),
         ({"frame_format": "gif"}, "frame_format"),
         ({"motion_amplitude": 0.0}, "motion_amplitude"),
         ({"apex_intensity": (0.9, 0.5)}, "apex_intensity"),
@@ -73,6 +73,12 @@ def tiny_root(tmp_path_factory) -> Path:
 def test_invalid_config_names_the_field(change, word):
     with pytest.raises(ValueError, match=word):
         dataclasses.replace(TINY, **change)
+
+
+def test_video_subjects_beyond_n_subjects_are_ignored():
+    config = SynthMEConfig(n_subjects=4)  # default video_subjects (5, 10): no subject 5 here
+    assert not any(spec.is_video for spec in list_clips(config))
+    assert [s.is_video for s in list_clips(dataclasses.replace(config, n_subjects=5))[-1:]] == [True]
 
 
 def test_config_survives_its_json_round_trip():

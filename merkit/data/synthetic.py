@@ -120,7 +120,9 @@ class SynthMEConfig:
     n_frames: int = 40  # frames per clip (40 at 200 fps = 0.2 s, a typical micro-expression length)
     size: int = 96  # frame side in pixels; frames are square and already face-cropped
     fps: float = 200.0  # recording frame rate written to the videos (CASME II: 200)
-    video_subjects: tuple[int, ...] = (5, 10)  # subjects written as sub05/EP01_01.mp4 instead of frame folders
+    # Subjects written as sub05/EP01_01.mp4 instead of frame folders. Numbers above n_subjects are ignored,
+    # so shrinking n_subjects alone (as a notebook parameter does) never needs this changed too.
+    video_subjects: tuple[int, ...] = (5, 10)
     frame_format: str = "jpg"  # "jpg" like CASME II, or "png" (lossless: read back bit-exact)
     jpeg_quality: int = 95  # JPEG quality of frame files
     motion_amplitude: float = 2.5  # peak displacement (px at `size`) of the class-defining motion at apex
@@ -149,9 +151,9 @@ class SynthMEConfig:
             problems.append(f"size must be >= 32 pixels, got {self.size}")
         if self.fps <= 0:
             problems.append(f"fps must be positive, got {self.fps}")
-        bad_video = [s for s in self.video_subjects if not 1 <= s <= self.n_subjects]
+        bad_video = [s for s in self.video_subjects if s < 1]
         if bad_video:
-            problems.append(f"video_subjects {bad_video} are not among subjects 1..{self.n_subjects}")
+            problems.append(f"video_subjects must be subject numbers >= 1, got {bad_video}")
         if self.frame_format not in ("jpg", "png"):
             problems.append(f"frame_format must be 'jpg' or 'png', got {self.frame_format!r}")
         if not 1 <= self.jpeg_quality <= 100:
@@ -370,8 +372,12 @@ class _Look:
     moles: tuple[tuple[float, float, float], ...]
 
 
-_HAIR_COLOURS = np.array([[0.08, 0.06, 0.05], [0.22, 0.14, 0.08], [0.40, 0.26, 0.14], [0.55, 0.42, 0.25], [0.35, 0.12, 0.06]])
-_IRIS_COLOURS = np.array([[0.30, 0.18, 0.08], [0.15, 0.10, 0.06], [0.25, 0.40, 0.60], [0.30, 0.45, 0.30], [0.45, 0.35, 0.20]])
+_HAIR_COLOURS = np.array(  # black, dark brown, brown, blond, auburn
+    [[0.08, 0.06, 0.05], [0.22, 0.14, 0.08], [0.40, 0.26, 0.14], [0.55, 0.42, 0.25], [0.35, 0.12, 0.06]]
+)
+_IRIS_COLOURS = np.array(  # brown, dark brown, blue, green, hazel
+    [[0.30, 0.18, 0.08], [0.15, 0.10, 0.06], [0.25, 0.40, 0.60], [0.30, 0.45, 0.30], [0.45, 0.35, 0.20]]
+)
 
 
 def _subject_look(config: SynthMEConfig, subject: int) -> _Look:
@@ -785,7 +791,8 @@ def _write_sheet(path: Path, clips: Sequence[ClipSpec]) -> None:
     for spec in clips:
         # Videos: frame numbers are 0-based indices (first_number is 0), as the video reader numbers them.
         sheet.append(
-            [spec.subject, spec.sample, None, spec.onset, spec.apex, spec.offset, None, spec.action_units_text, spec.emotion]
+            [spec.subject, spec.sample, None, spec.onset, spec.apex, spec.offset, None]
+            + [spec.action_units_text, spec.emotion]
         )
     book.save(path)
 
@@ -855,7 +862,9 @@ def generate_synthme(
                 f"({_describe_difference(existing, wanted)}); pass overwrite=True or use another root"
             )
     elif root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise SynthMEExistsError(f"{root} exists and is not a SynthME tree (no {COMPLETION_MARKER}); refusing to write there")
+        raise SynthMEExistsError(
+            f"{root} exists and is not a SynthME tree (no {COMPLETION_MARKER}); refusing to write there"
+        )
 
     root.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(root)
@@ -939,5 +948,7 @@ def load_motion_mask(root: str | PathLike, subject: str | int, sample: str) -> n
     path = Path(root) / _mask_name(f"{number:02d}", sample)
     mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
     if mask is None:
-        raise FileNotFoundError(f"no SynthME motion mask for subject {number:02d} sample {sample} under {root} ({path})")
+        raise FileNotFoundError(
+            f"no SynthME motion mask for subject {number:02d} sample {sample} under {root} ({path})"
+        )
     return mask > 127
