@@ -311,6 +311,19 @@ def test_a_video_decord_cannot_read_back_is_caught_at_generation(tmp_path):
         synthetic._check_video_decodes(tmp_path / "ok.mp4", 13)
 
 
+def test_a_frame_size_decord_cannot_read_fails_before_drawing(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(synthetic, "render_clip", lambda *a, **k: calls.append(a) or pytest.fail("drew a clip"))
+
+    def refuse(path, n_frames):
+        raise OSError(f"decord cannot read the SynthME video {path} back (stand-in)")
+
+    monkeypatch.setattr(synthetic, "_check_video_decodes", refuse)
+    with pytest.raises(OSError, match="probe.mp4"):
+        generate_synthme(tmp_path / "s", TINY, progress=False)
+    assert calls == [] and list(tmp_path.iterdir()) == []
+
+
 def test_decoded_frames_match_the_drawing_within_codec_tolerance(tiny_root):
     read_clip = pytest.importorskip("merkit.data.io").read_clip  # folders by frame number, videos by decord
 

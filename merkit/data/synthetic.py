@@ -879,8 +879,23 @@ def generate_synthme(
     return root
 
 
+def _probe_video_size(build: Path, config: SynthMEConfig) -> None:
+    """Write and read back a 3-frame grey video first: a size decord cannot read fails in a second, not midway."""
+    probe = build / "probe.mp4"
+    writer = cv2.VideoWriter(str(probe), cv2.VideoWriter_fourcc(*"mp4v"), config.fps, (config.size, config.size))
+    if not writer.isOpened():
+        raise OSError(f"OpenCV cannot open a mp4v VideoWriter for {probe}")
+    for level in (64, 128, 192):
+        writer.write(np.full((config.size, config.size, 3), level, np.uint8))
+    writer.release()
+    _check_video_decodes(probe, 3)
+    probe.unlink()
+
+
 def _build_tree(build: Path, config: SynthMEConfig, progress: bool) -> None:
     clips = list_clips(config)
+    if any(spec.is_video for spec in clips):
+        _probe_video_size(build, config)
     (build / "masks").mkdir()
     rows = []
     for spec in tqdm(clips, desc="SynthME", unit="clip", disable=not progress):
@@ -942,6 +957,9 @@ def _move_into_place(build: Path, root: Path, wanted: dict) -> None:
 def load_motion_mask(root: str | PathLike, subject: str | int, sample: str) -> np.ndarray:
     """Ground-truth motion region of one clip, bool (H, W), read from ``root/masks/<subject>_<sample>.png``.
 
+    The region is where the class-defining displacement at the apex reaches 25 % of its peak, in the clip's
+    own pixel grid (same H, W as its frames, crop offset included; resize it like the frames when they are
+    resized). It is the same in every frame: the global head drift (at most ``head_drift`` px) is left out.
     `subject` may be ``"01"``, ``1`` or ``"sub01"``. Raises FileNotFoundError naming root, subject and sample.
     """
     number = _subject_number(subject)
