@@ -126,7 +126,7 @@ def test_occlusion_default_window_gives_input_shaped_map():
     x = toy_clips(batch=1, channels=1, frames=4, size=16)
     result = explain.attribute(model, x, "occlusion", target=0)
     assert result.map.shape == (1, 4, 16, 16)
-    assert result.meta["window"] == (2, 2, 2)
+    assert result.meta["window"] == (2, 4, 4)
 
 
 def test_ablation_gives_each_region_segment_the_sum_of_its_ig():
