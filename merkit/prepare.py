@@ -1,0 +1,148 @@
+"""From a data config to a manifest and a clip store: the first step every notebook and `merkit prepare` share.
+
+``prepare_data(data, preprocess, cache_dir=…)``:
+
+1. ``data.data_root`` empty and ``data.dataset == "synthme"``: SynthME is generated (once; generation is
+   idempotent) under ``cache_dir/synthme/<config hash>/``, so runs with different SynthME sizes never
+   collide. A non-empty ``data_root`` must exist (a real dataset is never generated or downloaded).
+2. The manifest is built from the dataset's official sheet (``merkit.data.datasets.build_manifest``).
+3. With a ``preprocess`` config, every clip is preprocessed into the clip store under ``cache_dir/store``
+   (cached by manifest hash + preprocessing parameters, so a second call is a lookup).
+
+Errors are :class:`DataRootError` (missing directory, or an empty data_root for a real dataset) and whatever
+the dataset builder raises (``ManifestError`` naming dataset/subject/sample).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["DataRootError", "PreparedData", "notebook_dirs", "synthme_root", "resolve_data_root", "prepare_data"]
+
+#: Where a notebook opened by hand (run_dir left empty) writes: the kit's runs/lab folder.
+LAB_RUN_DIR = Path(__file__).resolve().parent.parent / "runs" / "lab"
+
+
+class DataRootError(FileNotFoundError):
+    """The data root is missing, is not a directory, or is empty for a dataset the kit cannot generate."""
+
+
+@dataclass
+class PreparedData:
+    """What `prepare_data` produced: the data root used, the manifest, and the clip store (None without one)."""
+
+    data_root: Path
+    manifest: pd.DataFrame
+    store: Any = None  # merkit.data.store.ClipStore
+    generated: bool = False  # True when SynthME was generated (or found already generated) under the cache
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in label order (from the manifest's protocol)."""
+        return list(self.manifest.attrs.get("classes", []))
+
+
+def notebook_dirs(run_dir: str | os.PathLike = "", cache_dir: str | os.PathLike = "") -> tuple[Path, Path]:
+    """Absolute ``(run_dir, cache_dir)`` for a notebook, created: ``""`` run_dir is the kit's ``runs/lab``,
+    ``""`` cache_dir is ``run_dir/cache``. Relative paths are taken as given (relative to where the kernel runs);
+    the pipeline always passes absolute ones."""
+    run = Path(run_dir).expanduser().resolve() if str(run_dir) else LAB_RUN_DIR
+    cache = Path(cache_dir).expanduser().resolve() if str(cache_dir) else run / "cache"
+    (run / "figures").mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    return run, cache
+
+
+def _synthme_config(data: Any) -> Any:
+    from merkit.data.synthetic import SynthMEConfig
+
+    return SynthMEConfig(**data.synthme_kwargs())
+
+
+def synthme_root(cache_dir: str | os.PathLike, synthme_config: Any) -> Path:
+    """Where SynthME generated with ``synthme_config`` lives under ``cache_dir`` (one folder per config)."""
+    text = json.dumps(synthme_config.to_dict(), sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return Path(cache_dir) / "synthme" / digest
+
+
+def resolve_data_root(data: Any, cache_dir: str | os.PathLike, *, progress: bool = True) -> tuple[Path, bool]:
+    """The data root of ``data`` (a ``merkit.config.DataConfig``); generates SynthME when it is left empty.
+
+    Returns ``(root, generated)``. Raises `DataRootError` for a missing directory or an empty data_root
+    of a real (licensed) dataset.
+    """
+    if data.data_root:
+        root = Path(data.data_root).expanduser()
+        if not root.is_dir():
+            raise DataRootError(f"data_root {root} for dataset {data.dataset!r} does not exist or is not a directory")
+        if data.dataset == "synthme" and not any(root.iterdir()):
+            from merkit.data.synthetic import generate_synthme
+
+            generate_synthme(root, _synthme_config(data), progress=progress)
+            return root, True
+        return root, False
+    if data.dataset != "synthme":
+        raise DataRootError(
+            f"dataset {data.dataset!r} needs data_root: the path of your own licensed copy "
+            "(the kit never downloads or ships it); leave data_root empty only for synthme"
+        )
+    from merkit.data.synthetic import generate_synthme
+
+    config = _synthme_config(data)
+    root = synthme_root(cache_dir, config)
+    generate_synthme(root, config, progress=progress)
+    return root, True
+
+
+def prepare_data(
+    data: Any,
+    preprocess: Any = None,
+    *,
+    cache_dir: str | os.PathLike,
+    flow: Any = None,
+    masks: bool | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> PreparedData:
+    """Resolve the data root (generating SynthME if needed), build the manifest, and (optionally) the store.
+
+    ``data`` is a ``merkit.config.DataConfig``; ``preprocess`` a ``PreprocessConfig`` (or a dict of its fields)
+    or None for the manifest only. ``cache_dir`` holds generated SynthME trees and the clip store. ``flow``
+    (a ``FlowConfig``) also stores onset→apex flow images for the flow models. ``masks`` stores the
+    ground-truth motion masks (default: True for SynthME, the only dataset that has them).
+    """
+    from merkit.data.datasets import build_manifest
+
+    cache_dir = Path(cache_dir)
+    root, generated = resolve_data_root(data, cache_dir, progress=progress)
+    manifest = build_manifest(data.dataset, root, data.protocol or None)
+    store = None
+    if preprocess is not None:
+        from merkit.data.preprocess import PreprocessConfig
+        from merkit.data.store import build_store
+
+        from merkit.data.store import MotionMaskLoader
+
+        if isinstance(preprocess, dict):
+            preprocess = PreprocessConfig(**preprocess)
+        if masks is None:
+            masks = data.dataset == "synthme"
+        store = build_store(
+            manifest,
+            root,
+            preprocess,
+            cache_dir / "store",
+            workers=workers,
+            mask_loader=MotionMaskLoader(str(root)) if masks else None,
+            flow=flow,
+            progress=progress,
+        )
+    return PreparedData(root, manifest, store, generated)
