@@ -1,0 +1,457 @@
+"""The clip store: every clip of a manifest preprocessed once into memory-mappable arrays on disk.
+
+Axis letters: N clips, T frames, S side, C channels.
+
+A store lives in ``cache_dir/<key>/`` where ``key`` hashes the manifest (``manifest_hash``), every
+:class:`~merkit.data.preprocess.PreprocessConfig` field, the flow parameters (or none), whether masks were
+stored, and :data:`STORE_FORMAT_VERSION`. Same inputs → same key → the store is reused without reading a
+frame; one changed parameter → a new key → a new store beside the old one.
+
+Files:
+
+- ``clips.npy``  uint8 (N, T, S, S, C), opened with ``np.load(mmap_mode='r')``
+- ``masks.npy``  uint8 (N, S, S) of 0/1, optional: ``mask_loader(row)``'s region through the clip's crop/resize
+- ``flow.npy``   float16 (N, F, F, 3) onset→apex (u, v, strain) (see ``merkit.data.flow``), optional
+- ``index.csv``  the manifest's rows in store order plus ``position`` (0..N−1), the crop box (``crop_x``,
+  ``crop_y``, ``crop_w``, ``crop_h``), ``crop_fallback`` (no face found, centre used), ``apex_used`` and
+  ``source_frames``
+- ``store.json`` preprocessing and flow parameters, manifest hash, manifest attrs (dataset, protocol, classes)
+- ``COMPLETE``   written last: the key, N and the byte size and shape of every file above
+
+A store is built in a temporary sibling directory and moved into place with ``os.replace``, so a crash
+mid-build leaves nothing that looks complete. On load, a missing or unreadable ``COMPLETE`` marker or any
+file whose size differs from the marker's is a :class:`StoreCorruptError`; :func:`build_store` then moves the
+damaged store aside and rebuilds it, never reading it as data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import uuid
+import warnings
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from merkit.data.flow import FlowConfig, flow_image
+from merkit.data.preprocess import (
+    Box,
+    PreprocessConfig,
+    output_shape,
+    preprocess_clip_detailed,
+    spatial_transform_mask,
+)
+
+__all__ = [
+    "STORE_FORMAT_VERSION",
+    "ClipStore",
+    "StoreError",
+    "StoreCorruptError",
+    "StoreBuildError",
+    "MotionMaskLoader",
+    "store_key",
+    "build_store",
+    "process_row",
+]
+
+STORE_FORMAT_VERSION = 1
+MARKER = "COMPLETE"
+_INT_COLUMNS = ("onset", "offset", "position", "crop_x", "crop_y", "crop_w", "crop_h", "apex_used", "source_frames")
+_NULLABLE_INT_COLUMNS = ("apex", "label")
+
+
+class StoreError(RuntimeError):
+    """Base class of clip store problems."""
+
+
+class StoreCorruptError(StoreError):
+    """A store directory is incomplete or damaged (missing marker, truncated file); never read as data."""
+
+
+class StoreBuildError(StoreError):
+    """A sample could not be preprocessed while building a store; the message names dataset/subject/sample."""
+
+
+def _row_label(row: Mapping[str, Any]) -> str:
+    return "/".join(str(row.get(key, "?")) for key in ("dataset", "subject", "sample"))
+
+
+def _failure(row: Mapping[str, Any], message: str) -> str:
+    """The build error text: the sample's name first (once), then what went wrong."""
+    label = _row_label(row)
+    return message if label in message else f"{label}: {message}"
+
+
+def store_key(
+    manifest: pd.DataFrame,
+    config: PreprocessConfig,
+    *,
+    flow: FlowConfig | None = None,
+    masks: bool = False,
+) -> str:
+    """The cache key (16 hex digits) of a store: manifest hash + every parameter + the format version."""
+    from merkit.data.manifest import manifest_hash
+
+    payload = {
+        "manifest": manifest_hash(manifest),
+        "preprocess": config.to_dict(),
+        "flow": None if flow is None else flow.to_dict(),
+        "masks": bool(masks),
+        "format": STORE_FORMAT_VERSION,
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class MotionMaskLoader:
+    """``mask_loader`` for SynthME: ``load_motion_mask(root, row.subject, row.sample)``; picklable for workers."""
+
+    root: str
+
+    def __call__(self, row: Mapping[str, Any]) -> np.ndarray:
+        from merkit.data.synthetic import load_motion_mask
+
+        return load_motion_mask(self.root, row["subject"], str(row["sample"]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one sample (runs in worker processes)
+
+
+def _nearest_index(numbers: np.ndarray, number: int) -> int:
+    return int(np.argmin(np.abs(np.asarray(numbers) - number)))
+
+
+def process_row(
+    row: Mapping[str, Any],
+    data_root: str | os.PathLike,
+    config: PreprocessConfig,
+    flow: FlowConfig | None = None,
+    mask_loader: Callable[[Mapping[str, Any]], np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Read and preprocess one manifest row: ``{"clip", "mask", "flow", "info"}`` (mask/flow None if not asked).
+
+    Errors from reading (``ClipReadError``), preprocessing (``PreprocessError``) or the mask loader propagate
+    unchanged; :func:`build_store` wraps them in :class:`StoreBuildError` naming the sample.
+    """
+    from merkit.data.io import read_sample
+
+    sample = _row_label(row)
+    clip = read_sample(row, data_root)
+    result = preprocess_clip_detailed(
+        clip.frames, clip.numbers, row["onset"], row["apex"], row["offset"], config, sample=sample
+    )
+    box: Box = result.box
+    out: dict[str, Any] = {"clip": result.clip, "mask": None, "flow": None}
+    if mask_loader is not None:
+        mask = np.asarray(mask_loader(row)).astype(bool)
+        out["mask"] = spatial_transform_mask(mask, clip.frames.shape, config, box)
+    if flow is not None:
+        onset_frame = clip.frames[_nearest_index(clip.numbers, int(row["onset"]))]
+        apex_frame = clip.frames[_nearest_index(clip.numbers, result.apex)]
+        cut = (slice(box.y, box.y + box.h), slice(box.x, box.x + box.w))
+        out["flow"] = flow_image(onset_frame[cut], apex_frame[cut], flow).astype(np.float16)
+    out["info"] = {
+        "crop_x": box.x,
+        "crop_y": box.y,
+        "crop_w": box.w,
+        "crop_h": box.h,
+        "crop_fallback": bool(result.crop_fallback),
+        "apex_used": int(result.apex),
+        "source_frames": int(result.source_frames),
+    }
+    return out
+
+
+def _worker_init() -> None:
+    # One OpenCV thread per worker process: the workers already use the cores.
+    cv2.setNumThreads(1)
+
+
+def _worker(position: int, row: dict, data_root: str, config: PreprocessConfig, flow: FlowConfig | None, mask_loader: Any) -> tuple[int, dict | None, str | None]:
+    """Process one row in a worker; errors come back as text (custom exceptions may not unpickle)."""
+    try:
+        return position, process_row(row, data_root, config, flow, mask_loader), None
+    except Exception as error:  # noqa: BLE001 - reported with the sample's name in the parent
+        return position, None, f"{type(error).__name__}: {error}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the store
+
+
+def _file_sizes(folder: Path, names: list[str]) -> dict[str, int]:
+    return {name: (folder / name).stat().st_size for name in names}
+
+
+def _index_to_csv(index: pd.DataFrame, path: Path) -> None:
+    table = index.copy()
+    if "action_units" in table:
+        table["action_units"] = [json.dumps([str(a) for a in (value or ())]) for value in table["action_units"]]
+    table.to_csv(path, index=False)
+
+
+def _index_from_csv(path: Path) -> pd.DataFrame:
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in _INT_COLUMNS:
+        if column in table:
+            table[column] = table[column].astype(np.int64)
+    for column in _NULLABLE_INT_COLUMNS:
+        if column in table:
+            table[column] = pd.to_numeric(table[column].replace("", None)).astype("Int64")
+    if "fps" in table:
+        table["fps"] = table["fps"].astype(float)
+    if "crop_fallback" in table:
+        table["crop_fallback"] = table["crop_fallback"] == "True"
+    if "action_units" in table:
+        table["action_units"] = [tuple(json.loads(value)) if value else () for value in table["action_units"]]
+    return table
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+class ClipStore:
+    """A built store, opened read-only: ``clips`` (memmap), ``masks``, ``flow``, ``index``, ``key``, ``config``.
+
+    Open with :meth:`load` (or get one from :func:`build_store`). Pickling keeps only the path and reopens
+    the memmaps on the other side, so handing a store to worker processes copies no clip data.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._open()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ClipStore":
+        """Open the store at ``path``; :class:`StoreCorruptError` when it is incomplete or damaged."""
+        return cls(Path(path))
+
+    def _open(self) -> None:
+        path = self.path
+        marker_path = path / MARKER
+        try:
+            marker = json.loads(marker_path.read_text())
+        except FileNotFoundError:
+            raise StoreCorruptError(f"{path}: no {MARKER} marker (build interrupted or not a store)") from None
+        except (OSError, ValueError) as error:
+            raise StoreCorruptError(f"{path}: unreadable {MARKER} marker ({error})") from None
+        files: dict[str, int] = marker.get("files", {})
+        for name, size in files.items():
+            file = path / name
+            actual = file.stat().st_size if file.is_file() else None
+            if actual != size:
+                raise StoreCorruptError(
+                    f"{path}: {name} is {actual if actual is not None else 'missing'} bytes, "
+                    f"the marker says {size} (truncated or altered)"
+                )
+        try:
+            self.clips = np.load(path / "clips.npy", mmap_mode="r")
+            self.masks = np.load(path / "masks.npy", mmap_mode="r") if "masks.npy" in files else None
+            self.flow = np.load(path / "flow.npy", mmap_mode="r") if "flow.npy" in files else None
+            info = json.loads((path / "store.json").read_text())
+            self.index = _index_from_csv(path / "index.csv")
+        except (OSError, ValueError) as error:
+            raise StoreCorruptError(f"{path}: cannot be opened ({error})") from None
+        shapes = marker.get("shapes", {})
+        for name, array in (("clips.npy", self.clips), ("masks.npy", self.masks), ("flow.npy", self.flow)):
+            if array is not None and list(array.shape) != shapes.get(name):
+                raise StoreCorruptError(f"{path}: {name} has shape {array.shape}, the marker says {shapes.get(name)}")
+        if len(self.index) != marker.get("n") or len(self.clips) != marker.get("n"):
+            raise StoreCorruptError(f"{path}: {len(self.index)} index rows and {len(self.clips)} clips, marker says {marker.get('n')}")
+        self.key: str = marker["key"]
+        self.config = PreprocessConfig(**info["preprocess"])
+        self.flow_config = FlowConfig(**info["flow"]) if info.get("flow") else None
+        self.manifest_hash: str = info["manifest_hash"]
+        self.index.attrs.update(info.get("attrs", {}))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path = Path(state["path"])
+        self._open()
+
+    def __len__(self) -> int:
+        return int(self.clips.shape[0])
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {n}" for n in ("masks", "flow") if getattr(self, n) is not None)
+        return f"ClipStore({self.path}, clips={tuple(self.clips.shape)}{extra})"
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in label order (from the manifest's attrs), empty without a protocol."""
+        return list(self.index.attrs.get("classes", []) or [])
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int64 (N,) labels; −1 where the manifest has none."""
+        return self.index["label"].fillna(-1).to_numpy(dtype=np.int64)
+
+
+def _discard(path: Path) -> None:
+    """Move a directory out of the way (atomic rename), then delete it."""
+    if not path.exists():
+        return
+    trash = path.parent / f".stale-{path.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        os.replace(path, trash)
+    except OSError:
+        trash = path
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def build_store(
+    manifest: pd.DataFrame,
+    data_root: str | os.PathLike,
+    config: PreprocessConfig,
+    cache_dir: str | os.PathLike,
+    *,
+    workers: int = 1,
+    mask_loader: Callable[[Mapping[str, Any]], np.ndarray] | None = None,
+    flow: FlowConfig | None = None,
+    progress: bool = True,
+) -> ClipStore:
+    """Preprocess every manifest row into ``cache_dir/<key>/``, or open it if it is already complete.
+
+    ``workers > 1`` preprocesses in that many processes (spawned; ``mask_loader`` must then be picklable,
+    e.g. :class:`MotionMaskLoader`, not a lambda). ``mask_loader(row)`` returns the row's region mask as bool
+    (H, W) in source-frame pixels. A damaged store under the same key is moved aside and rebuilt. A sample
+    that fails raises :class:`StoreBuildError` naming dataset/subject/sample, and no store is left behind.
+    """
+    if len(manifest) == 0:
+        raise StoreBuildError("the manifest has no rows: nothing to store")
+    cache_dir = Path(cache_dir)
+    key = store_key(manifest, config, flow=flow, masks=mask_loader is not None)
+    final = cache_dir / key
+    if final.exists():
+        try:
+            return ClipStore.load(final)
+        except StoreCorruptError as error:
+            warnings.warn(f"clip store damaged, rebuilding: {error}", stacklevel=2)
+            _discard(final)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        _build_into(tmp, key, manifest, Path(data_root), config, workers, mask_loader, flow, progress)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process finished the same store first: keep theirs if it is sound
+            ClipStore.load(final)
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ClipStore.load(final)
+
+
+def _build_into(
+    folder: Path,
+    key: str,
+    manifest: pd.DataFrame,
+    data_root: Path,
+    config: PreprocessConfig,
+    workers: int,
+    mask_loader: Any,
+    flow: FlowConfig | None,
+    progress: bool,
+) -> None:
+    from merkit.data.manifest import manifest_hash
+
+    n = len(manifest)
+    rows = [dict(row) for _, row in manifest.iterrows()]
+    clips = np.lib.format.open_memmap(folder / "clips.npy", mode="w+", dtype=np.uint8, shape=(n, *output_shape(config)))
+    masks = None
+    if mask_loader is not None:
+        masks = np.lib.format.open_memmap(folder / "masks.npy", mode="w+", dtype=np.uint8, shape=(n, config.size, config.size))
+    flows = None
+    if flow is not None:
+        flows = np.lib.format.open_memmap(folder / "flow.npy", mode="w+", dtype=np.float16, shape=(n, flow.size, flow.size, 3))
+    infos: list[dict[str, Any] | None] = [None] * n
+
+    def put(position: int, out: dict[str, Any]) -> None:
+        clips[position] = out["clip"]
+        if masks is not None:
+            masks[position] = out["mask"]
+        if flows is not None:
+            flows[position] = out["flow"]
+        infos[position] = out["info"]
+
+    bar = tqdm(total=n, desc="clip store", unit="clip", disable=not progress)
+    try:
+        if workers <= 1:
+            for position, row in enumerate(rows):
+                try:
+                    put(position, process_row(row, data_root, config, flow, mask_loader))
+                except Exception as error:
+                    raise StoreBuildError(_failure(row, f"{type(error).__name__}: {error}")) from error
+                bar.update()
+        else:
+            context = multiprocessing.get_context("spawn")  # fork after OpenCV/torch threads can deadlock
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
+                futures = [pool.submit(_worker, p, row, str(data_root), config, flow, mask_loader) for p, row in enumerate(rows)]
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        position, out, error = future.result()
+                        if error is not None:
+                            for other in pending:
+                                other.cancel()
+                            raise StoreBuildError(_failure(rows[position], error))
+                        put(position, out)
+                        bar.update()
+    finally:
+        bar.close()
+    for array in (clips, masks, flows):
+        if array is not None:
+            array.flush()
+    del clips, masks, flows
+
+    index = manifest.reset_index(drop=True).copy()
+    index["position"] = np.arange(n, dtype=np.int64)
+    info_table = pd.DataFrame(infos)
+    for column in info_table.columns:
+        index[column] = info_table[column].to_numpy()
+    _index_to_csv(index, folder / "index.csv")
+    store_info = {
+        "key": key,
+        "format": STORE_FORMAT_VERSION,
+        "manifest_hash": manifest_hash(manifest),
+        "preprocess": config.to_dict(),
+        "flow": None if flow is None else flow.to_dict(),
+        "attrs": _json_ready(dict(manifest.attrs)),
+    }
+    (folder / "store.json").write_text(json.dumps(store_info, indent=2))
+    names = ["clips.npy", "index.csv", "store.json"]
+    names += ["masks.npy"] if mask_loader is not None else []
+    names += ["flow.npy"] if flow is not None else []
+    shapes = {name: list(np.load(folder / name, mmap_mode="r").shape) for name in names if name.endswith(".npy")}
+    marker = {"key": key, "n": n, "files": _file_sizes(folder, names), "shapes": shapes}
+    # The marker goes last, and is itself written whole before it gets its name.
+    (folder / f".{MARKER}.tmp").write_text(json.dumps(marker, indent=2))
+    os.replace(folder / f".{MARKER}.tmp", folder / MARKER)

@@ -1,0 +1,209 @@
+"""torch Datasets over a clip store: clips for 3D models, onset→apex flow images for 2D flow models.
+
+Axis letters: C channels, T frames, S side. Items are ``(x, label)`` with x float32 ``(C, T, S, S)``
+(:class:`ClipDataset`) or ``(3, F, F)`` (:class:`FlowDataset`); ``label`` is an int (−1 when the manifest
+has no label). ``labels`` gives every item's label at once (for class weights) without reading a clip.
+
+Augmentation (training only; none when ``augment=False``) is drawn from a generator seeded by
+``(seed, epoch, store position)``: the same clip gets the same augmentation in the same epoch, in any
+order, in any DataLoader worker. Call ``set_epoch(epoch)`` before each epoch for fresh draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+__all__ = ["Augmentation", "ClipDataset", "FlowDataset", "clip_statistics"]
+
+NORMALISE = ("clip", "dataset", "none")
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Training augmentation of one clip; every draw comes from the item's own generator."""
+
+    flip: float = 0.5  # probability of a horizontal flip (the whole clip)
+    crop_scale: tuple[float, float] = (0.85, 1.0)  # side of a random square crop, fraction of S; resized back
+    temporal_shift: int = 1  # clip shifted by up to this many frames either way (edge frame repeated)
+    brightness: float = 0.1  # offset drawn in ±brightness (intensities in 0..1)
+    contrast: float = 0.1  # scale about the clip mean drawn in 1 ± contrast
+
+
+def _item_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(position)]))
+
+
+def clip_statistics(clips: np.ndarray, positions: np.ndarray | None = None, *, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std (float32 (C,)) of uint8 clips (N, T, S, S, C) scaled to 0..1, over ``positions``."""
+    positions = np.arange(len(clips)) if positions is None else np.asarray(positions)
+    channels = clips.shape[-1]
+    total = np.zeros(channels)
+    squares = np.zeros(channels)
+    count = 0
+    for start in range(0, len(positions), chunk):
+        block = np.asarray(clips[np.sort(positions[start : start + chunk])], dtype=np.float64) / 255.0
+        flat = block.reshape(-1, channels)  # (n, T, S, S, C) -> (n·T·S·S, C)
+        total += flat.sum(axis=0)
+        squares += (flat**2).sum(axis=0)
+        count += flat.shape[0]
+    mean = total / max(count, 1)
+    std = np.sqrt(np.maximum(squares / max(count, 1) - mean**2, 0.0))
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _labels_of(store: Any, positions: np.ndarray) -> np.ndarray:
+    labels = store.index["label"].iloc[positions]
+    return labels.fillna(-1).to_numpy(dtype=np.int64)
+
+
+class ClipDataset(Dataset):
+    """Clips of a :class:`~merkit.data.store.ClipStore` as ``(x float32 (C, T, S, S), label int)``.
+
+    ``positions`` selects and orders store rows (default: all). ``augment`` is False, True (default
+    :class:`Augmentation`) or an :class:`Augmentation`. ``normalise``: ``'clip'`` (each clip to zero mean,
+    unit std), ``'dataset'`` (per-channel mean/std: ``stats`` if given, else computed over ``positions``;
+    pass the training set's ``dataset.stats`` to its evaluation set) or ``'none'`` (0..1).
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        positions: np.ndarray | list[int] | None = None,
+        *,
+        augment: bool | Augmentation = False,
+        seed: int = 0,
+        normalise: str = "clip",
+        stats: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        if normalise not in NORMALISE:
+            raise ValueError(f"normalise={normalise!r}; expected one of {NORMALISE}")
+        self.store = store
+        n = len(store.clips)
+        self.positions = np.arange(n, dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
+        if self.positions.size and (self.positions.min() < 0 or self.positions.max() >= n):
+            raise IndexError(f"positions outside the store's 0..{n - 1}")
+        self.augmentation = Augmentation() if augment is True else (augment or None)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.normalise = normalise
+        self.stats = None
+        if normalise == "dataset":
+            self.stats = stats if stats is not None else clip_statistics(store.clips, self.positions)
+        self._labels = _labels_of(store, self.positions)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the augmentation draws of ``epoch`` from now on."""
+        self.epoch = int(epoch)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int64 labels of every item in order (−1 where the manifest has none)."""
+        return self._labels
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def _augment(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """x float (T, C, S, S) in 0..1 -> augmented, same shape."""
+        aug = self.augmentation
+        frames, _, size, _ = x.shape
+        if aug.temporal_shift > 0:
+            shift = int(rng.integers(-aug.temporal_shift, aug.temporal_shift + 1))
+            order = np.clip(np.arange(frames) + shift, 0, frames - 1)
+            x = x[torch.from_numpy(order)]
+        if aug.crop_scale[0] < 1.0:
+            side = int(round(size * rng.uniform(*aug.crop_scale)))
+            side = min(max(side, 2), size)
+            top = int(rng.integers(0, size - side + 1))
+            left = int(rng.integers(0, size - side + 1))
+            x = x[:, :, top : top + side, left : left + side]
+            if side != size:
+                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        if rng.random() < aug.flip:
+            x = torch.flip(x, dims=(3,))
+        if aug.contrast > 0 or aug.brightness > 0:
+            scale = 1.0 + rng.uniform(-aug.contrast, aug.contrast)
+            offset = rng.uniform(-aug.brightness, aug.brightness)
+            mean = x.mean()
+            x = ((x - mean) * scale + mean + offset).clamp(0.0, 1.0)
+        return x
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
+        position = int(self.positions[item])
+        clip = np.array(self.store.clips[position])  # (T, S, S, C) uint8, copied out of the read-only memmap
+        x = torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 255.0  # (T, S, S, C) -> (T, C, S, S)
+        if self.augmentation is not None:
+            x = self._augment(x, _item_rng(self.seed, self.epoch, position))
+        if self.normalise == "clip":
+            x = (x - x.mean()) / (x.std() + 1e-6)
+        elif self.normalise == "dataset":
+            mean, std = (torch.as_tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in self.stats)
+            x = (x - mean) / (std + 1e-6)
+        x = x.permute(1, 0, 2, 3).contiguous()  # (T, C, S, S) -> (C, T, S, S)
+        return x, int(self._labels[item])
+
+
+class FlowDataset(Dataset):
+    """Onset→apex (u, v, strain) images as ``(x float32 (3, F, F), label int)`` for 2D flow models.
+
+    ``source`` is a ClipStore built with ``flow=FlowConfig(...)`` (its ``flow`` array) or a pair
+    ``(images (N, F, F, 3), labels (N,))``, e.g. from ``merkit.data.flow.import_flow_folder``.
+    ``normalise='minmax'`` scales each channel of each image to 0..1 (the interchange format's convention),
+    ``'none'`` keeps the values. Augmentation is a horizontal flip (with u negated, as the motion mirrors)
+    with probability ``flip`` when ``augment`` is True.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        positions: np.ndarray | list[int] | None = None,
+        *,
+        augment: bool = False,
+        seed: int = 0,
+        normalise: str = "minmax",
+        flip: float = 0.5,
+    ) -> None:
+        if normalise not in ("minmax", "none"):
+            raise ValueError(f"normalise={normalise!r}; expected 'minmax' or 'none'")
+        if isinstance(source, tuple):
+            self.images, labels = source
+            all_labels = np.asarray(labels, dtype=np.int64)
+        else:
+            if getattr(source, "flow", None) is None:
+                raise ValueError(f"{source!r} has no flow: build the store with flow=FlowConfig(...)")
+            self.images = source.flow
+            all_labels = _labels_of(source, np.arange(len(source.flow)))
+        n = len(self.images)
+        self.positions = np.arange(n, dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
+        self._labels = all_labels[self.positions]
+        self.augment, self.seed, self.epoch, self.normalise, self.flip = bool(augment), int(seed), 0, normalise, flip
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the augmentation draws of ``epoch`` from now on."""
+        self.epoch = int(epoch)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int64 labels of every item in order (−1 where unknown)."""
+        return self._labels
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
+        position = int(self.positions[item])
+        x = torch.from_numpy(np.array(self.images[position], dtype=np.float32)).permute(2, 0, 1)  # (F, F, 3) -> (3, F, F)
+        if self.augment and _item_rng(self.seed, self.epoch, position).random() < self.flip:
+            sign = torch.tensor([-1.0, 1.0, 1.0]).view(3, 1, 1)  # mirrored motion: u changes sign
+            x = torch.flip(x, dims=(2,)) * sign
+        if self.normalise == "minmax":
+            low = x.amin(dim=(1, 2), keepdim=True)
+            span = x.amax(dim=(1, 2), keepdim=True) - low
+            x = torch.where(span > 0, (x - low) / span.clamp_min(1e-12), torch.zeros_like(x))
+        return x.contiguous(), int(self._labels[item])
