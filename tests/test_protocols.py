@@ -121,3 +121,188 @@ def test_no_warning_when_every_fold_has_every_class():
     with warnings.catch_warnings():
         warnings.simplefilter("error", MissingClassWarning)
         loso_splits(toy_index())
+
+
+# ------------------------------------------------------------------------------ the fold runner, end to end
+
+import copy  # noqa: E402
+import json  # noqa: E402
+
+import torch  # noqa: E402
+
+from merkit.config import ConfigError, ModelConfig, ProtocolConfig, RunConfig, TrainConfig  # noqa: E402
+from merkit.protocols import load_fold_model, run_protocol  # noqa: E402
+from merkit.runs import CheckpointError, RunConfigMismatch  # noqa: E402
+
+TINY_MODEL = dict(frames=8, size=16, widths=(4, 8, 8), reduction=2, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    """SynthME with 4 subjects × 3 clips (one of each class), 8 frames, preprocessed to grey 8×16×16."""
+    from merkit.data.datasets import build_manifest
+    from merkit.data.preprocess import PreprocessConfig
+    from merkit.data.store import build_store
+    from merkit.data.synthetic import SynthMEConfig, generate_synthme
+
+    base = tmp_path_factory.mktemp("synthme")
+    root = generate_synthme(
+        base / "data", SynthMEConfig(n_subjects=4, clips_per_subject=3, n_frames=8, size=32, video_subjects=()),
+        progress=False,
+    )
+    manifest = build_manifest("synthme", root, "synthme_3class")
+    return build_store(manifest, root, PreprocessConfig(frames=8, size=16, color="grey"), base / "store", progress=False)
+
+
+def tiny_config(**train) -> RunConfig:
+    train_kwargs = dict(epochs=1, batch_size=4, lr=3e-3, device="cpu", precision="fp32", seed=11)
+    train_kwargs.update(train)
+    return RunConfig(
+        model=ModelConfig(name="meranet_small", overrides=dict(TINY_MODEL)),
+        train=TrainConfig(**train_kwargs),
+        protocol=ProtocolConfig(name="loso"),
+        preprocess={"frames": 8, "size": 16, "color": "grey"},
+    )
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_store, tmp_path_factory):
+    """An uninterrupted sequential LOSO run: (run directory, predictions)."""
+    run_dir = tmp_path_factory.mktemp("runs") / "reference"
+    predictions = run_protocol(tiny_config(), tiny_store, run_dir, progress=False)
+    return run_dir, predictions
+
+
+def test_loso_run_writes_predictions_metrics_and_fold_records(reference_run, tiny_store):
+    run_dir, predictions = reference_run
+    assert len(predictions) == 12
+    assert list(predictions.columns[:6]) == ["dataset", "subject", "sample", "fold", "gt", "pred"]
+    assert [c for c in predictions.columns if c.startswith("prob_")] == ["prob_negative", "prob_positive", "prob_surprise"]
+    assert (predictions["fold"] == predictions["subject"]).all()  # LOSO on one dataset: fold = held-out subject
+    assert np.allclose(predictions.filter(like="prob_").sum(axis=1), 1.0, atol=1e-5)
+    assert (predictions["gt"].to_numpy() == tiny_store.index.set_index(["subject", "sample"]).loc[
+        list(zip(predictions["subject"], predictions["sample"])), "label"].to_numpy()).all()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_folds"] == 4 and metrics["protocol"] == "loso"
+    assert metrics["folds_missing_classes"] == {}
+    on_disk = pd.read_csv(run_dir / "predictions.csv", dtype={"subject": str, "fold": str})
+    assert on_disk["sample"].tolist() == predictions["sample"].tolist()
+    for key in ("01", "02", "03", "04"):
+        history = pd.read_csv(run_dir / "folds" / f"fold_{key}" / "history.csv")
+        assert history["epoch"].tolist() == [1] and {"loss", "train_acc", "lr", "seconds"} <= set(history.columns)
+
+
+def test_interrupted_then_resumed_run_equals_uninterrupted_run(reference_run, tiny_store, tmp_path):
+    _, reference = reference_run
+    run_dir = tmp_path / "resumed"
+    # "killed" after two folds: only 01 and 02 complete, no run-level outputs yet
+    partial = run_protocol(tiny_config(), tiny_store, run_dir, folds=["01", "02"], progress=False)
+    assert sorted(partial["fold"].unique()) == ["01", "02"]
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "predictions.csv").exists()
+    # ... and killed in the middle of fold 03: files written, done marker not
+    (run_dir / "folds" / "fold_03").mkdir(parents=True)
+    (run_dir / "folds" / "fold_03" / "predictions.csv").write_text("half a file")
+    marker = run_dir / "folds" / "fold_01" / "done.json"
+    marker_time = marker.stat().st_mtime_ns
+    resumed = run_protocol(tiny_config(), tiny_store, run_dir, progress=False)
+    assert marker.stat().st_mtime_ns == marker_time  # completed folds are not recomputed
+    # exact equality with the reference, an independent run in another directory: this is also the
+    # "two CPU runs with the same seed give identical predictions" check
+    pd.testing.assert_frame_equal(resumed, reference)
+    assert (run_dir / "metrics.json").exists()
+
+
+def test_different_seed_gives_different_predictions(reference_run, tiny_store, tmp_path):
+    _, reference = reference_run
+    other = run_protocol(tiny_config(seed=12), tiny_store, tmp_path / "seed12", folds=["01"], progress=False)
+    mine = reference[reference["fold"] == "01"].reset_index(drop=True)
+    assert not np.allclose(other.filter(like="prob_").to_numpy(), mine.filter(like="prob_").to_numpy())
+
+
+def test_run_directory_of_another_config_is_refused_with_the_difference(reference_run, tiny_store):
+    run_dir, _ = reference_run
+    with pytest.raises(RunConfigMismatch, match=r"train\.epochs: saved 1, now 2"):
+        run_protocol(tiny_config(epochs=2), tiny_store, run_dir, progress=False)
+    # scheduling knobs may change on resume: everything is done, so this returns the saved predictions
+    again = run_protocol(tiny_config(), tiny_store, run_dir, executor="processes", workers=2, progress=False)
+    assert len(again) == 12
+
+
+def test_unknown_model_or_protocol_fails_before_any_work(tiny_store, tmp_path):
+    bad_model = tiny_config().to_dict()
+    bad_model["model"]["name"] = "meranet_tiny"
+    with pytest.raises(ConfigError, match="unknown model 'meranet_tiny'"):
+        run_protocol(bad_model, tiny_store, tmp_path / "a", progress=False)
+    bad_protocol = tiny_config().to_dict()
+    bad_protocol["protocol"]["name"] = "leave_one_out"
+    with pytest.raises(ConfigError, match="leave_one_out"):
+        run_protocol(bad_protocol, tiny_store, tmp_path / "b", progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_index_without_a_needed_column_is_named(tiny_store, tmp_path):
+    broken = copy.copy(tiny_store)
+    index = tiny_store.index.drop(columns="subject")
+    index.attrs = dict(tiny_store.index.attrs)
+    object.__setattr__(broken, "index", index)
+    with pytest.raises(ProtocolError, match=r"needs column\(s\) \['subject'\]"):
+        run_protocol(tiny_config(), broken, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_model_input_that_does_not_fit_the_store_fails_before_training(tiny_store, tmp_path):
+    config = tiny_config().with_updates({"model.overrides.size": 32})
+    with pytest.raises(ProtocolError, match=r"store gives \(1, 8, 16, 16\)"):
+        run_protocol(config, tiny_store, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_checkpoint_reloads_to_the_same_predictions_and_a_corrupt_one_is_named(reference_run, tiny_store):
+    from merkit.data.torch_dataset import ClipDataset
+    from merkit.train import predict
+
+    run_dir, predictions = reference_run
+    model = load_fold_model(run_dir, "02")
+    test_positions = np.flatnonzero(tiny_store.index["subject"].astype(str).to_numpy() == "02")
+    probs, _ = predict(model, ClipDataset(tiny_store, test_positions, augment=False, seed=0))
+    saved = predictions[predictions["fold"] == "02"].filter(like="prob_").to_numpy()
+    assert np.allclose(probs, saved, atol=1e-6)
+    checkpoint = run_dir / "folds" / "fold_01" / "checkpoint.pt"
+    good = checkpoint.read_bytes()
+    try:
+        checkpoint.write_bytes(good[: len(good) // 2])
+        with pytest.raises(CheckpointError, match="fold_01/checkpoint.pt"):
+            load_fold_model(run_dir, "01")
+    finally:
+        checkpoint.write_bytes(good)
+
+
+def test_inner_validation_uses_training_subjects_and_selects_an_epoch(tiny_store, tmp_path):
+    config = tiny_config(epochs=2, val_fraction=0.34, select_best=True)
+    run_protocol(config, tiny_store, tmp_path / "run", folds=["03"], progress=False)
+    history = pd.read_csv(tmp_path / "run" / "folds" / "fold_03" / "history.csv")
+    assert {"val_loss", "val_uf1", "val_uar", "selected"} <= set(history.columns)
+    assert history["selected"].sum() == 1
+
+
+def test_ray_local_executor_matches_sequential(reference_run, tiny_store, tmp_path):
+    pytest.importorskip("ray")
+    _, reference = reference_run
+    predictions = run_protocol(tiny_config(), tiny_store, tmp_path / "ray", executor="ray", workers=2, progress=False)
+    pd.testing.assert_frame_equal(predictions, reference, check_exact=False, atol=1e-6, rtol=0)
+
+
+def test_process_executor_matches_sequential(reference_run, tiny_store, tmp_path):
+    _, reference = reference_run
+    predictions = run_protocol(
+        tiny_config(), tiny_store, tmp_path / "proc", executor="processes", workers=2, folds=["01", "04"], progress=False
+    )
+    expected = reference[reference["fold"].isin(["01", "04"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(predictions, expected, check_exact=False, atol=1e-6, rtol=0)
+
+
+def test_config_preprocessing_that_differs_from_the_store_is_refused(tiny_store, tmp_path):
+    config = tiny_config().with_updates({"preprocess.size": 32})
+    with pytest.raises(ProtocolError, match="size: config 32, store 16"):
+        run_protocol(config, tiny_store, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
