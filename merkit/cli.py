@@ -143,20 +143,31 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from merkit.prepare import prepare_dataset
+    from merkit.config import DataConfig
+    from merkit.data.preprocess import PreprocessConfig
+    from merkit.prepare import prepare_data
 
-    summary = prepare_dataset(
+    data_root = Path(args.data_root).expanduser()
+    if args.dataset == "synthme" and not data_root.exists():
+        data_root.mkdir(parents=True)  # SynthME is generated into a new, empty folder
+    protocol = args.protocol if args.protocol is not None else ("synthme_3class" if args.dataset == "synthme" else "")
+    data = DataConfig(
         dataset=args.dataset,
-        data_root=args.data_root,
-        protocol=args.protocol,
-        cache_dir=args.cache_dir,
-        generate=args.generate,
-        size=args.size,
-        frames=args.frames,
-        progress=not args.quiet,
+        data_root=str(data_root),
+        protocol=protocol,
+        synthme_n_subjects=args.subjects,
+        synthme_clips_per_subject=args.clips_per_subject,
     )
-    for key, value in summary.items():
-        print(f"{key}: {value}")
+    preprocess = PreprocessConfig(frames=args.frames, size=args.size, crop=args.crop)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else data_root / ".merkit_cache"
+    prepared = prepare_data(data, preprocess, cache_dir=cache_dir, progress=not args.quiet)
+    manifest = prepared.manifest
+    print(f"dataset: {args.dataset} ({len(manifest)} clips, {manifest['subject'].nunique()} subjects)")
+    print(f"data_root: {prepared.data_root}{' (SynthME generated)' if prepared.generated else ''}")
+    if prepared.classes:
+        counts = manifest["label"].value_counts().sort_index()
+        print("classes: " + ", ".join(f"{prepared.classes[int(k)]} {int(v)}" for k, v in counts.items()))
+    print(f"store: {prepared.store.path}  clips {tuple(prepared.store.clips.shape)}")
     return 0
 
 
@@ -172,6 +183,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         onset=args.onset,
         offset=args.offset,
         out_dir=args.out,
+        crop=args.crop,
         device=args.device,
     )
     print(prediction.describe())
@@ -213,16 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "prepare",
         help="generate SynthME and/or build a manifest and the preprocessed clip store",
-        description="Build the manifest of DATASET under --data-root (generating SynthME there first with "
-        "--generate) and preprocess every clip into the clip store under --cache-dir.",
+        description="Build the manifest of DATASET under --data-root (for synthme, generating it there first when "
+        "the folder is new or empty) and preprocess every clip into the clip store under --cache-dir.",
     )
     p.add_argument("--dataset", default="synthme", help="dataset key (default: %(default)s)")
-    p.add_argument("--data-root", required=True, help="dataset directory (for --generate: where SynthME is written)")
-    p.add_argument("--protocol", default=None, help="class protocol (default: the dataset's default)")
+    p.add_argument("--data-root", required=True, help="your dataset copy; for synthme a new or empty folder is filled")
+    p.add_argument("--protocol", default=None, help="class mapping, e.g. casme2_5class (default: synthme_3class / none)")
     p.add_argument("--cache-dir", default=None, help="clip store directory (default: DATA_ROOT/.merkit_cache)")
-    p.add_argument("--generate", action="store_true", help="generate SynthME into --data-root first")
-    p.add_argument("--size", type=int, default=None, help="crop size in pixels (default: the preprocessing default)")
-    p.add_argument("--frames", type=int, default=None, help="frames after temporal normalisation (default: as above)")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip after temporal normalisation (default: %(default)s)")
+    p.add_argument("--size", type=int, default=32, help="clip side in pixels (default: %(default)s)")
+    p.add_argument("--crop", default="dataset", help="dataset (already cropped), haar, center or none (default: %(default)s)")
+    p.add_argument("--subjects", type=int, default=12, help="synthme only: subjects to generate (default: %(default)s)")
+    p.add_argument("--clips-per-subject", type=int, default=9, help="synthme only: clips per subject (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_prepare)
 
@@ -238,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onset", type=int, default=None, help="onset frame number (default: first frame)")
     p.add_argument("--offset", type=int, default=None, help="offset frame number (default: last frame)")
     p.add_argument("--out", default=None, help="where to write the overlay PNG and prediction.json (default: beside the run)")
+    p.add_argument("--crop", default="auto", help="face crop: auto (Haar face detector, else centred square), haar, "
+                   "center, none, or dataset (the clip is already a face crop) (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.set_defaults(func=cmd_predict)
 
@@ -245,6 +261,27 @@ def build_parser() -> argparse.ArgumentParser:
                        "its input kind, size and parameter count.")
     p.set_defaults(func=cmd_models)
     return parser
+
+
+def _library_user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions of the library that mean "your input is wrong" (reported in one line, exit 2)."""
+    from merkit.prepare import DataRootError
+
+    errors: list[type[BaseException]] = [DataRootError]
+    for module, names in (
+        ("merkit.config", ("ConfigError",)),
+        ("merkit.data.manifest", ("ManifestError",)),
+        ("merkit.data.io", ("ClipReadError",)),
+        ("merkit.data.preprocess", ("PreprocessError",)),
+        ("merkit.runs", ("CheckpointError",)),
+        ("merkit.predict", ("PredictError",)),
+    ):
+        try:
+            imported = __import__(module, fromlist=list(names))
+        except ImportError:
+            continue
+        errors += [getattr(imported, name) for name in names if hasattr(imported, name)]
+    return tuple(errors)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -255,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (UserError, ParameterError) as err:
+    except (UserError, ParameterError, *_library_user_errors()) as err:
         if args.debug:
             raise
         print(f"merkit: error: {err}", file=sys.stderr)

@@ -1,0 +1,98 @@
+"""merkit.predict: model bundles round-trip, a prediction equals the model on the same clip from the store,
+the overlay and JSON are written, and bad inputs give one clear error (also through `merkit predict`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from merkit.config import DataConfig
+from merkit.data.preprocess import PreprocessConfig
+from merkit.data.torch_dataset import ClipDataset
+from merkit.models import create_model
+from merkit.predict import PredictError, load_model, predict_clip, save_model
+from merkit.prepare import prepare_data
+
+PRE = PreprocessConfig(frames=8, size=32)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("predict_cache")
+    data = DataConfig(synthme_n_subjects=2, synthme_clips_per_subject=3, synthme_n_frames=12, synthme_size=48)
+    prepared = prepare_data(data, PRE, cache_dir=cache, progress=False)
+    torch.manual_seed(0)
+    model = create_model("meranet_small", num_classes=3, frames=8)
+    run = tmp_path_factory.mktemp("run")
+    save_model(run / "model.pt", model, classes=prepared.classes, preprocess=PRE)
+    return prepared, model, run
+
+
+def test_bundle_round_trip_gives_the_same_logits(tiny):
+    prepared, model, run = tiny
+    bundle = load_model(run / "model.pt")
+    x = ClipDataset(prepared.store)[0][0][None]  # (c, t, s, s) -> (1, c, t, s, s)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(bundle.model(x), model(x), atol=1e-6)
+    assert bundle.classes == prepared.classes and bundle.preprocess == PRE.to_dict()
+
+
+def test_prediction_matches_the_store_clip_and_writes_overlay(tiny, tmp_path):
+    prepared, model, run = tiny
+    row = prepared.store.index.iloc[1]
+    folder = prepared.data_root / row["path"]
+    prediction = predict_clip(
+        folder, run_dir=run, onset=int(row["onset"]), offset=int(row["offset"]), crop="dataset", out_dir=tmp_path
+    )
+    x = ClipDataset(prepared.store)[1][0][None]
+    with torch.no_grad():
+        expected = torch.softmax(model.eval()(x), dim=1)[0].numpy()
+    np.testing.assert_allclose(prediction.probabilities, expected, atol=1e-5)
+    assert prediction.overlay.is_file() and prediction.overlay.stat().st_size > 1000
+    saved = json.loads(prediction.json_path.read_text())
+    assert saved["predicted"] == prediction.predicted
+    assert pytest.approx(sum(saved["probabilities"].values()), abs=1e-5) == 1.0
+    assert saved["frames_read"] == int(row["offset"]) - int(row["onset"]) + 1
+
+
+def test_whole_clip_and_auto_crop_say_which_crop(tiny, tmp_path):
+    prepared, _, run = tiny
+    folder = prepared.data_root / prepared.store.index.iloc[0]["path"]
+    prediction = predict_clip(folder, run_dir=run, out_dir=tmp_path, overlay=False)
+    assert prediction.frames_read == 12
+    assert prediction.crop.startswith(("haar", "center"))
+    assert prediction.overlay is None
+
+
+def test_bad_inputs_name_the_file(tiny, tmp_path):
+    prepared, _, run = tiny
+    folder = prepared.data_root / prepared.store.index.iloc[0]["path"]
+    with pytest.raises(PredictError, match="no model.pt"):
+        predict_clip(folder, run_dir=tmp_path)
+    with pytest.raises(PredictError, match="does not exist"):
+        predict_clip(tmp_path / "nope.mp4", run_dir=run)
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_bytes(b"not a checkpoint")
+    with pytest.raises(PredictError, match="bogus.pt"):
+        predict_clip(folder, checkpoint=bogus)
+
+
+@pytest.mark.slow
+def test_cli_predict_prints_probabilities_and_fails_cleanly(tiny, tmp_path):
+    prepared, _, run = tiny
+    folder = prepared.data_root / prepared.store.index.iloc[0]["path"]
+    ok = subprocess.run([sys.executable, "-m", "merkit.cli", "predict", str(folder), "--run", str(run), "--out", str(tmp_path)],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "predicted:" in ok.stdout and str(tmp_path / "attention.png") in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "merkit.cli", "predict", str(folder), "--run", str(tmp_path / "none")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().startswith("merkit: error:") and "does not exist" in bad.stderr
