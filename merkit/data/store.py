@@ -33,7 +33,7 @@ import os
 import shutil
 import uuid
 import warnings
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -179,12 +179,18 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
-def _worker(position: int, row: dict, data_root: str, config: PreprocessConfig, flow: FlowConfig | None, mask_loader: Any) -> tuple[int, dict | None, str | None]:
-    """Process one row in a worker; errors come back as text (custom exceptions may not unpickle)."""
-    try:
-        return position, process_row(row, data_root, config, flow, mask_loader), None
-    except Exception as error:  # noqa: BLE001 - reported with the sample's name in the parent
-        return position, None, f"{type(error).__name__}: {error}"
+def _worker(
+    chunk: list[tuple[int, dict]], data_root: str, config: PreprocessConfig, flow: FlowConfig | None, mask_loader: Any
+) -> list[tuple[int, dict | None, str | None]]:
+    """Process a chunk of rows in a worker; an error comes back as text (custom exceptions may not unpickle)."""
+    results: list[tuple[int, dict | None, str | None]] = []
+    for position, row in chunk:
+        try:
+            results.append((position, process_row(row, data_root, config, flow, mask_loader), None))
+        except Exception as error:  # noqa: BLE001 - reported with the sample's name in the parent
+            results.append((position, None, f"{type(error).__name__}: {error}"))
+            break
+    return results
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -412,19 +418,22 @@ def _build_into(
                 bar.update()
         else:
             context = multiprocessing.get_context("spawn")  # fork after OpenCV/torch threads can deadlock
+            # A few rows per task: fewer round trips, still small enough for a smooth progress bar.
+            size = max(1, min(16, n // (workers * 8)))
+            items = list(enumerate(rows))
+            chunks = [items[start : start + size] for start in range(0, n, size)]
             with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
-                futures = [pool.submit(_worker, p, row, str(data_root), config, flow, mask_loader) for p, row in enumerate(rows)]
-                pending = set(futures)
+                pending = {pool.submit(_worker, chunk, str(data_root), config, flow, mask_loader) for chunk in chunks}
                 while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
-                        position, out, error = future.result()
-                        if error is not None:
-                            for other in pending:
-                                other.cancel()
-                            raise StoreBuildError(_failure(rows[position], error))
-                        put(position, out)
-                        bar.update()
+                        for position, out, error in future.result():
+                            if error is not None:
+                                for other in pending:
+                                    other.cancel()
+                                raise StoreBuildError(_failure(rows[position], error))
+                            put(position, out)
+                            bar.update()
     finally:
         bar.close()
     for array in (clips, masks, flows):
