@@ -297,3 +297,29 @@ def test_flow_dataset_flip_mirrors_the_motion():
     assert label == 2 and x.shape == (3, 4, 4)
     np.testing.assert_allclose(x[0].numpy(), -images[0, :, ::-1, 0])
     np.testing.assert_allclose(x[1].numpy(), 2.0)
+
+
+def test_haar_store_records_the_held_box_and_crops_masks_with_it(tmp_path):
+    from helpers_preprocess import block_frame, write_block_cascade
+
+    cascade = write_block_cascade(tmp_path)
+    root = tmp_path / "data"
+    _write_clip(root / "sub01" / "EP01_01", np.stack([block_frame(90, 120, 20, 50) for _ in range(5)]), 1)
+    manifest = make_manifest([dict(dataset="toy", subject="01", sample="EP01_01", path="sub01/EP01_01", onset=1, apex=3,
+                                   offset=5, fps=200.0, emotion="surprise", label=2)], dataset="toy", classes=CLASSES)
+
+    def block_mask(row):
+        mask = np.zeros((90, 120), bool)
+        mask[20:60, 50:90] = True  # exactly the block
+        return mask
+
+    config = PreprocessConfig(frames=5, size=16, crop="haar", haar_cascade=str(cascade), crop_margin=0.25)
+    store = build_store(manifest, root, config, tmp_path / "cache", mask_loader=block_mask, progress=False)
+    row = store.index.iloc[0]
+    box = (row["crop_x"], row["crop_y"], row["crop_w"], row["crop_h"])
+    assert not row["crop_fallback"] and box[2] == box[3] and box[2] > 40  # square, margin included
+    from merkit.data.preprocess import Box
+
+    expected = spatial_transform_mask(block_mask(row), (90, 120, 3), config, Box(*map(int, box)))
+    np.testing.assert_array_equal(store.masks[0], expected)
+    assert 0 < expected.sum() < 16 * 16  # the block fills part of the crop, not all of it
