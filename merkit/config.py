@@ -153,6 +153,7 @@ class TrainConfig(_Section):
     val_fraction: float = 0.0  # inner validation split from TRAINING subjects only; 0 = fixed epochs
     select_best: bool = False  # keep the epoch best on the inner validation split (needs val_fraction > 0)
     num_workers: int = 0  # DataLoader worker processes per fold (0 = load in the training process)
+    augment: bool = True  # augment training clips (flip, resized crop, temporal jitter, brightness); never test clips
 
     def _check(self) -> list[str]:
         problems = _choice("optimizer", self.optimizer, ("adamw", "sgd"))

@@ -275,7 +275,7 @@ def run_fold(
     train_cfg = run_config.train
     seed = fold_seed(train_cfg.seed, fold.key)
     index = store.index
-    augment = bool(getattr(train_cfg, "augment", True))  # training clips are augmented, held-out ones never
+    augment = bool(train_cfg.augment)  # training clips may be augmented, held-out ones never
 
     train_positions, val_ds = np.asarray(fold.train), None
     if train_cfg.val_fraction > 0:

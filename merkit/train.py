@@ -292,7 +292,7 @@ def train_fold(
     seed_everything(seed, deterministic=bool(_get(cfg, "deterministic", False)))
     device = resolve_device(_get(cfg, "device", "auto"))
     autocast_dtype = resolve_precision(_get(cfg, "precision", "auto"), device)
-    memory_format = _memory_format(device, autocast_dtype)
+    memory_format = _memory_format(device, autocast_dtype, model)
 
     labels = dataset_labels(train_ds)
     if num_classes is None:
@@ -397,7 +397,7 @@ def predict(
     params = next(model.parameters(), None)
     device = params.device if params is not None else torch.device("cpu")
     autocast_dtype = resolve_precision(precision, device)
-    memory_format = _memory_format(device, autocast_dtype)
+    memory_format = _memory_format(device, autocast_dtype, model)
     was_training = model.training
     model.eval()
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
@@ -435,9 +435,17 @@ def _num_classes(model: nn.Module, labels: np.ndarray) -> int:
     return int(labels.max()) + 1
 
 
-def _memory_format(device: torch.device, autocast_dtype: torch.dtype | None) -> torch.memory_format | None:
-    """``channels_last_3d`` for bf16 on CPU (measured 2.2× with autocast), else leave memory format alone."""
-    if device.type == "cpu" and autocast_dtype is torch.bfloat16:
+def _memory_format(
+    device: torch.device, autocast_dtype: torch.dtype | None, model: nn.Module
+) -> torch.memory_format | None:
+    """``channels_last_3d`` for bf16 on CPU (measured 2.2× with autocast), else leave memory format alone.
+
+    Only clip models (5-D input) take it: ``model.to(memory_format=channels_last_3d)`` raises on the 4-D
+    weights of the 2D flow models (STSTNet, Off-ApexNet).
+    """
+    spec = getattr(model, "input_spec", None)
+    takes_clips = spec is None or getattr(spec, "kind", "clip") == "clip"
+    if device.type == "cpu" and autocast_dtype is torch.bfloat16 and takes_clips:
         return torch.channels_last_3d
     return None
 

@@ -306,3 +306,11 @@ def test_config_preprocessing_that_differs_from_the_store_is_refused(tiny_store,
     with pytest.raises(ProtocolError, match="size: config 32, store 16"):
         run_protocol(config, tiny_store, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_augment_off_trains_on_the_plain_clips(reference_run, tiny_store, tmp_path):
+    # train.augment is a real switch: without augmentation the same seed trains to other weights
+    _, reference = reference_run
+    plain = run_protocol(tiny_config(augment=False), tiny_store, tmp_path / "plain", folds=["01"], progress=False)
+    mine = reference[reference["fold"] == "01"].reset_index(drop=True)
+    assert not np.allclose(plain.filter(like="prob_").to_numpy(), mine.filter(like="prob_").to_numpy())

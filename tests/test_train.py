@@ -207,3 +207,29 @@ def test_inner_validation_split_holds_out_whole_training_subjects():
     assert np.array_equal(va, va2) and np.array_equal(tr, tr2)
     with pytest.raises(ValueError, match="at least 2 training subjects"):
         inner_validation_split(rows.iloc[:2], 0.5, seed=0)
+
+
+class ToyFlowImages(Dataset):
+    """(u, v, strain) images (3, 28, 28) for the 2D flow models; labels cycle over three classes."""
+
+    def __init__(self, n: int) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 3, 28, 28, generator=generator)
+        self.y = [i % 3 for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.x[i], self.y[i]
+
+
+def test_bf16_on_cpu_trains_a_2d_flow_model():
+    # channels_last_3d applies to clip models only: a 2D model's 4-D weights cannot take it.
+    from merkit.models import create_model
+
+    model = create_model("ststnet", num_classes=3)
+    model, history = train_fold(model, ToyFlowImages(6), cfg(epochs=1, precision="bf16"), progress=False)
+    assert np.isfinite(history["loss"]).all()
+    probs, _ = predict(model, ToyFlowImages(3), precision="bf16")
+    assert probs.shape == (3, 3) and np.isfinite(probs).all()
