@@ -1,0 +1,117 @@
+"""The kit's notebooks: hygiene of the committed files, and a smoke run of all of them under papermill.
+
+The smoke run executes the notebooks in order through `merkit.pipeline.run_pipeline` with TINY parameters
+(a few SynthME subjects, small clips, one epoch) and a per-cell timeout, into one run directory; each test
+below then checks the artefacts one notebook writes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import papermill
+import pytest
+
+from merkit.pipeline import DEFAULT_ORDER, DEMO_PARAMS, NOTEBOOK_DIR, check_parameters, load_params_file, run_pipeline
+
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+# Small enough that the four notebooks run in about a minute on a loaded 2-core machine.
+TINY = {
+    "synthme_n_subjects": 3,
+    "synthme_clips_per_subject": 3,
+    "synthme_n_frames": 12,
+    "synthme_size": 48,
+    "frames": 8,
+    "size": 32,
+}
+
+
+# ------------------------------------------------------------------------------------------------ hygiene
+
+
+@pytest.mark.xfail(reason="02_train, 03_loso and 04_explain land in the next commits", strict=False)
+def test_the_default_notebooks_exist():
+    for name in DEFAULT_ORDER:
+        if name in [path.stem for path in NOTEBOOKS]:
+            continue
+        pytest.fail(f"notebooks/{name}.ipynb is missing")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_hygiene(path: Path):
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.get("kernelspec") == KERNELSPEC
+    assert nb.metadata.get("language_info", {}).get("name") == "python"
+    assert "papermill" not in nb.metadata
+    tagged = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged `parameters`"
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        assert "injected-parameters" not in tags
+        assert "papermill" not in cell.metadata
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, "committed without outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_parameters_cell_is_typed_and_documented(path: Path):
+    """Every line `name: type = value  # help` must be understood by papermill (an `=` in the help breaks it)."""
+    nb = nbformat.read(str(path), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    lines = [line for line in cell.source.splitlines() if line.strip() and not line.strip().startswith("#")]
+    declared = papermill.inspect_notebook(str(path))
+    assert len(declared) == len(lines), f"papermill parsed {sorted(declared)} from {len(lines)} lines"
+    for line in lines:
+        assert re.match(r"^\w+: (int|float|str|bool) = .+  # \S", line), f"not `name: type = value  # help`: {line}"
+    for name in ("run_dir", "data_root"):
+        assert name in declared
+    assert all(info["help"] for info in declared.values())
+
+
+def test_demo_params_are_declared_by_the_notebooks():
+    params = load_params_file(DEMO_PARAMS)
+    check_parameters(params, [NOTEBOOK_DIR / f"{name}.ipynb" for name in DEFAULT_ORDER if (NOTEBOOK_DIR / f"{name}.ipynb").exists()])
+
+
+# ------------------------------------------------------------------------------------------------ smoke run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("notebooks") / "run"
+    names = [name for name in DEFAULT_ORDER if (NOTEBOOK_DIR / f"{name}.ipynb").exists()]
+    params = {k: v for k, v in TINY.items()}
+    sources = [NOTEBOOK_DIR / f"{name}.ipynb" for name in names]
+    declared = set().union(*(papermill.inspect_notebook(str(s)) for s in sources))
+    extra = {"epochs": 1, "batch_size": 4, "compare": "meranet_small:none", "n_explain": 2, "ig_steps": 4, "device": "cpu"}
+    params.update({k: v for k, v in extra.items() if k in declared})
+    result = run_pipeline(run_dir, params, names, cell_timeout=240, progress=False)
+    assert [r.status for r in result.notebooks] == ["executed"] * len(names)
+    return run_dir
+
+
+def _no_errors(notebook: Path) -> None:
+    nb = nbformat.read(str(notebook), as_version=4)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            assert output.get("output_type") != "error"
+
+
+@pytest.mark.slow
+def test_01_data_artefacts(tiny_run: Path):
+    _no_errors(tiny_run / "notebooks" / "01_data.ipynb")
+    manifest = pd.read_csv(tiny_run / "manifest.csv")
+    assert len(manifest) == 9 and manifest["subject"].nunique() == 3
+    summary = json.loads((tiny_run / "data_summary.json").read_text())
+    assert summary["clips"] == 9 and summary["preprocess"]["frames"] == 8
+    for figure in ("01_class_counts", "01_clip", "01_preprocessed", "01_flow"):
+        assert (tiny_run / "figures" / f"{figure}.png").stat().st_size > 1000
+    assert (tiny_run / "notebooks" / "01_data.html").is_file()
+    assert "01_data.html" in (tiny_run / "index.html").read_text()
