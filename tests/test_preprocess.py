@@ -172,3 +172,20 @@ def test_center_crop_and_mask_go_through_the_same_transform():
 def test_mask_transform_needs_the_detected_box_for_haar():
     with pytest.raises(PreprocessError, match="box"):
         spatial_transform_mask(np.zeros((10, 10), bool), (10, 10, 3), PreprocessConfig(crop="haar"))
+
+
+def test_bundled_haar_cascade_finds_a_synthme_face_in_a_wider_frame():
+    # The real cascade shipped in the opencv wheel, on a generated face pasted into a larger, uncropped frame.
+    from merkit.data.preprocess import detect_face_box
+    from merkit.data.synthetic import SynthMEConfig, render_clip
+
+    face = render_clip(SynthMEConfig(), "01", "EP01_01", frames=[0]).frames[0]  # (96, 96, 3)
+    frame = np.full((192, 192, 3), 90, np.uint8)
+    frame[48:144, 48:144] = face
+    box = detect_face_box(frame)
+    assert box is not None
+    # the box overlaps the pasted face (48..144 on both axes) by at least half of their union
+    ix = max(0, min(box.x + box.w, 144) - max(box.x, 48))
+    iy = max(0, min(box.y + box.h, 144) - max(box.y, 48))
+    union = box.w * box.h + 96 * 96 - ix * iy
+    assert ix * iy / union > 0.5

@@ -17,9 +17,10 @@ Choices worth knowing:
 - **No face found** (``crop='haar'``): :class:`PreprocessError` naming the sample, or with
   ``no_face='center'`` the centred square, recorded as ``crop_fallback=True`` in the
   :class:`PreprocessResult` (and in the clip store's index) and warned about.
-- **Haar cascade file.** OpenCV 5's pip wheels no longer ship the cascade XML files (``cv2.data.haarcascades``
-  is empty), so the file is searched for in ``cv2.data.haarcascades`` and then the usual system locations
-  (Debian's ``opencv-data`` package: ``/usr/share/opencv4/haarcascades``); ``haar_cascade`` gives a path.
+- **Haar cascade file.** The pinned opencv-contrib 4.x wheel ships the cascade XML files in
+  ``cv2.data.haarcascades`` (OpenCV 5's wheels no longer do, which is why the pin stays on 4.x); other
+  installs are searched in the usual system locations (Debian's ``opencv-data`` package:
+  ``/usr/share/opencv4/haarcascades``), and ``haar_cascade`` gives a path.
 - **Temporal normalisation** resamples the frames by *frame number* (gaps in the numbering are bridged):
   linear interpolation over onset→offset (default, first and last output frames are exactly the onset and
   offset frames), onset→apex, a window of ``±apex_window`` frames around the apex, or TIM.
