@@ -6,8 +6,9 @@
    idempotent) under ``cache_dir/synthme/<config hash>/``, so runs with different SynthME sizes never
    collide. A non-empty ``data_root`` must exist (a real dataset is never generated or downloaded).
 2. The manifest is built from the dataset's official sheet (``merkit.data.datasets.build_manifest``).
-3. With a ``preprocess`` config, every clip is preprocessed into the clip store under ``cache_dir/store``
-   (cached by manifest hash + preprocessing parameters, so a second call is a lookup).
+3. With a ``preprocess`` config, every clip is preprocessed into the clip store under
+   ``cache_dir/store/<data root hash>/`` (cached by manifest hash + preprocessing parameters, so a second call
+   is a lookup; the data-root level keeps two copies with the same sheet, e.g. SynthME at two sizes, apart).
 
 Errors are :class:`DataRootError` (missing directory, or an empty data_root for a real dataset) and whatever
 the dataset builder raises (``ManifestError`` naming dataset/subject/sample).
@@ -135,11 +136,15 @@ def prepare_data(
             preprocess = PreprocessConfig(**preprocess)
         if masks is None:
             masks = data.dataset == "synthme"
+        # The store key hashes the manifest (relative paths) and the preprocessing, not the frames: two data
+        # roots with the same sheet (e.g. SynthME generated at two sizes) would share a store. One store
+        # folder per data root keeps them apart.
+        root_key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
         store = build_store(
             manifest,
             root,
             preprocess,
-            cache_dir / "store",
+            cache_dir / "store" / root_key,
             workers=workers,
             mask_loader=MotionMaskLoader(str(root)) if masks else None,
             flow=flow,

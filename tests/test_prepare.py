@@ -52,3 +52,10 @@ def test_notebook_dirs_defaults_and_creates(tmp_path: Path):
     run, cache = notebook_dirs(str(tmp_path / "run"), "")
     assert run == (tmp_path / "run").resolve() and cache == run / "cache"
     assert (run / "figures").is_dir() and cache.is_dir()
+
+
+def test_two_synthme_sizes_with_the_same_sheet_get_different_stores(tmp_path: Path):
+    small = prepare_data(DataConfig(**{**TINY, "synthme_size": 32}), PreprocessConfig(frames=4, size=16), cache_dir=tmp_path, progress=False)
+    large = prepare_data(DataConfig(**{**TINY, "synthme_size": 64}), PreprocessConfig(frames=4, size=16), cache_dir=tmp_path, progress=False)
+    assert small.store.path != large.store.path
+    assert not (small.store.clips[0] == large.store.clips[0]).all()
