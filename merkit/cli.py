@@ -45,7 +45,7 @@ def _collect_params(param_files: Sequence[str], overrides: Sequence[Sequence[str
 
 
 def _print_result(result: Any) -> None:
-    from merkit.pipeline import headline_metrics
+    from merkit.pipeline import format_metric, headline_metrics
 
     for run in result.notebooks:
         print(f"  {run.name:<14} {run.status:<9} {run.seconds:7.1f} s  {run.html or run.output}")
@@ -53,8 +53,7 @@ def _print_result(result: Any) -> None:
     if metrics:
         print("headline metrics (pooled over all folds):")
         for key, value in metrics:
-            shown = f"{value:.4f}" if isinstance(value, float) else value
-            print(f"  {key:<28} {shown}")
+            print(f"  {key:<28} {format_metric(result.metrics, key, value)}")
     else:
         print("no metrics.json was written by these notebooks")
     print(f"index: {result.index_html}")

@@ -477,6 +477,7 @@ def headline_metrics(metrics: Mapping[str, Any], limit: int = 16) -> list[tuple[
             flat.append((prefix, value))
 
     walk("", metrics, 0)
+    flat = [(key, value) for key, value in flat if "seconds" not in key]  # timings are not results
 
     def rank(item: tuple[str, Any]) -> tuple[int, int]:
         leaf = item[0].rsplit(".", 1)[-1].lower()
@@ -486,10 +487,14 @@ def headline_metrics(metrics: Mapping[str, Any], limit: int = 16) -> list[tuple[
     return sorted(flat, key=rank)[:limit]
 
 
-def _format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
+def format_metric(metrics: Mapping[str, Any], key: str, value: Any) -> str:
+    """``0.8123 [0.7410, 0.8790]`` when metrics.json holds a bootstrap interval for the metric, else the value."""
+    text = f"{value:.4f}" if isinstance(value, float) else str(value)
+    leaf = key.rsplit(".", 1)[-1]
+    interval = metrics.get("ci", {}).get(leaf) if isinstance(metrics.get("ci"), Mapping) else None
+    if key.startswith("pooled.") and isinstance(interval, Mapping) and "low" in interval and "high" in interval:
+        text += f" [{interval['low']:.4f}, {interval['high']:.4f}]"
+    return text
 
 
 def write_index(run_dir: str | os.PathLike, runs: Sequence[NotebookRun]) -> Path:
@@ -507,9 +512,11 @@ def write_index(run_dir: str | os.PathLike, runs: Sequence[NotebookRun]) -> Path
             f"<tr class='{run.status}'><td><a href='{href}'>{html.escape(run.name)}</a></td>"
             f"<td>{run.status}</td><td>{run.seconds:.1f} s</td><td><a href='{ipynb}'>.ipynb</a></td></tr>"
         )
-    metrics = headline_metrics(read_metrics(run_dir))
+    all_metrics = read_metrics(run_dir)
+    metrics = headline_metrics(all_metrics)
     metric_rows = "".join(
-        f"<tr><td>{html.escape(key)}</td><td>{html.escape(_format_value(value))}</td></tr>" for key, value in metrics
+        f"<tr><td>{html.escape(key)}</td><td>{html.escape(format_metric(all_metrics, key, value))}</td></tr>"
+        for key, value in metrics
     )
     metrics_html = (
         f"<table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>"
@@ -527,7 +534,8 @@ tr.failed td {{ background: #fdd; }}
 <h1>merkit run: {html.escape(run_dir.name)}</h1>
 <p>Run directory: <code>{html.escape(str(run_dir))}</code></p>
 <h2>Headline metrics</h2>
-<p>Pooled over all folds (sum TP/FP/FN per class over folds, then average over classes), from <code>metrics.json</code>.</p>
+<p>Pooled over all folds (sum TP/FP/FN per class over folds, then average over classes), from <code>metrics.json</code>;
+95 % bootstrap intervals in brackets.</p>
 {metrics_html}
 <h2>Notebooks</h2>
 <table><tr><th>notebook</th><th>status</th><th>time</th><th>source</th></tr>

@@ -16,6 +16,7 @@ from merkit.pipeline import (
     ParameterError,
     PipelineError,
     check_parameters,
+    format_metric,
     headline_metrics,
     load_params_file,
     parse_override,
@@ -206,6 +207,14 @@ def test_resume_skips_unchanged_and_reruns_from_the_first_change(tmp_path: Path,
 
 
 def test_headline_metrics_puts_uf1_and_uar_first():
-    flat = headline_metrics({"loss": 0.3, "per_class": {"a": 0.1}, "uar": 0.6, "uf1": 0.7, "model": "meranet"})
+    flat = headline_metrics({"loss": 0.3, "per_class": {"a": 0.1}, "uar": 0.6, "uf1": 0.7, "model": "meranet",
+                             "fold_seconds": {"01": 3.0}})
     assert [key for key, _ in flat][:3] == ["uf1", "uar", "model"]
     assert ("per_class.a", 0.1) in flat
+    assert not any("seconds" in key for key, _ in flat)
+
+
+def test_format_metric_adds_the_bootstrap_interval():
+    metrics = {"pooled": {"uf1": 0.75}, "ci": {"uf1": {"low": 0.6, "high": 0.9}}}
+    assert format_metric(metrics, "pooled.uf1", 0.75) == "0.7500 [0.6000, 0.9000]"
+    assert format_metric(metrics, "n_folds", 12) == "12"
