@@ -108,3 +108,27 @@ def test_list_params_prints_declarations(tmp_path: Path, notebook_dir: Path, cap
     out = capsys.readouterr().out
     assert "epochs: int = 3  # number of epochs" in out
     assert "model: str = 'meranet'  # model name" in out
+
+
+def test_models_prints_the_registry(capsys):
+    from merkit.models import list_models
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in list_models():
+        assert name in out
+
+
+def test_prepare_generates_synthme_and_reports_store(tmp_path: Path, capsys):
+    code = main(["prepare", "--data-root", str(tmp_path / "synth"), "--subjects", "2", "--clips-per-subject", "3",
+                 "--frames", "4", "--size", "16", "-q"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "6 clips, 2 subjects" in out and "SynthME generated" in out and "(6, 4, 16, 16, 1)" in out
+
+
+def test_prepare_missing_data_root_is_one_line(tmp_path: Path, capsys):
+    code = main(["prepare", "--dataset", "casme2", "--data-root", str(tmp_path / "CASME2"), "--protocol", "casme2_5class"])
+    assert code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("merkit: error:") and "CASME2" in err and len(err.strip().splitlines()) == 1
