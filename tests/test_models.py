@@ -443,3 +443,17 @@ def test_resnet3d_has_no_attention_and_reports_none_maps():
     assert maps and all(m.channel is None and m.spatiotemporal is None for m in maps)
     with pytest.raises(ValueError, match="does not take \\['attention'\\]"):
         create_model("resnet3d", attention="both")
+
+
+@pytest.mark.parametrize("name", ["meranet_small", "resnet3d"])
+def test_remove_static_makes_the_output_blind_to_a_still_image_only_when_on(name):
+    """With remove_static a per-pixel offset constant over time (a different still face) changes nothing."""
+    torch.manual_seed(0)
+    clip = torch.randn(2, 1, TINY_TRUNK["frames"], TINY_TRUNK["size"], TINY_TRUNK["size"])
+    still = 3 * torch.randn(2, 1, 1, TINY_TRUNK["size"], TINY_TRUNK["size"])  # (b, 1, 1, h, w): same in every frame
+    for remove_static in (True, False):
+        overrides = {**TINY[name], "remove_static": remove_static}
+        model = create_model(name, **overrides).eval()
+        with torch.no_grad():
+            same = torch.allclose(model(clip), model(clip + still), atol=1e-4)
+        assert same is remove_static, (name, remove_static)

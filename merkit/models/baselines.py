@@ -115,6 +115,7 @@ class ResNet3d(MERANet):
         stem_kernel_size: int | Sequence[int] = (3, 7, 7),
         stem_stride: int | Sequence[int] = (1, 2, 2),
         dropout: float = 0.5,
+        remove_static: bool = True,
     ) -> None:
         super().__init__(
             num_classes=num_classes,
@@ -130,6 +131,7 @@ class ResNet3d(MERANet):
             stem_stride=stem_stride,
             attention="none",
             dropout=dropout,
+            remove_static=remove_static,
         )
 
 
