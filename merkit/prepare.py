@@ -6,7 +6,8 @@
    idempotent) under ``cache_dir/synthme/<config hash>/``, so runs with different SynthME sizes never
    collide. A non-empty ``data_root`` must exist (a real dataset is never generated or downloaded).
 2. The manifest is built from the dataset's official sheet (``merkit.data.datasets.build_manifest``).
-3. With a ``preprocess`` config, every clip is preprocessed into the clip store under
+3. With a ``preprocess`` config, every clip is preprocessed into the clip store (with ``flow='tvl1'`` etc. also
+   its onset→apex flow image, for the flow baselines) under
    ``cache_dir/store/<data root hash>/`` (cached by manifest hash + preprocessing parameters, so a second call
    is a lookup; the data-root level keeps two copies with the same sheet, e.g. SynthME at two sizes, apart).
 
@@ -108,7 +109,7 @@ def prepare_data(
     preprocess: Any = None,
     *,
     cache_dir: str | os.PathLike,
-    flow: Any = None,
+    flow: Any = None,  # FlowConfig, a method name ('tvl1', 'farneback', 'dis'), or ''/None
     masks: bool | None = None,
     workers: int = 1,
     progress: bool = True,
@@ -117,11 +118,22 @@ def prepare_data(
 
     ``data`` is a ``merkit.config.DataConfig``; ``preprocess`` a ``PreprocessConfig`` (or a dict of its fields)
     or None for the manifest only. ``cache_dir`` holds generated SynthME trees and the clip store. ``flow``
-    (a ``FlowConfig``) also stores onset→apex flow images for the flow models. ``masks`` stores the
-    ground-truth motion masks (default: True for SynthME, the only dataset that has them).
+    also stores onset→apex (u, v, strain) flow images, which the flow models (``ststnet``, ``offapexnet``)
+    read: a flow method name (``'tvl1'``, ``'farneback'`` or ``'dis'``; ``''`` or None = no flow; the other
+    flow settings keep ``FlowConfig``'s defaults, 28×28 images) or a ``FlowConfig``. The flow is computed on
+    the same face crop as the clips, so it needs ``preprocess``. Its settings are part of the store key: a
+    store with flow is a separate store from the clip-only one. ``masks`` stores the ground-truth motion
+    masks (default: True for SynthME, the only dataset that has them).
     """
     from merkit.data.datasets import build_manifest
+    from merkit.data.flow import FlowConfig
 
+    if isinstance(flow, str):
+        flow = FlowConfig(method=flow) if flow else None  # FlowConfig names the known methods on a bad one
+    if flow is not None and preprocess is None:
+        raise ValueError(
+            "prepare_data(flow=...) needs a preprocess config: the flow is computed on the clips' face crop"
+        )
     cache_dir = Path(cache_dir)
     root, generated = resolve_data_root(data, cache_dir, progress=progress)
     manifest = build_manifest(data.dataset, root, data.protocol or None)

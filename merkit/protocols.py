@@ -22,10 +22,13 @@ The fold runner
 ``run_protocol(run_config, store, run_dir, executor=..., workers=..., folds=...)`` runs every fold: model
 built under a seed derived from (seed, fold key) → ``train.train_fold`` on the training rows only (optionally
 with an inner validation split of training subjects) → ``train.predict`` on the held-out rows → the fold's
-predictions and history are written atomically and the fold is marked done. Re-running into the same run
-directory resumes after the completed folds. Executors: ``"sequential"`` (default), ``"processes"`` (local
-spawn pool, torch threads = cores // workers) and ``"ray"`` (one fold per task, a GPU per task when CUDA is
-present). Workers return their results to the driver, which alone writes the run directory. A ``ClipStore``
+predictions and history are written atomically and the fold is marked done. The model's ``input_spec.kind``
+picks what a fold reads (``model_dataset``): clips for 3D models, the store's onset→apex flow images for the
+flow baselines (``ststnet`` takes u, v, strain; ``offapexnet`` u, v), so a flow model needs a store built with
+flow (``prepare_data(..., flow='tvl1')``); the pre-flight check says so before any fold runs. Re-running into
+the same run directory resumes after the completed folds. Executors: ``"sequential"`` (default),
+``"processes"`` (local spawn pool, torch threads = cores // workers) and ``"ray"`` (one fold per task, a GPU
+per task when CUDA is present). Workers return their results to the driver, which alone writes the run directory. A ``ClipStore``
 pickles as its path, so workers (processes, or Ray tasks on other nodes) must see the store's cache directory
 at the same path (a shared file system on a cluster); no clip data is copied.
 """
@@ -58,6 +61,7 @@ __all__ = [
     "FoldResult",
     "run_protocol",
     "run_fold",
+    "model_dataset",
     "load_fold_model",
     "EXECUTORS",
 ]
@@ -265,7 +269,6 @@ def run_fold(
     fold (whole subjects); it is checked to share no subject with the held-out rows. The held-out rows are
     only ever given to ``predict``, after training.
     """
-    from merkit.data.torch_dataset import ClipDataset
     from merkit.models import create_model
     from merkit.train import inner_validation_split, predict, resolve_device, train_fold
 
@@ -277,21 +280,23 @@ def run_fold(
     index = store.index
     augment = bool(train_cfg.augment)  # training clips may be augmented, held-out ones never
 
+    torch.manual_seed(seed)
+    model = create_model(run_config.model.name, num_classes=len(classes), **run_config.model.overrides)
+    spec = getattr(model, "input_spec", None)  # clip or flow: which dataset the fold reads
+
     train_positions, val_ds = np.asarray(fold.train), None
     if train_cfg.val_fraction > 0:
         inner_train, inner_val = inner_validation_split(index.iloc[train_positions], train_cfg.val_fraction, seed)
         val_positions = train_positions[inner_val]
         train_positions = train_positions[inner_train]
         _check_no_shared_subject(index, val_positions, np.asarray(fold.test), fold.key)
-        val_ds = ClipDataset(store, val_positions, augment=False, seed=seed)
-    train_ds = ClipDataset(store, train_positions, augment=augment, seed=seed)
+        val_ds = model_dataset(spec, store, val_positions, augment=False, seed=seed)
+    train_ds = model_dataset(spec, store, train_positions, augment=augment, seed=seed)
 
-    torch.manual_seed(seed)
-    model = create_model(run_config.model.name, num_classes=len(classes), **run_config.model.overrides)
     model, history = train_fold(
         model, train_ds, train_cfg, val_ds=val_ds, progress=progress, seed=seed, num_classes=len(classes)
     )
-    test_ds = ClipDataset(store, np.asarray(fold.test), augment=False, seed=seed)
+    test_ds = model_dataset(spec, store, np.asarray(fold.test), augment=False, seed=seed)
     probs, preds = predict(model, test_ds, batch_size=train_cfg.batch_size, precision=train_cfg.precision)
 
     rows = index.iloc[np.asarray(fold.test)]
@@ -597,22 +602,59 @@ def _check_preprocess(run_config: Any, store: Any) -> None:
 
 
 def _check_model_input(run_config: Any, store: Any, classes: list[str]) -> None:
-    """Fail before any fold if the store's clips do not fit the model's declared input."""
-    from merkit.data.torch_dataset import ClipDataset
+    """Fail before any fold if the store's clips (or flow images) do not fit the model's declared input."""
     from merkit.models import create_model
 
-    model = create_model(run_config.model.name, num_classes=len(classes), **run_config.model.overrides)
+    name = run_config.model.name
+    model = create_model(name, num_classes=len(classes), **run_config.model.overrides)
     spec = getattr(model, "input_spec", None)
     if spec is None:
         return
-    x, _ = ClipDataset(store, np.array([0]), augment=False, seed=0)[0]
     expected = tuple(spec.shape(1)[1:])
+    if spec.kind == "flow":
+        if getattr(store, "flow", None) is None:
+            where = getattr(store, "path", None)
+            raise ProtocolError(
+                f"model {name!r} reads onset→apex flow images, {spec.describe()}, but the store"
+                f"{f' at {where}' if where else ''} has no flow (no flow.npy): build the store with "
+                "flow=FlowConfig(...) (merkit.data.store.build_store), or prepare it with "
+                "prepare_data(..., flow='tvl1') (any method of merkit.data.flow.FLOW_METHODS)"
+            )
+        x, _ = model_dataset(spec, store, np.array([0]), augment=False, seed=0)[0]
+        if tuple(x.shape) != expected:
+            raise ProtocolError(
+                f"model {name!r} expects flow images {spec.layout} = {(1, *expected)}, but the store gives "
+                f"{tuple(x.shape)} per clip; build the store's flow with FlowConfig(size={spec.size}) "
+                f"(or override the model's size)"
+            )
+        return
+    x, _ = model_dataset(spec, store, np.array([0]), augment=False, seed=0)[0]
     if tuple(x.shape) != expected:
         raise ProtocolError(
             f"model {run_config.model.name!r} expects clips {spec.layout} = {(1, *expected)}, but the store "
             f"gives {tuple(x.shape)} per clip; make the preprocessing frames/size/colour match the model "
             f"(or override the model's frames/size/in_channels)"
         )
+
+
+def model_dataset(spec: Any, store: Any, positions: np.ndarray, *, augment: bool, seed: int) -> Any:
+    """The torch Dataset a model with input ``spec`` (its ``input_spec``) reads from ``store``.
+
+    A ``clip`` model reads :class:`~merkit.data.torch_dataset.ClipDataset`; a ``flow`` model reads
+    :class:`~merkit.data.torch_dataset.FlowDataset` over the store's onset→apex flow, given the first
+    ``spec.channels`` of (u, v, strain): 3 = (u, v, strain) for STSTNet, 2 = (u, v) for Off-ApexNet. The
+    channel choice is made here, from the model's declared input, so that the model gets exactly the
+    channels it declares (rather than taking all three and silently ignoring strain).
+    """
+    from merkit.data.torch_dataset import FLOW_CHANNELS, ClipDataset, FlowDataset
+
+    if spec is None or spec.kind == "clip":
+        return ClipDataset(store, positions, augment=augment, seed=seed)
+    if spec.channels not in (2, 3):
+        raise ProtocolError(
+            f"a flow model must take 2 channels (u, v) or 3 (u, v, strain), this one declares {spec.describe()}"
+        )
+    return FlowDataset(store, positions, augment=augment, seed=seed, channels=FLOW_CHANNELS[: spec.channels])
 
 
 def _check_no_shared_subject(index: pd.DataFrame, val_positions: np.ndarray, test_positions: np.ndarray,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from merkit.config import DataConfig
@@ -59,3 +60,18 @@ def test_two_synthme_sizes_with_the_same_sheet_get_different_stores(tmp_path: Pa
     large = prepare_data(DataConfig(**{**TINY, "synthme_size": 64}), PreprocessConfig(frames=4, size=16), cache_dir=tmp_path, progress=False)
     assert small.store.path != large.store.path
     assert not (small.store.clips[0] == large.store.clips[0]).all()
+
+
+def test_flow_by_method_name_builds_a_separate_store_with_flow(tmp_path: Path):
+    data, preprocess = DataConfig(**TINY), PreprocessConfig(frames=4, size=16)
+    plain = prepare_data(data, preprocess, cache_dir=tmp_path, flow="", progress=False)
+    assert plain.store.flow is None
+    with_flow = prepare_data(data, preprocess, cache_dir=tmp_path, flow="dis", progress=False)
+    assert with_flow.store.flow.shape == (9, 28, 28, 3)  # FlowConfig's default 28×28 (u, v, strain)
+    assert with_flow.store.flow_config.method == "dis"
+    assert with_flow.store.path != plain.store.path  # flow settings are part of the store key
+    assert np.array_equal(np.asarray(with_flow.store.clips), np.asarray(plain.store.clips))
+    with pytest.raises(ValueError, match="FlowConfig.method='tvl2'"):
+        prepare_data(data, preprocess, cache_dir=tmp_path, flow="tvl2", progress=False)
+    with pytest.raises(ValueError, match="needs a preprocess config"):
+        prepare_data(data, None, cache_dir=tmp_path, flow="dis", progress=False)

@@ -138,11 +138,9 @@ TINY_MODEL = dict(frames=8, size=16, widths=(4, 8, 8), reduction=2, dropout=0.0)
 
 
 @pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory):
-    """SynthME with 4 subjects × 3 clips (one of each class), 8 frames, preprocessed to grey 8×16×16."""
+def tiny_synthme(tmp_path_factory):
+    """SynthME with 4 subjects × 3 clips (one of each class), 8 frames: (root, manifest, folder for stores)."""
     from merkit.data.datasets import build_manifest
-    from merkit.data.preprocess import PreprocessConfig
-    from merkit.data.store import build_store
     from merkit.data.synthetic import SynthMEConfig, generate_synthme
 
     base = tmp_path_factory.mktemp("synthme")
@@ -150,8 +148,29 @@ def tiny_store(tmp_path_factory):
         base / "data", SynthMEConfig(n_subjects=4, clips_per_subject=3, n_frames=8, size=32, video_subjects=()),
         progress=False,
     )
-    manifest = build_manifest("synthme", root, "synthme_3class")
+    return root, build_manifest("synthme", root, "synthme_3class"), base
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tiny_synthme):
+    """The tiny SynthME preprocessed to grey 8×16×16 clips (no flow)."""
+    from merkit.data.preprocess import PreprocessConfig
+    from merkit.data.store import build_store
+
+    root, manifest, base = tiny_synthme
     return build_store(manifest, root, PreprocessConfig(frames=8, size=16, color="grey"), base / "store", progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_flow_store(tiny_synthme):
+    """The same clips plus onset→apex (u, v, strain) 28×28 flow images (DIS: the fastest method)."""
+    from merkit.data.flow import FlowConfig
+    from merkit.data.preprocess import PreprocessConfig
+    from merkit.data.store import build_store
+
+    root, manifest, base = tiny_synthme
+    return build_store(manifest, root, PreprocessConfig(frames=8, size=16, color="grey"), base / "store",
+                       flow=FlowConfig(method="dis", work_size=32, size=28), progress=False)
 
 
 def tiny_config(**train) -> RunConfig:
@@ -314,3 +333,57 @@ def test_augment_off_trains_on_the_plain_clips(reference_run, tiny_store, tmp_pa
     plain = run_protocol(tiny_config(augment=False), tiny_store, tmp_path / "plain", folds=["01"], progress=False)
     mine = reference[reference["fold"] == "01"].reset_index(drop=True)
     assert not np.allclose(plain.filter(like="prob_").to_numpy(), mine.filter(like="prob_").to_numpy())
+
+
+# ------------------------------------------------------------------------------------ flow baselines
+
+
+def flow_config(model: str) -> RunConfig:
+    return tiny_config().with_updates({"model.name": model, "model.overrides": {}})
+
+
+@pytest.mark.parametrize("model", ["ststnet", "offapexnet"])
+def test_flow_baseline_runs_loso_with_a_prediction_for_every_clip(model, tiny_flow_store, tmp_path):
+    predictions = run_protocol(flow_config(model), tiny_flow_store, tmp_path / model, progress=False)
+    index = tiny_flow_store.index
+    assert sorted(predictions["sample"]) == sorted(index["sample"].astype(str))
+    assert sorted(predictions["fold"].unique()) == ["01", "02", "03", "04"]
+    assert np.allclose(predictions.filter(like="prob_").sum(axis=1), 1.0, atol=1e-5)
+    assert json.loads((tmp_path / model / "metrics.json").read_text())["n_folds"] == 4
+    # the saved weights are the flow model's and reproduce the fold's predictions from the flow images
+    from merkit.protocols import model_dataset
+    from merkit.train import predict
+
+    fold_model = load_fold_model(tmp_path / model, "02")
+    held_out = np.flatnonzero(index["subject"].astype(str).to_numpy() == "02")
+    held_out_ds = model_dataset(fold_model.input_spec, tiny_flow_store, held_out, augment=False, seed=0)
+    probs, _ = predict(fold_model, held_out_ds)
+    assert np.allclose(probs, predictions[predictions["fold"] == "02"].filter(like="prob_").to_numpy(), atol=1e-6)
+
+
+def test_model_dataset_gives_each_flow_model_its_declared_channels(tiny_flow_store):
+    from merkit.models import create_model
+    from merkit.protocols import model_dataset
+
+    positions = np.arange(3)
+    for name, channels in (("ststnet", ("u", "v", "strain")), ("offapexnet", ("u", "v"))):
+        data = model_dataset(create_model(name).input_spec, tiny_flow_store, positions, augment=False, seed=0)
+        assert data.channels == channels
+        assert data[0][0].shape == (len(channels), 28, 28)
+    full = model_dataset(create_model("ststnet").input_spec, tiny_flow_store, positions, augment=False, seed=0)[1][0]
+    uv = model_dataset(create_model("offapexnet").input_spec, tiny_flow_store, positions, augment=False, seed=0)[1][0]
+    assert torch.equal(uv, full[:2])  # the same u and v, strain dropped
+
+
+def test_flow_model_on_a_store_without_flow_says_how_to_build_one(tiny_store, tmp_path):
+    with pytest.raises(ProtocolError, match=r"'offapexnet' reads onset→apex flow.*no flow \(no flow\.npy\).*"
+                                            r"flow=FlowConfig\(\.\.\.\).*prepare_data\(\.\.\., flow='tvl1'\)"):
+        run_protocol(flow_config("offapexnet"), tiny_store, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_flow_model_of_another_size_than_the_stored_flow_is_refused(tiny_flow_store, tmp_path):
+    config = flow_config("ststnet").with_updates({"model.overrides": {"size": 32}})
+    with pytest.raises(ProtocolError, match=r"store gives \(3, 28, 28\).*FlowConfig\(size=32\)"):
+        run_protocol(config, tiny_flow_store, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

@@ -299,6 +299,24 @@ def test_flow_dataset_flip_mirrors_the_motion():
     np.testing.assert_allclose(x[1].numpy(), 2.0)
 
 
+def test_flow_dataset_gives_the_named_channels_in_order():
+    images = np.stack([np.full((4, 4), v, np.float32) for v in (1.0, 2.0, 3.0)], axis=-1)[None]  # (1, 4, 4, 3)
+    images[0, :, :, 0] = np.arange(4)[None, :] + 1.0  # u grows to the right
+    labels = np.array([1])
+    x, _ = FlowDataset((images, labels), normalise="none", channels=("u", "v"))[0]
+    assert x.shape == (2, 4, 4)
+    np.testing.assert_allclose(x.numpy(), images[0, :, :, :2].transpose(2, 0, 1))
+    x, _ = FlowDataset((images, labels), normalise="none", channels=("strain", "u"))[0]
+    np.testing.assert_allclose(x[0].numpy(), 3.0)
+    np.testing.assert_allclose(x[1].numpy(), images[0, :, :, 0])
+    # the flip still negates u when strain is dropped
+    x, _ = FlowDataset((images, labels), augment=True, normalise="none", flip=1.0, channels=("u", "v"))[0]
+    np.testing.assert_allclose(x[0].numpy(), -images[0, :, ::-1, 0])
+    for bad in (("u", "w"), (), ("u", "u")):
+        with pytest.raises(ValueError, match="expected distinct names from"):
+            FlowDataset((images, labels), channels=bad)
+
+
 def test_haar_store_records_the_held_box_and_crops_masks_with_it(tmp_path):
     from helpers_preprocess import block_frame, write_block_cascade
 

@@ -1,8 +1,9 @@
 """torch Datasets over a clip store: clips for 3D models, onset→apex flow images for 2D flow models.
 
-Axis letters: C channels, T frames, S side. Items are ``(x, label)`` with x float32 ``(C, T, S, S)``
-(:class:`ClipDataset`) or ``(3, F, F)`` (:class:`FlowDataset`); ``label`` is an int (−1 when the manifest
-has no label). ``labels`` gives every item's label at once (for class weights) without reading a clip.
+Axis letters: C channels, T frames, S side, F flow image side. Items are ``(x, label)`` with x float32
+``(C, T, S, S)`` (:class:`ClipDataset`) or ``(len(channels), F, F)`` (:class:`FlowDataset`, channels chosen
+by name from ``FLOW_CHANNELS``); ``label`` is an int (−1 when the manifest has no label). ``labels`` gives
+every item's label at once (for class weights) without reading a clip.
 
 Augmentation (training only; none when ``augment=False``) is drawn from a generator seeded by
 ``(seed, epoch, store position)``: the same clip gets the same augmentation in the same epoch, in any
@@ -12,16 +13,19 @@ order, in any DataLoader worker. Call ``set_epoch(epoch)`` before each epoch for
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["Augmentation", "ClipDataset", "FlowDataset", "clip_statistics"]
+__all__ = ["Augmentation", "ClipDataset", "FlowDataset", "FLOW_CHANNELS", "clip_statistics"]
 
 NORMALISE = ("clip", "dataset", "none")
+
+#: The channels of a stored flow image, in order (``merkit.data.flow``'s interchange format).
+FLOW_CHANNELS = ("u", "v", "strain")
 
 
 @dataclass(frozen=True)
@@ -152,10 +156,13 @@ class ClipDataset(Dataset):
 
 
 class FlowDataset(Dataset):
-    """Onset→apex (u, v, strain) images as ``(x float32 (3, F, F), label int)`` for 2D flow models.
+    """Onset→apex flow images as ``(x float32 (len(channels), F, F), label int)`` for 2D flow models.
 
     ``source`` is a ClipStore built with ``flow=FlowConfig(...)`` (its ``flow`` array) or a pair
     ``(images (N, F, F, 3), labels (N,))``, e.g. from ``merkit.data.flow.import_flow_folder``.
+    ``channels`` names the channels to give, in that order, from ``FLOW_CHANNELS`` = (u, v, strain): all three
+    for STSTNet, ``("u", "v")`` for Off-ApexNet (which has one stream per flow component and no strain
+    input). The selection lives here, in the data, so that a model's declared input is exactly what it gets.
     ``normalise='minmax'`` scales each channel of each image to 0..1 (the interchange format's convention),
     ``'none'`` keeps the values. Augmentation is a horizontal flip (with u negated, as the motion mirrors)
     with probability ``flip`` when ``augment`` is True.
@@ -170,9 +177,14 @@ class FlowDataset(Dataset):
         seed: int = 0,
         normalise: str = "minmax",
         flip: float = 0.5,
+        channels: Sequence[str] = FLOW_CHANNELS,
     ) -> None:
         if normalise not in ("minmax", "none"):
             raise ValueError(f"normalise={normalise!r}; expected 'minmax' or 'none'")
+        channels = (channels,) if isinstance(channels, str) else tuple(channels)
+        unknown = [c for c in channels if c not in FLOW_CHANNELS]
+        if unknown or not channels or len(set(channels)) != len(channels):
+            raise ValueError(f"channels={channels!r}; expected distinct names from {FLOW_CHANNELS}")
         if isinstance(source, tuple):
             self.images, labels = source
             all_labels = np.asarray(labels, dtype=np.int64)
@@ -185,6 +197,8 @@ class FlowDataset(Dataset):
         self.positions = np.arange(n, dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
         self._labels = all_labels[self.positions]
         self.augment, self.seed, self.epoch, self.normalise, self.flip = bool(augment), int(seed), 0, normalise, flip
+        self.channels = channels
+        self._channel_index = [FLOW_CHANNELS.index(c) for c in channels]
 
     def set_epoch(self, epoch: int) -> None:
         """Use the augmentation draws of ``epoch`` from now on."""
@@ -204,6 +218,7 @@ class FlowDataset(Dataset):
         if self.augment and _item_rng(self.seed, self.epoch, position).random() < self.flip:
             sign = torch.tensor([-1.0, 1.0, 1.0]).view(3, 1, 1)  # mirrored motion: u changes sign
             x = torch.flip(x, dims=(2,)) * sign
+        x = x[self._channel_index]  # (3, F, F) -> (len(channels), F, F), after the flip that needs u's position
         if self.normalise == "minmax":
             low = x.amin(dim=(1, 2), keepdim=True)
             span = x.amax(dim=(1, 2), keepdim=True) - low
