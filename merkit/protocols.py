@@ -47,6 +47,7 @@ import pandas as pd
 
 __all__ = [
     "Fold",
+    "variant_config",
     "ProtocolError",
     "MissingClassWarning",
     "PROTOCOLS",
@@ -152,6 +153,27 @@ PROTOCOLS: dict[str, Callable[..., list[Fold]]] = {
 def list_protocols() -> list[str]:
     """Names accepted by ``make_splits`` and ``ProtocolConfig.name``."""
     return list(PROTOCOLS)
+
+
+def variant_config(config: Any, variant: str) -> Any:
+    """The run config of a comparison variant written ``name`` or ``name:attention`` (e.g. ``meranet_small:none``).
+
+    The variant keeps everything of ``config`` but the model: its overrides are the base model's input
+    overrides (``frames``, ``size``, ``in_channels``) that the variant's constructor accepts, plus ``attention``
+    when given. So a flow baseline (``ststnet``) drops the clip sizes it has no use for, and an attention
+    variant of a model without attention is refused with the arguments the model does take.
+    """
+    from merkit.models import model_entry
+
+    name, _, attention = variant.strip().partition(":")
+    accepted = model_entry(name).accepted_arguments()
+    carried = ("frames", "size", "in_channels")
+    overrides = {k: v for k, v in config.model.overrides.items() if k in carried and k in accepted}
+    if attention:
+        if "attention" not in accepted:
+            raise ProtocolError(f"variant {variant!r}: model {name!r} has no attention parameter (it takes {accepted})")
+        overrides["attention"] = attention
+    return config.with_updates({"model.name": name, "model.overrides": overrides})
 
 
 def make_splits(index: pd.DataFrame, name: str, *, k: int = 5, seed: int = 0, classes: list[str] | None = None) -> list[Fold]:

@@ -387,3 +387,17 @@ def test_flow_model_of_another_size_than_the_stored_flow_is_refused(tiny_flow_st
     with pytest.raises(ProtocolError, match=r"store gives \(3, 28, 28\).*FlowConfig\(size=32\)"):
         run_protocol(config, tiny_flow_store, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_variant_config_carries_input_sizes_only_to_models_that_take_them():
+    from merkit.protocols import ProtocolError, variant_config
+
+    base = tiny_config()
+    ablation = variant_config(base, "meranet_small:none")
+    assert ablation.model.name == "meranet_small"
+    assert ablation.model.overrides == {"frames": 8, "size": 16, "attention": "none"}
+    assert ablation.train == base.train and ablation.protocol == base.protocol
+    flow = variant_config(base, "ststnet")
+    assert flow.model.name == "ststnet" and "frames" not in flow.model.overrides
+    with pytest.raises(ProtocolError, match="no attention parameter"):
+        variant_config(base, "stcnn:channel")
