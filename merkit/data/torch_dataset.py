@@ -66,7 +66,27 @@ def _labels_of(store: Any, positions: np.ndarray) -> np.ndarray:
     return labels.fillna(-1).to_numpy(dtype=np.int64)
 
 
-class ClipDataset(Dataset):
+class _PositionedDataset(Dataset):
+    """What both datasets share: items are store ``positions``, labels per item, a seeded epoch for augmentation."""
+
+    positions: np.ndarray
+    epoch: int = 0
+    _labels: np.ndarray
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the augmentation draws of ``epoch`` from now on."""
+        self.epoch = int(epoch)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int64 labels of every item in order (−1 where the manifest has none)."""
+        return self._labels
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+class ClipDataset(_PositionedDataset):
     """Clips of a :class:`~merkit.data.store.ClipStore` as ``(x float32 (C, T, S, S), label int)``.
 
     ``positions`` selects and orders store rows (default: all). ``augment`` is False, True (default
@@ -100,18 +120,6 @@ class ClipDataset(Dataset):
         if normalise == "dataset":
             self.stats = stats if stats is not None else clip_statistics(store.clips, self.positions)
         self._labels = _labels_of(store, self.positions)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use the augmentation draws of ``epoch`` from now on."""
-        self.epoch = int(epoch)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """int64 labels of every item in order (−1 where the manifest has none)."""
-        return self._labels
-
-    def __len__(self) -> int:
-        return len(self.positions)
 
     def _augment(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """x float32 (T, S, S, C) in 0..1 -> augmented, same shape (numpy + one cv2.resize: ~0.1 ms a clip)."""
@@ -155,7 +163,7 @@ class ClipDataset(Dataset):
         return x.contiguous(), int(self._labels[item])
 
 
-class FlowDataset(Dataset):
+class FlowDataset(_PositionedDataset):
     """Onset→apex flow images as ``(x float32 (len(channels), F, F), label int)`` for 2D flow models.
 
     ``source`` is a ClipStore built with ``flow=FlowConfig(...)`` (its ``flow`` array) or a pair
@@ -199,18 +207,6 @@ class FlowDataset(Dataset):
         self.augment, self.seed, self.epoch, self.normalise, self.flip = bool(augment), int(seed), 0, normalise, flip
         self.channels = channels
         self._channel_index = [FLOW_CHANNELS.index(c) for c in channels]
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use the augmentation draws of ``epoch`` from now on."""
-        self.epoch = int(epoch)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """int64 labels of every item in order (−1 where unknown)."""
-        return self._labels
-
-    def __len__(self) -> int:
-        return len(self.positions)
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
         position = int(self.positions[item])
