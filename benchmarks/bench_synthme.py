@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from merkit.data.io import read_clip
-from merkit.data.synthetic import EMOTIONS, SynthMEConfig, generate_synthme, list_clips, render_clip
+from merkit.data.synthetic import EMOTIONS, SynthMEConfig, generate_synthme, linear_probe_accuracies, list_clips, render_clip
 
 
 def generation_seconds(config: SynthMEConfig, repeats: int) -> list[float]:
@@ -48,31 +48,6 @@ def codec_errors(config: SynthMEConfig, root: Path) -> dict[str, list[float]]:
         read = read_clip(root / spec.path).frames.astype(float)
         errors["mp4v videos" if spec.is_video else "jpg/png folders"].append(float(np.abs(read - drawn).mean()))
     return errors
-
-
-def loso_accuracies(config: SynthMEConfig) -> tuple[float, float]:
-    from sklearn.linear_model import LogisticRegression
-
-    apex, change, labels, groups = [], [], [], []
-    for spec in list_clips(config):
-        clip = render_clip(config, spec.subject, spec.sample, frames=[spec.onset_index, spec.apex_index])
-        grey = clip.frames.astype(np.float32).mean(-1) / 255  # (2, H, W, 3) -> (2, H, W)
-        small = np.stack([cv2.resize(g, (32, 32), interpolation=cv2.INTER_AREA) for g in grey])
-        apex.append(small[1].ravel())
-        change.append((small[1] - small[0]).ravel())
-        labels.append(EMOTIONS.index(spec.emotion))
-        groups.append(spec.subject)
-    y, g = np.array(labels), np.array(groups)
-    scores = []
-    for features in (apex, change):
-        x = np.stack(features)
-        predicted = np.empty_like(y)
-        for subject in np.unique(g):
-            train = g != subject
-            centred = x - x[train].mean(0)
-            predicted[~train] = LogisticRegression(max_iter=1000).fit(centred[train], y[train]).predict(centred[~train])
-        scores.append(float((predicted == y).mean()))
-    return scores[0], scores[1]
 
 
 def main() -> None:
@@ -106,7 +81,7 @@ def main() -> None:
                 print(f"decoded vs drawn, mean |error| (grey levels) {kind}: median {statistics.median(errors):.2f}, "
                       f"max {max(errors):.2f} over {len(errors)} clips")
 
-    apex_accuracy, change_accuracy = loso_accuracies(config)
+    apex_accuracy, change_accuracy = linear_probe_accuracies(config)
     print(f"LOSO logistic regression, raw 32x32 grey pixels: apex only {apex_accuracy:.2f}, "
           f"apex - onset {change_accuracy:.2f} (chance {1 / len(EMOTIONS):.2f}); "
           f"ratio {change_accuracy / max(apex_accuracy, 1e-9):.2f}")

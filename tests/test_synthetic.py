@@ -207,32 +207,9 @@ def test_nuisances_move_pixels_outside_the_motion_region():
 
 def test_default_is_learnable_but_not_trivial():
     """LOSO logistic regression: the apex frame alone is far from 100 %, the onset->apex change carries the class."""
-    from sklearn.linear_model import LogisticRegression
+    from merkit.data.synthetic import linear_probe_accuracies
 
-    config = SynthMEConfig()
-    apex, change, labels, groups = [], [], [], []
-    for spec in list_clips(config):
-        clip = render_clip(config, spec.subject, spec.sample, frames=[spec.onset_index, spec.apex_index])
-        grey = clip.frames.astype(np.float32).mean(-1) / 255  # (2, H, W, 3) -> (2, H, W)
-        # 3x3 pixel averages keep the classifier quick; still raw pixels, no features.
-        small = np.stack([cv2.resize(g, (32, 32), interpolation=cv2.INTER_AREA) for g in grey])
-        apex.append(small[1].ravel())
-        change.append((small[1] - small[0]).ravel())
-        labels.append(EMOTIONS.index(spec.emotion))
-        groups.append(spec.subject)
-    labels, groups = np.array(labels), np.array(groups)
-
-    def loso_accuracy(features: list[np.ndarray]) -> float:
-        x = np.stack(features)
-        predicted = np.empty_like(labels)
-        for subject in np.unique(groups):
-            train = groups != subject
-            centred = x - x[train].mean(0)
-            model = LogisticRegression(C=1.0, max_iter=1000).fit(centred[train], labels[train])
-            predicted[~train] = model.predict(centred[~train])
-        return float((predicted == labels).mean())
-
-    apex_accuracy, change_accuracy = loso_accuracy(apex), loso_accuracy(change)
+    apex_accuracy, change_accuracy = linear_probe_accuracies(SynthMEConfig())
     assert apex_accuracy < 0.8, apex_accuracy
     assert change_accuracy > 0.5, change_accuracy
     assert change_accuracy > apex_accuracy + 0.1, (apex_accuracy, change_accuracy)

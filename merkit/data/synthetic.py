@@ -58,6 +58,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 __all__ = [
+    "linear_probe_accuracies",
     "CLASS_ACTION_UNITS",
     "COMPLETION_MARKER",
     "EMOTIONS",
@@ -970,3 +971,37 @@ def load_motion_mask(root: str | PathLike, subject: str | int, sample: str) -> n
             f"no SynthME motion mask for subject {number:02d} sample {sample} under {root} ({path})"
         )
     return mask > 127
+
+
+def linear_probe_accuracies(config: SynthMEConfig = SynthMEConfig()) -> tuple[float, float]:
+    """How learnable ``config`` is: leave-one-subject-out accuracy of a logistic regression on raw pixels.
+
+    Returns ``(apex_alone, apex_minus_onset)``. A good SynthME is learnable but not trivial: the apex frame
+    alone should stay far from 1.0 (subjects differ more than the motion), while the onset→apex change should
+    score clearly above chance (1/3). Frames are drawn in memory (nothing written) and averaged down to
+    32 × 32 grey pixels to keep the probe quick.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    apex, change, labels, groups = [], [], [], []
+    for spec in list_clips(config):
+        clip = render_clip(config, spec.subject, spec.sample, frames=[spec.onset_index, spec.apex_index])
+        grey = clip.frames.astype(np.float32).mean(-1) / 255  # (2, H, W, 3) -> (2, H, W)
+        small = np.stack([cv2.resize(g, (32, 32), interpolation=cv2.INTER_AREA) for g in grey])  # (2, 32, 32)
+        apex.append(small[1].ravel())
+        change.append((small[1] - small[0]).ravel())
+        labels.append(EMOTIONS.index(spec.emotion))
+        groups.append(spec.subject)
+    y, g = np.array(labels), np.array(groups)
+
+    def loso_accuracy(features: list[np.ndarray]) -> float:
+        x = np.stack(features)
+        predicted = np.empty_like(y)
+        for subject in np.unique(g):
+            train = g != subject
+            centred = x - x[train].mean(0)  # centred on the training subjects only
+            model = LogisticRegression(max_iter=1000).fit(centred[train], y[train])
+            predicted[~train] = model.predict(centred[~train])
+        return float((predicted == y).mean())
+
+    return loso_accuracy(apex), loso_accuracy(change)
