@@ -159,14 +159,16 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     )
     preprocess = PreprocessConfig(frames=args.frames, size=args.size, crop=args.crop)
     cache_dir = Path(args.cache_dir) if args.cache_dir else data_root / ".merkit_cache"
-    prepared = prepare_data(data, preprocess, cache_dir=cache_dir, progress=not args.quiet)
+    prepared = prepare_data(data, preprocess, cache_dir=cache_dir, flow=args.flow, progress=not args.quiet)
     manifest = prepared.manifest
     print(f"dataset: {args.dataset} ({len(manifest)} clips, {manifest['subject'].nunique()} subjects)")
     print(f"data_root: {prepared.data_root}{' (SynthME generated)' if prepared.generated else ''}")
     if prepared.classes:
         counts = manifest["label"].value_counts().sort_index()
         print("classes: " + ", ".join(f"{prepared.classes[int(k)]} {int(v)}" for k, v in counts.items()))
-    print(f"store: {prepared.store.path}  clips {tuple(prepared.store.clips.shape)}")
+    flow = prepared.store.flow
+    flow_text = f"  flow {tuple(flow.shape)} ({prepared.store.flow_config.method})" if flow is not None else ""
+    print(f"store: {prepared.store.path}  clips {tuple(prepared.store.clips.shape)}{flow_text}")
     return 0
 
 
@@ -234,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=16, help="frames per clip after temporal normalisation (default: %(default)s)")
     p.add_argument("--size", type=int, default=32, help="clip side in pixels (default: %(default)s)")
     p.add_argument("--crop", default="dataset", help="dataset (already cropped), haar, center or none (default: %(default)s)")
+    p.add_argument(
+        "--flow", default="", choices=("", "tvl1", "farneback", "dis"), metavar="METHOD",
+        help="also store onset→apex (u, v, strain) flow images for the flow models (ststnet, offapexnet): "
+        "tvl1, farneback or dis (default: no flow)",
+    )
     p.add_argument("--subjects", type=int, default=12, help="synthme only: subjects to generate (default: %(default)s)")
     p.add_argument("--clips-per-subject", type=int, default=9, help="synthme only: clips per subject (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -132,3 +132,24 @@ def test_prepare_missing_data_root_is_one_line(tmp_path: Path, capsys):
     assert code == EXIT_USAGE
     err = capsys.readouterr().err
     assert err.startswith("merkit: error:") and "CASME2" in err and len(err.strip().splitlines()) == 1
+
+
+def test_prepare_flow_stores_onset_apex_flow_images(tmp_path: Path, capsys):
+    from merkit.data.store import ClipStore
+
+    code = main(["prepare", "--data-root", str(tmp_path / "synth"), "--subjects", "2", "--clips-per-subject", "2",
+                 "--frames", "4", "--size", "16", "--flow", "farneback", "-q"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "flow (4, 28, 28, 3) (farneback)" in out
+    store_path = out.split("store: ")[1].split()[0]
+    store = ClipStore.load(store_path)
+    assert store.flow_config.method == "farneback" and store.flow.shape == (4, 28, 28, 3)
+    assert float(abs(store.flow[..., :2].astype("float32")).max()) > 0  # SynthME clips move between onset and apex
+
+
+def test_prepare_unknown_flow_method_exits_2(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["prepare", "--data-root", str(tmp_path / "synth"), "--flow", "lucas"])
+    assert info.value.code == EXIT_USAGE
+    assert "lucas" in capsys.readouterr().err
