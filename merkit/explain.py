@@ -1,4 +1,4 @@
-"""Explain clip models: Captum attributions beside MERANet's learned attention, and scores for both.
+"""Explain clip and flow models: Captum attributions beside MERANet's learned attention, and scores for both.
 
 Axis letters used in shape comments: b batch, c channels, t frames, h height, w width, m attention
 modules, r facial regions, s time segments.
@@ -13,7 +13,13 @@ One entry point computes every kind of map on a 5-D clip batch ``x`` of shape (b
     attribute(..., noise_tunnel=True)  SmoothGrad (NoiseTunnel) around any Captum method
 
 Each returns an :class:`Attribution` whose ``map`` is (b, t, h, w) on the CPU, so every method can be
-compared, scored and drawn the same way. Channel reduction: gradient methods (IG) are *summed* over
+compared, scored and drawn the same way.
+
+Flow models (``ststnet``, ``offapexnet``: ``input_spec.kind == "flow"``) take one onset→apex flow image per
+sample, x of shape (b, c, h, w). ``attribute`` accepts that too for ``"ig"``, ``"gradcam"`` (on a named
+Conv2d), ``"occlusion"`` (2-D (h, w) windows) and ``"ablation"`` (facial regions, no time segments), and
+returns a map of shape (b, h, w). There is no time axis, so the ``"onset"`` baseline does not exist for
+them (default ``"zeros"``), and they have no learned ``"attention"``. Channel reduction: gradient methods (IG) are *summed* over
 channels, which keeps IG's completeness (the map sums to f(x) - f(baseline)); perturbation methods
 (occlusion, ablation) give every channel inside a window the same value, so they are *averaged* over
 channels.
@@ -53,6 +59,7 @@ __all__ = [
     "face_region_masks",
     "frame_curve",
     "ig_baseline",
+    "last_conv2d_name",
     "last_conv3d_name",
     "learned_attention",
     "random_baseline",
@@ -75,7 +82,7 @@ class Attribution:
     """One attribution (or attention) map per clip of a batch.
 
     ``map`` is float32 (b, t, h, w) on the CPU, aligned with the input clip frame by frame and pixel
-    by pixel. ``signed`` says whether negative values mean evidence against the target class (IG,
+    by pixel; for a flow model's image batch it is (b, h, w) (``meta["input"] == "flow"``). ``signed`` says whether negative values mean evidence against the target class (IG,
     occlusion, ablation) or the map is non-negative by construction (Grad-CAM with ReLU, attention).
     ``target`` is the class explained for each clip, (b,) int64, or None for the learned attention
     (it does not depend on a class). ``delta`` is IG's convergence delta (b,) or (b * nt_samples,)
@@ -137,6 +144,11 @@ def ig_baseline(x: Tensor, kind: str | Tensor | float = "onset", *, blur_sigma: 
     ``"zeros"``: an all-zero clip. ``"blur"``: every frame blurred in space (:func:`blur_clip`).
     A tensor broadcastable to ``x`` or a number is used as given.
     """
+    if x.dim() == 4:  # a flow-image batch (b, c, h, w): no frames, so no onset frame
+        if isinstance(kind, str) and kind == "onset":
+            raise ValueError("a flow-image batch (b, c, h, w) has no onset frame: use baseline 'zeros', 'blur', a number or a tensor")
+        if isinstance(kind, str) and kind == "blur":
+            return blur_clip(x[:, :, None], blur_sigma)[:, :, 0]  # (b, c, h, w) -> (b, c, 1, h, w) -> back
     if isinstance(kind, Tensor):
         return kind.to(x.dtype).to(x.device).expand_as(x)
     if isinstance(kind, (int, float)):
@@ -150,20 +162,29 @@ def ig_baseline(x: Tensor, kind: str | Tensor | float = "onset", *, blur_sigma: 
     raise ValueError(f"unknown baseline {kind!r}: use 'onset', 'zeros', 'blur', a number or a tensor")
 
 
-def last_conv3d_name(model: nn.Module) -> str:
-    """Name (as in ``model.named_modules()``) of the last Conv3d with more than one output channel.
-
-    Grad-CAM's default layer for models without a ``cam_layer`` attribute (MERANet has one).
-    """
-    names = [name for name, module in model.named_modules() if isinstance(module, nn.Conv3d)]
+def _last_conv_name(model: nn.Module, conv: type[nn.Module]) -> str:
+    names = [name for name, module in model.named_modules() if isinstance(module, conv)]
     # A one-channel conv (an attention gate's) has no channels for Grad-CAM to weigh: skip those.
     names = [n for n in names if dict(model.named_modules())[n].out_channels > 1] or names
     if not names:
-        raise ValueError(f"{type(model).__name__} has no Conv3d layer: Grad-CAM needs a named 3-D layer")
+        raise ValueError(f"{type(model).__name__} has no {conv.__name__} layer: Grad-CAM needs a named conv layer")
     return names[-1]
 
 
-def _resolve_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str, nn.Module]:
+def last_conv3d_name(model: nn.Module) -> str:
+    """Name (as in ``model.named_modules()``) of the last Conv3d with more than one output channel.
+
+    Grad-CAM's default layer for clip models without a ``cam_layer`` attribute (MERANet has one).
+    """
+    return _last_conv_name(model, nn.Conv3d)
+
+
+def last_conv2d_name(model: nn.Module) -> str:
+    """Name of the last Conv2d with more than one output channel: Grad-CAM's default for flow models."""
+    return _last_conv_name(model, nn.Conv2d)
+
+
+def _resolve_layer(model: nn.Module, layer: str | nn.Module | None, flow: bool = False) -> tuple[str, nn.Module]:
     if isinstance(layer, nn.Module):
         for name, module in model.named_modules():
             if module is layer:
@@ -172,11 +193,12 @@ def _resolve_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str
     if layer is None and isinstance(getattr(model, "cam_layer", None), nn.Module):
         # Models name their own Grad-CAM layer (MERANet: the last residual module).
         return _resolve_layer(model, model.cam_layer)
-    name = last_conv3d_name(model) if layer is None else layer
+    conv = nn.Conv2d if flow else nn.Conv3d
+    name = _last_conv_name(model, conv) if layer is None else layer
     modules = dict(model.named_modules())
     if name not in modules:
-        conv_names = [n for n, m in modules.items() if isinstance(m, nn.Conv3d)]
-        raise ValueError(f"{type(model).__name__} has no layer named {name!r}; Conv3d layers: {conv_names}")
+        conv_names = [n for n, m in modules.items() if isinstance(m, conv)]
+        raise ValueError(f"{type(model).__name__} has no layer named {name!r}; {conv.__name__} layers: {conv_names}")
     return name, modules[name]
 
 
@@ -189,6 +211,24 @@ def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+def _is_flow_batch(model: nn.Module, x: Tensor) -> bool:
+    """True for a flow-image batch (b, c, h, w) of a flow model, False for a clip batch (b, c, t, h, w) of a
+    clip model; ValueError when the batch does not fit the model (its ``input_spec``, else its conv layers)."""
+    if not isinstance(x, Tensor) or x.dim() not in (4, 5):
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"attributions need a clip batch (b, c, t, h, w) or a flow-image batch (b, c, h, w), got {shape}")
+    spec = getattr(model, "input_spec", None)
+    if spec is not None:
+        flow_model = spec.kind == "flow"
+    else:  # toy models without a spec: any Conv3d makes it a clip model
+        flow_model = not any(isinstance(m, nn.Conv3d) for m in model.modules())
+    if flow_model and x.dim() != 4:
+        raise ValueError(f"{type(model).__name__} is a flow model: it needs a flow-image batch (b, c, h, w), got {tuple(x.shape)}")
+    if not flow_model and x.dim() != 5:
+        raise ValueError(f"{type(model).__name__} is a clip model: it needs a clip batch (b, c, t, h, w), got {tuple(x.shape)}")
+    return flow_model
 
 
 def _check_clip_batch(x: Tensor) -> None:
@@ -365,7 +405,7 @@ def attribute(
     method: str = "ig",
     target: int | Sequence[int] | Tensor | None = None,
     *,
-    baseline: str | Tensor | float = "onset",
+    baseline: str | Tensor | float | None = None,
     n_steps: int = 32,
     internal_batch_size: int | None = 8,
     layer: str | nn.Module | None = None,
@@ -381,21 +421,25 @@ def attribute(
     nt_stdevs: float | None = None,
     blur_sigma: float = 4.0,
 ) -> Attribution:
-    """Attribute the class score of ``model`` on clips ``x`` (b, c, t, h, w) to frames and pixels.
+    """Attribute the class score of ``model`` on clips ``x`` (b, c, t, h, w) to frames and pixels, or of a
+    flow model on flow images ``x`` (b, c, h, w) to pixels (the map is then (b, h, w); see the module doc).
 
     ``method``: ``"ig"``, ``"gradcam"``, ``"occlusion"``, ``"ablation"`` or ``"attention"`` (the
     learned attention, :func:`learned_attention`; class-independent, ``target`` ignored).
     ``target``: class per clip (int, sequence or tensor); None explains the predicted class.
 
-    - IG: ``baseline`` ("onset" default, "zeros", "blur", number or tensor; :func:`ig_baseline`),
+    - IG: ``baseline`` (None = "onset" for clips, "zeros" for flow images; "onset", "zeros", "blur",
+      number or tensor; :func:`ig_baseline`),
       ``n_steps`` (32), ``internal_batch_size`` (8; bounds memory: unset, all b * n_steps clips go
       through the model at once; benchmarks/bench_explain.py measured on meranet, 2 clips of
       16 x 64 x 64: unset 16 s / 2.2 GB peak, 8 -> 7 s / 0.8 GB, 2 -> 7.8 s / 0.5 GB).
       The convergence delta is returned in ``Attribution.delta``.
     - Grad-CAM: ``layer`` (name in ``model.named_modules()``, a module, or None = the model's
-      ``cam_layer`` when it has one, else the last Conv3d, :func:`last_conv3d_name`);
-      ``relu`` keeps only positive evidence (classic Grad-CAM). Upsampled trilinearly to (t, h, w).
-    - Occlusion: 3-D ``window`` (t, h, w) and ``stride``; default window (t/2, h/4, w/4) with stride
+      ``cam_layer`` when it has one, else the last Conv3d, :func:`last_conv3d_name`, or for a flow
+      model the last Conv2d, :func:`last_conv2d_name`); ``relu`` keeps only positive evidence (classic
+      Grad-CAM). Upsampled (tri)linearly to (t, h, w), or (h, w) for flow images.
+    - Occlusion: 3-D ``window`` (t, h, w) and ``stride`` (2-D (h, w) for flow images, default (h/4, w/4));
+      default window (t/2, h/4, w/4) with stride
       = window, i.e. 2 x 4 x 4 = 32 non-overlapping windows: cost is linear in the window count
       (~70 ms per window for 2 meranet clips of 16 x 64 x 64 on one thread).
       Occluded pixels take the ``baseline`` values (onset frame by default).
@@ -406,55 +450,79 @@ def attribute(
 
     The model is put in eval mode for the call and restored afterwards; nothing is modified in place.
     """
-    _check_clip_batch(x)
+    flow = _is_flow_batch(model, x)
     if method not in ATTRIBUTION_METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose one of {ATTRIBUTION_METHODS}")
     if method == "attention":
+        if flow:
+            raise ValueError(f"{type(model).__name__} is a flow model and has no learned attention; "
+                             "use 'ig', 'gradcam', 'occlusion' or 'ablation'")
         return learned_attention(model, x)
+    if baseline is None:
+        baseline = "zeros" if flow else "onset"
+    meta_baseline = baseline if isinstance(baseline, str) else "custom"
     x = x.detach()
-    b, c, t, h, w = x.shape
-    meta: dict[str, Any] = {"noise_tunnel": noise_tunnel}
-    delta: Tensor | None = None
+    forward: Callable[[Tensor], Tensor] = model
+    if flow:
+        # A flow image is handled as a one-frame clip, so every method below runs unchanged; the model
+        # sees its own 4-D input. Baselines are made on the 4-D image ("onset" is refused there).
+        baselines_4d = ig_baseline(x, baseline, blur_sigma=blur_sigma)
+        if window is not None:
+            window = (1, *window[-2:])
+        if stride is not None:
+            stride = (1, *stride[-2:])
+        if feature_mask is not None and feature_mask.dim() == 4:
+            feature_mask = feature_mask[:, :, None]  # (b, c, h, w) -> (b, c, 1, h, w)
+
+        def forward(clip: Tensor) -> Tensor:
+            return model(clip[:, :, 0])  # (b, c, 1, h, w) -> (b, c, h, w)
+
     with _eval_mode(model):
         target_tensor = _resolve_target(model, x, target)
+        if flow:
+            x = x[:, :, None]  # (b, c, h, w) -> (b, c, 1, h, w)
+            baseline = baselines_4d[:, :, None]  # (b, c, h, w) -> (b, c, 1, h, w)
+        b, c, t, h, w = x.shape
+        meta: dict[str, Any] = {"noise_tunnel": noise_tunnel, "input": "flow" if flow else "clip"}
+        delta: Tensor | None = None
         target_arg = target_tensor.to(x.device)
         from captum.attr import FeatureAblation, IntegratedGradients, LayerGradCam, NoiseTunnel, Occlusion
 
         kwargs: dict[str, Any] = {"target": target_arg}
         if method == "ig":
-            explainer: Any = IntegratedGradients(model)
+            explainer: Any = IntegratedGradients(forward)
             kwargs.update(
                 baselines=ig_baseline(x, baseline, blur_sigma=blur_sigma),
                 n_steps=n_steps,
                 internal_batch_size=internal_batch_size,
                 return_convergence_delta=True,
             )
-            meta.update(baseline=baseline if isinstance(baseline, str) else "custom", n_steps=n_steps)
+            meta.update(baseline=meta_baseline, n_steps=n_steps)
         elif method == "gradcam":
-            layer_name, layer_module = _resolve_layer(model, layer)
-            explainer = LayerGradCam(model, layer_module)
+            layer_name, layer_module = _resolve_layer(model, layer, flow)
+            explainer = LayerGradCam(forward, layer_module)
             kwargs.update(relu_attributions=relu)
             meta.update(layer=layer_name, relu=relu)
         elif method == "occlusion":
             window = window or (max(1, t // 2), max(1, h // 4), max(1, w // 4))
             stride = stride or window
-            explainer = Occlusion(model)
+            explainer = Occlusion(forward)
             kwargs.update(
                 sliding_window_shapes=(c, *window),
                 strides=(c, *stride),
                 baselines=ig_baseline(x, baseline, blur_sigma=blur_sigma),
                 perturbations_per_eval=perturbations_per_eval,
             )
-            meta.update(window=tuple(window), stride=tuple(stride))
+            meta.update(window=tuple(window[-2:] if flow else window), stride=tuple(stride[-2:] if flow else stride))
         else:  # ablation
             mask = region_time_feature_mask(t, (h, w), segments) if feature_mask is None else feature_mask
-            explainer = FeatureAblation(model)
+            explainer = FeatureAblation(forward)
             kwargs.update(
                 feature_mask=mask.to(x.device),
                 baselines=ig_baseline(x, baseline, blur_sigma=blur_sigma),
                 perturbations_per_eval=perturbations_per_eval,
             )
-            meta.update(segments=segments if feature_mask is None else None)
+            meta.update(segments=min(segments, t) if feature_mask is None else None)
 
         if method == "ig" and internal_batch_size is not None:
             # Captum counts internal batches in expanded examples and needs at least one per clip
@@ -475,8 +543,11 @@ def attribute(
         raw = result
     raw = raw.detach()
     if method == "gradcam":
+        if flow and raw.dim() == 4:
+            raw = raw[:, :, None]  # (b, 1, h', w') -> (b, 1, 1, h', w'): a one-frame volume
         if raw.dim() != 5:
-            raise ValueError(f"Grad-CAM layer {meta['layer']!r} gives shape {tuple(raw.shape)}; pick a Conv3d layer")
+            kind = "Conv2d" if flow else "Conv3d"
+            raise ValueError(f"Grad-CAM layer {meta['layer']!r} gives shape {tuple(raw.shape)}; pick a {kind} layer")
         heat = _upsample_volume(raw, (t, h, w))  # (b, 1, t', h', w') -> (b, t, h, w)
         if relu:
             heat = heat.clamp(min=0)  # interpolation of non-negative values stays non-negative; guard rounding
@@ -484,6 +555,8 @@ def attribute(
         heat = raw.float().sum(dim=1)  # (b, c, t, h, w) -> (b, t, h, w): completeness kept
     else:
         heat = raw.float().mean(dim=1)  # (b, c, t, h, w) -> (b, t, h, w): same value per channel
+    if flow:
+        heat = heat[:, 0]  # (b, 1, h, w) -> (b, h, w): the flow image's one "frame"
     return Attribution(
         map=heat.cpu(),
         method=method,
@@ -502,6 +575,8 @@ def _as_maps(attribution: Attribution | Tensor | np.ndarray) -> np.ndarray:
     """Non-negative float64 (b, t, h, w) from an Attribution, tensor or array of (b,t,h,w)/(t,h,w)/(h,w)."""
     if isinstance(attribution, Attribution):
         values = attribution.magnitude().numpy()
+        if values.ndim == 3:  # a flow model's map (b, h, w), not one clip's (t, h, w)
+            values = values[:, None]  # (b, h, w) -> (b, 1, h, w)
     elif isinstance(attribution, Tensor):
         values = attribution.detach().abs().cpu().numpy()
     else:

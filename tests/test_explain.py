@@ -408,3 +408,84 @@ def test_explain_store_scores_selected_clips_and_names_them():
     store.masks = None
     with pytest.raises(ValueError, match="no motion masks"):
         explain.explain_store(ToyAttentionModel(), store, dataset_factory=factory)
+
+
+# ---------------------------------------------------------------- flow models: 4-D input (b, c, h, w)
+
+
+class LinearFlowModel(torch.nn.Module):
+    """conv2d 1x1 (no bias) -> sum over (h, w): linear in a flow image, so IG = (x - baseline) * w exactly."""
+
+    def __init__(self, channels: int = 3, classes: int = 3, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.conv = torch.nn.Conv2d(channels, classes, kernel_size=1, bias=False)
+        self.conv.weight = torch.nn.Parameter(torch.randn(self.conv.weight.shape, generator=generator))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).sum(dim=(2, 3))  # (b, k, h, w) -> (b, k)
+
+
+@pytest.mark.parametrize("baseline", ["zeros", "blur"])
+def test_ig_on_linear_flow_model_equals_input_minus_baseline_times_weight(baseline):
+    model = LinearFlowModel()
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    target = torch.tensor([1, 2])
+    result = explain.attribute(model, x, "ig", target=target, baseline=baseline, n_steps=4)
+    weight = model.conv.weight.detach()[:, :, 0, 0]  # (k, c, 1, 1) -> (k, c)
+    diff = x - explain.ig_baseline(x, baseline)
+    expected = (diff * weight[target][:, :, None, None]).sum(dim=1)  # (b, c, h, w) -> (b, h, w)
+    assert result.map.shape == (2, 12, 12) and result.meta["input"] == "flow"
+    torch.testing.assert_close(result.map, expected, rtol=1e-4, atol=1e-5)
+    assert result.delta.abs().max() < 1e-3
+
+
+def test_occlusion_on_linear_flow_model_is_the_window_sum_of_ig():
+    model = LinearFlowModel(seed=2)
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    occluded = explain.attribute(model, x, "occlusion", target=0, window=(4, 4))
+    ig = explain.attribute(model, x, "ig", target=0, n_steps=4)  # both default to the zeros baseline
+    assert occluded.map.shape == (2, 8, 8) and occluded.meta["window"] == (4, 4)
+    expected = window_sum(ig.map[:, None], (1, 4, 4))[:, 0]  # (b, h, w) -> (b, 1, h, w) -> back
+    torch.testing.assert_close(occluded.map, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_flow_input_refuses_onset_baseline_attention_and_clip_shapes():
+    from merkit.models import create_model
+
+    model = create_model("ststnet", num_classes=3)
+    x = torch.rand(1, 3, 28, 28)
+    with pytest.raises(ValueError, match="no onset frame.*zeros"):
+        explain.attribute(model, x, "ig", baseline="onset")
+    with pytest.raises(ValueError, match="no learned attention.*'ig', 'gradcam', 'occlusion'"):
+        explain.attribute(model, x, "attention")
+    with pytest.raises(ValueError, match="flow model"):
+        explain.attribute(model, x[:, :, None], "ig")  # a one-frame clip is not a flow image
+    with pytest.raises(ValueError, match="clip model"):
+        explain.attribute(LinearConvModel(), x, "ig")
+    with pytest.raises(ValueError, match="Conv2d layers: .*branches.0.0"):
+        explain.attribute(model, x, "gradcam", layer="branches.9")
+
+
+def test_ststnet_ig_gradcam_occlusion_ablation_give_image_maps():
+    from merkit.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("ststnet", num_classes=3)
+    x = torch.rand(2, 3, 28, 28)
+    ig = explain.attribute(model, x, "ig", target=1, n_steps=16)
+    with torch.no_grad():
+        gain = model(x)[:, 1] - model(torch.zeros_like(x))[:, 1]
+    # completeness: the map sums to f(x) - f(baseline), up to IG's own convergence delta
+    torch.testing.assert_close(ig.map.sum(dim=(1, 2)), gain, atol=float(ig.delta.abs().max()) + 1e-4, rtol=0)
+    cam = explain.attribute(model, x, "gradcam", target=1, layer="branches.0.0")
+    assert cam.meta["layer"] == "branches.0.0" and (cam.map >= 0).all()
+    assert explain.attribute(model, x, "gradcam").meta["layer"] == explain.last_conv2d_name(model)
+    occlusion = explain.attribute(model, x, "occlusion", window=(14, 14))
+    ablation = explain.attribute(model, x, "ablation")
+    for result in (ig, cam, occlusion, ablation):
+        assert result.map.shape == (2, 28, 28), result.method
+        assert torch.isfinite(result.map).all() and result.map.abs().sum() > 0, result.method
+    assert explain.frame_curve(ig).shape == (2, 1)  # scores read a (b, h, w) map as one frame per image
+    offapex = create_model("offapexnet", num_classes=3)
+    assert explain.attribute(offapex, torch.rand(1, 2, 28, 28), "ig", n_steps=2).map.shape == (1, 28, 28)
