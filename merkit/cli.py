@@ -183,6 +183,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         onset=args.onset,
         offset=args.offset,
+        apex=args.apex,
         out_dir=args.out,
         crop=args.crop,
         device=args.device,
@@ -250,13 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="classify one video or frame folder with a trained model",
         description="Face crop, temporal normalisation, class probabilities and an attention overlay PNG "
-        "for one clip (a video file or a folder of frames), with the model of a run or a checkpoint.",
+        "for one clip (a video file or a folder of frames), with the model of a run or a checkpoint. "
+        "Flow models (ststnet, offapexnet) get the onset→apex flow image and an IG attribution overlay.",
     )
     p.add_argument("clip", metavar="VIDEO_OR_FRAME_FOLDER")
     p.add_argument("--run", default=None, help="run directory whose trained model to use (e.g. runs/demo)")
     p.add_argument("--checkpoint", default=None, help="model checkpoint file (instead of --run)")
     p.add_argument("--onset", type=int, default=None, help="onset frame number (default: first frame)")
     p.add_argument("--offset", type=int, default=None, help="offset frame number (default: last frame)")
+    p.add_argument("--apex", type=int, default=None, help="apex frame number; flow models read onset→apex "
+                   "(default: the middle frame between onset and offset)")
     p.add_argument("--out", default=None, help="where to write the overlay PNG and prediction.json (default: beside the run)")
     p.add_argument("--crop", default="auto", help="face crop: auto (Haar face detector, else centred square), haar, "
                    "center, none, or dataset (the clip is already a face crop) (default: %(default)s)")

@@ -15,6 +15,14 @@ names, the preprocessing config and the input normalisation. ``02_train.ipynb`` 
 4. writes an overlay PNG of the model's learned spatio-temporal attention (Grad-CAM for models without
    attention) on the frame where it peaks, and ``prediction.json``.
 
+Flow models (``ststnet``, ``offapexnet``) are bundled with the ``FlowConfig`` of the store they were trained
+on. For them step 3 computes the onset→apex flow image on the face crop with the store's own function
+(``merkit.data.store.onset_apex_flow``) and feeds it through the training dataset code
+(``merkit.protocols.model_dataset``: channel choice and min-max scaling); ``apex`` (a frame number) should
+be given, else the preprocessing's missing-apex rule applies (the middle frame by default). Step 4 then
+writes ``attribution.png``: the flow image (u, v, strain as R, G, B) beside the |Integrated Gradients| map
+of the predicted class (all-zero image as baseline) over the flow magnitude.
+
 Axis letters: b batch, c channels, t frames, h/w/s pixels.
 """
 
@@ -53,6 +61,7 @@ class ModelBundle:
     normalise: str = "clip"  # ClipDataset normalise mode used in training
     stats: tuple[np.ndarray, np.ndarray] | None = None  # per-channel mean/std for normalise="dataset"
     path: Path | None = None
+    flow: dict[str, Any] | None = None  # FlowConfig fields of the training store (flow models only)
 
 
 def save_model(
@@ -63,14 +72,27 @@ def save_model(
     preprocess: Any,
     normalise: str = "clip",
     stats: tuple[np.ndarray, np.ndarray] | None = None,
+    flow: Any = None,
 ) -> Path:
     """Write a model bundle (atomically). ``model`` must come from ``merkit.models.create_model`` (it records
-    ``model_config``); ``preprocess`` is the ``PreprocessConfig`` (or its dict) the training clips went through."""
+    ``model_config``); ``preprocess`` is the ``PreprocessConfig`` (or its dict) the training clips went through;
+    ``flow`` the ``FlowConfig`` (or its dict) of the training store's flow images, required for a flow model
+    (pass ``store.flow_config``) and ignored for clip models."""
     from merkit.runs import atomic_torch_save
 
     config = getattr(model, "model_config", None)
     if not config:
         raise PredictError("save_model needs a model built by merkit.models.create_model (no model_config)")
+    spec = getattr(model, "input_spec", None)
+    if spec is not None and spec.kind == "flow":
+        if flow is None:
+            raise PredictError(
+                f"save_model: {config.get('name')!r} is a flow model; pass flow=store.flow_config so predict "
+                "computes the same flow image as training"
+            )
+        flow = flow.to_dict() if hasattr(flow, "to_dict") else dict(flow)
+    else:
+        flow = None
     preprocess = preprocess.to_dict() if hasattr(preprocess, "to_dict") else dict(preprocess)
     bundle = {
         "format": BUNDLE_FORMAT,
@@ -80,6 +102,7 @@ def save_model(
         "preprocess": preprocess,
         "normalise": normalise,
         "stats": None if stats is None else [np.asarray(s, dtype=np.float32).tolist() for s in stats],
+        "flow": flow,
     }
     return atomic_torch_save(bundle, path)
 
@@ -126,6 +149,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
         normalise=bundle.get("normalise", "clip"),
         stats=None if stats is None else (np.asarray(stats[0], np.float32), np.asarray(stats[1], np.float32)),
         path=path,
+        flow=None if bundle.get("flow") is None else dict(bundle["flow"]),
     )
 
 
@@ -155,17 +179,19 @@ class Prediction:
         lines = [f"clip: {self.clip} ({self.frames_read} frames read; crop: {self.crop})", f"predicted: {self.predicted}"]
         lines += [f"  {row['class']:<12} {row['probability']:.3f}" for _, row in self.table().iterrows()]
         if self.overlay is not None:
-            lines.append(f"attention overlay: {self.overlay}")
+            lines.append(f"{self.extra.get('overlay_method', 'attention')} overlay: {self.overlay}")
         if self.json_path is not None:
             lines.append(f"prediction: {self.json_path}")
         return "\n".join(lines)
 
 
 class _OneClip:
-    """Just enough of a ClipStore for ClipDataset: one uint8 clip (1, T, S, S, C) without a label."""
+    """Just enough of a ClipStore for ClipDataset and FlowDataset: one uint8 clip (1, T, S, S, C) and
+    optionally its flow image (1, F, F, 3), without a label."""
 
-    def __init__(self, clip: np.ndarray) -> None:
+    def __init__(self, clip: np.ndarray, flow: np.ndarray | None = None) -> None:
         self.clips = clip[None]  # (T, S, S, C) -> (1, T, S, S, C)
+        self.flow = None if flow is None else flow[None]  # (F, F, 3) -> (1, F, F, 3)
         self.index = pd.DataFrame({"label": pd.array([pd.NA], dtype="Int64")})
 
 
@@ -201,6 +227,41 @@ def _attention(model: nn.Module, x: torch.Tensor) -> Any:
     return explain.attribute(model, x, "gradcam")
 
 
+def _flow_figure(x: torch.Tensor, attribution: Any, title: str) -> Any:
+    """The flow image x (c, f, f) as RGB (u, v, strain; a missing strain channel black) beside the attribution
+    magnitude (f, f) laid over the flow magnitude sqrt(u² + v²) (about the median) in grey."""
+    from matplotlib.figure import Figure
+
+    image = x.detach().float().cpu().numpy().transpose(1, 2, 0)  # (c, f, f) -> (f, f, c)
+    shown = np.zeros((*image.shape[:2], 3), dtype=np.float32)
+    shown[..., : image.shape[2]] = image[..., :3]
+    low, high = shown.min(axis=(0, 1)), shown.max(axis=(0, 1))
+    shown = (shown - low) / np.where(high > low, high - low, 1.0)  # per channel to 0..1 for display
+    # The input is min-max scaled, so "no motion" is not 0: measure u and v from their median (the still face).
+    centred = image[..., :2] - np.median(image[..., :2], axis=(0, 1))
+    magnitude = np.hypot(centred[..., 0], centred[..., 1])
+    heat = attribution.magnitude()[0].numpy()
+    figure = Figure(figsize=(6.4, 3.2), layout="constrained")
+    flow_ax, heat_ax = figure.subplots(1, 2)
+    flow_ax.imshow(shown)
+    flow_ax.set_title("onset→apex flow (R=u, G=v, B=strain)", fontsize=8)
+    heat_ax.imshow(magnitude, cmap="gray")
+    drawn = heat_ax.imshow(heat, alpha=0.5, cmap="magma", vmin=0.0, vmax=float(heat.max()) or 1.0)
+    figure.colorbar(drawn, ax=heat_ax, shrink=0.8)
+    heat_ax.set_title(f"|{attribution.method.upper()}| over flow magnitude", fontsize=8)
+    for ax in (flow_ax, heat_ax):
+        ax.set_axis_off()
+    figure.suptitle(title, fontsize=9)
+    return figure
+
+
+def _save_figure(figure: Any, path: Path) -> Path:
+    tmp = path.parent / f".{path.stem}.tmp.png"
+    figure.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+    return path
+
+
 def predict_clip(
     clip: str | os.PathLike,
     *,
@@ -208,6 +269,7 @@ def predict_clip(
     checkpoint: str | os.PathLike | None = None,
     onset: int | None = None,
     offset: int | None = None,
+    apex: int | None = None,
     out_dir: str | os.PathLike | None = None,
     crop: str = "auto",
     device: str = "cpu",
@@ -216,8 +278,10 @@ def predict_clip(
     """Classify one clip (video file or frame folder) with the model of ``run_dir`` or ``checkpoint``.
 
     ``onset``/``offset`` are frame numbers (file-name numbers of a folder, 0-based indices of a video);
-    None means the first/last frame. ``out_dir`` (default ``<run or checkpoint folder>/predictions/<clip>``)
-    receives ``attention.png`` and ``prediction.json``. Raises `PredictError` (or ``ClipReadError``) naming
+    None means the first/last frame; ``apex`` is a frame number too (None: the preprocessing's missing-apex
+    rule, the middle frame by default; it matters most for flow models, whose input is onset→apex).
+    ``out_dir`` (default ``<run or checkpoint folder>/predictions/<clip>``) receives ``attention.png``
+    (``attribution.png`` for flow models) and ``prediction.json``. Raises `PredictError` (or ``ClipReadError``) naming
     the file on bad input.
     """
     from merkit.data.io import read_clip
@@ -230,8 +294,9 @@ def predict_clip(
     bundle_path = _bundle_path(run_dir, checkpoint)
     bundle = load_model(bundle_path, device)
     spec = getattr(bundle.model, "input_spec", None)
-    if spec is not None and spec.kind != "clip":
-        raise PredictError(f"{bundle_path}: model {bundle.model.model_name!r} takes {spec.kind} input; predict supports clip models")
+    is_flow = spec is not None and spec.kind == "flow"
+    if is_flow and bundle.flow is None:
+        raise PredictError(f"{bundle_path}: flow model {bundle.model.model_name!r} was saved without its flow config")
 
     read = read_clip(clip_path, onset, offset, sample=clip_path.name)
     config_dict, crop_used = _crop_config(bundle.preprocess, crop)
@@ -239,28 +304,42 @@ def predict_clip(
     first, last = int(read.numbers[0]), int(read.numbers[-1])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a face-detector fallback is reported in `crop` instead
-        result = preprocess_clip_detailed(read.frames, read.numbers, first, None, last, config, sample=clip_path.name)
+        result = preprocess_clip_detailed(read.frames, read.numbers, first, apex, last, config, sample=clip_path.name)
     if result.crop_fallback:
         crop_used = "center (no face found by the Haar cascade)"
 
-    dataset = ClipDataset(_OneClip(result.clip), normalise=bundle.normalise, stats=bundle.stats)
-    x = dataset[0][0][None].to(device)  # (c, t, s, s) -> (1, c, t, s, s)
+    if is_flow:
+        from merkit.data.flow import FlowConfig
+        from merkit.data.store import onset_apex_flow
+        from merkit.protocols import model_dataset
+
+        flow = onset_apex_flow(read.frames, read.numbers, first, result.apex, result.box, FlowConfig(**bundle.flow))
+        dataset = model_dataset(spec, _OneClip(result.clip, flow), np.array([0]), augment=False, seed=0)
+        x = dataset[0][0][None].to(device)  # (c, f, f) -> (1, c, f, f)
+    else:
+        dataset = ClipDataset(_OneClip(result.clip), normalise=bundle.normalise, stats=bundle.stats)
+        x = dataset[0][0][None].to(device)  # (c, t, s, s) -> (1, c, t, s, s)
     with torch.no_grad():
         probabilities = torch.softmax(bundle.model(x).float(), dim=1)[0].cpu().numpy()
 
     out = Path(out_dir) if out_dir else bundle_path.parent / "predictions" / clip_path.stem
     out.mkdir(parents=True, exist_ok=True)
-    overlay_path = None
-    if overlay:
+    overlay_path, overlay_method = None, None
+    if overlay and is_flow:
+        from merkit import explain
+
+        attribution = explain.attribute(bundle.model, x, "ig", baseline="zeros")
+        overlay_method = "ig"
+        figure = _flow_figure(x[0], attribution, f"{clip_path.name}: IG of {bundle.classes[int(attribution.target[0])]}")
+        overlay_path = _save_figure(figure, out / "attribution.png")
+    elif overlay:
         from merkit import explain, viz
 
         attribution = _attention(bundle.model, x)
+        overlay_method = attribution.method
         peak = int(np.argmax(explain.frame_curve(attribution)[0]))
         figure = viz.overlay_frame(x[0].cpu(), attribution, peak, title=f"{clip_path.name}: {attribution.method}, frame {peak}")
-        overlay_path = out / "attention.png"
-        tmp = out / ".attention.tmp.png"
-        figure.savefig(tmp, dpi=120)
-        os.replace(tmp, overlay_path)
+        overlay_path = _save_figure(figure, out / "attention.png")
 
     prediction = Prediction(
         clip=clip_path,
@@ -270,7 +349,15 @@ def predict_clip(
         frames_read=len(read.numbers),
         overlay=overlay_path,
         json_path=out / "prediction.json",
-        extra={"onset": first, "offset": last, "model": bundle.model.model_name, "bundle": str(bundle_path)},
+        extra={
+            "onset": first,
+            "apex": int(result.apex),
+            "offset": last,
+            "model": bundle.model.model_name,
+            "bundle": str(bundle_path),
+            **({"overlay_method": overlay_method} if overlay_method else {}),
+            **({"flow": bundle.flow} if is_flow else {}),
+        },
     )
     from merkit.runs import atomic_write_json
 

@@ -96,3 +96,58 @@ def test_cli_predict_prints_probabilities_and_fails_cleanly(tiny, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().startswith("merkit: error:") and "does not exist" in bad.stderr
+
+
+# ---------------------------------------------------------------- a flow model (ststnet) bundle
+
+
+@pytest.fixture(scope="module")
+def tiny_flow(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("predict_flow_cache")
+    data = DataConfig(synthme_n_subjects=2, synthme_clips_per_subject=2, synthme_n_frames=12, synthme_size=48)
+    prepared = prepare_data(data, PRE, cache_dir=cache, flow="farneback", progress=False)
+    torch.manual_seed(0)
+    model = create_model("ststnet", num_classes=3)
+    run = tmp_path_factory.mktemp("flow_run")
+    save_model(run / "model.pt", model, classes=prepared.classes, preprocess=PRE, flow=prepared.store.flow_config)
+    return prepared, model, run
+
+
+def test_flow_bundle_records_the_store_flow_config(tiny_flow):
+    prepared, model, run = tiny_flow
+    bundle = load_model(run / "model.pt")
+    assert bundle.flow == prepared.store.flow_config.to_dict() and bundle.flow["method"] == "farneback"
+    with pytest.raises(PredictError, match="flow model.*flow_config"):
+        save_model(run / "other.pt", model, classes=prepared.classes, preprocess=PRE)
+
+
+def test_flow_prediction_matches_the_store_flow_image_and_writes_ig_overlay(tiny_flow, tmp_path):
+    from merkit.data.torch_dataset import FlowDataset
+
+    prepared, model, run = tiny_flow
+    position = 2
+    row = prepared.store.index.iloc[position]
+    prediction = predict_clip(
+        prepared.data_root / row["path"], run_dir=run, onset=int(row["onset"]), apex=int(row["apex_used"]),
+        offset=int(row["offset"]), crop="dataset", out_dir=tmp_path,
+    )
+    x = FlowDataset(prepared.store, [position])[0][0][None]  # (3, 28, 28) -> (1, 3, 28, 28)
+    with torch.no_grad():
+        expected = torch.softmax(model.eval()(x), dim=1)[0].numpy()
+    np.testing.assert_allclose(prediction.probabilities, expected, atol=1e-5)
+    assert prediction.overlay == tmp_path / "attribution.png" and prediction.overlay.stat().st_size > 1000
+    assert "ig overlay:" in prediction.describe()
+    saved = json.loads(prediction.json_path.read_text())
+    assert saved["overlay_method"] == "ig" and saved["flow"]["method"] == "farneback"
+    assert saved["apex"] == int(row["apex_used"])
+
+
+def test_flow_prediction_depends_on_the_apex(tiny_flow, tmp_path):
+    prepared, _, run = tiny_flow
+    row = prepared.store.index.iloc[0]
+    folder = prepared.data_root / row["path"]
+    onset = int(row["onset"])
+    at_onset = predict_clip(folder, run_dir=run, onset=onset, apex=onset + 1, crop="dataset", out_dir=tmp_path, overlay=False)
+    at_apex = predict_clip(folder, run_dir=run, onset=onset, apex=int(row["apex_used"]), crop="dataset",
+                           out_dir=tmp_path, overlay=False)
+    assert not np.allclose(at_onset.probabilities, at_apex.probabilities, atol=1e-6)

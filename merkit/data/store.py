@@ -62,6 +62,7 @@ __all__ = [
     "store_key",
     "build_store",
     "process_row",
+    "onset_apex_flow",
 ]
 
 STORE_FORMAT_VERSION = 1
@@ -133,6 +134,18 @@ def _nearest_index(numbers: np.ndarray, number: int) -> int:
     return int(np.argmin(np.abs(np.asarray(numbers) - number)))
 
 
+def onset_apex_flow(
+    frames: np.ndarray, numbers: np.ndarray, onset: int, apex: int, box: Box, flow: FlowConfig
+) -> np.ndarray:
+    """A sample's stored flow: onset→apex (u, v, strain) float16 (F, F, 3) on the face crop ``box`` of the
+    source frames (T, H, W[, C]) nearest to the ``onset`` and ``apex`` frame numbers. ``merkit.predict`` calls
+    it too, so a new clip reaches a flow model exactly as the training samples did."""
+    onset_frame = frames[_nearest_index(numbers, int(onset))]
+    apex_frame = frames[_nearest_index(numbers, int(apex))]
+    cut = (slice(box.y, box.y + box.h), slice(box.x, box.x + box.w))
+    return flow_image(onset_frame[cut], apex_frame[cut], flow).astype(np.float16)
+
+
 def process_row(
     row: Mapping[str, Any],
     data_root: str | os.PathLike,
@@ -158,10 +171,7 @@ def process_row(
         mask = np.asarray(mask_loader(row)).astype(bool)
         out["mask"] = spatial_transform_mask(mask, clip.frames.shape, config, box)
     if flow is not None:
-        onset_frame = clip.frames[_nearest_index(clip.numbers, int(row["onset"]))]
-        apex_frame = clip.frames[_nearest_index(clip.numbers, result.apex)]
-        cut = (slice(box.y, box.y + box.h), slice(box.x, box.x + box.w))
-        out["flow"] = flow_image(onset_frame[cut], apex_frame[cut], flow).astype(np.float16)
+        out["flow"] = onset_apex_flow(clip.frames, clip.numbers, row["onset"], result.apex, box, flow)
     out["info"] = {
         "crop_x": box.x,
         "crop_y": box.y,
