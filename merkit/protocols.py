@@ -158,17 +158,20 @@ def list_protocols() -> list[str]:
 def variant_config(config: Any, variant: str) -> Any:
     """The run config of a comparison variant written ``name`` or ``name:attention`` (e.g. ``meranet_small:none``).
 
-    The variant keeps everything of ``config`` but the model: its overrides are the base model's input
-    overrides (``frames``, ``size``, ``in_channels``) that the variant's constructor accepts, plus ``attention``
-    when given. So a flow baseline (``ststnet``) drops the clip sizes it has no use for, and an attention
-    variant of a model without attention is refused with the arguments the model does take.
+    The variant keeps everything of ``config`` but the model: when it reads the same kind of input as the base
+    model (clips, or flow images), it takes the base model's input overrides (``frames``, ``size``,
+    ``in_channels``) that its constructor accepts; plus ``attention`` when given. So a flow baseline (``ststnet``)
+    keeps its own 28×28 input beside a clip model, and an attention variant of a model without attention is
+    refused with the arguments the model does take.
     """
-    from merkit.models import model_entry
+    from merkit.models import create_model, model_entry
 
     name, _, attention = variant.strip().partition(":")
     accepted = model_entry(name).accepted_arguments()
     carried = ("frames", "size", "in_channels")
-    overrides = {k: v for k, v in config.model.overrides.items() if k in carried and k in accepted}
+    base_kind = create_model(config.model.name, **config.model.overrides).input_spec.kind
+    same_kind = create_model(name).input_spec.kind == base_kind
+    overrides = {k: v for k, v in config.model.overrides.items() if same_kind and k in carried and k in accepted}
     if attention:
         if "attention" not in accepted:
             raise ProtocolError(f"variant {variant!r}: model {name!r} has no attention parameter (it takes {accepted})")
