@@ -153,7 +153,11 @@ class TrainConfig(_Section):
     val_fraction: float = 0.0  # inner validation split from TRAINING subjects only; 0 = fixed epochs
     select_best: bool = False  # keep the epoch best on the inner validation split (needs val_fraction > 0)
     num_workers: int = 0  # DataLoader worker processes per fold (0 = load in the training process)
-    augment: bool = True  # augment training clips (flip, resized crop, temporal jitter, brightness); never test clips
+    augment: bool = True  # augment training clips (see `augmentation`); never validation or test clips
+    # Augmentation fields (merkit.data.torch_dataset.Augmentation: flip, crop_scale, temporal_shift, brightness,
+    # contrast) over its defaults; filled to every field on construction so config.json records what was used.
+    # Read only when augment is True.
+    augmentation: dict = field(default_factory=dict)
 
     def _check(self) -> list[str]:
         problems = _choice("optimizer", self.optimizer, ("adamw", "sgd"))
@@ -178,7 +182,20 @@ class TrainConfig(_Section):
                             "selection on the held-out subject is not offered")
         if not self.device:
             problems.append("device must not be empty (use 'auto')")
+        try:
+            self.augmentation = self.clip_augmentation(always=True).to_dict()
+        except ValueError as err:
+            problems.append(f"augmentation: {err}")
         return problems
+
+    def clip_augmentation(self, *, always: bool = False) -> Any:
+        """The :class:`~merkit.data.torch_dataset.Augmentation` of ``augmentation``, or None when ``augment`` is off.
+
+        ``always=True`` builds it even when ``augment`` is off (validation).
+        """
+        from merkit.data.torch_dataset import Augmentation  # lazy: keeps `import merkit.config` free of torch
+
+        return Augmentation.from_dict(self.augmentation) if self.augment or always else None
 
 
 @dataclass

@@ -12,7 +12,8 @@ order, in any DataLoader worker. Call ``set_epoch(epoch)`` before each epoch for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 import cv2
@@ -30,13 +31,63 @@ FLOW_CHANNELS = ("u", "v", "strain")
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Training augmentation of one clip; every draw comes from the item's own generator."""
+    """Training augmentation of one clip; every draw comes from the item's own generator.
+
+    Applied in this order: temporal shift, square crop resized back to S, horizontal flip (the whole clip),
+    brightness/contrast. Values are checked on construction (``ValueError`` naming the field);
+    :meth:`from_dict` builds one from a config dict (``merkit.config.TrainConfig.augmentation``).
+
+    DEFAULT_NOTE
+    """
 
     flip: float = 0.5  # probability of a horizontal flip (the whole clip)
-    crop_scale: tuple[float, float] = (0.85, 1.0)  # side of a random square crop, fraction of S; resized back
+    crop_scale: tuple[float, float] = (1.0, 1.0)  # side of a random square crop, fraction of S; resized back; (1, 1) = none
     temporal_shift: int = 1  # clip shifted by up to this many frames either way (edge frame repeated)
     brightness: float = 0.1  # offset drawn in ±brightness (intensities in 0..1)
     contrast: float = 0.1  # scale about the clip mean drawn in 1 ± contrast
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("flip", "brightness", "contrast"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(f"{name} must be a number, got {value!r}")
+        if isinstance(self.temporal_shift, bool) or not isinstance(self.temporal_shift, int):
+            problems.append(f"temporal_shift must be an int, got {self.temporal_shift!r}")
+        crop = self.crop_scale
+        if (not isinstance(crop, (tuple, list)) or len(crop) != 2
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in crop)):
+            problems.append(f"crop_scale must be two numbers (low, high), got {crop!r}")
+        if not problems:
+            object.__setattr__(self, "crop_scale", (float(crop[0]), float(crop[1])))  # JSON gives a list
+            if not 0 <= self.flip <= 1:
+                problems.append(f"flip must be a probability in [0, 1], got {self.flip}")
+            if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+                problems.append(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+            if self.temporal_shift < 0:
+                problems.append(f"temporal_shift must be >= 0, got {self.temporal_shift}")
+            if self.brightness < 0:
+                problems.append(f"brightness must be >= 0, got {self.brightness}")
+            if not 0 <= self.contrast < 1:
+                problems.append(f"contrast must be in [0, 1), got {self.contrast}")
+        if problems:
+            raise ValueError("invalid Augmentation: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Augmentation:
+        """An Augmentation with ``values`` (field name -> value) over the defaults; unknown names raise ValueError."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            hints = [f"{name!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, known, n=1))
+                                    else "") for name in unknown]
+            raise ValueError(f"unknown Augmentation field(s) {', '.join(hints)}; known: {known}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """Every field, JSON-ready (``crop_scale`` as a list)."""
+        return {f.name: list(getattr(self, f.name)) if f.name == "crop_scale" else getattr(self, f.name)
+                for f in fields(self)}
 
 
 def _item_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
