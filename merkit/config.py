@@ -154,10 +154,8 @@ class TrainConfig(_Section):
     select_best: bool = False  # keep the epoch best on the inner validation split (needs val_fraction > 0)
     num_workers: int = 0  # DataLoader worker processes per fold (0 = load in the training process)
     augment: bool = True  # augment training clips (see `augmentation`); never validation or test clips
-    # Augmentation fields (merkit.data.torch_dataset.Augmentation: flip, crop_scale, temporal_shift, brightness,
-    # contrast) over its defaults; filled to every field on construction so config.json records what was used.
-    # Read only when augment is True.
-    augmentation: dict = field(default_factory=dict)
+    # The dict is filled to every field on construction, so config.json records exactly what was used.
+    augmentation: dict = field(default_factory=dict)  # Augmentation fields over its defaults, if augment is on
 
     def _check(self) -> list[str]:
         problems = _choice("optimizer", self.optimizer, ("adamw", "sgd"))
@@ -282,7 +280,8 @@ class RunConfig:
     def with_updates(self, changes: dict[str, Any]) -> RunConfig:
         """A validated copy with dotted keys changed: ``cfg.with_updates({"train.epochs": 3})``.
 
-        ``preprocess.<field>`` keys set entries of the preprocess dict.
+        ``preprocess.<field>`` keys set entries of the preprocess dict; ``<section>.<dict field>.<entry>`` keys
+        set one entry of a dict field (``model.overrides.width``, ``train.augmentation.temporal_shift``).
         """
         d = self.to_dict()
         for key, value in changes.items():
@@ -290,8 +289,9 @@ class RunConfig:
             if not leaf or section not in d or not isinstance(d[section], dict):
                 raise ConfigError(f"update key {key!r} must be '<section>.<field>' with a section among "
                                   f"{list(d)}")
-            if section == "model" and leaf.startswith("overrides."):
-                d["model"]["overrides"][leaf[len("overrides."):]] = value
+            field_name, _, entry = leaf.partition(".")
+            if entry and isinstance(d[section].get(field_name), dict):  # model.overrides.X, train.augmentation.X
+                d[section][field_name][entry] = value
             else:
                 d[section][leaf] = value
         return RunConfig.from_dict(d)

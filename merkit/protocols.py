@@ -303,7 +303,7 @@ def run_fold(
     train_cfg = run_config.train
     seed = fold_seed(train_cfg.seed, fold.key)
     index = store.index
-    augment = bool(train_cfg.augment)  # training clips may be augmented, held-out ones never
+    augment = train_cfg.clip_augmentation() or False  # training clips may be augmented, held-out ones never
 
     torch.manual_seed(seed)
     model = create_model(run_config.model.name, num_classes=len(classes), **run_config.model.overrides)
@@ -662,8 +662,11 @@ def _check_model_input(run_config: Any, store: Any, classes: list[str]) -> None:
         )
 
 
-def model_dataset(spec: Any, store: Any, positions: np.ndarray, *, augment: bool, seed: int) -> Any:
+def model_dataset(spec: Any, store: Any, positions: np.ndarray, *, augment: Any, seed: int) -> Any:
     """The torch Dataset a model with input ``spec`` (its ``input_spec``) reads from ``store``.
+
+    ``augment`` is False, True (default augmentation) or an :class:`~merkit.data.torch_dataset.Augmentation`;
+    a flow dataset takes only its ``flip`` probability (a flow image has no frames to shift).
 
     A ``clip`` model reads :class:`~merkit.data.torch_dataset.ClipDataset`; a ``flow`` model reads
     :class:`~merkit.data.torch_dataset.FlowDataset` over the store's onset→apex flow, given the first
@@ -671,7 +674,7 @@ def model_dataset(spec: Any, store: Any, positions: np.ndarray, *, augment: bool
     channel choice is made here, from the model's declared input, so that the model gets exactly the
     channels it declares (rather than taking all three and silently ignoring strain).
     """
-    from merkit.data.torch_dataset import FLOW_CHANNELS, ClipDataset, FlowDataset
+    from merkit.data.torch_dataset import FLOW_CHANNELS, Augmentation, ClipDataset, FlowDataset
 
     if spec is None or spec.kind == "clip":
         return ClipDataset(store, positions, augment=augment, seed=seed)
@@ -679,7 +682,9 @@ def model_dataset(spec: Any, store: Any, positions: np.ndarray, *, augment: bool
         raise ProtocolError(
             f"a flow model must take 2 channels (u, v) or 3 (u, v, strain), this one declares {spec.describe()}"
         )
-    return FlowDataset(store, positions, augment=augment, seed=seed, channels=FLOW_CHANNELS[: spec.channels])
+    flip = augment.flip if isinstance(augment, Augmentation) else Augmentation().flip
+    return FlowDataset(store, positions, augment=bool(augment), seed=seed, flip=flip,
+                       channels=FLOW_CHANNELS[: spec.channels])
 
 
 def _check_no_shared_subject(index: pd.DataFrame, val_positions: np.ndarray, test_positions: np.ndarray,

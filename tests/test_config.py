@@ -160,3 +160,43 @@ def test_load_config_names_the_file(tmp_path):
     path.write_text("{")
     with pytest.raises(ConfigError, match="cannot read run config"):
         load_config(tmp_path)
+
+
+def test_augmentation_is_filled_to_every_field_and_round_trips():
+    from merkit.data.torch_dataset import Augmentation
+
+    train = TrainConfig(augmentation={"crop_scale": [0.9, 1], "flip": 0})
+    assert train.augmentation == {**Augmentation().to_dict(), "crop_scale": [0.9, 1.0], "flip": 0}
+    assert train.clip_augmentation() == Augmentation(crop_scale=(0.9, 1.0), flip=0.0)
+    assert TrainConfig().augmentation == Augmentation().to_dict()  # config.json says what the default was
+    assert TrainConfig(augment=False).clip_augmentation() is None  # off: no augmentation at all
+    cfg = RunConfig(train=train)
+    assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert cfg.config_hash() != RunConfig().config_hash()  # the augmentation changes results, so the hash
+
+
+@pytest.mark.parametrize("augmentation, fragment", [
+    ({"flp": 0.5}, "'flp' (did you mean 'flip'?)"),
+    ({"flip": 1.5}, "flip must be a probability"),
+    ({"crop_scale": [0.9]}, "crop_scale must be two numbers"),
+    ({"crop_scale": [1.0, 0.9]}, "low <= high"),
+    ({"temporal_shift": -1}, "temporal_shift must be >= 0"),
+    ({"temporal_shift": 0.5}, "temporal_shift must be an int"),
+    ({"contrast": 1.0}, "contrast must be in [0, 1)"),
+    ({"brightness": "a"}, "brightness must be a number"),
+])
+def test_bad_augmentation_is_refused_naming_the_field(augmentation, fragment):
+    with pytest.raises(ConfigError, match="augmentation") as err:
+        TrainConfig(augmentation=augmentation)
+    assert fragment in str(err.value)
+    with pytest.raises(ConfigError, match="augmentation"):  # checked even while augmentation is off
+        TrainConfig(augment=False, augmentation=augmentation)
+
+
+def test_augmentation_fields_can_be_updated_with_dotted_keys():
+    base = RunConfig().with_updates({"train.augmentation": {"flip": 0.0}})
+    changed = base.with_updates({"train.augmentation.temporal_shift": 3})
+    assert changed.train.augmentation["temporal_shift"] == 3
+    assert changed.train.augmentation["flip"] == 0.0  # the other entries are kept
+    with pytest.raises(ConfigError, match="did you mean 'contrast'"):
+        base.with_updates({"train.augmentation.contrst": 0.2})

@@ -335,6 +335,15 @@ def test_augment_off_trains_on_the_plain_clips(reference_run, tiny_store, tmp_pa
     assert not np.allclose(plain.filter(like="prob_").to_numpy(), mine.filter(like="prob_").to_numpy())
 
 
+def test_run_fold_trains_with_the_configured_augmentation(tiny_store, tmp_path):
+    # train.augmentation reaches the training clips: an augmentation that changes nothing trains exactly
+    # like augment=False, while the reference run (default augmentation) does not (test above).
+    identity = {"flip": 0.0, "crop_scale": [1.0, 1.0], "temporal_shift": 0, "brightness": 0.0, "contrast": 0.0}
+    same = run_protocol(tiny_config(augmentation=identity), tiny_store, tmp_path / "same", folds=["01"], progress=False)
+    plain = run_protocol(tiny_config(augment=False), tiny_store, tmp_path / "plain", folds=["01"], progress=False)
+    np.testing.assert_array_equal(same.filter(like="prob_").to_numpy(), plain.filter(like="prob_").to_numpy())
+
+
 # ------------------------------------------------------------------------------------ flow baselines
 
 

@@ -288,6 +288,47 @@ def test_each_augmentation_does_what_it_says(store):
     assert float(delta[inside].std()) < 1e-5 and float(delta[inside].abs().mean()) > 0
 
 
+def test_crop_takes_a_square_and_resizes_it_back(store):
+    raw = ClipDataset(store, normalise="none")[0][0]  # (C, T, S, S)
+    half = Augmentation(flip=0.0, crop_scale=(0.5, 0.5), temporal_shift=0, brightness=0.0, contrast=0.0)
+    x = ClipDataset(store, augment=half, normalise="none")[0][0]
+    assert x.shape == raw.shape
+    found = []
+    for top in range(9):
+        for left in range(9):
+            crop = raw[:, :, top : top + 8, left : left + 8].permute(2, 3, 1, 0).reshape(8, 8, -1).numpy()  # (C, T, s, s) -> (s, s, T·C)
+            resized = cv2.resize(np.ascontiguousarray(crop), (16, 16), interpolation=cv2.INTER_LINEAR)
+            expected = torch.from_numpy(resized.reshape(16, 16, 6, 3)).permute(3, 2, 0, 1)  # (S, S, T, C) -> (C, T, S, S)
+            if torch.allclose(x, expected, atol=1e-5):
+                found.append((top, left))
+    assert found, "the crop must be an 8x8 window of the clip resized to 16x16"
+
+
+def test_default_augmentation_does_not_resample_space(store):
+    # Measured on SynthME: the resized crop is the component that hurts (see Augmentation), so it is off.
+    assert Augmentation().crop_scale == (1.0, 1.0)
+    raw = ClipDataset(store, normalise="none")[0][0]
+    shift_or_flip = Augmentation(brightness=0.0, contrast=0.0)
+    data = ClipDataset(store, augment=shift_or_flip, normalise="none", seed=3)
+    for epoch in range(4):
+        data.set_epoch(epoch)
+        x = data[0][0]
+        candidates = [r[:, np.clip(np.arange(6) + k, 0, 5)] for r in (raw, torch.flip(raw, dims=(3,))) for k in (-1, 0, 1)]
+        assert any(torch.equal(x, c) for c in candidates), "only whole frames are moved: no resampling"
+
+
+def test_augmentation_values_are_checked_and_round_trip_through_a_dict():
+    with pytest.raises(ValueError, match="crop_scale must satisfy"):
+        Augmentation(crop_scale=(0.0, 1.0))
+    with pytest.raises(ValueError, match="flip must be a probability"):
+        Augmentation(flip=-0.1)
+    with pytest.raises(ValueError, match="unknown Augmentation field.*'shift'"):
+        Augmentation.from_dict({"shift": 1})
+    custom = Augmentation(crop_scale=(0.9, 1.0), temporal_shift=2)
+    assert Augmentation.from_dict(custom.to_dict()) == custom
+    assert custom.to_dict()["crop_scale"] == [0.9, 1.0]  # JSON-ready
+
+
 def test_flow_dataset_flip_mirrors_the_motion():
     images = np.zeros((1, 4, 4, 3), np.float32)
     images[0, :, :, 0] = np.arange(4)[None, :] + 1.0  # u grows to the right
