@@ -313,6 +313,18 @@ def test_corrupt_checkpoint_raises_naming_the_file(tmp_path, damage):
     assert "fold '01'" in str(err.value)
 
 
+def test_random_bytes_of_any_kind_are_a_corrupt_checkpoint(tmp_path):
+    # the weights-only unpickler fails on random bytes with many exception types (IndexError, KeyError, ...)
+    import random
+
+    run = RunDir(tmp_path / "run", CONFIG, capture=False)
+    path = run.save_checkpoint("01", {"model": {"w": torch.ones(4, 4)}})
+    for seed in range(40):
+        path.write_bytes(random.Random(seed).randbytes(200))
+        with pytest.raises(CheckpointError, match="checkpoint.pt"):
+            run.load_checkpoint("01")
+
+
 def test_missing_checkpoint_raises(tmp_path):
     run = RunDir(tmp_path / "run", CONFIG, capture=False)
     with pytest.raises(CheckpointError, match="no checkpoint"):
