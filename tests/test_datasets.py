@@ -140,6 +140,16 @@ def test_casme2_cropped_release_uses_reg_img_frames(small):
     np.testing.assert_allclose(clip.frames.mean(axis=(1, 2, 3)), [46, 47, 48, 49, 50], atol=1)
 
 
+def test_casme2_copy_with_both_releases_reads_the_cropped_one(small):
+    raw_only = write_casme2_tree(small / "raw", _casme2_small())
+    assert not build_manifest("casme2", raw_only)["cropped"].any()
+    both = write_casme2_tree(small / "both", _casme2_small())  # CASME2_RAW_selected/ ...
+    write_casme2_tree(both, _casme2_small(), release="Cropped")  # ... and Cropped/ beside it
+    df = build_manifest("casme2", both)
+    assert df["path"].str.startswith("Cropped/").all()
+    assert df["cropped"].all() and df.attrs["layout_root"] == "Cropped"
+
+
 def test_casme2_full_size_counts_are_checked(tmp_path):
     root = write_casme2_tree(tmp_path / "CASME2", full_casme2_rows())
     df = build_manifest("casme2", root)  # real dataset file: expects 255 samples, 26 subjects

@@ -15,6 +15,10 @@ label                 Int64          class index under ``attrs['protocol']``; ``
 action_units          object         tuple of AU strings, e.g. ``("4", "L10")``
 ====================  =============  ===========================================================
 
+Optional: ``objective_class`` and ``notes`` (str) when the sheet has them, and ``cropped`` (bool): True when the
+clip's frames are already face crops (a dataset's cropped release, SynthME), False for raw frames with
+background, absent when the builder cannot tell. Preprocessing with ``crop='auto'`` reads it.
+
 ``df.attrs``: ``dataset``, ``protocol`` (name or None), ``classes`` (class names in label order); builders
 also set ``emotions`` (dataset -> known emotion strings), ``subject_patterns`` (dataset -> regex) and
 ``problems`` (what a non-strict build collected).
@@ -54,6 +58,8 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "action_units",
 )
 OPTIONAL_COLUMNS: tuple[str, ...] = ("objective_class", "notes")
+#: Optional boolean columns (kept as ``bool`` when present).
+FLAG_COLUMNS: tuple[str, ...] = ("cropped",)
 
 _STR_COLUMNS = ("dataset", "subject", "sample", "path", "emotion")
 
@@ -108,7 +114,7 @@ def make_manifest(
     for column in MANIFEST_COLUMNS:
         if column not in frame.columns:
             frame[column] = pd.NA if column != "action_units" else [() for _ in range(len(frame))]
-    columns = list(MANIFEST_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in frame.columns]
+    columns = list(MANIFEST_COLUMNS) + [c for c in (*OPTIONAL_COLUMNS, *FLAG_COLUMNS) if c in frame.columns]
     frame = frame[columns].reset_index(drop=True)
     for column in _STR_COLUMNS:
         frame[column] = frame[column].astype(str)
@@ -123,6 +129,9 @@ def make_manifest(
     for column in OPTIONAL_COLUMNS:
         if column in frame.columns:
             frame[column] = frame[column].fillna("").astype(str)
+    for column in FLAG_COLUMNS:
+        if column in frame.columns:
+            frame[column] = frame[column].astype(bool)
     frame.attrs = {"dataset": dataset, "protocol": protocol, "classes": list(classes), **attrs}
     return frame
 

@@ -177,15 +177,19 @@ class SheetBuilder:
         return None
 
     def resolve_paths(self, records: list[dict[str, Any]], data_root: Path) -> str:
-        """Set each record's ``path``; returns the layout root chosen (``''`` for the data root itself).
+        """Set each record's ``path`` and ``cropped``; returns the layout root chosen (``''`` = the data root).
 
-        The root (raw or cropped release folder, ...) is chosen once, as the first of ``layout.roots`` under
-        which any clip exists, so one manifest never mixes releases. A clip found nowhere keeps its first
-        candidate path and validation reports it missing.
+        The root (raw or cropped release folder, ...) is chosen once, so one manifest never mixes releases:
+        the first of ``layout.cropped_roots`` under which any clip exists (a copy with both a raw and a
+        cropped release is read from the cropped one), else the first of ``layout.roots``. ``cropped`` is True
+        when the chosen root is one of ``layout.cropped_roots`` (the frames are face crops already). A clip
+        found nowhere keeps its first candidate path and validation reports it missing.
         """
         roots = [str(r).strip("/") for r in (self.layout.get("roots") or [""])]
+        cropped_roots = [str(r).strip("/") for r in (self.layout.get("cropped_roots") or [])]
+        ordered = [r for r in roots if r in cropped_roots] + [r for r in roots if r not in cropped_roots]
         chosen = roots[0]
-        for root in roots:
+        for root in ordered:
             base = data_root / root if root else data_root
             if base.is_dir() and any(self.existing(base, c) for r in records for c in self.candidates(r)):
                 chosen = root
@@ -195,6 +199,7 @@ class SheetBuilder:
             options = self.candidates(record)
             found = next((p for p in (self.existing(base, c) for c in options) if p), options[0])
             record["path"] = f"{chosen}/{found}" if chosen else found
+            record["cropped"] = chosen in cropped_roots
         return chosen
 
     # -- the whole build ------------------------------------------------------------------------------
