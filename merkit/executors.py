@@ -1,0 +1,138 @@
+"""Executors: where the folds of a protocol run (the driver, :func:`merkit.runner.run_protocol`, persists).
+
+- ``"sequential"``: one fold after another in this process (the runner's own loop).
+- ``"processes"``: a local spawn pool, torch threads = cores // workers.
+- ``"ray"``: one Ray task per fold, a GPU per task when CUDA is present.
+
+Each executor is handed the fold function (``merkit.runner.run_fold``) rather than importing the runner: the
+runner imports this module, and the fold function pickles by reference into spawned workers and Ray tasks.
+Workers return a ``FoldResult`` to the driver, which alone writes the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from merkit.protocols import Fold
+
+__all__ = ["EXECUTORS", "run_processes", "run_ray"]
+
+EXECUTORS = ("sequential", "processes", "ray")
+
+FoldFn = Callable[..., Any]  # merkit.runner.run_fold: (run_config, store, fold, classes, *, progress, keep_weights)
+
+def _worker_threads(workers: int) -> int:
+    """Torch threads per worker: the cores this process may use, shared evenly."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, workers))
+
+
+def _default_workers() -> int:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        return torch.cuda.device_count()
+    return _worker_threads(1)
+
+
+def _process_worker(fold_fn: FoldFn, run_config_dict: dict, store: Any, fold: Fold, classes: list[str],
+                    threads: int, keep_weights: bool, gpu: int | None) -> Any:
+    """Entry point of a spawned worker process: set threads (and GPU), rebuild the config, run the fold."""
+    import torch
+
+    from merkit.config import RunConfig
+
+    torch.set_num_threads(threads)
+    run_config = RunConfig.from_dict(run_config_dict)
+    if gpu is not None and run_config.train.device in ("auto", "cuda"):
+        run_config = run_config.with_updates({"train.device": f"cuda:{gpu}"})
+    return fold_fn(run_config, store, fold, classes, progress=False, keep_weights=keep_weights)
+
+
+def run_processes(fold_fn: FoldFn, run_config: Any, store: Any, todo: list[Fold], classes: list[str], workers: int,
+                  keep_weights: bool, persist: Callable[[Any], None]) -> None:
+    """Folds in a local spawn pool; results are persisted by the driver as each fold finishes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import torch
+
+    workers = workers or _default_workers()
+    workers = min(workers, len(todo))
+    threads = _worker_threads(workers)
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    config_dict = run_config.to_dict()
+    # spawn, not fork: a forked child inherits torch's thread pools and locks mid-state and can hang.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {
+            pool.submit(_process_worker, fold_fn, config_dict, store, fold, list(classes), threads, keep_weights,
+                        (i % n_gpus) if n_gpus else None): fold
+            for i, fold in enumerate(todo)
+        }
+        try:
+            for future in as_completed(futures):
+                persist(future.result())
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def run_ray(fold_fn: FoldFn, run_config: Any, store: Any, todo: list[Fold], classes: list[str], workers: int,
+            ray_address: str | None, keep_weights: bool, persist: Callable[[Any], None]) -> None:
+    """One Ray task per fold (with a GPU when CUDA is present); results come back to the driver."""
+    try:
+        import ray
+    except ImportError as err:
+        raise ImportError("executor='ray' needs the 'ray' package (pip install 'ray[default]')") from err
+    import torch
+
+    workers = workers or _default_workers()
+    # Threads per fold task: this machine's cores shared by `workers` (on a cluster, the driver's core count
+    # stands in for a node's).
+    threads = _worker_threads(workers)
+    started_here = False
+    if not ray.is_initialized():
+        if ray_address:
+            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
+        else:
+            # a small local instance: only the cores this process may use, no dashboard
+            ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False)
+        started_here = True
+    try:
+        use_gpu = torch.cuda.is_available()
+        task = ray.remote(num_cpus=threads, num_gpus=1 if use_gpu else 0)(_ray_worker)
+        store_ref = ray.put(store)
+        config_dict = run_config.to_dict()
+        pending = {
+            task.remote(fold_fn, config_dict, store_ref, fold, list(classes), threads, keep_weights): fold for fold in todo
+        }
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    pending.pop(ref)
+                    persist(ray.get(ref))
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref)
+            raise
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _ray_worker(fold_fn: FoldFn, run_config_dict: dict, store: Any, fold: Fold, classes: list[str], threads: int,
+                keep_weights: bool) -> Any:
+    """A Ray task: Ray sets CUDA_VISIBLE_DEVICES to the task's GPU, so device 'auto' finds it."""
+    import torch
+
+    from merkit.config import RunConfig
+
+    torch.set_num_threads(threads)
+    return fold_fn(RunConfig.from_dict(run_config_dict), store, fold, classes, progress=False,
+                   keep_weights=keep_weights)

@@ -1,0 +1,376 @@
+"""The fold runner: one fold (``run_fold``), a whole protocol (``run_protocol``), resume, pre-flight checks.
+
+``run_protocol(run_config, store, run_dir, executor=..., workers=..., folds=...)`` runs every fold: model
+built under a seed derived from (seed, fold key) → ``train.train_fold`` on the training rows only (optionally
+with an inner validation split of training subjects) → ``train.predict`` on the held-out rows → the fold's
+predictions and history are written atomically and the fold is marked done. The model's ``input_spec.kind``
+picks what a fold reads (``model_dataset``): clips for 3D models, the store's onset→apex flow images for the
+flow baselines (``ststnet`` takes u, v, strain; ``offapexnet`` u, v), so a flow model needs a store built with
+flow (``prepare_data(..., flow='tvl1')``); the pre-flight check says so before any fold runs. Re-running into
+the same run directory resumes after the completed folds. Executors (:mod:`merkit.executors`): ``"sequential"``
+(default), ``"processes"`` (local spawn pool, torch threads = cores // workers) and ``"ray"`` (one fold per
+task, a GPU per task when CUDA is present). Workers return their results to the driver, which alone writes
+the run directory. A ``ClipStore`` pickles as its path, so workers (processes, or Ray tasks on other nodes) must see the store's cache directory
+at the same path (a shared file system on a cluster); no clip data is copied.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from merkit import executors
+from merkit.executors import EXECUTORS
+from merkit.protocols import (
+    Fold,
+    MissingClassWarning,
+    ProtocolError,
+    check_protocol_name,
+    fold_seed,
+    make_splits,
+)
+
+__all__ = ["FoldResult", "run_fold", "run_protocol", "load_fold_model", "model_dataset", "EXECUTORS"]
+
+# ------------------------------------------------------------------------------------------- fold runner
+
+@dataclass
+class FoldResult:
+    """What one fold sends back to the driver (workers never write the run directory themselves)."""
+
+    key: str
+    predictions: pd.DataFrame  # merkit.metrics predictions contract, one row per held-out clip
+    history: pd.DataFrame  # train.train_fold history, one row per epoch
+    state_dict: dict | None  # final (or selected) weights on CPU, for the fold checkpoint
+    seconds: float  # wall time of the fold (train + predict)
+    device: str  # torch device the fold ran on
+
+
+def run_fold(
+    run_config: Any,
+    store: Any,
+    fold: Fold,
+    classes: Sequence[str],
+    *,
+    progress: bool = False,
+    keep_weights: bool = True,
+) -> FoldResult:
+    """Train on ``fold.train`` and predict ``fold.test``: the unit of work of every executor.
+
+    The model is built under ``fold_seed(train.seed, fold.key)``, which also seeds shuffling and
+    augmentation, so a fold's result does not depend on which other folds ran, in which order or where.
+    With ``train.val_fraction > 0`` an inner validation split is drawn from the training subjects of this
+    fold (whole subjects); it is checked to share no subject with the held-out rows. The held-out rows are
+    only ever given to ``predict``, after training.
+    """
+    from merkit.models import create_model
+    from merkit.train import inner_validation_split, predict, resolve_device, train_fold
+
+    import torch
+
+    start = time.perf_counter()
+    train_cfg = run_config.train
+    seed = fold_seed(train_cfg.seed, fold.key)
+    index = store.index
+    augment = train_cfg.clip_augmentation() or False  # training clips may be augmented, held-out ones never
+
+    torch.manual_seed(seed)
+    model = create_model(run_config.model.name, num_classes=len(classes), **run_config.model.overrides)
+    spec = getattr(model, "input_spec", None)  # clip or flow: which dataset the fold reads
+
+    train_positions, val_ds = np.asarray(fold.train), None
+    if train_cfg.val_fraction > 0:
+        inner_train, inner_val = inner_validation_split(index.iloc[train_positions], train_cfg.val_fraction, seed)
+        val_positions = train_positions[inner_val]
+        train_positions = train_positions[inner_train]
+        _check_no_shared_subject(index, val_positions, np.asarray(fold.test), fold.key)
+        val_ds = model_dataset(spec, store, val_positions, augment=False, seed=seed)
+    train_ds = model_dataset(spec, store, train_positions, augment=augment, seed=seed)
+
+    model, history = train_fold(
+        model, train_ds, train_cfg, val_ds=val_ds, progress=progress, seed=seed, num_classes=len(classes)
+    )
+    test_ds = model_dataset(spec, store, np.asarray(fold.test), augment=False, seed=seed)
+    probs, preds = predict(model, test_ds, batch_size=train_cfg.batch_size, precision=train_cfg.precision)
+
+    rows = index.iloc[np.asarray(fold.test)]
+    dataset = rows["dataset"].astype(str).to_numpy() if "dataset" in rows else [run_config.data.dataset] * len(rows)
+    predictions = pd.DataFrame(
+        {
+            "dataset": dataset,
+            "subject": rows["subject"].astype(str).to_numpy(),
+            "sample": rows["sample"].astype(str).to_numpy() if "sample" in rows else rows.index.astype(str),
+            "fold": fold.key,
+            "gt": rows["label"].to_numpy(dtype=np.int64),
+            "pred": preds,
+        }
+    )
+    for c, name in enumerate(classes):
+        predictions[f"prob_{name}"] = probs[:, c]
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if keep_weights else None
+    device = str(resolve_device(train_cfg.device))
+    return FoldResult(fold.key, predictions, history, state, time.perf_counter() - start, device)
+
+
+def run_protocol(
+    run_config: Any,
+    store: Any,
+    run_dir: Any,
+    *,
+    executor: str | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    folds: Sequence[str] | None = None,
+    progress: bool = True,
+    save_checkpoints: bool = True,
+) -> pd.DataFrame:
+    """Run every fold of ``run_config.protocol`` over ``store`` into ``run_dir``; returns the predictions.
+
+    Args:
+        run_config: a ``merkit.config.RunConfig`` (or its dict form).
+        store: a clip store (``ClipStore``) whose ``index`` has dataset, subject, sample and label columns;
+            class names come from ``index.attrs["classes"]`` (or ``store.classes``).
+        run_dir: a path or a ``merkit.runs.RunDir``. An existing run directory is resumed after its completed
+            folds, and only under the same config and manifest (otherwise ``RunConfigMismatch`` says why).
+        executor: ``"sequential"``, ``"processes"`` or ``"ray"``; default ``run_config.protocol.executor``.
+        workers: parallel folds for ``"processes"`` / Ray CPU tasks; default ``protocol.workers``
+            (0 = one per core, or one per GPU when there are several).
+        ray_address: Ray cluster address; ``None``/``""`` starts a small local instance.
+        folds: run only these fold keys (the rest stay for a later call; keys are listed by ``make_splits``).
+        save_checkpoints: write each fold's weights to ``folds/fold_<key>/checkpoint.pt`` before its done
+            marker (``load_fold_model`` reads them back).
+
+    Everything that can be checked is checked before any fold runs: model and protocol names, index
+    columns and labels, the model's input against the store's clips, the run directory's config.
+
+    Returns the predictions of every completed fold (``merkit.metrics`` contract). When every fold of the
+    protocol is complete, ``predictions.csv`` and ``metrics.json`` are written (``metrics.summarise`` plus
+    ``protocol``, ``folds_missing_classes`` and per-fold seconds); a partial run writes neither.
+    """
+    from merkit.config import ConfigError, RunConfig
+    from merkit.models import model_entry
+    from merkit.runs import RunDir
+
+    if isinstance(run_config, dict):
+        run_config = RunConfig.from_dict(run_config)
+    protocol = run_config.protocol
+    executor = executor or protocol.executor
+    workers = protocol.workers if workers is None else workers
+    ray_address = ray_address if ray_address is not None else (protocol.ray_address or None)
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    try:
+        model_entry(run_config.model.name)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    check_protocol_name(protocol.name)
+
+    index = store.index
+    classes = _store_classes(store)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MissingClassWarning)
+        all_folds = make_splits(index, protocol.name, k=protocol.k, seed=run_config.train.seed, classes=classes)
+    for w in caught:  # re-issue here so the warning points at the caller of run_protocol
+        warnings.warn(w.message, w.category, stacklevel=2)
+    by_key = {f.key: f for f in all_folds}
+    if folds is not None:
+        unknown = [str(k) for k in folds if str(k) not in by_key]
+        if unknown:
+            raise ProtocolError(f"unknown fold key(s) {unknown}; this {protocol.name} run has {list(by_key)}")
+        selected = [by_key[str(k)] for k in folds]
+    else:
+        selected = all_folds
+    _check_preprocess(run_config, store)
+    _check_model_input(run_config, store, classes)
+
+    if not isinstance(run_dir, RunDir):
+        run_dir = RunDir(run_dir, run_config, manifest_hash=_manifest_hash(store))
+    done = {str(k) for k in run_dir.completed_folds()}
+    todo = [f for f in selected if f.key not in done]
+
+    bar = _tqdm(total=len(selected), initial=len(selected) - len(todo), desc=f"{protocol.name} folds",
+                unit="fold", disable=not progress)
+    seconds: dict[str, float] = {}
+
+    def persist(result: FoldResult) -> None:
+        # checkpoint first, done marker last: a crash in between leaves the fold incomplete, never half-done
+        if save_checkpoints and result.state_dict is not None:
+            run_dir.save_checkpoint(result.key, result.state_dict)
+        history = result.history.assign(device=result.device)
+        run_dir.mark_fold_done(result.key, result.predictions, history)
+        seconds[result.key] = result.seconds
+        bar.update(1)
+        bar.set_postfix(fold=result.key)
+
+    try:
+        if executor == "sequential" or not todo:
+            for fold in todo:
+                persist(run_fold(run_config, store, fold, classes, progress=progress, keep_weights=save_checkpoints))
+        elif executor == "processes":
+            executors.run_processes(run_fold, run_config, store, todo, classes, workers, save_checkpoints, persist)
+        else:
+            executors.run_ray(run_fold, run_config, store, todo, classes, workers, ray_address, save_checkpoints,
+                              persist)
+    finally:
+        bar.close()
+
+    predictions = run_dir.load_predictions()
+    if {str(k) for k in run_dir.completed_folds()} >= set(by_key):
+        _write_run_outputs(run_dir, predictions, classes, all_folds, protocol.name, seconds)
+    return predictions
+
+
+def load_fold_model(run_dir: Any, fold: str, *, run_config: Any = None) -> Any:
+    """Rebuild fold ``fold``'s model from the run's config and load its checkpoint (eval mode, CPU).
+
+    A missing or corrupt checkpoint raises ``merkit.runs.CheckpointError`` naming the file.
+    """
+    from merkit.config import load_config
+    from merkit.models import create_model
+    from merkit.runs import RunDir
+
+    path = run_dir.path if hasattr(run_dir, "path") else Path(run_dir)
+    cfg = run_config if run_config is not None else load_config(path)
+    rd = run_dir if isinstance(run_dir, RunDir) else RunDir(path, cfg, capture=False)
+    state = rd.load_checkpoint(fold)
+    num_classes = int(state["head.weight"].shape[0]) if "head.weight" in state else 3
+    model = create_model(cfg.model.name, num_classes=num_classes, **cfg.model.overrides)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------------- runner helpers
+
+
+def _store_classes(store: Any) -> list[str]:
+    classes = getattr(store, "classes", None) or store.index.attrs.get("classes")
+    if not classes:
+        raise ProtocolError(
+            "the store's index has no class names (index.attrs['classes']); build the manifest with a class "
+            "protocol, e.g. build_manifest('synthme', root, 'synthme_3class')"
+        )
+    return list(classes)
+
+
+def _manifest_hash(store: Any) -> str | None:
+    value = getattr(store, "manifest_hash", None)
+    return value if isinstance(value, str) else None
+
+
+def _check_preprocess(run_config: Any, store: Any) -> None:
+    """The config's ``preprocess`` entries (when given) must describe the store's clips, or results lie."""
+    stored = getattr(store, "config", None)
+    if stored is None or not run_config.preprocess:
+        return
+    stored = stored.to_dict() if hasattr(stored, "to_dict") else dict(vars(stored))
+    differ = [
+        f"{k}: config {v!r}, store {stored.get(k, '<absent>')!r}"
+        for k, v in run_config.preprocess.items()
+        if stored.get(k, "<absent>") != v
+    ]
+    if differ:
+        raise ProtocolError(
+            "run_config.preprocess does not match the store's preprocessing (rebuild the store with the "
+            "config's parameters, or fix the config): " + "; ".join(differ)
+        )
+
+
+def _check_model_input(run_config: Any, store: Any, classes: list[str]) -> None:
+    """Fail before any fold if the store's clips (or flow images) do not fit the model's declared input."""
+    from merkit.models import create_model
+
+    name = run_config.model.name
+    model = create_model(name, num_classes=len(classes), **run_config.model.overrides)
+    spec = getattr(model, "input_spec", None)
+    if spec is None:
+        return
+    expected = tuple(spec.shape(1)[1:])
+    if spec.kind == "flow":
+        if getattr(store, "flow", None) is None:
+            where = getattr(store, "path", None)
+            raise ProtocolError(
+                f"model {name!r} reads onset→apex flow images, {spec.describe()}, but the store"
+                f"{f' at {where}' if where else ''} has no flow (no flow.npy): build the store with "
+                "flow=FlowConfig(...) (merkit.data.store.build_store), or prepare it with "
+                "prepare_data(..., flow='tvl1') (any method of merkit.data.flow.FLOW_METHODS)"
+            )
+        x, _ = model_dataset(spec, store, np.array([0]), augment=False, seed=0)[0]
+        if tuple(x.shape) != expected:
+            raise ProtocolError(
+                f"model {name!r} expects flow images {spec.layout} = {(1, *expected)}, but the store gives "
+                f"{tuple(x.shape)} per clip; build the store's flow with FlowConfig(size={spec.size}) "
+                f"(or override the model's size)"
+            )
+        return
+    x, _ = model_dataset(spec, store, np.array([0]), augment=False, seed=0)[0]
+    if tuple(x.shape) != expected:
+        raise ProtocolError(
+            f"model {run_config.model.name!r} expects clips {spec.layout} = {(1, *expected)}, but the store "
+            f"gives {tuple(x.shape)} per clip; make the preprocessing frames/size/colour match the model "
+            f"(or override the model's frames/size/in_channels)"
+        )
+
+
+def model_dataset(spec: Any, store: Any, positions: np.ndarray, *, augment: Any, seed: int) -> Any:
+    """The torch Dataset a model with input ``spec`` (its ``input_spec``) reads from ``store``.
+
+    ``augment`` is False, True (default augmentation) or an :class:`~merkit.data.torch_dataset.Augmentation`;
+    a flow dataset takes only its ``flip`` probability (a flow image has no frames to shift).
+
+    A ``clip`` model reads :class:`~merkit.data.torch_dataset.ClipDataset`; a ``flow`` model reads
+    :class:`~merkit.data.torch_dataset.FlowDataset` over the store's onset→apex flow, given the first
+    ``spec.channels`` of (u, v, strain): 3 = (u, v, strain) for STSTNet, 2 = (u, v) for Off-ApexNet. The
+    channel choice is made here, from the model's declared input, so that the model gets exactly the
+    channels it declares (rather than taking all three and silently ignoring strain).
+    """
+    from merkit.data.torch_dataset import FLOW_CHANNELS, Augmentation, ClipDataset, FlowDataset
+
+    if spec is None or spec.kind == "clip":
+        return ClipDataset(store, positions, augment=augment, seed=seed)
+    if spec.channels not in (2, 3):
+        raise ProtocolError(
+            f"a flow model must take 2 channels (u, v) or 3 (u, v, strain), this one declares {spec.describe()}"
+        )
+    flip = augment.flip if isinstance(augment, Augmentation) else Augmentation().flip
+    return FlowDataset(store, positions, augment=bool(augment), seed=seed, flip=flip,
+                       channels=FLOW_CHANNELS[: spec.channels])
+
+
+def _check_no_shared_subject(index: pd.DataFrame, val_positions: np.ndarray, test_positions: np.ndarray,
+                             fold_key: str) -> None:
+    def keys(pos: np.ndarray) -> set[str]:
+        rows = index.iloc[pos]
+        ds = rows["dataset"].astype(str) if "dataset" in rows else ""
+        return set((ds + "/" + rows["subject"].astype(str)).tolist())
+
+    shared = keys(val_positions) & keys(test_positions)
+    if shared:  # cannot happen with the split generators above; guards against a future change
+        raise ProtocolError(f"fold {fold_key!r}: inner validation shares held-out subject(s) {sorted(shared)}")
+
+
+def _write_run_outputs(run_dir: Any, predictions: pd.DataFrame, classes: list[str], all_folds: list[Fold],
+                       protocol: str, seconds: dict[str, float]) -> None:
+    from merkit.metrics import summarise
+
+    order = {f.key: i for i, f in enumerate(all_folds)}
+    predictions = predictions.sort_values("fold", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+    run_dir.write_predictions(predictions)
+    metrics = summarise(predictions, classes)
+    metrics["protocol"] = protocol
+    metrics["folds_missing_classes"] = {f.key: list(f.missing_classes) for f in all_folds if f.missing_classes}
+    metrics["fold_seconds_this_call"] = seconds
+    run_dir.write_metrics(metrics)
+
+
+def _tqdm(**kwargs: Any) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(**kwargs)
