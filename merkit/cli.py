@@ -236,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="clip store directory (default: DATA_ROOT/.merkit_cache)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip after temporal normalisation (default: %(default)s)")
     p.add_argument("--size", type=int, default=32, help="clip side in pixels (default: %(default)s)")
-    p.add_argument("--crop", default="dataset", help="dataset (already cropped), haar, center or none (default: %(default)s)")
+    p.add_argument("--crop", default="auto", help="auto (face crops as is, raw frames get the Haar face box, per the "
+                   "manifest's cropped flag), dataset (already cropped), haar, center or none (default: %(default)s)")
     p.add_argument(
         "--flow", default="", choices=("", "tvl1", "farneback", "dis"), metavar="METHOD",
         help="also store onset→apex (u, v, strain) flow images for the flow models (ststnet, offapexnet): "

@@ -8,7 +8,8 @@ names, the preprocessing config and the input normalisation. ``02_train.ipynb`` 
 
 1. reads frames ``onset..offset`` (frame numbers; default the whole clip) with ``merkit.data.io.read_clip``;
 2. preprocesses them like the training data, except the face crop: training data that came already cropped
-   (``crop='dataset'``) says nothing about a raw video, so ``crop='auto'`` detects the face with OpenCV's
+   (``crop='dataset'``, or ``'auto'``, which read each training clip's manifest flag) says nothing about a
+   user's clip, which has no manifest and is taken as raw footage, so ``crop='auto'`` detects the face with OpenCV's
    Haar cascade on the onset frame (centred square if no face, or if the cascade file is not installed:
    OpenCV 5 wheels no longer ship it; ``apt-get install opencv-data`` provides it) and says which it used;
 3. normalises the clip with ``ClipDataset`` (the same code as training) and returns class probabilities;
@@ -201,7 +202,7 @@ def _crop_config(preprocess: dict[str, Any], crop: str) -> tuple[dict[str, Any],
 
     config = dict(preprocess)
     if crop == "auto":
-        if preprocess.get("crop") not in ("dataset", None):
+        if preprocess.get("crop") not in ("dataset", "auto", None):
             crop = preprocess["crop"]
         else:
             try:

@@ -32,7 +32,7 @@ def test_config_rejects_unknown_choices_and_is_a_plain_dict():
 def test_exactly_T_frames_with_onset_and_offset_frames_preserved(color, channels):
     numbers = np.arange(100, 140)
     frames = textured_frames(len(numbers), 24, 24)
-    config = PreprocessConfig(frames=9, size=24, color=color)
+    config = PreprocessConfig(crop="dataset", frames=9, size=24, color=color)
     out = preprocess_clip(frames, numbers, 105, 118, 130, config)
     assert out.shape == (9, 24, 24, channels) and out.dtype == np.uint8
     expect_first, expect_last = frames[5], frames[30]  # numbers 105 and 130
@@ -46,19 +46,19 @@ def test_exactly_T_frames_with_onset_and_offset_frames_preserved(color, channels
 def test_linear_interpolation_follows_frame_numbers_across_gaps():
     numbers = np.array([10, 11, 12, 15, 16, 20, 21, 22, 30])  # gaps in the numbering
     frames = ramp_clip(numbers)
-    out = preprocess_clip(frames, numbers, 10, 20, 30, PreprocessConfig(frames=11, size=8))
+    out = preprocess_clip(frames, numbers, 10, 20, 30, PreprocessConfig(crop="dataset", frames=11, size=8))
     np.testing.assert_allclose(out[:, 0, 0, 0], np.linspace(10, 30, 11), atol=0.51)
 
 
 def test_onset_apex_ends_on_the_apex_frame():
     numbers = np.arange(0, 50)
-    out = preprocess_clip(ramp_clip(numbers), numbers, 5, 25, 45, PreprocessConfig(frames=5, size=8, temporal="onset_apex"))
+    out = preprocess_clip(ramp_clip(numbers), numbers, 5, 25, 45, PreprocessConfig(crop="dataset", frames=5, size=8, temporal="onset_apex"))
     np.testing.assert_array_equal(out[:, 0, 0, 0], [5, 10, 15, 20, 25])
 
 
 def test_apex_window_is_centred_on_the_apex_and_shifted_inside_the_clip():
     numbers = np.arange(0, 60)
-    config = PreprocessConfig(frames=5, size=8, temporal="apex_window", apex_window=4)
+    config = PreprocessConfig(crop="dataset", frames=5, size=8, temporal="apex_window", apex_window=4)
     out = preprocess_clip(ramp_clip(numbers), numbers, 0, 30, 59, config)
     np.testing.assert_array_equal(out[:, 0, 0, 0], [26, 28, 30, 32, 34])
     near_onset = preprocess_clip(ramp_clip(numbers), numbers, 0, 2, 59, config)
@@ -67,7 +67,7 @@ def test_apex_window_is_centred_on_the_apex_and_shifted_inside_the_clip():
 
 def test_missing_apex_uses_the_middle_frame_by_default_and_can_refuse():
     numbers = np.arange(0, 41)
-    config = PreprocessConfig(frames=3, size=8, temporal="onset_apex")
+    config = PreprocessConfig(crop="dataset", frames=3, size=8, temporal="onset_apex")
     result = preprocess_clip_detailed(ramp_clip(numbers), numbers, 0, pd.NA, 40, config)
     assert result.apex == 20
     np.testing.assert_array_equal(result.clip[:, 0, 0, 0], [0, 10, 20])
@@ -79,7 +79,7 @@ def test_missing_apex_uses_the_middle_frame_by_default_and_can_refuse():
 def test_tim_on_a_linear_ramp_returns_a_linear_ramp():
     numbers = np.arange(0, 10)
     frames = ramp_clip(numbers * 20)  # values 0, 20, ..., 180: one step is 20 grey levels
-    out = preprocess_clip(frames, numbers, 0, 5, 9, PreprocessConfig(frames=16, size=8, temporal="tim"))
+    out = preprocess_clip(frames, numbers, 0, 5, 9, PreprocessConfig(crop="dataset", frames=16, size=8, temporal="tim"))
     values = out[:, 0, 0, 0].astype(float)
     ideal = np.linspace(0, 180, 16)
     assert values[0] == 0 and values[-1] == 180  # first and last frames exact
@@ -95,7 +95,7 @@ def test_tim_weights_reproduce_the_input_frames_at_their_own_positions():
 
 def test_clip_shorter_than_T_is_upsampled_by_default_or_refused():
     numbers = np.arange(0, 6)  # 6 frames, T = 16
-    out = preprocess_clip(ramp_clip(numbers * 30), numbers, 0, 3, 5, PreprocessConfig(frames=16, size=8))
+    out = preprocess_clip(ramp_clip(numbers * 30), numbers, 0, 3, 5, PreprocessConfig(crop="dataset", frames=16, size=8))
     assert out.shape[0] == 16
     np.testing.assert_allclose(out[:, 0, 0, 0], np.linspace(0, 150, 16), atol=0.51)
     with pytest.raises(PreprocessError, match="EP02_01f.*fewer than T=16"):

@@ -26,7 +26,8 @@ from merkit.data.store import (
 )
 from merkit.data.torch_dataset import Augmentation, ClipDataset, FlowDataset
 
-CONFIG = PreprocessConfig(frames=6, size=16)
+# The toy frames are textures standing in for face crops (no face to detect): the crop is forced to 'dataset'.
+CONFIG = PreprocessConfig(frames=6, size=16, crop="dataset")
 CLASSES = ["negative", "positive", "surprise"]
 
 
@@ -108,7 +109,7 @@ def test_unchanged_inputs_reuse_the_store_without_reading_a_frame(toy, tmp_path)
 def test_one_changed_parameter_or_row_builds_a_new_store(toy, tmp_path):
     root, manifest = toy
     base = build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
-    tim = build_store(manifest, root, PreprocessConfig(frames=6, size=16, temporal="tim"), tmp_path / "cache", progress=False)
+    tim = build_store(manifest, root, PreprocessConfig(frames=6, size=16, temporal="tim", crop="dataset"), tmp_path / "cache", progress=False)
     assert tim.path != base.path and base.path.is_dir()
     assert not np.array_equal(np.asarray(tim.clips), np.asarray(base.clips))
     changed = manifest.copy()
@@ -224,7 +225,7 @@ def test_synthme_store_with_motion_masks(tmp_path):
 @pytest.fixture()
 def store(toy, tmp_path):
     root, manifest = toy
-    return build_store(manifest, root, PreprocessConfig(frames=6, size=16, color="rgb"), tmp_path / "cache", progress=False)
+    return build_store(manifest, root, PreprocessConfig(frames=6, size=16, color="rgb", crop="dataset"), tmp_path / "cache", progress=False)
 
 
 def test_clip_dataset_items_are_c_t_h_w_float_with_labels(store):

@@ -9,12 +9,16 @@ The output is uint8 ``(T, S, S, C)``, C = 1 (grey) or 3 (RGB). Every choice is a
 
 Choices worth knowing:
 
-- **Crop.** ``crop='dataset'`` means the frames are already face crops (CASME II ``Cropped``, SAMM's and
+- **Crop.** ``crop='auto'`` (default) decides per clip from the manifest's ``cropped`` flag: a clip whose
+  frames are face crops (``cropped=True``: a dataset's cropped release, SynthME) is used as is, like
+  ``'dataset'``; raw frames (``cropped=False``, or no flag: a hand-made manifest is taken as raw) get the
+  Haar face box, like ``'haar'``. :attr:`PreprocessResult.crop_method` says which crop each clip got
+  (``dataset``, ``haar``, ``center``, ``none``). ``crop='dataset'`` means the frames are already face crops (CASME II ``Cropped``, SAMM's and
   SMIC's cropped releases, SynthME): nothing is detected, the whole frame is resized. ``'haar'`` runs an
   OpenCV Haar cascade on the *onset* frame only and holds that one box (plus a margin) for the whole clip,
   because per-frame boxes jitter by more than the micro-movement itself. ``'center'`` takes the centred
   square; ``'none'`` resizes the whole frame (aspect ratio not kept).
-- **No face found** (``crop='haar'``): :class:`PreprocessError` naming the sample, or with
+- **No face found** (``crop='haar'``, or ``'auto'`` on raw frames): :class:`PreprocessError` naming the sample, or with
   ``no_face='center'`` the centred square, recorded as ``crop_fallback=True`` in the
   :class:`PreprocessResult` (and in the clip store's index) and warned about.
 - **Haar cascade file.** The pinned opencv-contrib 4.x wheel ships the cascade XML files in
@@ -55,6 +59,8 @@ __all__ = [
     "PreprocessError",
     "PreprocessResult",
     "Box",
+    "CROP_METHODS",
+    "resolve_crop",
     "preprocess_clip",
     "preprocess_clip_detailed",
     "resolve_apex",
@@ -68,7 +74,9 @@ __all__ = [
     "output_shape",
 ]
 
-CROPS = ("dataset", "haar", "center", "none")
+CROPS = ("auto", "dataset", "haar", "center", "none")
+#: What a clip's crop turned out to be (``PreprocessResult.crop_method``, the store index's ``crop_method``).
+CROP_METHODS = ("dataset", "haar", "center", "none")
 COLORS = ("grey", "rgb")
 TEMPORALS = ("onset_offset", "onset_apex", "apex_window", "tim")
 NO_FACE = ("error", "center")
@@ -96,9 +104,9 @@ class PreprocessConfig:
     frames: int = 16  # T: output frames per clip
     size: int = 64  # S: output side in pixels (square)
     color: str = "grey"  # 'grey' (C=1) or 'rgb' (C=3)
-    crop: str = "dataset"  # 'dataset' (already cropped), 'haar' (detect on onset), 'center', 'none'
+    crop: str = "auto"  # 'auto' (per clip: face crops as is, raw frames haar), 'dataset', 'haar', 'center', 'none'
     crop_margin: float = 0.1  # haar only: box grown by this fraction of its side on every side, then squared
-    no_face: str = "error"  # haar found no face: 'error' (PreprocessError) or 'center' (recorded fallback)
+    no_face: str = "error"  # haar (or auto on raw frames) found no face: 'error' (PreprocessError) or 'center' (recorded fallback)
     haar_cascade: str = ""  # path to a cascade XML; '' searches cv2.data.haarcascades then system dirs
     haar_min_face: float = 0.2  # smallest face side accepted, as a fraction of the frame's shorter side
     temporal: str = "onset_offset"  # 'onset_offset', 'onset_apex', 'apex_window' or 'tim'
@@ -150,8 +158,9 @@ class Box:
 class PreprocessResult:
     """What :func:`preprocess_clip_detailed` did to one clip.
 
-    ``clip`` uint8 (T, S, S, C); ``box`` the crop box held for the whole clip; ``crop_fallback`` True when
-    the face detector found nothing and the centred square was used; ``apex`` the apex frame number used
+    ``clip`` uint8 (T, S, S, C); ``box`` the crop box held for the whole clip (source-frame pixels);
+    ``crop_method`` the crop the clip got (one of :data:`CROP_METHODS`; ``'center'`` also for the no-face
+    fallback); ``crop_fallback`` True when the face detector found nothing and the centred square was used; ``apex`` the apex frame number used
     (estimated when the sheet had none); ``source_frames`` how many frames were in the selected range.
     """
 
@@ -160,6 +169,7 @@ class PreprocessResult:
     crop_fallback: bool
     apex: int
     source_frames: int
+    crop_method: str = ""
 
 
 def _name(sample: str) -> str:
@@ -351,25 +361,47 @@ def _grow_box(face: Box, height: int, width: int, margin: float) -> Box:
     return Box(x, y, side, side)
 
 
+def resolve_crop(config: PreprocessConfig, cropped: Any = None) -> str:
+    """The crop a clip gets: ``config.crop``, with ``'auto'`` resolved by the clip's ``cropped`` flag.
+
+    ``cropped`` is the manifest's flag (True: the frames are face crops; False, None or NaN: raw frames,
+    the safe reading of a manifest that does not say).
+    """
+    if config.crop != "auto":
+        return config.crop
+    return "dataset" if _is_cropped(cropped) else "haar"
+
+
+def _is_cropped(cropped: Any) -> bool:
+    if cropped is None or (not isinstance(cropped, str) and bool(pd.isna(cropped))):
+        return False
+    if isinstance(cropped, str):
+        return cropped.strip().lower() in ("true", "1", "yes")
+    return bool(cropped)
+
+
 def clip_crop_box(
-    onset_frame: np.ndarray, config: PreprocessConfig, *, sample: str = ""
+    onset_frame: np.ndarray, config: PreprocessConfig, *, sample: str = "", cropped: Any = None
 ) -> tuple[Box, bool]:
     """The one crop box for a whole clip and whether it is the no-face fallback.
 
-    Decided on the onset frame only (haar) or by the frame shape (dataset, none, center).
+    Decided on the onset frame only (haar, auto on raw frames) or by the frame shape (dataset, none,
+    center, auto on face crops); ``cropped`` is the clip's manifest flag (see :func:`resolve_crop`).
     """
     height, width = onset_frame.shape[:2]
-    if config.crop in ("dataset", "none"):
+    crop = resolve_crop(config, cropped)
+    if crop in ("dataset", "none"):
         return Box(0, 0, width, height), False
-    if config.crop == "center":
+    if crop == "center":
         return _center_box(height, width), False
     face = detect_face_box(onset_frame, config)
     if face is not None:
         return _grow_box(face, height, width, config.crop_margin), False
     if config.no_face == "error":
+        how = "crop='haar'" if config.crop == "haar" else "crop='auto' on raw frames (the manifest's cropped flag is not True)"
         raise PreprocessError(
-            f"{_name(sample)}: no face found on the onset frame by the Haar cascade "
-            "(crop='haar'); use no_face='center' for a recorded centre-crop fallback"
+            f"{_name(sample)}: no face found on the onset frame ({width}x{height}) by the Haar cascade "
+            f"({how}); use no_face='center' for a recorded centre-crop fallback"
         )
     warnings.warn(f"{_name(sample)}: no face found; using the centred square (no_face='center')", stacklevel=2)
     return _center_box(height, width), True
@@ -413,21 +445,25 @@ def preprocess_clip_detailed(
     config: PreprocessConfig,
     *,
     sample: str = "",
+    cropped: Any = None,
 ) -> PreprocessResult:
-    """:func:`preprocess_clip` plus what was decided on the way (box, fallback, apex used)."""
+    """:func:`preprocess_clip` plus what was decided on the way (box, crop method, fallback, apex used)."""
     frames, numbers = _check_frames(frames, numbers, sample)
     onset, offset = int(onset), int(offset)
     apex_used = resolve_apex(onset, apex, offset, config, sample=sample)
     used, weights = temporal_sample(numbers, onset, apex_used, offset, config, sample=sample)
     # The box comes from the onset frame: the listed frame at the onset number, or the first one after it.
     onset_index = int(np.searchsorted(numbers, onset, side="left"))
-    box, fallback = clip_crop_box(frames[onset_index], config, sample=sample)
+    box, fallback = clip_crop_box(frames[onset_index], config, sample=sample, cropped=cropped)
+    method = "center" if fallback else resolve_crop(config, cropped)
     # Only frames with a non-zero weight somewhere are cropped and resized (linear plans touch ≤ 2T frames).
     needed = np.flatnonzero(np.any(weights != 0, axis=0))
     small = np.stack([_spatial(frames[used[j]], box, config) for j in needed])  # (U', S, S, C)
     mixed = np.tensordot(weights[:, needed], small, axes=(1, 0))  # (T, U') x (U', S, S, C) -> (T, S, S, C)
     clip = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
-    return PreprocessResult(clip=clip, box=box, crop_fallback=fallback, apex=apex_used, source_frames=len(used))
+    return PreprocessResult(
+        clip=clip, box=box, crop_fallback=fallback, apex=apex_used, source_frames=len(used), crop_method=method
+    )
 
 
 def preprocess_clip(
@@ -439,25 +475,33 @@ def preprocess_clip(
     config: PreprocessConfig,
     *,
     sample: str = "",
+    cropped: Any = None,
 ) -> np.ndarray:
     """Crop, temporally normalise, resize and colour one clip.
 
     ``frames`` uint8 RGB (T_in, H, W, 3) with absolute frame ``numbers`` (T_in,) strictly increasing;
     ``onset``/``apex``/``offset`` are frame numbers from the sheet (``apex`` may be None/NA). Returns uint8
-    (T, S, S, C). Raises :class:`PreprocessError` naming ``sample`` on onset after offset, an apex outside
-    the clip, a range the frames do not cover, too few frames, or no face (crop='haar', no_face='error').
+    (T, S, S, C). ``cropped`` is the clip's manifest flag, read by ``crop='auto'`` (None: raw frames).
+    Raises :class:`PreprocessError` naming ``sample`` on onset after offset, an apex outside the clip, a
+    range the frames do not cover, too few frames, or no face (haar or auto on raw frames, no_face='error').
     """
-    return preprocess_clip_detailed(frames, numbers, onset, apex, offset, config, sample=sample).clip
+    return preprocess_clip_detailed(frames, numbers, onset, apex, offset, config, sample=sample, cropped=cropped).clip
 
 
 def spatial_transform_mask(
-    mask: np.ndarray, frames_shape: tuple[int, ...], config: PreprocessConfig, box: Box | None = None
+    mask: np.ndarray,
+    frames_shape: tuple[int, ...],
+    config: PreprocessConfig,
+    box: Box | None = None,
+    *,
+    cropped: Any = None,
 ) -> np.ndarray:
     """Put a region mask through the same crop and resize as the clip's frames.
 
     ``mask`` (H, W) bool/0-1 in source-frame pixels; ``frames_shape`` the source frames' shape (…, H, W, 3)
     or (H, W); ``box`` the clip's crop box (required for crop='haar', where it came from detection: take it
-    from :func:`preprocess_clip_detailed` or the store's index). Returns uint8 (S, S) of 0/1: a pixel is 1
+    from :func:`preprocess_clip_detailed` or the store's index; also for crop='auto' on raw frames, i.e.
+    unless ``cropped`` is True). Returns uint8 (S, S) of 0/1: a pixel is 1
     when at least half of its area was inside the mask, so the mask keeps its area under resizing.
     """
     if len(frames_shape) >= 3 and frames_shape[-1] in (1, 3):
@@ -467,9 +511,9 @@ def spatial_transform_mask(
     if mask.shape != (height, width):
         raise PreprocessError(f"mask shape {mask.shape} does not match frame size {(height, width)}")
     if box is None:
-        if config.crop == "haar":
-            raise PreprocessError("crop='haar' needs the clip's detected box to transform its mask")
-        box, _ = clip_crop_box(np.zeros((height, width, 3), np.uint8), config)
+        if resolve_crop(config, cropped) == "haar":
+            raise PreprocessError(f"crop={config.crop!r} needs the clip's detected box to transform its mask")
+        box, _ = clip_crop_box(np.zeros((height, width, 3), np.uint8), config, cropped=cropped)
     crop = np.ascontiguousarray(mask[box.y : box.y + box.h, box.x : box.x + box.w]).astype(np.float32)
     coverage = _resize(crop, config.size)
     return (coverage >= 0.5).astype(np.uint8)

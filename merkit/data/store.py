@@ -4,7 +4,8 @@ Axis letters: N clips, T frames, S side, C channels.
 
 A store lives in ``cache_dir/<key>/`` where ``key`` hashes the manifest (``manifest_hash``), every
 :class:`~merkit.data.preprocess.PreprocessConfig` field, the flow parameters (or none), whether masks were
-stored, and :data:`STORE_FORMAT_VERSION`. Same inputs → same key → the store is reused without reading a
+stored, the manifest's ``cropped`` flags (which ``crop='auto'`` reads; not part of the manifest hash), and
+:data:`STORE_FORMAT_VERSION`. Same inputs → same key → the store is reused without reading a
 frame; one changed parameter → a new key → a new store beside the old one.
 
 Files:
@@ -13,8 +14,9 @@ Files:
 - ``masks.npy``  uint8 (N, S, S) of 0/1, optional: ``mask_loader(row)``'s region through the clip's crop/resize
 - ``flow.npy``   float16 (N, F, F, 3) onset→apex (u, v, strain) (see ``merkit.data.flow``), optional
 - ``index.csv``  the manifest's rows in store order plus ``position`` (0..N−1), the crop box (``crop_x``,
-  ``crop_y``, ``crop_w``, ``crop_h``), ``crop_fallback`` (no face found, centre used), ``apex_used`` and
-  ``source_frames``
+  ``crop_y``, ``crop_w``, ``crop_h``, in source-frame pixels), ``crop_method`` (the crop the clip got:
+  ``dataset``, ``haar``, ``center`` or ``none``; ``crop='auto'`` decides per clip from the manifest's
+  ``cropped`` flag), ``crop_fallback`` (no face found, centre used), ``apex_used`` and ``source_frames``
 - ``store.json`` preprocessing and flow parameters, manifest hash, manifest attrs (dataset, protocol, classes)
 - ``COMPLETE``   written last: the key, N and the byte size and shape of every file above
 
@@ -61,11 +63,13 @@ __all__ = [
     "MotionMaskLoader",
     "store_key",
     "build_store",
+    "warn_forced_dataset_crop",
     "process_row",
     "onset_apex_flow",
 ]
 
-STORE_FORMAT_VERSION = 1
+#: 2: the index records ``crop_method`` and the key covers the manifest's ``cropped`` flags (crop='auto').
+STORE_FORMAT_VERSION = 2
 MARKER = "COMPLETE"
 _INT_COLUMNS = ("onset", "offset", "position", "crop_x", "crop_y", "crop_w", "crop_h", "apex_used", "source_frames")
 _NULLABLE_INT_COLUMNS = ("apex", "label")
@@ -108,10 +112,39 @@ def store_key(
         "preprocess": config.to_dict(),
         "flow": None if flow is None else flow.to_dict(),
         "masks": bool(masks),
+        "cropped": _cropped_flags(manifest),
         "format": STORE_FORMAT_VERSION,
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _cropped_flags(manifest: pd.DataFrame) -> list[bool] | None:
+    """The manifest's per-clip ``cropped`` flags (None when the column is absent: every clip taken as raw)."""
+    if "cropped" not in manifest.columns:
+        return None
+    return [bool(v) if not pd.isna(v) else False for v in manifest["cropped"]]
+
+
+def warn_forced_dataset_crop(manifest: pd.DataFrame, config: PreprocessConfig) -> list[str]:
+    """Warn (once per call) when ``crop='dataset'`` is forced on clips the manifest calls raw frames.
+
+    ``crop='dataset'`` resizes the whole frame: on a raw 640×480 frame with background that squashes the
+    face into a corner of the clip. Returns the datasets named in the warning (empty: nothing to say).
+    """
+    if config.crop != "dataset" or "cropped" not in manifest.columns:
+        return []
+    raw = manifest[~manifest["cropped"].fillna(False).astype(bool)]
+    if raw.empty:
+        return []
+    datasets = sorted(raw["dataset"].astype(str).unique())
+    warnings.warn(
+        f"crop='dataset' on {len(raw)} clip(s) whose manifest says the frames are raw, not face crops "
+        f"(dataset {', '.join(datasets)}): the whole frame, background included, is resized. "
+        "Use crop='auto' (Haar face box on raw frames) or crop='haar'.",
+        stacklevel=3,
+    )
+    return datasets
 
 
 @dataclass
@@ -160,16 +193,17 @@ def process_row(
     """
     from merkit.data.io import read_sample
 
-    sample = _row_label(row)
+    sample = f"{_row_label(row)} ({Path(data_root) / str(row['path'])})"  # the file too: a no-face error names it
+    cropped = row.get("cropped")
     clip = read_sample(row, data_root)
     result = preprocess_clip_detailed(
-        clip.frames, clip.numbers, row["onset"], row["apex"], row["offset"], config, sample=sample
+        clip.frames, clip.numbers, row["onset"], row["apex"], row["offset"], config, sample=sample, cropped=cropped
     )
     box: Box = result.box
     out: dict[str, Any] = {"clip": result.clip, "mask": None, "flow": None}
     if mask_loader is not None:
         mask = np.asarray(mask_loader(row)).astype(bool)
-        out["mask"] = spatial_transform_mask(mask, clip.frames.shape, config, box)
+        out["mask"] = spatial_transform_mask(mask, clip.frames.shape, config, box, cropped=cropped)
     if flow is not None:
         out["flow"] = onset_apex_flow(clip.frames, clip.numbers, row["onset"], result.apex, box, flow)
     out["info"] = {
@@ -177,6 +211,7 @@ def process_row(
         "crop_y": box.y,
         "crop_w": box.w,
         "crop_h": box.h,
+        "crop_method": result.crop_method,
         "crop_fallback": bool(result.crop_fallback),
         "apex_used": int(result.apex),
         "source_frames": int(result.source_frames),
@@ -228,8 +263,9 @@ def _index_from_csv(path: Path) -> pd.DataFrame:
             table[column] = pd.to_numeric(table[column].replace("", None)).astype("Int64")
     if "fps" in table:
         table["fps"] = table["fps"].astype(float)
-    if "crop_fallback" in table:
-        table["crop_fallback"] = table["crop_fallback"] == "True"
+    for column in ("crop_fallback", "cropped"):
+        if column in table:
+            table[column] = table[column] == "True"
     if "action_units" in table:
         table["action_units"] = [tuple(json.loads(value)) if value else () for value in table["action_units"]]
     return table
@@ -360,6 +396,7 @@ def build_store(
     """
     if len(manifest) == 0:
         raise StoreBuildError("the manifest has no rows: nothing to store")
+    warn_forced_dataset_crop(manifest, config)
     cache_dir = Path(cache_dir)
     key = store_key(manifest, config, flow=flow, masks=mask_loader is not None)
     final = cache_dir / key
