@@ -26,6 +26,12 @@ from matplotlib.figure import Figure
 from merkit.explain import Attribution, frame_curve
 
 __all__ = [
+    "REGION_COLOURS",
+    "agreement_plot",
+    "crop_box_figure",
+    "region_mass_heatmap",
+    "region_mass_lines",
+    "region_overlay",
     "ClipViewer",
     "clip_viewer",
     "confusion_heatmap",
@@ -129,7 +135,8 @@ def _pick_frames(n_frames: int, frames: Sequence[int] | int | None) -> list[int]
 
 def _mark_events(ax: Any, events: Mapping[str, float] | None) -> None:
     for name, position in (events or {}).items():
-        ax.axvline(position, color=EVENT_COLOURS.get(name, "grey"), linestyle="--", linewidth=1, label=name)
+        colour = EVENT_COLOURS.get(name.split(" ")[0], "grey")  # "apex (mean)" keeps the apex colour
+        ax.axvline(position, color=colour, linestyle="--", linewidth=1, label=name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -467,4 +474,132 @@ def region_time_heatmap(region_mass: pd.DataFrame, clip: int = 0, events: Mappin
         ax.axvline(position + 0.5, color=EVENT_COLOURS.get(name, "grey"), linestyle="--", linewidth=1.5)
     if title:
         ax.set_title(title)
+    return figure
+
+
+# ----------------------------------------------------------------------------------------------
+# crop boxes and facial regions (real data: no motion masks)
+
+#: Colours of the facial regions (merkit.explain_regions) in region figures.
+REGION_COLOURS = {"brows": "tab:orange", "eyes": "tab:blue", "nose": "tab:green", "mouth": "tab:red", "other": "tab:gray"}
+
+
+def crop_box_figure(
+    frame: np.ndarray,
+    box: tuple[int, int, int, int],
+    *,
+    method: str = "",
+    truth: tuple[int, int, int, int] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """A source frame (H, W, 3) uint8 or (H, W) with the clip's crop box ``(x, y, w, h)`` drawn on it.
+
+    ``method`` is the crop that made the box (the store index's ``crop_method``); ``truth`` an optional
+    reference box (a generator's true face box) drawn dashed. On a face crop the box is the whole frame.
+    """
+    from matplotlib.patches import Rectangle
+
+    height, width = frame.shape[:2]
+    figure = Figure(figsize=(4.8, 4.8 * height / max(width, 1) + 0.6), layout="constrained")
+    ax = figure.add_subplot()
+    ax.imshow(frame, cmap="gray" if frame.ndim == 2 else None, extent=(0, width, height, 0))
+    x, y, w, h = (int(v) for v in box)
+    # Inset by one pixel so a whole-frame box stays visible at the image border.
+    ax.add_patch(Rectangle((x + 1, y + 1), max(w - 2, 1), max(h - 2, 1), fill=False, edgecolor="yellow", linewidth=2,
+                           label=f"crop box{f' ({method})' if method else ''}: {w}×{h} at ({x}, {y})"))
+    if truth is not None:
+        tx, ty, tw, th = (int(v) for v in truth)
+        ax.add_patch(Rectangle((tx, ty), tw, th, fill=False, edgecolor="cyan", linewidth=1.5, linestyle="--", label="true face box"))
+    ax.set_xlabel("x (pixels)")
+    ax.set_ylabel("y (pixels)")
+    ax.set_title(title or f"source frame {width}×{height} and its crop box")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=8, framealpha=0.9)
+    return figure
+
+
+def region_overlay(frame: np.ndarray, regions: Mapping[str, np.ndarray], *, source: str = "", title: str | None = None) -> Figure:
+    """A stored frame (s, s) or (s, s, c) with the facial regions (name -> bool (s, s)) tinted and named."""
+    from matplotlib.patches import Patch
+    from matplotlib.colors import to_rgb
+
+    image = np.asarray(frame, dtype=np.float32)
+    image = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+    grey = image if image.ndim == 2 else image.mean(axis=-1)
+    grey = (grey - grey.min()) / max(float(np.ptp(grey)), 1e-6)
+    shown = np.repeat(grey[..., None], 3, axis=-1)  # (s, s) -> (s, s, 3)
+    for name, mask in regions.items():
+        colour = np.asarray(to_rgb(REGION_COLOURS.get(name, "white")))
+        shown[mask] = 0.45 * shown[mask] + 0.55 * colour
+    figure = Figure(figsize=(3.6, 3.9), layout="constrained")
+    ax = figure.add_subplot()
+    ax.imshow(shown)
+    ax.set_xlabel("x (pixels)")
+    ax.set_ylabel("y (pixels)")
+    ax.set_title(title or f"facial regions{f' ({source})' if source else ''}", fontsize=9)
+    handles = [Patch(color=REGION_COLOURS.get(name, "white"), label=name) for name in regions]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=len(handles), fontsize=7)
+    return figure
+
+
+def region_mass_lines(
+    over_time: pd.DataFrame,
+    events: Mapping[str, float] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Share of each map's mass per facial region over the clip's frames, one panel per method.
+
+    ``over_time`` is ``RegionExplanation.over_time`` (clip, method, frame, region, mass); lines are means
+    over clips (in %, so the values of one panel sum to 100 over frames and regions). ``events`` marks
+    onset/apex/offset positions (``explain.event_positions``) when the clips share them.
+    """
+    methods = list(dict.fromkeys(over_time["method"]))
+    figure = Figure(figsize=(3.0 * len(methods) + 1.2, 3.2), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(1, len(methods), sharey=True))
+    mean = over_time.groupby(["method", "region", "frame"], sort=False)["mass"].mean().reset_index()
+    n_clips = over_time["clip"].nunique()
+    for ax, method in zip(axes, methods):
+        part = mean[mean["method"] == method]
+        for region in dict.fromkeys(part["region"]):
+            line = part[part["region"] == region]
+            ax.plot(line["frame"], 100 * line["mass"], marker=".", color=REGION_COLOURS.get(region), label=region)
+        _mark_events(ax, events)
+        ax.set_title(method)
+        ax.set_xlabel("frame (after temporal normalisation)")
+    axes[0].set_ylabel("share of |map| mass (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right center", fontsize=8)
+    figure.suptitle(title or f"mass per facial region over time (mean of {n_clips} clip{'s' if n_clips != 1 else ''})")
+    return figure
+
+
+def region_mass_heatmap(summary: pd.DataFrame, value: str = "mass_over_chance", title: str | None = None) -> Figure:
+    """Methods × regions heatmap of ``RegionExplanation.summary()`` (``value``: mass, or mass over chance)."""
+    grid = summary.pivot(index="method", columns="region", values=value)
+    grid = grid.reindex(index=list(dict.fromkeys(summary["method"])), columns=list(dict.fromkeys(summary["region"])))
+    label = {"mass_over_chance": "mass / region area (1 = chance)", "mass": "share of |map| mass"}.get(value, value)
+    figure = Figure(figsize=(1.0 * grid.shape[1] + 2.5, 0.5 * grid.shape[0] + 1.6), layout="constrained")
+    ax = figure.add_subplot()
+    centre = {"center": 1.0, "cmap": "vlag"} if value == "mass_over_chance" else {"cmap": "magma"}
+    sns.heatmap(grid, annot=True, fmt=".2f", ax=ax, cbar_kws={"label": label}, **centre)
+    ax.set_xlabel("facial region")
+    ax.set_ylabel("method")
+    ax.set_title(title or f"where the maps fall on the face ({label})", fontsize=9)
+    return figure
+
+
+def agreement_plot(agreement: pd.DataFrame, title: str | None = None) -> Figure:
+    """Per-clip Spearman ρ of every attribution method with the learned attention (``RegionExplanation.agreement``)."""
+    figure = Figure(figsize=(max(3.5, 1.1 * agreement["method"].nunique() + 1.5), 3.2), layout="constrained")
+    ax = figure.add_subplot()
+    data = agreement.dropna(subset=["spearman"])
+    if data.empty:
+        ax.text(0.5, 0.5, "no learned attention in this model:\nnothing to agree with", ha="center", va="center", transform=ax.transAxes)
+    else:
+        sns.boxplot(data=data, x="method", y="spearman", ax=ax, color="lightgrey", fliersize=0)
+        sns.stripplot(data=data, x="method", y="spearman", ax=ax, color="black", size=3, jitter=False)
+    ax.axhline(0.0, color="black", linestyle="--", linewidth=1)
+    ax.set_ylim(-1.0, 1.0)
+    ax.set_xlabel("attribution method")
+    ax.set_ylabel("Spearman ρ with the learned attention")
+    ax.set_title(title or "agreement with the attention\n(one dot per clip)", fontsize=9)
     return figure

@@ -130,3 +130,23 @@ def test_explicit_crops_keep_working_and_say_so():
     with pytest.raises(PreprocessError, match="EP09_05.*crop='auto' on raw frames"):
         preprocess_clip_detailed(np.full((3, 60, 80, 3), 128, np.uint8), numbers, 0, 1, 2,
                                  PreprocessConfig(frames=3, size=8, haar_cascade=""), sample="EP09_05")
+
+
+def test_crop_box_figure_draws_the_recorded_box_with_labels_and_legend(tree, tmp_path):
+    from merkit import viz
+
+    root, cascade = tree
+    manifest = _manifest([_row("02", "EP01_01", cropped=False)])
+    store = build_store(manifest, root, PreprocessConfig(frames=5, size=16, haar_cascade=str(cascade)), tmp_path / "cache", progress=False)
+    row = store.index.iloc[0]
+    box = tuple(int(row[c]) for c in ("crop_x", "crop_y", "crop_w", "crop_h"))
+    frame = block_frame(120, 160, 30, 70)
+    figure = viz.crop_box_figure(frame, box, method=row["crop_method"], truth=(70, 30, 40, 40))
+    ax = figure.axes[0]
+    assert ax.get_xlabel() == "x (pixels)" and ax.get_ylabel() == "y (pixels)" and "160×120" in ax.get_title()
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels[0].startswith("crop box (haar)") and labels[1] == "true face box"
+    drawn = ax.patches[0]
+    assert abs(drawn.get_x() - (box[0] + 1)) < 1e-9 and abs(drawn.get_width() - (box[2] - 2)) < 1e-9
+    figure.savefig(tmp_path / "box.png")
+    assert (tmp_path / "box.png").stat().st_size > 1000
