@@ -1,4 +1,4 @@
-"""The ``merkit`` command: ``pipeline``, ``demo``, ``prepare``, ``predict``, ``models``.
+"""The ``merkit`` command: ``pipeline``, ``demo``, ``prepare``, ``synthme``, ``predict``, ``models``.
 
 Every command has ``--help``. User errors (an unknown parameter, a missing data_root, a notebook that fails)
 end with a one-line ``merkit: error: …`` on stderr and a non-zero exit code, without a traceback:
@@ -172,6 +172,21 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synthme(args: argparse.Namespace) -> int:
+    from merkit.data.synthetic import ReleaseExistsError, release_info, write_release
+
+    try:
+        out = write_release(args.kind, args.out, layout=args.layout, smic_layout=args.smic_layout,
+                            smic_names=args.smic_names, scale=args.scale, small=args.small, seed=args.seed,
+                            progress=not args.quiet)
+    except (ReleaseExistsError, ValueError) as error:
+        raise UserError(str(error)) from None
+    info = release_info(out)
+    counts = "a few clips per class (counts not checked)" if info["small"] else "the real release's counts"
+    print(f"{args.kind} release written to {out}: {counts}, scale {info['scale']}; side files in {out}/synthme_truth")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from merkit.predict import predict_clip
 
@@ -247,6 +262,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips-per-subject", type=int, default=9, help="synthme only: clips per subject (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser(
+        "synthme",
+        help="write SynthME in the exact shape of a real release (casme2, samm, smic_hs, casme3a, megc2019)",
+        description="Write an emulated release at OUT: the real release's folders, frame names, sheets and "
+        "known sheet faults, with SynthME's faces and micro-motions; read it with that dataset's builder.",
+    )
+    p.add_argument("--as", dest="kind", required=True, metavar="KIND",
+                   choices=("casme2", "samm", "smic_hs", "casme3a", "megc2019"),
+                   help="casme2, samm, smic_hs, casme3a or megc2019 (OUT holds CASME2/, SAMM/, SMIC/)")
+    p.add_argument("out", metavar="OUT", help="a new or empty folder")
+    p.add_argument("--layout", default="both", choices=("raw", "cropped", "both"),
+                   help="CASME II frames: raw (CASME2_RAW_selected/), cropped (Cropped/) or both (default: %(default)s)")
+    p.add_argument("--smic-layout", default="raw", choices=("raw", "cropped", "both"),
+                   help="SMIC-HS frames: raw (HS/), cropped (SMIC_all_cropped/HS/) or both (default: %(default)s)")
+    p.add_argument("--smic-names", default="s1", choices=("s1", "s01"),
+                   help="SMIC subject folder spelling (default: %(default)s)")
+    p.add_argument("--scale", type=float, default=1.0, help="shrink frame sizes and clip lengths (default: %(default)s)")
+    p.add_argument("--small", action="store_true", help="a few clips per class, for tests (counts are not the real ones)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_synthme)
 
     p = sub.add_parser(
         "predict",

@@ -123,7 +123,7 @@ def prepare_data(
     flow settings keep ``FlowConfig``'s defaults, 28×28 images) or a ``FlowConfig``. The flow is computed on
     the same face crop as the clips, so it needs ``preprocess``. Its settings are part of the store key: a
     store with flow is a separate store from the clip-only one. ``masks`` stores the ground-truth motion
-    masks (default: True for SynthME, the only dataset that has them).
+    masks (default: when the data root has them, i.e. SynthME and SynthME's emulated releases).
     """
     from merkit.data.datasets import build_manifest
     from merkit.data.flow import FlowConfig
@@ -147,7 +147,9 @@ def prepare_data(
         if isinstance(preprocess, dict):
             preprocess = PreprocessConfig(**preprocess)
         if masks is None:
-            masks = data.dataset == "synthme"
+            from merkit.data.synthetic import has_motion_masks
+
+            masks = has_motion_masks(root)
         # The store key hashes the manifest (relative paths) and the preprocessing, not the frames: two data
         # roots with the same sheet (e.g. SynthME generated at two sizes) would share a store. One store
         # folder per data root keeps them apart.

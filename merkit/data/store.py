@@ -149,14 +149,16 @@ def warn_forced_dataset_crop(manifest: pd.DataFrame, config: PreprocessConfig) -
 
 @dataclass
 class MotionMaskLoader:
-    """``mask_loader`` for SynthME: ``load_motion_mask(root, row.subject, row.sample)``; picklable for workers."""
+    """``mask_loader`` for SynthME and its emulated releases: ``load_motion_mask(root, row.subject,
+    row.sample, row.dataset)``; picklable for workers."""
 
     root: str
 
     def __call__(self, row: Mapping[str, Any]) -> np.ndarray:
         from merkit.data.synthetic import load_motion_mask
 
-        return load_motion_mask(self.root, row["subject"], str(row["sample"]))
+        dataset = row.get("dataset") if hasattr(row, "get") else None
+        return load_motion_mask(self.root, row["subject"], str(row["sample"]), None if dataset is None else str(dataset))
 
 
 # ---------------------------------------------------------------------------------------------------------

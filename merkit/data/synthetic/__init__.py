@@ -55,13 +55,24 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from merkit.data.synthetic.config import CLASS_ACTION_UNITS, EMOTIONS, SynthMEConfig
+from merkit.data.synthetic.releases import (
+    RELEASE_KINDS,
+    TRUTH_DIR,
+    ReleaseExistsError,
+    has_motion_masks,
+    load_release_mask,
+    release_info,
+    write_release,
+)
 from merkit.data.synthetic.render import (
+    MOTIONS,
     ClipSpec,
     RenderedClip,
     _subject_number,
     clip_spec,
     list_clips,
     render_clip,
+    render_motion_clip,
 )
 
 __all__ = [
@@ -82,6 +93,15 @@ __all__ = [
     "list_clips",
     "load_motion_mask",
     "render_clip",
+    "render_motion_clip",
+    "MOTIONS",
+    "RELEASE_KINDS",
+    "TRUTH_DIR",
+    "ReleaseExistsError",
+    "has_motion_masks",
+    "load_release_mask",
+    "release_info",
+    "write_release",
 ]
 
 #: File name of the coding sheet, in the place CASME II keeps its sheet.
@@ -340,14 +360,20 @@ def _move_into_place(build: Path, root: Path, wanted: dict) -> None:
             raise
 
 
-def load_motion_mask(root: str | PathLike, subject: str | int, sample: str) -> np.ndarray:
+def load_motion_mask(root: str | PathLike, subject: str | int, sample: str, dataset: str | None = None) -> np.ndarray:
     """Ground-truth motion region of one clip, bool (H, W), read from ``root/masks/<subject>_<sample>.png``.
+
+    For an emulated release (:func:`write_release`; ``root/synthme_truth``) it reads the release's side
+    files instead (:func:`load_release_mask`, in the release's frame coordinates; ``dataset`` picks the part
+    of a MEGC2019 composite).
 
     The region is where the class-defining displacement at the apex reaches 25 % of its peak, in the clip's
     own pixel grid (same H, W as its frames, crop offset included; resize it like the frames when they are
     resized). It is the same in every frame: the global head drift (at most ``head_drift`` px) is left out.
     `subject` may be ``"01"``, ``1`` or ``"sub01"``. Raises FileNotFoundError naming root, subject and sample.
     """
+    if (Path(root) / TRUTH_DIR / "motion_regions.csv").is_file():
+        return load_release_mask(root, subject, sample, dataset)
     number = _subject_number(subject)
     path = Path(root) / _mask_name(f"{number:02d}", sample)
     mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None

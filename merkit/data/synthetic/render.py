@@ -187,6 +187,12 @@ def _displacement_field(look: _Look, emotion: str, shift: tuple[int, int], size:
         elif emotion == "disgust":  # AU4: inner brows down and towards the midline
             cx, cy, sigx, sigy = side * (look.brow_in + 0.3 * brow_len), brow_y, 0.4 * brow_len, 0.05
             direction = np.array([-side * 0.45, 0.89])
+        elif emotion == "dimpler" or (emotion == "dimpler_left" and side < 0):
+            # AU14 (both corners, or only the left one: a unilateral AU14 as in contempt): corners pulled in
+            cx, cy, sigx, sigy = side * look.mouth_w, look.mouth_y - look.mouth_curve, 0.05, 0.04
+            direction = np.array([-side * 0.95, 0.3])
+        elif emotion == "dimpler_left":
+            continue
         else:  # AU1+2: the whole brow raised
             cx, cy, sigx, sigy = side * (look.brow_in + 0.5 * brow_len), brow_y - 0.01, 0.6 * brow_len, 0.06
             direction = np.array([0.0, -1.0])
@@ -219,11 +225,13 @@ class _ClipPlan:
     gain: np.ndarray  # (T,) illumination
     lighting: tuple[float, float]  # gradient strength along u and v
     unit_flow: np.ndarray = field(repr=False)  # (H, W, 2)
+    clip_key: int = 0  # seeds the clip's streams (the clip's index for SynthME, any number for a release)
 
 
-def _plan_clip(config: SynthMEConfig, spec: ClipSpec) -> _ClipPlan:
+def _plan_clip(config: SynthMEConfig, spec: ClipSpec, clip_key: int | None = None) -> _ClipPlan:
     subject = int(spec.subject)
-    rng = _rng(config, subject, _STREAM_CLIP, _clip_index(spec.sample), 1)
+    clip_key = _clip_index(spec.sample) if clip_key is None else int(clip_key)
+    rng = _rng(config, subject, _STREAM_CLIP, clip_key, 1)
     n, fps = spec.n_frames, config.fps
     look = _subject_look(config, subject)
     j = config.crop_jitter
@@ -266,6 +274,7 @@ def _plan_clip(config: SynthMEConfig, spec: ClipSpec) -> _ClipPlan:
         gain=gain,
         lighting=(strength * math.cos(angle), strength * math.sin(angle)),
         unit_flow=_displacement_field(look, spec.emotion, shift, config.size),
+        clip_key=clip_key,
     )
 
 
@@ -277,7 +286,7 @@ def _motion_mask(unit_flow: np.ndarray) -> np.ndarray:
 def _render_frames(config: SynthMEConfig, plan: _ClipPlan, positions: Sequence[int]) -> np.ndarray:
     """Frames at the given 0-based positions, uint8 (len(positions), H, W, 3) RGB."""
     size = config.size
-    subject, clip = int(plan.spec.subject), _clip_index(plan.spec.sample)
+    subject, clip = int(plan.spec.subject), plan.clip_key
     texture = _subject_texture(config, subject)
     faces: dict[float, np.ndarray] = {}
     grid = np.arange(size, dtype=np.float32)
@@ -319,6 +328,57 @@ def render_clip(
         frames=_render_frames(config, plan, positions.tolist()),
         positions=positions.astype(np.int64),
         numbers=(spec.first_number + positions).astype(np.int64),
+        mask=_motion_mask(plan.unit_flow),
+        displacement=plan.unit_flow * np.float32(plan.amplitude),
+    )
+
+
+#: The motions a clip can carry: SynthME's three classes plus AU14 (both sides, or the left side only).
+MOTIONS: tuple[str, ...] = (*EMOTIONS, "dimpler", "dimpler_left")
+
+
+def render_motion_clip(
+    config: SynthMEConfig,
+    subject: int,
+    clip_key: int,
+    motion: str,
+    n_frames: int,
+    onset_index: int,
+    apex_index: int,
+    offset_index: int,
+) -> RenderedClip:
+    """Draw any clip of SynthME's faces in memory: subject `subject`'s face (``config.size`` square, face
+    filling it) carrying `motion` (one of :data:`MOTIONS`) with the given 0-based timing.
+
+    Everything random is seeded by ``(config.seed, subject, clip_key)``, so a release writer gets the same
+    clip for the same key whatever else it writes. Needs ``0 < onset < apex < offset < n_frames - 1``.
+    """
+    if motion not in MOTIONS:
+        raise ValueError(f"unknown motion {motion!r}; known: {MOTIONS}")
+    if not 0 < onset_index < apex_index < offset_index < n_frames:
+        raise ValueError(
+            f"clip timing must satisfy 0 < onset < apex < offset < n_frames, got "
+            f"{onset_index}, {apex_index}, {offset_index}, {n_frames}"
+        )
+    spec = ClipSpec(
+        subject=str(int(subject)),
+        sample=f"clip{clip_key}",
+        emotion=motion,
+        action_units=(),
+        is_video=False,
+        first_number=0,
+        onset_index=onset_index,
+        apex_index=apex_index,
+        offset_index=offset_index,
+        n_frames=n_frames,
+    )
+    plan = _plan_clip(config, spec, clip_key)
+    positions = np.arange(n_frames)
+    return RenderedClip(
+        spec=spec,
+        frames=_render_frames(config, plan, positions.tolist()),
+        positions=positions.astype(np.int64),
+        numbers=positions.astype(np.int64),
         mask=_motion_mask(plan.unit_flow),
         displacement=plan.unit_flow * np.float32(plan.amplitude),
     )
