@@ -38,7 +38,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -284,20 +284,20 @@ def _face_alpha(side: int) -> np.ndarray:
     return np.clip((1.0 - r) / 0.08, 0, 1)[..., None]
 
 
-def _compose(scene: np.ndarray, faces: np.ndarray, xy: tuple[int, int]) -> np.ndarray:
-    """Raw frames uint8 (T, H, W, 3): the scene with the face crops pasted at `xy` (top-left)."""
+def _compose(scene: np.ndarray, faces: np.ndarray, xy: tuple[int, int]) -> Iterator[np.ndarray]:
+    """Raw frames uint8 (H, W, 3), one at a time: the scene with each face crop pasted at `xy` (top-left).
+    The same buffer is reused for every frame (a clip of 640×480 frames would not fit a small budget)."""
     side = faces.shape[1]
     x, y = xy
     alpha = _face_alpha(side)
-    base = np.rint(np.clip(scene * 255.0, 0, 255)).astype(np.uint8)
-    background = base[y : y + side, x : x + side].astype(np.float32) * (1 - alpha)
-    out = np.broadcast_to(base, (len(faces), *base.shape)).copy()  # (T, H, W, 3)
-    blended = background[None] + faces.astype(np.float32) * alpha[None]  # (T, S, S, 3)
-    out[:, y : y + side, x : x + side] = np.rint(blended).astype(np.uint8)
-    return out
+    frame = np.rint(np.clip(scene * 255.0, 0, 255)).astype(np.uint8)
+    background = frame[y : y + side, x : x + side].astype(np.float32) * (1 - alpha)
+    for face in faces:
+        frame[y : y + side, x : x + side] = np.rint(background + face * alpha).astype(np.uint8)
+        yield frame
 
 
-def _write_images(folder: Path, names: Iterable[str], frames: np.ndarray, grey: bool) -> None:
+def _write_images(folder: Path, names: Iterable[str], frames: Iterable[np.ndarray], grey: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in zip(names, frames):
         image = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY if grey else cv2.COLOR_RGB2BGR)
