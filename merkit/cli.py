@@ -157,7 +157,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         synthme_n_subjects=args.subjects,
         synthme_clips_per_subject=args.clips_per_subject,
     )
-    preprocess = PreprocessConfig(frames=args.frames, size=args.size, crop=args.crop)
+    preprocess = PreprocessConfig(frames=args.frames, size=args.size, crop=args.crop, no_face=args.no_face)
     cache_dir = Path(args.cache_dir) if args.cache_dir else data_root / ".merkit_cache"
     prepared = prepare_data(data, preprocess, cache_dir=cache_dir, flow=args.flow, progress=not args.quiet)
     manifest = prepared.manifest
@@ -253,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=32, help="clip side in pixels (default: %(default)s)")
     p.add_argument("--crop", default="auto", help="auto (face crops as is, raw frames get the Haar face box, per the "
                    "manifest's cropped flag), dataset (already cropped), haar, center or none (default: %(default)s)")
+    p.add_argument("--no-face", default="error", choices=("error", "center"),
+                   help="raw frames where the Haar cascade finds no face: error (names the clip) or center "
+                   "(the centred square, recorded in the store index) (default: %(default)s)")
     p.add_argument(
         "--flow", default="", choices=("", "tvl1", "farneback", "dis"), metavar="METHOD",
         help="also store onset→apex (u, v, strain) flow images for the flow models (ststnet, offapexnet): "

@@ -874,7 +874,10 @@ def explain_store(
     positions_array = np.arange(len(store.index)) if positions is None else np.asarray(positions, dtype=np.int64)
     masks = getattr(store, "masks", None)
     if masks is None:
-        raise ValueError("the clip store has no motion masks (only SynthME stores do): cannot score against a true region")
+        raise ValueError(
+            "the clip store has no motion masks (only SynthME stores do): cannot score against a true region; "
+            "merkit.explain_regions.explain_regions reads the maps against facial regions instead"
+        )
     if dataset_factory is None:
         from merkit.data.torch_dataset import ClipDataset
 

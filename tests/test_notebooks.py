@@ -111,7 +111,7 @@ def test_01_data_artefacts(tiny_run: Path):
     assert len(manifest) == 9 and manifest["subject"].nunique() == 3
     summary = json.loads((tiny_run / "data_summary.json").read_text())
     assert summary["clips"] == 9 and summary["preprocess"]["frames"] == 8
-    for figure in ("01_class_counts", "01_clip", "01_preprocessed", "01_flow"):
+    for figure in ("01_class_counts", "01_clip", "01_preprocessed", "01_crop_box", "01_flow"):
         assert (tiny_run / "figures" / f"{figure}.png").stat().st_size > 1000
     assert (tiny_run / "notebooks" / "01_data.html").is_file()
     assert "01_data.html" in (tiny_run / "index.html").read_text()
