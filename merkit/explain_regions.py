@@ -62,7 +62,7 @@ _CASCADE_DIRS = (
     "/usr/local/share/opencv4/haarcascades",
 )
 # The cascades are trained on faces of ~100 px and more: a crop is upscaled to this side before detection.
-_DETECT_SIDE = 192
+_DETECT_SIDE = 256
 
 Fractions = tuple[float, float, float, float]  # (top, left, bottom, right) as fractions of the face crop
 
@@ -117,10 +117,10 @@ def cascade_regions(face: np.ndarray) -> dict[str, Fractions]:
     height, width = grey.shape
     scale = _DETECT_SIDE / max(height, width)
     grey = cv2.resize(grey, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_LINEAR)
-    grey = cv2.equalizeHist(grey)
+    # No histogram equalisation: measured on emulated CASME II raw crops it halves how often the eyes are found.
     h, w = grey.shape
     found: dict[str, Fractions] = {}
-    eyes = [e for e in _detect(_EYE_CASCADES, grey, max(8, w // 10), 5) if e[1] + e[3] / 2 < 0.55 * h and e[2] < 0.45 * w]
+    eyes = [e for e in _detect(_EYE_CASCADES, grey, max(8, w // 16), 5) if e[1] + e[3] / 2 < 0.55 * h and e[2] < 0.45 * w]
     eyes = sorted(eyes, key=lambda e: e[2] * e[3], reverse=True)[:2]
     if eyes:
         top = min(e[1] for e in eyes) / h

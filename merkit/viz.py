@@ -513,7 +513,7 @@ def crop_box_figure(
     ax.set_xlabel("x (pixels)")
     ax.set_ylabel("y (pixels)")
     ax.set_title(title or f"source frame {width}×{height} and its crop box")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=8, framealpha=0.9)
+    ax.legend(loc="upper left", fontsize=7, framealpha=0.85)
     return figure
 
 

@@ -150,3 +150,60 @@ def test_crop_box_figure_draws_the_recorded_box_with_labels_and_legend(tree, tmp
     assert abs(drawn.get_x() - (box[0] + 1)) < 1e-9 and abs(drawn.get_width() - (box[2] - 2)) < 1e-9
     figure.savefig(tmp_path / "box.png")
     assert (tmp_path / "box.png").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------ emulated CASME II releases
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
+
+
+@pytest.fixture(scope="module")
+def casme2_raw(tmp_path_factory) -> Path:
+    """An emulated CASME II copy with the raw release only (640×480 frames, face with background)."""
+    from merkit.data.synthetic import write_release
+
+    return write_release("casme2", tmp_path_factory.mktemp("rel") / "CASME2", small=True, layout="raw", progress=False)
+
+
+def test_auto_boxes_every_raw_casme2_clip_on_its_true_face(casme2_raw, tmp_path):
+    import pandas as pd
+
+    from merkit.data.datasets import build_manifest
+
+    manifest = build_manifest("casme2", casme2_raw, "casme2_5class")
+    assert not manifest["cropped"].any()
+    store = build_store(manifest, casme2_raw, PreprocessConfig(frames=4, size=16), tmp_path / "cache", progress=False)
+    index = store.index
+    assert set(index["crop_method"]) == {"haar"} and not index["crop_fallback"].any()
+    truth = pd.read_csv(casme2_raw / "synthme_truth" / "face_boxes.csv").set_index("folder")
+    for _, row in index.iterrows():
+        true_box = tuple(int(v) for v in truth.loc[row["path"], ["x", "y", "w", "h"]])
+        box = (row["crop_x"], row["crop_y"], row["crop_w"], row["crop_h"])
+        # The held box is the detected face grown by crop_margin (0.1 a side): it holds the true face and is
+        # not much larger (the face, not the whole frame squashed).
+        inside = _iou(box, true_box) * (box[2] * box[3] + true_box[2] * true_box[3]) / (1 + _iou(box, true_box))
+        assert inside / (true_box[2] * true_box[3]) >= 0.9 and box[2] <= 1.6 * true_box[2], (row["sample"], box, true_box)
+    with pytest.warns(UserWarning, match="dataset casme2"):
+        build_store(manifest, casme2_raw, PreprocessConfig(frames=4, size=16, crop="dataset"), tmp_path / "cache", progress=False)
+
+
+@pytest.mark.slow
+def test_01_data_and_04_explain_run_on_a_raw_casme2_release(casme2_raw, tmp_path):
+    import pandas as pd
+
+    from merkit.pipeline import run_pipeline
+
+    params = {"data_root": str(casme2_raw), "dataset": "casme2", "protocol": "casme2_5class", "frames": 8, "size": 32,
+              "epochs": 1, "batch_size": 4, "k": 3, "n_explain": 2, "ig_steps": 4, "viewer_clips": 2,
+              "methods": "ig,gradcam,attention", "device": "cpu"}
+    run_dir = tmp_path / "run"
+    result = run_pipeline(run_dir, params, ["01_data", "04_explain"], cell_timeout=240, progress=False)
+    assert [r.status for r in result.notebooks] == ["executed", "executed"]
+    for figure in ("01_crop_box", "04_regions", "04_region_mass", "04_agreement"):
+        assert (run_dir / "figures" / f"{figure}.png").stat().st_size > 1000
+    sources = pd.read_csv(run_dir / "explain_region_sources.csv")
+    assert set(sources["crop_method"]) == {"haar"}  # raw frames: the regions sit in the Haar crop
