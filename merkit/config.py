@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 PROTOCOL_NAMES = ("loso", "megc2019", "lodo", "group_kfold")  # same names as merkit.protocols.PROTOCOLS
+EXECUTOR_NAMES = ("auto", "sequential", "batched", "processes", "ray")  # same names as merkit.executors.EXECUTORS
 
 
 class ConfigError(ValueError):
@@ -202,13 +203,20 @@ class ProtocolConfig(_Section):
 
     name: str = "loso"  # "loso", "megc2019" (composite LOSO), "lodo" (leave one dataset out), "group_kfold"
     k: int = 5  # number of folds for "group_kfold" (whole subjects per fold)
-    executor: str = _resumable("sequential")  # "sequential", "processes" (local pool) or "ray"
+    # "batched" trains folds together as one stacked model; "auto" picks it where measured faster (else
+    # "sequential") and writes the choice to executor.json
+    executor: str = _resumable("auto")  # "auto", "sequential", "batched", "processes" (local pool) or "ray"
     workers: int = _resumable(1)  # parallel folds for "processes" (0 = one per core or GPU)
     ray_address: str = _resumable("")  # Ray cluster address ("auto", "ray://host:10001"); "" = local Ray
+    fold_batch: int = _resumable(0)  # "batched": folds per group; 0 = as many as fit memory_budget_mb
+    memory_budget_mb: int = _resumable(0)  # "batched": memory for one fold group; 0 = 384 MB on CPU, half of free CUDA
 
     def _check(self) -> list[str]:
         problems = _choice("name", self.name, PROTOCOL_NAMES)
-        problems += _choice("executor", self.executor, ("sequential", "processes", "ray"))
+        problems += _choice("executor", self.executor, EXECUTOR_NAMES)
+        for name in ("fold_batch", "memory_budget_mb"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.k < 2:
             problems.append(f"k must be >= 2, got {self.k}")
         if self.workers < 0:

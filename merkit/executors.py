@@ -3,6 +3,10 @@
 - ``"sequential"``: one fold after another in this process (the runner's own loop).
 - ``"processes"``: a local spawn pool, torch threads = cores // workers.
 - ``"ray"``: one Ray task per fold, a GPU per task when CUDA is present.
+- ``"batched"``: groups of folds trained together as one stacked model in this process
+  (:mod:`merkit.batched`); a group is the unit of resume.
+- ``"auto"`` (the default) is resolved by the runner to ``"batched"`` or ``"sequential"``
+  (:func:`merkit.runner.choose_executor`), and the choice and its reason are written to ``executor.json``.
 
 Each executor is handed the fold function (``merkit.runner.run_fold``) rather than importing the runner: the
 runner imports this module, and the fold function pickles by reference into spawned workers and Ray tasks.
@@ -12,13 +16,16 @@ Workers return a ``FoldResult`` to the driver, which alone writes the run direct
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+import time
+from typing import Any, Callable, Sequence
 
-from merkit.protocols import Fold
+import numpy as np
 
-__all__ = ["EXECUTORS", "run_processes", "run_ray"]
+from merkit.protocols import Fold, fold_seed
 
-EXECUTORS = ("sequential", "processes", "ray")
+__all__ = ["EXECUTORS", "run_processes", "run_ray", "run_batched", "fold_groups", "group_seed"]
+
+EXECUTORS = ("auto", "sequential", "batched", "processes", "ray")
 
 FoldFn = Callable[..., Any]  # merkit.runner.run_fold: (run_config, store, fold, classes, *, progress, keep_weights)
 
@@ -136,3 +143,55 @@ def _ray_worker(fold_fn: FoldFn, run_config_dict: dict, store: Any, fold: Fold, 
     torch.set_num_threads(threads)
     return fold_fn(RunConfig.from_dict(run_config_dict), store, fold, classes, progress=False,
                    keep_weights=keep_weights)
+
+
+# ------------------------------------------------------------------------------------------- batched
+
+
+def fold_groups(folds: Sequence[Fold], fold_batch: int) -> list[list[Fold]]:
+    """Consecutive groups of ``fold_batch`` folds, formed over ALL the run's folds (not only those left to
+    do), so a resumed run regroups exactly as the first call did."""
+    return [list(folds[i:i + fold_batch]) for i in range(0, len(folds), fold_batch)]
+
+
+def group_seed(seed: int, group: Sequence[Fold]) -> int:
+    """The shuffling/augmentation seed of a fold group: a function of the run seed and its fold keys."""
+    return fold_seed(seed, "group:" + "|".join(f.key for f in group))
+
+
+def run_batched(run_config: Any, store: Any, folds: Sequence[Fold], todo: Sequence[Fold], classes: list[str],
+                fold_batch: int, *, make_model: Callable[[Fold], Any], make_dataset: Callable[..., Any],
+                finish: Callable[..., Any], persist: Callable[[Any], None], progress: bool = False) -> None:
+    """Train the folds of ``todo`` in groups of ``fold_batch`` (groups over ``folds``) with the fold-batched
+    trainer, in shared-batch sampling; each fold's result goes to ``persist`` as soon as its group is done.
+
+    A group with any fold left to do is trained whole (the shared batches depend on the whole group), and
+    only its unfinished folds are persisted: a resumed run gives the same predictions as an uninterrupted one.
+    ``make_model(fold)`` builds the fold's model under its fold seed; ``make_dataset(spec, positions, augment,
+    seed)`` is the runner's ``model_dataset`` over the store; ``finish(fold, model, history, seconds)``
+    predicts the held-out rows and returns the ``FoldResult``.
+    """
+    from merkit.batched import train_folds
+
+    train_cfg = run_config.train
+    augment = train_cfg.clip_augmentation() or False  # training clips may be augmented, held-out ones never
+    todo_keys = {f.key for f in todo}
+    for group in fold_groups(folds, fold_batch):
+        left = [f for f in group if f.key in todo_keys]
+        if not left:
+            continue
+        start = time.perf_counter()
+        models = [make_model(f) for f in group]
+        spec = getattr(models[0], "input_spec", None)
+        union = np.unique(np.concatenate([np.asarray(f.train) for f in group]))  # store rows any fold trains on
+        members = np.stack([np.isin(union, np.asarray(f.train)) for f in group])  # (k, n): fold k trains on row
+        seed = group_seed(train_cfg.seed, group)
+        shared = make_dataset(spec, union, augment, seed)
+        trained = train_folds(models, train_cfg, seeds=[fold_seed(train_cfg.seed, f.key) for f in group],
+                              num_classes=len(classes), shared=shared, members=members, group_seed=seed,
+                              sampling="shared", progress=progress)
+        seconds = (time.perf_counter() - start) / len(group)
+        label = f"batched:{group[0].key}..{group[-1].key}" if len(group) > 1 else f"batched:{group[0].key}"
+        for fold, (model, history) in zip(group, trained):
+            if fold.key in todo_keys:
+                persist(finish(fold, model, history.assign(executor=label), seconds))

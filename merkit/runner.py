@@ -36,7 +36,7 @@ from merkit.protocols import (
     make_splits,
 )
 
-__all__ = ["FoldResult", "run_fold", "run_protocol", "load_fold_model", "model_dataset", "EXECUTORS"]
+__all__ = ["FoldResult", "run_fold", "fold_result", "run_protocol", "load_fold_model", "model_dataset", "EXECUTORS"]
 
 # ------------------------------------------------------------------------------------------- fold runner
 
@@ -70,7 +70,7 @@ def run_fold(
     only ever given to ``predict``, after training.
     """
     from merkit.models import create_model
-    from merkit.train import inner_validation_split, predict, resolve_device, train_fold
+    from merkit.train import inner_validation_split, train_fold
 
     import torch
 
@@ -96,6 +96,24 @@ def run_fold(
     model, history = train_fold(
         model, train_ds, train_cfg, val_ds=val_ds, progress=progress, seed=seed, num_classes=len(classes)
     )
+    return fold_result(run_config, store, fold, classes, model, history, seconds=time.perf_counter() - start,
+                       keep_weights=keep_weights)
+
+
+def fold_result(run_config: Any, store: Any, fold: Fold, classes: Sequence[str], model: Any, history: pd.DataFrame,
+                *, seconds: float, keep_weights: bool = True) -> FoldResult:
+    """Predict ``fold.test`` with a fold's trained ``model`` and package what the driver persists.
+
+    Shared by the sequential trainer (``run_fold``) and the fold-batched executor, so both write the same
+    predictions, history and checkpoint. ``seconds`` is the fold's training time so far; prediction is added.
+    """
+    from merkit.train import predict, resolve_device
+
+    start = time.perf_counter()
+    train_cfg = run_config.train
+    seed = fold_seed(train_cfg.seed, fold.key)
+    index = store.index
+    spec = getattr(model, "input_spec", None)
     test_ds = model_dataset(spec, store, np.asarray(fold.test), augment=False, seed=seed)
     probs, preds = predict(model, test_ds, batch_size=train_cfg.batch_size, precision=train_cfg.precision)
 
@@ -115,7 +133,7 @@ def run_fold(
         predictions[f"prob_{name}"] = probs[:, c]
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if keep_weights else None
     device = str(resolve_device(train_cfg.device))
-    return FoldResult(fold.key, predictions, history, state, time.perf_counter() - start, device)
+    return FoldResult(fold.key, predictions, history, state, seconds + time.perf_counter() - start, device)
 
 
 def run_protocol(
@@ -138,7 +156,10 @@ def run_protocol(
             class names come from ``index.attrs["classes"]`` (or ``store.classes``).
         run_dir: a path or a ``merkit.runs.RunDir``. An existing run directory is resumed after its completed
             folds, and only under the same config and manifest (otherwise ``RunConfigMismatch`` says why).
-        executor: ``"sequential"``, ``"processes"`` or ``"ray"``; default ``run_config.protocol.executor``.
+        executor: ``"auto"``, ``"sequential"``, ``"batched"``, ``"processes"`` or ``"ray"``; default
+            ``run_config.protocol.executor``. ``"auto"`` and ``"batched"`` are resolved by
+            :func:`choose_executor`; the choice, its reason and the fold group size are printed and written
+            to ``executor.json``, and every fold's ``history.csv`` names the executor that trained it.
         workers: parallel folds for ``"processes"`` / Ray CPU tasks; default ``protocol.workers``
             (0 = one per core, or one per GPU when there are several).
         ray_address: Ray cluster address; ``None``/``""`` starts a small local instance.
@@ -210,15 +231,36 @@ def run_protocol(
         bar.update(1)
         bar.set_postfix(fold=result.key)
 
+    plan = choose_executor(run_config, store, classes, executor, n_folds=len(selected)) if todo else None
+    if plan is not None:
+        executor = plan.executor
+        print(f"executor: {plan.executor} ({plan.reason})")
+        run_dir.write_json("executor.json", plan.record())
+
+    def persist_named(result: FoldResult) -> None:  # the fold's history says which executor trained it
+        persist(FoldResult(result.key, result.predictions, result.history.assign(executor=executor),
+                           result.state_dict, result.seconds, result.device))
+
     try:
-        if executor == "sequential" or not todo:
+        if executor == "batched":
+            assert plan is not None
+            executors.run_batched(
+                run_config, store, selected, todo, classes, plan.fold_batch,
+                make_model=lambda fold: _fold_model(run_config, fold, classes),
+                make_dataset=lambda spec, positions, augment, seed: model_dataset(spec, store, positions,
+                                                                                 augment=augment, seed=seed),
+                finish=lambda fold, model, history, secs: fold_result(
+                    run_config, store, fold, classes, model, history, seconds=secs, keep_weights=save_checkpoints),
+                persist=persist, progress=progress)
+        elif executor == "sequential" or not todo:
             for fold in todo:
-                persist(run_fold(run_config, store, fold, classes, progress=progress, keep_weights=save_checkpoints))
+                persist_named(run_fold(run_config, store, fold, classes, progress=progress, keep_weights=save_checkpoints))
         elif executor == "processes":
-            executors.run_processes(run_fold, run_config, store, todo, classes, workers, save_checkpoints, persist)
+            executors.run_processes(run_fold, run_config, store, todo, classes, workers, save_checkpoints,
+                                    persist_named)
         else:
             executors.run_ray(run_fold, run_config, store, todo, classes, workers, ray_address, save_checkpoints,
-                              persist)
+                              persist_named)
     finally:
         bar.close()
 
@@ -374,3 +416,106 @@ def _tqdm(**kwargs: Any) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(**kwargs)
+
+
+# ------------------------------------------------------------------------------------ executor choice
+
+MB = 1024 * 1024
+
+
+@dataclass
+class ExecutorPlan:
+    """Which executor a run uses and why (written to the run directory's ``executor.json``)."""
+
+    requested: str
+    executor: str
+    reason: str
+    fold_batch: int = 1
+    memory_budget_mb: float = 0.0
+    fold_memory_mb: float = 0.0
+
+    def record(self) -> dict:
+        return {"requested": self.requested, "executor": self.executor, "reason": self.reason,
+                "fold_batch": self.fold_batch, "memory_budget_mb": round(self.memory_budget_mb, 1),
+                "fold_memory_mb": round(self.fold_memory_mb, 1)}
+
+
+def default_memory_budget_bytes(device: Any) -> int:
+    """The fold-batched trainer's memory budget when ``protocol.memory_budget_mb`` is 0.
+
+    CUDA: half the device's free memory. CPU: 384 MB, about 6 STSTNet folds at batch 256. Measured with
+    benchmarks/bench_folds.py on a 2-core machine: groups of 4–6 STSTNet folds were fastest per fold; 8 and 17
+    were slower (the group's activations leave the caches; memory traffic bounds these small nets).
+    """
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    return 384 * MB
+
+
+def choose_executor(run_config: Any, store: Any, classes: Sequence[str], requested: str, *,
+                    n_folds: int) -> ExecutorPlan:
+    """Resolve ``requested`` (``protocol.executor``) to the executor this run uses, with the reason.
+
+    ``"auto"`` picks ``"batched"`` on CUDA for every model, and on CPU for flow models (STSTNet, Off-ApexNet:
+    measured faster in benchmarks/bench_folds.py, see docs/performance.md); clip models on CPU stay
+    ``"sequential"``. ``"batched"`` (asked or picked) falls back to ``"sequential"`` with the reason when the
+    model cannot be stacked (:func:`merkit.batched.check_stackable`) or there is one fold; when asked for
+    explicitly, the fall-back also warns. A memory budget too small for one fold is an error.
+    """
+    from merkit.batched import check_stackable, fold_memory_bytes, plan_fold_batch
+    from merkit.train import resolve_device
+
+    if requested not in ("auto", "batched"):
+        return ExecutorPlan(requested, requested, "as configured")
+    device = resolve_device(run_config.train.device)
+    model = _fold_model(run_config, Fold("probe", np.array([0]), np.array([0])), classes)
+    spec = getattr(model, "input_spec", None)
+    kind = getattr(spec, "kind", "clip")
+    if requested == "auto":
+        if device.type == "cuda":
+            why = "auto: CUDA, every stackable model is batched"
+        elif kind == "flow":
+            why = "auto: a flow model on CPU (measured faster batched)"
+        else:
+            return ExecutorPlan(requested, "sequential", f"auto: a {kind} model on {device.type} "
+                                "(batched was not measured faster there)")
+    else:
+        why = "as configured"
+    if n_folds < 2:
+        return _fallback(requested, "one fold to run: nothing to batch")
+    example = _stack([model_dataset(spec, store, np.array([i % len(store.index)]), augment=False,
+                                         seed=0)[0][0] for i in range(2)])
+    reason = check_stackable(model, example, run_config.train)
+    if reason is not None:
+        return _fallback(requested, reason)
+    protocol = run_config.protocol
+    budget = protocol.memory_budget_mb * MB if protocol.memory_budget_mb > 0 else default_memory_budget_bytes(device)
+    per_fold = fold_memory_bytes(model, example, run_config.train.batch_size)
+    k, sizing = plan_fold_batch(n_folds, protocol.fold_batch, per_fold, budget)
+    return ExecutorPlan(requested, "batched", f"{why}; {sizing}", k, budget / MB, per_fold / MB)
+
+
+def _fallback(requested: str, reason: str) -> ExecutorPlan:
+    if requested == "batched":
+        warnings.warn(f"executor 'batched' falls back to 'sequential': {reason}", UserWarning, stacklevel=3)
+    return ExecutorPlan(requested, "sequential", f"falls back to sequential: {reason}")
+
+
+def _stack(items: list) -> Any:
+    """``torch.stack`` (torch imported here: the runner module itself stays importable without it)."""
+    import torch
+
+    return torch.stack(list(items))
+
+
+def _fold_model(run_config: Any, fold: Fold, classes: Sequence[str]) -> Any:
+    """The fold's model, initialised under its fold seed (the same weights the sequential trainer starts from)."""
+    import torch
+
+    from merkit.models import create_model
+
+    torch.manual_seed(fold_seed(run_config.train.seed, fold.key))
+    return create_model(run_config.model.name, num_classes=len(classes), **run_config.model.overrides)

@@ -226,7 +226,8 @@ def capture_env(repo: str | os.PathLike | None = None) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 DEFAULT_RESUMABLE_KEYS: frozenset[str] = frozenset({
-    "protocol.executor", "protocol.workers", "protocol.ray_address",
+    "protocol.executor", "protocol.workers", "protocol.ray_address", "protocol.fold_batch",
+    "protocol.memory_budget_mb",
 })
 """Dotted config keys that only say *how* folds are scheduled, not *what* they compute: they may change
 between a run and its resumption. :mod:`merkit.config` marks the same fields ``resumable=True``."""

@@ -95,7 +95,8 @@ def test_default_model_exists_in_registry():
 
 def test_resumable_keys_match_the_run_directory_default():
     assert resumable_keys() == DEFAULT_RESUMABLE_KEYS == {
-        "protocol.executor", "protocol.workers", "protocol.ray_address"}
+        "protocol.executor", "protocol.workers", "protocol.ray_address", "protocol.fold_batch",
+        "protocol.memory_budget_mb"}
 
 
 def test_config_hash_ignores_scheduling_but_not_results():

@@ -1,0 +1,295 @@
+"""The fold-batched trainer (merkit.batched) and the "batched"/"auto" executors (merkit.runner, executors).
+
+Equivalence with the sequential trainer is checked two ways, as merkit.batched's docstring states:
+``sampling="per_fold"`` draws each fold's batches exactly as ``train.train_fold`` does, so per-fold weights
+(and BatchNorm statistics) must match within 1e-4; ``sampling="shared"`` (what the executor runs) draws
+shared batches, so it is checked by giving the same pooled predictions on a separable toy set.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from merkit.batched import StackError, check_stackable, plan_fold_batch, train_folds
+from merkit.config import ModelConfig, ProtocolConfig, RunConfig, TrainConfig
+from merkit.models.registry import _REGISTRY, register_model
+from merkit.models.specs import InputSpec
+from merkit.protocols import loso_splits
+from merkit.runner import run_protocol
+from merkit.train import predict, train_fold
+
+
+class TinyBNNet(nn.Module):
+    """conv (no bias: a bias before BatchNorm has an exactly-zero true gradient, and Adam turns the rounding
+    noise of a zero gradient into full-size steps, which differ between any two implementations) → BN →
+    ReLU → dropout → linear."""
+
+    def __init__(self, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_classes = 3
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(torch.relu(self.bn(self.conv(x)))).flatten(1))  # (b, 4, 4, 4) -> (b, 64)
+
+
+class Items(Dataset):
+    """(x, label) items with a ``labels`` attribute, like the kit's datasets."""
+
+    def __init__(self, x: torch.Tensor, labels: torch.Tensor) -> None:
+        self.x, self.labels = x, labels.numpy()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], int(self.labels[i])
+
+
+def toy_set(n: int = 30, separable: bool = False, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    x = torch.randn(n, 3, 4, 4, generator=g)
+    if separable:
+        x = 0.3 * x + 3.0 * nn.functional.one_hot(y, 3).float()[:, :, None, None]  # class c lights channel c
+    return x, y
+
+
+def cfg(**kw) -> TrainConfig:
+    base = dict(epochs=3, batch_size=8, lr=1e-2, device="cpu", precision="fp32", augment=False, grad_clip=1.0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def seeded(seed: int, **kw) -> TinyBNNet:
+    torch.manual_seed(seed)
+    return TinyBNNet(**kw)
+
+
+def test_per_fold_sampling_gives_the_sequential_weights_and_batchnorm_statistics():
+    x, y = toy_set()
+    # three folds of different sizes: 25, 27, 25 rows -> ragged last batches, padded with masked rows
+    sets = [Items(x[:25], y[:25]), Items(x[3:], y[3:]), Items(x[5:], y[5:])]
+    seeds = [11, 12, 13]
+    c = cfg(optimizer="adamw", schedule="cosine")
+    sequential = [train_fold(seeded(s), ds, c, seed=s, progress=False, num_classes=3)[0] for s, ds in zip(seeds, sets)]
+    batched = train_folds([seeded(s) for s in seeds], c, seeds=seeds, num_classes=3, train_sets=sets,
+                          sampling="per_fold")
+    for one, (other, history) in zip(sequential, batched):
+        a, b = one.state_dict(), other.state_dict()
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.allclose(a[key].float(), b[key].float(), atol=1e-4), key
+        assert list(history["epoch"]) == [1, 2, 3] and history["selected"].tolist() == [False, False, True]
+    assert not torch.equal(batched[0][0].bn.running_mean, torch.zeros(4))  # the statistics did move
+
+
+def test_shared_sampling_gives_the_sequential_pooled_predictions_on_a_separable_set():
+    x, y = toy_set(36, separable=True)
+    subjects = np.repeat(np.arange(6), 6)
+    c = cfg(epochs=20, batch_size=12, lr=2e-2, grad_clip=0.0)
+    folds = [(np.flatnonzero(subjects != s), np.flatnonzero(subjects == s)) for s in range(6)]
+    seq_preds, bat_preds = [], []
+    for s, (train, _test) in enumerate(folds):
+        model, _ = train_fold(seeded(s), Items(x[train], y[train]), c, seed=s, progress=False, num_classes=3)
+        seq_preds.append(predict(model, Items(x[_test], y[_test]))[1])
+    members = np.stack([subjects != s for s in range(6)])
+    trained = train_folds([seeded(s) for s in range(6)], c, seeds=list(range(6)), num_classes=3,
+                          shared=Items(x, y), members=members, group_seed=5)
+    for (model, _), (_train, test) in zip(trained, folds):
+        bat_preds.append(predict(model, Items(x[test], y[test]))[1])
+    truth = np.concatenate([y[test].numpy() for _, test in folds])
+    assert np.array_equal(np.concatenate(seq_preds), truth)
+    assert np.array_equal(np.concatenate(bat_preds), truth)
+
+
+def test_held_out_pixels_leave_their_own_fold_bit_identical_batchnorm_and_dropout_included():
+    x, y = toy_set(24)
+    subjects = np.repeat(np.arange(4), 6)
+    members = np.stack([subjects != s for s in range(4)])
+    c = cfg(epochs=3, batch_size=10)
+
+    def run(images: torch.Tensor) -> list[dict]:
+        trained = train_folds([seeded(s, dropout=0.5) for s in range(4)], c, seeds=list(range(4)), num_classes=3,
+                              shared=Items(images, y), members=members, group_seed=3)
+        return [m.state_dict() for m, _ in trained]
+
+    before = run(x)
+    changed = x.clone()
+    changed[subjects == 0] = 1e6 * torch.rand_like(changed[subjects == 0])  # fold 0's held-out clips
+    after = run(changed)
+    for key in before[0]:  # fold 0: weights, BN running mean/var, batch counter: bit for bit
+        assert torch.equal(before[0][key], after[0][key]), key
+    assert not torch.equal(before[1]["conv.weight"], after[1]["conv.weight"])  # fold 1 trains on them
+
+
+def test_check_stackable_says_why_a_model_cannot_be_stacked():
+    class DataDependent(nn.Module):
+        num_classes = 3
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = nn.Linear(48, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.head(x.flatten(1))
+            if float(out.sum().item()) > 1e9:  # Python control flow on a per-fold value: vmap cannot run it
+                out = out * 0
+            return out
+
+    reason = check_stackable(DataDependent(), torch.randn(2, 3, 4, 4))
+    assert reason is not None and "DataDependent cannot be stacked" in reason
+    assert check_stackable(TinyBNNet(), torch.randn(2, 3, 4, 4)) is None
+    assert "inner validation" in check_stackable(TinyBNNet(), torch.randn(2, 3, 4, 4), cfg(val_fraction=0.3))
+
+
+def test_fold_batch_planning_clamps_and_refuses_a_budget_below_one_fold():
+    k, why = plan_fold_batch(5, 9, per_fold_bytes=10, budget_bytes=100)
+    assert k == 5 and "clamped to 5" in why
+    k, why = plan_fold_batch(68, 0, per_fold_bytes=30 * 2**20, budget_bytes=100 * 2**20)
+    assert k == 3 and "100 MB" in why
+    with pytest.raises(StackError, match=r"memory budget of 1 MB is too small for one fold \(30 MB estimated\)"):
+        plan_fold_batch(68, 0, per_fold_bytes=30 * 2**20, budget_bytes=2**20)
+
+
+# ------------------------------------------------------------------------------------------ the runner
+
+
+@pytest.fixture(scope="module")
+def flow_store(tmp_path_factory):
+    """SynthME, 4 subjects × 3 clips, with 28×28 (u, v, strain) flow (DIS)."""
+    from merkit.data.datasets import build_manifest
+    from merkit.data.flow import FlowConfig
+    from merkit.data.preprocess import PreprocessConfig
+    from merkit.data.store import build_store
+    from merkit.data.synthetic import SynthMEConfig, generate_synthme
+
+    base = tmp_path_factory.mktemp("synthme")
+    root = generate_synthme(base / "data", SynthMEConfig(n_subjects=4, clips_per_subject=3, n_frames=8, size=32,
+                                                         video_subjects=()), progress=False)
+    manifest = build_manifest("synthme", root, "synthme_3class")
+    return build_store(manifest, root, PreprocessConfig(frames=8, size=16, color="grey"), base / "store",
+                       flow=FlowConfig(method="dis", work_size=32, size=28), progress=False)
+
+
+def flow_config(protocol: str = "loso", **proto) -> RunConfig:
+    return RunConfig(model=ModelConfig(name="ststnet"),
+                     train=TrainConfig(epochs=3, batch_size=4, lr=3e-3, device="cpu", precision="fp32", seed=7),
+                     protocol=ProtocolConfig(name=protocol, **proto))
+
+
+def test_auto_picks_batched_for_a_flow_model_on_cpu_and_records_it(flow_store, tmp_path, capsys):
+    predictions = run_protocol(flow_config(), flow_store, tmp_path / "run", progress=False)
+    assert len(predictions) == 12 and set(predictions["fold"]) == {"01", "02", "03", "04"}
+    record = json.loads((tmp_path / "run" / "executor.json").read_text())
+    assert record["requested"] == "auto" and record["executor"] == "batched"
+    assert "flow model on CPU" in record["reason"] and record["fold_batch"] == 4
+    assert "executor: batched" in capsys.readouterr().out
+    history = pd.read_csv(tmp_path / "run" / "folds" / "fold_01" / "history.csv")
+    assert history["executor"].iloc[0] == "batched:01..04"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["protocol"]["executor"] == "auto"
+    assert (tmp_path / "run" / "metrics.json").exists() and (tmp_path / "run" / "folds" / "fold_04" / "checkpoint.pt").exists()
+
+
+def test_auto_keeps_clip_models_sequential_on_cpu(flow_store, tmp_path):
+    config = RunConfig(model=ModelConfig(name="meranet_small", overrides=dict(frames=8, size=16, widths=(4, 8, 8),
+                                                                              reduction=2, dropout=0.0)),
+                       train=TrainConfig(epochs=1, batch_size=4, device="cpu", precision="fp32"),
+                       preprocess={"frames": 8, "size": 16, "color": "grey"})
+    run_protocol(config, flow_store, tmp_path / "run", folds=["01"], progress=False)
+    record = json.loads((tmp_path / "run" / "executor.json").read_text())
+    assert record["executor"] == "sequential" and "clip model on cpu" in record["reason"]
+
+
+def test_batched_run_killed_after_a_group_resumes_to_the_uninterrupted_predictions(flow_store, tmp_path, monkeypatch):
+    import merkit.batched
+
+    config = flow_config(executor="batched", fold_batch=2)
+    reference = run_protocol(config, flow_store, tmp_path / "whole", progress=False)
+
+    real, calls = merkit.batched.train_folds, []
+
+    def dies_on_second_group(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed after the first fold group")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(merkit.batched, "train_folds", dies_on_second_group)
+    with pytest.raises(KeyboardInterrupt):
+        run_protocol(config, flow_store, tmp_path / "killed", progress=False)
+    monkeypatch.undo()
+    assert sorted(p.parent.name for p in (tmp_path / "killed" / "folds").glob("*/done.json")) == ["fold_01", "fold_02"]
+    resumed = run_protocol(config, flow_store, tmp_path / "killed", progress=False)
+    pd.testing.assert_frame_equal(resumed.sort_values("sample").reset_index(drop=True),
+                                  reference.sort_values("sample").reset_index(drop=True))
+
+
+def test_batched_runs_under_megc2019_and_lodo(flow_store, tmp_path):
+    megc = run_protocol(flow_config("megc2019", executor="batched"), flow_store, tmp_path / "megc", progress=False)
+    assert set(megc["fold"]) == {"synthme/01", "synthme/02", "synthme/03", "synthme/04"}
+    two = copy.copy(flow_store)  # the same store, its four subjects named as two datasets
+    index = flow_store.index.copy()
+    index["dataset"] = np.where(index["subject"].astype(str).isin(["01", "02"]), "casme2", "samm")
+    index.attrs = dict(flow_store.index.attrs)
+    two.index = index
+    lodo = run_protocol(flow_config("lodo", executor="batched"), two, tmp_path / "lodo", progress=False)
+    assert set(lodo["fold"]) == {"casme2", "samm"} and len(lodo) == 12
+    assert json.loads((tmp_path / "lodo" / "executor.json").read_text())["fold_batch"] == 2
+
+
+def test_bad_batched_settings_are_said(flow_store, tmp_path, capsys):
+    run_protocol(flow_config(executor="batched", fold_batch=10), flow_store, tmp_path / "clamped", progress=False)
+    assert "fold_batch=10 is more than the 4 folds to run: clamped to 4" in capsys.readouterr().out
+    big_batch = flow_config(executor="batched", memory_budget_mb=1).with_updates({"train.batch_size": 4096})
+    with pytest.raises(StackError, match=r"memory budget of 1 MB is too small for one fold \(\d+ MB estimated\)"):
+        run_protocol(big_batch, flow_store, tmp_path / "tiny_budget", progress=False)
+
+
+class NotStackable(nn.Module):
+    """A flow model with data-dependent control flow in forward: vmap cannot run it."""
+
+    def __init__(self, num_classes: int = 3, in_channels: int = 3, size: int = 28) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.input_spec = InputSpec(kind="flow", channels=in_channels, frames=None, size=size)
+        self.head = nn.Linear(in_channels * size * size, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(x.flatten(1))
+        if float(out.sum().item()) > 1e9:
+            out = out * 0
+        return out
+
+
+def test_a_model_that_cannot_be_stacked_falls_back_to_sequential_and_says_why(flow_store, tmp_path):
+    register_model("_test_not_stackable", NotStackable, "test only")
+    try:
+        config = flow_config(executor="batched").with_updates({"model.name": "_test_not_stackable"})
+        with pytest.warns(UserWarning, match="falls back to 'sequential': NotStackable cannot be stacked"):
+            predictions = run_protocol(config, flow_store, tmp_path / "run", progress=False)
+    finally:
+        _REGISTRY.pop("_test_not_stackable")
+    assert len(predictions) == 12
+    record = json.loads((tmp_path / "run" / "executor.json").read_text())
+    assert record["executor"] == "sequential" and "cannot be stacked" in record["reason"]
+
+
+def test_old_config_with_a_sequential_executor_still_loads():
+    old = RunConfig().to_dict()
+    old["protocol"] = {"name": "loso", "k": 5, "executor": "sequential", "workers": 1, "ray_address": ""}
+    loaded = RunConfig.from_dict(old)
+    assert loaded.protocol.executor == "sequential" and loaded.protocol.fold_batch == 0
+    assert RunConfig().protocol.executor == "auto"
+    assert loso_splits  # the splits stay importable beside the runner
