@@ -198,8 +198,9 @@ class _FoldStack:
     def train_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step of every fold; returns per-fold losses (k,) and logits (k, b, c).
 
-        ``mask`` (k, b) says which rows count for which fold. A fold with no row in this batch is left exactly
-        as it was (weights, optimiser state), as if it had not stepped.
+        ``mask`` (k, b) says which rows count for which fold. A fold with no row in this batch keeps its weights
+        and per-element optimiser state (moments) as they were; the optimiser's scalar step counter is shared
+        by the stack and still advances (so Adam's bias correction of that fold is one step ahead).
         """
         self.base.train()
         idle = ~mask.any(dim=1)  # (k,)
