@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from merkit.protocols import Fold, fold_seed
 
-__all__ = ["EXECUTORS", "run_processes", "run_ray", "run_batched", "fold_groups", "group_seed"]
+__all__ = ["EXECUTORS", "ExecutorPlan", "choose_executor", "default_memory_budget_bytes", "run_processes",
+           "run_ray", "run_batched", "fold_groups", "group_seed"]
 
 EXECUTORS = ("auto", "sequential", "batched", "processes", "ray")
 
@@ -195,3 +198,87 @@ def run_batched(run_config: Any, store: Any, folds: Sequence[Fold], todo: Sequen
         for fold, (model, history) in zip(group, trained):
             if fold.key in todo_keys:
                 persist(finish(fold, model, history.assign(executor=label), seconds))
+
+
+# ------------------------------------------------------------------------------------ executor choice
+
+MB = 1024 * 1024
+
+
+@dataclass
+class ExecutorPlan:
+    """Which executor a run uses and why (written to the run directory's ``executor.json``)."""
+
+    requested: str
+    executor: str
+    reason: str
+    fold_batch: int = 1
+    memory_budget_mb: float = 0.0
+    fold_memory_mb: float = 0.0
+
+    def record(self) -> dict:
+        return {"requested": self.requested, "executor": self.executor, "reason": self.reason,
+                "fold_batch": self.fold_batch, "memory_budget_mb": round(self.memory_budget_mb, 1),
+                "fold_memory_mb": round(self.fold_memory_mb, 1)}
+
+
+def default_memory_budget_bytes(device: Any) -> int:
+    """The fold-batched trainer's memory budget when ``protocol.memory_budget_mb`` is 0.
+
+    CUDA: half the device's free memory. CPU: 384 MB, about 6 STSTNet folds at batch 256. Measured with
+    benchmarks/bench_folds.py on a 2-core machine: groups of 4–6 STSTNet folds were fastest per fold; 8 and 17
+    were slower (the group's activations leave the caches; memory traffic bounds these small nets).
+    """
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    return 384 * MB
+
+
+def choose_executor(run_config: Any, requested: str, *, n_folds: int, model: Any,
+                    example: Callable[[], Any]) -> ExecutorPlan:
+    """Resolve ``requested`` (``protocol.executor``) to the executor this run uses, with the reason.
+
+    ``"auto"`` picks ``"batched"`` on CUDA for every model, and on CPU for flow models (STSTNet, Off-ApexNet:
+    measured faster in benchmarks/bench_folds.py, see docs/performance.md); clip models on CPU stay
+    ``"sequential"``. ``"batched"`` (asked or picked) falls back to ``"sequential"`` with the reason when the
+    model cannot be stacked (:func:`merkit.batched.check_stackable`) or there is one fold; when asked for
+    explicitly, the fall-back also warns. A memory budget too small for one fold is an error.
+    """
+    from merkit.batched import check_stackable, fold_memory_bytes, plan_fold_batch
+    from merkit.train import resolve_device
+
+    if requested not in ("auto", "batched"):
+        return ExecutorPlan(requested, requested, "as configured")
+    device = resolve_device(run_config.train.device)
+    spec = getattr(model, "input_spec", None)
+    kind = getattr(spec, "kind", "clip")
+    if requested == "auto":
+        if device.type == "cuda":
+            why = "auto: CUDA, every stackable model is batched"
+        elif kind == "flow":
+            why = "auto: a flow model on CPU (measured faster batched)"
+        else:
+            return ExecutorPlan(requested, "sequential", f"auto: a {kind} model on {device.type} "
+                                "(batched was not measured faster there)")
+    else:
+        why = "as configured"
+    if n_folds < 2:
+        return _fallback(requested, "one fold to run: nothing to batch")
+    batch = example()
+    reason = check_stackable(model, batch, run_config.train)
+    if reason is not None:
+        return _fallback(requested, reason)
+    protocol = run_config.protocol
+    budget = protocol.memory_budget_mb * MB if protocol.memory_budget_mb > 0 else default_memory_budget_bytes(device)
+    per_fold = fold_memory_bytes(model, batch, run_config.train.batch_size)
+    k, sizing = plan_fold_batch(n_folds, protocol.fold_batch, per_fold, budget)
+    return ExecutorPlan(requested, "batched", f"{why}; {sizing}", k, budget / MB, per_fold / MB)
+
+
+def _fallback(requested: str, reason: str) -> ExecutorPlan:
+    if requested == "batched":
+        warnings.warn(f"executor 'batched' falls back to 'sequential': {reason}", UserWarning, stacklevel=3)
+    return ExecutorPlan(requested, "sequential", f"falls back to sequential: {reason}")

@@ -7,11 +7,13 @@ predictions and history are written atomically and the fold is marked done. The 
 picks what a fold reads (``model_dataset``): clips for 3D models, the store's onset→apex flow images for the
 flow baselines (``ststnet`` takes u, v, strain; ``offapexnet`` u, v), so a flow model needs a store built with
 flow (``prepare_data(..., flow='tvl1')``); the pre-flight check says so before any fold runs. Re-running into
-the same run directory resumes after the completed folds. Executors (:mod:`merkit.executors`): ``"sequential"``
-(default), ``"processes"`` (local spawn pool, torch threads = cores // workers) and ``"ray"`` (one fold per
-task, a GPU per task when CUDA is present). Workers return their results to the driver, which alone writes
-the run directory. A ``ClipStore`` pickles as its path, so workers (processes, or Ray tasks on other nodes) must see the store's cache directory
-at the same path (a shared file system on a cluster); no clip data is copied.
+the same run directory resumes after the completed folds. Executors (:mod:`merkit.executors`): ``"sequential"``,
+``"processes"`` (local spawn pool, torch threads = cores // workers), ``"ray"`` (one fold per task, a GPU per
+task when CUDA is present), ``"batched"`` (groups of folds trained as one stacked model) and
+``"auto"`` (the default: batched or sequential, chosen and recorded by ``executors.choose_executor``).
+Workers return their results to the driver, which alone writes the run directory. A ``ClipStore`` pickles
+as its path, so workers (processes, or Ray tasks on other nodes) must see the store's cache directory at the
+same path (a shared file system on a cluster); no clip data is copied.
 """
 
 from __future__ import annotations
@@ -158,8 +160,9 @@ def run_protocol(
             folds, and only under the same config and manifest (otherwise ``RunConfigMismatch`` says why).
         executor: ``"auto"``, ``"sequential"``, ``"batched"``, ``"processes"`` or ``"ray"``; default
             ``run_config.protocol.executor``. ``"auto"`` and ``"batched"`` are resolved by
-            :func:`choose_executor`; the choice, its reason and the fold group size are printed and written
-            to ``executor.json``, and every fold's ``history.csv`` names the executor that trained it.
+            :func:`merkit.executors.choose_executor`; the choice, its reason and the fold group size are
+            printed and written to ``executor.json``, and every fold's ``history.csv`` names the executor that
+            trained it.
         workers: parallel folds for ``"processes"`` / Ray CPU tasks; default ``protocol.workers``
             (0 = one per core, or one per GPU when there are several).
         ray_address: Ray cluster address; ``None``/``""`` starts a small local instance.
@@ -231,7 +234,14 @@ def run_protocol(
         bar.update(1)
         bar.set_postfix(fold=result.key)
 
-    plan = choose_executor(run_config, store, classes, executor, n_folds=len(selected)) if todo else None
+    plan = None
+    if todo:
+        probe = _fold_model(run_config, Fold("probe", np.array([0]), np.array([0])), classes)
+        spec = getattr(probe, "input_spec", None)
+        plan = executors.choose_executor(
+            run_config, executor, n_folds=len(selected), model=probe,
+            example=lambda: _stack([model_dataset(spec, store, np.array([i % len(store.index)]), augment=False,
+                                                  seed=0)[0][0] for i in range(2)]))
     if plan is not None:
         executor = plan.executor
         print(f"executor: {plan.executor} ({plan.reason})")
@@ -416,92 +426,6 @@ def _tqdm(**kwargs: Any) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(**kwargs)
-
-
-# ------------------------------------------------------------------------------------ executor choice
-
-MB = 1024 * 1024
-
-
-@dataclass
-class ExecutorPlan:
-    """Which executor a run uses and why (written to the run directory's ``executor.json``)."""
-
-    requested: str
-    executor: str
-    reason: str
-    fold_batch: int = 1
-    memory_budget_mb: float = 0.0
-    fold_memory_mb: float = 0.0
-
-    def record(self) -> dict:
-        return {"requested": self.requested, "executor": self.executor, "reason": self.reason,
-                "fold_batch": self.fold_batch, "memory_budget_mb": round(self.memory_budget_mb, 1),
-                "fold_memory_mb": round(self.fold_memory_mb, 1)}
-
-
-def default_memory_budget_bytes(device: Any) -> int:
-    """The fold-batched trainer's memory budget when ``protocol.memory_budget_mb`` is 0.
-
-    CUDA: half the device's free memory. CPU: 384 MB, about 6 STSTNet folds at batch 256. Measured with
-    benchmarks/bench_folds.py on a 2-core machine: groups of 4–6 STSTNet folds were fastest per fold; 8 and 17
-    were slower (the group's activations leave the caches; memory traffic bounds these small nets).
-    """
-    import torch
-
-    if getattr(device, "type", str(device)) == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free * 0.5)
-    return 384 * MB
-
-
-def choose_executor(run_config: Any, store: Any, classes: Sequence[str], requested: str, *,
-                    n_folds: int) -> ExecutorPlan:
-    """Resolve ``requested`` (``protocol.executor``) to the executor this run uses, with the reason.
-
-    ``"auto"`` picks ``"batched"`` on CUDA for every model, and on CPU for flow models (STSTNet, Off-ApexNet:
-    measured faster in benchmarks/bench_folds.py, see docs/performance.md); clip models on CPU stay
-    ``"sequential"``. ``"batched"`` (asked or picked) falls back to ``"sequential"`` with the reason when the
-    model cannot be stacked (:func:`merkit.batched.check_stackable`) or there is one fold; when asked for
-    explicitly, the fall-back also warns. A memory budget too small for one fold is an error.
-    """
-    from merkit.batched import check_stackable, fold_memory_bytes, plan_fold_batch
-    from merkit.train import resolve_device
-
-    if requested not in ("auto", "batched"):
-        return ExecutorPlan(requested, requested, "as configured")
-    device = resolve_device(run_config.train.device)
-    model = _fold_model(run_config, Fold("probe", np.array([0]), np.array([0])), classes)
-    spec = getattr(model, "input_spec", None)
-    kind = getattr(spec, "kind", "clip")
-    if requested == "auto":
-        if device.type == "cuda":
-            why = "auto: CUDA, every stackable model is batched"
-        elif kind == "flow":
-            why = "auto: a flow model on CPU (measured faster batched)"
-        else:
-            return ExecutorPlan(requested, "sequential", f"auto: a {kind} model on {device.type} "
-                                "(batched was not measured faster there)")
-    else:
-        why = "as configured"
-    if n_folds < 2:
-        return _fallback(requested, "one fold to run: nothing to batch")
-    example = _stack([model_dataset(spec, store, np.array([i % len(store.index)]), augment=False,
-                                         seed=0)[0][0] for i in range(2)])
-    reason = check_stackable(model, example, run_config.train)
-    if reason is not None:
-        return _fallback(requested, reason)
-    protocol = run_config.protocol
-    budget = protocol.memory_budget_mb * MB if protocol.memory_budget_mb > 0 else default_memory_budget_bytes(device)
-    per_fold = fold_memory_bytes(model, example, run_config.train.batch_size)
-    k, sizing = plan_fold_batch(n_folds, protocol.fold_batch, per_fold, budget)
-    return ExecutorPlan(requested, "batched", f"{why}; {sizing}", k, budget / MB, per_fold / MB)
-
-
-def _fallback(requested: str, reason: str) -> ExecutorPlan:
-    if requested == "batched":
-        warnings.warn(f"executor 'batched' falls back to 'sequential': {reason}", UserWarning, stacklevel=3)
-    return ExecutorPlan(requested, "sequential", f"falls back to sequential: {reason}")
 
 
 def _stack(items: list) -> Any:
