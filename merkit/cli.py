@@ -158,8 +158,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         synthme_clips_per_subject=args.clips_per_subject,
     )
     preprocess = PreprocessConfig(frames=args.frames, size=args.size, crop=args.crop, no_face=args.no_face)
-    cache_dir = Path(args.cache_dir) if args.cache_dir else data_root / ".merkit_cache"
-    prepared = prepare_data(data, preprocess, cache_dir=cache_dir, flow=args.flow, progress=not args.quiet)
+    # The user's one cache ($MERKIT_CACHE or runs/cache), never data_root: a licensed copy is often read-only.
+    prepared = prepare_data(data, preprocess, cache_dir=args.cache_dir or "", flow=args.flow, progress=not args.quiet)
     manifest = prepared.manifest
     print(f"dataset: {args.dataset} ({len(manifest)} clips, {manifest['subject'].nunique()} subjects)")
     print(f"data_root: {prepared.data_root}{' (SynthME generated)' if prepared.generated else ''}")
@@ -184,6 +184,32 @@ def cmd_synthme(args: argparse.Namespace) -> int:
     info = release_info(out)
     counts = "a few clips per class (counts not checked)" if info["small"] else "the real release's counts"
     print(f"{args.kind} release written to {out}: {counts}, scale {info['scale']}; side files in {out}/synthme_truth")
+    return 0
+
+
+def _human_size(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from merkit.cache import cache_dir, cache_source, clear_cache, list_cache
+
+    root = cache_dir(args.cache_dir or "", create=False)
+    print(f"cache: {root}  ({cache_source(args.cache_dir or '')})")
+    if args.action == "clear":
+        print(f"freed {_human_size(clear_cache(root))}")
+        return 0
+    entries = list_cache(root)
+    if not entries:
+        print("  (empty)")
+    for entry in entries:
+        state = "" if entry.complete else "  (interrupted build, removed by the next build)"
+        print(f"  {entry.kind:<8} {_human_size(entry.size):>10}  {entry.path.relative_to(root)}{state}")
+    print(f"total {_human_size(sum(e.size for e in entries))}")
     return 0
 
 
@@ -248,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="synthme", help="dataset key (default: %(default)s)")
     p.add_argument("--data-root", required=True, help="your dataset copy; for synthme a new or empty folder is filled")
     p.add_argument("--protocol", default=None, help="class mapping, e.g. casme2_5class (default: synthme_3class / none)")
-    p.add_argument("--cache-dir", default=None, help="clip store directory (default: DATA_ROOT/.merkit_cache)")
+    p.add_argument("--cache-dir", default=None, help="cache folder for generated SynthME and clip stores "
+                   "(default: $MERKIT_CACHE, else runs/cache of the checkout; never inside DATA_ROOT)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip after temporal normalisation (default: %(default)s)")
     p.add_argument("--size", type=int, default=32, help="clip side in pixels (default: %(default)s)")
     p.add_argument("--crop", default="auto", help="auto (face crops as is, raw frames get the Haar face box, per the "
@@ -308,6 +335,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser(
+        "cache",
+        help="list or clear the cache of generated SynthME trees and clip stores",
+        description="The one cache every run, notebook and `merkit prepare` shares: $MERKIT_CACHE, else runs/cache "
+        "of the checkout (an installed package: ~/.cache/merkit). `list` shows each SynthME tree and clip store "
+        "with its size; `clear` deletes them.",
+    )
+    p.add_argument("action", choices=("list", "clear"))
+    p.add_argument("--cache-dir", default=None, help="another cache folder (default: $MERKIT_CACHE or runs/cache)")
+    p.set_defaults(func=cmd_cache)
+
     p = sub.add_parser("models", help="print the model registry", description="Print every registered model with "
                        "its input kind, size and parameter count.")
     p.set_defaults(func=cmd_models)
@@ -318,7 +356,9 @@ def _library_user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions of the library that mean "your input is wrong" (reported in one line, exit 2)."""
     from merkit.prepare import DataRootError
 
-    errors: list[type[BaseException]] = [DataRootError]
+    from merkit.cache import CacheError
+
+    errors: list[type[BaseException]] = [DataRootError, CacheError]
     for module, names in (
         ("merkit.config", ("ConfigError",)),
         ("merkit.data.manifest", ("ManifestError",)),

@@ -53,12 +53,14 @@ class PreparedData:
 
 def notebook_dirs(run_dir: str | os.PathLike = "", cache_dir: str | os.PathLike = "") -> tuple[Path, Path]:
     """Absolute ``(run_dir, cache_dir)`` for a notebook, created: ``""`` run_dir is the kit's ``runs/lab``,
-    ``""`` cache_dir is ``run_dir/cache``. Relative paths are taken as given (relative to where the kernel runs);
-    the pipeline always passes absolute ones."""
+    ``""`` cache_dir is the user's one cache (``merkit.cache.cache_dir``: ``$MERKIT_CACHE`` or ``runs/cache``),
+    shared by every run. Relative paths are taken as given (relative to where the kernel runs); the pipeline
+    always passes absolute ones. An unwritable cache raises ``merkit.cache.CacheError`` naming it."""
+    from merkit.cache import cache_dir as user_cache
+
     run = Path(run_dir).expanduser().resolve() if str(run_dir) else LAB_RUN_DIR
-    cache = Path(cache_dir).expanduser().resolve() if str(cache_dir) else run / "cache"
+    cache = user_cache(cache_dir)
     (run / "figures").mkdir(parents=True, exist_ok=True)
-    cache.mkdir(parents=True, exist_ok=True)
     return run, cache
 
 
@@ -108,7 +110,7 @@ def prepare_data(
     data: Any,
     preprocess: Any = None,
     *,
-    cache_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike = "",
     flow: Any = None,  # FlowConfig, a method name ('tvl1', 'farneback', 'dis'), or ''/None
     masks: bool | None = None,
     workers: int = 1,
@@ -117,7 +119,8 @@ def prepare_data(
     """Resolve the data root (generating SynthME if needed), build the manifest, and (optionally) the store.
 
     ``data`` is a ``merkit.config.DataConfig``; ``preprocess`` a ``PreprocessConfig`` (or a dict of its fields)
-    or None for the manifest only. ``cache_dir`` holds generated SynthME trees and the clip store. ``flow``
+    or None for the manifest only. ``cache_dir`` holds generated SynthME trees and the clip store (default ``""``:
+    the user's one cache, ``merkit.cache.cache_dir()``; never inside ``data_root``). ``flow``
     also stores onset→apex (u, v, strain) flow images, which the flow models (``ststnet``, ``offapexnet``)
     read: a flow method name (``'tvl1'``, ``'farneback'`` or ``'dis'``; ``''`` or None = no flow; the other
     flow settings keep ``FlowConfig``'s defaults, 28×28 images) or a ``FlowConfig``. The flow is computed on
@@ -134,7 +137,9 @@ def prepare_data(
         raise ValueError(
             "prepare_data(flow=...) needs a preprocess config: the flow is computed on the clips' face crop"
         )
-    cache_dir = Path(cache_dir)
+    from merkit.cache import cache_dir as user_cache
+
+    cache_dir = user_cache(cache_dir)  # CacheError naming the folder when it cannot be written
     root, generated = resolve_data_root(data, cache_dir, progress=progress)
     manifest = build_manifest(data.dataset, root, data.protocol or None)
     store = None

@@ -7,3 +7,13 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test (and every notebook kernel a test starts, which inherits the environment) shares one cache
+    under pytest's tmp folder, never the checkout's runs/cache or the user's $MERKIT_CACHE."""
+    os.environ["MERKIT_CACHE"] = str(tmp_path_factory.mktemp("merkit_cache"))

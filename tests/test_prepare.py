@@ -49,10 +49,12 @@ def test_real_dataset_needs_a_data_root(tmp_path: Path):
         prepare_data(DataConfig(dataset="samm", data_root="", protocol=""), cache_dir=tmp_path)
 
 
-def test_notebook_dirs_defaults_and_creates(tmp_path: Path):
+def test_notebook_dirs_defaults_and_creates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("MERKIT_CACHE", str(tmp_path / "user_cache"))
     run, cache = notebook_dirs(str(tmp_path / "run"), "")
-    assert run == (tmp_path / "run").resolve() and cache == run / "cache"
+    assert run == (tmp_path / "run").resolve() and cache == (tmp_path / "user_cache").resolve()
     assert (run / "figures").is_dir() and cache.is_dir()
+    assert not (run / "cache").exists()  # one cache per user, not one per run directory
 
 
 def test_two_synthme_sizes_with_the_same_sheet_get_different_stores(tmp_path: Path):

@@ -1,0 +1,115 @@
+"""merkit.cache: one cache per user ($MERKIT_CACHE or runs/cache), shared by runs and `merkit prepare`, never in data_root."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from merkit.cache import CacheError, cache_dir, clear_cache, list_cache
+from merkit.cli import main
+from merkit.config import DataConfig
+from merkit.data.preprocess import PreprocessConfig
+from merkit.prepare import notebook_dirs, prepare_data
+
+TINY = dict(synthme_n_subjects=3, synthme_clips_per_subject=3, synthme_n_frames=8, synthme_size=32)
+PREPROCESS = PreprocessConfig(frames=4, size=16)
+
+
+@contextlib.contextmanager
+def unprivileged() -> Iterator[None]:
+    """Run the block as user ``nobody`` when the tests run as root (root ignores file modes)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+def test_default_is_runs_cache_of_the_checkout(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("MERKIT_CACHE", raising=False)
+    checkout = Path(__file__).resolve().parent.parent
+    assert cache_dir(create=False) == checkout / "runs" / "cache"
+
+
+def test_two_run_directories_build_the_store_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("MERKIT_CACHE", str(tmp_path / "cache"))
+    _, cache_a = notebook_dirs(str(tmp_path / "run_a"), "")
+    first = prepare_data(DataConfig(**TINY), PREPROCESS, cache_dir=cache_a, progress=False)
+    built = _tree(first.store.path)
+    _, cache_b = notebook_dirs(str(tmp_path / "run_b"), "")
+    second = prepare_data(DataConfig(**TINY), PREPROCESS, cache_dir=cache_b, progress=False)
+    assert second.store.path == first.store.path and second.data_root == first.data_root
+    assert _tree(second.store.path) == built  # opened, not rebuilt (same files, same modification times)
+    kinds = sorted(entry.kind for entry in list_cache(tmp_path / "cache"))
+    assert kinds == ["store", "synthme"]
+    assert not (tmp_path / "run_a" / "cache").exists() and not (tmp_path / "run_b" / "cache").exists()
+
+
+def test_read_only_cache_is_a_clear_error(monkeypatch: pytest.MonkeyPatch):
+    locked = Path(tempfile.mkdtemp(prefix="merkit-ro-cache-"))
+    try:
+        locked.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+        monkeypatch.setenv("MERKIT_CACHE", str(locked))
+        with unprivileged(), pytest.raises(CacheError, match=rf"{locked}.*MERKIT_CACHE.*cannot be written"):
+            prepare_data(DataConfig(**TINY), PREPROCESS, progress=False)
+    finally:
+        locked.chmod(0o700)
+        locked.rmdir()
+
+
+def test_read_only_cache_exits_2_in_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                                            tmp_path: Path):
+    monkeypatch.setenv("MERKIT_CACHE", str(tmp_path / "a_file"))
+    (tmp_path / "a_file").write_text("not a folder")
+    code = main(["prepare", "--data-root", str(tmp_path / "synthme")])
+    err = capsys.readouterr().err
+    assert code == 2 and "a_file" in err and "cannot be written" in err and "Traceback" not in err
+
+
+def test_prepare_with_a_read_only_data_root_writes_nothing_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture):
+    from merkit.data.synthetic import SynthMEConfig, generate_synthme
+
+    root = generate_synthme(tmp_path / "licensed_copy", SynthMEConfig(n_subjects=3, clips_per_subject=3, n_frames=8,
+                                                                      size=32), progress=False)
+    before = _tree(root)
+    for path in [root, *root.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    monkeypatch.setenv("MERKIT_CACHE", str(tmp_path / "cache"))
+    try:
+        code = main(["prepare", "--data-root", str(root), "--frames", "4", "--size", "16", "-q"])
+    finally:
+        for path in [root, *root.rglob("*")]:
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert _tree(root) == before  # nothing added or touched inside data_root (also when root ignores modes)
+    assert str(tmp_path / "cache") in out and [e.kind for e in list_cache(tmp_path / "cache")] == ["store"]
+
+
+def test_cache_list_shows_sizes_and_clear_empties_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture):
+    monkeypatch.setenv("MERKIT_CACHE", str(tmp_path / "cache"))
+    prepare_data(DataConfig(**TINY), PREPROCESS, progress=False)
+    assert main(["cache", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"cache: {tmp_path / 'cache'}  ($MERKIT_CACHE)" in out
+    lines = [line.split() for line in out.splitlines() if line.strip().startswith(("synthme", "store"))]
+    assert sorted(line[0] for line in lines) == ["store", "synthme"]
+    assert all(float(line[1]) > 0 and line[2] in ("B", "KiB", "MiB") for line in lines)
+    assert main(["cache", "clear"]) == 0
+    assert "freed" in capsys.readouterr().out and list_cache(tmp_path / "cache") == []
+    assert clear_cache(tmp_path / "cache") == 0
