@@ -4,6 +4,7 @@ Every command has ``--help``. User errors (an unknown parameter, a missing data_
 end with a one-line ``merkit: error: …`` on stderr and a non-zero exit code, without a traceback:
 
 - exit 2: bad command line or parameters (nothing was run),
+- exit 3: the run directory is locked by another live run (the message names its pid, host and start time),
 - exit 1: a notebook or a command failed while running.
 
 Heavy libraries (torch, papermill) are imported inside the commands so ``merkit --help`` answers at once.
@@ -19,6 +20,7 @@ from typing import Any, Sequence
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_LOCKED = 3  # another live process holds the run directory
 
 
 class UserError(Exception):
@@ -379,6 +381,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``merkit`` (and ``python -m merkit.cli``); returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from merkit.runlock import RunLock, RunLockedError
+
+    early_lock = None
+    if args.command in ("pipeline", "demo") and args.run_dir and not args.list_params:
+        # Before the heavy imports: a second pipeline into a busy run directory is refused in well under a
+        # second. run_pipeline takes the same lock again (re-entrant within this process).
+        try:
+            early_lock = RunLock(args.run_dir).acquire()
+        except RunLockedError as err:
+            print(f"merkit: error: {err}", file=sys.stderr)
+            return EXIT_LOCKED
     from merkit.pipeline import ParameterError, PipelineError
 
     try:
@@ -393,9 +406,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"merkit: error: {err}", file=sys.stderr)
         return EXIT_FAILED
+    except RunLockedError as err:
+        if args.debug:
+            raise
+        print(f"merkit: error: {err}", file=sys.stderr)
+        return EXIT_LOCKED
     except KeyboardInterrupt:
         print("merkit: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if early_lock is not None:
+            early_lock.release()
 
 
 if __name__ == "__main__":

@@ -20,8 +20,15 @@ Contract:
   kept as ``NN_name.failed.ipynb`` (and ``.failed.html``) to read the error in context.
 - A failing cell raises :class:`PipelineError` naming the notebook, the cell (position in the source
   notebook, 1-based), the exception type and message. Bad parameters raise :class:`ParameterError`.
-- ``resume=True`` skips a notebook whose executed copy exists and was run with the same source and
-  parameters, as long as every notebook before it was skipped too (later notebooks read earlier artefacts).
+- ``resume=True`` skips a notebook only when its executed copy exists and its source, its parameters, the
+  kit (version, git commit, and a hash of the merkit sources, which catches uncommitted edits) and the
+  manifest hash of the data are all unchanged, and every notebook before it was skipped too (later notebooks
+  read earlier artefacts). Otherwise it re-runs and the pipeline says why (``NotebookRun.reason``).
+- One pipeline per run directory: the run directory's lock (`merkit.runlock`) is taken before anything runs;
+  a second pipeline (or ``run_protocol``) into it fails at once with `RunLockedError` naming the holder; a
+  lock left by a killed run is taken over. Temporary files a killed run left in the run directory are removed.
+- Progress: the current notebook is printed, and while it runs the fold runner's progress file
+  (`merkit.progress`) is polled into one line: folds done / total and an ETA. Papermill's cell bar is off.
 """
 
 from __future__ import annotations
@@ -37,7 +44,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
+from merkit.progress import PROGRESS_ENV, PROGRESS_FILE, format_eta, read_progress
+from merkit.runlock import LOCK_ENV, RunLock, RunLockedError
 from merkit.runs import atomic_write_text
+
+__all__ = ["ParameterError", "PipelineError", "RunLockedError", "NotebookRun", "PipelineResult", "run_pipeline",
+           "check_parameters", "load_params_file", "resolve_notebooks", "notebook_parameters", "kit_identity",
+           "manifest_identity", "rerun_reasons", "export_html", "write_index", "read_metrics"]
 
 #: Where the kit's notebooks live (the repository's ``notebooks/``, next to the package in an editable install).
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -50,6 +63,10 @@ DEMO_PARAMS = NOTEBOOK_DIR / "demo.yaml"
 #: Seconds one cell may run before the pipeline gives up on it (papermill has no limit unless told).
 DEFAULT_CELL_TIMEOUT = 1800
 STATE_FILE = "pipeline_state.json"
+STATE_VERSION = 2
+# Environment for the notebook kernels: no messages a user cannot act on (debugpy's frozen-modules warning,
+# jupyter's path-migration notice).
+_QUIET_KERNEL_ENV = {"PYDEVD_DISABLE_FILE_VALIDATION": "1", "JUPYTER_PLATFORM_DIRS": "1"}
 
 # Keys shown first in the index page's metrics table, in this order, when metrics.json has them.
 _HEADLINE_KEYS = ("uf1", "uar", "accuracy", "acc", "n_samples", "n_subjects", "n_folds", "model", "protocol")
@@ -102,6 +119,7 @@ class NotebookRun:
     status: str  # "executed" | "skipped" (resumed) | "failed"
     seconds: float = 0.0
     parameters: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""  # why it ran (re-ran) rather than being skipped; "" when skipped
 
 
 @dataclass
@@ -299,10 +317,70 @@ def _output_name(position: int, source: Path) -> str:
     return stem if prefix.isdigit() else f"{position + 1:02d}_{stem}"
 
 
-def _fingerprint(source: Path, params: Mapping[str, Any]) -> str:
-    digest = hashlib.sha256(source.read_bytes())
-    digest.update(json.dumps(params, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
+def kit_identity() -> dict[str, Any]:
+    """What version of the kit runs: ``version``, git ``commit`` (None outside a checkout) and ``sources``, a
+    hash of every ``merkit/**/*.py`` (so an uncommitted edit, or an install without git, still shows)."""
+    import merkit
+    from merkit.runs import git_commit
+
+    package = Path(merkit.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return {"version": merkit.__version__, "commit": git_commit(package).get("commit"),
+            "sources": digest.hexdigest()[:16]}
+
+
+def manifest_identity(params: Mapping[str, Any]) -> str:
+    """A hash standing for the data the parameters describe: the manifest hash of ``data_root``'s sheet and
+    frames, or, for SynthME generated under the cache (empty ``data_root``), a hash of its config (the tree
+    is a function of it and of the kit, which `kit_identity` covers). ``"unreadable: …"`` when the manifest
+    cannot be built (the first notebook then fails with the full error)."""
+    import dataclasses
+
+    from merkit.config import DataConfig
+
+    fields = {f.name for f in dataclasses.fields(DataConfig)}
+    try:
+        data = DataConfig(**{k: v for k, v in params.items() if k in fields})
+        if not data.data_root and data.dataset == "synthme":
+            text = json.dumps(data.synthme_kwargs(), sort_keys=True)
+            return "synthme:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+        from merkit.data.datasets import build_manifest
+        from merkit.data.manifest import manifest_hash
+
+        return manifest_hash(build_manifest(data.dataset, Path(data.data_root), data.protocol or None))
+    except Exception as err:  # noqa: BLE001 - any failure is the notebook's to report in full
+        return f"unreadable: {type(err).__name__}"
+
+
+def _state_entry(source: Path, params: Mapping[str, Any], kit: Mapping[str, Any], manifest: str) -> dict[str, Any]:
+    return {"version": STATE_VERSION, "source": hashlib.sha256(source.read_bytes()).hexdigest(),
+            "parameters": json.loads(json.dumps(dict(params), sort_keys=True, default=str)),
+            "kit": dict(kit), "manifest": manifest}
+
+
+def rerun_reasons(saved: Any, current: Mapping[str, Any]) -> list[str]:
+    """Why a notebook whose last run is recorded as ``saved`` must run again under ``current`` ([] = skip)."""
+    if not isinstance(saved, Mapping) or saved.get("version") != STATE_VERSION:
+        return ["no record of what it last ran with" if saved is None else "recorded by an older kit"]
+    reasons = []
+    if saved.get("source") != current["source"]:
+        reasons.append("its source changed")
+    before, now = saved.get("parameters", {}), current["parameters"]
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if changed:
+        reasons.append("parameters changed: " + ", ".join(f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in changed))
+    kit_before, kit_now = saved.get("kit", {}), current["kit"]
+    if kit_before.get("version") != kit_now["version"]:
+        reasons.append(f"the kit's version changed ({kit_before.get('version')} -> {kit_now['version']})")
+    if kit_before.get("commit") and kit_now["commit"] and kit_before["commit"] != kit_now["commit"]:
+        reasons.append(f"the kit's git commit changed ({kit_before['commit'][:10]} -> {kit_now['commit'][:10]})")
+    elif kit_before.get("sources") != kit_now["sources"]:
+        reasons.append("the kit's sources changed (merkit/ edited since)")
+    if saved.get("manifest") != current["manifest"]:
+        reasons.append(f"the data's manifest changed ({saved.get('manifest')} -> {current['manifest']})")
+    return reasons
 
 
 def export_html(notebook: str | os.PathLike, html_path: str | os.PathLike) -> Path:
@@ -359,18 +437,98 @@ def run_pipeline(
     """Execute ``notebooks`` in order into ``run_dir`` with ``params``; see the module docstring for the contract.
 
     ``params`` must not hold ``run_dir`` (it is the first argument); ``data_root`` may be empty (the notebooks
-    then generate SynthME) or an existing directory. Raises `ParameterError` before anything runs, and
-    `PipelineError` when a notebook fails (earlier notebooks' executed copies stay in place).
+    then generate SynthME) or an existing directory. Raises `RunLockedError` at once when another live process
+    holds the run directory, `ParameterError` before anything runs, and `PipelineError` when a notebook fails
+    (earlier notebooks' executed copies stay in place). ``progress`` prints the current notebook and the fold
+    progress of 03_loso on stderr.
     """
+    with RunLock(run_dir) as lock:
+        if lock.stale and progress:
+            _say(f"took over the lock of run directory {lock.run_dir} left by pid {lock.stale.get('pid')} on "
+                 f"{lock.stale.get('host')} (started {lock.stale.get('started')}), which is no longer running")
+        return _run_locked(lock, params, notebooks, notebook_dir, kernel, cell_timeout, resume, progress, raw_names)
+
+
+def _say(text: str) -> None:
+    import sys
+
+    print(f"merkit: {text}", file=sys.stderr, flush=True)
+
+
+def remove_leftovers(run_dir: Path) -> list[Path]:
+    """Delete temporary files a killed run left in ``run_dir`` (atomic-write temporaries, papermill partial
+    notebooks); only safe while holding the run directory's lock. Returns what was removed."""
+    removed = []
+    for pattern in ("**/.*.tmp", "notebooks/.*.partial.ipynb"):
+        for path in run_dir.glob(pattern):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+class _ProgressLine:
+    """Poll ``run_dir/progress.json`` in a thread and show it as one updating bar (folds done / total, ETA)."""
+
+    def __init__(self, path: Path, label: str, since: float, enabled: bool):
+        import threading
+
+        self.path, self.label, self.since = path, label, since
+        self.bar: Any = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True) if enabled else None
+        if self.thread is not None:
+            self.thread.start()
+
+    def _poll(self) -> None:
+        from tqdm.auto import tqdm
+
+        seen = None
+        while not self.stop.wait(0.5):
+            record = read_progress(self.path)
+            if not record or record.get("updated", 0) < self.since:
+                continue
+            key = (record.get("stage"), record.get("done"), record.get("total"))
+            if key == seen:
+                continue
+            seen = key
+            if self.bar is None or self.bar.desc != f"{self.label} {record.get('stage', '')}":
+                if self.bar is not None:
+                    self.bar.close()
+                self.bar = tqdm(total=record.get("total"), desc=f"{self.label} {record.get('stage', '')}",
+                                unit="fold", bar_format="{desc}: {n_fmt}/{total_fmt} folds |{bar}| ETA {postfix}",
+                                dynamic_ncols=True)
+            self.bar.n = int(record.get("done", 0))
+            self.bar.set_postfix_str(format_eta(record.get("eta_seconds")), refresh=False)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.stop.set()
+            self.thread.join(timeout=2)
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_locked(
+    lock: RunLock,
+    params: Mapping[str, Any] | None,
+    notebooks: Iterable[str | os.PathLike],
+    notebook_dir: str | os.PathLike | None,
+    kernel: str,
+    cell_timeout: float | None,
+    resume: bool,
+    progress: bool,
+    raw_names: Iterable[str],
+) -> PipelineResult:
     import papermill
     from papermill.exceptions import PapermillExecutionError
-    from tqdm.auto import tqdm
 
+    run_dir = lock.run_dir
     params = dict(params or {})
-    if "run_dir" in params and Path(params.pop("run_dir")).resolve() != Path(run_dir).resolve():
+    if "run_dir" in params and Path(params.pop("run_dir")).resolve() != run_dir:
         raise ParameterError("run_dir is given twice with different values (as the run directory and as a parameter)")
     sources = resolve_notebooks(notebooks, notebook_dir)
-    run_dir = Path(run_dir).resolve()
     params["run_dir"] = str(run_dir)
     params.setdefault("data_root", "")
     per_notebook = check_parameters(params, sources, raw_names)
@@ -382,69 +540,107 @@ def run_pipeline(
 
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(run_dir)
     atomic_write_text(
         run_dir / "pipeline_params.yaml",
         yaml.safe_dump({k: v for k, v in params.items()}, sort_keys=True),
     )
     state_path = out_dir / STATE_FILE
-    state: dict[str, str] = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    try:
+        state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    except ValueError:
+        state = {}
+    kit = kit_identity()
+    manifest: str | None = None  # computed once, when first needed
 
+    # The kernels inherit the environment: the lock token lets run_protocol in, progress goes to our file.
+    saved_env = {name: os.environ.get(name) for name in (LOCK_ENV, PROGRESS_ENV, *_QUIET_KERNEL_ENV)}
+    os.environ.update(lock.child_env())
+    os.environ[PROGRESS_ENV] = str(run_dir / PROGRESS_FILE)
+    for name, value in _QUIET_KERNEL_ENV.items():
+        os.environ.setdefault(name, value)
     runs: list[NotebookRun] = []
     upstream_reran = not resume
-    bar = tqdm(list(enumerate(sources)), desc="pipeline", unit="notebook", disable=not progress)
-    for position, source in bar:
-        name = _output_name(position, source)
-        bar.set_postfix_str(name)
-        own = per_notebook[source]
-        output = out_dir / f"{name}.ipynb"
-        html_path = out_dir / f"{name}.html"
-        fingerprint = _fingerprint(source, own)
-        if not upstream_reran and output.is_file() and state.get(name) == fingerprint:
-            runs.append(NotebookRun(name, source, output, html_path if html_path.is_file() else None, "skipped", 0.0, own))
-            continue
-        upstream_reran = True
-        state.pop(name, None)
-        atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True))
-
-        partial = out_dir / f".{name}.partial.ipynb"
-        started = time.perf_counter()
-        try:
-            papermill.execute_notebook(
-                str(source),
-                str(partial),
-                parameters=own,
-                kernel_name=kernel,
-                execution_timeout=cell_timeout,
-                progress_bar=progress,
-                cwd=str(run_dir),
-            )
-        except Exception as err:  # noqa: BLE001 - every failure is reported with its notebook and cell
-            failed = out_dir / f"{name}.failed.ipynb"
-            cell, line = _failing_cell(partial)
-            if isinstance(err, PapermillExecutionError):
-                ename, evalue = err.ename, err.evalue
+    try:
+        for position, source in enumerate(sources):
+            name = _output_name(position, source)
+            label = f"[{position + 1}/{len(sources)}] {name}"
+            own = per_notebook[source]
+            output = out_dir / f"{name}.ipynb"
+            html_path = out_dir / f"{name}.html"
+            if manifest is None:
+                manifest = manifest_identity(params)
+            current = _state_entry(source, own, kit, manifest)
+            if not resume:
+                reasons = ["resume is off"]
+            elif upstream_reran:
+                reasons = ["an earlier notebook ran"]
+            elif not output.is_file():
+                reasons = ["it has not run into this directory yet" if name not in state else "its executed copy is missing"]
             else:
-                lines = [line for line in str(err).splitlines() if line.strip()]
-                ename, evalue = type(err).__name__, lines[0] if lines else ""
-            if partial.is_file():
-                os.replace(partial, failed)
-                try:
-                    export_html(failed, out_dir / f"{name}.failed.html")
-                except Exception:  # noqa: BLE001 - the HTML is a convenience; the error is what matters
-                    pass
-            if output.is_file():
-                output.unlink()  # a copy from an earlier run would be mistaken for this run's
-            runs.append(NotebookRun(name, source, failed, None, "failed", time.perf_counter() - started, own))
-            write_index(run_dir, runs)
-            raise PipelineError(
-                source.name, cell, ename, evalue, failed if failed.is_file() else None, line
-            ) from None
-        os.replace(partial, output)
-        export_html(output, html_path)
-        state[name] = fingerprint
-        atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True))
-        runs.append(NotebookRun(name, source, output, html_path, "executed", time.perf_counter() - started, own))
-    bar.close()
+                reasons = rerun_reasons(state.get(name), current)
+            if not reasons:
+                runs.append(NotebookRun(name, source, output, html_path if html_path.is_file() else None, "skipped", 0.0, own))
+                if progress:
+                    _say(f"{label}: skipped (source, parameters, kit and data unchanged)")
+                continue
+            reason = "; ".join(reasons)
+            if progress:
+                _say(f"{label}: running ({reason})")
+            upstream_reran = True
+            state.pop(name, None)
+            atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True))
+
+            partial = out_dir / f".{name}.partial.ipynb"
+            started = time.perf_counter()
+            line = _ProgressLine(run_dir / PROGRESS_FILE, label, time.time(), progress)
+            try:
+                papermill.execute_notebook(
+                    str(source),
+                    str(partial),
+                    parameters=own,
+                    kernel_name=kernel,
+                    execution_timeout=cell_timeout,
+                    progress_bar=False,
+                    cwd=str(run_dir),
+                )
+            except Exception as err:  # noqa: BLE001 - every failure is reported with its notebook and cell
+                line.close()
+                failed = out_dir / f"{name}.failed.ipynb"
+                cell, first_line = _failing_cell(partial)
+                if isinstance(err, PapermillExecutionError):
+                    ename, evalue = err.ename, err.evalue
+                else:
+                    lines = [text for text in str(err).splitlines() if text.strip()]
+                    ename, evalue = type(err).__name__, lines[0] if lines else ""
+                if partial.is_file():
+                    os.replace(partial, failed)
+                    try:
+                        export_html(failed, out_dir / f"{name}.failed.html")
+                    except Exception:  # noqa: BLE001 - the HTML is a convenience; the error is what matters
+                        pass
+                if output.is_file():
+                    output.unlink()  # a copy from an earlier run would be mistaken for this run's
+                runs.append(NotebookRun(name, source, failed, None, "failed", time.perf_counter() - started, own, reason))
+                write_index(run_dir, runs)
+                raise PipelineError(
+                    source.name, cell, ename, evalue, failed if failed.is_file() else None, first_line
+                ) from None
+            line.close()
+            os.replace(partial, output)
+            export_html(output, html_path)
+            state[name] = current
+            atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True))
+            seconds = time.perf_counter() - started
+            runs.append(NotebookRun(name, source, output, html_path, "executed", seconds, own, reason))
+            if progress:
+                _say(f"{label}: done in {seconds:.1f} s")
+    finally:
+        for env_name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(env_name, None)
+            else:
+                os.environ[env_name] = value
 
     index = write_index(run_dir, runs)
     return PipelineResult(run_dir, runs, index, read_metrics(run_dir))
