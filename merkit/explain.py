@@ -886,6 +886,9 @@ def explain_store(
 
     dataset = dataset_factory(store, positions_array)
     scores = score_methods(model, dataset, np.asarray(masks)[positions_array], methods, **kwargs)
+    from merkit.progress import pause_point
+
+    pause_point("explain.running")  # test hook (merkit.progress): a kill during 04_explain
     info_columns = [c for c in ("dataset", "subject", "sample", "emotion") if c in store.index.columns]
     info = store.index.iloc[positions_array][info_columns].reset_index(drop=True)  # row k = dataset item k
     scores = scores.join(info, on="clip")

@@ -603,6 +603,9 @@ def _run_locked(
                     execution_timeout=cell_timeout,
                     progress_bar=False,
                     cwd=str(run_dir),
+                    # the kernel's own log: its only warning is "TCP without encryption" for a kernel on
+                    # localhost, which a user cannot act on; errors in cells reach the notebook either way
+                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
                 )
             except Exception as err:  # noqa: BLE001 - every failure is reported with its notebook and cell
                 line.close()

@@ -18,6 +18,7 @@ same path (a shared file system on a cluster); no clip data is copied.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ import numpy as np
 import pandas as pd
 
 from merkit import executors
+from merkit.progress import pause_point
+from merkit.runlock import RunLock
 from merkit.executors import EXECUTORS
 from merkit.protocols import (
     Fold,
@@ -117,6 +120,7 @@ def fold_result(run_config: Any, store: Any, fold: Fold, classes: Sequence[str],
     index = store.index
     spec = getattr(model, "input_spec", None)
     test_ds = model_dataset(spec, store, np.asarray(fold.test), augment=False, seed=seed)
+    pause_point("fold.inside")  # test hook (merkit.progress): a kill inside a fold, after training
     probs, preds = predict(model, test_ds, batch_size=train_cfg.batch_size, precision=train_cfg.precision)
 
     rows = index.iloc[np.asarray(fold.test)]
@@ -215,24 +219,44 @@ def run_protocol(
     _check_preprocess(run_config, store)
     _check_model_input(run_config, store, classes)
 
-    if not isinstance(run_dir, RunDir):
-        run_dir = RunDir(run_dir, run_config, manifest_hash=_manifest_hash(store))
+    # One writer per run directory; a pipeline holding it lets its kernels in (see merkit.runlock).
+    with RunLock(run_dir.path if isinstance(run_dir, RunDir) else run_dir) as lock:
+        if lock.stale:
+            warnings.warn(f"took over the lock of {lock.run_dir} left by pid {lock.stale.get('pid')} on "
+                          f"{lock.stale.get('host')} (started {lock.stale.get('started')}), no longer running",
+                          RuntimeWarning, stacklevel=2)
+        if not isinstance(run_dir, RunDir):
+            run_dir = RunDir(run_dir, run_config, manifest_hash=_manifest_hash(store))
+        return _run_folds(run_dir, run_config, store, classes, all_folds, by_key, selected, executor, workers,
+                          ray_address, progress, save_checkpoints)
+
+
+def _run_folds(run_dir: Any, run_config: Any, store: Any, classes: list[str], all_folds: list[Fold],
+               by_key: dict[str, Fold], selected: list[Fold], executor: str, workers: int, ray_address: str | None,
+               progress: bool, save_checkpoints: bool) -> pd.DataFrame:
+    from merkit.progress import FoldProgress, progress_path
+
+    protocol = run_config.protocol
     done = {str(k) for k in run_dir.completed_folds()}
     todo = [f for f in selected if f.key not in done]
 
     bar = _tqdm(total=len(selected), initial=len(selected) - len(todo), desc=f"{protocol.name} folds",
                 unit="fold", disable=not progress)
-    seconds: dict[str, float] = {}
+    # The progress file reaches the pipeline's terminal (a kernel's bars stay inside its notebook).
+    target = progress_path(run_dir.path)
+    where = os.path.relpath(run_dir.path, target.parent)
+    stage = f"{protocol.name} folds" + ("" if where == "." else f" ({where})")
+    tracker = FoldProgress(run_dir.path, stage, total=len(selected), done=len(selected) - len(todo))
 
     def persist(result: FoldResult) -> None:
         # checkpoint first, done marker last: a crash in between leaves the fold incomplete, never half-done
         if save_checkpoints and result.state_dict is not None:
             run_dir.save_checkpoint(result.key, result.state_dict)
         history = result.history.assign(device=result.device)
-        run_dir.mark_fold_done(result.key, result.predictions, history)
-        seconds[result.key] = result.seconds
+        run_dir.mark_fold_done(result.key, result.predictions, history, seconds=result.seconds)
         bar.update(1)
         bar.set_postfix(fold=result.key)
+        tracker.update(1)
 
     plan = None
     if todo:
@@ -265,6 +289,7 @@ def run_protocol(
         elif executor == "sequential" or not todo:
             for fold in todo:
                 persist_named(run_fold(run_config, store, fold, classes, progress=progress, keep_weights=save_checkpoints))
+                pause_point("fold.between")  # test hook (merkit.progress): a kill between two folds
         elif executor == "processes":
             executors.run_processes(run_fold, run_config, store, todo, classes, workers, save_checkpoints,
                                     persist_named)
@@ -276,7 +301,7 @@ def run_protocol(
 
     predictions = run_dir.load_predictions()
     if {str(k) for k in run_dir.completed_folds()} >= set(by_key):
-        _write_run_outputs(run_dir, predictions, classes, all_folds, protocol.name, seconds)
+        _write_run_outputs(run_dir, predictions, classes, all_folds, protocol.name)
     return predictions
 
 
@@ -409,7 +434,7 @@ def _check_no_shared_subject(index: pd.DataFrame, val_positions: np.ndarray, tes
 
 
 def _write_run_outputs(run_dir: Any, predictions: pd.DataFrame, classes: list[str], all_folds: list[Fold],
-                       protocol: str, seconds: dict[str, float]) -> None:
+                       protocol: str) -> None:
     from merkit.metrics import summarise
 
     order = {f.key: i for i, f in enumerate(all_folds)}
@@ -418,8 +443,9 @@ def _write_run_outputs(run_dir: Any, predictions: pd.DataFrame, classes: list[st
     metrics = summarise(predictions, classes)
     metrics["protocol"] = protocol
     metrics["folds_missing_classes"] = {f.key: list(f.missing_classes) for f in all_folds if f.missing_classes}
-    metrics["fold_seconds_this_call"] = seconds
-    run_dir.write_metrics(metrics)
+    run_dir.write_metrics(metrics)  # results only: a resumed run writes the same bytes as an uninterrupted one
+    # Wall time per fold (from each fold's done marker, so a resumed run keeps the earlier folds' times).
+    run_dir.write_json("timings.json", {"fold_seconds": run_dir.fold_seconds()})
 
 
 def _tqdm(**kwargs: Any) -> Any:

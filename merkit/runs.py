@@ -426,7 +426,7 @@ class RunDir:
         return sorted(folds, key=_fold_sort_key)
 
     def mark_fold_done(self, fold: Any, predictions: pd.DataFrame,
-                       history: pd.DataFrame | None = None) -> None:
+                       history: pd.DataFrame | None = None, *, seconds: float | None = None) -> None:
         """Write the fold's ``predictions.csv`` (and ``history.csv``), then its done marker, atomically.
 
         ``predictions`` follows :data:`merkit.metrics.PREDICTION_COLUMNS` (``fold`` is filled in when
@@ -452,7 +452,18 @@ class RunDir:
         if history is not None:
             atomic_write_csv(history, d / "history.csv")
         atomic_write_json(done, {"fold": fold, "n_predictions": len(predictions),
-                                 "has_history": history is not None})
+                                 "has_history": history is not None, "seconds": seconds})
+
+    def fold_seconds(self) -> dict[str, float | None]:
+        """Wall seconds of each completed fold, as recorded in its done marker (None when not recorded)."""
+        seconds = {}
+        for fold in self.completed_folds():
+            try:
+                marker = json.loads(self._done_path(fold).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            seconds[str(fold)] = marker.get("seconds")
+        return seconds
 
     def load_predictions(self) -> pd.DataFrame:
         """Predictions of every completed fold, in fold order (empty table if none are complete)."""

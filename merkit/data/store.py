@@ -33,6 +33,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import socket
 import uuid
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -46,6 +47,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from merkit.data.flow import FlowConfig, flow_image
+from merkit.progress import pause_point
 from merkit.data.preprocess import (
     Box,
     PreprocessConfig,
@@ -378,6 +380,24 @@ def _discard(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+_HOST = socket.gethostname().replace("-", "_")
+
+
+def _remove_dead_builds(cache_dir: Path) -> None:
+    """Delete build folders left by killed processes of this host (``.tmp-<key>-<host>-<pid>-<hex>``); a build of
+    a live process, or of another host sharing the cache, is left alone."""
+    for tmp in cache_dir.glob(".tmp-*"):
+        parts = tmp.name.rsplit("-", 3)
+        if len(parts) != 4 or parts[1] != _HOST or not parts[2].isdigit():
+            continue
+        try:
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
 def build_store(
     manifest: pd.DataFrame,
     data_root: str | os.PathLike,
@@ -409,7 +429,8 @@ def build_store(
             warnings.warn(f"clip store damaged, rebuilding: {error}", stacklevel=2)
             _discard(final)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+    _remove_dead_builds(cache_dir)
+    tmp = cache_dir / f".tmp-{key}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         _build_into(tmp, key, manifest, Path(data_root), config, workers, mask_loader, flow, progress)
@@ -465,6 +486,7 @@ def _build_into(
                 except Exception as error:
                     raise StoreBuildError(_failure(row, f"{type(error).__name__}: {error}")) from error
                 bar.update()
+                pause_point("store.building")  # test hook (merkit.progress): a kill mid-build
         else:
             context = multiprocessing.get_context("spawn")  # fork after OpenCV/torch threads can deadlock
             # A few rows per task: fewer round trips, still small enough for a smooth progress bar.
