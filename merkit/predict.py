@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-__all__ = ["BUNDLE_FORMAT", "PredictError", "ModelBundle", "Prediction", "save_model", "load_model", "predict_clip"]
+__all__ = ["BUNDLE_FORMAT", "PredictError", "StaleModelError", "ModelBundle", "Prediction", "save_model", "load_model", "predict_clip"]
 
 BUNDLE_FORMAT = "merkit-model/1"
 #: File name of the model bundle inside a run directory.
@@ -50,6 +50,14 @@ RUN_MODEL_FILE = "model.pt"
 
 class PredictError(ValueError):
     """The clip, the run or the checkpoint cannot be used for prediction; the message names the file."""
+
+
+class StaleModelError(PredictError):
+    """A model bundle was trained under other parameters than the ones asked for (``load_model(expect=…)``)."""
+
+
+# Config keys that do not change which network a bundle holds (scheduling, and where it ran).
+_MODEL_IRRELEVANT_KEYS = frozenset({"protocol.executor", "protocol.workers", "protocol.ray_address", "train.device"})
 
 
 @dataclass
@@ -63,6 +71,8 @@ class ModelBundle:
     stats: tuple[np.ndarray, np.ndarray] | None = None  # per-channel mean/std for normalise="dataset"
     path: Path | None = None
     flow: dict[str, Any] | None = None  # FlowConfig fields of the training store (flow models only)
+    run_config: dict[str, Any] | None = None  # the RunConfig (dict) it was trained under; None from an older kit
+    written: dict[str, Any] | None = None  # when, where (run directory) and on which host it was written
 
 
 def save_model(
@@ -74,11 +84,17 @@ def save_model(
     normalise: str = "clip",
     stats: tuple[np.ndarray, np.ndarray] | None = None,
     flow: Any = None,
+    run_config: Any = None,
 ) -> Path:
     """Write a model bundle (atomically). ``model`` must come from ``merkit.models.create_model`` (it records
     ``model_config``); ``preprocess`` is the ``PreprocessConfig`` (or its dict) the training clips went through;
     ``flow`` the ``FlowConfig`` (or its dict) of the training store's flow images, required for a flow model
-    (pass ``store.flow_config``) and ignored for clip models."""
+    (pass ``store.flow_config``) and ignored for clip models. ``run_config`` (a ``RunConfig`` or its dict) is the
+    configuration it was trained under: recorded with when and where the file was written, so that
+    ``load_model(path, expect=config)`` can refuse a model trained under other parameters."""
+    import datetime
+    import socket
+
     from merkit.runs import atomic_torch_save
 
     config = getattr(model, "model_config", None)
@@ -104,8 +120,38 @@ def save_model(
         "normalise": normalise,
         "stats": None if stats is None else [np.asarray(s, dtype=np.float32).tolist() for s in stats],
         "flow": flow,
+        "run_config": None if run_config is None else json.dumps(_config_dict(run_config), sort_keys=True),
+        "written": json.dumps({"time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                               "run_dir": str(Path(path).resolve().parent), "host": socket.gethostname()}),
     }
     return atomic_torch_save(bundle, path)
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    """A RunConfig (or dict) as plain JSON values, so it compares equal to what a bundle recorded."""
+    from merkit.runs import to_jsonable
+
+    return json.loads(json.dumps(to_jsonable(config.to_dict() if hasattr(config, "to_dict") else dict(config))))
+
+
+def check_model_config(bundle: "ModelBundle", expect: Any) -> None:
+    """Raise `StaleModelError` unless ``bundle`` was trained under ``expect`` (a ``RunConfig`` or its dict), up to
+    scheduling keys; the message names the file, where and when it was written, and every parameter that differs."""
+    from merkit.runs import config_differences
+
+    where = bundle.path or "the model bundle"
+    if bundle.run_config is None:
+        raise StaleModelError(
+            f"{where} has no record of the parameters it was trained under (written by an older kit), so it "
+            "cannot be checked against this notebook's; re-run 02_train (or delete the file) to train it again")
+    differences = config_differences(bundle.run_config, _config_dict(expect), _MODEL_IRRELEVANT_KEYS)
+    if differences:
+        written = bundle.written or {}
+        raise StaleModelError(
+            f"{where} was trained under other parameters (written {written.get('time', '?')} by the run in "
+            f"{written.get('run_dir', '?')} on {written.get('host', '?')}), so it is not the model of these "
+            f"parameters:\n  " + "\n  ".join(differences)
+            + "\nRe-run 02_train with these parameters (or delete the file) before explaining it.")
 
 
 def _bundle_path(run_dir: str | os.PathLike | None, checkpoint: str | os.PathLike | None) -> Path:
@@ -125,8 +171,12 @@ def _bundle_path(run_dir: str | os.PathLike | None, checkpoint: str | os.PathLik
     return path
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> ModelBundle:
-    """Read a model bundle written by `save_model`; the model is rebuilt from the registry, in eval mode."""
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", *, expect: Any = None) -> ModelBundle:
+    """Read a model bundle written by `save_model`; the model is rebuilt from the registry, in eval mode.
+
+    With ``expect`` (the ``RunConfig`` of the caller), a bundle trained under other parameters, or one that does
+    not say, raises `StaleModelError` naming the file, its origin and the differing parameters (see
+    `check_model_config`): a notebook never explains an old network as the current one."""
     from merkit.models import create_model
 
     path = Path(path)
@@ -143,7 +193,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
     model.load_state_dict(bundle["state_dict"])
     model.to(device).eval()
     stats = bundle.get("stats")
-    return ModelBundle(
+    loaded = ModelBundle(
         model=model,
         classes=list(bundle["classes"]),
         preprocess=dict(bundle["preprocess"]),
@@ -151,7 +201,12 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
         stats=None if stats is None else (np.asarray(stats[0], np.float32), np.asarray(stats[1], np.float32)),
         path=path,
         flow=None if bundle.get("flow") is None else dict(bundle["flow"]),
+        run_config=None if bundle.get("run_config") is None else json.loads(bundle["run_config"]),
+        written=None if bundle.get("written") is None else json.loads(bundle["written"]),
     )
+    if expect is not None:
+        check_model_config(loaded, expect)
+    return loaded
 
 
 @dataclass

@@ -120,7 +120,7 @@ def fold_result(run_config: Any, store: Any, fold: Fold, classes: Sequence[str],
     index = store.index
     spec = getattr(model, "input_spec", None)
     test_ds = model_dataset(spec, store, np.asarray(fold.test), augment=False, seed=seed)
-    pause_point("fold.inside")  # test hook (merkit.progress): a kill inside a fold, after training
+    pause_point(f"{run_config.protocol.name}.fold.inside")  # test hook (merkit.progress): a kill inside a fold
     probs, preds = predict(model, test_ds, batch_size=train_cfg.batch_size, precision=train_cfg.precision)
 
     rows = index.iloc[np.asarray(fold.test)]
@@ -289,7 +289,7 @@ def _run_folds(run_dir: Any, run_config: Any, store: Any, classes: list[str], al
         elif executor == "sequential" or not todo:
             for fold in todo:
                 persist_named(run_fold(run_config, store, fold, classes, progress=progress, keep_weights=save_checkpoints))
-                pause_point("fold.between")  # test hook (merkit.progress): a kill between two folds
+                pause_point(f"{protocol.name}.fold.between")  # test hook (merkit.progress): a kill between folds
         elif executor == "processes":
             executors.run_processes(run_fold, run_config, store, todo, classes, workers, save_checkpoints,
                                     persist_named)

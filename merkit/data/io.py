@@ -1,4 +1,8 @@
-"""Reading clips: frame folders (jpg/png/bmp) and video files (mp4/avi through decord).
+"""Reading clips: frame folders (jpg/png/bmp) and video files (mp4/avi through decord, or OpenCV without it).
+
+Videos are decoded by decord where it is installed (it has wheels for x86-64 Linux, Windows and Intel macOS
+only; requirements.txt installs it there) and by OpenCV's VideoCapture elsewhere (e.g. macOS on Apple
+silicon, aarch64 Linux); the switch is said once, as a warning. Both return RGB frames by 0-based index.
 
 Axis letters: T frames, H height, W width, 3 RGB channels.
 
@@ -139,13 +143,62 @@ def _read_folder(folder: Path, onset: int | None, offset: int | None, sample: st
     return Clip(np.stack(images), numbers)  # T x (H, W, 3) -> (T, H, W, 3)
 
 
-def video_length(path: str | PathLike, *, sample: str | None = None) -> int:
-    """Number of frames decord reports for a video; ClipReadError when it cannot be opened."""
-    import decord
+_BACKEND_SAID = False
 
+
+class VideoBackendWarning(UserWarning):
+    """decord is not installed: videos are read through OpenCV (said once per process)."""
+
+
+def video_backend() -> str:
+    """``"decord"`` when it can be imported, else ``"opencv"`` (warning once, `VideoBackendWarning`)."""
+    global _BACKEND_SAID
+    try:
+        import decord  # noqa: F401
+    except ImportError:
+        if not _BACKEND_SAID:
+            import warnings
+
+            _BACKEND_SAID = True
+            warnings.warn("decord is not installed (it has no wheel for this platform): videos are read through "
+                          "OpenCV instead", VideoBackendWarning, stacklevel=3)
+        return "opencv"
+    return "decord"
+
+
+def _opencv_frames(path: Path, last: int | None) -> list[np.ndarray]:
+    """Decode frames 0..last (all when None) with OpenCV, as RGB; stops early at the end of the stream."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise OSError("OpenCV cannot open it")
+    frames = []
+    try:
+        while last is None or len(frames) <= last:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))  # (H, W, 3) BGR -> RGB
+    finally:
+        capture.release()
+    if not frames:
+        raise OSError("no frame could be decoded")
+    return frames
+
+
+def video_length(path: str | PathLike, *, sample: str | None = None) -> int:
+    """Number of frames a video decodes to; ClipReadError when it cannot be opened."""
     path = Path(path)
     if not path.is_file():
         raise ClipReadError(f"video not found: {path}", path=path, sample=sample)
+    if video_backend() == "opencv":
+        try:
+            return len(_opencv_frames(path, None))
+        except OSError as error:
+            raise ClipReadError(f"unreadable video {path}: {error}", path=path, sample=sample) from None
+    import decord
+
     try:
         return len(decord.VideoReader(str(path)))
     except Exception as error:  # decord raises DECORDError or RuntimeError for corrupt containers
@@ -157,11 +210,27 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def _read_video(path: Path, onset: int | None, offset: int | None, sample: str | None) -> Clip:
-    import decord
+def _read_video_opencv(path: Path, onset: int | None, offset: int | None, sample: str | None) -> Clip:
+    first = 0 if onset is None else int(onset)
+    try:
+        frames = _opencv_frames(path, None if offset is None else int(offset))
+    except OSError as error:
+        raise ClipReadError(f"unreadable video {path}: {error}", path=path, sample=sample) from None
+    last = len(frames) - 1 if offset is None else int(offset)
+    if first < 0 or last >= len(frames):
+        raise ClipReadError(f"frames {first}..{last} requested but {path} decodes to {len(frames)} frames "
+                            f"(0..{len(frames) - 1})", path=path, sample=sample)
+    numbers = np.arange(first, last + 1, dtype=np.int64)
+    return Clip(np.ascontiguousarray(np.stack(frames[first : last + 1]), dtype=np.uint8), numbers)  # (T, H, W, 3)
 
+
+def _read_video(path: Path, onset: int | None, offset: int | None, sample: str | None) -> Clip:
     if not path.is_file():
         raise ClipReadError(f"video not found: {path}", path=path, sample=sample)
+    if video_backend() == "opencv":
+        return _read_video_opencv(path, onset, offset, sample)
+    import decord
+
     try:
         reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
         length = len(reader)

@@ -169,8 +169,19 @@ def _write_video(path: Path, clip: RenderedClip, config: SynthMEConfig) -> None:
 def _check_video_decodes(path: Path, n_frames: int) -> None:
     """Fail at generation, not in training, when decord cannot read the video back.
 
-    decord 0.6.0 fails on some mp4v frame sizes (48 and 72 px do; 40, 56, 64, 80, 96, 112, 128 work).
+    decord 0.6.0 fails on some mp4v frame sizes (48 and 72 px do; 40, 56, 64, 80, 96, 112, 128 work). Without
+    decord (no wheel on this platform) the video is read back the way the kit will read it: through OpenCV.
     """
+    from merkit.data.io import read_clip, video_backend
+
+    if video_backend() == "opencv":
+        try:
+            length = len(read_clip(path).frames)
+        except Exception as error:  # noqa: BLE001 - ClipReadError, named below
+            raise OSError(f"OpenCV cannot read the SynthME video {path} back ({error})") from None
+        if length != n_frames:
+            raise OSError(f"SynthME video {path} decodes to {length} frames, {n_frames} were written")
+        return
     import decord
 
     try:
