@@ -39,7 +39,7 @@ LOCK_FILE = "run.lock"
 #: Environment variable through which a lock holder lets its child processes (notebook kernels) in.
 LOCK_ENV = "MERKIT_RUN_LOCK"
 
-# path -> [fd, depth, holder] of the locks this process holds (flock is per open file, so re-opening the same
+# path -> [fd, depth, holder, stale record taken over] of the locks this process holds (flock is per open file, so re-opening the same
 # file in the same process would lock against ourselves)
 _HELD: dict[str, list[Any]] = {}
 
@@ -94,6 +94,7 @@ class RunLock:
         if key in _HELD:
             _HELD[key][1] += 1
             self._owned = True
+            self.stale = _HELD[key][3]  # what the outermost acquire took over, for whoever reports it
             return self
         if fcntl is None:  # pragma: no cover
             return self
@@ -123,7 +124,7 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         os.fsync(fd)
-        _HELD[key] = [fd, 1, holder]
+        _HELD[key] = [fd, 1, holder, self.stale]
         self._owned = True
         return self
 

@@ -72,6 +72,8 @@ def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path: Path):
     with RunLock(tmp_path / "run") as lock:
         assert lock.stale is not None and lock.stale["pid"] == holder.pid
         assert read_holder(tmp_path / "run")["pid"] == os.getpid()
+        with RunLock(tmp_path / "run") as inner:  # the pipeline re-entering the CLI's lock still learns of it
+            assert inner.stale == lock.stale
     assert read_holder(tmp_path / "run") == {}  # released: an empty lock file is a free one
 
 
