@@ -496,10 +496,10 @@ class _ProgressLine:
                 if self.bar is not None:
                     self.bar.close()
                 self.bar = tqdm(total=record.get("total"), desc=f"{self.label} {record.get('stage', '')}",
-                                unit="fold", bar_format="{desc}: {n_fmt}/{total_fmt} folds |{bar}| ETA {postfix}",
+                                unit="fold", bar_format="{desc}: |{bar}| {n_fmt}/{total_fmt} folds{postfix}",
                                 dynamic_ncols=True)
             self.bar.n = int(record.get("done", 0))
-            self.bar.set_postfix_str(format_eta(record.get("eta_seconds")), refresh=False)
+            self.bar.set_postfix_str(f"ETA {format_eta(record.get('eta_seconds'))}", refresh=False)  # ", ETA 1:05"
             self.bar.refresh()
 
     def close(self) -> None:
