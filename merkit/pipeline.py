@@ -46,7 +46,14 @@ import yaml
 
 from merkit.progress import PROGRESS_ENV, PROGRESS_FILE, format_eta, read_progress
 from merkit.runlock import LOCK_ENV, RunLock, RunLockedError
-from merkit.runs import atomic_write_text
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """`merkit.runs.atomic_write_text`, imported on first use: merkit.runs pulls in numpy and pandas, and the CLI
+    imports this module to build its parser, before it refuses a locked run directory."""
+    from merkit.runs import atomic_write_text as write
+
+    return write(path, text)
 
 __all__ = ["ParameterError", "PipelineError", "RunLockedError", "NotebookRun", "PipelineResult", "run_pipeline",
            "check_parameters", "load_params_file", "resolve_notebooks", "notebook_parameters", "kit_identity",

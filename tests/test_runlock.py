@@ -59,8 +59,8 @@ def test_second_pipeline_into_a_locked_directory_exits_at_once(tmp_path: Path):
     assert f"pid {holder.pid}" in second.stderr and socket.gethostname() in second.stderr
     assert "Traceback" not in second.stderr
     assert not (run_dir / "notebooks").exists()  # refused before anything ran
-    # Refused before the heavy imports: a python start-up and the stdlib, not notebooks (generous for a
-    # loaded CI machine; it takes about 0.2 s on an idle one).
+    # Refused before the heavy imports (no numpy, pandas, torch, papermill): 0.5 s measured on the shared 2-core
+    # machine at load 11; the bound is generous for a loaded CI machine.
     assert elapsed < 5, f"refusal took {elapsed:.1f} s"
 
 
