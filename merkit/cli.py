@@ -1,4 +1,5 @@
-"""The ``merkit`` command: ``pipeline``, ``demo``, ``prepare``, ``synthme``, ``predict``, ``models``.
+"""The ``merkit`` command: ``pipeline``, ``demo``, ``sweep``, ``compare``, ``report``, ``prepare``, ``synthme``, ``predict``,
+``models``.
 
 Every command has ``--help``. User errors (an unknown parameter, a missing data_root, a notebook that fails)
 end with a one-line ``merkit: error: …`` on stderr and a non-zero exit code, without a traceback:
@@ -128,6 +129,68 @@ def _add_pipeline_options(parser: argparse.ArgumentParser, default_run_dir: str 
     parser.add_argument("--no-resume", action="store_true", help="re-execute every notebook even if an identical run exists")
     parser.add_argument("--list-params", action="store_true", help="print each notebook's parameters and exit")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sweep / compare / report
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _print_compare(result: Any) -> None:
+    for line in result.skipped:
+        print(f"merkit: skipped {line}", file=sys.stderr)
+    shown = [c for c in result.table.columns if c not in ("run_dir", "uf1_low", "uf1_high", "uar_low", "uar_high")]
+    print(result.table[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if result.seeds is not None:
+        print("across seeds (mean, sd):")
+        print(result.seeds.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"compare: {result.html} ({result.csv.name}, {result.png.name})")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from merkit.sweep import check_sweep, expand_grid, run_sweep, sweep_from_file
+
+    spec = sweep_from_file(args.grid, out=args.out, executor=args.executor, workers=args.workers,
+                           notebooks=args.notebooks)
+    if args.dry_run:
+        points = expand_grid(spec)
+        check_sweep(spec, points, args.notebook_dir)
+        for point in points:
+            print(f"{point.run_dir}  {point.values}")
+        return 0
+    from merkit.pipeline import DEFAULT_CELL_TIMEOUT
+
+    timeout = args.cell_timeout if args.cell_timeout is not None else DEFAULT_CELL_TIMEOUT
+    result = run_sweep(spec, notebook_dir=args.notebook_dir, cell_timeout=timeout,
+                       resume=not args.no_resume, progress=not args.quiet)
+    if result.compare is not None:
+        _print_compare(result.compare)
+    else:
+        for line in result.skipped:
+            print(f"merkit: {line}", file=sys.stderr)
+    for point in result.failed:
+        print(f"merkit: error: run {point.name} failed: {point.error}", file=sys.stderr)
+    return EXIT_FAILED if result.failed else 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from merkit.report import compare_runs
+
+    out = args.out
+    if out is None:
+        parents = {Path(run).resolve().parent for run in args.run_dirs}
+        out = parents.pop() if len(parents) == 1 else Path.cwd()
+    _print_compare(compare_runs(args.run_dirs, out))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from merkit.report import write_report
+
+    if not Path(args.run_dir).is_dir():
+        raise UserError(f"run directory {args.run_dir} does not exist")
+    print(f"report: {write_report(args.run_dir)}")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -268,6 +331,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
+        "sweep",
+        help="run the pipeline over a grid of parameters, then compare the runs",
+        description="Run the pipeline once per combination of the lists under `grid:` in GRID.yaml, one run "
+        "directory each (OUT/name=value_...), then write OUT/compare.csv, compare.html and compare.png. Every "
+        "parameter of every run is checked against the notebooks before anything runs. Grid file keys: grid, "
+        "params, params_files, notebooks, out, executor, workers.",
+    )
+    p.add_argument("grid", metavar="GRID.yaml")
+    p.add_argument("--out", default=None, help="folder of the run directories (default: the file's `out`, else runs/<GRID stem>)")
+    p.add_argument("--executor", default=None, choices=("sequential", "processes"),
+                   help="how runs are executed (default: the file's, else sequential)")
+    p.add_argument("--workers", type=int, default=None, help="runs at once with --executor processes")
+    p.add_argument("--notebooks", nargs="+", default=None, metavar="NB", help="notebooks to run (default: the file's, else all)")
+    p.add_argument("--notebook-dir", default=None, help="where notebook names are looked up (default: the kit's notebooks/)")
+    p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS", help="give up on a cell after this many seconds")
+    p.add_argument("--no-resume", action="store_true", help="re-execute every notebook of every run")
+    p.add_argument("--dry-run", action="store_true", help="check the grid and list the runs without running them")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare run directories side by side (table + figure)",
+        description="Write compare.csv, compare.html and compare.png of the given run directories: pooled UF1/UAR "
+        "with intervals, per-dataset scores, wall time and what differs in their configurations; mean ± sd "
+        "over seeds. A directory without metrics.json is reported and skipped.",
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", default=None, help="where to write (default: the runs' common parent folder, else here)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "report",
+        help="rebuild a run directory's index.html report",
+        description="Write RUN_DIR/index.html from what the run directory holds (metrics, figures, data summary, "
+        "configuration, notebooks); images are embedded, so the page opens without a server.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
         "prepare",
         help="generate SynthME and/or build a manifest and the preprocessed clip store",
         description="Build the manifest of DATASET under --data-root (for synthme, generating it there first when "
@@ -368,6 +472,7 @@ def _library_user_errors() -> tuple[type[BaseException], ...]:
         ("merkit.data.preprocess", ("PreprocessError",)),
         ("merkit.runs", ("CheckpointError",)),
         ("merkit.predict", ("PredictError",)),
+        ("merkit.report", ("CompareError",)),
     ):
         try:
             imported = __import__(module, fromlist=list(names))

@@ -6,7 +6,7 @@ A pipeline run executes ``notebooks/01_data … 04_explain`` (or any list of not
       notebooks/01_data.ipynb  01_data.html  …   executed copies and their HTML export
       notebooks/pipeline_state.json               what each executed notebook was run with (for resume)
       pipeline_params.yaml                         the parameters of the last run, as given
-      index.html                                   links to every notebook + the headline metrics
+      index.html                                   the report: scores, figures, data, config, notebooks
       …                                            whatever the notebooks write (metrics.json, figures/, …)
 
 Contract:
@@ -34,7 +34,6 @@ Contract:
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import os
 import time
@@ -704,51 +703,7 @@ def format_metric(metrics: Mapping[str, Any], key: str, value: Any) -> str:
 
 
 def write_index(run_dir: str | os.PathLike, runs: Sequence[NotebookRun]) -> Path:
-    """Write ``run_dir/index.html``: one row per notebook (link, status, time) and the headline metrics."""
-    run_dir = Path(run_dir)
-    rows = []
-    for run in runs:
-        link_target = run.html if run.html is not None and run.html.is_file() else run.output
-        failed_html = run.output.with_suffix(".html")
-        if run.status == "failed" and failed_html.is_file():
-            link_target = failed_html
-        href = html.escape(os.path.relpath(link_target, run_dir))
-        ipynb = html.escape(os.path.relpath(run.output, run_dir))
-        rows.append(
-            f"<tr class='{run.status}'><td><a href='{href}'>{html.escape(run.name)}</a></td>"
-            f"<td>{run.status}</td><td>{run.seconds:.1f} s</td><td><a href='{ipynb}'>.ipynb</a></td></tr>"
-        )
-    all_metrics = read_metrics(run_dir)
-    metrics = headline_metrics(all_metrics)
-    metric_rows = "".join(
-        f"<tr><td>{html.escape(key)}</td><td>{html.escape(format_metric(all_metrics, key, value))}</td></tr>"
-        for key, value in metrics
-    )
-    metrics_html = (
-        f"<table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>"
-        if metric_rows
-        else "<p>No metrics.json in this run yet.</p>"
-    )
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>merkit run {html.escape(run_dir.name)}</title>
-<style>
-body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; }}
-table {{ border-collapse: collapse; margin-bottom: 2em; }}
-td, th {{ border: 1px solid #ccc; padding: 0.3em 0.8em; text-align: left; }}
-tr.failed td {{ background: #fdd; }}
-</style></head><body>
-<h1>merkit run: {html.escape(run_dir.name)}</h1>
-<p>Run directory: <code>{html.escape(str(run_dir))}</code></p>
-<h2>Headline metrics</h2>
-<p>Pooled over all folds (sum TP/FP/FN per class over folds, then average over classes), from <code>metrics.json</code>;
-95 % bootstrap intervals in brackets.</p>
-{metrics_html}
-<h2>Notebooks</h2>
-<table><tr><th>notebook</th><th>status</th><th>time</th><th>source</th></tr>
-{''.join(rows)}
-</table>
-</body></html>
-"""
-    index = run_dir / "index.html"
-    atomic_write_text(index, page)
-    return index
+    """Write ``run_dir/index.html``, the run's report (`merkit.report.write_report`), and return its path."""
+    from merkit.report import write_report
+
+    return write_report(run_dir, runs)

@@ -34,6 +34,7 @@ __all__ = [
     "region_overlay",
     "ClipViewer",
     "clip_viewer",
+    "comparison_bars",
     "confusion_heatmap",
     "display_frames",
     "frame_curve_plot",
@@ -43,6 +44,7 @@ __all__ = [
     "plot_history",
     "region_time_heatmap",
     "score_bars",
+    "seed_spread_bars",
 ]
 
 #: Colours of the onset / apex / offset markers on per-frame curves.
@@ -602,4 +604,102 @@ def agreement_plot(agreement: pd.DataFrame, title: str | None = None) -> Figure:
     ax.set_xlabel("attribution method")
     ax.set_ylabel("Spearman ρ with the learned attention")
     ax.set_title(title or "agreement with the attention\n(one dot per clip)", fontsize=9)
+    return figure
+
+
+# ----------------------------------------------------------------------------------------------
+# comparisons of variants and runs
+
+
+def _score_panels(n_rows: int, metrics: Sequence[str], labels: Sequence[str]) -> tuple[Figure, Any]:
+    """One horizontal panel per metric sharing the y axis: long names sit on the y axis and never overlap."""
+    longest = max((len(str(label)) for label in labels), default=8)
+    figure = Figure(figsize=(min(4.0, 1.0 + 0.085 * longest) + 3.2 * len(metrics), 1.2 + 0.42 * n_rows),
+                    layout="constrained")
+    axes = figure.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    return figure, axes
+
+
+def _finish_score_axis(ax: Any, metric: str, reference: float | None, reference_label: str, first: bool) -> None:
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"{metric.upper() if metric in ('uf1', 'uar') else metric} (pooled over folds, 0–1)")
+    ax.set_title(metric.upper() if metric in ("uf1", "uar") else metric)
+    ax.grid(axis="x", alpha=0.3)
+    if reference is not None:
+        ax.axvline(reference, color="black", linestyle="--", linewidth=1, label=reference_label)
+    if first and ax.get_legend_handles_labels()[0]:
+        ax.figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=8)
+
+
+def comparison_bars(
+    table: pd.DataFrame,
+    label: str,
+    metrics: Sequence[str] = ("uf1", "uar"),
+    *,
+    reference: float | None = None,
+    reference_label: str = "chance",
+    title: str | None = None,
+) -> Figure:
+    """Horizontal bars of pooled scores, one row per ``label`` (variant, run), one panel per metric.
+
+    Error bars span ``<metric>_low`` .. ``<metric>_high`` (a bootstrap interval) where the table has them;
+    rows without an interval get a bare bar. ``reference`` draws a vertical line (chance level).
+    """
+    for column in (label, *metrics):
+        if column not in table.columns:
+            raise ValueError(f"table has no {column!r} column; columns: {list(table.columns)}")
+    labels = [str(v) for v in table[label]]
+    figure, axes = _score_panels(len(table), metrics, labels)
+    positions = np.arange(len(table))
+    for i, (ax, metric) in enumerate(zip(axes, metrics)):
+        values = pd.to_numeric(table[metric], errors="coerce").to_numpy(float)
+        ax.barh(positions, np.nan_to_num(values), color=sns.color_palette("deep")[0], alpha=0.8)
+        low_col, high_col = f"{metric}_low", f"{metric}_high"
+        if low_col in table.columns and high_col in table.columns:
+            low = pd.to_numeric(table[low_col], errors="coerce").to_numpy(float)
+            high = pd.to_numeric(table[high_col], errors="coerce").to_numpy(float)
+            has = np.isfinite(low) & np.isfinite(high) & np.isfinite(values)
+            if has.any():
+                errors = np.vstack([values[has] - low[has], high[has] - values[has]]).clip(min=0)  # (2, n_with)
+                ax.errorbar(values[has], positions[has], xerr=errors, fmt="none", ecolor="black", capsize=3,
+                            label="95 % interval")
+        _finish_score_axis(ax, metric, reference, reference_label, i == 0)
+    axes[0].set_yticks(positions, labels)
+    axes[0].invert_yaxis()  # first row on top, as in the table
+    axes[0].set_ylabel(label)
+    figure.suptitle(title or f"{', '.join(m.upper() for m in metrics)} per {label}")
+    return figure
+
+
+def seed_spread_bars(
+    table: pd.DataFrame,
+    label: str,
+    metrics: Sequence[str] = ("uf1", "uar"),
+    *,
+    reference: float | None = None,
+    reference_label: str = "chance",
+    title: str | None = None,
+) -> Figure:
+    """Runs grouped by ``label`` (a setting repeated over seeds): bar = mean, error bar = ± one sd, dots = runs."""
+    for column in (label, *metrics):
+        if column not in table.columns:
+            raise ValueError(f"table has no {column!r} column; columns: {list(table.columns)}")
+    groups = list(dict.fromkeys(str(v) for v in table[label]))
+    figure, axes = _score_panels(len(groups), metrics, groups)
+    keys = table[label].astype(str)
+    for i, (ax, metric) in enumerate(zip(axes, metrics)):
+        values = pd.to_numeric(table[metric], errors="coerce")
+        means = np.array([values[keys == g].mean() for g in groups])
+        sds = np.array([values[keys == g].std(ddof=1) if (keys == g).sum() > 1 else 0.0 for g in groups])
+        positions = np.arange(len(groups))
+        ax.barh(positions, np.nan_to_num(means), xerr=np.nan_to_num(sds), capsize=3,
+                color=sns.color_palette("deep")[0], alpha=0.7, label="mean ± sd")
+        for position, group in zip(positions, groups):
+            runs = values[keys == group].to_numpy(float)
+            ax.scatter(runs, np.full(len(runs), position), color="black", s=14, zorder=3)
+        _finish_score_axis(ax, metric, reference, reference_label, i == 0)
+    axes[0].set_yticks(np.arange(len(groups)), groups)
+    axes[0].invert_yaxis()
+    axes[0].set_ylabel(label)
+    figure.suptitle(title or f"{', '.join(m.upper() for m in metrics)}: mean ± sd over seeds")
     return figure
