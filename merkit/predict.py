@@ -14,7 +14,8 @@ names, the preprocessing config and the input normalisation. ``02_train.ipynb`` 
    OpenCV 5 wheels no longer ship it; ``apt-get install opencv-data`` provides it) and says which it used;
 3. normalises the clip with ``ClipDataset`` (the same code as training) and returns class probabilities;
 4. writes an overlay PNG of the model's learned spatio-temporal attention (Grad-CAM for models without
-   attention) on the frame where it peaks, and ``prediction.json``.
+   attention) on the clip position that shows the apex (`apex_position`; not the map's own peak, which often
+   sits at the onset where nothing moves), and ``prediction.json``.
 
 Flow models (``ststnet``, ``offapexnet``) are bundled with the ``FlowConfig`` of the store they were trained
 on. For them step 3 computes the onset→apex flow image on the face crop with the store's own function
@@ -311,6 +312,19 @@ def _flow_figure(x: torch.Tensor, attribution: Any, title: str) -> Any:
     return figure
 
 
+def apex_position(numbers: np.ndarray, onset: int, apex: int, offset: int, config: Any) -> int:
+    """The position (0..T-1) of the preprocessed clip that shows the apex frame number ``apex``.
+
+    Each output frame is a weighted mix of source frames (`merkit.data.preprocess.temporal_sample`); its frame
+    number is the weighted mean of theirs, and the position whose number is nearest the apex wins.
+    """
+    from merkit.data.preprocess import temporal_sample
+
+    used, weights = temporal_sample(np.asarray(numbers), int(onset), int(apex), int(offset), config)
+    sampled = weights @ np.asarray(numbers)[used].astype(np.float64)  # (T, U) @ (U,) -> (T,) frame numbers
+    return int(np.argmin(np.abs(sampled - float(apex))))
+
+
 def _save_figure(figure: Any, path: Path) -> Path:
     tmp = path.parent / f".{path.stem}.tmp.png"
     figure.savefig(tmp, dpi=120)
@@ -380,7 +394,7 @@ def predict_clip(
 
     out = Path(out_dir) if out_dir else bundle_path.parent / "predictions" / clip_path.stem
     out.mkdir(parents=True, exist_ok=True)
-    overlay_path, overlay_method = None, None
+    overlay_path, overlay_method, overlay_position = None, None, None
     if overlay and is_flow:
         from merkit import explain
 
@@ -393,8 +407,11 @@ def predict_clip(
 
         attribution = _attention(bundle.model, x)
         overlay_method = attribution.method
-        peak = int(np.argmax(explain.frame_curve(attribution)[0]))
-        figure = viz.overlay_frame(x[0].cpu(), attribution, peak, title=f"{clip_path.name}: {attribution.method}, frame {peak}")
+        # The apex is where the face moves most; the map's own peak often sits at the onset, where nothing moves.
+        shown = overlay_position = apex_position(read.numbers, first, result.apex, last, config)
+        events = explain.event_positions(first, result.apex, last, x.shape[2]) if config.temporal in ("onset_offset", "tim") else {"apex": float(shown)}
+        figure = viz.overlay_frame(x[0].cpu(), attribution, shown, events=events,
+                                   title=f"{clip_path.name}: {attribution.method} at the apex (frame {result.apex}, clip position {shown})")
         overlay_path = _save_figure(figure, out / "attention.png")
 
     prediction = Prediction(
@@ -412,6 +429,7 @@ def predict_clip(
             "model": bundle.model.model_name,
             "bundle": str(bundle_path),
             **({"overlay_method": overlay_method} if overlay_method else {}),
+            **({"overlay_position": overlay_position} if overlay_position is not None else {}),
             **({"flow": bundle.flow} if is_flow else {}),
         },
     )

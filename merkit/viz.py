@@ -37,6 +37,7 @@ __all__ = [
     "comparison_bars",
     "confusion_heatmap",
     "display_frames",
+    "flow_figure",
     "frame_curve_plot",
     "montage",
     "overlay_frame",
@@ -172,8 +173,12 @@ def montage(
         if values.shape != images.shape[:3]:
             raise ValueError(f"map {name!r} has shape {values.shape}, the clip {images.shape[:3]}")
     n_rows = 1 + len(rows)
-    figure = Figure(figsize=(cell * len(shown) + 1.2, cell * n_rows + 2.2), layout="constrained")
-    grid = figure.add_gridspec(n_rows + 1, len(shown) + 1, height_ratios=[1] * n_rows + [1.6], width_ratios=[1] * len(shown) + [0.08])
+    timeline = bool(rows) or bool(events)  # with neither, there is nothing to draw under the frames
+    height = cell * n_rows + (2.2 if rows else 1.4 if events else 0.6)
+    figure = Figure(figsize=(cell * len(shown) + 1.2, height), layout="constrained")
+    ratios = [1] * n_rows + ([1.6 if rows else 0.6] if timeline else [])
+    grid = figure.add_gridspec(n_rows + int(timeline), len(shown) + 1, height_ratios=ratios,
+                               width_ratios=[1] * len(shown) + [0.08])
     grey = {"cmap": "gray", "vmin": 0, "vmax": 1} if images.ndim == 3 else {}
     for column, frame in enumerate(shown):
         ax = figure.add_subplot(grid[0, column])
@@ -190,18 +195,27 @@ def montage(
             ax.set_yticks([])
             if column == 0:
                 ax.set_ylabel(name, fontsize=9)
-        figure.colorbar(image, cax=figure.add_subplot(grid[row, -1]))
+        bar = figure.colorbar(image, cax=figure.add_subplot(grid[row, -1]))
+        bar.set_label("attribution" if signed else "weight", fontsize=7)
+    if not timeline:
+        figure.suptitle(title or "clip, frame by frame")
+        return figure
     curve_ax = figure.add_subplot(grid[-1, :-1])
-    for name, values, _ in rows:
-        curve_ax.plot(np.arange(n_frames), frame_curve(values)[0], marker=".", label=name)
+    if rows:
+        for name, values, _ in rows:
+            curve_ax.plot(np.arange(n_frames), frame_curve(values)[0], marker=".", label=name)
+        curve_ax.set_ylabel("share of |mass|\n(fraction per frame)", fontsize=8)
+        curve_ax.set_title("how each map's mass spreads over time", fontsize=9)
+    else:  # no map: a timeline of the frames shown and of onset/apex/offset, not an empty score axis
+        curve_ax.scatter(shown, np.zeros(len(shown)), color="grey", s=14, label="frames shown")
+        curve_ax.set_yticks([])
+        curve_ax.set_ylim(-1, 1)
+        curve_ax.set_title("where the frames shown and onset / apex / offset fall in the clip", fontsize=9)
     _mark_events(curve_ax, events)
-    curve_ax.set_xlabel("frame")
-    curve_ax.set_ylabel("share of |mass|")
+    curve_ax.set_xlabel("frame (position in the clip)")
     curve_ax.set_xlim(-0.5, n_frames - 0.5)
-    if rows or events:
-        curve_ax.legend(fontsize=7, ncol=max(1, len(rows) + len(events or {})), loc="upper right")
-    if title:
-        figure.suptitle(title)
+    curve_ax.legend(fontsize=7, ncol=max(1, len(rows) + len(events or {}) + 1), loc="upper right")
+    figure.suptitle(title or "clip and maps, frame by frame")
     return figure
 
 
@@ -227,11 +241,10 @@ def frame_curve_plot(
             curve = np.asarray(item, dtype=float)
         ax.plot(np.arange(len(curve)), curve, marker=".", label=name)
     _mark_events(ax, events)
-    ax.set_xlabel("frame")
-    ax.set_ylabel("share of |mass|")
+    ax.set_xlabel("frame (position in the clip)")
+    ax.set_ylabel("share of |mass| (fraction per frame)")
     ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
+    ax.set_title(title or "attribution mass per frame")
     return figure
 
 
@@ -256,16 +269,18 @@ def overlay_frame(
     image_ax, curve_ax = figure.subplots(1, 2, width_ratios=[1, 1.4])
     image_ax.imshow(images[frame], **({"cmap": "gray", "vmin": 0, "vmax": 1} if images.ndim == 3 else {}))
     heat = image_ax.imshow(values[frame], alpha=float(opacity), **_row_scale(values, signed))
-    figure.colorbar(heat, ax=image_ax, shrink=0.8)
+    bar = figure.colorbar(heat, ax=image_ax, shrink=0.8)
+    bar.set_label(("attribution" if signed else "weight") + " (scale fixed over the clip)", fontsize=7)
     image_ax.set_axis_off()
-    image_ax.set_title(title or f"frame {frame}", fontsize=9)
-    curve_ax.plot(np.arange(values.shape[0]), frame_curve(values)[0], marker=".")
-    curve_ax.axvline(frame, color="black", linewidth=2, alpha=0.4)
+    image_ax.set_title(f"map on frame {frame}", fontsize=9)
+    curve_ax.plot(np.arange(values.shape[0]), frame_curve(values)[0], marker=".", label="map")
+    curve_ax.axvline(frame, color="black", linewidth=2, alpha=0.4, label="frame shown")
     _mark_events(curve_ax, events)
-    curve_ax.set_xlabel("frame")
-    curve_ax.set_ylabel("share of |mass|")
-    if events:
-        curve_ax.legend(fontsize=7)
+    curve_ax.set_xlabel("frame (position in the clip)")
+    curve_ax.set_ylabel("share of |mass| (fraction per frame)", fontsize=8)
+    curve_ax.set_title("the map's mass over time", fontsize=9)
+    curve_ax.legend(fontsize=7)
+    figure.suptitle(title or f"frame {frame} with its map", fontsize=10)
     return figure
 
 
@@ -378,8 +393,10 @@ def plot_history(history: pd.DataFrame, x: str = "epoch", hue: str | None = None
         if columns:
             long = history.melt(id_vars=[x] + ([hue] if hue else []), value_vars=columns, var_name="series", value_name="value")
             sns.lineplot(data=long, x=x, y="value", hue="series", errorbar=("sd", 1) if hue else None, ax=ax, marker="o" if long[x].nunique() < 30 else None)
-            ax.set_ylabel(label)
+            ax.set_ylabel("loss (cross-entropy)" if label == "loss" else "score (0–1)")
+        ax.set_xlabel(x)
         ax.set_title(label + (" (mean ± sd over folds)" if hue and columns else ""))
+    figure.suptitle("training curves")
     if "selected" in history.columns and history["selected"].any() and hue is None:
         for ax in axes:
             ax.axvline(history.loc[history["selected"], x].iloc[0], color="grey", linestyle=":", label="selected")
@@ -412,10 +429,10 @@ def confusion_heatmap(
     figure = Figure(figsize=(size + 1.2, size), layout="constrained")
     ax = figure.add_subplot()
     sns.heatmap(values, annot=labels, fmt="", cmap="Blues", vmin=0, vmax=1 if normalise else None, xticklabels=classes, yticklabels=classes, square=True, ax=ax, cbar=True)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if title:
-        ax.set_title(title)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.collections[0].colorbar.set_label("share of the true class" if normalise else "clips")
+    ax.set_title(title or "confusion matrix")
     return figure
 
 
@@ -445,10 +462,15 @@ def per_group_bars(
     if reference is not None:
         ax.axhline(reference, color="black", linestyle="--", linewidth=1, label=reference_label)
         ax.legend(fontsize=8)
-    if n_groups > 8:
-        ax.tick_params(axis="x", rotation=90)
-    if title:
-        ax.set_title(title)
+    longest = max((len(str(v)) for v in data[group].unique()), default=0)
+    if n_groups > 8 or longest * n_groups > 60:  # labels that would run into each other
+        ax.tick_params(axis="x", rotation=90 if n_groups > 8 else 30)
+        if n_groups <= 8:
+            for text in ax.get_xticklabels():
+                text.set_horizontalalignment("right")
+    ax.set_xlabel(group)
+    ax.set_ylabel(value)
+    ax.set_title(title or f"{value} per {group}")
     return figure
 
 
@@ -474,8 +496,9 @@ def region_time_heatmap(region_mass: pd.DataFrame, clip: int = 0, events: Mappin
     sns.heatmap(grid, cmap="magma", ax=ax, cbar_kws={"label": "share of |mass|"})
     for name, position in (events or {}).items():
         ax.axvline(position + 0.5, color=EVENT_COLOURS.get(name, "grey"), linestyle="--", linewidth=1.5)
-    if title:
-        ax.set_title(title)
+    ax.set_xlabel("frame (position in the clip)")
+    ax.set_ylabel("region")
+    ax.set_title(title or f"mass per region and frame, clip {clip}")
     return figure
 
 
@@ -702,4 +725,39 @@ def seed_spread_bars(
     axes[0].invert_yaxis()
     axes[0].set_ylabel(label)
     figure.suptitle(title or f"{', '.join(m.upper() for m in metrics)}: mean ± sd over seeds")
+    return figure
+
+
+# ----------------------------------------------------------------------------------------------
+# optical flow
+
+
+def flow_figure(frame: np.ndarray, flow: np.ndarray, strain: np.ndarray | None = None, *, title: str | None = None) -> Figure:
+    """The apex frame, the flow's u (→) and v (↓) in pixels and the optical strain (unitless), each with a colour bar.
+
+    ``frame`` is (h, w) or (h, w, 3); ``flow`` (h, w, 2) displacements in pixels; ``strain`` (h, w). u and v
+    share one symmetric scale (a displacement of +1 px looks the same in both); strain starts at 0.
+    """
+    flow = np.asarray(flow, dtype=np.float64)
+    if flow.ndim != 3 or flow.shape[-1] != 2:
+        raise ValueError(f"flow is (h, w, 2); got shape {flow.shape}")
+    panels = 3 + int(strain is not None)
+    figure = Figure(figsize=(3.2 * panels, 3.3), layout="constrained")
+    axes = figure.subplots(1, panels)
+    picture = np.asarray(frame)
+    axes[0].imshow(picture, **({"cmap": "gray"} if picture.ndim == 2 else {}))
+    axes[0].set_title("apex frame", fontsize=9)
+    bound = float(np.abs(flow).max()) or 1.0
+    for ax, channel, name in ((axes[1], 0, "u (→), px"), (axes[2], 1, "v (↓), px")):
+        image = ax.imshow(flow[..., channel], cmap="RdBu_r", vmin=-bound, vmax=bound)
+        ax.set_title(f"flow {name}", fontsize=9)
+        figure.colorbar(image, ax=ax, shrink=0.8).set_label("displacement (pixels)", fontsize=8)
+    if strain is not None:
+        values = np.asarray(strain, dtype=np.float64)
+        image = axes[3].imshow(values, cmap="magma", vmin=0.0, vmax=float(values.max()) or 1.0)
+        axes[3].set_title("optical strain", fontsize=9)
+        figure.colorbar(image, ax=axes[3], shrink=0.8).set_label("strain (unitless)", fontsize=8)
+    for ax in axes:
+        ax.set_axis_off()
+    figure.suptitle(title or "onset → apex optical flow")
     return figure

@@ -151,3 +151,24 @@ def test_flow_prediction_depends_on_the_apex(tiny_flow, tmp_path):
     at_apex = predict_clip(folder, run_dir=run, onset=onset, apex=int(row["apex_used"]), crop="dataset",
                            out_dir=tmp_path, overlay=False)
     assert not np.allclose(at_onset.probabilities, at_apex.probabilities, atol=1e-6)
+
+
+def test_apex_position_maps_the_apex_frame_number_into_the_normalised_clip():
+    from merkit.predict import apex_position
+
+    numbers = np.arange(100, 121)  # frames 100..120
+    # onset_offset samples 5 frames at numbers 100, 105, 110, 115, 120: the apex 115 is position 3
+    assert apex_position(numbers, 100, 115, 120, PreprocessConfig(frames=5, size=32)) == 3
+    assert apex_position(numbers, 100, 101, 120, PreprocessConfig(frames=5, size=32)) == 0
+
+
+def test_overlay_is_drawn_at_the_apex_not_at_the_onset(tiny, tmp_path):
+    prepared, _, run = tiny
+    row = prepared.store.index.iloc[1]
+    onset, offset = int(row["onset"]), int(row["offset"])
+    apex = onset + (offset - onset) * 3 // 4
+    prediction = predict_clip(prepared.data_root / row["path"], run_dir=run, onset=onset, offset=offset, apex=apex,
+                              crop="dataset", out_dir=tmp_path)
+    saved = json.loads(prediction.json_path.read_text())
+    expected = round((apex - onset) / (offset - onset) * (PRE.frames - 1))
+    assert saved["apex"] == apex and saved["overlay_position"] == expected and expected > 0
