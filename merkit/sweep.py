@@ -144,7 +144,7 @@ def load_grid(path: str | os.PathLike) -> SweepSpec:
 
 def _slug(value: Any) -> str:
     text = str(value).strip() if not isinstance(value, float) else f"{value:g}"
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-") or "empty"
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-") or "empty"
 
 
 def expand_grid(spec: SweepSpec) -> list[SweepPoint]:

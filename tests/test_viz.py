@@ -95,7 +95,7 @@ def test_clip_viewer_builds_widget_and_static_figure(toy_maps):
     assert slider.max == 7
     slider.value = 5  # triggers a redraw through the observer
     rendered = viewer.render(sample=1, method="Grad-CAM", frame=5, opacity=0.8)
-    assert "b · Grad-CAM · frame 5" in rendered.axes[0].get_title()
+    assert "b · Grad-CAM · frame 5" in rendered.get_suptitle()
     with pytest.raises(ValueError, match="event sets"):
         viz.clip_viewer(list(x), maps, events=events[:1])
 
