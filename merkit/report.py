@@ -516,22 +516,37 @@ def _training(run_dir: Path, figures: _Figures) -> str | None:
     return "".join(parts) or None
 
 
+#: 04_explain's figures in reading order, with their captions (others named 04_* follow in file order).
+_EXPLAIN_FIGURES = (
+    ("04_montage", "learned attention beside the attributions, frame by frame"),
+    ("04_agreement", "agreement of each attribution with the learned attention (Spearman ρ per clip)"),
+    ("04_scores", "mass in the true motion region per class and method (SynthME)"),
+    ("04_region_heatmap", "where the maps fall on the face: mass per facial region over its area"),
+    ("04_region_mass", "mass per facial region over time"),
+    ("04_regions", "the facial regions used"),
+    ("04_overlay", "one map laid over one frame"),
+)
+
+
 def _explanation(run_dir: Path, figures: _Figures) -> str | None:
     parts = []
     summary = _read_csv(run_dir / "explain_summary.csv")
     if summary is not None:
-        parts.append("<h3>Region scores per method</h3><p>Share of each map's absolute mass inside the true motion "
-                     "region, and whether its maximum falls there; <em>random</em> is the chance level.</p>"
-                     + _table(summary))
+        parts.append("<h3>Scores against the true motion region</h3><p>Share of each map's absolute mass inside the "
+                     "true motion region, and whether its maximum falls there; <em>random</em> is the chance level."
+                     "</p>" + _table(summary))
     control = _read_csv(run_dir / "explain_vs_untrained.csv")
     if control is not None:
         parts.append("<h3>Against an untrained network (control)</h3>" + _table(control))
+    regions = _read_csv(run_dir / "explain_region_summary.csv")
+    if regions is not None:
+        parts.append(f"<details><summary>mass per facial region and method ({len(regions)} rows, "
+                     f"explain_region_summary.csv)</summary>{_table(regions)}</details>")
     if any(path.name == "04_montage.png" for path in figures.left):
         figures.take(r"04_viewer\.png")  # the viewer's static record is the same montage
-    parts.append(figures.html(r"04_.*\.png", {
-        "04_scores": "region scores per class and method",
-        "04_montage": "learned attention beside the attributions, frame by frame",
-        "04_viewer": "the viewer's static record", "04_overlay": "one map laid over one frame"}))
+    for stem, caption in _EXPLAIN_FIGURES:
+        parts.append(figures.html(re.escape(stem) + r"\.png", {stem: caption}))
+    parts.append(figures.html(r"04_.*\.png"))
     return "".join(parts) or None
 
 
