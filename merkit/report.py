@@ -673,8 +673,11 @@ def summarise_run(run_dir: str | os.PathLike) -> RunSummary:
                   or ", ".join(sorted(metrics.get("per_dataset") or {})) or "?")
     seconds = [s for s in (_papermill_seconds(p) for p in sorted((run_dir / "notebooks").glob("[!.]*.ipynb"))
                            if not p.name.endswith(".failed.ipynb")) if s is not None]
-    if not seconds and isinstance(metrics.get("fold_seconds_this_call"), Mapping):
-        seconds = [float(v) for v in metrics["fold_seconds_this_call"].values()]
+    if not seconds:  # a run made by run_protocol alone: the folds' own times
+        timings = _read_json(run_dir / "timings.json")
+        folds = timings.get("fold_seconds") if isinstance(timings, dict) else metrics.get("fold_seconds_this_call")
+        if isinstance(folds, Mapping):
+            seconds = [float(v) for v in folds.values() if isinstance(v, (int, float))]
     return RunSummary(run_dir, run_dir.name, metrics, settings, dataset, sum(seconds) if seconds else None)
 
 

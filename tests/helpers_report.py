@@ -37,6 +37,7 @@ def make_run(run_dir: Path, *, model: str = "meranet_small", seed: int = 0, data
     config = RunConfig(data=DataConfig(dataset=dataset), model=ModelConfig(name=model), train=TrainConfig(seed=seed))
     atomic_write_json(run_dir / "config.json", config.to_dict())
     atomic_write_json(run_dir / "env.json", capture_env())
+    atomic_write_json(run_dir / "timings.json", {"fold_seconds": {s: 1.0 + seed for s in sorted(set(table["fold"]))}})
     atomic_write_csv(per_subject_table(table, CLASSES), run_dir / "per_subject.csv")
     atomic_write_json(run_dir / "data_summary.json", {"dataset": dataset, "clips": len(table),
                                                       "subjects": int(table["subject"].nunique()), "classes": CLASSES})

@@ -123,6 +123,8 @@ def test_compare_lists_runs_with_intervals_differences_and_seed_spread(tmp_path:
         metrics = json.loads((run / "metrics.json").read_text())
         assert row["uf1"] == pytest.approx(metrics["pooled"]["uf1"])
         assert row["uf1_low"] == pytest.approx(metrics["ci"]["uf1"]["low"])
+        timings = json.loads((run / "timings.json").read_text())["fold_seconds"]
+        assert row["wall_s"] == pytest.approx(sum(timings.values()))  # no notebooks: the folds' own times
     seeds = pd.read_csv(tmp_path / "out" / "compare_seeds.csv")
     stcnn = seeds[seeds["model.name"] == "stcnn"].iloc[0]
     assert stcnn["n_runs"] == 2
