@@ -165,13 +165,14 @@ def _spread(emotions: list[str], subjects: Sequence[int]) -> list[tuple[int, str
 
 
 def full_casme2_rows() -> list[Row]:
-    """255 rows, 26 subjects; MEGC2019: 147 mapped (2 of them the organisers' exclusions) over 24 subjects.
-
-    Negative 90 (disgust 60, repression 27, fear 2, sadness 1) of which sub04 EP12_01f and sub05 EP09_05f
-    are excluded -> 88; positive 32 (happiness); surprise 25; others 108 (subjects 25 and 26 have only others).
-    """
-    kept = ["disgust"] * 58 + ["repression"] * 27 + ["fear"] * 2 + ["sadness"] * 1 + ["happiness"] * 32 + ["surprise"] * 25
-    assigned = _spread(kept, range(1, 25)) + _spread(["others"] * 108, range(1, 27))
+    """255 rows, 26 subjects, the 2014 emotion counts (others 99, disgust 63, happiness 32, repression 27,
+    surprise 25, sadness 7, fear 2); MEGC2019: 147 mapped over 24 subjects, of which the two with no usable
+    apex (sub04 EP12_01f apex ``/``, sub05 EP09_05f apex = onset) leave -> negative 88, positive 32, surprise
+    25. Subjects 25 and 26 have only unmapped emotions; subject 24 has three sadness clips (see
+    :func:`casme2_2019_rows`)."""
+    kept = ["disgust"] * 61 + ["repression"] * 27 + ["happiness"] * 32 + ["surprise"] * 25
+    assigned = (_spread(kept, range(1, 25)) + [(24, "sadness")] * 3
+                + _spread(["sadness"] * 4 + ["fear"] * 2 + ["others"] * 99, range(1, 27)))
     rows = [Row(4, "EP12_01f", 0, 0, 0, "disgust"), Row(5, "EP09_05f", 0, 0, 0, "disgust")]
     counters: dict[int, int] = {}
     for subject, emotion in assigned:
@@ -179,13 +180,29 @@ def full_casme2_rows() -> list[Row]:
         rows.append(Row(subject, f"EP{counters[subject]:02d}_{subject:02d}", 0, 0, 0, emotion))
     for i, row in enumerate(rows):
         row.onset = 10 + (i % 7) * 13
-        row.apex = "/" if i % 37 == 5 else row.onset + 1
+        row.apex = row.onset + 1
         row.offset = row.onset + 2
         row.action_units = _AU_CYCLE[i % len(_AU_CYCLE)]
         # subject written 1 (number) or "01" (text) in different rows, as sheets re-saved by hand do
         row.subject_cell = row.subject_cell if i % 3 else f"{row.subject_cell:02d}"
+    rows[0].apex = "/"  # the one apex written "/" (no usable apex)
+    rows[1].apex = rows[1].onset  # the one apex = onset (no usable apex)
     assert len(rows) == 255
     return rows
+
+
+def casme2_2019_rows(rows: Sequence[Row]) -> tuple[list[Row], list[str]]:
+    """The 2019 sheet's emotions: three clips of subject 24 change sadness -> surprise. Returns (rows, the
+    three ``sub24/<clip>`` ids)."""
+    out = copy_rows(rows)
+    changed = []
+    for row in out:
+        if _number(row.subject_cell) == 24 and row.emotion == "sadness" and len(changed) < 3:
+            row.emotion = "surprise"
+            changed.append(f"sub24/{row.sample}")
+        row.objective_class = row.objective_class or 1
+    assert len(changed) == 3
+    return out, changed
 
 
 SAMM_SUBJECTS = list(range(6, 35))  # 29 invented subject ids 006..034
@@ -207,7 +224,7 @@ def full_samm_rows() -> list[Row]:
     return rows
 
 
-SMIC_SUBJECTS = [1, 2, 3, 4, 6, 8, 9, 11, 12, 13, 14, 15, 18, 19, 20, 21]  # 16 invented ids
+SMIC_SUBJECTS = [1, 2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 15, 18, 19, 20]  # the release's 16 subject numbers
 _SMIC_SHORT = {"negative": "ne", "positive": "po", "surprise": "sur"}
 
 
@@ -249,11 +266,18 @@ def write_samm_tree(root: Path, rows: Sequence[Row], *, images: bool = False, **
     return root
 
 
-def write_smic_tree(root: Path, rows: Sequence[Row], *, subject_folder: str = "s{n}", images: bool = False) -> Path:
-    write_smic_sheet(root / "SMIC-HS-E_annotation.xlsx", rows)
+def write_smic_tree(root: Path, rows: Sequence[Row], *, subject_folder: str = "s{n}", clip_folder: str | None = None,
+                    release: str = "HS", frame: str = "image{n}.bmp", sheet: bool = False, images: bool = False) -> Path:
+    """A SMIC-HS copy: ``root/<release>/<subject>/micro/<class>/<clip>/image<N>.bmp`` (the real release has no
+    sheet; ``sheet=True`` also writes an SMIC-HS-E-style sheet beside it). ``clip_folder`` respells the clip
+    folders, e.g. ``"s{n:02d}_{rest}"`` for ``s01_ne_01``."""
+    if sheet:
+        write_smic_sheet(root / "SMIC-HS-E_annotation.xlsx", rows)
     for r in rows:
-        folder = root / "HS" / subject_folder.format(n=_number(r.subject_cell)) / "micro" / r.emotion / r.sample
-        make_frames(folder, range(r.onset, r.offset + 1), "image{n}.bmp", images=images)
+        n = _number(r.subject_cell)
+        name = r.sample if clip_folder is None else clip_folder.format(n=n, rest=r.sample.split("_", 1)[1])
+        folder = root / release / subject_folder.format(n=n) / "micro" / r.emotion / name
+        make_frames(folder, range(r.onset, r.offset + 1), frame, images=images)
     return root
 
 

@@ -30,6 +30,7 @@ from merkit.data.datasets import (
     list_protocols,
     load_spec,
     manifests_dir,
+    problems_table,
     read_megc_ground_truth,
     write_megc_ground_truth,
 )
@@ -191,7 +192,7 @@ def test_missing_or_wrong_sheet_is_a_clear_error(small):
     (small / "empty").mkdir()
     with pytest.raises(ManifestError, match="no annotation sheet under .*CASME2-coding-20140508.xlsx"):
         build_manifest("casme2", small / "empty")
-    smic_root = write_smic_tree(small / "SMIC", full_smic_rows()[:3])
+    smic_root = write_smic_tree(small / "SMIC", full_smic_rows()[:3], sheet=True)
     with pytest.raises(ManifestError, match="no header row with .*OnsetFrame.*wrong sheet"):
         build_manifest("casme2", smic_root, annotation="SMIC-HS-E_annotation.xlsx")
     samm_root = write_samm_tree(small / "SAMM", full_samm_rows()[:3], sheet_name="Sheet1")
@@ -232,20 +233,56 @@ def test_samm_5class(small):
 
 
 # ---------------------------------------------------------------------------------------------- SMIC-HS
-def test_smic_ids_no_apex_and_emotion_folders(tmp_path):
-    root = write_smic_tree(tmp_path / "SMIC", full_smic_rows())
+def test_smic_hs_is_built_from_its_folders_with_an_estimated_apex(tmp_path):
+    root = write_smic_tree(tmp_path / "SMIC", full_smic_rows())  # no sheet, as released
     df = build_manifest("smic_hs", root, "smic_3class")  # real file: 164/16 and 70/51/43
-    assert df["apex"].isna().all()
-    assert set(df["subject"]) == {f"s{n:02d}" for n in (1, 2, 3, 4, 6, 8, 9, 11, 12, 13, 14, 15, 18, 19, 20, 21)}
+    assert set(df["subject"]) == {f"s{n:02d}" for n in (1, 2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 15, 18, 19, 20)}
     first = df.iloc[0]
-    assert first["path"] == f"HS/s1/micro/{first['emotion']}/{first['sample']}" and first["subject"] == "s01"
+    assert first["subject"] == "s01" and first["sample"].startswith("s01_")  # the MEGC2019 spelling
+    assert first["path"] == f"HS/s1/micro/{first['emotion']}/s1_{first['sample'].split('_', 1)[1]}"  # as on disk
+    # onset/offset are the first/last frame on disk; the apex is the middle one, flagged as an estimate
+    assert (first["onset"], first["apex"], first["offset"]) == (100000, 100001, 100002)
+    assert df["apex_estimated"].all() and "middle frame" in df.attrs["apex_method"]
+    assert df.groupby("emotion").size().to_dict() == {"negative": 70, "positive": 51, "surprise": 43}
 
 
-def test_smic_padded_subject_folders_are_found(small):
-    rows = full_smic_rows()[:4]
-    root = write_smic_tree(small / "SMIC", rows, subject_folder="s{n:02d}")
+def test_smic_hs_spellings_s1_and_s01_give_the_same_canonical_ids(small):
+    rows = full_smic_rows()[:12]
+    short = build_manifest("smic_hs", write_smic_tree(small / "short", rows))
+    padded = build_manifest("smic_hs", write_smic_tree(small / "padded", rows, subject_folder="s{n:02d}",
+                                                       clip_folder="s{n:02d}_{rest}"))
+    key = ["subject", "sample", "emotion", "onset", "offset"]
+    assert short[key].values.tolist() == padded[key].values.tolist()
+    assert padded["path"][0].startswith("HS/s01/micro/") and short["path"][0].startswith("HS/s1/micro/")
+
+
+def test_smic_hs_cropped_copy_is_preferred_and_read_with_reg_image_frames(small):
+    rows = full_smic_rows()[:5]
+    root = write_smic_tree(small / "SMIC", rows, release="SMIC_all_raw/HS")
+    write_smic_tree(root, rows, release="SMIC_all_cropped/HS", frame="reg_image{n}.bmp")
     df = build_manifest("smic_hs", root)
-    assert df["path"][0].startswith("HS/s01/micro/")
+    assert df["path"].str.startswith("SMIC_all_cropped/HS/").all() and df["cropped"].all()
+
+
+def test_smic_hs_unknown_class_folder_is_an_error_naming_the_folder(small):
+    rows = full_smic_rows()[:4]
+    root = write_smic_tree(small / "SMIC", rows)
+    make_frames(root / "HS" / "s1" / "micro" / "Happy" / "s1_ha_01", range(5, 8), "image{n}.bmp")
+    with pytest.raises(ManifestError, match=r"smic_hs/s01/s01_ha_01: class folder .*s1/micro/Happy has an unknown name 'Happy'"):
+        build_manifest("smic_hs", root)
+    dropped = build_manifest("smic_hs", root, on_problem="drop")
+    assert len(dropped) == 4 and "s01_ha_01" in set(problems_table(dropped)["sample"])
+
+
+def test_smic_hs_never_reads_the_smic_e_sheet_which_is_its_own_dataset(small):
+    rows = full_smic_rows()[:6]
+    root = write_smic_tree(small / "SMIC", rows, sheet=True)
+    with pytest.raises(ManifestError, match="SMIC-HS has no annotation sheet.*smic_e"):
+        build_manifest("smic_hs", root, annotation="SMIC-HS-E_annotation.xlsx")
+    for r in rows:  # SMIC-E clips (assumed layout <subject>/<clip>/)
+        make_frames(root / "HS_long" / f"s{int(r.subject_cell.strip('s')):02d}" / r.sample, range(r.onset, r.offset + 1), "image{n}.bmp")
+    extended = build_manifest("smic_e", root, "smic_e_3class")
+    assert len(extended) == 6 and extended["apex"].isna().all() and extended["sample"][0].startswith("s01_")
 
 
 # ---------------------------------------------------------------------------------------------- CAS(ME)^3 A
@@ -327,7 +364,7 @@ def test_megc_ground_truth_round_trip(megc_root, tmp_path):
     lines = raw.split(b"\r\n")
     assert lines[-1] == b"" and len(lines) == 443 and b"\n" not in raw.replace(b"\r\n", b"")
     assert lines[0].decode().split(",")[0] == "casme2" and lines[0].decode().split(",")[1].startswith("sub")
-    assert any(line.startswith(b"smic,s1,s1_") for line in lines) and any(line.startswith(b"samm,006,006_") for line in lines)
+    assert any(line.startswith(b"smic,s01,s01_") for line in lines) and any(line.startswith(b"samm,6,006_") for line in lines)
     back = read_megc_ground_truth(path)
     assert back[["dataset", "subject", "sample", "label"]].values.tolist() == \
         df[["dataset", "subject", "sample", "label"]].astype(object).values.tolist()
@@ -352,10 +389,14 @@ def test_errata_apply_only_where_the_sheet_still_holds_the_wrong_value(tmp_path,
     exclusions = [{"subject": "03", "sample": "EP07_01", "why": "test"}]
     use_manifests(tmp_path, monkeypatch, casme2={"expected": None, "errata": errata, "exclusions": exclusions})
     root = write_casme2_tree(tmp_path / "CASME2", _casme2_small())
-    df = build_manifest("casme2", root)
+    with pytest.raises(ManifestError, match=r"casme2/01/EP02_01f: .*row 2: emotion 'happiness' is a known fault"):
+        build_manifest("casme2", root)  # on_problem='error' changes nothing and names the known fault
+    df = build_manifest("casme2", root, on_problem="fix")
     assert df.set_index("sample").loc["EP02_01f", "emotion"] == "others"
     assert df.set_index("sample").loc["EP01_01", "emotion"] == "others"  # sheet holds others, not surprise: untouched
     assert len(df.attrs["errata_applied"]) == 1 and "'happiness' -> 'others'" in df.attrs["errata_applied"][0]
+    [fixed] = problems_table(df).to_dict("records")
+    assert (fixed["sample"], fixed["field"], fixed["action"]) == ("EP02_01f", "emotion", "fixed")
     assert "EP07_01" not in set(df["sample"]) and df.attrs["excluded"] == ["03/EP07_01"]
 
 

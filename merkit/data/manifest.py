@@ -18,10 +18,14 @@ action_units          object         tuple of AU strings, e.g. ``("4", "L10")``
 Optional: ``objective_class`` and ``notes`` (str) when the sheet has them, and ``cropped`` (bool): True when the
 clip's frames are already face crops (a dataset's cropped release, SynthME), False for raw frames with
 background, absent when the builder cannot tell. Preprocessing with ``crop='auto'`` reads it.
+``apex_estimated`` (bool): True when the release annotates no apex and the builder estimated it (SMIC-HS;
+``attrs['apex_method']`` says how); rules about annotated apexes (the MEGC2019 "no usable apex") skip those rows.
 
 ``df.attrs``: ``dataset``, ``protocol`` (name or None), ``classes`` (class names in label order); builders
 also set ``emotions`` (dataset -> known emotion strings), ``subject_patterns`` (dataset -> regex) and
-``problems`` (what a non-strict build collected).
+``problems`` (what a non-strict build collected) and ``data_problems`` (one dict per fault fixed, sample
+dropped or left out by a rule: dataset, subject, sample, field, action, detail; see
+:func:`merkit.data.datasets.problems_table`).
 
 :func:`validate_manifest` checks a manifest and names dataset, subject and sample in every problem;
 :func:`manifest_hash` is the key the clip store caches under.
@@ -59,7 +63,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 )
 OPTIONAL_COLUMNS: tuple[str, ...] = ("objective_class", "notes")
 #: Optional boolean columns (kept as ``bool`` when present).
-FLAG_COLUMNS: tuple[str, ...] = ("cropped",)
+FLAG_COLUMNS: tuple[str, ...] = ("cropped", "apex_estimated")
 
 _STR_COLUMNS = ("dataset", "subject", "sample", "path", "emotion")
 
@@ -82,6 +86,8 @@ class ManifestProblem:
     subject: str | None
     sample: str | None
     message: str
+    #: what the problem is about (``apex``, ``offset``, ``frames``, ``counts``, ...); None when not said.
+    field: str | None = None
 
     def __str__(self) -> str:
         where = "/".join(part for part in (self.dataset, self.subject, self.sample) if part) or "manifest"
@@ -129,6 +135,8 @@ def make_manifest(
     for column in OPTIONAL_COLUMNS:
         if column in frame.columns:
             frame[column] = frame[column].fillna("").astype(str)
+    if "apex_estimated" in frame.columns:  # a composite's parts with annotated apexes lack the column
+        frame["apex_estimated"] = frame["apex_estimated"].astype(object).where(frame["apex_estimated"].notna(), False)
     for column in FLAG_COLUMNS:
         if column in frame.columns:
             frame[column] = frame[column].astype(bool)
@@ -190,12 +198,12 @@ def validate_manifest(
     for position, row in enumerate(records):
         dataset, subject, sample = (str(row[key]) for key in ("dataset", "subject", "sample"))
 
-        def report(message: str) -> None:
-            problems.append(ManifestProblem(dataset, subject, sample, message))
+        def report(message: str, field: str | None = None) -> None:
+            problems.append(ManifestProblem(dataset, subject, sample, message, field))
 
         key = (dataset, subject, sample)
         if key in seen:
-            report(f"duplicate sample (rows {seen[key]} and {position})")
+            report(f"duplicate sample (rows {seen[key]} and {position})", "sample")
         else:
             seen[key] = position
 
@@ -207,16 +215,16 @@ def validate_manifest(
 
         onset, offset, apex = _as_int(row["onset"]), _as_int(row["offset"]), row["apex"]
         if onset is None or offset is None:
-            report(f"onset {row['onset']!r} / offset {row['offset']!r} must be integer frame numbers")
+            report(f"onset {row['onset']!r} / offset {row['offset']!r} must be integer frame numbers", "onset")
         elif onset > offset:
-            report(f"onset {onset} is after offset {offset}")
+            report(f"onset {onset} is after offset {offset}", "onset")
         apex_number = None
         if not _is_missing(apex):
             apex_number = _as_int(apex)
             if apex_number is None:
-                report(f"apex {apex!r} is not an integer frame number")
+                report(f"apex {apex!r} is not an integer frame number", "apex")
             elif onset is not None and offset is not None and not onset <= apex_number <= offset:
-                report(f"apex {apex_number} lies outside onset..offset {onset}..{offset}")
+                report(f"apex {apex_number} lies outside onset..offset {onset}..{offset}", "apex")
 
         fps = row["fps"]
         if _is_missing(fps) or not float(fps) > 0:
@@ -224,9 +232,9 @@ def validate_manifest(
 
         emotion = "" if _is_missing(row["emotion"]) else str(row["emotion"])
         if not emotion.strip() or emotion in ("nan", "<NA>"):
-            report("empty emotion")
+            report("empty emotion", "emotion")
         elif dataset in emotions and emotion not in emotions[dataset]:
-            report(f"unknown emotion {emotion!r} (known for {dataset}: {', '.join(emotions[dataset])})")
+            report(f"unknown emotion {emotion!r} (known for {dataset}: {', '.join(emotions[dataset])})", "emotion")
 
         label = row["label"]
         if protocol is not None:
@@ -240,7 +248,7 @@ def validate_manifest(
         elif root is not None and onset is not None and offset is not None:
             message = _check_on_disk(root / path_text, onset, offset, frames_cache, length_cache)
             if message:
-                report(message)
+                report(message, "frames")
     return _finish(problems, strict, top)
 
 

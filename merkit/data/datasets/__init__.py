@@ -4,7 +4,8 @@
 and sheet, header, columns, layout, fps, class maps, errata, exclusions, expected counts), then the sheet,
 and returns a manifest (see :mod:`merkit.data.manifest`). One module per dataset holds what its sheet does
 differently; :mod:`.builder` holds the shared steps; :mod:`.megc2019` the composite and its official
-ground-truth file. ``$MERKIT_MANIFESTS`` points at another folder of dataset files.
+ground-truth file; :mod:`.smic_hs` builds SMIC-HS from its folders (the release has no sheet).
+``$MERKIT_MANIFESTS`` points at another folder of dataset files.
 """
 
 from __future__ import annotations
@@ -14,13 +15,24 @@ from os import PathLike
 
 import pandas as pd
 
-from merkit.data.datasets import casme2, casme3a, megc2019, samm, smic_hs
-from merkit.data.datasets.megc2019 import build_megc2019, read_megc_ground_truth, write_megc_ground_truth
+from merkit.data.datasets import casme2, casme3a, megc2019, samm, smic_e, smic_hs
+from merkit.data.datasets.builder import ON_PROBLEM, PROBLEM_COLUMNS, problems_table, write_problems
+from merkit.data.datasets.megc2019 import (
+    build_megc2019,
+    compare_ground_truth,
+    read_megc_ground_truth,
+    write_megc_ground_truth,
+)
 from merkit.data.datasets.spec import DatasetSpec, list_spec_files, load_spec, manifests_dir
 from merkit.data.manifest import ManifestError, ManifestProblem
 
 __all__ = [
+    "ON_PROBLEM",
+    "PROBLEM_COLUMNS",
     "build_manifest",
+    "compare_ground_truth",
+    "problems_table",
+    "write_problems",
     "build_megc2019",
     "list_datasets",
     "list_protocols",
@@ -35,6 +47,7 @@ BUILDERS: dict[str, Callable[..., pd.DataFrame]] = {
     "casme2": casme2.build,
     "samm": samm.build,
     "smic_hs": smic_hs.build,
+    "smic_e": smic_e.build,
     "casme3a": casme3a.build,
     "megc2019": megc2019.build,
 }
@@ -57,6 +70,7 @@ def build_manifest(
     *,
     annotation: str | PathLike | None = None,
     strict: bool = True,
+    on_problem: str = "error",
 ) -> pd.DataFrame:
     """Build and validate the manifest of ``dataset`` from the copy under ``data_root``.
 
@@ -65,11 +79,20 @@ def build_manifest(
     not where the dataset file looks (absolute, or relative to ``data_root``; for ``megc2019`` a mapping part
     -> sheet). Paths in the result are relative to ``data_root``.
 
-    Every problem (unparsable rows, unknown emotions, apex outside onset..offset, missing frames, counts
-    that differ from the expected ones) names dataset, subject and sample. ``strict=True`` raises one
-    :class:`~merkit.data.manifest.ManifestError` listing them all; ``strict=False`` returns the manifest of
-    the rows that could be parsed with the problems in ``df.attrs['problems']``. A sheet that cannot be read
-    at all (missing file, wrong sheet, no header row) raises in either mode.
+    Every problem (unparsable rows, unknown emotions, apex outside onset..offset, missing frames, known
+    faults, counts that differ from the expected ones) names dataset, subject and sample (and the sheet row
+    where there is one). ``on_problem`` says what to do about them:
+
+    - ``"error"`` (default): nothing is changed; every problem is reported;
+    - ``"fix"``: apply the errata and rule-based repairs the dataset yaml declares (``errata:``,
+      ``repairs:``), then report whatever is left;
+    - ``"drop"``: leave out every sample with a problem (count differences are then logged, not raised).
+
+    ``strict=True`` raises one :class:`~merkit.data.manifest.ManifestError` listing the problems left;
+    ``strict=False`` returns the manifest with them in ``df.attrs['problems']``. What was fixed, dropped or
+    left out by a rule is in ``df.attrs['data_problems']`` (:func:`problems_table`; :func:`write_problems`
+    writes ``data_problems.csv``). A sheet that cannot be read at all (missing file, wrong sheet, no header
+    row) raises in either mode.
     """
     spec: DatasetSpec = load_spec(dataset)
     builder = BUILDERS.get(spec.builder)
@@ -77,4 +100,4 @@ def build_manifest(
         raise ManifestError(
             [ManifestProblem(dataset, None, None, f"{spec.file}: unknown builder {spec.builder!r}; known: {sorted(BUILDERS)}")]
         )
-    return builder(spec, data_root, protocol, annotation=annotation, strict=strict)
+    return builder(spec, data_root, protocol, annotation=annotation, strict=strict, on_problem=on_problem)

@@ -18,6 +18,6 @@ class Casme2Builder(SheetBuilder):
     """Everything CASME II needs is declared in ``casme2.yaml``; the shared steps do the rest."""
 
 
-def build(spec, data_root, protocol=None, *, annotation=None, strict=True):
+def build(spec, data_root, protocol=None, *, annotation=None, strict=True, on_problem="error"):
     """Manifest of a CASME II-form dataset (``casme2``, ``synthme``); see :func:`merkit.data.datasets.build_manifest`."""
-    return Casme2Builder(spec).build(data_root, protocol, annotation=annotation, strict=strict)
+    return Casme2Builder(spec).build(data_root, protocol, annotation=annotation, strict=strict, on_problem=on_problem)

@@ -33,7 +33,9 @@ def manifests_dir() -> Path:
 class Protocol:
     """A class protocol: ``classes`` in label order, ``mapping`` emotion -> class, ``drop`` emotions left out.
 
-    For a composite the mapping is shared by all parts (emotion strings are looked up as annotated).
+    A composite declares its map per part (``parts``: dataset key -> a Protocol with the same classes), since
+    the same emotion word does not go to the same class in every part (MEGC2019: CASME II fear is out, SAMM
+    fear is negative). ``exclude`` names the rules that leave samples out (``no_usable_apex``).
     """
 
     name: str
@@ -42,9 +44,20 @@ class Protocol:
     drop: tuple[str, ...]
     expected: dict[str, Any] | None
     exclusions: tuple[dict[str, Any], ...] = ()
+    parts: dict[str, "Protocol"] = field(default_factory=dict)
+    exclude: tuple[str, ...] = ()
 
-    def label_of(self, emotion: str) -> int | None:
-        """Class index of an emotion, None when the protocol drops it (or does not know it)."""
+    def for_part(self, dataset: str) -> "Protocol":
+        """The protocol applied to one part of a composite (itself when it declares no parts)."""
+        return self.parts.get(dataset, self) if self.parts else self
+
+    def label_of(self, emotion: str, dataset: str | None = None) -> int | None:
+        """Class index of an emotion (in part ``dataset`` of a composite); None when the protocol drops it
+        (or does not know it)."""
+        if self.parts:
+            if dataset not in self.parts:
+                return None
+            return self.parts[dataset].label_of(emotion)
         target = self.mapping.get(emotion)
         return None if target is None else self.classes.index(target)
 
@@ -97,6 +110,25 @@ def load_spec(dataset: str) -> DatasetSpec:
     return _load_spec_cached(str(file), stamp, dataset)
 
 
+def _load_map(dataset: str, file: Path, what: str, classes: tuple[str, ...], body: dict[str, Any],
+              emotions: set[str]) -> Protocol:
+    """The ``map``/``drop`` of a protocol (or of one part of it), checked against ``classes`` and ``emotions``."""
+    mapping = {str(k): str(v) for k, v in (body.get("map") or {}).items()}
+    drop = tuple(str(e) for e in (body.get("drop") or ()))
+    strays = sorted(set(mapping.values()) - set(classes))
+    if strays:
+        raise _spec_problem(dataset, file, f"{what}: map targets {strays} are not among classes {list(classes)}")
+    both = sorted(set(mapping) & set(drop))
+    if both:
+        raise _spec_problem(dataset, file, f"{what}: {both} both mapped and dropped")
+    # Every emotion of the dataset must be either mapped or dropped explicitly: a forgotten emotion
+    # would otherwise vanish from the protocol without anyone deciding it should.
+    forgotten = sorted(emotions - set(mapping) - set(drop))
+    if emotions and forgotten:
+        raise _spec_problem(dataset, file, f"{what}: emotions {forgotten} neither mapped nor dropped")
+    return Protocol(what, classes, mapping, drop, None)
+
+
 @lru_cache(maxsize=64)
 def _load_spec_cached(file_name: str, stamp: int, dataset: str) -> DatasetSpec:
     file = Path(file_name)
@@ -113,22 +145,16 @@ def _load_spec_cached(file_name: str, stamp: int, dataset: str) -> DatasetSpec:
     protocols: dict[str, Protocol] = {}
     for name, body in (raw.get("protocols") or {}).items():
         classes = tuple(body.get("classes") or ())
-        mapping = {str(k): str(v) for k, v in (body.get("map") or {}).items()}
-        drop = tuple(str(e) for e in (body.get("drop") or ()))
         if not classes:
             raise _spec_problem(dataset, file, f"protocol {name}: no classes")
-        strays = sorted(set(mapping.values()) - set(classes))
-        if strays:
-            raise _spec_problem(dataset, file, f"protocol {name}: map targets {strays} are not among classes {list(classes)}")
-        both = sorted(set(mapping) & set(drop))
-        if both:
-            raise _spec_problem(dataset, file, f"protocol {name}: {both} both mapped and dropped")
-        # Every emotion of the dataset must be either mapped or dropped explicitly: a forgotten emotion
-        # would otherwise vanish from the protocol without anyone deciding it should.
-        forgotten = sorted(emotions - set(mapping) - set(drop))
-        if emotions and forgotten:
-            raise _spec_problem(dataset, file, f"protocol {name}: emotions {forgotten} neither mapped nor dropped")
+        parts = {
+            str(part): _load_map(dataset, file, f"protocol {name} part {part}", classes, part_body, set())
+            for part, part_body in (body.get("parts") or {}).items()
+        }
+        own = _load_map(dataset, file, f"protocol {name}", classes, body, emotions)
         protocols[name] = Protocol(
-            name, classes, mapping, drop, body.get("expected"), tuple(body.get("exclusions") or ())
+            name, classes, own.mapping, own.drop, body.get("expected"), tuple(body.get("exclusions") or ()),
+            {part: Protocol(f"{name}[{part}]", classes, p.mapping, p.drop, None) for part, p in parts.items()},
+            tuple(str(rule) for rule in (body.get("exclude") or ())),
         )
     return DatasetSpec(dataset, file, builder, raw, protocols)
