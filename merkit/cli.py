@@ -1,5 +1,5 @@
 """The ``merkit`` command: ``pipeline``, ``demo``, ``sweep``, ``compare``, ``report``, ``prepare``, ``synthme``, ``predict``,
-``models``.
+``composite``, ``models``.
 
 Every command has ``--help``. User errors (an unknown parameter, a missing data_root, a notebook that fails)
 end with a one-line ``merkit: error: …`` on stderr and a non-zero exit code, without a traceback:
@@ -221,10 +221,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         protocol=protocol,
         synthme_n_subjects=args.subjects,
         synthme_clips_per_subject=args.clips_per_subject,
+        on_problem=args.on_problem,
     )
     preprocess = PreprocessConfig(frames=args.frames, size=args.size, crop=args.crop, no_face=args.no_face)
     # The user's one cache ($MERKIT_CACHE or runs/cache), never data_root: a licensed copy is often read-only.
-    prepared = prepare_data(data, preprocess, cache_dir=args.cache_dir or "", flow=args.flow, progress=not args.quiet)
+    prepared = prepare_data(data, preprocess, cache_dir=args.cache_dir or "", flow=args.flow, progress=not args.quiet,
+                            run_dir=args.run_dir)
     manifest = prepared.manifest
     print(f"dataset: {args.dataset} ({len(manifest)} clips, {manifest['subject'].nunique()} subjects)")
     print(f"data_root: {prepared.data_root}{' (SynthME generated)' if prepared.generated else ''}")
@@ -234,6 +236,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     flow = prepared.store.flow
     flow_text = f"  flow {tuple(flow.shape)} ({prepared.store.flow_config.method})" if flow is not None else ""
     print(f"store: {prepared.store.path}  clips {tuple(prepared.store.clips.shape)}{flow_text}")
+    _print_data_problems(manifest)
+    if prepared.problems_file is not None:
+        print(f"data problems: {prepared.problems_file}")
     return 0
 
 
@@ -276,6 +281,47 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(f"  {entry.kind:<8} {_human_size(entry.size):>10}  {entry.path.relative_to(root)}{state}")
     print(f"total {_human_size(sum(e.size for e in entries))}")
     return 0
+
+
+def _print_data_problems(manifest: Any, limit: int = 20) -> None:
+    """What the build fixed, dropped or left out (attrs['data_problems']), a line each."""
+    from merkit.data.datasets import problems_table
+
+    table = problems_table(manifest)
+    if table.empty:
+        return
+    print(f"data problems handled ({len(table)}; on_problem={manifest.attrs.get('on_problem', 'error')}):")
+    for row in table.head(limit).to_dict("records"):
+        where = "/".join(str(x) for x in (row["dataset"], row["subject"], row["sample"]) if x not in (None, "", "None"))
+        print(f"  {row['action']:<13} {where}: {row['detail']}")
+    if len(table) > limit:
+        print(f"  ... {len(table) - limit} more (data_problems.csv lists them all)")
+
+
+def cmd_composite(args: argparse.Namespace) -> int:
+    from merkit.data.datasets import build_megc2019, compare_ground_truth, read_megc_ground_truth, write_megc_ground_truth
+
+    root = Path(args.data_root).expanduser()
+    if not root.is_dir():
+        raise UserError(f"composite data root {root} is not a folder (it holds CASME2/, SAMM/ and SMIC/)")
+    annotations = {"casme2": args.casme2_sheet} if args.casme2_sheet else None
+    composite = build_megc2019(root, annotations=annotations, on_problem=args.on_problem)
+    per = composite.groupby("dataset")["sample"].size().to_dict()
+    print(f"MEGC2019 composite: {len(composite)} clips, {len(set(zip(composite['dataset'], composite['subject'])))} "
+          f"subjects ({', '.join(f'{k} {v}' for k, v in per.items())})")
+    _print_data_problems(composite)
+    if args.write:
+        path = write_megc_ground_truth(composite, args.write)
+        print(f"wrote the ground truth of {len(composite)} clips to {path}")
+        return 0
+    truth = read_megc_ground_truth(args.check)
+    table = compare_ground_truth(composite, truth)
+    disagree = table[table["status"] != "agree"]
+    print(f"{args.check}: {int((table['status'] == 'agree').sum())} clip(s) agree, {len(disagree)} disagree")
+    for row in disagree.to_dict("records"):
+        print(f"  {row['dataset']}/{row['subject']}/{row['sample']}: {row['status']} "
+              f"(built {row['built_label'] or '-'}, ground truth {row['truth_label'] or '-'})")
+    return EXIT_FAILED if len(disagree) else 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -394,6 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="also store onset→apex (u, v, strain) flow images for the flow models (ststnet, offapexnet): "
         "tvl1, farneback or dis (default: no flow)",
     )
+    p.add_argument("--on-problem", default="error", choices=("error", "fix", "drop"),
+                   help="known sheet faults: error (report them all), fix (apply the errata and repairs the dataset "
+                   "yaml declares, then report what is left), drop (leave those samples out) (default: %(default)s)")
+    p.add_argument("--run-dir", default=None, help="also write data_problems.csv (what on_problem fixed or dropped) there")
     p.add_argument("--subjects", type=int, default=12, help="synthme only: subjects to generate (default: %(default)s)")
     p.add_argument("--clips-per-subject", type=int, default=9, help="synthme only: clips per subject (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -451,6 +501,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("list", "clear"))
     p.add_argument("--cache-dir", default=None, help="another cache folder (default: $MERKIT_CACHE or runs/cache)")
     p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser(
+        "composite",
+        help="build the MEGC2019 composite; write its ground-truth file or check yours against it",
+        description="Build the MEGC2019 composite (442 clips, 68 subjects) from DATA_ROOT holding CASME2/, SAMM/ and "
+        "SMIC/ (the class rule per part, the no-usable-apex rule, counts checked). --write GT.csv writes the "
+        "official ground-truth format (no header, database,subject,video,label, CRLF); --check GT.csv compares "
+        "the built composite with your ground-truth file clip by clip and exits 1 on any disagreement.",
+    )
+    p.add_argument("data_root", metavar="DATA_ROOT")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--write", metavar="GT.csv", help="write the built composite as an official ground-truth file")
+    what.add_argument("--check", metavar="GT.csv", help="compare the built composite with this ground-truth file")
+    p.add_argument("--on-problem", default="error", choices=("error", "fix", "drop"),
+                   help="known sheet faults: error (report), fix (apply the declared errata), drop (leave those "
+                   "clips out) (default: %(default)s)")
+    p.add_argument("--casme2-sheet", default=None, metavar="FILE",
+                   help="CASME II sheet to read (default: CASME2-coding-20140508.xlsx, which defines the composite)")
+    p.set_defaults(func=cmd_composite)
 
     p = sub.add_parser("models", help="print the model registry", description="Print every registered model with "
                        "its input kind, size and parameter count.")

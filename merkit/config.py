@@ -91,6 +91,9 @@ class DataConfig(_Section):
     dataset: str = "synthme"  # dataset key (merkit.data.datasets.list_datasets()), e.g. casme2, megc2019
     data_root: str = ""  # root of the user's copy (or where SynthME is generated); "" = notebook decides
     protocol: str = "synthme_3class"  # class mapping of the manifest (data_manifests/), NOT the fold protocol
+    # "fix" applies the errata and rule-based repairs data_manifests/<dataset>.yaml declares, then stops on
+    # what is left; what was fixed or dropped goes to data_problems.csv.
+    on_problem: str = "error"  # known sheet faults: error (report all, stop), fix (declared errata), drop (leave out)
     synthme_seed: int = 0  # SynthME only: master seed of the generated dataset
     synthme_n_subjects: int = 12  # SynthME only: number of subjects (= LOSO folds)
     synthme_clips_per_subject: int = 9  # SynthME only: clips per subject (classes balanced)
@@ -99,6 +102,7 @@ class DataConfig(_Section):
 
     def _check(self) -> list[str]:
         problems = [] if self.dataset else ["dataset must not be empty"]
+        problems += _choice("on_problem", self.on_problem, ("error", "fix", "drop"))
         for name in ("synthme_n_subjects", "synthme_clips_per_subject", "synthme_n_frames", "synthme_size"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -5,7 +5,9 @@
 1. ``data.data_root`` empty and ``data.dataset == "synthme"``: SynthME is generated (once; generation is
    idempotent) under ``cache_dir/synthme/<config hash>/``, so runs with different SynthME sizes never
    collide. A non-empty ``data_root`` must exist (a real dataset is never generated or downloaded).
-2. The manifest is built from the dataset's official sheet (``merkit.data.datasets.build_manifest``).
+2. The manifest is built from the dataset's official sheet (``merkit.data.datasets.build_manifest``), with
+   ``data.on_problem`` (error / fix / drop); with ``run_dir`` what was fixed, dropped or left out by a rule is
+   written there as ``data_problems.csv`` (atomic; empty table when nothing was).
 3. With a ``preprocess`` config, every clip is preprocessed into the clip store (with ``flow='tvl1'`` etc. also
    its onset→apex flow image, for the flow baselines) under
    ``cache_dir/store/<data root hash>/`` (cached by manifest hash + preprocessing parameters, so a second call
@@ -44,6 +46,7 @@ class PreparedData:
     manifest: pd.DataFrame
     store: Any = None  # merkit.data.store.ClipStore
     generated: bool = False  # True when SynthME was generated (or found already generated) under the cache
+    problems_file: Path | None = None  # data_problems.csv written (prepare_data(run_dir=...)), else None
 
     @property
     def classes(self) -> list[str]:
@@ -115,6 +118,7 @@ def prepare_data(
     masks: bool | None = None,
     workers: int = 1,
     progress: bool = True,
+    run_dir: str | os.PathLike | None = None,
 ) -> PreparedData:
     """Resolve the data root (generating SynthME if needed), build the manifest, and (optionally) the store.
 
@@ -126,7 +130,8 @@ def prepare_data(
     flow settings keep ``FlowConfig``'s defaults, 28×28 images) or a ``FlowConfig``. The flow is computed on
     the same face crop as the clips, so it needs ``preprocess``. Its settings are part of the store key: a
     store with flow is a separate store from the clip-only one. ``masks`` stores the ground-truth motion
-    masks (default: when the data root has them, i.e. SynthME and SynthME's emulated releases).
+    masks (default: when the data root has them, i.e. SynthME and SynthME's emulated releases). ``run_dir``
+    receives ``data_problems.csv`` (see :func:`merkit.data.datasets.problems_table`).
     """
     from merkit.data.datasets import build_manifest
     from merkit.data.flow import FlowConfig
@@ -141,7 +146,12 @@ def prepare_data(
 
     cache_dir = user_cache(cache_dir)  # CacheError naming the folder when it cannot be written
     root, generated = resolve_data_root(data, cache_dir, progress=progress)
-    manifest = build_manifest(data.dataset, root, data.protocol or None)
+    manifest = build_manifest(data.dataset, root, data.protocol or None, on_problem=getattr(data, "on_problem", "error"))
+    problems_file = None
+    if run_dir is not None:
+        from merkit.data.datasets import write_problems
+
+        problems_file = write_problems(manifest, Path(run_dir) / "data_problems.csv")
     store = None
     if preprocess is not None:
         from merkit.data.preprocess import PreprocessConfig
@@ -169,4 +179,4 @@ def prepare_data(
             flow=flow,
             progress=progress,
         )
-    return PreparedData(root, manifest, store, generated)
+    return PreparedData(root, manifest, store, generated, problems_file)

@@ -11,7 +11,7 @@ import pytest
 from merkit.cli import EXIT_FAILED, EXIT_USAGE, build_parser, main
 from helpers_pipeline import COMMON, make_notebook, recorder_notebook
 
-COMMANDS = ("pipeline", "demo", "prepare", "predict", "models")
+COMMANDS = ("pipeline", "demo", "prepare", "predict", "composite", "models")
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

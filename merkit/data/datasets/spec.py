@@ -141,6 +141,13 @@ def _load_spec_cached(file_name: str, stamp: int, dataset: str) -> DatasetSpec:
     if raw.get("dataset", dataset) != dataset:
         raise _spec_problem(dataset, file, f"declares dataset {raw.get('dataset')!r}, file name says {dataset!r}")
     builder = raw.get("builder", dataset)
+    entries = [*(raw.get("errata") or ()), *(raw.get("exclusions") or ())]
+    entries += [e for body in (raw.get("protocols") or {}).values() for e in (body.get("exclusions") or ())]
+    for entry in entries:
+        for key in ("subject", "sample"):
+            if key in entry and not isinstance(entry[key], str):
+                # YAML reads 032_3_1 as the number 1689 and 006 as 6: ids must be quoted strings
+                raise _spec_problem(dataset, file, f"{key} {entry[key]!r} of {entry} must be a quoted string")
     emotions = set(raw.get("emotions") or ())
     protocols: dict[str, Protocol] = {}
     for name, body in (raw.get("protocols") or {}).items():
