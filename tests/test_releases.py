@@ -162,9 +162,9 @@ def test_samm_part_has_exactly_the_two_planted_apex_faults(megc_full):
 
 
 def test_megc2019_composite_counts(megc_full):
-    if load_spec("smic_hs").raw.get("annotation"):
-        pytest.xfail("the smic_hs builder still reads a sheet; SMIC-HS from folders is the builders' part of issue 10")
-    df = build_manifest("megc2019", megc_full)
+    with pytest.raises(ManifestError, match="028_4_1"):  # SAMM's known apex faults stop the default build
+        build_manifest("megc2019", megc_full)
+    df = build_manifest("megc2019", megc_full, on_problem="fix")
     assert len(df) == 442 and len(set(zip(df["dataset"], df["subject"]))) == 68
     counts = {d: len(g) for d, g in df.groupby("dataset")}
     assert counts == {"casme2": 145, "samm": 133, "smic_hs": 164}
@@ -229,3 +229,67 @@ def test_same_arguments_return_at_once_and_foreign_folders_are_refused(tmp_path)
         write_release("casme", tmp_path / "x", progress=False)
     assert cli_main(["synthme", "--as", "samm", str(root), "--small", "-q"]) == 2  # user error, one line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no build folder left beside it
+
+
+# ------------------------------------------------------------- the builders on the emulated releases (issue 10 §2)
+
+
+def test_megc2019_release_composite_is_the_rule_the_counts_and_the_listed_fixes(megc_full, tmp_path, capsys):
+    from merkit.data.datasets import build_megc2019, problems_table
+
+    df = build_megc2019(megc_full, on_problem="fix")
+    per = {part: (len(g), g["subject"].nunique(), g["label"].value_counts().sort_index().tolist())
+           for part, g in df.groupby("dataset")}
+    assert per == {"casme2": (145, 24, [88, 32, 25]), "samm": (133, 28, [92, 26, 15]), "smic_hs": (164, 16, [70, 51, 43])}
+    table = problems_table(df)
+    excluded = table[table["action"] == "excluded"]
+    assert len(excluded) == 2 and set(excluded["dataset"]) == {"casme2"}  # the no-usable-apex rule, not a list
+    fixed = table[table["action"] == "fixed"]
+    assert {"028_4_1", "032_3_1"} <= set(fixed["sample"]) and set(fixed["dataset"]) == {"samm"}
+    gt = tmp_path / "gt.csv"
+    assert cli_main(["composite", str(megc_full), "--on-problem", "fix", "--write", str(gt)]) == 0
+    assert cli_main(["composite", str(megc_full), "--on-problem", "fix", "--check", str(gt)]) == 0
+    assert "442 clip(s) agree, 0 disagree" in capsys.readouterr().out
+
+
+def test_megc2019_release_with_the_2019_casme2_sheet_names_the_three_changed_clips(megc_full):
+    from merkit.data.datasets import build_megc2019
+
+    part = megc_full / "CASME2"
+    old = build_manifest("casme2", part)
+    new = build_manifest("casme2", part, annotation="CASME2-coding-20190701.xlsx")
+    moved = new.merge(old, on=["subject", "sample"], suffixes=("_2019", "_2014"))
+    moved = moved[moved["emotion_2019"] != moved["emotion_2014"]]
+    with pytest.raises(ManifestError) as error:
+        build_megc2019(megc_full, annotations={"casme2": "CASME2-coding-20190701.xlsx"}, on_problem="fix")
+    text = str(error.value)
+    assert "3 clip(s) change class" in text and "expected 145 samples, built 148" in text
+    for subject, sample in zip(moved["subject"], moved["sample"]):
+        assert f"sub{subject}/{sample} (sadness -> surprise: out -> surprise)" in text
+
+
+@pytest.mark.parametrize("names", ["s1", "s01"])
+def test_smic_hs_release_builds_from_folders_to_canonical_ids(tmp_path, names):
+    root = write_release("smic_hs", tmp_path / "SMIC", small=True, scale=0.2, smic_names=names, progress=False)
+    df = build_manifest("smic_hs", root, "smic_3class")
+    assert df["subject"].str.fullmatch(r"s\d{2}").all() and df["sample"].str.fullmatch(r"s\d{2}_(ne|po|sur)_\d+").all()
+    assert df["apex_estimated"].all() and (df["onset"] < df["apex"]).all() and (df["apex"] < df["offset"]).all()
+    assert "s01_ne_01" in set(df["sample"])
+    mask = load_motion_mask(root, "s01", "s01_ne_01")
+    assert mask.shape == first_frame(root, df.set_index("sample").loc["s01_ne_01", "path"]).shape[:2]
+
+
+def test_casme3a_release_error_names_each_faulty_row_and_fix_leaves_none(tmp_path):
+    from merkit.data.datasets import problems_table
+
+    root = write_release("casme3a", tmp_path / "C3", small=True, scale=0.05, progress=False)
+    with pytest.raises(ManifestError) as error:
+        build_manifest("casme3a", root)
+    faulty = {(p.subject, p.sample) for p in error.value.problems}
+    assert faulty and all("cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx row " in p.message for p in error.value.problems)
+    df = build_manifest("casme3a", root, "casme3a_3class", on_problem="fix")  # strict: nothing left
+    fixed = problems_table(df)
+    assert {(s, c) for s, c in zip(fixed["subject"], fixed["sample"])} == faulty
+    assert fixed["detail"].str.contains("our assumption").all()
+    dropped = build_manifest("casme3a", root, on_problem="drop")
+    assert not faulty & set(zip(dropped["subject"], dropped["sample"]))
