@@ -296,7 +296,8 @@ def test_on_problem_reaches_prepare_data_and_data_problems_csv_is_written(tmp_pa
 def test_merkit_prepare_on_problem_fix_prints_and_writes_what_it_fixed(tmp_path, capsys):
     root = _casme3a_root(tmp_path, images=True)
     code = main(["prepare", "--dataset", "casme3a", "--data-root", str(root), "--protocol", "casme3a_7class",
-                 "--frames", "4", "--size", "8", "--on-problem", "fix", "--run-dir", str(tmp_path / "run"), "-q"])
+                 "--frames", "4", "--size", "8", "--crop", "center", "--on-problem", "fix", "--run-dir", str(tmp_path / "run"),
+                 "-q"])
     out = capsys.readouterr().out
     assert code == 0 and "dataset: casme3a (6 clips" in out
     assert "fixed (rule)  casme3a/spNO.2/c_40:" in out and (tmp_path / "run" / "data_problems.csv").is_file()
