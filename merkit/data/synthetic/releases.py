@@ -19,6 +19,9 @@ Counts, subjects, emotion spellings and named sheet faults are those of :mod:`.r
 carries SynthME's class-defining micro-motion (:func:`~.render.render_motion_clip`): happiness AU12, the
 negative emotions AU4, surprise AU1+2, repression and contempt AU14, others a one-sided AU14. Clip lengths
 follow the release's frame rate (200, 200, 100, 30 fps). ``scale`` shrinks frame sizes and clip lengths.
+Each clip's face gets a static eye-socket shadow and one grey-level stretch (lit-recording contrast): without
+them the OpenCV Haar detector missed about one subject in five; with them it finds the face of every CASME II
+and SMIC-HS clip and of one clip per subject of SAMM and CAS(ME)^3 (checked at scale 1).
 
 Side files that no builder reads, under ``out/synthme_truth/``: ``release.json`` (kind, small, scale,
 seed, layouts; ``small: true`` means the counts are not the real ones), ``motion_regions.csv`` and
@@ -48,7 +51,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from merkit.data.synthetic.config import SynthMEConfig
-from merkit.data.synthetic.faces import _subject_look
+from merkit.data.synthetic.faces import _Look, _subject_look
 from merkit.data.synthetic.release_rows import (
     ReleaseRow,
     casme2_2019_changes,
@@ -253,12 +256,34 @@ def _draw_clip(clip: _Clip, seed: int) -> tuple[np.ndarray, np.ndarray]:
     apex = min(clip.apex_index, clip.offset_index - 1)
     drawn = render_motion_clip(config, clip.row.subject, clip.index, clip.motion, clip.n_frames,
                                clip.onset_index, apex, clip.offset_index)
-    frames, mask = drawn.frames, drawn.mask
+    look = _subject_look(config, clip.row.subject)
+    frames, mask = _stretch(drawn.frames * _eye_shadow(look, render_side)), drawn.mask
     if render_side != clip.face_side:
         size = (clip.face_side, clip.face_side)
         frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_CUBIC) for f in frames])  # (T, S, S, 3)
         mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
     return frames, mask
+
+
+def _eye_shadow(look: _Look, side: int) -> np.ndarray:
+    """A static shading float32 (S, S, 1) that darkens the band of the eyes and brows, as the eye sockets of a
+    lit face are darker than the cheeks and the nose bridge (what the Haar face detector keys on)."""
+    c = (np.arange(side, dtype=np.float32) + 0.5) / side - 0.5
+    u, v = c[None, :], c[:, None]
+    band = np.exp(-(((v - look.eye_y + 0.02) / 0.075) ** 2))  # (S, 1)
+    sockets = sum(np.exp(-(((u - s * look.eye_dx) / 0.11) ** 2)) for s in (-1, 1))  # (1, S)
+    return (1.0 - 0.55 * np.clip(band * sockets, 0, 1))[..., None].astype(np.float32)
+
+
+def _stretch(frames: np.ndarray) -> np.ndarray:
+    """The clip's frames with one linear grey-level stretch (from its first frame: 1st..99th percentile of the
+    luminance -> 20..235) applied to all of them, so that dark or flat faces have the contrast of a lit
+    recording (the Haar detector needs it, as on real data). One map for the whole clip keeps the motion."""
+    grey = frames[0].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # (S, S, 3) -> (S, S)
+    low, high = np.percentile(grey, [1, 99])
+    gain = 215.0 / max(float(high - low), 1.0)
+    out = (frames.astype(np.float32) - low) * gain + 20.0
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def _scene(dataset: str, subject: int, seed: int, width: int, height: int) -> np.ndarray:
