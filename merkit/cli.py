@@ -1,5 +1,5 @@
 """The ``merkit`` command: ``pipeline``, ``demo``, ``sweep``, ``compare``, ``report``, ``prepare``, ``synthme``, ``predict``,
-``composite``, ``models``.
+``composite``, ``teach``, ``models``.
 
 Every command has ``--help``. User errors (an unknown parameter, a missing data_root, a notebook that fails)
 end with a one-line ``merkit: error: …`` on stderr and a non-zero exit code, without a traceback:
@@ -324,6 +324,20 @@ def cmd_composite(args: argparse.Namespace) -> int:
     return EXIT_FAILED if len(disagree) else 0
 
 
+def cmd_teach(args: argparse.Namespace) -> int:
+    from merkit.teach import TEACH_ORDER, build
+
+    params, raw = _collect_params(args.params or [], args.param or [])
+    built = build(args.out, params, args.notebooks or TEACH_ORDER, execute=not args.no_execute, cell_timeout=args.cell_timeout,
+                  resume=not args.no_resume, progress=not args.quiet, raw_names=raw)
+    print(f"student copies (no solutions, no outputs): {built.out / 'student'}")
+    for run in built.pipeline.notebooks if built.pipeline else []:
+        print(f"  {run.name:<14} {run.status:<9} {run.seconds:7.1f} s")
+    if built.pipeline:
+        print(f"instructor copies (solutions, executed): {built.out / 'instructor'}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from merkit.predict import predict_clip
 
@@ -521,6 +535,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CASME II sheet to read (default: CASME2-coding-20140508.xlsx, which defines the composite)")
     p.set_defaults(func=cmd_composite)
 
+    from merkit.pipeline import DEFAULT_CELL_TIMEOUT
+
+    p = sub.add_parser("teach", help="build the student and instructor copies of the notebooks for a lab",
+                       description="teach build OUT: OUT/student/*.ipynb (exercises, no solutions, no outputs) and "
+                       "OUT/instructor/*.ipynb (solutions, executed with papermill; see docs/teaching.md).")
+    p.add_argument("action", choices=("build",))
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("--params", action="append", metavar="FILE.yaml", help="YAML file of name: value for the instructor run (repeatable)")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="set one notebook parameter (repeatable)")
+    p.add_argument("--notebooks", nargs="+", default=None, metavar="NB", help="notebooks (default: 01_data … 05_leakage)")
+    p.add_argument("--no-execute", action="store_true", help="write the student copies only")
+    p.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="SECONDS", help="per-cell limit (default: %(default)s)")
+    p.add_argument("--no-resume", action="store_true", help="re-execute every notebook")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_teach)
+
     p = sub.add_parser("models", help="print the model registry", description="Print every registered model with "
                        "its input kind, size and parameter count.")
     p.set_defaults(func=cmd_models)
@@ -542,6 +572,7 @@ def _library_user_errors() -> tuple[type[BaseException], ...]:
         ("merkit.runs", ("CheckpointError",)),
         ("merkit.predict", ("PredictError",)),
         ("merkit.report", ("CompareError",)),
+        ("merkit.teach", ("TeachError",)),
     ):
         try:
             imported = __import__(module, fromlist=list(names))

@@ -29,6 +29,11 @@ Contract:
   lock left by a killed run is taken over. Temporary files a killed run left in the run directory are removed.
 - Progress: the current notebook is printed, and while it runs the fold runner's progress file
   (`merkit.progress`) is polled into one line: folds done / total and an ETA. Papermill's cell bar is off.
+- Exercise solutions (cells tagged ``solution``, see `merkit.teach`) are left out by default: a pipeline run
+  executes the student view (exercise prompts and empty answer cells), so `make demo` does not pay for the
+  solutions and a run on a real dataset never fails on a teaching assert. ``solutions=True`` (what
+  ``merkit teach build`` uses for the instructor copies) executes them too. Cell positions in errors always
+  refer to the committed notebook.
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ DEMO_PARAMS = NOTEBOOK_DIR / "demo.yaml"
 #: Seconds one cell may run before the pipeline gives up on it (papermill has no limit unless told).
 DEFAULT_CELL_TIMEOUT = 1800
 STATE_FILE = "pipeline_state.json"
+#: Tag of the exercise-solution cells the pipeline leaves out unless asked for them (`merkit.teach`).
+SOLUTION_TAG = "solution"
 STATE_VERSION = 2
 # Environment for the notebook kernels: no messages a user cannot act on (debugpy's frozen-modules warning,
 # jupyter's path-migration notice).
@@ -401,12 +408,24 @@ def export_html(notebook: str | os.PathLike, html_path: str | os.PathLike) -> Pa
     return html_path
 
 
-def _failing_cell(partial: Path) -> tuple[int | None, str]:
+def without_solutions(node: Any) -> tuple[Any, list[int]]:
+    """A copy of notebook ``node`` without its ``solution`` cells, and the 1-based source position of each kept cell."""
+    import copy
+
+    kept = [(position, cell) for position, cell in enumerate(node.cells, start=1)
+            if SOLUTION_TAG not in cell.metadata.get("tags", [])]
+    stripped = copy.deepcopy(node)
+    stripped.cells = [copy.deepcopy(cell) for _, cell in kept]
+    return stripped, [position for position, _ in kept]
+
+
+def _failing_cell(partial: Path, positions: Sequence[int] | None = None) -> tuple[int | None, str]:
     """Find the failing cell in papermill's saved copy; return its 1-based position in the SOURCE notebook.
 
     papermill inserts an ``injected-parameters`` cell and error-marker cells (so its ``cell_index`` does not
     match the committed notebook); those are not counted. The failing cell is the one papermill marked
     ``failed`` (or ``running``), or the cell holding an error output (a timeout marks its cell completed).
+    ``positions[i]`` is the source position of the i-th executed cell when cells were left out (solutions).
     """
     import nbformat
 
@@ -424,6 +443,8 @@ def _failing_cell(partial: Path) -> tuple[int | None, str]:
         errored = any(output.get("output_type") == "error" for output in cell.get("outputs", []))
         if status in ("failed", "running") or errored:
             first = next((line for line in cell.source.splitlines() if line.strip()), "")
+            if positions is not None and position <= len(positions):
+                return positions[position - 1], first.strip()[:80]
             return position, first.strip()[:80]
     return None, ""
 
@@ -439,8 +460,11 @@ def run_pipeline(
     resume: bool = True,
     progress: bool = True,
     raw_names: Iterable[str] = (),
+    solutions: bool = False,
 ) -> PipelineResult:
     """Execute ``notebooks`` in order into ``run_dir`` with ``params``; see the module docstring for the contract.
+
+    ``solutions`` executes the exercise solutions too (default: they are left out of the executed copies).
 
     ``params`` must not hold ``run_dir`` (it is the first argument); ``data_root`` may be empty (the notebooks
     then generate SynthME) or an existing directory. Raises `RunLockedError` at once when another live process
@@ -452,7 +476,8 @@ def run_pipeline(
         if lock.stale and progress:
             _say(f"took over the lock of run directory {lock.run_dir} left by pid {lock.stale.get('pid')} on "
                  f"{lock.stale.get('host')} (started {lock.stale.get('started')}), which is no longer running")
-        return _run_locked(lock, params, notebooks, notebook_dir, kernel, cell_timeout, resume, progress, raw_names)
+        return _run_locked(lock, params, notebooks, notebook_dir, kernel, cell_timeout, resume, progress, raw_names,
+                           solutions)
 
 
 def _say(text: str) -> None:
@@ -465,7 +490,7 @@ def remove_leftovers(run_dir: Path) -> list[Path]:
     """Delete temporary files a killed run left in ``run_dir`` (atomic-write temporaries, papermill partial
     notebooks); only safe while holding the run directory's lock. Returns what was removed."""
     removed = []
-    for pattern in ("**/.*.tmp", "notebooks/.*.partial.ipynb"):
+    for pattern in ("**/.*.tmp", "notebooks/.*.partial.ipynb", "notebooks/.*.source.ipynb"):
         for path in run_dir.glob(pattern):
             if path.is_file():
                 path.unlink(missing_ok=True)
@@ -526,7 +551,9 @@ def _run_locked(
     resume: bool,
     progress: bool,
     raw_names: Iterable[str],
+    solutions: bool = False,
 ) -> PipelineResult:
+    import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -576,7 +603,7 @@ def _run_locked(
             html_path = out_dir / f"{name}.html"
             if manifest is None:
                 manifest = manifest_identity(params)
-            current = _state_entry(source, own, kit, manifest)
+            current = _state_entry(source, {**own, "solutions": True} if solutions else own, kit, manifest)
             if not resume:
                 reasons = ["resume is off"]
             elif upstream_reran:
@@ -600,9 +627,15 @@ def _run_locked(
             partial = out_dir / f".{name}.partial.ipynb"
             started = time.perf_counter()
             line = _ProgressLine(run_dir / PROGRESS_FILE, label, time.time(), progress)
+            executed_source, positions = source, None
+            node = nbformat.read(str(source), as_version=4)
+            if not solutions and any(SOLUTION_TAG in cell.metadata.get("tags", []) for cell in node.cells):
+                stripped, positions = without_solutions(node)  # the student view: solutions left out
+                executed_source = out_dir / f".{name}.source.ipynb"
+                atomic_write_text(executed_source, nbformat.writes(stripped))
             try:
                 papermill.execute_notebook(
-                    str(source),
+                    str(executed_source),
                     str(partial),
                     parameters=own,
                     kernel_name=kernel,
@@ -616,7 +649,9 @@ def _run_locked(
             except Exception as err:  # noqa: BLE001 - every failure is reported with its notebook and cell
                 line.close()
                 failed = out_dir / f"{name}.failed.ipynb"
-                cell, first_line = _failing_cell(partial)
+                cell, first_line = _failing_cell(partial, positions)
+                if executed_source != source:
+                    executed_source.unlink(missing_ok=True)
                 if isinstance(err, PapermillExecutionError):
                     ename, evalue = err.ename, err.evalue
                 else:
@@ -636,6 +671,8 @@ def _run_locked(
                     source.name, cell, ename, evalue, failed if failed.is_file() else None, first_line
                 ) from None
             line.close()
+            if executed_source != source:
+                executed_source.unlink(missing_ok=True)
             os.replace(partial, output)
             export_html(output, html_path)
             state[name] = current

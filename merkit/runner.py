@@ -65,8 +65,12 @@ def run_fold(
     *,
     progress: bool = False,
     keep_weights: bool = True,
+    on_epoch_end: Any = None,
 ) -> FoldResult:
     """Train on ``fold.train`` and predict ``fold.test``: the unit of work of every executor.
+
+    ``on_epoch_end(epoch, snapshot)`` is passed to ``train_fold`` (an observer of a copy of the model after
+    each epoch; it cannot change what is trained or returned).
 
     The model is built under ``fold_seed(train.seed, fold.key)``, which also seeds shuffling and
     augmentation, so a fold's result does not depend on which other folds ran, in which order or where.
@@ -99,7 +103,8 @@ def run_fold(
     train_ds = model_dataset(spec, store, train_positions, augment=augment, seed=seed)
 
     model, history = train_fold(
-        model, train_ds, train_cfg, val_ds=val_ds, progress=progress, seed=seed, num_classes=len(classes)
+        model, train_ds, train_cfg, val_ds=val_ds, progress=progress, seed=seed, num_classes=len(classes),
+        on_epoch_end=on_epoch_end,
     )
     return fold_result(run_config, store, fold, classes, model, history, seconds=time.perf_counter() - start,
                        keep_weights=keep_weights)

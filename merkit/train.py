@@ -44,7 +44,7 @@ import math
 import os
 import random
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -264,6 +264,7 @@ def train_fold(
     progress: bool = True,
     seed: int | None = None,
     num_classes: int | None = None,
+    on_epoch_end: Callable[[int, nn.Module], None] | None = None,
 ) -> tuple[nn.Module, pd.DataFrame]:
     """Train ``model`` on ``train_ds`` for ``cfg.epochs`` epochs and return ``(model, history)``.
 
@@ -282,6 +283,12 @@ def train_fold(
 
     ``history`` has one row per epoch: epoch, loss, train_acc, lr, seconds (and val_loss, val_acc, val_uf1,
     val_uar with ``val_ds``), plus ``selected``.
+
+    ``on_epoch_end(epoch, snapshot)``, when given, is called after every epoch (1-based) with a deep copy of
+    the model in eval mode: an observer (logging, per-epoch figures, the leakage lab of
+    ``notebooks/05_leakage``) can do anything with its copy without changing the training, whose weights,
+    optimiser state and random streams stay exactly as without it. Its return value is ignored; nothing it
+    computes can pick the weights this function returns.
     """
     epochs = int(_get(cfg, "epochs", 1))
     if epochs < 1:
@@ -352,6 +359,8 @@ def train_fold(
                 best_state = copy.deepcopy(model.state_dict())
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, copy.deepcopy(model).eval())
         bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc']:.2f}")
 
     if best_state is not None:
