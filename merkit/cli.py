@@ -211,6 +211,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from merkit.data.preprocess import PreprocessConfig
     from merkit.prepare import prepare_data
 
+    if args.flow_folder:  # a community folder of 28x28 flow PNGs: dataset flow_folder, the folder is the data root
+        if args.data_root and Path(args.data_root).expanduser() != Path(args.flow_folder).expanduser():
+            raise UserError("give either --flow-folder DIR or --data-root DIR for a flow folder, not both")
+        args.dataset, args.data_root = "flow_folder", args.flow_folder
+    if not args.data_root:
+        raise UserError("prepare needs --data-root DIR (or --flow-folder DIR --listing CSV)")
+    if args.listing and args.dataset != "flow_folder":
+        raise UserError(f"--listing is for a flow folder (--flow-folder DIR), not dataset {args.dataset!r}")
     data_root = Path(args.data_root).expanduser()
     if args.dataset == "synthme" and not data_root.exists():
         data_root.mkdir(parents=True)  # SynthME is generated into a new, empty folder
@@ -219,6 +227,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         data_root=str(data_root),
         protocol=protocol,
+        listing=args.listing,
         synthme_n_subjects=args.subjects,
         synthme_clips_per_subject=args.clips_per_subject,
         on_problem=args.on_problem,
@@ -233,9 +242,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if prepared.classes:
         counts = manifest["label"].value_counts().sort_index()
         print("classes: " + ", ".join(f"{prepared.classes[int(k)]} {int(v)}" for k, v in counts.items()))
-    flow = prepared.store.flow
-    flow_text = f"  flow {tuple(flow.shape)} ({prepared.store.flow_config.method})" if flow is not None else ""
-    print(f"store: {prepared.store.path}  clips {tuple(prepared.store.clips.shape)}{flow_text}")
+    store = prepared.store
+    if store.clips is None:
+        print(f"store: {store.path}  flow images {tuple(store.flow.shape)} from the folder (no clips: flow models only)")
+    else:
+        flow = store.flow
+        flow_text = f"  flow {tuple(flow.shape)} ({store.flow_config.method})" if flow is not None else ""
+        print(f"store: {store.path}  clips {tuple(store.clips.shape)}{flow_text}")
     _print_data_problems(manifest)
     if prepared.problems_file is not None:
         print(f"data problems: {prepared.problems_file}")
@@ -438,7 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the folder is new or empty) and preprocess every clip into the clip store under --cache-dir.",
     )
     p.add_argument("--dataset", default="synthme", help="dataset key (default: %(default)s)")
-    p.add_argument("--data-root", required=True, help="your dataset copy; for synthme a new or empty folder is filled")
+    p.add_argument("--data-root", default="", help="your dataset copy; for synthme a new or empty folder is filled")
+    p.add_argument("--flow-folder", default="", metavar="DIR",
+                   help="a community folder of 28x28 onset→apex flow PNGs ('<subject>_<clip> .png'): dataset flow_folder")
+    p.add_argument("--listing", default="", metavar="CSV",
+                   help="the flow folder's listing (HTNet-style composite list, or any CSV with subject, sample, label "
+                   "[, dataset] columns); default: the folder's only *.csv")
     p.add_argument("--protocol", default=None, help="class mapping, e.g. casme2_5class (default: synthme_3class / none)")
     p.add_argument("--cache-dir", default=None, help="cache folder for generated SynthME and clip stores "
                    "(default: $MERKIT_CACHE, else runs/cache of the checkout; never inside DATA_ROOT)")

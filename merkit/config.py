@@ -38,6 +38,9 @@ __all__ = [
     "PROTOCOL_NAMES",
     "resumable_keys",
     "load_config",
+    "TRAIN_RECIPES",
+    "train_config",
+    "model_overrides",
 ]
 
 PROTOCOL_NAMES = ("loso", "megc2019", "lodo", "group_kfold")  # same names as merkit.protocols.PROTOCOLS
@@ -94,6 +97,7 @@ class DataConfig(_Section):
     # "fix" applies the errata and rule-based repairs data_manifests/<dataset>.yaml declares, then stops on
     # what is left; what was fixed or dropped goes to data_problems.csv.
     on_problem: str = "error"  # known sheet faults: error (report all, stop), fix (declared errata), drop (leave out)
+    listing: str = ""  # flow_folder only: the listing CSV of the folder (absolute or relative to data_root); "" = its only *.csv
     synthme_seed: int = 0  # SynthME only: master seed of the generated dataset
     synthme_n_subjects: int = 12  # SynthME only: number of subjects (= LOSO folds)
     synthme_clips_per_subject: int = 9  # SynthME only: clips per subject (classes balanced)
@@ -313,6 +317,49 @@ class RunConfig:
         from merkit.runs import atomic_write_json
 
         return atomic_write_json(path, self.to_dict())
+
+
+#: Named training recipes: TrainConfig fields that replace the notebook's own (``train_config(recipe=...)``).
+#: ``published``: the STSTNet authors' recipe as peers re-ran it (``../shared/REAL_FORMATS.md``): Adam
+#: (= AdamW with no weight decay) at lr 5e-5, batch 256, 800 fixed epochs, constant learning rate, plain
+#: (unweighted) cross-entropy, no augmentation, no epoch selection.
+TRAIN_RECIPES: dict[str, dict[str, Any]] = {
+    "published": {
+        "optimizer": "adamw", "weight_decay": 0.0, "lr": 5e-5, "batch_size": 256, "epochs": 800,
+        "schedule": "none", "class_weighted": False, "label_smoothing": 0.0, "loss": "ce", "augment": False,
+        "val_fraction": 0.0, "select_best": False, "grad_clip": 0.0,
+    },
+}
+
+
+def train_config(recipe: str = "", **values: Any) -> TrainConfig:
+    """The TrainConfig of the notebooks' parameters ``values``, with a named ``recipe``'s fields on top.
+
+    ``recipe=""`` keeps ``values`` as given; a name of :data:`TRAIN_RECIPES` replaces the fields it fixes
+    (e.g. ``published`` sets epochs 800 whatever ``epochs`` says) and keeps the others (seed, device,
+    precision). An unknown name is a ConfigError listing the known ones.
+    """
+    if recipe and recipe not in TRAIN_RECIPES:
+        raise ConfigError(f"unknown training recipe {recipe!r}; known: '' (the parameters as given), "
+                          + ", ".join(repr(r) for r in TRAIN_RECIPES))
+    return TrainConfig(**{**values, **(TRAIN_RECIPES[recipe] if recipe else {})})
+
+
+def model_overrides(model: str, *, frames: int | None = None, size: int | None = None, attention: str = "") -> dict:
+    """The constructor overrides the notebooks pass to ``model``: a clip model gets the clips' ``frames`` and
+    ``size``; a flow model (ststnet, ststnet_kit, offapexnet) none of them (its input is the 28×28 flow image,
+    not the clip); ``attention`` only when given, and a ConfigError when the model has no attention."""
+    from merkit.models import create_model, model_entry  # lazy: keeps `import merkit.config` free of torch
+
+    accepted = model_entry(model).accepted_arguments()
+    overrides: dict[str, Any] = {}
+    if create_model(model).input_spec.kind == "clip":
+        overrides.update({k: v for k, v in (("frames", frames), ("size", size)) if v is not None and k in accepted})
+    if attention:
+        if "attention" not in accepted:
+            raise ConfigError(f"model {model!r} has no attention parameter (attention={attention!r}); leave it empty")
+        overrides["attention"] = attention
+    return overrides
 
 
 def load_config(path: str | os.PathLike) -> RunConfig:

@@ -55,18 +55,22 @@ __all__ = [
     "attribute",
     "blur_clip",
     "event_positions",
+    "explain_flow_store",
     "explain_store",
     "face_region_masks",
+    "flow_regions",
     "frame_curve",
     "ig_baseline",
     "last_conv2d_name",
     "last_conv3d_name",
     "learned_attention",
+    "model_inputs",
     "random_baseline",
     "region_mass_over_time",
     "region_scores",
     "region_time_feature_mask",
     "score_methods",
+    "store_events",
     "summarise_scores",
 ]
 
@@ -836,7 +840,8 @@ def score_methods(
                     raise
                 usable.remove(method)  # no learned attention (baseline, or every module ablated)
         scored = {name: region_scores(attr, batch_masks, tolerance=tolerance) for name, attr in maps.items()}
-        scored["random"] = random_baseline(batch_masks, n_frames=x.shape[2], draws=random_draws, seed=start, tolerance=tolerance)
+        frames = x.shape[2] if x.dim() == 5 else 1  # a flow-image batch (b, c, h, w) has one "frame"
+        scored["random"] = random_baseline(batch_masks, n_frames=frames, draws=random_draws, seed=start, tolerance=tolerance)
         for name, table in scored.items():
             table = table.copy()
             table.insert(0, "method", name)
@@ -863,6 +868,8 @@ def explain_store(
 ) -> pd.DataFrame:
     """:func:`score_methods` over clips of a clip store that holds true motion masks (SynthME).
 
+    A flow model (``input_spec.kind == "flow"``) is handed to :func:`explain_flow_store`.
+
     ``store`` is a ``merkit.data.store.ClipStore`` with ``masks`` (N, S, S) and ``index`` (one row
     per clip); ``positions`` selects clips (default all; e.g. a fold's held-out subject).
     ``dataset_factory(store, positions)`` builds the torch dataset (default
@@ -872,6 +879,8 @@ def explain_store(
     ``clip`` is the position in the store.
     """
     positions_array = np.arange(len(store.index)) if positions is None else np.asarray(positions, dtype=np.int64)
+    if getattr(getattr(model, "input_spec", None), "kind", "clip") == "flow":
+        return explain_flow_store(model, store, positions_array, methods, dataset_factory=dataset_factory, **kwargs)
     masks = getattr(store, "masks", None)
     if masks is None:
         raise ValueError(
@@ -907,3 +916,92 @@ def summarise_scores(scores: pd.DataFrame, by: Sequence[str] = ("method", "label
     summary["mass_over_chance"] = summary["mass_in_region"] / summary["region_fraction"]
     return summary.reset_index()
 
+
+
+# ----------------------------------------------------------------------------------------------
+# flow models over a store's flow images (a clip store built with flow, or a flow-folder store)
+
+
+def flow_regions(store: Any, positions: np.ndarray, *, top_fraction: float = 0.1) -> tuple[np.ndarray, str]:
+    """The region each flow image is scored against: bool (n, F, F), and where it came from.
+
+    With true motion masks in the store (SynthME) they are resized (nearest) from the clip side to the flow
+    side: the flow is computed on the same face crop, so the two frames line up (``"motion mask"``). Without
+    them (a real dataset, a flow folder) the region is the ``top_fraction`` of pixels that move most,
+    ``sqrt(u² + v²)`` about each image's median (the still face): ``"largest flow"``. That asks whether the
+    model looks where the face moves, not whether the motion is the expression's (no ground truth exists).
+    """
+    import cv2
+
+    flow = np.asarray(store.flow[np.asarray(positions)], dtype=np.float32)  # (n, F, F, 3)
+    side = flow.shape[1]
+    masks = getattr(store, "masks", None)
+    if masks is not None:
+        chosen = np.asarray(masks[np.asarray(positions)], dtype=np.uint8)  # (n, S, S)
+        resized = [cv2.resize(m, (side, side), interpolation=cv2.INTER_NEAREST) for m in chosen]
+        return np.stack(resized).astype(bool), "motion mask"
+    centred = flow[..., :2] - np.median(flow[..., :2], axis=(1, 2), keepdims=True)
+    magnitude = np.hypot(centred[..., 0], centred[..., 1]).reshape(len(flow), -1)  # (n, F, F) -> (n, F·F)
+    cut = np.quantile(magnitude, 1.0 - top_fraction, axis=1, keepdims=True)
+    return (magnitude >= cut).reshape(len(flow), side, side), "largest flow"
+
+
+def explain_flow_store(
+    model: nn.Module,
+    store: Any,
+    positions: Sequence[int] | np.ndarray | None = None,
+    methods: Sequence[str] = ("ig", "gradcam", "occlusion"),
+    *,
+    dataset_factory: Callable[[Any, np.ndarray], Sequence[tuple[Tensor, int]]] | None = None,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """:func:`score_methods` for a flow model over the store's flow images (``store.flow``).
+
+    The images reach the model exactly as in training (``merkit.protocols.model_dataset``: the model's own
+    channels and value encoding). Each is scored against :func:`flow_regions` (true motion masks when the
+    store has them, else the pixels that move most); the ``region_source`` column says which. ``"attention"``
+    is skipped (flow models have none). Same columns as :func:`explain_store`.
+    """
+    if getattr(store, "flow", None) is None:
+        raise ValueError(f"{store!r} has no flow images: build it with flow (prepare_data(..., flow='tvl1'))")
+    chosen = np.arange(len(store.index)) if positions is None else np.asarray(positions, dtype=np.int64)
+    if dataset_factory is None:
+        dataset = _model_input_dataset(model, store, chosen)
+    else:
+        dataset = dataset_factory(store, chosen)
+    regions, source = flow_regions(store, chosen)
+    usable = [m for m in methods if m != "attention"]
+    scores = score_methods(model, dataset, regions, usable, **kwargs)
+    info_columns = [c for c in ("dataset", "subject", "sample", "emotion") if c in store.index.columns]
+    info = store.index.iloc[chosen][info_columns].reset_index(drop=True)
+    scores = scores.join(info, on="clip")
+    scores["clip"] = chosen[scores["clip"].to_numpy()]
+    scores["region_source"] = source
+    return scores
+
+
+def _model_input_dataset(model: nn.Module, store: Any, positions: np.ndarray) -> Any:
+    """The unaugmented dataset ``model`` reads (what ``merkit.runner.model_dataset`` gives for evaluation):
+    clips, or flow images in the model's channels and value encoding."""
+    from merkit.data.torch_dataset import FLOW_CHANNELS, ClipDataset, FlowDataset
+
+    spec = getattr(model, "input_spec", None)
+    if spec is None or spec.kind == "clip":
+        return ClipDataset(store, positions)
+    return FlowDataset(store, positions, channels=FLOW_CHANNELS[: spec.channels], encoding=spec.encoding)
+
+
+def model_inputs(model: nn.Module, store: Any, positions: Sequence[int] | np.ndarray) -> Tensor:
+    """The inputs ``model`` reads for store rows ``positions``, stacked: clips (n, c, t, h, w) for a clip
+    model, flow images (n, c, h, w) for a flow model (its channels and encoding), without augmentation."""
+    dataset = _model_input_dataset(model, store, np.asarray(positions, dtype=np.int64))
+    return torch.stack([dataset[i][0] for i in range(len(dataset))])  # n x (c, [t,] h, w) -> (n, c, [t,] h, w)
+
+
+def store_events(store: Any, positions: Sequence[int] | np.ndarray, n_frames: int) -> list[dict[str, float]]:
+    """Onset/apex/offset positions of each row among a clip's ``n_frames`` (:func:`event_positions`); a flow
+    image is the onset→apex motion, so its one frame stands for the apex: ``{"apex": 0.0}``."""
+    rows = store.index.iloc[np.asarray(positions, dtype=np.int64)]
+    if getattr(store, "clips", None) is None or "apex_used" not in rows:
+        return [{"apex": 0.0} for _ in range(len(rows))]
+    return [event_positions(int(r["onset"]), int(r["apex_used"]), int(r["offset"]), n_frames) for _, r in rows.iterrows()]

@@ -214,14 +214,18 @@ def store_regions(
     cannot be read) leaves the geometry. Returns the :class:`RegionSet` per position and a DataFrame
     ``clip, subject, sample, crop_method, region_source`` plus one ``<region>_source`` column per region.
     """
-    size = int(store.clips.shape[2])
+    flow_only = getattr(store, "clips", None) is None  # a flow folder: F×F images, no frames to detect on
+    # ASSUMPTION for a flow folder: its images are flow of centred face crops (as the community makes them),
+    # so the regions are the centred-crop geometry on the F×F grid.
+    size = int(store.flow.shape[1]) if flow_only else int(store.clips.shape[2])
     margin = float(getattr(store.config, "crop_margin", 0.1))
     sets: list[RegionSet] = []
     rows = []
     for position in np.asarray(positions, dtype=np.int64):
         row = store.index.iloc[int(position)]
-        method = str(row.get("crop_method", store.config.crop)) or "dataset"
-        face = _onset_face(row, data_root) if (use_cascades and data_root is not None) else None
+        method = "dataset" if flow_only else (str(row.get("crop_method", store.config.crop)) or "dataset")
+        readable = use_cascades and data_root is not None and not flow_only
+        face = _onset_face(row, data_root) if readable else None
         regions = clip_regions(size, face, crop_method=method, crop_margin=margin, use_cascades=use_cascades)
         sets.append(regions)
         rows.append({"clip": int(position), "subject": row.get("subject"), "sample": row.get("sample"),
@@ -323,10 +327,11 @@ def explain_regions(
     if len(regions) != len(positions):
         raise ValueError(f"{len(regions)} region sets for {len(positions)} clips: they must align")
     if dataset_factory is None:
-        from merkit.data.torch_dataset import ClipDataset
+        from merkit.explain import _model_input_dataset
 
-        dataset_factory = ClipDataset
-    dataset = dataset_factory(store, positions)
+        dataset = _model_input_dataset(model, store, positions)  # clips, or a flow model's own flow images
+    else:
+        dataset = dataset_factory(store, positions)
     method_kwargs = dict(method_kwargs or {})
     wanted = list(dict.fromkeys([*methods, "attention"]))
     has_attention = True
@@ -370,14 +375,16 @@ def explain_regions(
     )
 
 
-def shared_events(rows: pd.DataFrame, n_frames: int) -> dict[str, float]:
+def shared_events(rows: pd.DataFrame, n_frames: int, model: nn.Module | None = None) -> dict[str, float]:
     """Onset / apex / offset positions of several store clips on their ``n_frames`` stored frames, for
     curves averaged over those clips: an event at the same position in every clip keeps its name; one
     that differs (the apex, usually) is marked at its mean position as ``"apex (mean)"``. ``rows`` are
     store index rows (``onset``, ``apex_used``, ``offset``); the span is onset→offset, as in
-    :func:`merkit.explain.event_positions`."""
+    :func:`merkit.explain.event_positions`. For a flow ``model`` (or a flow-folder store): ``{"apex": 0.0}``."""
     from merkit.explain import event_positions
 
+    if getattr(getattr(model, "input_spec", None), "kind", "clip") == "flow" or "apex_used" not in rows:
+        return {"apex": 0.0}  # a flow model reads one onset→apex image: its one "frame" is the apex
     per_clip = [event_positions(int(r["onset"]), int(r["apex_used"]), int(r["offset"]), n_frames) for _, r in rows.iterrows()]
     events: dict[str, float] = {}
     for name in ("onset", "apex", "offset"):

@@ -569,6 +569,12 @@ def _run_locked(
         params["data_root"] = str(Path(params["data_root"]).expanduser().resolve())
         for own in per_notebook.values():
             own["data_root"] = params["data_root"]
+    listing = str(params.get("listing") or "")
+    if listing and Path(listing).expanduser().is_file():  # a flow folder's listing named from here: absolute for the kernels
+        params["listing"] = str(Path(listing).expanduser().resolve())
+        for own in per_notebook.values():
+            if "listing" in own:
+                own["listing"] = params["listing"]
     _check_paths(params)
 
     out_dir = run_dir / "notebooks"

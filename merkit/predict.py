@@ -284,12 +284,15 @@ def _attention(model: nn.Module, x: torch.Tensor) -> Any:
     return explain.attribute(model, x, "gradcam")
 
 
-def _flow_figure(x: torch.Tensor, attribution: Any, title: str) -> Any:
+def _flow_figure(x: torch.Tensor, attribution: Any, title: str, encoding: str = "unit") -> Any:
     """The flow image x (c, f, f) as RGB (u, v, strain; a missing strain channel black) beside the attribution
-    magnitude (f, f) laid over the flow magnitude sqrt(u² + v²) (about the median) in grey."""
+    magnitude (f, f) laid over the flow magnitude sqrt(u² + v²) (about the median) in grey. ``encoding`` is the
+    model's ``input_spec.encoding`` (a ``bgr255`` input is put back in u, v, strain order first)."""
     from matplotlib.figure import Figure
 
-    image = x.detach().float().cpu().numpy().transpose(1, 2, 0)  # (c, f, f) -> (f, f, c)
+    from merkit.data.torch_dataset import flow_input_to_uvs
+
+    image = flow_input_to_uvs(x, encoding)  # (c, f, f) -> (f, f, c) in (u, v[, strain]) order
     shown = np.zeros((*image.shape[:2], 3), dtype=np.float32)
     shown[..., : image.shape[2]] = image[..., :3]
     low, high = shown.min(axis=(0, 1)), shown.max(axis=(0, 1))
@@ -400,7 +403,7 @@ def predict_clip(
 
         attribution = explain.attribute(bundle.model, x, "ig", baseline="zeros")
         overlay_method = "ig"
-        figure = _flow_figure(x[0], attribution, f"{clip_path.name}: IG of {bundle.classes[int(attribution.target[0])]}")
+        figure = _flow_figure(x[0], attribution, f"{clip_path.name}: IG of {bundle.classes[int(attribution.target[0])]}", spec.encoding)
         overlay_path = _save_figure(figure, out / "attribution.png")
     elif overlay:
         from merkit import explain, viz

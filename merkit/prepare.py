@@ -28,7 +28,10 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["DataRootError", "PreparedData", "notebook_dirs", "synthme_root", "resolve_data_root", "prepare_data"]
+__all__ = [
+    "DataRootError", "PreparedData", "notebook_dirs", "synthme_root", "resolve_data_root", "prepare_data",
+    "is_flow_folder", "flow_method_for",
+]
 
 #: Where a notebook opened by hand (run_dir left empty) writes: the kit's runs/lab folder.
 LAB_RUN_DIR = Path(__file__).resolve().parent.parent / "runs" / "lab"
@@ -146,6 +149,8 @@ def prepare_data(
 
     cache_dir = user_cache(cache_dir)  # CacheError naming the folder when it cannot be written
     root, generated = resolve_data_root(data, cache_dir, progress=progress)
+    if is_flow_folder(data.dataset):
+        return _prepare_flow_folder(data, root, preprocess is not None or flow is not None, cache_dir, progress)
     manifest = build_manifest(data.dataset, root, data.protocol or None, on_problem=getattr(data, "on_problem", "error"))
     problems_file = None
     if run_dir is not None:
@@ -180,3 +185,37 @@ def prepare_data(
             progress=progress,
         )
     return PreparedData(root, manifest, store, generated, problems_file)
+
+
+def is_flow_folder(dataset: str) -> bool:
+    """True when ``dataset``'s yaml uses the ``flow_folder`` builder (a folder of flow images, no frames)."""
+    from merkit.data.datasets import load_spec
+
+    try:
+        return load_spec(dataset).builder == "flow_folder"
+    except Exception:  # noqa: BLE001 - an unknown dataset is reported by build_manifest with the known ones
+        return False
+
+
+def _prepare_flow_folder(data: Any, root: Path, with_store: bool, cache_dir: Path, progress: bool) -> PreparedData:
+    """A flow folder: manifest from its listing, and a flow-only store (no clips, no preprocessing)."""
+    from merkit.data.datasets import build_manifest
+    from merkit.data.store import build_flow_store
+
+    protocol = data.protocol if data.protocol and data.protocol != "synthme_3class" else None  # the notebooks' default
+    manifest = build_manifest(data.dataset, root, protocol, annotation=data.listing or None)
+    store = None
+    if with_store:
+        root_key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+        store = build_flow_store(manifest, root, cache_dir / "store" / root_key, progress=progress)
+    return PreparedData(root, manifest, store, False)
+
+
+def flow_method_for(model: str, flow_method: str = "", dataset: str = "") -> str:
+    """The flow to store for ``model``: ``flow_method`` when given; for a flow model without one, ``'tvl1'``
+    (the MER community's default); ``''`` for a clip model or a flow-folder dataset (its flow is given)."""
+    from merkit.models import create_model
+
+    if flow_method or (dataset and is_flow_folder(dataset)):
+        return "" if dataset and is_flow_folder(dataset) else flow_method
+    return "tvl1" if create_model(model).input_spec.kind == "flow" else ""

@@ -392,6 +392,11 @@ def _check_model_input(run_config: Any, store: Any, classes: list[str]) -> None:
                 f"(or override the model's size)"
             )
         return
+    if getattr(store, "clips", True) is None:  # a flow-folder store: flow images only
+        raise ProtocolError(
+            f"model {name!r} reads clips, {spec.describe()}, but the store at {getattr(store, 'path', '?')} holds "
+            "only flow images (a flow folder, no frames): use a flow model (ststnet, ststnet_kit, offapexnet)"
+        )
     x, _ = model_dataset(spec, store, np.array([0]), augment=False, seed=0)[0]
     if tuple(x.shape) != expected:
         raise ProtocolError(
@@ -411,7 +416,8 @@ def model_dataset(spec: Any, store: Any, positions: np.ndarray, *, augment: Any,
     :class:`~merkit.data.torch_dataset.FlowDataset` over the store's onset→apex flow, given the first
     ``spec.channels`` of (u, v, strain): 3 = (u, v, strain) for STSTNet, 2 = (u, v) for Off-ApexNet. The
     channel choice is made here, from the model's declared input, so that the model gets exactly the
-    channels it declares (rather than taking all three and silently ignoring strain).
+    channels it declares (rather than taking all three and silently ignoring strain); so is the value
+    encoding (``spec.encoding``: 0..1 per channel, or the 8-bit PNG's 0..255 B,G,R values for ``ststnet``).
     """
     from merkit.data.torch_dataset import FLOW_CHANNELS, Augmentation, ClipDataset, FlowDataset
 
@@ -423,7 +429,7 @@ def model_dataset(spec: Any, store: Any, positions: np.ndarray, *, augment: Any,
         )
     flip = augment.flip if isinstance(augment, Augmentation) else Augmentation().flip
     return FlowDataset(store, positions, augment=bool(augment), seed=seed, flip=flip,
-                       channels=FLOW_CHANNELS[: spec.channels])
+                       channels=FLOW_CHANNELS[: spec.channels], encoding=getattr(spec, "encoding", "unit"))
 
 
 def _check_no_shared_subject(index: pd.DataFrame, val_positions: np.ndarray, test_positions: np.ndarray,

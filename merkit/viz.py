@@ -35,6 +35,7 @@ __all__ = [
     "ClipViewer",
     "clip_viewer",
     "comparison_bars",
+    "store_sample",
     "confusion_heatmap",
     "display_frames",
     "flow_figure",
@@ -87,6 +88,8 @@ def display_frames(clip: torch.Tensor | np.ndarray, layout: str = "auto") -> np.
     all frames, so brightness changes stay visible). Two-channel clips (flow u, v) show channel 0.
     """
     values = clip.detach().float().cpu().numpy() if isinstance(clip, torch.Tensor) else np.asarray(clip)
+    if values.ndim == 3 and isinstance(clip, torch.Tensor):
+        values = values[:, None]  # a flow model's image (c, h, w) -> a one-frame clip (c, 1, h, w)
     if values.ndim != 4:
         raise ValueError(f"a clip has 4 axes (c, t, h, w) or (t, h, w, c); got shape {values.shape}")
     if layout == "auto":
@@ -103,10 +106,19 @@ def display_frames(clip: torch.Tensor | np.ndarray, layout: str = "auto") -> np.
     return values[..., 0]  # (t, h, w, 1|2) -> (t, h, w)
 
 
+def store_sample(store: Any, position: int) -> np.ndarray:
+    """What a store holds for row ``position``, for :func:`montage`: the clip (T, S, S, C), or in a flow-only
+    store (a flow folder) the flow image as a one-frame RGB clip (1, F, F, 3) with R = u, G = v, B = strain."""
+    if getattr(store, "clips", None) is not None:
+        return np.asarray(store.clips[position])
+    return np.asarray(store.flow[position], dtype=np.float32)[None]  # (F, F, 3) -> (1, F, F, 3)
+
+
 def _single_map(item: Attribution | torch.Tensor | np.ndarray, index: int) -> tuple[np.ndarray, bool]:
     """(t, h, w) float map of clip ``index`` and whether it is signed."""
     if isinstance(item, Attribution):
-        return item.map[index].numpy().astype(np.float64), item.signed
+        values = item.map[index].numpy().astype(np.float64)
+        return (values[None] if values.ndim == 2 else values), item.signed  # flow map (h, w) -> (1, h, w)
     values = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
     if values.ndim == 4:
         values = values[index]  # (b, t, h, w) -> (t, h, w)

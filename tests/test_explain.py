@@ -471,7 +471,7 @@ def test_ststnet_ig_gradcam_occlusion_ablation_give_image_maps():
     from merkit.models import create_model
 
     torch.manual_seed(0)
-    model = create_model("ststnet", num_classes=3)
+    model = create_model("ststnet", num_classes=3).eval()  # eval: its dropout would make f(x) random
     x = torch.rand(2, 3, 28, 28)
     ig = explain.attribute(model, x, "ig", target=1, n_steps=16)
     with torch.no_grad():

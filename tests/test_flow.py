@@ -97,9 +97,10 @@ def test_png_export_import_round_trip_is_lossless_up_to_quantisation(tmp_path):
     back = read_flow_png(path)
     assert back.shape == (28, 28, 3)
     assert np.abs(back - normalise_flow_image(features)).max() <= 0.5 / 255 + 1e-6
-    # OpenCV array order, as the community's loaders read these files: channel 0 is u.
+    # As in the real folders: R = u, G = v, B = strain; OpenCV reads them as (B, G, R) = (strain, v, u).
     raw = cv2.imread(str(path))
-    assert np.argmax(raw[..., 0]) == np.argmax(features[..., 0])
+    for opencv_channel, feature in ((2, 0), (1, 1), (0, 2)):
+        assert np.argmax(raw[..., opencv_channel]) == np.argmax(features[..., feature])
     assert not list(tmp_path.glob(".tmp-*"))  # atomic write left no temp file
 
 

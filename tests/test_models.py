@@ -27,7 +27,7 @@ from merkit.models.summary import models_markdown
 from merkit.models.meranet import ChannelAttention3d, SpatioTemporalAttention3d
 
 MERANET_FAMILY = ["meranet", "meranet_small", "meranet_no_attention", "meranet_channel_only", "meranet_st_only"]
-REQUIRED = MERANET_FAMILY + ["stcnn", "resnet3d", "ststnet", "offapexnet"]
+REQUIRED = MERANET_FAMILY + ["stcnn", "resnet3d", "ststnet", "ststnet_kit", "offapexnet"]
 
 # Tiny trunks: two stages of 8 and 16 channels on 1×8×16×16 clips.
 TINY_TRUNK = dict(
@@ -38,6 +38,7 @@ TINY = {
     "resnet3d": {k: v for k, v in TINY_TRUNK.items() if k != "reduction"},
     "stcnn": dict(frames=15, size=16, filters=4, hidden=8),
     "ststnet": {},
+    "ststnet_kit": {},
     "offapexnet": dict(hidden=16),
 }
 
@@ -415,13 +416,34 @@ def test_stcnn_follows_the_paper_layers_and_rejects_too_short_clips():
         create_model("stcnn", frames=12)
 
 
-def test_ststnet_has_three_branches_of_3_5_8_filters_and_400_features_at_28():
-    model = create_model("ststnet")
-    assert model.input_spec == InputSpec(kind="flow", channels=3, frames=None, size=28)
+def test_ststnet_is_built_as_its_authors_code_28_30_10_5_and_400_features():
+    model = create_model("ststnet").eval()
+    assert model.input_spec == InputSpec(kind="flow", channels=3, frames=None, size=28, encoding="bgr255")
     assert [branch[0].out_channels for branch in model.branches] == [3, 5, 8]
+    for branch in model.branches:  # conv -> ReLU -> BatchNorm -> max-pool -> dropout, in that order
+        assert [type(m) for m in branch] == [nn.Conv2d, nn.ReLU, nn.BatchNorm2d, nn.MaxPool2d, nn.Dropout]
+        assert branch[0].padding == (2, 2) and branch[4].p == 0.5
+        pool = branch[3]
+        assert (pool.kernel_size, pool.stride, pool.padding) == (3, 3, 1)
+    x = model.input_spec.example(batch_size=2, seed=0)
+    assert x.min() >= 0 and x.max() <= 255 and torch.equal(x, x.round())  # 8-bit pixel values, unscaled
+    sides = []
+    hooks = [model.branches[0][i].register_forward_hook(lambda m, i, o: sides.append(tuple(o.shape[-2:]))) for i in (0, 3)]
     with torch.no_grad():
-        features = model.forward_features(model.input_spec.example(batch_size=2))
-    assert features.shape == (2, 16, 5, 5)
+        features = model.forward_features(x)
+    for hook in hooks:
+        hook.remove()
+    assert sides == [(30, 30), (10, 10)]
+    assert features.shape == (2, 16, 5, 5) and model.head.in_features == 400
+
+
+def test_ststnet_kit_keeps_the_earlier_variant_same_padding_no_bn_no_dropout():
+    model = create_model("ststnet_kit")
+    assert model.input_spec == InputSpec(kind="flow", channels=3, frames=None, size=28, encoding="unit")
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.Dropout)) for m in model.modules())
+    assert model.branches[0][0].padding == (1, 1)
+    with torch.no_grad():
+        assert model.forward_features(model.input_spec.example(batch_size=2)).shape == (2, 16, 5, 5)
     assert model.head.in_features == 400
 
 

@@ -375,13 +375,30 @@ def test_model_dataset_gives_each_flow_model_its_declared_channels(tiny_flow_sto
     from merkit.protocols import model_dataset
 
     positions = np.arange(3)
-    for name, channels in (("ststnet", ("u", "v", "strain")), ("offapexnet", ("u", "v"))):
+    for name, channels in (("ststnet", ("u", "v", "strain")), ("ststnet_kit", ("u", "v", "strain")), ("offapexnet", ("u", "v"))):
         data = model_dataset(create_model(name).input_spec, tiny_flow_store, positions, augment=False, seed=0)
         assert data.channels == channels
         assert data[0][0].shape == (len(channels), 28, 28)
-    full = model_dataset(create_model("ststnet").input_spec, tiny_flow_store, positions, augment=False, seed=0)[1][0]
+    full = model_dataset(create_model("ststnet_kit").input_spec, tiny_flow_store, positions, augment=False, seed=0)[1][0]
     uv = model_dataset(create_model("offapexnet").input_spec, tiny_flow_store, positions, augment=False, seed=0)[1][0]
     assert torch.equal(uv, full[:2])  # the same u and v, strain dropped
+
+
+def test_ststnet_is_fed_the_png_as_opencv_reads_it_bgr_0_to_255(tiny_flow_store, tmp_path):
+    """The authors' input path: write the stored flow as the interchange PNG, cv2.imread it, feed it unscaled."""
+    import cv2
+
+    from merkit.data.flow import write_flow_png
+    from merkit.models import create_model
+    from merkit.protocols import model_dataset
+
+    data = model_dataset(create_model("ststnet").input_spec, tiny_flow_store, np.arange(2), augment=False, seed=0)
+    for item in range(2):
+        x = data[item][0].numpy()  # (3, 28, 28)
+        path = write_flow_png(tmp_path / f"{item} .png", np.asarray(tiny_flow_store.flow[item], dtype=np.float32))
+        opencv = cv2.imread(str(path)).astype(np.float32).transpose(2, 0, 1)  # (28, 28, B G R) -> (3, 28, 28)
+        np.testing.assert_array_equal(x, opencv)
+        assert x.max() == 255 and x.min() == 0
 
 
 def test_flow_model_on_a_store_without_flow_says_how_to_build_one(tiny_store, tmp_path):

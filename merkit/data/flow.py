@@ -12,10 +12,12 @@ the flow, ``sqrt(εxx² + εyy² + 2·εxy²)`` with ``εxx = ∂u/∂x``, ``εy
 A rigid translation has zero strain; a zoom or a local deformation does not.
 
 Interchange format (STSTNet/HTNet "norm_u_v_os" folders): one 28×28 3-channel 8-bit PNG per sample whose
-channels are u, v and strain, each min-max normalised to 0..255 on its own. The channels are in the array
-order that ``cv2.imwrite``/``cv2.imread`` use (the community writes and reads these files with OpenCV), so
-``cv2.imread(path)[..., 0]`` is u. Min-max normalisation drops each channel's scale and offset: an import
-gives back the *normalised* (u, v, strain) in 0..1, which is what those models are trained on.
+channels are u, v and strain, each min-max normalised to 0..255 on its own, in the file's R, G and B
+channels (measured on a real folder, ``../shared/REAL_FORMATS.md``: R and G means near 126 and 135, B, the
+strain, mostly dark). OpenCV reads a PNG in B, G, R order, so ``cv2.imread(path)`` is (strain, v, u), which
+is what the STSTNet authors' code feeds its network (``merkit.models.STSTNet``, ``encoding="bgr255"``).
+Min-max normalisation drops each channel's scale and offset: an import gives back the *normalised*
+(u, v, strain) in 0..1, in that order.
 """
 
 from __future__ import annotations
@@ -44,7 +46,11 @@ __all__ = [
     "read_flow_png",
     "export_flow_folder",
     "import_flow_folder",
+    "read_flow_listing",
+    "read_flow_images",
     "flow_png_name",
+    "export_flow_release",
+    "COMPOSITE_LISTING_COLUMNS",
 ]
 
 FLOW_METHODS = ("tvl1", "farneback", "dis")
@@ -162,14 +168,15 @@ def normalise_flow_image(features: np.ndarray) -> np.ndarray:
 
 
 def write_flow_png(path: str | os.PathLike, features: np.ndarray) -> Path:
-    """Write (u, v, strain) float (H, W, 3) as the community's normalised 8-bit PNG, atomically."""
+    """Write (u, v, strain) float (H, W, 3) as the community's normalised 8-bit PNG (R=u, G=v, B=strain), atomically."""
     path = Path(path)
     features = np.asarray(features)
     if features.ndim != 3 or features.shape[-1] != 3:
         raise FlowError(f"{path}: expected (H, W, 3) (u, v, strain), got {features.shape}")
     pixels = np.rint(normalise_flow_image(features) * 255.0).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, encoded = cv2.imencode(".png", pixels)  # channels kept in array order (see module doc)
+    pixels = np.ascontiguousarray(pixels[..., ::-1])  # (u, v, strain) -> OpenCV's (B, G, R) = (strain, v, u)
+    ok, encoded = cv2.imencode(".png", pixels)
     if not ok:
         raise FlowError(f"{path}: PNG encoding failed")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
@@ -186,7 +193,7 @@ def read_flow_png(path: str | os.PathLike) -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
     if image is None:
         raise FlowError(f"{path}: missing or not a readable image")
-    return image.astype(np.float32) / 255.0
+    return image[..., ::-1].astype(np.float32) / 255.0  # OpenCV's (B, G, R) = (strain, v, u) -> (u, v, strain)
 
 
 def flow_png_name(subject: str, sample: str, *, space: bool = True) -> str:
@@ -231,6 +238,77 @@ def _pick(columns: dict[str, str], candidates: tuple[str, ...], given: str | Non
     return None
 
 
+def _listing_table(listing: str | os.PathLike | pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    if isinstance(listing, pd.DataFrame):
+        return listing, "<listing DataFrame>"
+    where = Path(listing)
+    if not where.is_file():
+        raise FlowError(f"flow listing not found: {where}")
+    try:
+        table = pd.read_csv(where, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
+        raise FlowError(f"{where}: not a readable CSV listing ({error})") from None
+    table.columns = [str(c).strip() for c in table.columns]  # headers written "dataset, sub, filename_o, ..."
+    return table, str(where)
+
+
+def read_flow_listing(
+    folder: str | os.PathLike,
+    listing: str | os.PathLike | pd.DataFrame,
+    *,
+    subject_column: str | None = None,
+    sample_column: str | None = None,
+    label_column: str | None = None,
+) -> pd.DataFrame:
+    """The rows of a flow folder's listing, each matched to its image file, without reading the images.
+
+    ``listing`` is a CSV path or DataFrame: the HTNet-style composite list (header ``dataset, sub,
+    filename_o, label, apex, imagename, sub_filename``) or any CSV with subject / sample (and label,
+    dataset) columns, matched case-insensitively or named explicitly. A row's file is, in this order: the
+    ``imagename`` cell when the listing has one and it names a file in ``folder`` (ASSUMPTION: in the
+    composite list it is the image's file name, with or without ``.png``), else ``<subject>_<sample> .png``
+    with or without the space. Returns ``subject``, ``sample``, ``path`` (absolute), ``row`` (the CSV line,
+    header = line 1) and, when listed, ``label`` (text as written) and ``dataset``. A row whose file is
+    missing raises :class:`FlowError` naming the listing, the line, the sample and every file tried.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FlowError(f"flow folder not found: {folder}")
+    table, where = _listing_table(listing)
+    columns = {str(c).strip().lower(): c for c in table.columns}
+    subject_col = _pick(columns, _SUBJECT_COLUMNS, subject_column, "subject", Path(where))
+    sample_col = _pick(columns, _SAMPLE_COLUMNS, sample_column, "sample", Path(where))
+    label_col = _pick(columns, _LABEL_COLUMNS, label_column, "label", Path(where))
+    dataset_col = _pick(columns, _DATASET_COLUMNS, None, "dataset", Path(where))
+    image_col = columns.get("imagename") if columns.get("imagename") != sample_col else None
+    if subject_col is None or sample_col is None:
+        raise FlowError(f"{where}: cannot tell the subject and sample columns apart in {list(table.columns)}")
+    if table.empty:
+        raise FlowError(f"{where}: the listing has no rows")
+    rows = []
+    for number, (_, row) in enumerate(table.iterrows()):
+        line = number + 2  # the header is line 1
+        subject, sample = str(row[subject_col]).strip(), str(row[sample_col]).strip()
+        candidates = []
+        if image_col is not None and str(row[image_col]).strip():
+            named = str(row[image_col]).strip()
+            candidates += [folder / named] if named.lower().endswith(".png") else [folder / f"{named} .png", folder / f"{named}.png"]
+        candidates += [folder / flow_png_name(subject, sample, space=s) for s in (True, False)]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise FlowError(
+                f"{where} line {line}: subject {subject!r} sample {sample!r}: none of "
+                f"{[str(p) for p in dict.fromkeys(candidates)]} exists"
+            )
+        record = {"subject": subject, "sample": sample, "path": str(path), "row": line}
+        if label_col is not None:
+            record["label"] = str(row[label_col]).strip()
+        if dataset_col is not None:
+            record["dataset"] = str(row[dataset_col]).strip()
+        rows.append(record)
+    return pd.DataFrame(rows)
+
+
 def import_flow_folder(
     folder: str | os.PathLike,
     listing: str | os.PathLike | pd.DataFrame | None = None,
@@ -241,12 +319,10 @@ def import_flow_folder(
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Read a folder of 28×28 (u, v, strain) PNGs: ``(images float32 (N, H, W, 3) in 0..1, index)``.
 
-    With ``listing`` (a CSV path or DataFrame, e.g. a MEGC2019 composite list with columns ``sub``,
-    ``filename_o``, ``label``, ``dataset``) the rows are read in the listing's order from files named
-    ``<subject>_<sample> .png`` (with or without the space); columns are matched case-insensitively,
-    or named explicitly. Without a listing every ``*.png`` is read in sorted order and ``sample`` is the
-    file stem. ``index`` has ``subject``, ``sample``, ``path`` and, when listed, ``label`` and ``dataset``.
-    A listed file that is missing or unreadable raises FlowError naming the sample and the file.
+    With ``listing`` (see :func:`read_flow_listing`) the rows are read in the listing's order. Without a
+    listing every ``*.png`` is read in sorted order and ``sample`` is the file stem. ``index`` has
+    ``subject``, ``sample``, ``path`` and, when listed, ``label`` (Int64) and ``dataset``. A listed file that
+    is missing or unreadable raises FlowError naming the sample and the file.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -259,42 +335,61 @@ def import_flow_folder(
             {"subject": [""] * len(paths), "sample": [p.stem.strip() for p in paths], "path": [str(p) for p in paths]}
         )
         return np.stack([read_flow_png(p) for p in paths]), index
-    if isinstance(listing, pd.DataFrame):
-        table, where = listing, Path("<listing DataFrame>")
-    else:
-        where = Path(listing)
-        table = pd.read_csv(where, dtype=str, keep_default_na=False)
-    columns = {str(c).strip().lower(): c for c in table.columns}
-    subject_col = _pick(columns, _SUBJECT_COLUMNS, subject_column, "subject", where)
-    sample_col = _pick(columns, _SAMPLE_COLUMNS, sample_column, "sample", where)
-    label_col = _pick(columns, _LABEL_COLUMNS, label_column, "label", where)
-    dataset_col = _pick(columns, _DATASET_COLUMNS, None, "dataset", where)
-    if subject_col is None or sample_col is None:
-        raise FlowError(f"{where}: cannot tell the subject and sample columns apart in {list(table.columns)}")
-    images, rows = [], []
-    for _, row in table.iterrows():
-        subject, sample = str(row[subject_col]).strip(), str(row[sample_col]).strip()
-        candidates = [folder / flow_png_name(subject, sample, space=s) for s in (True, False)]
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is None:
-            raise FlowError(f"subject {subject!r} sample {sample!r}: none of {[str(p) for p in candidates]} exists")
-        try:
-            images.append(read_flow_png(path))
-        except FlowError as error:
-            raise FlowError(f"subject {subject!r} sample {sample!r}: {error}") from None
-        record = {"subject": subject, "sample": sample, "path": str(path)}
-        if label_col is not None:
-            record["label"] = row[label_col]
-        if dataset_col is not None:
-            record["dataset"] = str(row[dataset_col]).strip()
-        rows.append(record)
-    if not images:
-        raise FlowError(f"{where}: the listing has no rows")
-    shapes = {image.shape for image in images}
-    if len(shapes) > 1:
-        raise FlowError(f"{folder}: images of different sizes {sorted(shapes)}")
-    index = pd.DataFrame(rows)
+    index = read_flow_listing(
+        folder, listing, subject_column=subject_column, sample_column=sample_column, label_column=label_column
+    )
+    images = read_flow_images(index)
+    index = index.drop(columns=["row"])
     if "label" in index:
         index["label"] = pd.to_numeric(index["label"], errors="coerce").astype("Int64")
-    return np.stack(images), index
+    return images, index
 
+
+def read_flow_images(index: pd.DataFrame) -> np.ndarray:
+    """The images of a :func:`read_flow_listing` index, float32 (N, H, W, 3) (u, v, strain) in 0..1.
+
+    An unreadable file or images of different sizes raise FlowError naming the sample and the file."""
+    images = []
+    for _, row in index.iterrows():
+        try:
+            images.append(read_flow_png(row["path"]))
+        except FlowError as error:
+            raise FlowError(f"subject {row['subject']!r} sample {row['sample']!r}: {error}") from None
+    shapes = {image.shape for image in images}
+    if len(shapes) > 1:
+        first = {shape: row for shape, row in zip((i.shape for i in images), index["path"])}
+        raise FlowError(f"flow images of different sizes: {[(s, first[s]) for s in sorted(first)]}")
+    return np.stack(images)
+
+
+#: Header of the HTNet-style composite listing (``../shared/REAL_FORMATS.md``), written with ", " separators.
+COMPOSITE_LISTING_COLUMNS = ("dataset", "sub", "filename_o", "label", "apex", "imagename", "sub_filename")
+_LISTING_DATASET_NAMES = {"smic_hs": "smic"}  # the MEGC2019 ground truth's database names
+
+
+def export_flow_release(
+    folder: str | os.PathLike, features: np.ndarray, index: pd.DataFrame, *, listing_name: str = "listing.csv"
+) -> Path:
+    """Write a flow folder as the community circulates them: one ``<subject>_<sample> .png`` per row of
+    ``index`` (columns ``subject``, ``sample``, ``label``, optional ``dataset`` and ``apex``) from ``features``
+    (N, H, W, 3) (u, v, strain), plus the composite listing CSV (header :data:`COMPOSITE_LISTING_COLUMNS`,
+    ``", "``-separated like the circulating one). ASSUMPTION: ``imagename`` and ``sub_filename`` hold the
+    file stem ``<subject>_<sample>``; what the real list writes there is not known to us, and the importer
+    does not need it. Returns the listing's path."""
+    folder = Path(folder)
+    export_flow_folder(folder, features, index["subject"].astype(str), index["sample"].astype(str))
+    lines = [", ".join(COMPOSITE_LISTING_COLUMNS)]
+    for _, row in index.iterrows():
+        dataset = str(row.get("dataset", ""))
+        stem = f"{row['subject']}_{row['sample']}"
+        apex = row.get("apex_used", row.get("apex", ""))
+        apex = "" if apex is None or pd.isna(apex) else str(int(apex))
+        cells = [_LISTING_DATASET_NAMES.get(dataset, dataset), str(row["subject"]), str(row["sample"]),
+                 str(int(row["label"])), apex, stem, stem]
+        lines.append(",".join(cells))
+    path = folder / listing_name
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".csv")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -289,6 +289,18 @@ def sample_label(row: Mapping[str, Any]) -> str:
 
 
 def read_sample(row: Mapping[str, Any], data_root: str | PathLike) -> Clip:
-    """The clip of one manifest row (a pandas Series or a dict): ``data_root / row['path']``, onset..offset."""
+    """The clip of one manifest row (a pandas Series or a dict): ``data_root / row['path']``, onset..offset.
+
+    A flow-folder row (its path a ``.png``: ``merkit.data.datasets.flow_folder``) has no frames: its "clip" is
+    the flow image itself, one RGB frame (R = u, G = v, B = strain, 0..255 as in the file), number 0."""
     path = Path(data_root) / str(row["path"])
+    if path.suffix.lower() == ".png":
+        from merkit.data.flow import FlowError, read_flow_png
+
+        try:
+            image = read_flow_png(path)  # (F, F, 3) (u, v, strain) in 0..1
+        except FlowError as error:
+            raise ClipReadError(str(error), path=path, sample=sample_label(row)) from None
+        frames = np.rint(image * 255.0).astype(np.uint8)[None]  # (F, F, 3) -> (1, F, F, 3)
+        return Clip(frames, np.zeros(1, dtype=np.int64))
     return read_clip(path, int(row["onset"]), int(row["offset"]), sample=sample_label(row))

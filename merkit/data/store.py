@@ -68,6 +68,8 @@ __all__ = [
     "warn_forced_dataset_crop",
     "process_row",
     "onset_apex_flow",
+    "build_flow_store",
+    "FOLDER_FLOW_ASSUMED",
 ]
 
 #: 2: the index records ``crop_method`` and the key covers the manifest's ``cropped`` flags (crop='auto').
@@ -266,7 +268,7 @@ def _index_from_csv(path: Path) -> pd.DataFrame:
         if column in table:
             table[column] = pd.to_numeric(table[column].replace("", None)).astype("Int64")
     if "fps" in table:
-        table["fps"] = table["fps"].astype(float)
+        table["fps"] = pd.to_numeric(table["fps"], errors="coerce").astype(float)  # "" (a flow folder: no fps) -> NaN
     for column in ("crop_fallback", "cropped"):
         if column in table:
             table[column] = table[column] == "True"
@@ -324,7 +326,8 @@ class ClipStore:
                     f"the marker says {size} (truncated or altered)"
                 )
         try:
-            self.clips = np.load(path / "clips.npy", mmap_mode="r")
+            # A flow-folder store (build_flow_store) holds flow images only: no clips, no preprocessing.
+            self.clips = np.load(path / "clips.npy", mmap_mode="r") if "clips.npy" in files else None
             self.masks = np.load(path / "masks.npy", mmap_mode="r") if "masks.npy" in files else None
             self.flow = np.load(path / "flow.npy", mmap_mode="r") if "flow.npy" in files else None
             info = json.loads((path / "store.json").read_text())
@@ -335,11 +338,15 @@ class ClipStore:
         for name, array in (("clips.npy", self.clips), ("masks.npy", self.masks), ("flow.npy", self.flow)):
             if array is not None and list(array.shape) != shapes.get(name):
                 raise StoreCorruptError(f"{path}: {name} has shape {array.shape}, the marker says {shapes.get(name)}")
-        if len(self.index) != marker.get("n") or len(self.clips) != marker.get("n"):
-            raise StoreCorruptError(f"{path}: {len(self.index)} index rows and {len(self.clips)} clips, marker says {marker.get('n')}")
+        stored = self.clips if self.clips is not None else self.flow
+        if stored is None or len(self.index) != marker.get("n") or len(stored) != marker.get("n"):
+            raise StoreCorruptError(f"{path}: {len(self.index)} index rows and "
+                                    f"{None if stored is None else len(stored)} samples, marker says {marker.get('n')}")
         self.key: str = marker["key"]
-        self.config = PreprocessConfig(**info["preprocess"])
+        self.config = PreprocessConfig(**info["preprocess"]) if info.get("preprocess") is not None else None
         self.flow_config = FlowConfig(**info["flow"]) if info.get("flow") else None
+        #: "clips" (flow, if any, computed from the stored clips' frames) or "folder" (images imported as given)
+        self.flow_source: str = info.get("flow_source", "clips")
         self.manifest_hash: str = info["manifest_hash"]
         self.index.attrs.update(info.get("attrs", {}))
 
@@ -351,9 +358,16 @@ class ClipStore:
         self._open()
 
     def __len__(self) -> int:
-        return int(self.clips.shape[0])
+        return len(self.index)
+
+    @property
+    def has_clips(self) -> bool:
+        """False for a flow-folder store (flow images only)."""
+        return self.clips is not None
 
     def __repr__(self) -> str:
+        if self.clips is None:
+            return f"ClipStore({self.path}, flow only={tuple(self.flow.shape)}, from a flow folder)"
         extra = "".join(f", {n}" for n in ("masks", "flow") if getattr(self, n) is not None)
         return f"ClipStore({self.path}, clips={tuple(self.clips.shape)}{extra})"
 
@@ -545,3 +559,82 @@ def _build_into(
     # The marker goes last, and is itself written whole before it gets its name.
     (folder / f".{MARKER}.tmp").write_text(json.dumps(marker, indent=2))
     os.replace(folder / f".{MARKER}.tmp", folder / MARKER)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a store of flow images imported from a community flow folder
+
+
+#: The flow a folder-trained model is assumed to have seen, for ``merkit predict`` on a new clip. ASSUMPTION:
+#: the community folders were made with TV-L1 (their papers say so) on face crops; their exact settings are
+#: unknown, so a prediction on a new clip is only as comparable as this guess.
+FOLDER_FLOW_ASSUMED = FlowConfig(method="tvl1", work_size=128, size=28)
+
+
+def _folder_digest(paths: list[str]) -> str:
+    """Hash of the image files' bytes: a changed image gives a new store key."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def build_flow_store(
+    manifest: pd.DataFrame, data_root: str | os.PathLike, cache_dir: str | os.PathLike, *, progress: bool = True
+) -> ClipStore:
+    """A store of the flow images a flow-folder manifest lists (``merkit.data.datasets.flow_folder``): no clips.
+
+    ``flow.npy`` holds each image as (u, v, strain) float16 in 0..1 (``merkit.data.flow.read_flow_png``), in
+    manifest order; ``index.csv`` the manifest plus ``position``; ``store.json`` says ``flow_source: folder``
+    and ``preprocess: null``. Keyed by the manifest hash and the images' bytes, written atomically like
+    :func:`build_store`; an unreadable image raises :class:`StoreBuildError` naming the sample and the file.
+    """
+    from merkit.data.flow import FlowError, read_flow_images
+    from merkit.data.manifest import manifest_hash
+
+    if len(manifest) == 0:
+        raise StoreBuildError("the manifest has no rows: nothing to store")
+    root = Path(data_root)
+    paths = [str(root / p) for p in manifest["path"]]
+    payload = {"manifest": manifest_hash(manifest), "images": _folder_digest(paths), "source": "flow_folder",
+               "format": STORE_FORMAT_VERSION}
+    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    cache_dir = Path(cache_dir)
+    final = cache_dir / key
+    if final.exists():
+        try:
+            return ClipStore.load(final)
+        except StoreCorruptError as error:
+            warnings.warn(f"flow store damaged, rebuilding: {error}", stacklevel=2)
+            _discard(final)
+    rows = manifest.reset_index(drop=True)
+    try:
+        images = read_flow_images(rows.assign(path=paths))
+    except FlowError as error:
+        raise StoreBuildError(f"{manifest.attrs.get('dataset', 'flow_folder')}: {error}") from None
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        np.save(tmp / "flow.npy", images.astype(np.float16))  # (N, F, F, 3) (u, v, strain) in 0..1
+        index = rows.copy()
+        index["position"] = np.arange(len(index), dtype=np.int64)
+        _index_to_csv(index, tmp / "index.csv")
+        info = {"key": key, "format": STORE_FORMAT_VERSION, "manifest_hash": manifest_hash(manifest),
+                "preprocess": None, "flow": FOLDER_FLOW_ASSUMED.to_dict(), "flow_source": "folder",
+                "flow_assumed": "flow settings of the folder's maker are unknown; predict assumes these",
+                "attrs": _json_ready(dict(manifest.attrs))}
+        (tmp / "store.json").write_text(json.dumps(info, indent=2))
+        names = ["flow.npy", "index.csv", "store.json"]
+        marker = {"key": key, "n": len(index), "files": _file_sizes(tmp, names),
+                  "shapes": {"flow.npy": list(images.shape)}}
+        (tmp / MARKER).write_text(json.dumps(marker, indent=2))
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process finished the same store first
+            ClipStore.load(final)
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ClipStore.load(final)

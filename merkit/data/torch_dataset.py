@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["Augmentation", "ClipDataset", "FlowDataset", "FLOW_CHANNELS", "clip_statistics"]
+__all__ = ["Augmentation", "ClipDataset", "FlowDataset", "FLOW_CHANNELS", "clip_statistics", "flow_input_to_uvs"]
 
 NORMALISE = ("clip", "dataset", "none")
 
@@ -177,6 +177,9 @@ class ClipDataset(_PositionedDataset):
         if normalise not in NORMALISE:
             raise ValueError(f"normalise={normalise!r}; expected one of {NORMALISE}")
         self.store = store
+        if getattr(store, "clips", None) is None:
+            raise ValueError(f"{store!r} holds no clips (a flow-folder store): clip models cannot read it; "
+                             "use a flow model (ststnet, ststnet_kit, offapexnet)")
         n = len(store.clips)
         self.positions = np.arange(n, dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
         if self.positions.size and (self.positions.min() < 0 or self.positions.max() >= n):
@@ -232,6 +235,26 @@ class ClipDataset(_PositionedDataset):
         return x.contiguous(), int(self._labels[item])
 
 
+def _minmax(x: torch.Tensor) -> torch.Tensor:
+    """Each channel of (C, F, F) scaled to 0..1 (a constant channel becomes 0)."""
+    low = x.amin(dim=(1, 2), keepdim=True)
+    span = x.amax(dim=(1, 2), keepdim=True) - low
+    return torch.where(span > 0, (x - low) / span.clamp_min(1e-12), torch.zeros_like(x))
+
+
+def _png_bgr(x: torch.Tensor) -> torch.Tensor:
+    """(u, v, strain) (3, F, F) -> the interchange PNG's pixels as OpenCV reads them: 0..255 integers, (strain, v, u)."""
+    return torch.round(_minmax(x) * 255.0).flip(0)  # channel order (u, v, strain) -> (strain, v, u)
+
+
+def flow_input_to_uvs(x: torch.Tensor | np.ndarray, encoding: str = "unit") -> np.ndarray:
+    """A flow model's input (C, F, F) back to (u, v[, strain]) order in 0..1, float32 (F, F, C), for figures."""
+    image = np.asarray(x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
+    if encoding == "bgr255":
+        image = image[::-1] / 255.0  # (strain, v, u) 0..255 -> (u, v, strain) 0..1
+    return np.ascontiguousarray(image.transpose(1, 2, 0))  # (C, F, F) -> (F, F, C)
+
+
 class FlowDataset(_PositionedDataset):
     """Onset→apex flow images as ``(x float32 (len(channels), F, F), label int)`` for 2D flow models.
 
@@ -241,8 +264,11 @@ class FlowDataset(_PositionedDataset):
     for STSTNet, ``("u", "v")`` for Off-ApexNet (which has one stream per flow component and no strain
     input). The selection lives here, in the data, so that a model's declared input is exactly what it gets.
     ``normalise='minmax'`` scales each channel of each image to 0..1 (the interchange format's convention),
-    ``'none'`` keeps the values. Augmentation is a horizontal flip (with u negated, as the motion mirrors)
-    with probability ``flip`` when ``augment`` is True.
+    ``'none'`` keeps the values. ``encoding='bgr255'`` (the authors' STSTNet input; ``InputSpec.encoding``)
+    gives instead what OpenCV reads from the interchange PNG: each channel min-max scaled to 0..255 and
+    rounded to integers like the 8-bit file, channels in B, G, R order = (strain, v, u); it needs all three
+    channels. Augmentation is a horizontal flip (with u negated, as the motion mirrors) with probability
+    ``flip`` when ``augment`` is True.
     """
 
     def __init__(
@@ -255,10 +281,16 @@ class FlowDataset(_PositionedDataset):
         normalise: str = "minmax",
         flip: float = 0.5,
         channels: Sequence[str] = FLOW_CHANNELS,
+        encoding: str = "unit",
     ) -> None:
         if normalise not in ("minmax", "none"):
             raise ValueError(f"normalise={normalise!r}; expected 'minmax' or 'none'")
+        if encoding not in ("unit", "bgr255"):
+            raise ValueError(f"encoding={encoding!r}; expected 'unit' or 'bgr255'")
         channels = (channels,) if isinstance(channels, str) else tuple(channels)
+        if encoding == "bgr255" and tuple(channels) != FLOW_CHANNELS:
+            raise ValueError(f"encoding='bgr255' is the 3-channel PNG: channels must be {FLOW_CHANNELS}, got {channels!r}")
+        self.encoding = encoding
         unknown = [c for c in channels if c not in FLOW_CHANNELS]
         if unknown or not channels or len(set(channels)) != len(channels):
             raise ValueError(f"channels={channels!r}; expected distinct names from {FLOW_CHANNELS}")
@@ -284,6 +316,8 @@ class FlowDataset(_PositionedDataset):
             sign = torch.tensor([-1.0, 1.0, 1.0]).view(3, 1, 1)  # mirrored motion: u changes sign
             x = torch.flip(x, dims=(2,)) * sign
         x = x[self._channel_index]  # (3, F, F) -> (len(channels), F, F), after the flip that needs u's position
+        if self.encoding == "bgr255":
+            return _png_bgr(x).contiguous(), int(self._labels[item])
         if self.normalise == "minmax":
             low = x.amin(dim=(1, 2), keepdim=True)
             span = x.amax(dim=(1, 2), keepdim=True) - low

@@ -5,8 +5,9 @@ Axis letters: B batch, C channels, T frames, H height, W width.
 - ``stcnn`` :class:`MicroExpSTCNN` (Reddy et al., IJCNN 2019): clip (B, 1, T, 64, 64).
 - ``resnet3d`` :class:`ResNet3d`: MERANet's exact trunk without attention (the ablations' reference
   point); clip (B, 1, 16, 64, 64).
-- ``ststnet`` :class:`STSTNet` (Liong et al., FG 2019, the MEGC2019 reference): flow image
-  (B, 3, 28, 28) with channels (u, v, strain) as in the community's 28×28 interchange format.
+- ``ststnet`` :class:`STSTNet` (Liong et al., FG 2019, the MEGC2019 reference) as its authors' code builds
+  and feeds it: flow image (B, 3, 28, 28), the 28×28 interchange PNG's 0..255 values in B, G, R order
+  (strain, v, u). ``ststnet_kit``: the kit's earlier variant on (u, v, strain) scaled to 0..1.
 - ``offapexnet`` :class:`OffApexNet` (Gan et al., Signal Processing: Image Communication 2019): flow image
   (B, 2, 28, 28) with channels (u, v) of the onset→apex flow, one stream per channel. From a
   (u, v, strain) flow image take ``x[:, :2]``.
@@ -138,10 +139,19 @@ class ResNet3d(MERANet):
 class STSTNet(nn.Module):
     """STSTNet: three shallow parallel 3×3 conv branches over a (u, v, strain) flow image.
 
-    Paper: branches of 3, 5 and 8 filters (3×3, ReLU, max-pool), concatenated, average-pooled, flattened,
-    one dense layer to the classes; input 28×28×3. ASSUMPTION: 'same' padding, max-pool 3×3 stride 3
-    (padding 1) → 10×10, average-pool 2×2 → 5×5, so 16·5·5 = 400 features at 28×28; no batch norm, no
-    dropout.
+    Paper (Liong et al., FG 2019): branches of 3, 5 and 8 filters (3×3, ReLU, max-pool), concatenated,
+    average-pooled, flattened, one dense layer to the classes; input 28×28×3.
+
+    ``ststnet`` is built as the authors' published PyTorch code builds it (``../shared/REAL_FORMATS.md``):
+    each branch conv 3×3 with padding 2 (28 → 30) → ReLU → BatchNorm → max-pool 3, stride 3, padding 1
+    (→ 10) → dropout 0.5; the branches are concatenated, average-pooled 2×2 (→ 5×5) and flattened to
+    16·5·5 = 400 features → one linear layer. It is fed as the authors feed it (``encoding="bgr255"``):
+    the 8-bit PNG's 0..255 values, unscaled, in the B, G, R channel order OpenCV reads (= strain, v, u).
+
+    ``ststnet_kit`` is the kit's earlier reading of the paper, kept for comparison: 'same' padding 1
+    (28 → 28 → 10 → 5, also 400 features), no BatchNorm, no dropout, and the input min-max scaled to 0..1
+    per channel in (u, v, strain) order (``encoding="unit"``). On a real 442-image folder under the
+    published recipe it underfits (UF1 0.617, training accuracy 0.65 after 800 epochs; issue 10).
     """
 
     def __init__(
@@ -150,31 +160,36 @@ class STSTNet(nn.Module):
         in_channels: int = 3,
         size: int = 28,
         branch_filters: Sequence[int] = (3, 5, 8),
+        padding: int = 2,
+        batch_norm: bool = True,
+        dropout: float = 0.5,
+        encoding: str = "bgr255",
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.input_spec = InputSpec(kind="flow", channels=in_channels, frames=None, size=size)
+        self.input_spec = InputSpec(kind="flow", channels=in_channels, frames=None, size=size, encoding=encoding)
         branches = []
         for filters in branch_filters:
-            branches.append(
-                nn.Sequential(
-                    nn.Conv2d(in_channels, filters, kernel_size=3, padding=1),
-                    nn.ReLU(inplace=False),
-                    nn.MaxPool2d(kernel_size=3, stride=3, padding=1),
-                )
-            )
+            layers: list[nn.Module] = [nn.Conv2d(in_channels, filters, kernel_size=3, padding=padding), nn.ReLU(inplace=False)]
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(filters))
+            layers.append(nn.MaxPool2d(kernel_size=3, stride=3, padding=1))
+            if dropout > 0:
+                layers.append(nn.Dropout(p=dropout))
+            branches.append(nn.Sequential(*layers))
         self.branches = nn.ModuleList(branches)
         self.avgpool = nn.AvgPool2d(kernel_size=2, stride=2)
-        pooled = ((size + 2 - 3) // 3 + 1) // 2
-        if pooled < 1:
-            raise ValueError(f"STSTNet needs size >= 4, got {size}")
+        conv_side = size + 2 * padding - 2  # 3×3 conv
+        pooled = ((conv_side + 2 - 3) // 3 + 1) // 2  # max-pool 3/3 pad 1, then avg-pool 2/2
+        if conv_side < 1 or pooled < 1:
+            raise ValueError(f"STSTNet with padding {padding} needs size >= {max(4, 6 - 2 * padding)}, got {size}")
         self.num_features = sum(branch_filters) * pooled * pooled
         self.head = nn.Linear(self.num_features, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Flow image (B, C, H, W) → pooled branch features (B, 16, H', W')."""
         self.input_spec.check(x, _display_name(self))
-        # 3 × (b, f_i, h/3, w/3) -> (b, Σf_i, h/3, w/3)
+        # 3 × (b, f_i, h', w') -> (b, Σf_i, h', w')
         merged = torch.cat([branch(x) for branch in self.branches], dim=1)
         return self.avgpool(merged)
 
@@ -256,5 +271,7 @@ class OffApexNet(nn.Module):
 
 register_model("stcnn", MicroExpSTCNN, "MicroExpSTCNN (Reddy et al. 2019): one 3D conv, dense 128")
 register_model("resnet3d", ResNet3d, "plain 3D ResNet: MERANet's trunk without attention")
-register_model("ststnet", STSTNet, "STSTNet (Liong et al. 2019): 3 shallow branches over (u, v, strain)")
+register_model("ststnet", STSTNet, "STSTNet (Liong et al. 2019) as its authors' code: BN, dropout, 0..255 BGR input")
+register_model("ststnet_kit", STSTNet, "STSTNet, the kit's earlier variant: no BN/dropout, padding 1, 0..1 input",
+               padding=1, batch_norm=False, dropout=0.0, encoding="unit")
 register_model("offapexnet", OffApexNet, "Off-ApexNet (Gan et al. 2019): u and v streams, dense fusion")

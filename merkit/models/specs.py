@@ -15,7 +15,10 @@ from typing import Literal
 
 import torch
 
-__all__ = ["InputSpec", "AttentionMaps", "InputShapeError"]
+__all__ = ["InputSpec", "AttentionMaps", "InputShapeError", "FLOW_ENCODINGS"]
+
+#: How flow image values reach a flow model: "unit" (per channel 0..1, u, v, strain) or "bgr255" (see InputSpec).
+FLOW_ENCODINGS = ("unit", "bgr255")
 
 
 class InputShapeError(ValueError):
@@ -31,12 +34,17 @@ class InputSpec:
     channels: C (1 for grey clips, 3 for RGB clips or u/v/strain flow images, 2 for u/v).
     frames: T for clips; ``None`` for flow images (no time axis).
     size: H = W, the square side in pixels.
+    encoding: how a flow image's values reach the model (flow only; see :data:`FLOW_ENCODINGS`):
+        ``"unit"`` each channel min-max scaled to 0..1, channels in (u, v, strain) order; ``"bgr255"`` the
+        8-bit PNG of the interchange format as OpenCV reads it: 0..255 values (rounded to integers, no
+        scaling), channels in B, G, R order = (strain, v, u). Clips always use ``"unit"``.
     """
 
     kind: Literal["clip", "flow"]
     channels: int
     frames: int | None
     size: int
+    encoding: str = "unit"
 
     def __post_init__(self) -> None:
         if self.kind not in ("clip", "flow"):
@@ -47,6 +55,10 @@ class InputSpec:
             raise ValueError(f"a flow InputSpec has no time axis: frames must be None, got {self.frames!r}")
         if self.channels < 1 or self.size < 1:
             raise ValueError(f"InputSpec channels and size must be >= 1, got {self.channels}, {self.size}")
+        if self.encoding not in FLOW_ENCODINGS or (self.kind == "clip" and self.encoding != "unit"):
+            raise ValueError(f"InputSpec.encoding must be one of {FLOW_ENCODINGS} ('unit' for clips), got {self.encoding!r}")
+        if self.encoding == "bgr255" and self.channels != 3:
+            raise ValueError(f"encoding 'bgr255' is a 3-channel PNG (strain, v, u), got channels={self.channels}")
 
     @property
     def layout(self) -> str:
@@ -63,7 +75,8 @@ class InputSpec:
         """One line for error messages and tables, e.g. ``clip (B, C=1, T=16, H=64, W=64)``."""
         if self.kind == "clip":
             return f"clip (B, C={self.channels}, T={self.frames}, H={self.size}, W={self.size})"
-        return f"flow image (B, C={self.channels}, H={self.size}, W={self.size})"
+        values = ", 0..255 B,G,R = strain,v,u" if self.encoding == "bgr255" else ""
+        return f"flow image (B, C={self.channels}, H={self.size}, W={self.size}{values})"
 
     def short(self) -> str:
         """Compact per-sample shape for tables, e.g. ``1×16×64×64``."""
@@ -72,6 +85,8 @@ class InputSpec:
     def example(self, batch_size: int = 1, seed: int | None = None) -> torch.Tensor:
         """A random float32 tensor of the expected shape (for summaries, tests and benchmarks)."""
         generator = None if seed is None else torch.Generator().manual_seed(seed)
+        if self.encoding == "bgr255":  # 8-bit pixel values, as such a model is fed
+            return torch.randint(0, 256, self.shape(batch_size), generator=generator).float()
         return torch.randn(self.shape(batch_size), generator=generator)
 
     def check(self, x: torch.Tensor, model_name: str) -> None:

@@ -15,7 +15,7 @@ from os import PathLike
 
 import pandas as pd
 
-from merkit.data.datasets import casme2, casme3a, megc2019, samm, smic_e, smic_hs
+from merkit.data.datasets import casme2, casme3a, flow_folder, megc2019, samm, smic_e, smic_hs
 from merkit.data.datasets.builder import ON_PROBLEM, PROBLEM_COLUMNS, problems_table, write_problems
 from merkit.data.datasets.megc2019 import (
     build_megc2019,
@@ -50,6 +50,7 @@ BUILDERS: dict[str, Callable[..., pd.DataFrame]] = {
     "smic_e": smic_e.build,
     "casme3a": casme3a.build,
     "megc2019": megc2019.build,
+    "flow_folder": flow_folder.build,
 }
 
 
