@@ -352,7 +352,7 @@ def model_overrides(model: str, *, frames: int | None = None, size: int | None =
     from merkit.models import create_model, model_entry  # lazy: keeps `import merkit.config` free of torch
 
     accepted = model_entry(model).accepted_arguments()
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = {}  # what the model is built with
     if create_model(model).input_spec.kind == "clip":
         overrides.update({k: v for k, v in (("frames", frames), ("size", size)) if v is not None and k in accepted})
     if attention:

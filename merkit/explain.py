@@ -998,10 +998,14 @@ def model_inputs(model: nn.Module, store: Any, positions: Sequence[int] | np.nda
     return torch.stack([dataset[i][0] for i in range(len(dataset))])  # n x (c, [t,] h, w) -> (n, c, [t,] h, w)
 
 
-def store_events(store: Any, positions: Sequence[int] | np.ndarray, n_frames: int) -> list[dict[str, float]]:
-    """Onset/apex/offset positions of each row among a clip's ``n_frames`` (:func:`event_positions`); a flow
-    image is the onset→apex motion, so its one frame stands for the apex: ``{"apex": 0.0}``."""
+def store_events(
+    store: Any, positions: Sequence[int] | np.ndarray, n_frames: int, model: nn.Module | None = None
+) -> list[dict[str, float]]:
+    """Onset/apex/offset positions of each row among a clip's ``n_frames`` (:func:`event_positions`). For a
+    flow model (or a flow-only store) the input is one onset→apex flow image, whose one frame stands for the
+    apex: ``{"apex": 0.0}``."""
     rows = store.index.iloc[np.asarray(positions, dtype=np.int64)]
-    if getattr(store, "clips", None) is None or "apex_used" not in rows:
+    flow_model = getattr(getattr(model, "input_spec", None), "kind", "clip") == "flow"
+    if flow_model or getattr(store, "clips", None) is None or "apex_used" not in rows:
         return [{"apex": 0.0} for _ in range(len(rows))]
     return [event_positions(int(r["onset"]), int(r["apex_used"]), int(r["offset"]), n_frames) for _, r in rows.iterrows()]

@@ -211,11 +211,15 @@ def _prepare_flow_folder(data: Any, root: Path, with_store: bool, cache_dir: Pat
     return PreparedData(root, manifest, store, False)
 
 
-def flow_method_for(model: str, flow_method: str = "", dataset: str = "") -> str:
-    """The flow to store for ``model``: ``flow_method`` when given; for a flow model without one, ``'tvl1'``
-    (the MER community's default); ``''`` for a clip model or a flow-folder dataset (its flow is given)."""
+def flow_method_for(model: str, flow_method: str = "", dataset: str = "", compare: str = "") -> str:
+    """The flow to store for ``model`` (and the ``compare`` variants, a comma list of ``name[:attention]``):
+    ``flow_method`` when given; ``'tvl1'`` (the MER community's default) when any of them is a flow model;
+    ``''`` when none is, or for a flow-folder dataset (its flow is given, not computed)."""
     from merkit.models import create_model
 
-    if flow_method or (dataset and is_flow_folder(dataset)):
-        return "" if dataset and is_flow_folder(dataset) else flow_method
-    return "tvl1" if create_model(model).input_spec.kind == "flow" else ""
+    if dataset and is_flow_folder(dataset):
+        return ""
+    if flow_method:
+        return flow_method
+    names = [model] + [item.strip().partition(":")[0] for item in compare.split(",") if item.strip()]
+    return "tvl1" if any(create_model(name).input_spec.kind == "flow" for name in names) else ""

@@ -142,3 +142,33 @@ def test_cli_prepare_flow_folder_builds_the_flow_only_store(exported, tmp_path, 
     code = main(["prepare", "--flow-folder", str(folder), "--listing", str(broken), "--cache-dir", str(tmp_path), "-q"])
     err = capsys.readouterr().err
     assert code != 0 and "line 14" in err and "EP99" in err and "03_EP99 .png" in err
+
+
+def test_flow_method_for_stores_tvl1_only_when_a_flow_model_needs_it():
+    from merkit.prepare import flow_method_for
+
+    assert flow_method_for("meranet_small") == ""
+    assert flow_method_for("ststnet") == "tvl1" and flow_method_for("offapexnet", "dis") == "dis"
+    assert flow_method_for("meranet_small", "", "synthme", "meranet_small:none,ststnet") == "tvl1"
+    assert flow_method_for("ststnet", "tvl1", "flow_folder") == ""  # a flow folder's flow is given
+
+
+def test_model_overrides_give_a_flow_model_no_clip_sizes_and_refuse_attention():
+    from merkit.config import ConfigError, model_overrides
+
+    assert model_overrides("meranet_small", frames=8, size=32, attention="none") == {"frames": 8, "size": 32, "attention": "none"}
+    assert model_overrides("ststnet", frames=8, size=32) == {} and model_overrides("offapexnet", frames=8, size=32) == {}
+    with pytest.raises(ConfigError, match="'ststnet' has no attention parameter"):
+        model_overrides("ststnet", attention="channel")
+
+
+def test_published_recipe_fixes_the_authors_training_and_keeps_seed_and_device():
+    from merkit.config import ConfigError, train_config
+
+    train = train_config("published", epochs=3, lr=1e-3, seed=5, device="cpu")
+    assert (train.optimizer, train.weight_decay, train.lr, train.batch_size, train.epochs) == ("adamw", 0.0, 5e-5, 256, 800)
+    assert train.schedule == "none" and not train.class_weighted and not train.augment and not train.select_best
+    assert train.seed == 5 and train.device == "cpu"
+    assert train_config("", epochs=3).epochs == 3
+    with pytest.raises(ConfigError, match="unknown training recipe 'paper'"):
+        train_config("paper")
