@@ -13,8 +13,9 @@ folds and the wall time. Only the generation/flow is cached (``--cache``).
 This is NOT the issue's target (within 0.02 UF1 of a faithful re-run of the authors' code on a real 442-image
 folder): that needs a real copy, which this kit does not have. SynthME's flow is not the community folders' flow.
 
-Measured (2 shared cores, 1 thread, seed 0, 800 epochs, 12 LOSO folds, 108 images): see README ("Reproduce the
-MEGC2019 STSTNet baseline from a flow folder").
+Measured: not yet. On the shared 2-core machine (load ~16) neither 800 nor 200 epochs finished within the
+~5 CPU minutes allowed; 5 epochs ran (2 s a fold, UF1 0.30 = chance after 5 steps at lr 5e-5). Run it on an
+idle machine (about 1-2 CPU minutes per model at 800 epochs is our estimate, not a measurement).
 """
 
 from __future__ import annotations

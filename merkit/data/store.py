@@ -585,7 +585,8 @@ def build_flow_store(
     """A store of the flow images a flow-folder manifest lists (``merkit.data.datasets.flow_folder``): no clips.
 
     ``flow.npy`` holds each image as (u, v, strain) float16 in 0..1 (``merkit.data.flow.read_flow_png``), in
-    manifest order; ``index.csv`` the manifest plus ``position``; ``store.json`` says ``flow_source: folder``
+    manifest order; ``index.csv`` the manifest plus ``position`` and a whole-image crop box (``crop_method``
+    ``"flow folder"``); ``store.json`` says ``flow_source: folder``
     and ``preprocess: null``. Keyed by the manifest hash and the images' bytes, written atomically like
     :func:`build_store`; an unreadable image raises :class:`StoreBuildError` naming the sample and the file.
     """
@@ -596,7 +597,7 @@ def build_flow_store(
         raise StoreBuildError("the manifest has no rows: nothing to store")
     root = Path(data_root)
     paths = [str(root / p) for p in manifest["path"]]
-    payload = {"manifest": manifest_hash(manifest), "images": _folder_digest(paths), "source": "flow_folder",
+    payload = {"manifest": manifest_hash(manifest), "images": _folder_digest(paths), "source": "flow_folder", "layout": 2,
                "format": STORE_FORMAT_VERSION}
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     cache_dir = Path(cache_dir)
@@ -619,6 +620,12 @@ def build_flow_store(
         np.save(tmp / "flow.npy", images.astype(np.float16))  # (N, F, F, 3) (u, v, strain) in 0..1
         index = rows.copy()
         index["position"] = np.arange(len(index), dtype=np.int64)
+        # The image is taken whole, as given: its "crop box" is the whole F×F image, made by nobody here.
+        side = int(images.shape[1])
+        for column, value in (("crop_x", 0), ("crop_y", 0), ("crop_w", side), ("crop_h", side)):
+            index[column] = value
+        index["crop_method"] = "flow folder"
+        index["crop_fallback"] = False
         _index_to_csv(index, tmp / "index.csv")
         info = {"key": key, "format": STORE_FORMAT_VERSION, "manifest_hash": manifest_hash(manifest),
                 "preprocess": None, "flow": FOLDER_FLOW_ASSUMED.to_dict(), "flow_source": "folder",
