@@ -15,7 +15,7 @@ folder): that needs a real copy, which this kit does not have. SynthME's flow is
 
 Measured: not yet. On the shared 2-core machine (load ~16) neither 800 nor 200 epochs finished within the
 ~5 CPU minutes allowed; 5 epochs ran (2 s a fold, UF1 0.30 = chance after 5 steps at lr 5e-5). Run it on an
-idle machine (about 1-2 CPU minutes per model at 800 epochs is our estimate, not a measurement).
+idle machine: an 800-epoch run used over 2 CPU minutes without finishing its first model here.
 """
 
 from __future__ import annotations
