@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from merkit._io import atomic_write_text
 
 __all__ = ["PROGRESS_ENV", "PROGRESS_FILE", "progress_path", "write_progress", "read_progress", "FoldProgress",
            "pause_point", "format_eta"]
@@ -39,11 +40,7 @@ def write_progress(path: str | os.PathLike, record: dict[str, Any]) -> None:
     """Replace the progress file with ``record`` (plus ``updated``, seconds since the epoch); best effort."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({**record, "updated": time.time()}, handle)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps({**record, "updated": time.time()}))
     except OSError:
         pass  # progress is a convenience: never fail a run over it
 

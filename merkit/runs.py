@@ -13,13 +13,13 @@ import json
 import math
 import os
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from merkit._io import TMP_SUFFIX, atomic_handle, atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "atomic_write_bytes",
@@ -38,50 +38,8 @@ __all__ = [
     "RunDir",
 ]
 
-TMP_SUFFIX = ".tmp"
-
-
-@contextlib.contextmanager
-def _atomic_handle(path: str | os.PathLike, mode: str, **open_kwargs: Any) -> Iterator[IO]:
-    """Yield a handle on a temp file beside ``path``; on clean exit fsync it and replace ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **open_kwargs) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (best effort: not every OS/filesystem allows it)."""
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; returns the path."""
-    with _atomic_handle(path, "wb") as handle:
-        handle.write(data)
-    return Path(path)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically; returns the path."""
-    with _atomic_handle(path, "w", encoding=encoding, newline="") as handle:
-        handle.write(text)
-    return Path(path)
+# The atomic writes live on the ground floor (merkit._io) so that data/ can use them too; re-exported here.
+_atomic_handle = atomic_handle
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -23,7 +23,6 @@ Min-max normalisation drops each channel's scale and offset: an import gives bac
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
+
+from merkit._io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "FLOW_METHODS",
@@ -179,11 +180,7 @@ def write_flow_png(path: str | os.PathLike, features: np.ndarray) -> Path:
     ok, encoded = cv2.imencode(".png", pixels)
     if not ok:
         raise FlowError(f"{path}: PNG encoding failed")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(encoded.tobytes())
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, encoded.tobytes())
 
 
 def read_flow_png(path: str | os.PathLike) -> np.ndarray:
@@ -388,8 +385,4 @@ def export_flow_release(
                  str(int(row["label"])), apex, stem, stem]
         lines.append(",".join(cells))
     path = folder / listing_name
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".csv")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-        handle.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, "\n".join(lines) + "\n")

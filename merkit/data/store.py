@@ -422,6 +422,18 @@ def _pid_alive(pid: int) -> bool:
         return True  # no /proc (macOS): os.kill said it exists
 
 
+def _load_existing(final: Path, what: str) -> "ClipStore | None":
+    """The finished store at ``final``, or None; a damaged one is moved aside (with a warning) to be rebuilt."""
+    if not final.exists():
+        return None
+    try:
+        return ClipStore.load(final)
+    except StoreCorruptError as error:
+        warnings.warn(f"{what} damaged, rebuilding: {error}", stacklevel=3)
+        _discard(final)
+        return None
+
+
 def build_store(
     manifest: pd.DataFrame,
     data_root: str | os.PathLike,
@@ -446,12 +458,9 @@ def build_store(
     cache_dir = Path(cache_dir)
     key = store_key(manifest, config, flow=flow, masks=mask_loader is not None)
     final = cache_dir / key
-    if final.exists():
-        try:
-            return ClipStore.load(final)
-        except StoreCorruptError as error:
-            warnings.warn(f"clip store damaged, rebuilding: {error}", stacklevel=2)
-            _discard(final)
+    existing = _load_existing(final, "clip store")
+    if existing is not None:
+        return existing
     cache_dir.mkdir(parents=True, exist_ok=True)
     _remove_dead_builds(cache_dir)
     tmp = cache_dir / f".tmp-{key}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -602,12 +611,9 @@ def build_flow_store(
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     cache_dir = Path(cache_dir)
     final = cache_dir / key
-    if final.exists():
-        try:
-            return ClipStore.load(final)
-        except StoreCorruptError as error:
-            warnings.warn(f"flow store damaged, rebuilding: {error}", stacklevel=2)
-            _discard(final)
+    existing = _load_existing(final, "flow store")
+    if existing is not None:
+        return existing
     rows = manifest.reset_index(drop=True)
     try:
         images = read_flow_images(rows.assign(path=paths))

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from merkit._io import atomic_write_text
 from merkit.data.datasets.sheets import SheetRow, read_sheet
 from merkit.data.datasets.spec import DatasetSpec, Protocol
 from merkit.data.manifest import ManifestError, ManifestProblem, make_manifest, validate_manifest
@@ -183,6 +184,19 @@ class SheetBuilder:
                 return f"{relative}{suffix}"
         return None
 
+    def layout_roots(self) -> list[str]:
+        """``layout.roots`` as written, without surrounding slashes (``''`` is the data root itself)."""
+        return [str(r).strip("/") for r in (self.layout.get("roots") or [""])]
+
+    def is_cropped_root(self, root: str) -> bool:
+        """Whether frames under ``root`` are face crops already (``layout.cropped_roots``)."""
+        return root in [str(r).strip("/") for r in (self.layout.get("cropped_roots") or [])]
+
+    def search_roots(self) -> list[str]:
+        """The layout roots in the order they are tried: cropped releases first, then the others."""
+        roots = self.layout_roots()
+        return [r for r in roots if self.is_cropped_root(r)] + [r for r in roots if not self.is_cropped_root(r)]
+
     def resolve_paths(self, records: list[dict[str, Any]], data_root: Path) -> str:
         """Set each record's ``path`` and ``cropped``; returns the layout root chosen (``''`` = the data root).
 
@@ -192,11 +206,9 @@ class SheetBuilder:
         when the chosen root is one of ``layout.cropped_roots`` (the frames are face crops already). A clip
         found nowhere keeps its first candidate path and validation reports it missing.
         """
-        roots = [str(r).strip("/") for r in (self.layout.get("roots") or [""])]
-        cropped_roots = [str(r).strip("/") for r in (self.layout.get("cropped_roots") or [])]
-        ordered = [r for r in roots if r in cropped_roots] + [r for r in roots if r not in cropped_roots]
-        chosen = roots[0]
-        for root in ordered:
+        roots = self.search_roots()
+        chosen = self.layout_roots()[0]
+        for root in roots:
             base = data_root / root if root else data_root
             if base.is_dir() and any(self.existing(base, c) for r in records for c in self.candidates(r)):
                 chosen = root
@@ -206,7 +218,7 @@ class SheetBuilder:
             options = self.candidates(record)
             found = next((p for p in (self.existing(base, c) for c in options) if p), options[0])
             record["path"] = f"{chosen}/{found}" if chosen else found
-            record["cropped"] = chosen in cropped_roots
+            record["cropped"] = self.is_cropped_root(chosen)
         return chosen
 
     # -- the whole build ------------------------------------------------------------------------------
@@ -606,17 +618,4 @@ def problems_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def write_problems(df: pd.DataFrame, path: str | PathLike) -> Path:
     """Write :func:`problems_table` of ``df`` to ``path`` (``data_problems.csv``) atomically; returns it."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            problems_table(df).to_csv(stream, index=False)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, problems_table(df).to_csv(index=False, lineterminator="\n"))

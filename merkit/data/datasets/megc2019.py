@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from merkit._io import atomic_write_text
 from merkit.data.datasets.builder import (
     RowError,
     apply_exclusions,
@@ -287,17 +286,7 @@ def write_megc_ground_truth(df: pd.DataFrame, path: str | PathLike) -> Path:
             raise ManifestError([ManifestProblem(dataset, record["subject"], record["sample"], "no label (build with protocol megc2019_3class)")])
         subject = subject_forms.get(dataset, "{subject}").format(subject=record["subject"], n=subject_number(record["subject"]))
         lines.append(f"{databases[dataset]},{subject},{record['sample']},{int(record['label'])}\r\n")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.writelines(lines)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, "".join(lines))
 
 
 def compare_ground_truth(built: pd.DataFrame, truth: pd.DataFrame, classes: list[str] | None = None) -> pd.DataFrame:

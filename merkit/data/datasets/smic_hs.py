@@ -51,9 +51,7 @@ class SmicHsBuilder(SheetBuilder):
     def find_root(self, data_root: Path) -> str | None:
         """The first layout root (cropped ones first) holding any ``<subject>/<micro>/<class>/<clip>`` folder."""
         micro = str(self.layout.get("micro_folder", "micro"))
-        roots = [str(r).strip("/") for r in (self.layout.get("roots") or [""])]
-        cropped = [str(r).strip("/") for r in (self.layout.get("cropped_roots") or [])]
-        for root in [r for r in roots if r in cropped] + [r for r in roots if r not in cropped]:
+        for root in self.search_roots():
             base = data_root / root if root else data_root
             if base.is_dir() and any(base.glob(f"s*/{micro}/*/*")):
                 return root
@@ -88,7 +86,7 @@ class SmicHsBuilder(SheetBuilder):
         classes = {str(e).lower() for e in self.spec.emotions}
         records, problems = self.walk(base, root, micro, classes)
         for record in records:
-            record["cropped"] = root in [str(r).strip("/") for r in (self.layout.get("cropped_roots") or [])]
+            record["cropped"] = self.is_cropped_root(root)
         return self.finish_records(records, problems, data_root, chosen_protocol, on_problem=on_problem,
                                    strict=strict, annotation=None, apex_method=APEX_METHOD,
                                    context=f"{self.key} built from the folders under {base}")
