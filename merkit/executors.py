@@ -241,9 +241,10 @@ def choose_executor(run_config: Any, requested: str, *, n_folds: int, model: Any
                     example: Callable[[], Any]) -> ExecutorPlan:
     """Resolve ``requested`` (``protocol.executor``) to the executor this run uses, with the reason.
 
-    ``"auto"`` picks ``"batched"`` on CUDA for every model, and on CPU for flow models (STSTNet, Off-ApexNet:
-    measured faster in benchmarks/bench_folds.py, see docs/performance.md); clip models on CPU stay
-    ``"sequential"``. ``"batched"`` (asked or picked) falls back to ``"sequential"`` with the reason when the
+    ``"auto"`` picks ``"batched"`` on CUDA for every model (never measured here: no GPU was available) and
+    ``"sequential"`` on CPU: on an idle 2-core machine benchmarks/bench_folds.py measured batched STSTNet at
+    0.6× of sequential (slower), and meranet_small at 1.6–1.7× from one-epoch runs only, too little to change
+    the demo's default (see docs/performance.md). ``"batched"`` (asked or picked) falls back to ``"sequential"`` with the reason when the
     model cannot be stacked (:func:`merkit.batched.check_stackable`) or there is one fold; when asked for
     explicitly, the fall-back also warns. A memory budget too small for one fold is an error.
     """
@@ -258,11 +259,9 @@ def choose_executor(run_config: Any, requested: str, *, n_folds: int, model: Any
     if requested == "auto":
         if device.type == "cuda":
             why = "auto: CUDA, every stackable model is batched"
-        elif kind == "flow":
-            why = "auto: a flow model on CPU (measured faster batched)"
         else:
             return ExecutorPlan(requested, "sequential", f"auto: a {kind} model on {device.type} "
-                                "(batched was not measured faster there)")
+                                "(batched was not measured faster there; ask for executor='batched' to use it)")
     else:
         why = "as configured"
     if n_folds < 2:

@@ -189,17 +189,25 @@ def flow_config(protocol: str = "loso", **proto) -> RunConfig:
                      protocol=ProtocolConfig(name=protocol, **proto))
 
 
-def test_auto_picks_batched_for_a_flow_model_on_cpu_and_records_it(flow_store, tmp_path, capsys):
-    predictions = run_protocol(flow_config(), flow_store, tmp_path / "run", progress=False)
+def test_batched_executor_records_its_choice_and_groups(flow_store, tmp_path, capsys):
+    predictions = run_protocol(flow_config(executor="batched"), flow_store, tmp_path / "run", progress=False)
     assert len(predictions) == 12 and set(predictions["fold"]) == {"01", "02", "03", "04"}
     record = json.loads((tmp_path / "run" / "executor.json").read_text())
-    assert record["requested"] == "auto" and record["executor"] == "batched"
-    assert "flow model on CPU" in record["reason"] and record["fold_batch"] == 4
+    assert record["requested"] == "batched" and record["executor"] == "batched"
+    assert "as configured" in record["reason"] and record["fold_batch"] == 4
     assert "executor: batched" in capsys.readouterr().out
     history = pd.read_csv(tmp_path / "run" / "folds" / "fold_01" / "history.csv")
     assert history["executor"].iloc[0] == "batched:01..04"
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["protocol"]["executor"] == "auto"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["protocol"]["executor"] == "batched"
     assert (tmp_path / "run" / "metrics.json").exists() and (tmp_path / "run" / "folds" / "fold_04" / "checkpoint.pt").exists()
+
+
+def test_auto_keeps_a_flow_model_sequential_on_cpu_and_records_why(flow_store, tmp_path):
+    run_protocol(flow_config(), flow_store, tmp_path / "run", folds=["01"], progress=False)
+    record = json.loads((tmp_path / "run" / "executor.json").read_text())
+    assert record["requested"] == "auto" and record["executor"] == "sequential"
+    assert "flow model on cpu" in record["reason"]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["protocol"]["executor"] == "auto"
 
 
 def test_auto_keeps_clip_models_sequential_on_cpu(flow_store, tmp_path):
