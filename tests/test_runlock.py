@@ -59,9 +59,9 @@ def test_second_pipeline_into_a_locked_directory_exits_at_once(tmp_path: Path):
     assert f"pid {holder.pid}" in second.stderr and socket.gethostname() in second.stderr
     assert "Traceback" not in second.stderr
     assert not (run_dir / "notebooks").exists()  # refused before anything ran
-    # Refused before the heavy imports (no numpy, pandas, torch, papermill): 0.5 s measured on the shared 2-core
-    # machine at load 11; the bound is generous for a loaded CI machine.
-    assert elapsed < 5, f"refusal took {elapsed:.1f} s"
+    # Refused before the heavy imports (no numpy, pandas, torch, papermill): 0.1 s measured on the idle 2-core
+    # machine, 0.5 s at load 11. The issue asks for "within a second"; the subprocess start is included.
+    assert elapsed < 1, f"refusal took {elapsed:.2f} s (the issue asks for under a second)"
 
 
 def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path: Path):
