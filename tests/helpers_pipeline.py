@@ -7,6 +7,15 @@ from pathlib import Path
 import nbformat
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+#: The smallest SynthME and clip sizes the kit's notebooks run on in about a minute (smoke runs of the real notebooks).
+TINY_SYNTHME = {
+    "synthme_n_subjects": 3,
+    "synthme_clips_per_subject": 3,
+    "synthme_n_frames": 12,
+    "synthme_size": 48,
+    "frames": 8,
+    "size": 32,
+}
 COMMON = 'run_dir: str = "unset"  # output directory\ndata_root: str = ""  # dataset directory\n'
 
 

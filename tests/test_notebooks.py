@@ -16,20 +16,11 @@ import pandas as pd
 import papermill
 import pytest
 
+from helpers_pipeline import KERNELSPEC, TINY_SYNTHME
 from merkit.pipeline import DEFAULT_ORDER, DEMO_PARAMS, NOTEBOOK_DIR, check_parameters, load_params_file, run_pipeline
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
-
-# Small enough that the four notebooks run in about a minute on a loaded 2-core machine.
-TINY = {
-    "synthme_n_subjects": 3,
-    "synthme_clips_per_subject": 3,
-    "synthme_n_frames": 12,
-    "synthme_size": 48,
-    "frames": 8,
-    "size": 32,
-}
+TINY = TINY_SYNTHME
 
 
 # ------------------------------------------------------------------------------------------------ hygiene

@@ -19,20 +19,14 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from helpers_pipeline import KERNELSPEC, TINY_SYNTHME
 from merkit import teach
 from merkit.pipeline import NOTEBOOK_DIR, PipelineError, run_pipeline
 from merkit.train import train_fold
 
 TEACH_NOTEBOOKS = [NOTEBOOK_DIR / f"{name}.ipynb" for name in teach.TEACH_ORDER]
-KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
-
 TINY = {
-    "synthme_n_subjects": 3,
-    "synthme_clips_per_subject": 3,
-    "synthme_n_frames": 12,
-    "synthme_size": 48,
-    "frames": 8,
-    "size": 32,
+    **TINY_SYNTHME,
     "epochs": 2,
     "batch_size": 4,
     "k": 3,
