@@ -56,6 +56,7 @@ from merkit.train import (
     resolve_precision,
     seed_everything,
 )
+from merkit.errors import MerkitValueError
 
 __all__ = [
     "MaskedBatchNorm",
@@ -70,7 +71,7 @@ __all__ = [
 SAMPLINGS = ("shared", "per_fold")
 
 
-class StackError(ValueError):
+class StackError(MerkitValueError):
     """The models (or the training config) cannot be trained as one stack; the message says why."""
 
 

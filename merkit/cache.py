@@ -25,6 +25,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from merkit.errors import MerkitPermissionError
+
 __all__ = ["CacheError", "CACHE_ENV", "cache_dir", "cache_source", "check_writable", "CacheEntry", "list_cache",
            "clear_cache"]
 
@@ -33,7 +35,7 @@ CACHE_ENV = "MERKIT_CACHE"
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
 
-class CacheError(PermissionError):
+class CacheError(MerkitPermissionError):
     """The cache folder cannot be created or written (read-only, not a directory, no permission)."""
 
 

@@ -19,12 +19,15 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from merkit.errors import MerkitError
+from merkit.runlock import RunLock, RunLockedError
+
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_LOCKED = 3  # another live process holds the run directory
 
 
-class UserError(Exception):
+class UserError(MerkitError):
     """A problem the user can fix (bad path, bad option); reported in one line, exit code 2."""
 
 
@@ -575,37 +578,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _library_user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions of the library that mean "your input is wrong" (reported in one line, exit 2)."""
-    from merkit.prepare import DataRootError
+def _exit_code(err: MerkitError) -> int:
+    """3 for a locked run directory, 1 for a notebook that failed while running, 2 for everything else."""
+    if isinstance(err, RunLockedError):
+        return EXIT_LOCKED
+    from merkit.pipeline import PipelineError  # lazy: yaml and the pipeline stay out of ``merkit --help``
 
-    from merkit.cache import CacheError
-
-    errors: list[type[BaseException]] = [DataRootError, CacheError]
-    for module, names in (
-        ("merkit.config", ("ConfigError",)),
-        ("merkit.data.manifest", ("ManifestError",)),
-        ("merkit.data.io", ("ClipReadError",)),
-        ("merkit.data.preprocess", ("PreprocessError",)),
-        ("merkit.runs", ("CheckpointError",)),
-        ("merkit.predict", ("PredictError",)),
-        ("merkit.report", ("CompareError",)),
-        ("merkit.teach", ("TeachError",)),
-    ):
-        try:
-            imported = __import__(module, fromlist=list(names))
-        except ImportError:
-            continue
-        errors += [getattr(imported, name) for name in names if hasattr(imported, name)]
-    return tuple(errors)
+    if isinstance(err, PipelineError):
+        return EXIT_FAILED
+    return EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``merkit`` (and ``python -m merkit.cli``); returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from merkit.runlock import RunLock, RunLockedError
-
     early_lock = None
     if args.command in ("pipeline", "demo") and args.run_dir and not args.list_params:
         # Before the heavy imports: a second pipeline into a busy run directory is refused in well under a
@@ -615,25 +602,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except RunLockedError as err:
             print(f"merkit: error: {err}", file=sys.stderr)
             return EXIT_LOCKED
-    from merkit.pipeline import ParameterError, PipelineError
-
     try:
         return int(args.func(args) or 0)
-    except (UserError, ParameterError, *_library_user_errors()) as err:
+    except MerkitError as err:
+        # Every error the kit raises on purpose is a MerkitError with a message meant for a person: one line,
+        # no traceback. The exit code says what kind (see the module docstring).
         if args.debug:
             raise
         print(f"merkit: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except PipelineError as err:
-        if args.debug:
-            raise
-        print(f"merkit: error: {err}", file=sys.stderr)
-        return EXIT_FAILED
-    except RunLockedError as err:
-        if args.debug:
-            raise
-        print(f"merkit: error: {err}", file=sys.stderr)
-        return EXIT_LOCKED
+        return _exit_code(err)
     except KeyboardInterrupt:
         print("merkit: interrupted", file=sys.stderr)
         return 130

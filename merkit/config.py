@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from merkit.errors import MerkitValueError
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -47,7 +49,7 @@ PROTOCOL_NAMES = ("loso", "megc2019", "lodo", "group_kfold")  # same names as me
 EXECUTOR_NAMES = ("auto", "sequential", "batched", "processes", "ray")  # same names as merkit.executors.EXECUTORS
 
 
-class ConfigError(ValueError):
+class ConfigError(MerkitValueError):
     """A configuration value or key is invalid; the message names the field(s)."""
 
 

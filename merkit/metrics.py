@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from merkit.errors import MerkitValueError
+
 __all__ = [
     "PREDICTION_COLUMNS",
     "AbsentClassWarning",
@@ -67,11 +69,11 @@ class AbsentClassWarning(UserWarning):
     """A class has no true samples in the evaluated set; it is left out of UF1 and UAR."""
 
 
-class PredictionsError(ValueError):
+class PredictionsError(MerkitValueError):
     """A predictions table breaks the contract (missing column, label out of range…)."""
 
 
-class MegcLogError(ValueError):
+class MegcLogError(MerkitValueError):
     """A MEGC submission log cannot be parsed; the message names the file and line."""
 
 

@@ -50,6 +50,7 @@ import yaml
 
 from merkit.progress import PROGRESS_ENV, PROGRESS_FILE, format_eta, read_progress
 from merkit.runlock import LOCK_ENV, RunLock, RunLockedError
+from merkit.errors import MerkitRuntimeError, MerkitValueError
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -85,11 +86,11 @@ _QUIET_KERNEL_ENV = {"PYDEVD_DISABLE_FILE_VALIDATION": "1", "JUPYTER_PLATFORM_DI
 _HEADLINE_KEYS = ("uf1", "uar", "accuracy", "acc", "n_samples", "n_subjects", "n_folds", "model", "protocol")
 
 
-class ParameterError(ValueError):
+class ParameterError(MerkitValueError):
     """A parameter name, value or path the notebooks cannot use; raised before any notebook runs."""
 
 
-class PipelineError(RuntimeError):
+class PipelineError(MerkitRuntimeError):
     """A notebook failed while executing.
 
     Attributes name the notebook, the failing cell (1-based position in the source notebook, ``None`` when

@@ -42,6 +42,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from merkit.errors import MerkitValueError
+
 __all__ = ["BUNDLE_FORMAT", "PredictError", "StaleModelError", "ModelBundle", "Prediction", "save_model", "load_model", "predict_clip"]
 
 BUNDLE_FORMAT = "merkit-model/1"
@@ -49,7 +51,7 @@ BUNDLE_FORMAT = "merkit-model/1"
 RUN_MODEL_FILE = "model.pt"
 
 
-class PredictError(ValueError):
+class PredictError(MerkitValueError):
     """The clip, the run or the checkpoint cannot be used for prediction; the message names the file."""
 
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import pandas as pd
 
+from merkit.errors import MerkitFileNotFoundError
+
 __all__ = [
     "DataRootError", "PreparedData", "notebook_dirs", "synthme_root", "resolve_data_root", "prepare_data",
     "is_flow_folder", "flow_method_for",
@@ -37,7 +39,7 @@ __all__ = [
 LAB_RUN_DIR = Path(__file__).resolve().parent.parent / "runs" / "lab"
 
 
-class DataRootError(FileNotFoundError):
+class DataRootError(MerkitFileNotFoundError):
     """The data root is missing, is not a directory, or is empty for a dataset the kit cannot generate."""
 
 

@@ -33,6 +33,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from merkit.errors import MerkitValueError
+
 __all__ = [
     "Fold",
     "variant_config",
@@ -57,7 +59,7 @@ __all__ = [
 ]
 
 
-class ProtocolError(ValueError):
+class ProtocolError(MerkitValueError):
     """A protocol cannot be applied (unknown name, missing column, too few subjects or datasets)."""
 
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 import pandas as pd
 
 from merkit.runs import atomic_write_bytes, atomic_write_csv, atomic_write_text, flatten_dict
+from merkit.errors import MerkitValueError
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -62,7 +63,7 @@ _PLACE_KEYS = re.compile(r"(^|\.)(run_dir|cache_dir|out_dir)$")
 SEED_KEYS = frozenset({"train.seed", "seed"})
 
 
-class CompareError(ValueError):
+class CompareError(MerkitValueError):
     """`compare_runs` was given nothing it can compare (no run directory with a ``metrics.json``)."""
 
 

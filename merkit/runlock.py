@@ -28,6 +28,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from merkit.errors import MerkitRuntimeError
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no flock; runs are not locked there
@@ -44,7 +46,7 @@ LOCK_ENV = "MERKIT_RUN_LOCK"
 _HELD: dict[str, list[Any]] = {}
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(MerkitRuntimeError):
     """Another live process holds the run directory's lock; ``holder`` is what it wrote (pid, host, started)."""
 
     def __init__(self, run_dir: Path, holder: dict[str, Any]):

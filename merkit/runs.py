@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from merkit._io import TMP_SUFFIX, atomic_handle, atomic_write_bytes, atomic_write_text
+from merkit.errors import MerkitRuntimeError
 
 __all__ = [
     "atomic_write_bytes",
@@ -193,11 +194,11 @@ between a run and its resumption. :mod:`merkit.config` marks the same fields ``r
 ENV_VERSION_KEYS = ("merkit", "python", "torch", "numpy", "pandas", "captum")
 
 
-class RunConfigMismatch(RuntimeError):
+class RunConfigMismatch(MerkitRuntimeError):
     """The run directory holds results of a different config (or manifest); resuming is refused."""
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(MerkitRuntimeError):
     """A checkpoint file is missing, truncated or otherwise unreadable; the message names the file."""
 
 

@@ -44,6 +44,7 @@ from merkit.pipeline import (
     without_solutions,
 )
 from merkit.runs import atomic_write_text
+from merkit.errors import MerkitValueError
 
 EXERCISE_TAG = "exercise"
 STUDENT_TAG = "student"
@@ -51,7 +52,7 @@ STUDENT_TAG = "student"
 TEACH_ORDER: tuple[str, ...] = tuple(DEFAULT_ORDER) + tuple(n for n in ("05_leakage",) if n not in DEFAULT_ORDER)
 
 
-class TeachError(ValueError):
+class TeachError(MerkitValueError):
     """A notebook breaks the exercise convention (names the notebook and the cell)."""
 
 

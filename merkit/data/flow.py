@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from merkit._io import atomic_write_bytes, atomic_write_text
+from merkit.errors import MerkitValueError
 
 __all__ = [
     "FLOW_METHODS",
@@ -57,7 +58,7 @@ __all__ = [
 FLOW_METHODS = ("tvl1", "farneback", "dis")
 
 
-class FlowError(ValueError):
+class FlowError(MerkitValueError):
     """Flow cannot be computed, written or imported; the message names the sample or file."""
 
 

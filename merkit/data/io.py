@@ -25,13 +25,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from merkit.errors import MerkitError
+
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_EXTENSIONS = (".mp4", ".avi")
 
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
 
-class ClipReadError(Exception):
+class ClipReadError(MerkitError):
     """A clip could not be read. ``path`` is the offending file or folder, ``sample`` the sample id (or None)."""
 
     def __init__(self, message: str, *, path: str | PathLike | None = None, sample: str | None = None) -> None:

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from merkit.data.io import ClipReadError, is_video, list_frames, video_length
+from merkit.errors import MerkitValueError
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "dataset",
@@ -94,7 +95,7 @@ class ManifestProblem:
         return f"{where}: {self.message}"
 
 
-class ManifestError(ValueError):
+class ManifestError(MerkitValueError):
     """A manifest (or a build) has problems; ``problems`` lists every one of them."""
 
     def __init__(self, problems: Iterable[ManifestProblem], context: str = "") -> None:

@@ -54,6 +54,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from merkit.errors import MerkitValueError
+
 __all__ = [
     "PreprocessConfig",
     "PreprocessError",
@@ -93,7 +95,7 @@ _CASCADE_DIRS = (
 )
 
 
-class PreprocessError(ValueError):
+class PreprocessError(MerkitValueError):
     """A clip cannot be preprocessed; the message names the sample."""
 
 

@@ -55,6 +55,7 @@ from merkit.data.preprocess import (
     preprocess_clip_detailed,
     spatial_transform_mask,
 )
+from merkit.errors import MerkitRuntimeError
 
 __all__ = [
     "STORE_FORMAT_VERSION",
@@ -79,7 +80,7 @@ _INT_COLUMNS = ("onset", "offset", "position", "crop_x", "crop_y", "crop_w", "cr
 _NULLABLE_INT_COLUMNS = ("apex", "label")
 
 
-class StoreError(RuntimeError):
+class StoreError(MerkitRuntimeError):
     """Base class of clip store problems."""
 
 

@@ -15,13 +15,15 @@ from typing import Literal
 
 import torch
 
+from merkit.errors import MerkitValueError
+
 __all__ = ["InputSpec", "AttentionMaps", "InputShapeError", "FLOW_ENCODINGS"]
 
 #: How flow image values reach a flow model: "unit" (per channel 0..1, u, v, strain) or "bgr255" (see InputSpec).
 FLOW_ENCODINGS = ("unit", "bgr255")
 
 
-class InputShapeError(ValueError):
+class InputShapeError(MerkitValueError):
     """A tensor handed to a model does not match the model's :class:`InputSpec`."""
 
 

@@ -38,12 +38,13 @@ from merkit._io import atomic_write_text
 from merkit.data.datasets.sheets import SheetRow, read_sheet
 from merkit.data.datasets.spec import DatasetSpec, Protocol
 from merkit.data.manifest import ManifestError, ManifestProblem, make_manifest, validate_manifest
+from merkit.errors import MerkitValueError
 
 _DIGITS = re.compile(r"\d+")
 _INTEGER_TEXT = re.compile(r"[+-]?\d+(\.0*)?")
 
 
-class RowError(ValueError):
+class RowError(MerkitValueError):
     """A cell that cannot be parsed; the builder turns it into a ManifestProblem naming the row."""
 
 

@@ -74,6 +74,7 @@ from merkit.data.synthetic.render import (
     render_clip,
     render_motion_clip,
 )
+from merkit.errors import MerkitFileExistsError
 
 __all__ = [
     "linear_probe_accuracies",
@@ -126,7 +127,7 @@ MASK_CSV = "masks/motion_regions.csv"
 FORMAT_VERSION = 1
 
 
-class SynthMEExistsError(FileExistsError):
+class SynthMEExistsError(MerkitFileExistsError):
     """The root holds something other than the SynthME tree asked for (and ``overwrite`` was not given)."""
 
 

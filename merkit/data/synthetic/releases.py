@@ -67,6 +67,7 @@ from merkit.data.synthetic.release_sheets import (
     write_samm_sheet,
 )
 from merkit.data.synthetic.render import render_motion_clip
+from merkit.errors import MerkitFileExistsError
 
 __all__ = [
     "RELEASE_KINDS",
@@ -88,7 +89,7 @@ _RENDER_MAX = 128  # faces larger than this are drawn at this side and upsampled
 _LAYOUTS = ("raw", "cropped", "both")
 
 
-class ReleaseExistsError(FileExistsError):
+class ReleaseExistsError(MerkitFileExistsError):
     """``out`` holds something other than the release asked for."""
 
 
