@@ -1,21 +1,33 @@
-"""Ground floor: atomic file writes that every module of the kit may use (it imports nothing of merkit).
+"""Ground floor: atomic file writes, plain JSON values and stable hashes; every module of the kit may use it
+(it imports nothing of merkit).
 
 An atomic write puts the bytes in a temporary file in the target's own folder (``.<name>.<random>.tmp``),
 flushes and fsyncs it, gives it the permissions an ordinary ``open()`` would (the process umask applied to
 0o666, not mkstemp's private 0o600), then ``os.replace``s it over the target. A process killed mid-write leaves
 the old file or the new one, never half of one; on any error the temporary file is removed.
+
+:func:`to_jsonable` is the one converter to plain JSON values (numpy, pandas, paths, dataclasses, sets);
+:func:`stable_hash` the one sha256 of canonical JSON that cache keys, store keys, config hashes and resume
+states are made of (so its text must never change: every cache on disk is named by it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
+import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TMP_SUFFIX", "atomic_handle", "atomic_write_bytes", "atomic_write_text"]
+import numpy as np
+import pandas as pd
+
+__all__ = ["TMP_SUFFIX", "atomic_handle", "atomic_write_bytes", "atomic_write_text", "stable_hash", "to_jsonable"]
 
 TMP_SUFFIX = ".tmp"
 
@@ -68,3 +80,55 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
     with atomic_handle(path, "w", encoding=encoding, newline="") as handle:
         handle.write(text)
     return Path(path)
+
+
+def to_jsonable(obj: Any, *, default: Callable[[Any], Any] | None = None) -> Any:
+    """Plain JSON values from numpy scalars/arrays, paths, dataclasses, tuples, sets, Series and DataFrames.
+
+    Non-finite floats (NaN, inf) and ``pd.NA``/``pd.NaT`` become ``None``, so the result dumps as strict JSON;
+    dict keys become strings; a set becomes a sorted list. Anything else raises ``TypeError``, unless
+    ``default`` is given: then ``default(obj)`` stands for it (``default=str`` keeps a description).
+    """
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(dataclasses.asdict(obj), default=default)
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v, default=default) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v, default=default) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return sorted((to_jsonable(v, default=default) for v in obj), key=repr)
+    if isinstance(obj, pd.DataFrame):
+        return to_jsonable(obj.to_dict(orient="records"), default=default)
+    if isinstance(obj, pd.Series):
+        return to_jsonable(obj.to_dict(), default=default)
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist(), default=default)
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if obj is None or isinstance(obj, str):
+        return obj
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    if default is not None:
+        return default(obj)
+    raise TypeError(f"cannot write a {type(obj).__name__} to JSON: {obj!r}")
+
+
+def stable_hash(obj: Any, length: int = 16, *, spaced: bool = False) -> str:
+    """The first ``length`` hex digits of the sha256 of ``obj`` as canonical JSON.
+
+    Canonical: keys sorted, UTF-8 of ASCII-escaped text, ``str()`` for what JSON has no type for, compact
+    separators (``,`` and ``:``). ``spaced=True`` keeps json's default ``, `` and ``: `` instead: the SynthME
+    folder, the flow-folder store key and the pipeline's SynthME identity were first made that way, and
+    their caches stay valid only while the text stays byte for byte the same. Same value, same hash, in any
+    process on any machine (``PYTHONHASHSEED`` plays no part).
+    """
+    separators = (", ", ": ") if spaced else (",", ":")
+    text = json.dumps(obj, sort_keys=True, separators=separators, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]

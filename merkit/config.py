@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import json
 import os
 import typing
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from merkit._io import stable_hash
 from merkit.errors import MerkitValueError
 
 __all__ = [
@@ -292,8 +292,7 @@ class RunConfig:
 
         flat = flatten_dict(self.to_dict())
         kept = {k: v for k, v in flat.items() if k not in resumable_keys()}
-        text = json.dumps(kept, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+        return stable_hash(kept, length)
 
     def with_updates(self, changes: dict[str, Any]) -> RunConfig:
         """A validated copy with dotted keys changed: ``cfg.with_updates({"train.epochs": 3})``.

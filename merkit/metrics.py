@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from merkit._io import atomic_write_text, to_jsonable
 from merkit.errors import MerkitValueError
 
 __all__ = [
@@ -371,30 +372,16 @@ def summarise(predictions: pd.DataFrame, classes: Sequence[str], *, n_boot: int 
         "n_subjects": int(predictions.groupby(["dataset", "subject"]).ngroups),
         "n_folds": int(predictions["fold"].nunique()),
         "classes": list(classes),
-        "pooled": {m: _json_float(pooled[m]) for m in METRICS},
+        "pooled": {m: to_jsonable(pooled[m]) for m in METRICS},
         "scoring": "MEGC2019 pooled: TP/FP/FN per class summed over all folds, then averaged over classes",
-        "per_class": [{"class": name, **{c: _json_value(v) for c, v in row.items()}}
+        "per_class": [{"class": name, **{c: to_jsonable(v) for c, v in row.items()}}
                       for name, row in per_class.iterrows()],
         "per_dataset": {} if per_dataset is None else {
-            str(ds): {c: _json_value(v) for c, v in row.items()} for ds, row in per_dataset.iterrows()},
+            str(ds): {c: to_jsonable(v) for c, v in row.items()} for ds, row in per_dataset.iterrows()},
         "ci": {m: bootstrap_ci(predictions, m, n_boot=n_boot, seed=seed, alpha=alpha, num_classes=k)
                for m in METRICS},
         "confusion": confusion_matrix(predictions, classes).to_numpy().tolist(),
     }
-
-
-def _json_float(x: float) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
-
-
-def _json_value(v: object) -> object:
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return _json_float(float(v))
-    return v
 
 
 # --------------------------------------------------------------------------------------------------
@@ -423,8 +410,6 @@ def write_megc_log(predictions: pd.DataFrame, path: str | os.PathLike) -> Path:
 
     Blocks appear in order of first appearance of each (dataset, subject); samples keep their row order.
     """
-    from merkit.runs import atomic_write_text
-
     validate_predictions(predictions, required=("dataset", "subject", "sample", "gt", "pred"))
     lines = []
     for (dataset, subject), part in predictions.groupby(["dataset", "subject"], sort=False):

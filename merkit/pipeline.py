@@ -48,6 +48,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
+from merkit._io import stable_hash
 from merkit.progress import PROGRESS_ENV, PROGRESS_FILE, format_eta, read_progress
 from merkit.runlock import LOCK_ENV, RunLock, RunLockedError
 from merkit.errors import MerkitRuntimeError, MerkitValueError
@@ -358,8 +359,7 @@ def manifest_identity(params: Mapping[str, Any]) -> str:
     try:
         data = DataConfig(**{k: v for k, v in params.items() if k in fields})
         if not data.data_root and data.dataset == "synthme":
-            text = json.dumps(data.synthme_kwargs(), sort_keys=True)
-            return "synthme:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+            return "synthme:" + stable_hash(data.synthme_kwargs(), spaced=True)
         from merkit.data.datasets import build_manifest
         from merkit.data.manifest import manifest_hash
 

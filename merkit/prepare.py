@@ -20,7 +20,6 @@ the dataset builder raises (``ManifestError`` naming dataset/subject/sample).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from merkit._io import stable_hash
 from merkit.errors import MerkitFileNotFoundError
 
 __all__ = [
@@ -80,9 +80,7 @@ def _synthme_config(data: Any) -> Any:
 
 def synthme_root(cache_dir: str | os.PathLike, synthme_config: Any) -> Path:
     """Where SynthME generated with ``synthme_config`` lives under ``cache_dir`` (one folder per config)."""
-    text = json.dumps(synthme_config.to_dict(), sort_keys=True, default=str)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return Path(cache_dir) / "synthme" / digest
+    return Path(cache_dir) / "synthme" / stable_hash(synthme_config.to_dict(), 12, spaced=True)
 
 
 def resolve_data_root(data: Any, cache_dir: str | os.PathLike, *, progress: bool = True) -> tuple[Path, bool]:

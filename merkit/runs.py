@@ -8,9 +8,7 @@ either the old file or the new one, never half of one (at worst a stray ``.*.tmp
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -19,8 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from merkit._io import TMP_SUFFIX, atomic_handle, atomic_write_bytes, atomic_write_text
+from merkit._io import atomic_handle, atomic_write_bytes, atomic_write_text, to_jsonable
 from merkit.errors import MerkitRuntimeError
+from merkit.metrics import PREDICTION_COLUMNS, PredictionsError
 
 __all__ = [
     "atomic_write_bytes",
@@ -41,40 +40,6 @@ __all__ = [
 
 # The atomic writes live on the ground floor (merkit._io) so that data/ can use them too; re-exported here.
 _atomic_handle = atomic_handle
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Plain JSON values from numpy scalars/arrays, paths, dataclasses, tuples, sets and DataFrames.
-
-    Non-finite floats (NaN, inf) become ``None`` so the file is strict JSON.
-    """
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, (set, frozenset)):
-        return sorted((to_jsonable(v) for v in obj), key=repr)
-    if isinstance(obj, pd.DataFrame):
-        return to_jsonable(obj.to_dict(orient="records"))
-    if isinstance(obj, pd.Series):
-        return to_jsonable(obj.to_dict())
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if obj is None or isinstance(obj, str):
-        return obj
-    if obj is pd.NA or obj is pd.NaT:
-        return None
-    raise TypeError(f"cannot write a {type(obj).__name__} to JSON: {obj!r}")
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
@@ -392,8 +357,6 @@ class RunDir:
         absent and must otherwise equal ``fold``). Re-marking a fold replaces its files; its old marker
         is removed first so a crash in between leaves it incomplete rather than stale.
         """
-        from merkit.metrics import PREDICTION_COLUMNS, PredictionsError
-
         predictions = predictions.copy()
         if "fold" not in predictions.columns:
             predictions["fold"] = [fold] * len(predictions)
@@ -426,8 +389,6 @@ class RunDir:
 
     def load_predictions(self) -> pd.DataFrame:
         """Predictions of every completed fold, in fold order (empty table if none are complete)."""
-        from merkit.metrics import PREDICTION_COLUMNS
-
         parts = []
         for fold in self.completed_folds():
             part = pd.read_csv(self.fold_dir(fold, create=False) / "predictions.csv",

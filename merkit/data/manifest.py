@@ -33,8 +33,6 @@ dropped or left out by a rule: dataset, subject, sample, field, action, detail; 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -46,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from merkit._io import stable_hash
 from merkit.data.io import ClipReadError, is_video, list_frames, video_length
 from merkit.errors import MerkitValueError
 
@@ -294,10 +293,12 @@ def _finish(problems: list[ManifestProblem], strict: bool, dataset: str | None) 
     return problems
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-stable form of one cell: NA -> None, numpy scalars -> Python, tuples -> lists."""
+def _hash_cell(value: Any) -> Any:
+    """One cell as :func:`manifest_hash` writes it: NA -> None, ints -> int, floats -> ``repr`` text, tuples ->
+    lists, anything else -> ``str``. Not :func:`merkit._io.to_jsonable` on purpose: this is the hash's own text
+    (floats and bools as strings), and every store key on disk depends on it staying byte for byte the same."""
     if isinstance(value, (tuple, list)):
-        return [_plain(item) for item in value]
+        return [_hash_cell(item) for item in value]
     if _is_missing(value):
         return None
     if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
@@ -316,6 +317,5 @@ def manifest_hash(df: pd.DataFrame) -> str:
     missing = [column for column in MANIFEST_COLUMNS if column not in df.columns]
     if missing:
         raise ManifestError([ManifestProblem(df.attrs.get("dataset"), None, None, f"missing column(s): {missing}")])
-    rows = [[_plain(value) for value in row] for row in df[list(MANIFEST_COLUMNS)].itertuples(index=False)]
-    payload = json.dumps({"columns": list(MANIFEST_COLUMNS), "rows": rows}, separators=(",", ":"))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+    rows = [[_hash_cell(value) for value in row] for row in df[list(MANIFEST_COLUMNS)].itertuples(index=False)]
+    return stable_hash({"columns": list(MANIFEST_COLUMNS), "rows": rows})

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from merkit._io import stable_hash, to_jsonable
 from merkit.data.flow import FlowConfig, flow_image
 from merkit.progress import pause_point
 from merkit.data.preprocess import (
@@ -120,8 +121,7 @@ def store_key(
         "cropped": _cropped_flags(manifest),
         "format": STORE_FORMAT_VERSION,
     }
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return stable_hash(payload)
 
 
 def _cropped_flags(manifest: pd.DataFrame) -> list[bool] | None:
@@ -276,20 +276,6 @@ def _index_from_csv(path: Path) -> pd.DataFrame:
     if "action_units" in table:
         table["action_units"] = [tuple(json.loads(value)) if value else () for value in table["action_units"]]
     return table
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
 
 
 class ClipStore:
@@ -558,7 +544,7 @@ def _build_into(
         "manifest_hash": manifest_hash(manifest),
         "preprocess": config.to_dict(),
         "flow": None if flow is None else flow.to_dict(),
-        "attrs": _json_ready(dict(manifest.attrs)),
+        "attrs": to_jsonable(dict(manifest.attrs), default=str),
     }
     (folder / "store.json").write_text(json.dumps(store_info, indent=2))
     names = ["clips.npy", "index.csv", "store.json"]
@@ -609,7 +595,7 @@ def build_flow_store(
     paths = [str(root / p) for p in manifest["path"]]
     payload = {"manifest": manifest_hash(manifest), "images": _folder_digest(paths), "source": "flow_folder", "layout": 2,
                "format": STORE_FORMAT_VERSION}
-    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    key = stable_hash(payload, spaced=True)
     cache_dir = Path(cache_dir)
     final = cache_dir / key
     existing = _load_existing(final, "flow store")
@@ -637,7 +623,7 @@ def build_flow_store(
         info = {"key": key, "format": STORE_FORMAT_VERSION, "manifest_hash": manifest_hash(manifest),
                 "preprocess": None, "flow": FOLDER_FLOW_ASSUMED.to_dict(), "flow_source": "folder",
                 "flow_assumed": "flow settings of the folder's maker are unknown; predict assumes these",
-                "attrs": _json_ready(dict(manifest.attrs))}
+                "attrs": to_jsonable(dict(manifest.attrs), default=str)}
         (tmp / "store.json").write_text(json.dumps(info, indent=2))
         names = ["flow.npy", "index.csv", "store.json"]
         marker = {"key": key, "n": len(index), "files": _file_sizes(tmp, names),

@@ -14,6 +14,8 @@ from typing import Any
 
 from torch import nn
 
+from merkit._io import to_jsonable
+
 __all__ = ["register_model", "create_model", "list_models", "model_entry", "ModelEntry"]
 
 
@@ -87,12 +89,7 @@ def create_model(name: str, num_classes: int = 3, **overrides: Any) -> nn.Module
     kwargs = {**entry.constructor_defaults(), **entry.defaults, **overrides, "num_classes": num_classes}
     model = entry.cls(**kwargs)
     model.model_name = name
-    model.model_config = {"name": name, **{k: _jsonable(v) for k, v in kwargs.items()}}
+    model.model_config = {"name": name, **to_jsonable(kwargs)}  # tuples become lists: it round-trips through JSON
     return model
 
 
-def _jsonable(value: Any) -> Any:
-    """Tuples become lists so that ``model_config`` round-trips through JSON unchanged in meaning."""
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    return value
