@@ -1,0 +1,35 @@
+"""The run report (``run_dir/index.html``) and the side-by-side comparison of runs (``compare.csv/.html/.png``).
+
+`write_report` turns whatever a run directory holds into one self-contained HTML page (every image embedded
+as a base64 data URI, so the file can be mailed or opened from disk without a server):
+
+- the headline: pooled UF1 / UAR / accuracy with their bootstrap intervals, model, protocol, dataset, counts;
+- per-dataset and per-class tables; the variants' comparison (table and figure, with intervals);
+- the confusion matrix and the per-subject scores; the explanation figures and tables of 04_explain;
+- the data summary (clips, subjects, counts, ``data_problems.csv`` when the builders wrote one);
+- the configuration (``config.json``, the pipeline parameters) and the environment (``env.json``);
+- links to every executed notebook (HTML and ipynb).
+
+Contract: a missing artefact makes its section disappear, never an error; a section that fails to draw is
+replaced by a one-line note naming the error (and a warning), so a report is always written. The page is
+written atomically. `compare_runs` reads several run directories (a sweep's, or any) and writes one table and
+one figure of them side by side; a directory without ``metrics.json`` is reported and skipped.
+"""
+
+from merkit.report.compare import CompareError, CompareResult, RunSummary, compare_runs, summarise_run
+from merkit.report.index import write_report
+from merkit.report.sections import NotebookRecord, notebook_records
+from merkit.report.variants import comparison_row, comparison_table
+
+__all__ = [
+    "CompareError",
+    "CompareResult",
+    "NotebookRecord",
+    "RunSummary",
+    "compare_runs",
+    "comparison_row",
+    "comparison_table",
+    "notebook_records",
+    "summarise_run",
+    "write_report",
+]
