@@ -24,6 +24,7 @@ from helpers_sheets import (
     write_smic_tree,
 )
 from merkit.data.datasets import (
+    BUILDERS,
     build_manifest,
     build_megc2019,
     list_datasets,
@@ -91,6 +92,34 @@ def test_a_protocol_that_forgets_an_emotion_is_rejected(tmp_path, monkeypatch):
                                                                      "map": {"happiness": "happiness"}}}})
     with pytest.raises(ManifestError, match="neither mapped nor dropped"):
         load_spec("casme2")
+
+
+def test_the_builder_kind_is_declared_in_each_dataset_file():
+    kinds = {dataset: load_spec(dataset).builder for dataset in list_datasets()}
+    assert set(kinds.values()) <= set(BUILDERS), kinds
+    assert {d for d, kind in kinds.items() if kind == "sheet"} >= {"casme2", "samm", "casme3a", "smic_e", "synthme"}
+    assert kinds["smic_hs"] == "smic_hs" and kinds["megc2019"] == "megc2019"
+    assert load_spec("smic_e").raw["sample_spelling"] == "megc2019"
+
+
+def test_dataset_files_with_the_former_per_dataset_builder_names_still_build(tmp_path, monkeypatch):
+    # A $MERKIT_MANIFESTS folder written before the kinds: builder: casme2 / smic_e, no sample_spelling.
+    old_smic_e = {k: v for k, v in load_spec("smic_e").raw.items() if k != "sample_spelling"}
+    use_manifests(tmp_path, monkeypatch, casme2={"expected": None, "builder": "casme2"},
+                  smic_e={**old_smic_e, "builder": "smic_e"})
+    assert load_spec("casme2").builder == "sheet"
+    assert load_spec("smic_e").builder == "sheet" and load_spec("smic_e").raw["sample_spelling"] == "megc2019"
+    root = write_casme2_tree(tmp_path / "CASME2", _casme2_small())
+    df = build_manifest("casme2", root)
+    assert df["subject"].tolist() == ["01", "01", "02", "02", "03"] and df.attrs["problems"] == []
+
+
+def test_an_unknown_builder_kind_or_sample_spelling_is_an_error_naming_the_file(tmp_path, monkeypatch):
+    folder = use_manifests(tmp_path, monkeypatch, casme2={"builder": "casme9"}, samm={"sample_spelling": "klingon"})
+    with pytest.raises(ManifestError, match=r"casme2\.yaml: unknown builder 'casme9'.*'sheet'"):
+        build_manifest("casme2", tmp_path)
+    with pytest.raises(ManifestError, match=rf"{folder / 'samm.yaml'}: unknown sample_spelling 'klingon'"):
+        build_manifest("samm", tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------- CASME II

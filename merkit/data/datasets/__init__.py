@@ -2,9 +2,11 @@
 
 ``build_manifest("casme2", "/data/CASME2", "casme2_5class")`` reads ``data_manifests/casme2.yaml`` (which file
 and sheet, header, columns, layout, fps, class maps, errata, exclusions, expected counts), then the sheet,
-and returns a manifest (see :mod:`merkit.data.manifest`). One module per dataset holds what its sheet does
-differently; :mod:`.builder` holds the shared steps; :mod:`.megc2019` the composite and its official
-ground-truth file; :mod:`.smic_hs` builds SMIC-HS from its folders (the release has no sheet).
+and returns a manifest (see :mod:`merkit.data.manifest`). The yaml's ``builder:`` names the kind of release
+(:data:`BUILDERS`): ``sheet`` (:mod:`.builder`; every sheet difference is declared in the yaml), ``smic_hs``
+(:mod:`.smic_hs`, the folders of a release without a sheet), ``megc2019`` (:mod:`.megc2019`, the composite
+and its official ground-truth file), ``flow_folder`` (:mod:`.flow_folder`). The shared steps: :mod:`.cells`,
+:mod:`.faults`, :mod:`.finish`.
 ``$MERKIT_MANIFESTS`` points at another folder of dataset files.
 """
 
@@ -15,14 +17,17 @@ from os import PathLike
 
 import pandas as pd
 
-from merkit.data.datasets import casme2, casme3a, flow_folder, megc2019, samm, smic_e, smic_hs
-from merkit.data.datasets.builder import ON_PROBLEM, PROBLEM_COLUMNS, problems_table, write_problems
+from merkit.data.datasets import flow_folder, megc2019
+from merkit.data.datasets.builder import SheetBuilder
+from merkit.data.datasets.faults import ON_PROBLEM
+from merkit.data.datasets.finish import PROBLEM_COLUMNS, problems_table, write_problems
 from merkit.data.datasets.megc2019 import (
     build_megc2019,
     compare_ground_truth,
     read_megc_ground_truth,
     write_megc_ground_truth,
 )
+from merkit.data.datasets.smic_hs import SmicHsBuilder
 from merkit.data.datasets.spec import DatasetSpec, list_spec_files, load_spec, manifests_dir
 from merkit.data.manifest import ManifestError, ManifestProblem
 
@@ -42,13 +47,10 @@ __all__ = [
     "write_megc_ground_truth",
 ]
 
-#: ``builder:`` key of a dataset yaml -> the function that builds it.
+#: ``builder:`` key of a dataset yaml (the kind of release) -> the function that builds it.
 BUILDERS: dict[str, Callable[..., pd.DataFrame]] = {
-    "casme2": casme2.build,
-    "samm": samm.build,
-    "smic_hs": smic_hs.build,
-    "smic_e": smic_e.build,
-    "casme3a": casme3a.build,
+    "sheet": SheetBuilder.build_spec,
+    "smic_hs": SmicHsBuilder.build_spec,
     "megc2019": megc2019.build,
     "flow_folder": flow_folder.build,
 }

@@ -1,6 +1,8 @@
-"""The sheet -> manifest pipeline shared by the per-dataset builders.
+"""The sheet -> manifest pipeline, the builder of every dataset whose yaml says ``builder: sheet``.
 
-Steps, in order (each dataset module overrides only what its sheet does differently):
+What a sheet does differently (file, header, columns, id templates, layout, errata, ...) is declared in its
+yaml; `.smic_hs` replaces steps 1-2 by a walk of the release's folders. Steps, in order (the cells are read
+by `.cells`, step 4 is `.faults`, step 5 and the problem log `.finish`):
 
 1. find the annotation file (``annotation`` argument, else the first of the spec's ``annotation.files``
    under the data root) and read its rows (:mod:`.sheets`);
@@ -19,74 +21,36 @@ Steps, in order (each dataset module overrides only what its sheet does differen
 
 Every problem is collected; ``strict=True`` raises one ``ManifestError`` listing them all, ``strict=False``
 returns the manifest with ``df.attrs['problems']``. What was fixed, dropped or left out is in
-``df.attrs['data_problems']`` (:func:`problems_table`, :func:`write_problems` -> ``data_problems.csv``).
+``df.attrs['data_problems']`` (`.finish.problems_table`, `.finish.write_problems` -> ``data_problems.csv``).
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from merkit._io import atomic_write_text
+from merkit.data.datasets.cells import (
+    RowError, canonical_sample, cell_text, parse_action_units, parse_frame, subject_number,
+)
+from merkit.data.datasets.faults import (
+    apply_errata, apply_repairs, check_on_problem, known_faults, settle, timing_faults, without_repeats,
+)
+from merkit.data.datasets.finish import apply_exclusions, apply_protocol, check_expected, counts_checked, finish
 from merkit.data.datasets.sheets import SheetRow, read_sheet
 from merkit.data.datasets.spec import DatasetSpec, Protocol
 from merkit.data.manifest import ManifestError, ManifestProblem, make_manifest, validate_manifest
-from merkit.errors import MerkitValueError
 
-_DIGITS = re.compile(r"\d+")
-_INTEGER_TEXT = re.compile(r"[+-]?\d+(\.0*)?")
-
-
-class RowError(MerkitValueError):
-    """A cell that cannot be parsed; the builder turns it into a ManifestProblem naming the row."""
-
-
-def cell_text(value: Any) -> str:
-    """A cell as stripped text; integral floats lose their ``.0`` (Excel stores ``1`` as ``1.0`` at times)."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-def parse_frame(value: Any, what: str) -> int:
-    """An integer frame number from a cell (int, integral float, or digits text)."""
-    if isinstance(value, bool):
-        raise RowError(f"{what} {value!r} is not a frame number")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    text = cell_text(value)
-    if _INTEGER_TEXT.fullmatch(text):
-        return int(float(text))
-    raise RowError(f"{what} {value!r} is not a frame number")
-
-
-def parse_action_units(value: Any) -> tuple[str, ...]:
-    """``'4+L10'`` -> ``('4', 'L10')``, ``'R12'`` -> ``('R12',)``, ``4`` -> ``('4',)``, blank -> ``()``."""
-    text = cell_text(value)
-    return tuple(unit.strip() for unit in text.split("+") if unit.strip())
-
-
-def subject_number(value: Any) -> int:
-    """The subject's number: the last run of digits (``6``, ``'006'``, ``'sub06'``, ``'s6'``, ``'spNO.6'``)."""
-    runs = _DIGITS.findall(cell_text(value))
-    if not runs:
-        raise RowError(f"subject {value!r} has no number")
-    return int(runs[-1])
+#: ``sample_spelling`` of a dataset yaml -> how a sample id is rewritten (absent: as the template gives it).
+SAMPLE_SPELLINGS: dict[str, Callable[[str], str]] = {"megc2019": canonical_sample}
 
 
 class SheetBuilder:
-    """Builds one dataset's manifest from its spec; subclasses adapt the steps a sheet does differently."""
+    """Builds one dataset's manifest from its spec (``builder: sheet`` in the yaml, which declares everything a
+    sheet does differently); a subclass replaces the steps a release without a sheet needs (SMIC-HS)."""
 
     def __init__(self, spec: DatasetSpec) -> None:
         self.spec = spec
@@ -94,6 +58,17 @@ class SheetBuilder:
         self.annotation_spec: dict[str, Any] = spec.raw.get("annotation") or {}
         self.layout: dict[str, Any] = spec.raw.get("layout") or {}
         self.subject_spec: dict[str, Any] = spec.raw.get("subject") or {}
+        spelling = spec.raw.get("sample_spelling")
+        if spelling is not None and spelling not in SAMPLE_SPELLINGS:
+            raise self.error(f"{spec.file}: unknown sample_spelling {spelling!r}; known: {sorted(SAMPLE_SPELLINGS)}")
+        self.respell: Callable[[str], str] | None = SAMPLE_SPELLINGS.get(spelling) if spelling is not None else None
+
+    @classmethod
+    def build_spec(cls, spec: DatasetSpec, data_root: str | PathLike, protocol: str | None = None,
+                   **options: Any) -> pd.DataFrame:
+        """``cls(spec).build(data_root, protocol, **options)``: the entry of the builder registry
+        (:data:`merkit.data.datasets.BUILDERS`)."""
+        return cls(spec).build(data_root, protocol, **options)
 
     # -- locating and reading the sheet -------------------------------------------------------------
     def find_annotation(self, data_root: Path, annotation: str | PathLike | None) -> Path:
@@ -126,7 +101,8 @@ class SheetBuilder:
         return str(self.subject_spec.get("format", "{n}")).format(n=subject_number(value))
 
     def sample_id(self, fields: Mapping[str, Any]) -> str:
-        return str(self.spec.raw.get("sample_id", "{filename}")).format(**fields)
+        sample = str(self.spec.raw.get("sample_id", "{filename}")).format(**fields)
+        return self.respell(sample) if self.respell is not None else sample
 
     def parse_apex(self, value: Any) -> int | None:
         tokens = {str(t).strip().lower() for t in self.annotation_spec.get("missing_apex", ())}
@@ -235,11 +211,26 @@ class SheetBuilder:
         strict: bool = True,
         on_problem: str = "error",
     ) -> pd.DataFrame:
+        """The manifest (see :func:`merkit.data.datasets.build_manifest`): :meth:`read_records`, then
+        :meth:`finish_records`."""
         data_root = Path(data_root)
         on_problem = check_on_problem(on_problem, self.key)
+        self.check_annotation(annotation)
         if not data_root.is_dir():
             raise self.error(f"data root {data_root} is not a folder")
         chosen_protocol = self.spec.protocol(protocol) if protocol is not None else None
+        records, problems, context, attrs = self.read_records(data_root, annotation)
+        return self.finish_records(records, problems, data_root, chosen_protocol, on_problem=on_problem,
+                                   strict=strict, context=context, **attrs)
+
+    def check_annotation(self, annotation: str | PathLike | None) -> None:
+        """Refuse an ``annotation`` this kind of release cannot use (a sheet builder takes any)."""
+
+    def read_records(
+        self, data_root: Path, annotation: str | PathLike | None
+    ) -> tuple[list[dict[str, Any]], list[ManifestProblem], str, dict[str, Any]]:
+        """The sheet's rows as records, a problem per unparsable row, the build's context (for errors) and the
+        manifest attrs to add (``annotation``: the sheet read)."""
         sheet_path = self.find_annotation(data_root, annotation)
         rows = self.read_rows(sheet_path)
         problems: list[ManifestProblem] = []
@@ -254,8 +245,7 @@ class SheetBuilder:
                 continue
             record["_where"] = f"{sheet_path.name} row {row.number}"
             records.append(record)
-        return self.finish_records(records, problems, data_root, chosen_protocol, on_problem=on_problem,
-                                   strict=strict, annotation=str(sheet_path), context=f"{self.key} built from {sheet_path}")
+        return records, problems, f"{self.key} built from {sheet_path}", {"annotation": str(sheet_path)}
 
     def finish_records(
         self,
@@ -304,319 +294,3 @@ class SheetBuilder:
             if counts_checked(data_root):
                 problems += check_expected(df, protocol.expected, self.key, f"protocol {protocol.name}")
         return finish(df, problems, strict, context, on_problem=on_problem, log=log)
-
-
-ON_PROBLEM = ("error", "fix", "drop")
-def check_on_problem(value: str, dataset: str) -> str:
-    """``value`` when it is one of :data:`ON_PROBLEM`, else a ManifestError naming the choices."""
-    if value not in ON_PROBLEM:
-        raise ManifestError([ManifestProblem(dataset, None, None, f"on_problem must be one of {list(ON_PROBLEM)}, got {value!r}")])
-    return value
-
-
-def counts_checked(data_root: Path) -> bool:
-    """False for a ``small`` SynthME release (:func:`emulated_small_release`): its counts are not the real
-    ones, so the expected-count checks are skipped (and ``attrs['counts_checked']`` says so)."""
-    return not emulated_small_release(data_root)
-
-
-def log_entry(dataset: str, subject: Any, sample: Any, field: str | None, action: str, detail: str) -> dict[str, Any]:
-    """One row of ``data_problems.csv``: what the build fixed, dropped or left out, and why."""
-    return {"dataset": dataset, "subject": subject, "sample": sample, "field": field or "",
-            "action": action, "detail": detail}
-
-
-def _from_values(erratum: Mapping[str, Any]) -> list[Any] | None:
-    """The wrong values an erratum corrects (``from`` may list several circulating variants); None = any."""
-    if "from" not in erratum:
-        return None
-    value = erratum["from"]
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _erratum_record(by_key: Mapping[tuple[str, str], dict[str, Any]], erratum: Mapping[str, Any]) -> dict[str, Any] | None:
-    return by_key.get((str(erratum["subject"]), str(erratum["sample"])))
-
-
-def apply_errata(records: list[dict[str, Any]], errata: Iterable[Mapping[str, Any]], dataset: str = "") -> list[dict[str, Any]]:
-    """Correct known sheet errors in place (``on_problem='fix'``); returns a log entry per correction.
-
-    An erratum ``{subject, sample, field, from, to, source}`` applies only where the record still holds
-    ``from`` (one value, or a list of the variants that circulate), so a copy of the sheet that is already
-    corrected is left alone; ``from`` omitted: wherever the value differs from ``to``.
-    """
-    log: list[dict[str, Any]] = []
-    by_key = {(r["subject"], r["sample"]): r for r in records}
-    for erratum in errata:
-        record = _erratum_record(by_key, erratum)
-        if record is None:
-            continue
-        field = str(erratum["field"])
-        before = record.get(field)
-        wrong = _from_values(erratum)
-        if (wrong is not None and before not in wrong) or before == erratum["to"]:
-            continue
-        if field == "apex" and isinstance(record.get("onset"), int) and isinstance(record.get("offset"), int) \
-                and not record["onset"] <= int(erratum["to"]) <= record["offset"]:
-            continue  # this copy's clip does not hold the corrected apex: the erratum was written for another
-        record[field] = erratum["to"]
-        source = erratum.get("source") or erratum.get("why", "")
-        log.append(log_entry(dataset or record["dataset"], record["subject"], record["sample"], field, "fixed",
-                             f"{field} {before!r} -> {erratum['to']!r} (declared erratum: {source})"))
-    return log
-
-
-def known_faults(records: list[dict[str, Any]], errata: Iterable[Mapping[str, Any]], dataset: str) -> list[ManifestProblem]:
-    """A problem per declared erratum whose wrong value (``from``) is still in the sheet.
-
-    Errata without ``from`` are not reported: the sheet value is not known to be wrong in every copy.
-    """
-    problems: list[ManifestProblem] = []
-    by_key = {(r["subject"], r["sample"]): r for r in records}
-    for erratum in errata:
-        record = _erratum_record(by_key, erratum)
-        wrong = _from_values(erratum)
-        field = str(erratum["field"])
-        if record is None or wrong is None or record.get(field) not in wrong:
-            continue
-        source = erratum.get("source") or erratum.get("why", "")
-        problems.append(ManifestProblem(
-            dataset, record["subject"], record["sample"],
-            f"{record.get('_where', 'sheet')}: {field} {record[field]!r} is a known fault "
-            f"(declared erratum -> {erratum['to']!r}: {source}); on_problem='fix' applies it", field))
-    return problems
-
-
-#: Timing faults a dataset file may declare a rule-based repair for (``repairs:`` in its yaml), in the
-#: order they are detected and repaired: an offset of 0 is also an onset after its offset, and either
-#: repair can leave the apex outside the clip.
-TIMING_FAULTS = ("offset_zero", "onset_after_offset", "apex_outside")
-
-
-def _timing_fault(record: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(fault, field) of a record's first timing fault, None when onset <= apex <= offset holds."""
-    onset, offset, apex = record.get("onset"), record.get("offset"), record.get("apex")
-    if not isinstance(onset, int) or not isinstance(offset, int):
-        return None
-    if offset == 0 and onset > 0:
-        return "offset_zero", "offset"
-    if onset > offset:
-        return "onset_after_offset", "onset"
-    if isinstance(apex, int) and not onset <= apex <= offset:
-        return "apex_outside", "apex"
-    return None
-
-
-def timing_faults(records: list[dict[str, Any]], repairs: Mapping[str, Any], dataset: str) -> list[ManifestProblem]:
-    """A problem naming the sheet row for each record with a timing fault the dataset declares a repair
-    for (left in place under ``error``/``drop``, or still there after ``fix``)."""
-    problems: list[ManifestProblem] = []
-    for record in records:
-        fault = _timing_fault(record)
-        if fault is None or fault[0] not in repairs:
-            continue
-        kind, field = fault
-        what = {"offset_zero": f"offset is 0 (onset {record['onset']})",
-                "onset_after_offset": f"onset {record['onset']} is after offset {record['offset']}",
-                "apex_outside": f"apex {record['apex']} lies outside onset..offset {record['onset']}..{record['offset']}"}[kind]
-        rule = repairs[kind].get("rule", "") if isinstance(repairs[kind], Mapping) else str(repairs[kind])
-        problems.append(ManifestProblem(dataset, record["subject"], record["sample"],
-                                        f"{record.get('_where', 'sheet')}: {what}; on_problem='fix' applies the declared rule ({rule})", field))
-    return problems
-
-
-def _last_contiguous_frame(folder: Path, onset: int) -> int | None:
-    """The last frame number of the unbroken run of frame files starting at ``onset`` (None: onset absent)."""
-    from merkit.data.io import ClipReadError, list_frames
-
-    try:
-        numbers = {number for number, _ in list_frames(folder)}
-    except (ClipReadError, OSError):
-        return None
-    if onset not in numbers:
-        return None
-    last = onset
-    while last + 1 in numbers:
-        last += 1
-    return last
-
-
-def apply_repairs(records: list[dict[str, Any]], repairs: Mapping[str, Any], data_root: Path, dataset: str) -> list[dict[str, Any]]:
-    """Repair timing faults by the dataset's declared rules (``on_problem='fix'``; errata come first).
-
-    Rules (``repairs.<fault>.rule`` in the yaml; each is OUR assumption, never the dataset owners'):
-
-    - ``offset_zero: onset_plus_median_length``: offset = onset + the median onset->offset length of the
-      dataset's rows without faults, cut at the last frame of the unbroken run of frames from the onset;
-    - ``onset_after_offset: swap``: onset and offset exchanged (read as a transposition);
-    - ``apex_outside: middle``: apex = the middle frame of onset..offset.
-    """
-    log: list[dict[str, Any]] = []
-    if not repairs:
-        return log
-    lengths = [r["offset"] - r["onset"] for r in records if _timing_fault(r) is None and isinstance(r.get("onset"), int)]
-    typical = int(np.median(lengths)) if lengths else 0
-    for record in records:
-        for _ in TIMING_FAULTS:  # a repair can reveal the next fault (a swapped clip with its apex outside)
-            fault = _timing_fault(record)
-            if fault is None or fault[0] not in repairs:
-                break
-            kind, field = fault
-            body = repairs[kind] if isinstance(repairs[kind], Mapping) else {"rule": str(repairs[kind])}
-            rule = str(body.get("rule", ""))
-            onset, offset, apex = record["onset"], record["offset"], record.get("apex")
-            if kind == "offset_zero" and rule == "onset_plus_median_length":
-                new = onset + typical
-                last = _last_contiguous_frame(data_root / record["path"], onset) if record.get("path") else None
-                if last is not None:
-                    new = min(new, last)
-                record["offset"] = new
-                detail = f"offset 0 -> {new} (onset + median length {typical}, cut at the last frame on disk)"
-            elif kind == "onset_after_offset" and rule == "swap":
-                record["onset"], record["offset"] = offset, onset
-                detail = f"onset {onset} / offset {offset} swapped"
-            elif kind == "apex_outside" and rule == "middle":
-                record["apex"] = (onset + offset) // 2
-                detail = f"apex {apex} -> {record['apex']} (middle of {onset}..{offset})"
-            else:
-                raise ManifestError([ManifestProblem(dataset, None, None, f"repairs.{kind}: unknown rule {rule!r}")])
-            why = body.get("why", "")
-            log.append(log_entry(dataset, record["subject"], record["sample"], field, "fixed (rule)",
-                                 f"{record.get('_where', 'sheet')}: {detail}; rule {kind}: {rule}, our assumption{': ' + why if why else ''}"))
-    return log
-
-
-_TIMING_FIELDS = {"onset", "offset", "apex"}
-
-
-def without_repeats(problems: list[ManifestProblem], reported: list[ManifestProblem]) -> list[ManifestProblem]:
-    """Validation problems minus the timing ones of samples a fault check already named (one line each)."""
-    named = {(p.subject, p.sample) for p in reported if p.field in _TIMING_FIELDS}
-    return [p for p in problems if not (p.field in _TIMING_FIELDS and (p.subject, p.sample) in named)]
-
-
-def settle(
-    df: pd.DataFrame, problems: list[ManifestProblem], log: list[dict[str, Any]], on_problem: str
-) -> tuple[pd.DataFrame, list[ManifestProblem], list[dict[str, Any]]]:
-    """Under ``drop``: every sample a problem names leaves the manifest (logged ``dropped``) and only the
-    dataset-wide problems remain. Other modes: unchanged."""
-    if on_problem != "drop":
-        return df, problems, log
-    by_sample: dict[tuple[str, str, str], list[ManifestProblem]] = {}
-    remaining: list[ManifestProblem] = []
-    for problem in problems:
-        if problem.sample is None:
-            remaining.append(problem)
-        else:
-            by_sample.setdefault((str(problem.dataset), str(problem.subject), str(problem.sample)), []).append(problem)
-    log = list(log)
-    for (dataset, subject, sample), reasons in by_sample.items():
-        for reason in reasons:
-            log.append(log_entry(dataset, subject, sample, reason.field, "dropped", reason.message))
-    keys = list(zip(df["dataset"].astype(str), df["subject"].astype(str), df["sample"].astype(str)))
-    keep = [key not in by_sample for key in keys]
-    out = df.loc[keep].reset_index(drop=True)
-    out.attrs = df.attrs
-    return out, remaining, log
-
-
-def emulated_small_release(data_root: Path) -> bool:
-    """True for a SynthME emulated release written with ``small=True`` (``synthme_truth/release.json`` in the
-    data root, or in its parent for a MEGC2019 part): its counts are not the real ones, so the expected
-    counts are not checked. A real copy has no such file."""
-    for folder in (Path(data_root), Path(data_root).parent):
-        try:
-            return bool(json.loads((folder / "synthme_truth" / "release.json").read_text()).get("small"))
-        except (OSError, ValueError, AttributeError):
-            continue
-    return False
-
-
-def apply_exclusions(
-    records: list[dict[str, Any]], exclusions: Iterable[Mapping[str, Any]]
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Drop records matching ``{subject, sample}`` entries; returns (kept, ``subject/sample`` excluded)."""
-    drop = {(str(e["subject"]), str(e["sample"])) for e in exclusions}
-    kept = [r for r in records if (r["subject"], r["sample"]) not in drop]
-    excluded = [f"{r['subject']}/{r['sample']}" for r in records if (r["subject"], r["sample"]) in drop]
-    return kept, excluded
-
-
-def apply_protocol(df: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
-    """Rows whose emotion the protocol maps, labelled; rows it drops (or does not know) removed."""
-    labels = [protocol.label_of(str(e)) for e in df["emotion"]]
-    keep = [label is not None for label in labels]
-    out = df.loc[keep].copy()
-    out["label"] = pd.array([label for label in labels if label is not None], dtype="Int64")
-    out = out.reset_index(drop=True)
-    out.attrs = {**df.attrs, "protocol": protocol.name, "classes": list(protocol.classes)}
-    return out
-
-
-def check_expected(df: pd.DataFrame, expected: Mapping[str, Any] | None, dataset: str, what: str) -> list[ManifestProblem]:
-    """Compare sample, subject and (under a protocol) per-class counts with the spec's ``expected``."""
-    if not expected:
-        return []
-    problems = []
-
-    def differ(name: str, want: Any, got: Any) -> None:
-        if want is not None and want != got:
-            problems.append(ManifestProblem(dataset, None, None, f"{what}: expected {want} {name}, built {got}", "counts"))
-
-    differ("samples", expected.get("samples"), len(df))
-    # Subjects are counted per dataset: a composite's CASME II "01" and another part's "01" are two people.
-    differ("subjects", expected.get("subjects"), len(set(zip(df["dataset"], df["subject"]))))
-    if expected.get("classes"):
-        counts = df["emotion"] if not df.attrs.get("classes") else df["label"].map(lambda i: df.attrs["classes"][i])
-        got = {name: int((counts == name).sum()) for name in expected["classes"]}
-        differ("class counts", dict(expected["classes"]), got)
-    return problems
-
-
-def finish(
-    df: pd.DataFrame,
-    problems: list[ManifestProblem],
-    strict: bool,
-    context: str,
-    *,
-    on_problem: str = "error",
-    log: list[dict[str, Any]] | None = None,
-) -> pd.DataFrame:
-    """Raise or return: ``strict`` raises one ManifestError listing every problem left; under ``drop`` the
-    count differences that dropping causes are logged (``counts differ``) instead. The log of what was
-    fixed, dropped or left out goes to ``attrs['data_problems']`` (see :func:`problems_table`)."""
-    log = list(log or []) + list(df.attrs.get("data_problems") or [])
-    if on_problem == "drop":
-        counts = [p for p in problems if p.field == "counts"]
-        problems = [p for p in problems if p.field != "counts"]
-        log += [log_entry(str(p.dataset), None, None, "counts", "counts differ", p.message) for p in counts]
-    df.attrs["data_problems"] = _unique(log)
-    df.attrs["on_problem"] = on_problem
-    if strict and problems:
-        hint = "" if on_problem != "error" else " (on_problem='fix' applies the declared errata; 'drop' leaves those samples out)"
-        raise ManifestError(problems, context=context + hint)
-    df.attrs["problems"] = problems
-    return df
-
-
-def _unique(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen, out = set(), []
-    for entry in log:
-        key = tuple(sorted((k, str(v)) for k, v in entry.items()))
-        if key not in seen:
-            seen.add(key)
-            out.append(entry)
-    return out
-
-
-PROBLEM_COLUMNS = ("dataset", "subject", "sample", "field", "action", "detail")
-
-
-def problems_table(df: pd.DataFrame) -> pd.DataFrame:
-    """What the build of ``df`` fixed, dropped or left out: one row per entry, :data:`PROBLEM_COLUMNS`."""
-    return pd.DataFrame(list(df.attrs.get("data_problems") or []), columns=list(PROBLEM_COLUMNS))
-
-
-def write_problems(df: pd.DataFrame, path: str | PathLike) -> Path:
-    """Write :func:`problems_table` of ``df`` to ``path`` (``data_problems.csv``) atomically; returns it."""
-    return atomic_write_text(path, problems_table(df).to_csv(index=False, lineterminator="\n"))

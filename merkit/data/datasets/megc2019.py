@@ -30,16 +30,9 @@ from typing import Any
 import pandas as pd
 
 from merkit._io import atomic_write_text
-from merkit.data.datasets.builder import (
-    RowError,
-    apply_exclusions,
-    check_expected,
-    check_on_problem,
-    counts_checked,
-    finish,
-    log_entry,
-    subject_number,
-)
+from merkit.data.datasets.cells import RowError, canonical_sample, subject_number
+from merkit.data.datasets.faults import check_on_problem, log_entry
+from merkit.data.datasets.finish import apply_exclusions, check_expected, counts_checked, finish
 from merkit.data.datasets.spec import DatasetSpec, Protocol, load_spec
 from merkit.data.manifest import ManifestError, ManifestProblem, make_manifest
 
@@ -259,8 +252,6 @@ def read_megc_ground_truth(path: str | PathLike) -> pd.DataFrame:
         if label not in ("0", "1", "2"):
             raise ManifestError([ManifestProblem(dataset, normalised, video, f"{where}: label {label!r} is not 0, 1 or 2")])
         if dataset == "smic_hs":
-            from merkit.data.datasets.smic_hs import canonical_sample
-
             video = canonical_sample(video)  # s1_ne_01 and s01_ne_01 are one clip
         rows.append({"dataset": dataset, "subject": normalised, "sample": video, "label": int(label), "database": database})
     out = pd.DataFrame(rows, columns=["dataset", "subject", "sample", "label", "database"])

@@ -13,7 +13,7 @@ in cropped copies, ``SMIC_all_cropped/HS/…``). For each clip folder:
   sample ``s01_ne_01``, so a copy with either spelling gives the same manifest (paths keep the spelling on disk).
 
 ``SMIC-HS-E_annotation.xlsx`` describes the *extended* long clips (SMIC-E, other ids): it is never read
-here; it is the dataset ``smic_e`` (:mod:`.smic_e`).
+here; it is the dataset ``smic_e`` (``data_manifests/smic_e.yaml``, a sheet).
 """
 
 from __future__ import annotations
@@ -23,26 +23,16 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from merkit.data.datasets.builder import SheetBuilder, check_on_problem
+from merkit.data.datasets.builder import SheetBuilder
+from merkit.data.datasets.cells import SMIC_CLIP_NAME as _CLIP_FOLDER
+from merkit.data.datasets.cells import canonical_sample, canonical_subject
 from merkit.data.io import ClipReadError, list_frames
 from merkit.data.manifest import ManifestProblem
 
+__all__ = ["APEX_METHOD", "SmicHsBuilder", "canonical_sample", "canonical_subject"]
+
 _SUBJECT_FOLDER = re.compile(r"s(\d{1,2})")
-_CLIP_FOLDER = re.compile(r"s(\d{1,2})_(.+)")
 APEX_METHOD = "middle frame on disk (numbers[len // 2]); SMIC-HS annotates no apex: an estimate, not a label"
-
-
-def canonical_subject(n: int) -> str:
-    """``1`` -> ``'s01'`` (the MEGC2019 spelling)."""
-    return f"s{n:02d}"
-
-
-def canonical_sample(name: str) -> str:
-    """``'s1_ne_01'`` / ``'s01_ne_01'`` -> ``'s01_ne_01'``; other names unchanged."""
-    match = _CLIP_FOLDER.fullmatch(name)
-    return f"{canonical_subject(int(match.group(1)))}_{match.group(2)}" if match else name
 
 
 class SmicHsBuilder(SheetBuilder):
@@ -57,25 +47,17 @@ class SmicHsBuilder(SheetBuilder):
                 return root
         return None
 
-    def build(
-        self,
-        data_root: str | PathLike,
-        protocol: str | None = None,
-        *,
-        annotation: str | PathLike | None = None,
-        strict: bool = True,
-        on_problem: str = "error",
-    ) -> pd.DataFrame:
-        data_root = Path(data_root)
-        on_problem = check_on_problem(on_problem, self.key)
+    def check_annotation(self, annotation: str | PathLike | None) -> None:
         if annotation is not None:
             raise self.error(
                 f"SMIC-HS has no annotation sheet (the class is the folder); annotation={str(annotation)!r} cannot be "
                 "used. SMIC-HS-E_annotation.xlsx describes the long SMIC-E clips: build dataset 'smic_e' for it"
             )
-        if not data_root.is_dir():
-            raise self.error(f"data root {data_root} is not a folder")
-        chosen_protocol = self.spec.protocol(protocol) if protocol is not None else None
+
+    def read_records(
+        self, data_root: Path, annotation: str | PathLike | None
+    ) -> tuple[list[dict[str, Any]], list[ManifestProblem], str, dict[str, Any]]:
+        """The clips found by :meth:`walk` under the root :meth:`find_root` chose (no sheet)."""
         root = self.find_root(data_root)
         micro = str(self.layout.get("micro_folder", "micro"))
         if root is None:
@@ -87,9 +69,8 @@ class SmicHsBuilder(SheetBuilder):
         records, problems = self.walk(base, root, micro, classes)
         for record in records:
             record["cropped"] = self.is_cropped_root(root)
-        return self.finish_records(records, problems, data_root, chosen_protocol, on_problem=on_problem,
-                                   strict=strict, annotation=None, apex_method=APEX_METHOD,
-                                   context=f"{self.key} built from the folders under {base}")
+        return (records, problems, f"{self.key} built from the folders under {base}",
+                {"annotation": None, "apex_method": APEX_METHOD})
 
     def walk(self, base: Path, root: str, micro: str, classes: set[str]) -> tuple[list[dict[str, Any]], list[ManifestProblem]]:
         """One record per clip folder, and a problem per folder that does not fit the layout."""
@@ -144,7 +125,3 @@ class SmicHsBuilder(SheetBuilder):
         """Paths were found by the walk (under the root :meth:`find_root` chose)."""
         return getattr(self, "chosen_root", "")
 
-
-def build(spec, data_root, protocol=None, *, annotation=None, strict=True, on_problem="error"):
-    """Manifest of SMIC-HS from its folders; see :func:`merkit.data.datasets.build_manifest`."""
-    return SmicHsBuilder(spec).build(data_root, protocol, annotation=annotation, strict=strict, on_problem=on_problem)

@@ -62,6 +62,11 @@ class Protocol:
         return None if target is None else self.classes.index(target)
 
 
+#: ``builder:`` values of dataset files written when each sheet dataset had a builder module of its own; they
+#: are read as ``sheet`` (``smic_e`` with ``sample_spelling: megc2019``, what its module did).
+_FORMER_SHEET_BUILDERS = ("casme2", "samm", "casme3a", "smic_e")
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """A loaded ``<dataset>.yaml``; ``raw`` keeps every key for the builder."""
@@ -140,7 +145,11 @@ def _load_spec_cached(file_name: str, stamp: int, dataset: str) -> DatasetSpec:
         raise _spec_problem(dataset, file, "must be a mapping of keys")
     if raw.get("dataset", dataset) != dataset:
         raise _spec_problem(dataset, file, f"declares dataset {raw.get('dataset')!r}, file name says {dataset!r}")
-    builder = raw.get("builder", dataset)
+    builder = str(raw.get("builder", dataset))
+    if builder in _FORMER_SHEET_BUILDERS:  # a dataset file written before the kinds (a $MERKIT_MANIFESTS folder)
+        if builder == "smic_e":
+            raw = {**raw, "sample_spelling": raw.get("sample_spelling", "megc2019")}
+        builder = "sheet"
     entries = [*(raw.get("errata") or ()), *(raw.get("exclusions") or ())]
     entries += [e for body in (raw.get("protocols") or {}).values() for e in (body.get("exclusions") or ())]
     for entry in entries:
