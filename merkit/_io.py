@@ -27,7 +27,8 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["TMP_SUFFIX", "atomic_handle", "atomic_write_bytes", "atomic_write_text", "stable_hash", "to_jsonable"]
+__all__ = ["TMP_SUFFIX", "atomic_handle", "atomic_write_bytes", "atomic_write_text", "flatten_dict", "stable_hash",
+           "to_jsonable"]
 
 TMP_SUFFIX = ".tmp"
 
@@ -132,3 +133,15 @@ def stable_hash(obj: Any, length: int = 16, *, spaced: bool = False) -> str:
     separators = (", ", ": ") if spaced else (",", ":")
     text = json.dumps(obj, sort_keys=True, separators=separators, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def flatten_dict(d: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; empty dicts stay as leaves so they still compare."""
+    flat: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_dict(value, name + "."))
+        else:
+            flat[name] = value
+    return flat

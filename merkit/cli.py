@@ -416,8 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("grid", metavar="GRID.yaml")
     p.add_argument("--out", default=None, help="folder of the run directories (default: the file's `out`, else runs/<GRID stem>)")
-    p.add_argument("--executor", default=None, choices=("sequential", "processes"),
-                   help="how runs are executed (default: the file's, else sequential)")
+    # No argparse choices: merkit.sweep.SWEEP_EXECUTORS is the one list (checked before anything runs, exit 2).
+    p.add_argument("--executor", default=None,
+                   help="how runs are executed: sequential or processes (default: the file's, else sequential)")
     p.add_argument("--workers", type=int, default=None, help="runs at once with --executor processes")
     p.add_argument("--notebooks", nargs="+", default=None, metavar="NB", help="notebooks to run (default: the file's, else all)")
     p.add_argument("--notebook-dir", default=None, help="where notebook names are looked up (default: the kit's notebooks/)")

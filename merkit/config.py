@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from merkit._io import stable_hash
+from merkit._io import flatten_dict, stable_hash
 from merkit.errors import MerkitValueError
+from merkit.protocols import PROTOCOLS
 
 __all__ = [
     "ConfigError",
@@ -45,8 +46,8 @@ __all__ = [
     "model_overrides",
 ]
 
-PROTOCOL_NAMES = ("loso", "megc2019", "lodo", "group_kfold")  # same names as merkit.protocols.PROTOCOLS
-EXECUTOR_NAMES = ("auto", "sequential", "batched", "processes", "ray")  # same names as merkit.executors.EXECUTORS
+PROTOCOL_NAMES = tuple(PROTOCOLS)  # the fold protocols merkit.protocols implements: named there only
+EXECUTOR_NAMES = ("auto", "sequential", "batched", "processes", "ray")  # merkit.executors.EXECUTORS is this tuple
 
 
 class ConfigError(MerkitValueError):
@@ -288,8 +289,6 @@ class RunConfig:
 
     def config_hash(self, length: int = 16) -> str:
         """Stable hex hash of the config without the resumable (scheduling) fields."""
-        from merkit.runs import flatten_dict
-
         flat = flatten_dict(self.to_dict())
         kept = {k: v for k, v in flat.items() if k not in resumable_keys()}
         return stable_hash(kept, length)

@@ -23,12 +23,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from merkit.config import EXECUTOR_NAMES
 from merkit.protocols import Fold, fold_seed
 
 __all__ = ["EXECUTORS", "ExecutorPlan", "choose_executor", "default_memory_budget_bytes", "run_processes",
            "run_ray", "run_batched", "fold_groups", "group_seed"]
 
-EXECUTORS = ("auto", "sequential", "batched", "processes", "ray")
+EXECUTORS = EXECUTOR_NAMES  # stated once, in merkit.config (a config names one without importing torch)
 
 FoldFn = Callable[..., Any]  # merkit.runner.run_fold: (run_config, store, fold, classes, *, progress, keep_weights)
 

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from merkit._io import atomic_handle, atomic_write_bytes, atomic_write_text, to_jsonable
+from merkit._io import atomic_handle, atomic_write_bytes, atomic_write_text, flatten_dict, to_jsonable
+from merkit.config import resumable_keys
 from merkit.errors import MerkitRuntimeError
 from merkit.metrics import PREDICTION_COLUMNS, PredictionsError
 
@@ -149,12 +150,9 @@ def capture_env(repo: str | os.PathLike | None = None) -> dict:
 # Run directory
 # --------------------------------------------------------------------------------------------------
 
-DEFAULT_RESUMABLE_KEYS: frozenset[str] = frozenset({
-    "protocol.executor", "protocol.workers", "protocol.ray_address", "protocol.fold_batch",
-    "protocol.memory_budget_mb",
-})
+DEFAULT_RESUMABLE_KEYS: frozenset[str] = resumable_keys()
 """Dotted config keys that only say *how* folds are scheduled, not *what* they compute: they may change
-between a run and its resumption. :mod:`merkit.config` marks the same fields ``resumable=True``."""
+between a run and its resumption. Stated once, as the fields :mod:`merkit.config` marks ``resumable``."""
 
 ENV_VERSION_KEYS = ("merkit", "python", "torch", "numpy", "pandas", "captum")
 
@@ -165,18 +163,6 @@ class RunConfigMismatch(MerkitRuntimeError):
 
 class CheckpointError(MerkitRuntimeError):
     """A checkpoint file is missing, truncated or otherwise unreadable; the message names the file."""
-
-
-def flatten_dict(d: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; empty dicts stay as leaves so they still compare."""
-    flat: dict[str, Any] = {}
-    for key, value in d.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten_dict(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def config_differences(saved: dict, current: dict, ignore: frozenset[str] | set[str] = frozenset()

@@ -28,6 +28,7 @@ from merkit.data.datasets import (
     build_manifest,
     build_megc2019,
     list_datasets,
+    list_label_maps,
     list_protocols,
     load_spec,
     manifests_dir,
@@ -62,9 +63,14 @@ def small(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------- registry
 def test_every_dataset_and_protocol_is_declared():
     assert {"casme2", "samm", "smic_hs", "casme3a", "megc2019", "synthme"} <= set(list_datasets())
-    assert "casme2_5class" in list_protocols("casme2") and "samm_5class" in list_protocols("samm")
-    assert list_protocols("smic_hs") == ["smic_3class"] and list_protocols("megc2019") == ["megc2019_3class"]
-    assert list_protocols("synthme") == ["synthme_3class"]
+    assert "casme2_5class" in list_label_maps("casme2") and "samm_5class" in list_label_maps("samm")
+    assert list_label_maps("smic_hs") == ["smic_3class"] and list_label_maps("megc2019") == ["megc2019_3class"]
+    assert list_label_maps("synthme") == ["synthme_3class"]
+
+
+def test_list_protocols_of_a_dataset_is_the_deprecated_name_of_list_label_maps():
+    with pytest.warns(DeprecationWarning, match="list_label_maps"):
+        assert list_protocols("casme2") == list_label_maps("casme2")
 
 
 def test_frame_name_examples_in_the_dataset_files_parse():

@@ -12,6 +12,7 @@ and its official ground-truth file), ``flow_folder`` (:mod:`.flow_folder`). The 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from os import PathLike
 
@@ -40,6 +41,7 @@ __all__ = [
     "write_problems",
     "build_megc2019",
     "list_datasets",
+    "list_label_maps",
     "list_protocols",
     "load_spec",
     "manifests_dir",
@@ -61,9 +63,20 @@ def list_datasets() -> list[str]:
     return list(list_spec_files())
 
 
-def list_protocols(dataset: str) -> list[str]:
-    """Class protocols a dataset declares (``casme2`` -> ``['casme2_5class']``)."""
+def list_label_maps(dataset: str) -> list[str]:
+    """The class mappings (emotion -> label) a dataset declares (``casme2`` -> ``['casme2_5class']``).
+
+    Not to be confused with the fold protocols (LOSO, LODO, ...) of :func:`merkit.protocols.list_protocols`.
+    """
     return list(load_spec(dataset).protocols)
+
+
+def list_protocols(dataset: str) -> list[str]:
+    """Deprecated name of :func:`list_label_maps` (it read like the fold protocols); warns, then answers."""
+    warnings.warn("merkit.data.datasets.list_protocols(dataset) is deprecated: use list_label_maps(dataset) "
+                  "(the class mappings; merkit.protocols.list_protocols() lists the fold protocols)",
+                  DeprecationWarning, stacklevel=2)
+    return list_label_maps(dataset)
 
 
 def build_manifest(
@@ -77,7 +90,7 @@ def build_manifest(
 ) -> pd.DataFrame:
     """Build and validate the manifest of ``dataset`` from the copy under ``data_root``.
 
-    ``protocol`` (one of :func:`list_protocols`) maps emotions to labels and drops the emotions it leaves
+    ``protocol`` (one of :func:`list_label_maps`) maps emotions to labels and drops the emotions it leaves
     out; without it every sample is kept and ``label`` is ``<NA>``. ``annotation`` names the sheet when it is
     not where the dataset file looks (absolute, or relative to ``data_root``; for ``megc2019`` a mapping part
     -> sheet). Paths in the result are relative to ``data_root``.
