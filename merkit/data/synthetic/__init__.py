@@ -54,6 +54,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from merkit.data.synthetic import releases as _releases
 from merkit.data.synthetic.config import CLASS_ACTION_UNITS, EMOTIONS, SynthMEConfig
 from merkit.data.synthetic.releases import (
     RELEASE_KINDS,
@@ -96,13 +97,7 @@ __all__ = [
     "render_clip",
     "render_motion_clip",
     "MOTIONS",
-    "RELEASE_KINDS",
-    "TRUTH_DIR",
-    "ReleaseExistsError",
-    "has_motion_masks",
-    "load_release_mask",
-    "release_info",
-    "write_release",
+    *_releases.__all__,  # release mode's public names, listed once in merkit.data.synthetic.releases
 ]
 
 #: File name of the coding sheet, in the place CASME II keeps its sheet.

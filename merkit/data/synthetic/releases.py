@@ -15,7 +15,8 @@ kind                  what ``out`` holds
 ``megc2019``          ``CASME2/``, ``SAMM/``, ``SMIC/`` side by side (each as above)
 ====================  ======================================================================================
 
-Counts, subjects, emotion spellings and named sheet faults are those of :mod:`.release_rows`. Every clip
+Counts, subjects, emotion spellings and named sheet faults are those of :mod:`.release_rows`; each clip's
+timing, face place and sheet cells are planned in :mod:`.release_plan` and drawn in :mod:`.release_draw`. Every clip
 carries SynthME's class-defining micro-motion (:func:`~.render.render_motion_clip`): happiness AU12, the
 negative emotions AU4, surprise AU1+2, repression and contempt AU14, others a one-sided AU14. Clip lengths
 follow the release's frame rate (200, 200, 100, 30 fps). ``scale`` shrinks frame sizes and clip lengths.
@@ -41,8 +42,6 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
@@ -50,8 +49,8 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from merkit.data.synthetic.config import SynthMEConfig
-from merkit.data.synthetic.faces import _Look, _subject_look
+from merkit.data.synthetic.release_draw import _compose, _draw_clip, _scene, _write_images
+from merkit.data.synthetic.release_plan import _FORMS, _Clip, _frame_size, _plan
 from merkit.data.synthetic.release_rows import (
     ReleaseRow,
     casme2_2019_changes,
@@ -66,7 +65,6 @@ from merkit.data.synthetic.release_sheets import (
     write_casme3a_sheet,
     write_samm_sheet,
 )
-from merkit.data.synthetic.render import render_motion_clip
 from merkit.errors import MerkitFileExistsError
 
 __all__ = [
@@ -85,251 +83,11 @@ TRUTH_DIR = "synthme_truth"
 RELEASE_FORMAT_VERSION = 1
 #: Part folders of the MEGC2019 composite root, as a user unpacks the three datasets side by side.
 MEGC_PARTS = {"casme2": "CASME2", "samm": "SAMM", "smic_hs": "SMIC"}
-_RENDER_MAX = 128  # faces larger than this are drawn at this side and upsampled (drawing is the slow part)
 _LAYOUTS = ("raw", "cropped", "both")
 
 
 class ReleaseExistsError(MerkitFileExistsError):
     """``out`` holds something other than the release asked for."""
-
-
-@dataclass(frozen=True)
-class _Form:
-    """How one dataset's release looks on disk at scale 1."""
-
-    key: int  # seeds the dataset's random streams
-    fps: float
-    frame_size: tuple[int, int]  # (W, H) of raw frames
-    face_side: tuple[int, int]  # range of the face box side, px
-    frames: tuple[int, int]  # range of clip lengths in frames
-    first: tuple[int, int]  # range of the first frame number
-    grey: bool
-    motion_amplitude: float = 2.5  # px at 96 px of face, scaled with the face
-
-
-_FORMS = {
-    "casme2": _Form(1, 200.0, (640, 480), (230, 290), (44, 70), (1, 300), False),
-    "samm": _Form(2, 200.0, (2040, 1088), (420, 480), (44, 70), (1000, 9000), True),
-    "smic_hs": _Form(3, 100.0, (640, 480), (200, 260), (24, 40), (1000, 900000), False),
-    "casme3a": _Form(4, 30.0, (1280, 720), (260, 320), (10, 18), (1, 4000), False),
-}
-# Sheet emotion (lower case) -> the motion the clip carries.
-_MOTION = {
-    "happiness": "happiness", "happy": "happiness", "positive": "happiness",
-    "disgust": "disgust", "anger": "disgust", "fear": "disgust", "sadness": "disgust", "sad": "disgust",
-    "negative": "disgust",
-    "surprise": "surprise",
-    "repression": "dimpler", "contempt": "dimpler",
-    "others": "dimpler_left", "other": "dimpler_left",
-}
-_ACTION_UNITS = {  # cycled per clip; a single AU becomes a number cell in CASME II
-    "happiness": ("12", "6+12", "R12"),
-    "disgust": ("4", "4+9", "4+L10", "4+7"),
-    "surprise": ("1+2", "1+2+5"),
-    "dimpler": ("14", "L14", "R14"),
-    "dimpler_left": ("L14", "4+L14", "L10A/B"),
-}
-_OBJECTIVE = {"happiness": 1, "disgust": 2, "surprise": 3, "dimpler": 4, "dimpler_left": 7}
-
-
-@dataclass(frozen=True)
-class _Clip:
-    """One clip ready to draw and write: its row, the timing on disk and what the sheet says."""
-
-    dataset: str
-    row: ReleaseRow
-    index: int
-    first: int  # frame number of the first frame on disk
-    n_frames: int
-    onset_index: int  # 0-based positions the motion follows
-    apex_index: int
-    offset_index: int
-    face_side: int  # px, in the release's frames
-    box_xy: tuple[int, int]  # top-left corner of the face box in the raw frame
-    sheet: SheetClip
-
-    @property
-    def motion(self) -> str:
-        return _MOTION[self.row.emotion.lower()]
-
-    @property
-    def numbers(self) -> range:
-        return range(self.first, self.first + self.n_frames)
-
-
-def _scaled(value: int, scale: float, minimum: int) -> int:
-    return max(minimum, int(round(value * scale)))
-
-
-def _frame_size(form: _Form, scale: float) -> tuple[int, int]:
-    width, height = form.frame_size
-    return _scaled(width, scale, 48), _scaled(height, scale, 40)
-
-
-def _plan(dataset: str, rows: list[ReleaseRow], scale: float, seed: int) -> list[_Clip]:
-    """Timing, face size and place, and sheet cells of every clip of one dataset."""
-    form = _FORMS[dataset]
-    width, height = _frame_size(form, scale)
-    clips = []
-    recording_end: dict[tuple[int, str], int] = {}  # CAS(ME)^3: MEs of one recording follow each other
-    for index, row in enumerate(rows):
-        rng = np.random.default_rng([seed, form.key, index])
-        side = min(_scaled(int(rng.integers(*form.face_side)), scale, 32), width, height)
-        if row.timing is not None:
-            onset, apex, offset = row.timing
-            lead = 3
-            first, n = onset - lead, offset - onset + 2 * lead + 1
-            onset_i, apex_i, offset_i = lead, apex - first, offset - first
-        else:
-            n = _scaled(int(rng.integers(*form.frames)), scale, 12)
-            onset_i = max(1, int(round(rng.uniform(0.08, 0.18) * n)))
-            offset_i = min(n - 2, n - 1 - max(1, int(round(rng.uniform(0.05, 0.12) * n))))
-            apex_i = int(round(onset_i + rng.uniform(0.35, 0.6) * (offset_i - onset_i)))
-            apex_i = min(max(apex_i, onset_i + 1), offset_i - 1)
-            if row.fault == "apex_offset":
-                apex_i = offset_i - 1  # the sheet writes apex = offset; the motion peaks just before it
-            first = int(rng.integers(*form.first))
-            if dataset == "casme3a":
-                key = (row.subject, row.sample)
-                first = recording_end.get(key, first)
-                recording_end[key] = first + n + int(rng.integers(5, 60))
-        # The face sits near the frame centre (SAMM: in the centre third), a little off per clip.
-        cx = width / 2 + rng.uniform(-0.04, 0.04) * width
-        cy = height * (0.45 if dataset != "samm" else 0.5) + rng.uniform(-0.03, 0.03) * height
-        x = int(np.clip(round(cx - side / 2), 0, width - side))
-        y = int(np.clip(round(cy - side / 2), 0, height - side))
-        onset, apex, offset = first + onset_i, first + apex_i, first + offset_i
-        sheet_onset, sheet_apex, sheet_offset = onset, apex, offset
-        if row.fault == "apex_slash":
-            sheet_apex = "/"
-        elif row.fault == "apex_onset":
-            sheet_apex = onset
-        elif row.fault == "apex_offset":
-            sheet_apex = offset  # drawn with its peak one frame before: the motion needs a fall to end
-        elif row.fault == "apex_outside":
-            sheet_apex = row.sheet_apex if row.sheet_apex is not None else offset + 7
-        elif row.fault == "onset_after":
-            sheet_onset, sheet_offset = offset, onset
-        elif row.fault == "offset_zero":
-            sheet_offset = 0
-        motion = _MOTION[row.emotion.lower()]
-        units = _ACTION_UNITS[motion]
-        sheet = SheetClip(
-            subject=row.subject,
-            sample=row.sample,
-            onset=sheet_onset,
-            apex=sheet_apex,
-            offset=sheet_offset,
-            emotion=row.emotion,
-            action_units=units[index % len(units)],
-            objective_class=_OBJECTIVE[motion],
-            inducement=int(row.sample.split("_")[1]) if dataset == "samm" else 1,
-        )
-        clips.append(_Clip(dataset, row, index, first, n, onset_i, apex_i, offset_i, side, (x, y), sheet))
-    return clips
-
-
-# --------------------------------------------------------------------------------------------------------
-# Drawing: the face, and the raw frame around it
-# --------------------------------------------------------------------------------------------------------
-
-
-def _subject_config(seed: int, form: _Form, render_side: int, dataset: str) -> SynthMEConfig:
-    """A SynthME config drawing faces of `render_side` px; the seed also depends on the dataset, so the
-    CASME II subject 1 and the SAMM subject 6 are different people from any SynthME subject."""
-    return SynthMEConfig(
-        seed=seed * 100 + form.key,
-        size=render_side,
-        fps=form.fps,
-        video_subjects=(),
-        motion_amplitude=form.motion_amplitude * render_side / 96,
-        crop_jitter=max(0, render_side // 48),
-        head_drift=0.5 * render_side / 96,
-        n_frames=12,
-    )
-
-
-def _draw_clip(clip: _Clip, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The clip's face frames uint8 (T, S, S, 3) RGB at the face side S, and its motion mask bool (S, S)."""
-    form = _FORMS[clip.dataset]
-    render_side = min(clip.face_side, _RENDER_MAX)
-    config = _subject_config(seed, form, render_side, clip.dataset)
-    apex = min(clip.apex_index, clip.offset_index - 1)
-    drawn = render_motion_clip(config, clip.row.subject, clip.index, clip.motion, clip.n_frames,
-                               clip.onset_index, apex, clip.offset_index)
-    look = _subject_look(config, clip.row.subject)
-    frames, mask = _stretch(drawn.frames * _eye_shadow(look, render_side)), drawn.mask
-    if render_side != clip.face_side:
-        size = (clip.face_side, clip.face_side)
-        frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_CUBIC) for f in frames])  # (T, S, S, 3)
-        mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
-    return frames, mask
-
-
-def _eye_shadow(look: _Look, side: int) -> np.ndarray:
-    """A static shading float32 (S, S, 1) that darkens the band of the eyes and brows, as the eye sockets of a
-    lit face are darker than the cheeks and the nose bridge (what the Haar face detector keys on)."""
-    c = (np.arange(side, dtype=np.float32) + 0.5) / side - 0.5
-    u, v = c[None, :], c[:, None]
-    band = np.exp(-(((v - look.eye_y + 0.02) / 0.075) ** 2))  # (S, 1)
-    sockets = sum(np.exp(-(((u - s * look.eye_dx) / 0.11) ** 2)) for s in (-1, 1))  # (1, S)
-    return (1.0 - 0.55 * np.clip(band * sockets, 0, 1))[..., None].astype(np.float32)
-
-
-def _stretch(frames: np.ndarray) -> np.ndarray:
-    """The clip's frames with one linear grey-level stretch (from its first frame: 1st..99th percentile of the
-    luminance -> 20..235) applied to all of them, so that dark or flat faces have the contrast of a lit
-    recording (the Haar detector needs it, as on real data). One map for the whole clip keeps the motion."""
-    grey = frames[0].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # (S, S, 3) -> (S, S)
-    low, high = np.percentile(grey, [1, 99])
-    gain = 215.0 / max(float(high - low), 1.0)
-    out = (frames.astype(np.float32) - low) * gain + 20.0
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def _scene(dataset: str, subject: int, seed: int, width: int, height: int) -> np.ndarray:
-    """A subject's recording scene, float32 (H, W, 3) RGB in [0, 1]: wall, a panel and shoulders."""
-    form = _FORMS[dataset]
-    rng = np.random.default_rng([seed, form.key, subject, 77])
-    look = _subject_look(_subject_config(seed, form, 96, dataset), subject)
-    v = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
-    scene = np.broadcast_to(look.background * (1.05 - 0.25 * v), (height, width, 3)).astype(np.float32)
-    x0, x1 = sorted(rng.uniform(0, 1, 2) * width)
-    scene[: int(height * rng.uniform(0.5, 0.9)), int(x0) : int(x1)] *= np.float32(rng.uniform(0.75, 0.95))
-    # Shoulders: a wide dark ellipse under the face, in a per-subject shirt colour.
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    shoulders = ((xx - width / 2) / (0.42 * height)) ** 2 + ((yy - 1.15 * height) / (0.5 * height)) ** 2 < 1
-    scene[shoulders] = rng.uniform(0.1, 0.6, 3).astype(np.float32)
-    return scene
-
-
-def _face_alpha(side: int) -> np.ndarray:
-    """Where the face crop covers the scene, float32 (S, S, 1): an inscribed ellipse with a soft edge."""
-    c = (np.arange(side, dtype=np.float32) + 0.5) / side - 0.5
-    r = np.hypot(c[None, :] / 0.5, c[:, None] / 0.52)
-    return np.clip((1.0 - r) / 0.08, 0, 1)[..., None]
-
-
-def _compose(scene: np.ndarray, faces: np.ndarray, xy: tuple[int, int]) -> Iterator[np.ndarray]:
-    """Raw frames uint8 (H, W, 3), one at a time: the scene with each face crop pasted at `xy` (top-left).
-    The same buffer is reused for every frame (a clip of 640×480 frames would not fit a small budget)."""
-    side = faces.shape[1]
-    x, y = xy
-    alpha = _face_alpha(side)
-    frame = np.rint(np.clip(scene * 255.0, 0, 255)).astype(np.uint8)
-    background = frame[y : y + side, x : x + side].astype(np.float32) * (1 - alpha)
-    for face in faces:
-        frame[y : y + side, x : x + side] = np.rint(background + face * alpha).astype(np.uint8)
-        yield frame
-
-
-def _write_images(folder: Path, names: Iterable[str], frames: Iterable[np.ndarray], grey: bool) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, frame in zip(names, frames):
-        image = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY if grey else cv2.COLOR_RGB2BGR)
-        params = [cv2.IMWRITE_JPEG_QUALITY, 92] if name.endswith(".jpg") else []
-        if not cv2.imwrite(str(folder / name), image, params):
-            raise OSError(f"could not write frame {folder / name}")
 
 
 # --------------------------------------------------------------------------------------------------------
