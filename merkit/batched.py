@@ -24,6 +24,12 @@ whose batch statistics and running-statistics updates use only the fold's own cl
 a non-finite held-out pixel cannot reach them). Dropout draws different masks per fold
 (``vmap(randomness="different")``).
 
+How the stacked step is computed (``mechanism``): ``"vmap"`` runs any model through
+``vmap(functional_call(...))``; ``"wide"`` (:mod:`merkit.batched_wide`, STSTNet only, shared sampling only)
+writes the K models as one plain network (one convolution with K·16 output channels, masked per-fold
+BatchNorm, one einsum for the K heads) over the same stacked parameters; ``"auto"`` takes ``"wide"`` where the
+model has that form, else ``"vmap"``. Both compute the same per-fold function (tested to 1e-4).
+
 ``check_stackable(model, example)`` says why a model cannot be stacked (None when it can): a trial vmapped
 step is run, so anything ``vmap`` does not support is found before a run starts, and the executor falls back to
 the sequential trainer with that reason.
@@ -45,6 +51,8 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.data import DataLoader, Dataset
 
+from merkit.batched_data import _cached, _Indexed, _shuffled_batches, _TensorItems, _zip_fold_batches
+from merkit.batched_wide import wide_step_for
 from merkit.train import (
     _autocast,
     _get,
@@ -66,9 +74,11 @@ __all__ = [
     "plan_fold_batch",
     "train_folds",
     "SAMPLINGS",
+    "MECHANISMS",
 ]
 
 SAMPLINGS = ("shared", "per_fold")
+MECHANISMS = ("auto", "vmap", "wide")
 
 
 class StackError(MerkitValueError):
@@ -145,7 +155,7 @@ class _FoldStack:
     """K models as stacked tensors, one optimiser and schedule over them, and one vmapped training step."""
 
     def __init__(self, models: Sequence[nn.Module], cfg: Any, labels: Sequence[np.ndarray], num_classes: int,
-                 device: torch.device, shared_input: bool) -> None:
+                 device: torch.device, shared_input: bool, mechanism: str = "auto") -> None:
         self.k = len(models)
         self.cfg, self.device, self.num_classes = cfg, device, num_classes
         self.base, self.bns = _mask_batchnorm(models[0])
@@ -168,6 +178,15 @@ class _FoldStack:
         self.gamma = float(_get(cfg, "focal_gamma", 2.0))
         x_dim = None if shared_input else 0
         self._step = vmap(self._fold_loss, in_dims=(0, 0, x_dim, x_dim, 0, 0), randomness="different")
+        self.mechanism = "vmap"
+        if shared_input and mechanism in ("auto", "wide"):
+            wide = wide_step_for(models[0], {"loss": self.loss_name, "label_smoothing": self.smoothing,
+                                             "focal_gamma": self.gamma, "num_classes": num_classes,
+                                             "autocast": lambda: _autocast(device, self.autocast_dtype)})
+            if wide is not None:
+                self._step, self.mechanism = wide, "wide"
+            elif mechanism == "wide":
+                raise StackError(f"{type(models[0]).__name__} has no wide (one-network) form; use mechanism='vmap'")
 
     # one fold's loss, written for a single fold and vmapped over k
     def _fold_loss(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
@@ -336,24 +355,6 @@ def plan_fold_batch(n_folds: int, fold_batch: int, per_fold_bytes: int, budget_b
 # -------------------------------------------------------------------------------------------- training
 
 
-class _Indexed(Dataset):
-    """``(x, label, item)``: the item number tells the trainer which folds a row belongs to."""
-
-    def __init__(self, ds: Dataset) -> None:
-        self.ds = ds
-
-    def __len__(self) -> int:
-        return len(self.ds)  # type: ignore[arg-type]
-
-    def __getitem__(self, item: int) -> tuple[Any, Any, int]:
-        x, y = self.ds[item]
-        return x, y, item
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.ds, "set_epoch"):
-            self.ds.set_epoch(epoch)
-
-
 def train_folds(
     models: Sequence[nn.Module],
     cfg: Any,
@@ -365,6 +366,7 @@ def train_folds(
     group_seed: int = 0,
     train_sets: Sequence[Dataset] | None = None,
     sampling: str = "shared",
+    mechanism: str = "auto",
     progress: bool = False,
 ) -> list[tuple[nn.Module, pd.DataFrame]]:
     """Train ``models`` (one per fold, already initialised under their fold seeds) together; returns
@@ -374,6 +376,8 @@ def train_folds(
     which of its items are in fold k's training set (False for the fold's held-out clips); batches are drawn
     from ``shared`` with ``group_seed``. ``sampling="per_fold"``: ``train_sets[k]`` is fold k's training set,
     batched exactly as ``merkit.train.train_fold`` batches it under ``seeds[k]``.
+    ``mechanism``: ``"auto"`` | ``"vmap"`` | ``"wide"`` (module docstring); ``"wide"`` for a model without a
+    wide form raises :class:`StackError`.
     History columns as ``train_fold``'s (epoch, loss, train_acc, lr, seconds, selected); ``seconds`` is the
     group's epoch time divided by k. Fixed epochs only, the final epoch selected.
     """
@@ -410,7 +414,10 @@ def train_folds(
                               generator=torch.Generator().manual_seed(int(s)),
                               num_workers=int(_get(cfg, "num_workers", 0))) for ds, s in zip(train_sets, seeds)]
 
-    stack = _FoldStack(models, cfg, labels, num_classes, device, shared_input=sampling == "shared")
+    if mechanism not in MECHANISMS:
+        raise ValueError(f"mechanism={mechanism!r}; use one of {MECHANISMS}")
+    stack = _FoldStack(models, cfg, labels, num_classes, device, shared_input=sampling == "shared",
+                       mechanism=mechanism)
     rows: list[list[dict]] = [[] for _ in range(k)]
     from tqdm.auto import tqdm
 
@@ -418,7 +425,9 @@ def train_folds(
         start = time.perf_counter()
         lr = stack.optimizer.param_groups[0]["lr"]
         loss_sum, correct, seen = torch.zeros(k), torch.zeros(k), torch.zeros(k)
-        if sampling == "shared":
+        if sampling == "shared" and isinstance(shared, _TensorItems):
+            batches = ((shared.x[idx], shared.y[idx], members_t[:, idx]) for idx in _shuffled_batches(loader))
+        elif sampling == "shared":
             loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
             batches = ((x, y, members_t[:, idx]) for x, y, idx in loader)
         else:
@@ -450,55 +459,3 @@ def train_folds(
         history["selected"] = history["epoch"] == epochs
         out.append((model, history))
     return out
-
-
-CACHE_LIMIT_BYTES = 256 * 1024 * 1024
-
-
-def _cached(ds: Dataset) -> Dataset:
-    """An unaugmented dataset materialised once as tensors (each item is then read once per group, not once
-    per epoch); augmented ones, or ones over ``CACHE_LIMIT_BYTES``, are left as they are."""
-    known = hasattr(ds, "augment") or hasattr(ds, "augmentation")  # the kit's Flow/ClipDataset say it
-    augmented = bool(getattr(ds, "augment", False)) or getattr(ds, "augmentation", None) is not None
-    if not known or augmented or len(ds) == 0:  # type: ignore[arg-type]
-        return ds
-    x0, _ = ds[0]
-    if torch.as_tensor(x0).numel() * 4 * len(ds) > CACHE_LIMIT_BYTES:  # type: ignore[arg-type]
-        return ds
-    xs, ys = zip(*(ds[i] for i in range(len(ds))))  # type: ignore[arg-type]
-    return _TensorItems(torch.stack([torch.as_tensor(x) for x in xs]), np.asarray(ys, dtype=np.int64))
-
-
-class _TensorItems(Dataset):
-    def __init__(self, x: torch.Tensor, labels: np.ndarray) -> None:
-        self.x, self.labels = x, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
-        return self.x[item], int(self.labels[item])
-
-
-def _zip_fold_batches(loaders: Sequence[DataLoader], batch_size: int):
-    """Per-fold batches as one (k, b, ...) batch; folds that ran out (or have a short last batch) are padded
-    with masked rows, so every fold steps exactly as its own DataLoader says."""
-    iters = [iter(dl) for dl in loaders]
-    while True:
-        got = [next(it, None) for it in iters]
-        if all(g is None for g in got):
-            return
-        ref = next(g for g in got if g is not None)
-        xs, ys, masks = [], [], []
-        for g in got:
-            x = torch.zeros((batch_size, *ref[0].shape[1:])) if g is None else g[0].float()
-            y = torch.zeros(batch_size, dtype=torch.long) if g is None else torch.as_tensor(g[1], dtype=torch.long)
-            n = 0 if g is None else x.shape[0]
-            pad = batch_size - x.shape[0]
-            if pad > 0:
-                x = torch.cat([x, torch.zeros((pad, *x.shape[1:]))])
-                y = torch.cat([y, torch.zeros(pad, dtype=torch.long)])
-            xs.append(x)
-            ys.append(y)
-            masks.append(torch.arange(batch_size) < n)
-        yield torch.stack(xs), torch.stack(ys), torch.stack(masks)  # (k, b, ...), (k, b), (k, b)

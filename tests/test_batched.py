@@ -301,3 +301,85 @@ def test_old_config_with_a_sequential_executor_still_loads():
     assert loaded.protocol.executor == "sequential" and loaded.protocol.fold_batch == 0
     assert RunConfig().protocol.executor == "auto"
     assert loso_splits  # the splits stay importable beside the runner
+
+
+# ------------------------------------------------------------------ the wide (one-network) STSTNet step
+
+
+def ststnets(n: int, **kw) -> list:
+    from merkit.models.baselines import STSTNet
+
+    out = []
+    for s in range(n):
+        torch.manual_seed(s)
+        out.append(STSTNet(**kw))
+    return out
+
+
+def flow_toy(n: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 28, 28, generator=g) * 255, torch.arange(n) % 3  # 0..255 like the authors' input
+
+
+@pytest.mark.parametrize("build", [dict(dropout=0.0), dict(dropout=0.0, batch_norm=False, padding=1)],
+                         ids=["authors_build_no_dropout", "kit_variant"])
+def test_wide_step_gives_the_vmapped_stacks_weights_and_batchnorm_statistics(build):
+    x, y = flow_toy()
+    subjects = np.repeat(np.arange(4), 10)
+    members = np.stack([subjects != s for s in range(4)])
+    c = cfg(epochs=4, batch_size=16, lr=1e-3, grad_clip=0.0)
+    runs = {}
+    for mechanism in ("vmap", "wide"):
+        trained = train_folds(ststnets(4, **build), c, seeds=list(range(4)), num_classes=3, shared=Items(x, y),
+                              members=members, group_seed=3, mechanism=mechanism)
+        runs[mechanism] = [m.state_dict() for m, _ in trained]
+    for a, b in zip(runs["vmap"], runs["wide"]):
+        assert a.keys() == b.keys()
+        for key in a:  # running_var is in the thousands (0..255 input): compare relatively there
+            assert torch.allclose(a[key].float(), b[key].float(), atol=1e-4, rtol=1e-5), key
+    if build.get("batch_norm", True):
+        assert not torch.equal(runs["wide"][0]["branches.0.2.running_mean"], torch.zeros(3))
+
+
+def test_wide_step_keeps_held_out_pixels_out_of_their_own_fold_bit_for_bit():
+    x, y = flow_toy(24)
+    subjects = np.repeat(np.arange(4), 6)
+    members = np.stack([subjects != s for s in range(4)])
+    c = cfg(epochs=3, batch_size=10, grad_clip=0.0)
+
+    def run(images: torch.Tensor) -> list[dict]:
+        trained = train_folds(ststnets(4), c, seeds=list(range(4)), num_classes=3, shared=Items(images, y),
+                              members=members, group_seed=3, mechanism="wide")  # BN and dropout 0.5 on
+        return [m.state_dict() for m, _ in trained]
+
+    before = run(x)
+    changed = x.clone()
+    changed[subjects == 0] = 1e6 * torch.rand_like(changed[subjects == 0])
+    after = run(changed)
+    for key in before[0]:
+        assert torch.equal(before[0][key], after[0][key]), key
+    assert not torch.equal(before[1]["branches.0.0.weight"], after[1]["branches.0.0.weight"])
+
+
+def test_wide_mechanism_is_refused_for_a_model_it_cannot_write_as_one_network():
+    x, y = toy_set()
+    members = np.ones((2, len(x)), dtype=bool)
+    with pytest.raises(StackError, match="TinyBNNet has no wide"):
+        train_folds([seeded(0), seeded(1)], cfg(epochs=1), seeds=[0, 1], num_classes=3, shared=Items(x, y),
+                    members=members, mechanism="wide")
+
+
+def test_cached_batches_follow_the_dataloaders_shuffle_exactly():
+    from torch.utils.data import DataLoader
+
+    from merkit.batched import _shuffled_batches
+
+    data = Items(*toy_set(23))
+    loaders = [DataLoader(data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(9))
+               for _ in range(2)]
+    for _epoch in range(3):  # the generator's state carries over epochs in both
+        by_loader = [xb for xb, _ in loaders[0]]
+        by_index = [data.x[idx] for idx in _shuffled_batches(loaders[1])]
+        assert len(by_loader) == len(by_index) == 5
+        for a, b in zip(by_loader, by_index):
+            assert torch.equal(a, b)
