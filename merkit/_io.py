@@ -19,13 +19,11 @@ import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
-
-import numpy as np
-import pandas as pd
 
 __all__ = ["TMP_SUFFIX", "atomic_handle", "atomic_write_bytes", "atomic_write_text", "flatten_dict", "stable_hash",
            "to_jsonable"]
@@ -90,6 +88,9 @@ def to_jsonable(obj: Any, *, default: Callable[[Any], Any] | None = None) -> Any
     dict keys become strings; a set becomes a sorted list. Anything else raises ``TypeError``, unless
     ``default`` is given: then ``default(obj)`` stands for it (``default=str`` keeps a description).
     """
+    # numpy and pandas are not imported here: an object of theirs can only exist once its package is loaded,
+    # and the ground floor stays cheap for the fast paths (``merkit --help``, the run lock's refusal).
+    np, pd = sys.modules.get("numpy"), sys.modules.get("pandas")
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return to_jsonable(dataclasses.asdict(obj), default=default)
     if isinstance(obj, dict):
@@ -98,23 +99,23 @@ def to_jsonable(obj: Any, *, default: Callable[[Any], Any] | None = None) -> Any
         return [to_jsonable(v, default=default) for v in obj]
     if isinstance(obj, (set, frozenset)):
         return sorted((to_jsonable(v, default=default) for v in obj), key=repr)
-    if isinstance(obj, pd.DataFrame):
+    if pd is not None and isinstance(obj, pd.DataFrame):
         return to_jsonable(obj.to_dict(orient="records"), default=default)
-    if isinstance(obj, pd.Series):
+    if pd is not None and isinstance(obj, pd.Series):
         return to_jsonable(obj.to_dict(), default=default)
-    if isinstance(obj, np.ndarray):
+    if np is not None and isinstance(obj, np.ndarray):
         return to_jsonable(obj.tolist(), default=default)
-    if isinstance(obj, (bool, np.bool_)):
+    if isinstance(obj, bool) or (np is not None and isinstance(obj, np.bool_)):
         return bool(obj)
-    if isinstance(obj, (int, np.integer)):
+    if isinstance(obj, int) or (np is not None and isinstance(obj, np.integer)):
         return int(obj)
-    if isinstance(obj, (float, np.floating)):
+    if isinstance(obj, float) or (np is not None and isinstance(obj, np.floating)):
         return float(obj) if math.isfinite(obj) else None
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     if obj is None or isinstance(obj, str):
         return obj
-    if obj is pd.NA or obj is pd.NaT:
+    if pd is not None and (obj is pd.NA or obj is pd.NaT):
         return None
     if default is not None:
         return default(obj)
