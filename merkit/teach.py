@@ -125,6 +125,24 @@ def exercises(node: Any) -> list[str]:
             if EXERCISE_TAG in _tags(c)]
 
 
+def solution_times(node: Any, name: str = "notebook") -> pd.DataFrame:
+    """Run time of each exercise's solution in an EXECUTED notebook ``node``: one row per exercise.
+
+    Columns: notebook, exercise (1, 2, ...), cells (its solution cells), seconds (the sum of the durations
+    papermill stored in those cells' metadata; NaN when a solution cell carries none, i.e. it did not run).
+    """
+    rows: list[dict[str, Any]] = []
+    for cell in node.cells:
+        tags = _tags(cell)
+        if EXERCISE_TAG in tags:
+            rows.append({"notebook": name, "exercise": len(rows) + 1, "cells": 0, "seconds": 0.0})
+        elif SOLUTION_TAG in tags and rows:
+            duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
+            rows[-1]["cells"] += 1
+            rows[-1]["seconds"] += float("nan") if duration is None else float(duration)
+    return pd.DataFrame(rows, columns=["notebook", "exercise", "cells", "seconds"])
+
+
 # -------------------------------------------------------------------------------------------------- build
 
 

@@ -126,6 +126,27 @@ def test_the_pipeline_leaves_solutions_out_unless_asked(tmp_path: Path):
     assert caught.value.cell == 4 and caught.value.ename == "AssertionError"
 
 
+def test_solution_times_sum_each_exercises_solution_cells():
+    def timed(source: str, tags: list[str], seconds: float | None):
+        duration = {} if seconds is None else {"papermill": {"duration": seconds}}
+        return nbformat.v4.new_code_cell(source, metadata={"tags": tags, **duration})
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        timed("slow_setup()", [], 100.0),  # not a solution: not counted
+        nbformat.v4.new_markdown_cell("**Exercise 1.**", metadata={"tags": ["exercise"]}),
+        timed("", ["student"], 0.5),
+        timed("a = 1", ["solution"], 2.0),
+        timed("assert a", ["solution"], 0.25),
+        nbformat.v4.new_markdown_cell("**Exercise 2.**", metadata={"tags": ["exercise"]}),
+        timed("", ["student"], None),
+        timed("assert True", ["solution"], None),  # never ran
+    ]
+    times = teach.solution_times(nb, "toy")
+    assert list(times["exercise"]) == [1, 2] and list(times["cells"]) == [2, 1]
+    assert times["seconds"].iloc[0] == 2.25 and np.isnan(times["seconds"].iloc[1])
+
+
 def test_teach_build_refuses_run_dir(tmp_path: Path):
     with pytest.raises(ValueError, match="run_dir"):
         teach.build(tmp_path, {"run_dir": str(tmp_path)}, execute=False)
@@ -207,6 +228,10 @@ def test_instructor_copies_execute_every_solution(instructor_build):
             assert cell.execution_count is not None, f"{path.name}: a solution did not run"
             assert not [o for o in cell.outputs if o.get("output_type") == "error"]
         assert path.with_suffix(".html").is_file()
+        # what benchmarks/bench_teach.py reads: one time per exercise, from papermill's per-cell durations
+        times = teach.solution_times(nb, path.stem)
+        assert list(times["exercise"]) == list(range(1, len(teach.exercises(nb)) + 1))
+        assert (times["cells"] >= 1).all() and times["seconds"].notna().all() and (times["seconds"] >= 0).all()
 
 
 @pytest.mark.slow
