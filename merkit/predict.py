@@ -12,7 +12,8 @@ names, the preprocessing config and the input normalisation. ``02_train.ipynb`` 
    user's clip, which has no manifest and is taken as raw footage, so ``crop='auto'`` detects the face with OpenCV's
    Haar cascade on the onset frame (centred square if no face, or if the cascade file is not installed:
    OpenCV 5 wheels no longer ship it; ``apt-get install opencv-data`` provides it) and says which it used;
-3. normalises the clip with ``ClipDataset`` (the same code as training) and returns class probabilities;
+3. turns it into the model's input with its input adapter (``merkit.data.inputs.input_adapter``: the same code
+   as the training items) and returns class probabilities;
 4. writes an overlay PNG of the model's learned spatio-temporal attention (Grad-CAM for models without
    attention) on the clip position that shows the apex (`apex_position`; not the map's own peak, which often
    sits at the onset where nothing moves), and ``prediction.json``.
@@ -20,7 +21,7 @@ names, the preprocessing config and the input normalisation. ``02_train.ipynb`` 
 Flow models (``ststnet``, ``offapexnet``) are bundled with the ``FlowConfig`` of the store they were trained
 on. For them step 3 computes the onset→apex flow image on the face crop with the store's own function
 (``merkit.data.store.onset_apex_flow``) and feeds it through the training dataset code
-(``merkit.protocols.model_dataset``: channel choice and min-max scaling); ``apex`` (a frame number) should
+(``FlowInput.single_input``: the model's channels and value encoding); ``apex`` (a frame number) should
 be given, else the preprocessing's missing-apex rule applies (the middle frame by default). Step 4 then
 writes ``attribution.png``: the flow image (u, v, strain as R, G, B) beside the |Integrated Gradients| map
 of the predicted class (all-zero image as baseline) over the flow magnitude.
@@ -30,8 +31,10 @@ Axis letters: b batch, c channels, t frames, h/w/s pixels.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import socket
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +43,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
+from merkit import explain, viz
+from merkit._io import to_jsonable
+from merkit.data.inputs import InputAdapter, input_adapter
+from merkit.data.io import Clip, read_clip
+from merkit.data.preprocess import PreprocessConfig, PreprocessError, find_haar_cascade, preprocess_clip_detailed, temporal_sample
+from merkit.data.torch_dataset import flow_input_to_uvs
 from merkit.errors import MerkitValueError
+from merkit.models import create_model
+from merkit.runs import atomic_torch_save, atomic_write_json, config_differences
 
 __all__ = ["BUNDLE_FORMAT", "PredictError", "StaleModelError", "ModelBundle", "Prediction", "save_model", "load_model", "predict_clip"]
 
@@ -95,16 +107,10 @@ def save_model(
     (pass ``store.flow_config``) and ignored for clip models. ``run_config`` (a ``RunConfig`` or its dict) is the
     configuration it was trained under: recorded with when and where the file was written, so that
     ``load_model(path, expect=config)`` can refuse a model trained under other parameters."""
-    import datetime
-    import socket
-
-    from merkit.runs import atomic_torch_save
-
     config = getattr(model, "model_config", None)
     if not config:
         raise PredictError("save_model needs a model built by merkit.models.create_model (no model_config)")
-    spec = getattr(model, "input_spec", None)
-    if spec is not None and spec.kind == "flow":
+    if input_adapter(model).needs_flow:
         if flow is None:
             raise PredictError(
                 f"save_model: {config.get('name')!r} is a flow model; pass flow=store.flow_config so predict "
@@ -132,16 +138,12 @@ def save_model(
 
 def _config_dict(config: Any) -> dict[str, Any]:
     """A RunConfig (or dict) as plain JSON values, so it compares equal to what a bundle recorded."""
-    from merkit.runs import to_jsonable
-
     return json.loads(json.dumps(to_jsonable(config.to_dict() if hasattr(config, "to_dict") else dict(config))))
 
 
 def check_model_config(bundle: "ModelBundle", expect: Any) -> None:
     """Raise `StaleModelError` unless ``bundle`` was trained under ``expect`` (a ``RunConfig`` or its dict), up to
     scheduling keys; the message names the file, where and when it was written, and every parameter that differs."""
-    from merkit.runs import config_differences
-
     where = bundle.path or "the model bundle"
     if bundle.run_config is None:
         raise StaleModelError(
@@ -180,8 +182,6 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", *, e
     With ``expect`` (the ``RunConfig`` of the caller), a bundle trained under other parameters, or one that does
     not say, raises `StaleModelError` naming the file, its origin and the differing parameters (see
     `check_model_config`): a notebook never explains an old network as the current one."""
-    from merkit.models import create_model
-
     path = Path(path)
     try:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
@@ -244,20 +244,8 @@ class Prediction:
         return "\n".join(lines)
 
 
-class _OneClip:
-    """Just enough of a ClipStore for ClipDataset and FlowDataset: one uint8 clip (1, T, S, S, C) and
-    optionally its flow image (1, F, F, 3), without a label."""
-
-    def __init__(self, clip: np.ndarray, flow: np.ndarray | None = None) -> None:
-        self.clips = clip[None]  # (T, S, S, C) -> (1, T, S, S, C)
-        self.flow = None if flow is None else flow[None]  # (F, F, 3) -> (1, F, F, 3)
-        self.index = pd.DataFrame({"label": pd.array([pd.NA], dtype="Int64")})
-
-
 def _crop_config(preprocess: dict[str, Any], crop: str) -> tuple[dict[str, Any], str]:
     """Preprocessing for a user's clip: the training config with the face crop chosen for raw footage."""
-    from merkit.data.preprocess import PreprocessError, find_haar_cascade
-
     config = dict(preprocess)
     if crop == "auto":
         if preprocess.get("crop") not in ("dataset", "auto", None):
@@ -275,9 +263,25 @@ def _crop_config(preprocess: dict[str, Any], crop: str) -> tuple[dict[str, Any],
     return config, crop
 
 
-def _attention(model: nn.Module, x: torch.Tensor) -> Any:
-    from merkit import explain
+def apex_position(numbers: np.ndarray, onset: int, apex: int, offset: int, config: Any) -> int:
+    """The position (0..T-1) of the preprocessed clip that shows the apex frame number ``apex``.
 
+    Each output frame is a weighted mix of source frames (`merkit.data.preprocess.temporal_sample`); its frame
+    number is the weighted mean of theirs, and the position whose number is nearest the apex wins.
+    """
+    used, weights = temporal_sample(np.asarray(numbers), int(onset), int(apex), int(offset), config)
+    sampled = weights @ np.asarray(numbers)[used].astype(np.float64)  # (T, U) @ (U,) -> (T,) frame numbers
+    return int(np.argmin(np.abs(sampled - float(apex))))
+
+
+def _save_figure(figure: Any, path: Path) -> Path:
+    tmp = path.parent / f".{path.stem}.tmp.png"
+    figure.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+    return path
+
+
+def _attention(model: nn.Module, x: torch.Tensor) -> Any:
     if hasattr(model, "attention_maps"):
         try:
             return explain.learned_attention(model, x)
@@ -286,14 +290,10 @@ def _attention(model: nn.Module, x: torch.Tensor) -> Any:
     return explain.attribute(model, x, "gradcam")
 
 
-def _flow_figure(x: torch.Tensor, attribution: Any, title: str, encoding: str = "unit") -> Any:
+def _flow_figure(x: torch.Tensor, attribution: Any, title: str, encoding: str = "unit") -> Figure:
     """The flow image x (c, f, f) as RGB (u, v, strain; a missing strain channel black) beside the attribution
     magnitude (f, f) laid over the flow magnitude sqrt(u² + v²) (about the median) in grey. ``encoding`` is the
     model's ``input_spec.encoding`` (a ``bgr255`` input is put back in u, v, strain order first)."""
-    from matplotlib.figure import Figure
-
-    from merkit.data.torch_dataset import flow_input_to_uvs
-
     image = flow_input_to_uvs(x, encoding)  # (c, f, f) -> (f, f, c) in (u, v[, strain]) order
     shown = np.zeros((*image.shape[:2], 3), dtype=np.float32)
     shown[..., : image.shape[2]] = image[..., :3]
@@ -317,24 +317,31 @@ def _flow_figure(x: torch.Tensor, attribution: Any, title: str, encoding: str = 
     return figure
 
 
-def apex_position(numbers: np.ndarray, onset: int, apex: int, offset: int, config: Any) -> int:
-    """The position (0..T-1) of the preprocessed clip that shows the apex frame number ``apex``.
+def _attention_overlay(bundle: ModelBundle, adapter: InputAdapter, x: torch.Tensor, read: Clip, result: Any,
+                       config: PreprocessConfig, name: str, out: Path) -> tuple[Path, str, int]:
+    """A clip model's figure: its learned attention (Grad-CAM without one) on the clip position of the apex."""
+    attribution = _attention(bundle.model, x)
+    first, last = int(read.numbers[0]), int(read.numbers[-1])
+    # The apex is where the face moves most; the map's own peak often sits at the onset, where nothing moves.
+    shown = apex_position(read.numbers, first, result.apex, last, config)
+    events = explain.event_positions(first, result.apex, last, x.shape[2]) if config.temporal in ("onset_offset", "tim") else {"apex": float(shown)}
+    figure = viz.overlay_frame(x[0].cpu(), attribution, shown, events=events,
+                               title=f"{name}: {attribution.method} at the apex (frame {result.apex}, clip position {shown})")
+    return _save_figure(figure, out / "attention.png"), attribution.method, shown
 
-    Each output frame is a weighted mix of source frames (`merkit.data.preprocess.temporal_sample`); its frame
-    number is the weighted mean of theirs, and the position whose number is nearest the apex wins.
-    """
-    from merkit.data.preprocess import temporal_sample
 
-    used, weights = temporal_sample(np.asarray(numbers), int(onset), int(apex), int(offset), config)
-    sampled = weights @ np.asarray(numbers)[used].astype(np.float64)  # (T, U) @ (U,) -> (T,) frame numbers
-    return int(np.argmin(np.abs(sampled - float(apex))))
+def _ig_flow_overlay(bundle: ModelBundle, adapter: InputAdapter, x: torch.Tensor, read: Clip, result: Any,
+                     config: PreprocessConfig, name: str, out: Path) -> tuple[Path, str, None]:
+    """A flow model's figure: |IG| of the predicted class (all-zero image as baseline) beside the flow image."""
+    attribution = explain.attribute(bundle.model, x, "ig", baseline="zeros")
+    title = f"{name}: IG of {bundle.classes[int(attribution.target[0])]}"
+    figure = _flow_figure(x[0], attribution, title, adapter.encoding)
+    return _save_figure(figure, out / "attribution.png"), "ig", None
 
 
-def _save_figure(figure: Any, path: Path) -> Path:
-    tmp = path.parent / f".{path.stem}.tmp.png"
-    figure.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
-    return path
+#: The figure of one explained prediction, by the adapter's ``overlay`` (``merkit.data.inputs``). The drawing
+#: lives here, not in the data layer, because it needs ``merkit.explain`` and ``merkit.viz`` (floors above it).
+_OVERLAYS = {"attention": _attention_overlay, "ig_flow": _ig_flow_overlay}
 
 
 def predict_clip(
@@ -359,18 +366,13 @@ def predict_clip(
     (``attribution.png`` for flow models) and ``prediction.json``. Raises `PredictError` (or ``ClipReadError``) naming
     the file on bad input.
     """
-    from merkit.data.io import read_clip
-    from merkit.data.preprocess import PreprocessConfig, preprocess_clip_detailed
-    from merkit.data.torch_dataset import ClipDataset
-
     clip_path = Path(clip)
     if not clip_path.exists():
         raise PredictError(f"clip {clip_path} does not exist (give a video file or a folder of frames)")
     bundle_path = _bundle_path(run_dir, checkpoint)
     bundle = load_model(bundle_path, device)
-    spec = getattr(bundle.model, "input_spec", None)
-    is_flow = spec is not None and spec.kind == "flow"
-    if is_flow and bundle.flow is None:
+    adapter = input_adapter(bundle.model)  # clip or flow, chosen once
+    if adapter.needs_flow and bundle.flow is None:
         raise PredictError(f"{bundle_path}: flow model {bundle.model.model_name!r} was saved without its flow config")
 
     read = read_clip(clip_path, onset, offset, sample=clip_path.name)
@@ -383,41 +385,17 @@ def predict_clip(
     if result.crop_fallback:
         crop_used = "center (no face found by the Haar cascade)"
 
-    if is_flow:
-        from merkit.data.flow import FlowConfig
-        from merkit.data.store import onset_apex_flow
-        from merkit.protocols import model_dataset
-
-        flow = onset_apex_flow(read.frames, read.numbers, first, result.apex, result.box, FlowConfig(**bundle.flow))
-        dataset = model_dataset(spec, _OneClip(result.clip, flow), np.array([0]), augment=False, seed=0)
-        x = dataset[0][0][None].to(device)  # (c, f, f) -> (1, c, f, f)
-    else:
-        dataset = ClipDataset(_OneClip(result.clip), normalise=bundle.normalise, stats=bundle.stats)
-        x = dataset[0][0][None].to(device)  # (c, t, s, s) -> (1, c, t, s, s)
+    x = adapter.single_input(read.frames, read.numbers, result, flow=bundle.flow, normalise=bundle.normalise,
+                             stats=bundle.stats).to(device)  # (1, c, t, s, s) clip or (1, c, f, f) flow image
     with torch.no_grad():
         probabilities = torch.softmax(bundle.model(x).float(), dim=1)[0].cpu().numpy()
 
     out = Path(out_dir) if out_dir else bundle_path.parent / "predictions" / clip_path.stem
     out.mkdir(parents=True, exist_ok=True)
     overlay_path, overlay_method, overlay_position = None, None, None
-    if overlay and is_flow:
-        from merkit import explain
-
-        attribution = explain.attribute(bundle.model, x, "ig", baseline="zeros")
-        overlay_method = "ig"
-        figure = _flow_figure(x[0], attribution, f"{clip_path.name}: IG of {bundle.classes[int(attribution.target[0])]}", spec.encoding)
-        overlay_path = _save_figure(figure, out / "attribution.png")
-    elif overlay:
-        from merkit import explain, viz
-
-        attribution = _attention(bundle.model, x)
-        overlay_method = attribution.method
-        # The apex is where the face moves most; the map's own peak often sits at the onset, where nothing moves.
-        shown = overlay_position = apex_position(read.numbers, first, result.apex, last, config)
-        events = explain.event_positions(first, result.apex, last, x.shape[2]) if config.temporal in ("onset_offset", "tim") else {"apex": float(shown)}
-        figure = viz.overlay_frame(x[0].cpu(), attribution, shown, events=events,
-                                   title=f"{clip_path.name}: {attribution.method} at the apex (frame {result.apex}, clip position {shown})")
-        overlay_path = _save_figure(figure, out / "attention.png")
+    if overlay:
+        draw = _OVERLAYS[adapter.overlay]
+        overlay_path, overlay_method, overlay_position = draw(bundle, adapter, x, read, result, config, clip_path.name, out)
 
     prediction = Prediction(
         clip=clip_path,
@@ -435,11 +413,9 @@ def predict_clip(
             "bundle": str(bundle_path),
             **({"overlay_method": overlay_method} if overlay_method else {}),
             **({"overlay_position": overlay_position} if overlay_position is not None else {}),
-            **({"flow": bundle.flow} if is_flow else {}),
+            **({"flow": bundle.flow} if adapter.needs_flow else {}),
         },
     )
-    from merkit.runs import atomic_write_json
-
     atomic_write_json(
         prediction.json_path,
         {

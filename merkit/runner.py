@@ -4,7 +4,7 @@
 built under a seed derived from (seed, fold key) → ``train.train_fold`` on the training rows only (optionally
 with an inner validation split of training subjects) → ``train.predict`` on the held-out rows → the fold's
 predictions and history are written atomically and the fold is marked done. The model's ``input_spec.kind``
-picks what a fold reads (``model_dataset``): clips for 3D models, the store's onset→apex flow images for the
+picks what a fold reads (``merkit.data.inputs.input_adapter``, ``model_dataset``): clips for 3D models, the store's onset→apex flow images for the
 flow baselines (``ststnet`` takes u, v, strain; ``offapexnet`` u, v), so a flow model needs a store built with
 flow (``prepare_data(..., flow='tvl1')``); the pre-flight check says so before any fold runs. Re-running into
 the same run directory resumes after the completed folds. Executors (:mod:`merkit.executors`): ``"sequential"``,
@@ -31,6 +31,7 @@ import pandas as pd
 from merkit import executors
 from merkit.progress import pause_point
 from merkit.runlock import RunLock
+from merkit.data.inputs import InputKindError, input_adapter, model_dataset
 from merkit.executors import EXECUTORS
 from merkit.protocols import (
     Fold,
@@ -266,11 +267,9 @@ def _run_folds(run_dir: Any, run_config: Any, store: Any, classes: list[str], al
     plan = None
     if todo:
         probe = _fold_model(run_config, Fold("probe", np.array([0]), np.array([0])), classes)
-        spec = getattr(probe, "input_spec", None)
         plan = executors.choose_executor(
             run_config, executor, n_folds=len(selected), model=probe,
-            example=lambda: _stack([model_dataset(spec, store, np.array([i % len(store.index)]), augment=False,
-                                                  seed=0)[0][0] for i in range(2)]))
+            example=lambda: input_adapter(probe).example(store, 2))
     if plan is not None:
         executor = plan.executor
         print(f"executor: {plan.executor} ({plan.reason})")
@@ -371,65 +370,12 @@ def _check_model_input(run_config: Any, store: Any, classes: list[str]) -> None:
 
     name = run_config.model.name
     model = create_model(name, num_classes=len(classes), **run_config.model.overrides)
-    spec = getattr(model, "input_spec", None)
-    if spec is None:
-        return
-    expected = tuple(spec.shape(1)[1:])
-    if spec.kind == "flow":
-        if getattr(store, "flow", None) is None:
-            where = getattr(store, "path", None)
-            raise ProtocolError(
-                f"model {name!r} reads onset→apex flow images, {spec.describe()}, but the store"
-                f"{f' at {where}' if where else ''} has no flow (no flow.npy): build the store with "
-                "flow=FlowConfig(...) (merkit.data.store.build_store), or prepare it with "
-                "prepare_data(..., flow='tvl1') (any method of merkit.data.flow.FLOW_METHODS)"
-            )
-        x, _ = model_dataset(spec, store, np.array([0]), augment=False, seed=0)[0]
-        if tuple(x.shape) != expected:
-            raise ProtocolError(
-                f"model {name!r} expects flow images {spec.layout} = {(1, *expected)}, but the store gives "
-                f"{tuple(x.shape)} per clip; build the store's flow with FlowConfig(size={spec.size}) "
-                f"(or override the model's size)"
-            )
-        return
-    if getattr(store, "clips", True) is None:  # a flow-folder store: flow images only
-        raise ProtocolError(
-            f"model {name!r} reads clips, {spec.describe()}, but the store at {getattr(store, 'path', '?')} holds "
-            "only flow images (a flow folder, no frames): use a flow model (ststnet, ststnet_kit, offapexnet)"
-        )
-    x, _ = model_dataset(spec, store, np.array([0]), augment=False, seed=0)[0]
-    if tuple(x.shape) != expected:
-        raise ProtocolError(
-            f"model {run_config.model.name!r} expects clips {spec.layout} = {(1, *expected)}, but the store "
-            f"gives {tuple(x.shape)} per clip; make the preprocessing frames/size/colour match the model "
-            f"(or override the model's frames/size/in_channels)"
-        )
-
-
-def model_dataset(spec: Any, store: Any, positions: np.ndarray, *, augment: Any, seed: int) -> Any:
-    """The torch Dataset a model with input ``spec`` (its ``input_spec``) reads from ``store``.
-
-    ``augment`` is False, True (default augmentation) or an :class:`~merkit.data.torch_dataset.Augmentation`;
-    a flow dataset takes only its ``flip`` probability (a flow image has no frames to shift).
-
-    A ``clip`` model reads :class:`~merkit.data.torch_dataset.ClipDataset`; a ``flow`` model reads
-    :class:`~merkit.data.torch_dataset.FlowDataset` over the store's onset→apex flow, given the first
-    ``spec.channels`` of (u, v, strain): 3 = (u, v, strain) for STSTNet, 2 = (u, v) for Off-ApexNet. The
-    channel choice is made here, from the model's declared input, so that the model gets exactly the
-    channels it declares (rather than taking all three and silently ignoring strain); so is the value
-    encoding (``spec.encoding``: 0..1 per channel, or the 8-bit PNG's 0..255 B,G,R values for ``ststnet``).
-    """
-    from merkit.data.torch_dataset import FLOW_CHANNELS, Augmentation, ClipDataset, FlowDataset
-
-    if spec is None or spec.kind == "clip":
-        return ClipDataset(store, positions, augment=augment, seed=seed)
-    if spec.channels not in (2, 3):
-        raise ProtocolError(
-            f"a flow model must take 2 channels (u, v) or 3 (u, v, strain), this one declares {spec.describe()}"
-        )
-    flip = augment.flip if isinstance(augment, Augmentation) else Augmentation().flip
-    return FlowDataset(store, positions, augment=bool(augment), seed=seed, flip=flip,
-                       channels=FLOW_CHANNELS[: spec.channels], encoding=getattr(spec, "encoding", "unit"))
+    try:
+        problem = input_adapter(model).store_problem(store, name)
+    except InputKindError as error:
+        raise ProtocolError(str(error)) from error
+    if problem is not None:
+        raise ProtocolError(problem)
 
 
 def _check_no_shared_subject(index: pd.DataFrame, val_positions: np.ndarray, test_positions: np.ndarray,
@@ -463,13 +409,6 @@ def _tqdm(**kwargs: Any) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(**kwargs)
-
-
-def _stack(items: list) -> Any:
-    """``torch.stack`` (torch imported here: the runner module itself stays importable without it)."""
-    import torch
-
-    return torch.stack(list(items))
 
 
 def _fold_model(run_config: Any, fold: Fold, classes: Sequence[str]) -> Any:

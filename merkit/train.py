@@ -53,6 +53,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from merkit.data.inputs import input_adapter
 from merkit.metrics import pooled_scores
 
 __all__ = [
@@ -447,16 +448,11 @@ def _num_classes(model: nn.Module, labels: np.ndarray) -> int:
 def _memory_format(
     device: torch.device, autocast_dtype: torch.dtype | None, model: nn.Module
 ) -> torch.memory_format | None:
-    """``channels_last_3d`` for bf16 on CPU (measured 2.2× with autocast), else leave memory format alone.
-
-    Only clip models (5-D input) take it: ``model.to(memory_format=channels_last_3d)`` raises on the 4-D
-    weights of the 2D flow models (STSTNet, Off-ApexNet).
+    """The memory format of the model's input kind (``merkit.data.inputs``): ``channels_last_3d`` for a clip
+    model in bf16 on CPU (measured 2.2× with autocast), else None. Flow models never take it:
+    ``model.to(memory_format=channels_last_3d)`` raises on the 4-D weights of STSTNet and Off-ApexNet.
     """
-    spec = getattr(model, "input_spec", None)
-    takes_clips = spec is None or getattr(spec, "kind", "clip") == "clip"
-    if device.type == "cpu" and autocast_dtype is torch.bfloat16 and takes_clips:
-        return torch.channels_last_3d
-    return None
+    return input_adapter(model).memory_format(device, autocast_dtype)
 
 
 def _to_device(x: torch.Tensor, device: torch.device, memory_format: torch.memory_format | None) -> torch.Tensor:

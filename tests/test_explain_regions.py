@@ -22,7 +22,7 @@ from merkit.data.io import read_sample
 from merkit.data.preprocess import PreprocessConfig
 from merkit.data.store import MotionMaskLoader, build_store
 from merkit.data.synthetic import SynthMEConfig, generate_synthme
-from merkit.explain_regions import REGION_NAMES, cascade_regions, clip_regions, explain_regions, store_regions
+from merkit.explain import REGION_NAMES, cascade_regions, clip_regions, explain_regions, shared_events, store_regions
 from merkit.models import create_model
 
 TINY = SynthMEConfig(n_subjects=3, clips_per_subject=3, n_frames=12, size=96, video_subjects=())
@@ -170,7 +170,6 @@ def test_04_explain_runs_on_a_store_without_masks(synthme, tmp_path, monkeypatch
 
 def test_region_figures_have_titles_labelled_axes_and_a_colour_bar(masked_store, tmp_path):
     from merkit import viz
-    from merkit.explain_regions import shared_events
 
     torch.manual_seed(0)
     net = create_model("meranet_small", num_classes=3, frames=8, size=32).eval()

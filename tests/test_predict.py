@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from merkit.config import DataConfig
+from merkit.data.inputs import model_dataset
 from merkit.data.preprocess import PreprocessConfig
 from merkit.data.torch_dataset import ClipDataset
 from merkit.models import create_model
@@ -122,8 +123,6 @@ def test_flow_bundle_records_the_store_flow_config(tiny_flow):
 
 
 def test_flow_prediction_matches_the_store_flow_image_and_writes_ig_overlay(tiny_flow, tmp_path):
-    from merkit.protocols import model_dataset
-
     prepared, model, run = tiny_flow
     position = 2
     row = prepared.store.index.iloc[position]

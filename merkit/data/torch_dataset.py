@@ -21,7 +21,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["Augmentation", "ClipDataset", "FlowDataset", "FLOW_CHANNELS", "clip_statistics", "flow_input_to_uvs"]
+__all__ = [
+    "Augmentation",
+    "ClipDataset",
+    "FlowDataset",
+    "FLOW_CHANNELS",
+    "clip_statistics",
+    "clip_tensor",
+    "flow_input_to_uvs",
+    "flow_tensor",
+]
 
 NORMALISE = ("clip", "dataset", "none")
 
@@ -225,14 +234,27 @@ class ClipDataset(_PositionedDataset):
         x = np.asarray(self.store.clips[position], dtype=np.float32) / 255.0  # (T, S, S, C), a new array
         if self.augmentation is not None:
             x = self._augment(x, _item_rng(self.seed, self.epoch, position))
-        # Normalised in numpy: torch's intra-op threads cost more than they save on one small clip.
-        if self.normalise == "clip":
-            x = (x - x.mean()) / (x.std() + 1e-6)
-        elif self.normalise == "dataset":
-            mean, std = self.stats
-            x = (x - mean) / (std + 1e-6)  # per channel, broadcast over (T, S, S, C)
-        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).permute(3, 0, 1, 2)  # (T, S, S, C) -> (C, T, S, S)
-        return x.contiguous(), int(self._labels[item])
+        return clip_tensor(x, self.normalise, self.stats), int(self._labels[item])
+
+
+def clip_tensor(x: np.ndarray, normalise: str = "clip", stats: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
+    """One clip as a clip model reads it: float (T, S, S, C) in 0..1 -> normalised float32 (C, T, S, S).
+
+    ``normalise`` as in :class:`ClipDataset`; ``'dataset'`` needs the per-channel ``stats`` (mean, std).
+    :class:`ClipDataset` calls it for every item, ``merkit.predict`` for a user's clip, so both read alike.
+    """
+    if normalise not in NORMALISE:
+        raise ValueError(f"normalise={normalise!r}; expected one of {NORMALISE}")
+    # Normalised in numpy: torch's intra-op threads cost more than they save on one small clip.
+    if normalise == "clip":
+        x = (x - x.mean()) / (x.std() + 1e-6)
+    elif normalise == "dataset":
+        if stats is None:
+            raise ValueError("normalise='dataset' needs stats (per-channel mean, std), e.g. the training set's")
+        mean, std = stats
+        x = (x - mean) / (std + 1e-6)  # per channel, broadcast over (T, S, S, C)
+    x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).permute(3, 0, 1, 2)  # (T, S, S, C) -> (C, T, S, S)
+    return x.contiguous()
 
 
 def _minmax(x: torch.Tensor) -> torch.Tensor:
@@ -315,11 +337,25 @@ class FlowDataset(_PositionedDataset):
         if self.augment and _item_rng(self.seed, self.epoch, position).random() < self.flip:
             sign = torch.tensor([-1.0, 1.0, 1.0]).view(3, 1, 1)  # mirrored motion: u changes sign
             x = torch.flip(x, dims=(2,)) * sign
-        x = x[self._channel_index]  # (3, F, F) -> (len(channels), F, F), after the flip that needs u's position
-        if self.encoding == "bgr255":
-            return _png_bgr(x).contiguous(), int(self._labels[item])
-        if self.normalise == "minmax":
-            low = x.amin(dim=(1, 2), keepdim=True)
-            span = x.amax(dim=(1, 2), keepdim=True) - low
-            x = torch.where(span > 0, (x - low) / span.clamp_min(1e-12), torch.zeros_like(x))
-        return x.contiguous(), int(self._labels[item])
+        return _flow_values(x, self._channel_index, self.encoding, self.normalise), int(self._labels[item])
+
+
+def _flow_values(x: torch.Tensor, channel_index: Sequence[int], encoding: str, normalise: str) -> torch.Tensor:
+    """(u, v, strain) (3, F, F) -> the chosen channels in the model's value encoding (len(channels), F, F)."""
+    x = x[list(channel_index)]  # (3, F, F) -> (len(channels), F, F), after any flip that needs u's position
+    if encoding == "bgr255":
+        return _png_bgr(x).contiguous()
+    if normalise == "minmax":
+        x = _minmax(x)
+    return x.contiguous()
+
+
+def flow_tensor(
+    image: np.ndarray, channels: Sequence[str] = FLOW_CHANNELS, encoding: str = "unit", normalise: str = "minmax"
+) -> torch.Tensor:
+    """One stored flow image (F, F, 3) (u, v, strain) as a flow model reads it: float32 (len(channels), F, F).
+
+    The same values :class:`FlowDataset` gives without augmentation (``merkit.predict`` calls it for a user's clip).
+    """
+    dataset = FlowDataset((np.asarray(image)[None], np.array([-1])), channels=channels, encoding=encoding, normalise=normalise)
+    return dataset[0][0]

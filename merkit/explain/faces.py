@@ -1,11 +1,6 @@
-"""Explain on real data: attribution and attention mass per facial region (brows, eyes, nose, mouth) over time.
+"""Facial regions (brows, eyes, nose, mouth) of a preprocessed face crop, placed by geometry or by OpenCV.
 
-A real dataset has no true motion mask, so the maps of :mod:`merkit.explain` cannot be scored against the
-region that moved. What can be said is *where on the face* each map puts its mass, frame by frame, and how
-far each attribution method agrees with the model's learned attention. This module gives both, for a
-clip store with or without masks (SynthME's stores get the same tables, next to their mask scores).
-
-Axis letters: n clips, t frames, s store side (pixels), r regions.
+Axis letters: n clips, t frames, h/w or s (store side) pixels.
 
 Regions, per clip, in the store's (s, s) frame:
 
@@ -15,7 +10,7 @@ Regions, per clip, in the store's (s, s) frame:
   dataset at full resolution and cut with the clip's crop box from the store index. Eyes are the box
   around the detected eyes, brows the band above them, the mouth the detected mouth, the nose what lies
   between eyes and mouth. A region whose cascade does not fire plausibly falls back to the geometry.
-- **geometry**: :data:`merkit.explain.FACE_REGIONS`, rough proportions of a centred frontal face, placed in
+- **geometry**: :data:`FACE_REGIONS`, rough proportions of a centred frontal face, placed in
   the face box of the crop (the whole frame for a dataset crop; inside the margin for a Haar crop).
 
 ``RegionSet.source`` says which was used for each clip (``cascade``, ``cascade+geometry`` when some
@@ -35,21 +30,109 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor, nn
-from tqdm.auto import tqdm
+from torch import Tensor
 
-from merkit.explain import FACE_REGIONS, FaceBox, agreement, attribute, face_region_masks
+from merkit.data.io import ClipReadError, read_clip
 
 __all__ = [
+    "FACE_REGIONS",
     "REGION_NAMES",
+    "FaceBox",
     "RegionSet",
-    "RegionExplanation",
     "cascade_regions",
     "clip_regions",
+    "face_region_masks",
+    "region_time_feature_mask",
     "store_regions",
-    "explain_regions",
-    "shared_events",
 ]
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """Where the face sits in the preprocessed frame, as fractions of height/width (top, left, bottom, right).
+
+    The preprocessing crops to the face box (plus margin), so the default is the whole frame; pass
+    the margin's box when the crop adds one.
+    """
+
+    top: float = 0.0
+    left: float = 0.0
+    bottom: float = 1.0
+    right: float = 1.0
+
+    @classmethod
+    def from_margin(cls, margin: float) -> "FaceBox":
+        """The face box inside a crop grown by ``margin`` x side on every side
+        (``PreprocessConfig(crop="haar", crop_margin=margin)``)."""
+        inset = margin / (1.0 + 2.0 * margin)
+        return cls(top=inset, left=inset, bottom=1.0 - inset, right=1.0 - inset)
+
+
+#: Facial regions as fractions (top, left, bottom, right) of the face box. Rough anthropometric
+#: proportions of a frontal, aligned face crop; they are for bookkeeping of where mass falls, not
+#: landmarks. Order matters: earlier regions win where boxes would overlap.
+FACE_REGIONS: dict[str, tuple[float, float, float, float]] = {
+    "brows": (0.12, 0.10, 0.30, 0.90),
+    "eyes": (0.30, 0.10, 0.48, 0.90),
+    "nose": (0.48, 0.32, 0.68, 0.68),
+    "mouth": (0.68, 0.22, 0.90, 0.78),
+}
+
+
+def face_region_masks(
+    size: int | tuple[int, int],
+    face_box: FaceBox = FaceBox(),
+    regions: Mapping[str, tuple[float, float, float, float]] = FACE_REGIONS,
+) -> dict[str, np.ndarray]:
+    """Boolean (h, w) masks of the facial regions (brows, eyes, nose, mouth) of a cropped face.
+
+    Regions are boxes given as fractions of the face box; they are made disjoint in the given order
+    (a pixel belongs to the first region that claims it). Pixels in no region belong to none.
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    box_h, box_w = (face_box.bottom - face_box.top) * h, (face_box.right - face_box.left) * w
+    taken = np.zeros((h, w), dtype=bool)
+    masks: dict[str, np.ndarray] = {}
+    for name, (top, left, bottom, right) in regions.items():
+        r0 = int(round(face_box.top * h + top * box_h))
+        r1 = int(round(face_box.top * h + bottom * box_h))
+        c0 = int(round(face_box.left * w + left * box_w))
+        c1 = int(round(face_box.left * w + right * box_w))
+        mask = np.zeros((h, w), dtype=bool)
+        mask[max(r0, 0) : max(r1, r0 + 1), max(c0, 0) : max(c1, c0 + 1)] = True
+        mask &= ~taken
+        taken |= mask
+        masks[name] = mask
+    return masks
+
+
+def region_time_feature_mask(
+    n_frames: int,
+    size: int | tuple[int, int],
+    segments: int = 4,
+    regions: Mapping[str, np.ndarray] | None = None,
+) -> Tensor:
+    """Feature groups for :func:`attribute` ``"ablation"``: facial region x time segment.
+
+    Returns int64 (1, 1, t, h, w), broadcastable over batch and channels. Group id =
+    ``segment * (n_regions + 1) + region``, where region ``n_regions`` is "rest of the frame"
+    (pixels in no facial region), so each ablation removes one region for a stretch of frames.
+    ``regions`` defaults to :func:`face_region_masks` of the whole frame.
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    regions = face_region_masks((h, w)) if regions is None else regions
+    segments = max(1, min(segments, n_frames))
+    region_id = np.full((h, w), len(regions), dtype=np.int64)
+    for index, mask in enumerate(regions.values()):
+        region_id[np.asarray(mask, dtype=bool)] = index
+    # Frames split into `segments` nearly equal consecutive runs.
+    segment_of_frame = (np.arange(n_frames) * segments) // n_frames
+    ids = segment_of_frame[:, None, None] * (len(regions) + 1) + region_id[None]  # (t, h, w)
+    return torch.from_numpy(ids).reshape(1, 1, n_frames, h, w)  # (t, h, w) -> (1, 1, t, h, w)
+
+
+# ----------------------------------------------------------------------------------------------
+# regions per clip of a store: the cascades where they fire, else the geometry
 
 #: The facial regions scored, in drawing order; pixels in none of them are "other".
 REGION_NAMES: tuple[str, ...] = tuple(FACE_REGIONS)
@@ -190,8 +273,6 @@ def clip_regions(
 
 def _onset_face(row: Mapping[str, Any], data_root: str | os.PathLike) -> np.ndarray | None:
     """The clip's onset frame cut with its stored crop box, or None when the frames cannot be read."""
-    from merkit.data.io import ClipReadError, read_clip
-
     try:
         clip = read_clip(Path(data_root) / str(row["path"]), int(row["onset"]), int(row["onset"]), sample=str(row["sample"]))
     except (ClipReadError, OSError, ValueError):
@@ -232,165 +313,3 @@ def store_regions(
                      "crop_method": method, "region_source": regions.source,
                      **{f"{name}_source": how for name, how in regions.detail.items()}})
     return sets, pd.DataFrame(rows)
-
-
-@dataclass
-class RegionExplanation:
-    """What :func:`explain_regions` found.
-
-    ``over_time``: clip, method, frame, region, mass (share of the clip's |map| mass; per clip and method
-    the shares over frames and regions, ``other`` included, sum to 1). ``scores``: clip, method, region,
-    mass (summed over frames), region_fraction (share of the frame the region covers: what a map that
-    knows nothing puts there), mass_over_chance. ``agreement``: clip, method, spearman (rank correlation
-    of |map| with the learned attention; NaN without attention). ``sources``: how each clip's regions
-    were placed (see :func:`store_regions`).
-    """
-
-    over_time: pd.DataFrame
-    scores: pd.DataFrame
-    agreement: pd.DataFrame
-    sources: pd.DataFrame
-
-    def summary(self) -> pd.DataFrame:
-        """Mean mass, region fraction and mass over chance per method and region (clip counts added)."""
-        grouped = self.scores.groupby(["method", "region"], sort=False)
-        table = grouped[["mass", "region_fraction"]].mean()
-        table["mass_over_chance"] = table["mass"] / table["region_fraction"]
-        table["clips"] = grouped.size()
-        return table.reset_index()
-
-
-def _region_table(maps: np.ndarray, regions: Sequence[RegionSet], clips: np.ndarray, method: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-frame and whole-clip region mass of |maps| (b, t, s, s)."""
-    b, t, h, w = maps.shape
-    total = maps.sum(axis=(1, 2, 3))
-    total = np.where(total > 0, total, 1.0)
-    over_time, scores = [], []
-    for k in range(b):
-        covered = np.zeros((h, w), dtype=bool)
-        named = [(name, _fit(mask, h, w)) for name, mask in regions[k].masks.items()]
-        for _, mask in named:
-            covered |= mask
-        named.append(("other", ~covered))
-        for name, mask in named:
-            per_frame = (maps[k] * mask).sum(axis=(1, 2)) / total[k]  # (t, s, s) -> (t,)
-            over_time.append(pd.DataFrame({"clip": clips[k], "method": method, "frame": np.arange(t), "region": name, "mass": per_frame}))
-            fraction = float(mask.mean())
-            mass = float(per_frame.sum())
-            scores.append({"clip": clips[k], "method": method, "region": name, "mass": mass, "region_fraction": fraction,
-                           "mass_over_chance": mass / fraction if fraction > 0 else np.nan})
-    return pd.concat(over_time, ignore_index=True), pd.DataFrame(scores)
-
-
-def _fit(mask: np.ndarray, h: int, w: int) -> np.ndarray:
-    """A region mask on a map of another size (a flow model's F×F image): nearest-neighbour resize."""
-    if mask.shape == (h, w):
-        return mask
-    return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-
-
-def _magnitude(attribution: Any) -> np.ndarray:
-    values = attribution.magnitude().numpy().astype(np.float64)
-    return values if values.ndim == 4 else values[:, None]  # a flow map (b, h, w) -> (b, 1, h, w)
-
-
-def explain_regions(
-    model: nn.Module,
-    store: Any,
-    positions: Sequence[int] | np.ndarray,
-    methods: Sequence[str] = ("ig", "gradcam", "attention"),
-    *,
-    regions: Sequence[RegionSet] | None = None,
-    sources: pd.DataFrame | None = None,
-    data_root: str | os.PathLike | None = None,
-    target: str = "label",
-    batch_size: int = 4,
-    method_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
-    dataset_factory: Any = None,
-    progress: bool = True,
-    device: str | torch.device = "cpu",
-) -> RegionExplanation:
-    """Mass per facial region over time of every method (and the learned attention) on store clips.
-
-    Works on any clip store: masks are not needed. ``regions`` (one :class:`RegionSet` per position, from
-    :func:`store_regions`) default to ``store_regions(store, positions, data_root)``. The learned
-    attention is always computed when the model has one (also when ``methods`` omits it), since it is
-    the reference of the agreement table, and its mass per region is reported like every method's; a
-    model without it gets NaN agreements. ``target="label"``
-    explains the true class (the prediction for clips without a label), ``"pred"`` the predicted one.
-    """
-    if target not in ("label", "pred"):
-        raise ValueError(f"target must be 'label' or 'pred', got {target!r}")
-    positions = np.asarray(positions, dtype=np.int64)
-    if regions is None:
-        regions, sources = store_regions(store, positions, data_root)
-    if len(regions) != len(positions):
-        raise ValueError(f"{len(regions)} region sets for {len(positions)} clips: they must align")
-    if dataset_factory is None:
-        from merkit.explain import _model_input_dataset
-
-        dataset = _model_input_dataset(model, store, positions)  # clips, or a flow model's own flow images
-    else:
-        dataset = dataset_factory(store, positions)
-    method_kwargs = dict(method_kwargs or {})
-    wanted = list(dict.fromkeys([*methods, "attention"]))
-    has_attention = True
-    model = model.to(device).eval()
-    over_time, scores, agreements = [], [], []
-    for start in tqdm(range(0, len(positions), batch_size), desc="explain regions", disable=not progress):
-        stop = min(start + batch_size, len(positions))
-        items = [dataset[i] for i in range(start, stop)]
-        x = torch.stack([torch.as_tensor(item[0]) for item in items]).to(device)  # b x (c, t, s, s) -> (b, c, t, s, s)
-        labels = torch.as_tensor([int(item[1]) for item in items])
-        with torch.no_grad():
-            preds = model(x).argmax(dim=1).cpu()
-        explained = preds if target == "pred" else torch.where(labels >= 0, labels, preds)
-        maps: dict[str, Any] = {}
-        for method in wanted:
-            if method == "attention" and not has_attention:
-                continue
-            try:
-                maps[method] = attribute(model, x, method, target=explained, **method_kwargs.get(method, {}))
-            except ValueError:
-                if method != "attention":
-                    raise
-                has_attention = False  # a baseline or an ablation without spatio-temporal attention
-        clips = positions[start:stop]
-        for method, attribution in maps.items():
-            timed, whole = _region_table(_magnitude(attribution), regions[start:stop], clips, method)
-            over_time.append(timed)
-            scores.append(whole)
-        for method, attribution in maps.items():
-            if method == "attention":
-                continue
-            rho = agreement(maps["attention"], attribution) if "attention" in maps else np.full(len(items), np.nan)
-            agreements.append(pd.DataFrame({"clip": clips, "method": method, "spearman": rho}))
-    if sources is None:
-        sources = pd.DataFrame({"clip": positions, "region_source": [r.source for r in regions]})
-    return RegionExplanation(
-        over_time=pd.concat(over_time, ignore_index=True),
-        scores=pd.concat(scores, ignore_index=True),
-        agreement=pd.concat(agreements, ignore_index=True) if agreements else pd.DataFrame(columns=["clip", "method", "spearman"]),
-        sources=sources,
-    )
-
-
-def shared_events(rows: pd.DataFrame, n_frames: int, model: nn.Module | None = None) -> dict[str, float]:
-    """Onset / apex / offset positions of several store clips on their ``n_frames`` stored frames, for
-    curves averaged over those clips: an event at the same position in every clip keeps its name; one
-    that differs (the apex, usually) is marked at its mean position as ``"apex (mean)"``. ``rows`` are
-    store index rows (``onset``, ``apex_used``, ``offset``); the span is onset→offset, as in
-    :func:`merkit.explain.event_positions`. For a flow ``model`` (or a flow-folder store): ``{"apex": 0.0}``."""
-    from merkit.explain import event_positions
-
-    if getattr(getattr(model, "input_spec", None), "kind", "clip") == "flow" or "apex_used" not in rows:
-        return {"apex": 0.0}  # a flow model reads one onset→apex image: its one "frame" is the apex
-    per_clip = [event_positions(int(r["onset"]), int(r["apex_used"]), int(r["offset"]), n_frames) for _, r in rows.iterrows()]
-    events: dict[str, float] = {}
-    for name in ("onset", "apex", "offset"):
-        values = [e[name] for e in per_clip if name in e]
-        if len(values) != len(per_clip) or not values:
-            continue
-        same = max(values) - min(values) < 1e-9
-        events[name if same else f"{name} (mean)"] = float(np.mean(values))
-    return events
