@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from merkit.viz.frames import EVENT_COLOURS, _mark_events
 from merkit.viz.scores import per_group_bars
 
-#: Colours of the facial regions (merkit.explain_regions) in region figures.
+#: Colours of the facial regions (merkit.explain.faces) in region figures.
 REGION_COLOURS = {"brows": "tab:orange", "eyes": "tab:blue", "nose": "tab:green", "mouth": "tab:red", "other": "tab:gray"}
 
 
