@@ -8,7 +8,10 @@ the old file or the new one, never half of one; on any error the temporary file 
 
 :func:`to_jsonable` is the one converter to plain JSON values (numpy, pandas, paths, dataclasses, sets);
 :func:`stable_hash` the one sha256 of canonical JSON that cache keys, store keys, config hashes and resume
-states are made of (so its text must never change: every cache on disk is named by it).
+states are made of (so its text must never change: every cache on disk is named by it);
+:func:`atomic_write_json` writes strict JSON through both; :func:`flatten_dict` gives the dotted keys
+(``train.epochs``) that configs are compared and hashed by. ``merkit.runs`` re-exports the writers and adds
+the CSV and torch ones.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TMP_SUFFIX", "atomic_handle", "atomic_write_bytes", "atomic_write_text", "flatten_dict", "stable_hash",
-           "to_jsonable"]
+__all__ = ["TMP_SUFFIX", "atomic_handle", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "flatten_dict",
+           "stable_hash", "to_jsonable"]
 
 TMP_SUFFIX = ".tmp"
 
@@ -79,6 +82,16 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
     with atomic_handle(path, "w", encoding=encoding, newline="") as handle:
         handle.write(text)
     return Path(path)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
+    """Write ``obj`` as strict JSON (see :func:`to_jsonable`) atomically; returns the path.
+
+    The object is serialised before the temp file is opened, so an unserialisable object leaves any
+    existing file untouched.
+    """
+    text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False) + "\n"
+    return atomic_write_text(path, text)
 
 
 def to_jsonable(obj: Any, *, default: Callable[[Any], Any] | None = None) -> Any:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from merkit._io import flatten_dict, stable_hash
+from merkit._io import atomic_write_json, flatten_dict, stable_hash
 from merkit.errors import MerkitValueError
 from merkit.protocols import PROTOCOLS
 
@@ -314,8 +314,6 @@ class RunConfig:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the config as JSON atomically."""
-        from merkit.runs import atomic_write_json
-
         return atomic_write_json(path, self.to_dict())
 
 

@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from merkit._io import atomic_handle, atomic_write_bytes, atomic_write_text, flatten_dict, to_jsonable
+from merkit._io import (
+    atomic_handle,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    flatten_dict,
+    to_jsonable,
+)
 from merkit.config import resumable_keys
 from merkit.errors import MerkitRuntimeError
 from merkit.metrics import PREDICTION_COLUMNS, PredictionsError
@@ -41,16 +48,6 @@ __all__ = [
 
 # The atomic writes live on the ground floor (merkit._io) so that data/ can use them too; re-exported here.
 _atomic_handle = atomic_handle
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
-    """Write ``obj`` as strict JSON (see :func:`to_jsonable`) atomically; returns the path.
-
-    The object is serialised before the temp file is opened, so an unserialisable object leaves any
-    existing file untouched.
-    """
-    text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False) + "\n"
-    return atomic_write_text(path, text)
 
 
 def atomic_write_csv(df: pd.DataFrame, path: str | os.PathLike, index: bool = False) -> Path:
