@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from merkit.data.synthetic import EMOTIONS, SynthMEConfig, list_clips, render_clip
 
 
 class LinearConvModel(nn.Module):
@@ -85,11 +89,6 @@ def tiny_synthme(n_subjects: int = 6, frames: int = 8, size: int = 32, amplitude
     Each clip is resampled from onset to offset to ``frames`` frames, grey, resized to ``size``; the true
     motion mask is resized with nearest neighbour. Stand-in for the store pipeline, kept test-only.
     """
-    import cv2
-    import numpy as np
-
-    from merkit.data.synthetic import EMOTIONS, SynthMEConfig, list_clips, render_clip
-
     config = SynthMEConfig(n_subjects=n_subjects, clips_per_subject=9, n_frames=24, size=64, motion_amplitude=amplitude, video_subjects=())
     clips, labels, masks = [], [], []
     for spec in list_clips(config):

@@ -79,6 +79,40 @@ def test_attribute_restores_training_mode_and_rejects_bad_input():
         explain.attribute(model, toy_clips(channels=3), "ig", baseline="mean")
 
 
+
+def test_options_of_other_methods_are_ignored_and_a_typo_is_refused():
+    model = LinearConvModel()
+    x = toy_clips(channels=3)
+    plain = explain.attribute(model, x, "ig", target=0, n_steps=4)
+    shared = explain.attribute(model, x, "ig", target=0, n_steps=4, window=(2, 4, 4), layer="conv", segments=2)
+    torch.testing.assert_close(shared.map, plain.map)
+    assert explain.method_options("ig") >= {"baseline", "n_steps", "internal_batch_size"}
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['n_step'\]"):
+        explain.attribute(model, x, "ig", n_step=4)
+    with pytest.raises(explain.ExplainError):  # the kit's error, also a ValueError
+        explain.attribute(model, x, "lime")
+
+
+def test_a_method_added_to_the_table_is_dispatched_and_lifted_for_flow_images():
+    from captum.attr import Saliency
+
+    def saliency(lifted: explain.LiftedBatch, *, absolute: bool = True) -> explain.MethodPlan:
+        return explain.MethodPlan(Saliency(lifted.forward), {"abs": absolute}, {"absolute": absolute}, not absolute,
+                                  lambda raw: raw.float().sum(dim=1))  # (b, c, t, h, w) -> (b, t, h, w)
+
+    explain.CAPTUM_METHODS["saliency"] = saliency
+    try:
+        model = LinearConvModel(channels=3, classes=3, kernel=1)
+        result = explain.attribute(model, toy_clips(batch=2, channels=3), "saliency", target=[1, 2])
+        weight = model.conv.weight.detach()[:, :, 0, 0, 0].abs()  # (k, c): |d logit_k / d x_c| everywhere
+        expected = weight[[1, 2]].sum(dim=1)[:, None, None, None].expand(2, 4, 8, 8)  # (b,) -> (b, t, h, w)
+        torch.testing.assert_close(result.map, expected)
+        assert result.meta["absolute"] and not result.signed
+        flow = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1), torch.nn.Flatten(2), torch.nn.Linear(64, 1), torch.nn.Flatten())
+        assert explain.attribute(flow, torch.rand(2, 2, 8, 8), "saliency", target=0).map.shape == (2, 8, 8)
+    finally:
+        del explain.CAPTUM_METHODS["saliency"]
+
 # ---------------------------------------------------------------- Grad-CAM
 
 

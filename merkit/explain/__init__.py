@@ -61,11 +61,14 @@ from merkit.explain.maps import (
 from merkit.explain.methods import (
     ATTRIBUTION_METHODS,
     CAPTUM_METHODS,
+    LiftedBatch,
+    MethodPlan,
     attribute,
     feature_ablation,
     grad_cam,
     integrated_gradients,
     learned_attention,
+    method_options,
     occlusion,
 )
 from merkit.explain.region_mass import RegionExplanation, explain_regions, shared_events
@@ -96,6 +99,8 @@ __all__ = [
     "Attribution",
     "ExplainError",
     "FaceBox",
+    "LiftedBatch",
+    "MethodPlan",
     "RegionExplanation",
     "RegionSet",
     "agreement",
@@ -119,6 +124,7 @@ __all__ = [
     "last_conv2d_name",
     "last_conv3d_name",
     "learned_attention",
+    "method_options",
     "model_inputs",
     "occlusion",
     "random_baseline",

@@ -7,7 +7,7 @@ by :func:`_lift` through the model's input adapter (``merkit.data.inputs.FlowInp
 one-frame clip (b, c, 1, h, w), the model is called on the frame, windows and masks gain a time axis of one,
 and the map loses it again at the end. So no method knows which kind of input it explains.
 
-A method function takes the lifted batch and its own keyword options and returns a :class:`_Plan`: the Captum
+A method function takes the :class:`LiftedBatch` and its own keyword options and returns a :class:`MethodPlan`: the Captum
 explainer, the keywords of its ``attribute`` call, the settings recorded in ``Attribution.meta``, and how the
 raw attribution (b, c, t, h, w) becomes a map (b, t, h, w). :func:`attribute` resolves the target, wraps the
 explainer in a NoiseTunnel when asked, runs it and puts the map back in the input's layout.
@@ -38,7 +38,19 @@ from merkit.explain.maps import (
     ig_baseline,
 )
 
-__all__ = ["ATTRIBUTION_METHODS", "CAPTUM_METHODS", "attribute", "learned_attention"]
+__all__ = [
+    "ATTRIBUTION_METHODS",
+    "CAPTUM_METHODS",
+    "LiftedBatch",
+    "MethodPlan",
+    "attribute",
+    "feature_ablation",
+    "grad_cam",
+    "integrated_gradients",
+    "learned_attention",
+    "method_options",
+    "occlusion",
+]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -88,7 +100,7 @@ def learned_attention(model: nn.Module, x: Tensor) -> Attribution:
 
 
 @dataclass(frozen=True)
-class _Lifted:
+class LiftedBatch:
     """A batch as the methods see it. ``x`` is the input as given, (b, c, t, h, w) or a flow image batch
     (b, c, h, w); ``volume`` its clip view (b, c, t, h, w); ``forward`` the model as a function of the volume;
     ``samples`` the model passes per clip (``nt_samples`` under a noise tunnel, else 1)."""
@@ -108,14 +120,14 @@ class _Lifted:
         return values, kind if isinstance(kind, str) else "custom"
 
 
-def _lift(model: nn.Module, x: Tensor, adapter: InputAdapter, samples: int) -> _Lifted:
+def _lift(model: nn.Module, x: Tensor, adapter: InputAdapter, samples: int) -> LiftedBatch:
     """The one place that lifts a flow image batch to a one-frame clip (a clip batch stays as it is)."""
     x = x.detach()
-    return _Lifted(model, adapter, x, adapter.to_volume(x), adapter.forward(model), samples)
+    return LiftedBatch(model, adapter, x, adapter.to_volume(x), adapter.forward(model), samples)
 
 
 @dataclass
-class _Plan:
+class MethodPlan:
     """What a method function returns: the Captum ``explainer``, the keywords of its ``attribute`` call (the
     target is added later), the ``meta`` settings, whether the map is ``signed`` and ``reduce``, the raw
     attribution (b, c, t, h, w) (or Grad-CAM's layer map) to the map (b, t, h, w)."""
@@ -141,9 +153,9 @@ def _mean_channels(raw: Tensor) -> Tensor:
 
 
 def integrated_gradients(
-    lifted: _Lifted, *, baseline: str | Tensor | float | None = None, n_steps: int = 32,
+    lifted: LiftedBatch, *, baseline: str | Tensor | float | None = None, n_steps: int = 32,
     internal_batch_size: int | None = 8, blur_sigma: float = 4.0,
-) -> _Plan:
+) -> MethodPlan:
     """Integrated Gradients (signed), summed over channels so the map sums to f(x) - f(baseline).
 
     ``internal_batch_size`` bounds memory: unset, all b * n_steps clips go through the model at once
@@ -157,11 +169,11 @@ def integrated_gradients(
         internal_batch_size = max(internal_batch_size, lifted.volume.shape[0] * lifted.samples)
     kwargs = {"baselines": baselines, "n_steps": n_steps, "internal_batch_size": internal_batch_size,
               "return_convergence_delta": True}
-    return _Plan(IntegratedGradients(lifted.forward), kwargs, {"baseline": name, "n_steps": n_steps}, True,
+    return MethodPlan(IntegratedGradients(lifted.forward), kwargs, {"baseline": name, "n_steps": n_steps}, True,
                  _sum_channels, returns_delta=True)
 
 
-def grad_cam(lifted: _Lifted, *, layer: str | nn.Module | None = None, relu: bool = True) -> _Plan:
+def grad_cam(lifted: LiftedBatch, *, layer: str | nn.Module | None = None, relu: bool = True) -> MethodPlan:
     """Grad-CAM on a named conv layer (default: the model's ``cam_layer``, else its last Conv3d, or Conv2d for
     flow images), upsampled (tri)linearly to the input; ``relu`` keeps only positive evidence."""
     adapter = lifted.adapter
@@ -177,14 +189,14 @@ def grad_cam(lifted: _Lifted, *, layer: str | nn.Module | None = None, relu: boo
         # interpolation of non-negative values stays non-negative; guard rounding
         return heat.clamp(min=0) if relu else heat
 
-    return _Plan(LayerGradCam(lifted.forward, layer_module), {"relu_attributions": relu},
+    return MethodPlan(LayerGradCam(lifted.forward, layer_module), {"relu_attributions": relu},
                  {"layer": layer_name, "relu": relu}, not relu, reduce)
 
 
 def occlusion(
-    lifted: _Lifted, *, window: Sequence[int] | None = None, stride: Sequence[int] | None = None,
+    lifted: LiftedBatch, *, window: Sequence[int] | None = None, stride: Sequence[int] | None = None,
     baseline: str | Tensor | float | None = None, perturbations_per_eval: int = 8, blur_sigma: float = 4.0,
-) -> _Plan:
+) -> MethodPlan:
     """Occlusion with 3-D (t, h, w) windows (2-D (h, w) for flow images), signed; occluded pixels take the
     baseline. Default window (t/2, h/4, w/4), stride = window: 2 x 4 x 4 = 32 windows, and the cost is
     linear in their count (~70 ms per window for 2 meranet clips of 16 x 64 x 64 on one thread)."""
@@ -196,13 +208,13 @@ def occlusion(
     kwargs = {"sliding_window_shapes": (c, *window), "strides": (c, *stride), "baselines": baselines,
               "perturbations_per_eval": perturbations_per_eval}
     meta = {"window": adapter.input_shape(window), "stride": adapter.input_shape(stride)}
-    return _Plan(Occlusion(lifted.forward), kwargs, meta, True, _mean_channels)
+    return MethodPlan(Occlusion(lifted.forward), kwargs, meta, True, _mean_channels)
 
 
 def feature_ablation(
-    lifted: _Lifted, *, feature_mask: Tensor | None = None, segments: int = 4,
+    lifted: LiftedBatch, *, feature_mask: Tensor | None = None, segments: int = 4,
     baseline: str | Tensor | float | None = None, perturbations_per_eval: int = 8, blur_sigma: float = 4.0,
-) -> _Plan:
+) -> MethodPlan:
     """Feature ablation (signed) over ``feature_mask`` groups (int64 ids, broadcastable to the input) or, by
     default, facial regions x ``segments`` time segments (:func:`region_time_feature_mask`); ablated
     groups take the baseline."""
@@ -215,26 +227,25 @@ def feature_ablation(
     kwargs = {"feature_mask": mask.to(lifted.volume.device), "baselines": baselines,
               "perturbations_per_eval": perturbations_per_eval}
     meta = {"segments": min(segments, t) if feature_mask is None else None}
-    return _Plan(FeatureAblation(lifted.forward), kwargs, meta, True, _mean_channels)
+    return MethodPlan(FeatureAblation(lifted.forward), kwargs, meta, True, _mean_channels)
 
 
 #: The Captum methods of :func:`attribute`, by name.
-CAPTUM_METHODS: dict[str, Callable[..., _Plan]] = {
+CAPTUM_METHODS: dict[str, Callable[..., MethodPlan]] = {
     "ig": integrated_gradients,
     "gradcam": grad_cam,
     "occlusion": occlusion,
     "ablation": feature_ablation,
 }
 
-#: Methods accepted by :func:`attribute`.
+#: Methods accepted by :func:`attribute` as the kit ships it (a method added to CAPTUM_METHODS is accepted too).
 ATTRIBUTION_METHODS: tuple[str, ...] = (*CAPTUM_METHODS, "attention")
 
-# Each method's own options, and all of them (an option of another method is ignored, a typo is not).
-_OPTIONS: dict[str, frozenset[str]] = {
-    name: frozenset(p for p in inspect.signature(function).parameters if p != "lifted")
-    for name, function in CAPTUM_METHODS.items()
-}
-_ALL_OPTIONS = frozenset().union(*_OPTIONS.values())
+
+
+def method_options(method: str) -> frozenset[str]:
+    """The keyword options of a Captum method of :data:`CAPTUM_METHODS` (its function's keywords)."""
+    return frozenset(p for p in inspect.signature(CAPTUM_METHODS[method]).parameters if p != "lifted")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -276,11 +287,13 @@ def attribute(
     TypeError for an option no method takes.
     """
     adapter = explained_input(model, x)
-    if method not in ATTRIBUTION_METHODS:
-        raise ExplainError(f"unknown attribution method {method!r}; choose one of {ATTRIBUTION_METHODS}")
-    unknown = sorted(set(options) - _ALL_OPTIONS)
+    if method not in CAPTUM_METHODS and method != "attention":
+        raise ExplainError(f"unknown attribution method {method!r}; choose one of {(*CAPTUM_METHODS, 'attention')}")
+    # An option of another method is ignored (one settings dict can serve every method); a typo is not.
+    known = frozenset().union(*(method_options(name) for name in CAPTUM_METHODS))
+    unknown = sorted(set(options) - known)
     if unknown:
-        raise TypeError(f"attribute() got unknown option(s) {unknown}; the methods take {sorted(_ALL_OPTIONS)}")
+        raise TypeError(f"attribute() got unknown option(s) {unknown}; the methods take {sorted(known)}")
     if method == "attention":
         if not adapter.can_attend:
             raise ExplainError(f"{type(model).__name__} is a {adapter.kind} model and has no learned attention; "
@@ -289,7 +302,8 @@ def attribute(
     with _eval_mode(model):
         target_tensor = _resolve_target(model, x, target)
         lifted = _lift(model, x, adapter, nt_samples if noise_tunnel else 1)
-        plan = CAPTUM_METHODS[method](lifted, **{k: v for k, v in options.items() if k in _OPTIONS[method]})
+        own = method_options(method)
+        plan = CAPTUM_METHODS[method](lifted, **{k: v for k, v in options.items() if k in own})
         kwargs = {**plan.kwargs, "target": target_tensor.to(lifted.volume.device)}
         meta: dict[str, Any] = {"noise_tunnel": noise_tunnel, "input": adapter.kind, **plan.meta}
         if noise_tunnel:
