@@ -28,7 +28,14 @@ from typing import Any
 import pandas as pd
 
 from merkit._io import stable_hash
+from merkit.cache import cache_dir as user_cache
+from merkit.data.datasets import build_manifest, load_spec, write_problems
+from merkit.data.flow import FlowConfig
+from merkit.data.preprocess import PreprocessConfig
+from merkit.data.store import MotionMaskLoader, build_flow_store, build_store
+from merkit.data.synthetic import SynthMEConfig, generate_synthme, has_motion_masks
 from merkit.errors import MerkitFileNotFoundError
+from merkit.models import create_model
 
 __all__ = [
     "DataRootError", "PreparedData", "notebook_dirs", "synthme_root", "resolve_data_root", "prepare_data",
@@ -64,8 +71,6 @@ def notebook_dirs(run_dir: str | os.PathLike = "", cache_dir: str | os.PathLike 
     ``""`` cache_dir is the user's one cache (``merkit.cache.cache_dir``: ``$MERKIT_CACHE`` or ``runs/cache``),
     shared by every run. Relative paths are taken as given (relative to where the kernel runs); the pipeline
     always passes absolute ones. An unwritable cache raises ``merkit.cache.CacheError`` naming it."""
-    from merkit.cache import cache_dir as user_cache
-
     run = Path(run_dir).expanduser().resolve() if str(run_dir) else LAB_RUN_DIR
     cache = user_cache(cache_dir)
     (run / "figures").mkdir(parents=True, exist_ok=True)
@@ -73,8 +78,6 @@ def notebook_dirs(run_dir: str | os.PathLike = "", cache_dir: str | os.PathLike 
 
 
 def _synthme_config(data: Any) -> Any:
-    from merkit.data.synthetic import SynthMEConfig
-
     return SynthMEConfig(**data.synthme_kwargs())
 
 
@@ -94,8 +97,6 @@ def resolve_data_root(data: Any, cache_dir: str | os.PathLike, *, progress: bool
         if not root.is_dir():
             raise DataRootError(f"data_root {root} for dataset {data.dataset!r} does not exist or is not a directory")
         if data.dataset == "synthme" and not any(root.iterdir()):
-            from merkit.data.synthetic import generate_synthme
-
             generate_synthme(root, _synthme_config(data), progress=progress)
             return root, True
         return root, False
@@ -104,7 +105,6 @@ def resolve_data_root(data: Any, cache_dir: str | os.PathLike, *, progress: bool
             f"dataset {data.dataset!r} needs data_root: the path of your own licensed copy "
             "(the kit never downloads or ships it); leave data_root empty only for synthme"
         )
-    from merkit.data.synthetic import generate_synthme
 
     config = _synthme_config(data)
     root = synthme_root(cache_dir, config)
@@ -136,16 +136,12 @@ def prepare_data(
     masks (default: when the data root has them, i.e. SynthME and SynthME's emulated releases). ``run_dir``
     receives ``data_problems.csv`` (see :func:`merkit.data.datasets.problems_table`).
     """
-    from merkit.data.datasets import build_manifest
-    from merkit.data.flow import FlowConfig
-
     if isinstance(flow, str):
         flow = FlowConfig(method=flow) if flow else None  # FlowConfig names the known methods on a bad one
     if flow is not None and preprocess is None:
         raise ValueError(
             "prepare_data(flow=...) needs a preprocess config: the flow is computed on the clips' face crop"
         )
-    from merkit.cache import cache_dir as user_cache
 
     cache_dir = user_cache(cache_dir)  # CacheError naming the folder when it cannot be written
     root, generated = resolve_data_root(data, cache_dir, progress=progress)
@@ -154,21 +150,12 @@ def prepare_data(
     manifest = build_manifest(data.dataset, root, data.protocol or None, on_problem=getattr(data, "on_problem", "error"))
     problems_file = None
     if run_dir is not None:
-        from merkit.data.datasets import write_problems
-
         problems_file = write_problems(manifest, Path(run_dir) / "data_problems.csv")
     store = None
     if preprocess is not None:
-        from merkit.data.preprocess import PreprocessConfig
-        from merkit.data.store import build_store
-
-        from merkit.data.store import MotionMaskLoader
-
         if isinstance(preprocess, dict):
             preprocess = PreprocessConfig(**preprocess)
         if masks is None:
-            from merkit.data.synthetic import has_motion_masks
-
             masks = has_motion_masks(root)
         # The store key hashes the manifest (relative paths) and the preprocessing, not the frames: two data
         # roots with the same sheet (e.g. SynthME generated at two sizes) would share a store. One store
@@ -189,8 +176,6 @@ def prepare_data(
 
 def is_flow_folder(dataset: str) -> bool:
     """True when ``dataset``'s yaml uses the ``flow_folder`` builder (a folder of flow images, no frames)."""
-    from merkit.data.datasets import load_spec
-
     try:
         return load_spec(dataset).builder == "flow_folder"
     except Exception:  # noqa: BLE001 - an unknown dataset is reported by build_manifest with the known ones
@@ -199,9 +184,6 @@ def is_flow_folder(dataset: str) -> bool:
 
 def _prepare_flow_folder(data: Any, root: Path, with_store: bool, cache_dir: Path, progress: bool) -> PreparedData:
     """A flow folder: manifest from its listing, and a flow-only store (no clips, no preprocessing)."""
-    from merkit.data.datasets import build_manifest
-    from merkit.data.store import build_flow_store
-
     protocol = data.protocol if data.protocol and data.protocol != "synthme_3class" else None  # the notebooks' default
     manifest = build_manifest(data.dataset, root, protocol, annotation=data.listing or None)
     store = None
@@ -215,8 +197,6 @@ def flow_method_for(model: str, flow_method: str = "", dataset: str = "", compar
     """The flow to store for ``model`` (and the ``compare`` variants, a comma list of ``name[:attention]``):
     ``flow_method`` when given; ``'tvl1'`` (the MER community's default) when any of them is a flow model;
     ``''`` when none is, or for a flow-folder dataset (its flow is given, not computed)."""
-    from merkit.models import create_model
-
     if dataset and is_flow_folder(dataset):
         return ""
     if flow_method:

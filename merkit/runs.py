@@ -8,8 +8,10 @@ either the old file or the new one, never half of one (at worst a stray ``.*.tmp
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
+import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import merkit
 from merkit._io import (
     atomic_handle,
     atomic_write_bytes,
@@ -105,12 +108,7 @@ def capture_env(repo: str | os.PathLike | None = None) -> dict:
     ``device`` lists what torch can see (``cuda`` with device names, ``mps``, ``cpu``); the device a run
     actually used belongs in its config/history. ``git`` is the checkout holding merkit (or ``repo``).
     """
-    import datetime
-    import platform
-
-    import torch
-
-    import merkit
+    import torch  # lazy: runs (and the metrics it writes) stay importable without loading torch
 
     try:
         affinity = len(os.sched_getaffinity(0))

@@ -46,7 +46,9 @@ from merkit.pipeline import (
     check_parameters,
     load_params_file,
     resolve_notebooks,
+    run_pipeline,
 )
+from merkit.report import CompareError, compare_runs
 from merkit.runs import atomic_write_text
 
 #: Keys a grid file may hold.
@@ -184,8 +186,6 @@ def check_sweep(spec: SweepSpec, points: Sequence[SweepPoint], notebook_dir: str
 def _run_point(run_dir: str, params: dict[str, Any], notebooks: list[str], notebook_dir: str | None,
                cell_timeout: float | None, resume: bool) -> dict[str, Any]:
     """Run one pipeline; return a picklable status (a worker process cannot send every exception back)."""
-    from merkit.pipeline import run_pipeline
-
     started = time.perf_counter()
     try:
         run_pipeline(run_dir, params, notebooks, notebook_dir=notebook_dir, cell_timeout=cell_timeout,
@@ -214,8 +214,6 @@ def run_sweep(
     progress: bool = True,
 ) -> SweepResult:
     """Check, then run every point of ``spec`` and compare the runs that wrote metrics (contract: module docstring)."""
-    from merkit.report import CompareError, compare_runs
-
     points = expand_grid(spec)
     check_sweep(spec, points, notebook_dir)
     spec.out.mkdir(parents=True, exist_ok=True)

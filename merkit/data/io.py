@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from merkit.data.flow import FlowError, read_flow_png
 from merkit.errors import MerkitError
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -297,8 +298,6 @@ def read_sample(row: Mapping[str, Any], data_root: str | PathLike) -> Clip:
     the flow image itself, one RGB frame (R = u, G = v, B = strain, 0..255 as in the file), number 0."""
     path = Path(data_root) / str(row["path"])
     if path.suffix.lower() == ".png":
-        from merkit.data.flow import FlowError, read_flow_png
-
         try:
             image = read_flow_png(path)  # (F, F, 3) (u, v, strain) in 0..1
         except FlowError as error:

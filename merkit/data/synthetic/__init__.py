@@ -54,6 +54,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from merkit.data.io import read_clip, video_backend
 from merkit.data.synthetic import releases as _releases
 from merkit.data.synthetic.config import CLASS_ACTION_UNITS, EMOTIONS, SynthMEConfig
 from merkit.data.synthetic.releases import (
@@ -168,8 +169,6 @@ def _check_video_decodes(path: Path, n_frames: int) -> None:
     decord 0.6.0 fails on some mp4v frame sizes (48 and 72 px do; 40, 56, 64, 80, 96, 112, 128 work). Without
     decord (no wheel on this platform) the video is read back the way the kit will read it: through OpenCV.
     """
-    from merkit.data.io import read_clip, video_backend
-
     if video_backend() == "opencv":
         try:
             length = len(read_clip(path).frames)
