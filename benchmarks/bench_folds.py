@@ -9,8 +9,8 @@
    (merkit-made, no real data). Published recipe: Adam lr 5e-5, batch 256, fixed epochs (800; fewer with
    --quick), no schedule. Sequential: ``merkit.train.train_fold`` on ``--seq-folds`` folds (the kit's
    per-fold loop, data loading included); batched: one group of ``--group`` folds with
-   ``merkit.batched.train_folds`` (shared batches). The same per-epoch work, so the 68-fold projection is
-   seconds/fold × 68.
+   ``merkit.batched.train_folds`` (shared batches; ``--mechanism``, default auto = the wide network). The
+   same per-epoch work, so the 68-fold projection is seconds/fold × 68.
 3. meranet_small on the default SynthME LOSO (12 subjects): the same comparison (fp32, its demo recipe).
 
 The last line of each section is ``speedup: N.Nx`` (batched over sequential, per fold). Single runs on a
@@ -68,7 +68,7 @@ def time_sequential(make_model, train_set, cfg, folds) -> float:
     return (time.perf_counter() - start) / len(folds)
 
 
-def time_batched(make_model, shared, members, cfg) -> float:
+def time_batched(make_model, shared, members, cfg, mechanism: str = "auto") -> float:
     from merkit.batched import train_folds
 
     k = len(members)
@@ -77,7 +77,8 @@ def time_batched(make_model, shared, members, cfg) -> float:
     for i in range(k):
         torch.manual_seed(i)
         models.append(make_model())
-    train_folds(models, cfg, seeds=list(range(k)), num_classes=3, shared=shared, members=members, group_seed=1)
+    train_folds(models, cfg, seeds=list(range(k)), num_classes=3, shared=shared, members=members, group_seed=1,
+                mechanism=mechanism)
     return (time.perf_counter() - start) / k
 
 
@@ -102,9 +103,11 @@ def bench_ststnet(args: argparse.Namespace) -> None:
     seq = time_sequential(lambda: create_model("ststnet", num_classes=3),
                           lambda pos: FlowDataset((images, labels), pos), cfg, folds)
     members = np.stack([subjects != s for s in keys[: args.group]])
-    bat = time_batched(lambda: create_model("ststnet", num_classes=3), FlowDataset((images, labels)), members, cfg)
+    bat = time_batched(lambda: create_model("ststnet", num_classes=3), FlowDataset((images, labels)), members, cfg,
+                       args.mechanism)
     print(f"STSTNet, generated flow set 442 clips / 68 subjects / 3 classes / 28x28x3, published recipe "
-          f"(Adam lr 5e-5, batch 256) at {epochs} epochs, {args.precision}; group of {args.group} folds")
+          f"(Adam lr 5e-5, batch 256) at {epochs} epochs, {args.precision}; group of {args.group} folds, "
+          f"mechanism {args.mechanism} (auto = wide for STSTNet); load {open('/proc/loadavg').read().split()[:3]}")
     scale = 800 / epochs
     report("ststnet", seq * scale, bat * scale, 68, f"(scaled to 800 epochs from {epochs}: ×{scale:.0f})")
 
@@ -148,6 +151,8 @@ def main() -> None:
     parser.add_argument("--seq-folds", type=int, default=2, help="STSTNet folds timed sequentially")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--mechanism", default="auto", choices=["auto", "vmap", "wide"],
+                        help="how the batched step is computed (merkit.batched)")
     parser.add_argument("--skip-meranet", action="store_true")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "merkit_bench_loso"))
     args = parser.parse_args()
