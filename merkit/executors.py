@@ -243,9 +243,11 @@ def choose_executor(run_config: Any, requested: str, *, n_folds: int, model: Any
     """Resolve ``requested`` (``protocol.executor``) to the executor this run uses, with the reason.
 
     ``"auto"`` picks ``"batched"`` on CUDA for every model (never measured here: no GPU was available) and
-    ``"sequential"`` on CPU: on an idle 2-core machine benchmarks/bench_folds.py measured batched STSTNet at
-    0.6× of sequential (slower), and meranet_small at 1.6–1.7× from one-epoch runs only, too little to change
-    the demo's default (see docs/performance.md). ``"batched"`` (asked or picked) falls back to ``"sequential"`` with the reason when the
+    ``"sequential"`` on CPU: on an idle 2-core machine benchmarks/bench_folds.py measured batched (vmap)
+    STSTNet at 0.6× of sequential, and meranet_small at 1.6–1.7× from one-epoch runs only; the wide STSTNet
+    step (merkit.batched_wide) measured 0.98× of sequential per fold on one thread and 1.6–2.2× only against
+    a 2-thread sequential step slowed 5× by a loaded machine (benchmarks/profile_steps.py,
+    docs/performance.md): not a CPU win to default to. ``"batched"`` (asked or picked) falls back to ``"sequential"`` with the reason when the
     model cannot be stacked (:func:`merkit.batched.check_stackable`) or there is one fold; when asked for
     explicitly, the fall-back also warns. A memory budget too small for one fold is an error.
     """
