@@ -12,6 +12,9 @@ as a dict so this module depends on nothing else in the kit).
   experiment run sequentially or on a cluster has the same hash (and :class:`merkit.runs.RunDir` lets
   those fields change on resume; :func:`resumable_keys` lists them).
 - ``with_updates({"train.epochs": 3})`` gives a copy with dotted keys changed (sweeps, notebooks).
+- ``RunConfig.from_params(**parameters)`` builds the whole config from the notebooks' flat parameters
+  (``epochs=3, model="stcnn", frames=16, evaluation="loso"``, see :func:`run_parameter_names`);
+  ``run_parameters(globals())`` picks those names out of a notebook's namespace.
 
 Every field is validated on construction; a bad value raises :class:`ConfigError` naming the field.
 """
@@ -25,7 +28,7 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from merkit._io import atomic_write_json, flatten_dict, stable_hash
 from merkit.errors import MerkitValueError
@@ -44,6 +47,9 @@ __all__ = [
     "TRAIN_RECIPES",
     "train_config",
     "model_overrides",
+    "variant_config",
+    "run_parameter_names",
+    "run_parameters",
 ]
 
 PROTOCOL_NAMES = tuple(PROTOCOLS)  # the fold protocols merkit.protocols implements: named there only
@@ -88,6 +94,12 @@ class _Section:
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]
+
+    @classmethod
+    def of_params(cls, params: Mapping[str, Any]) -> Any:
+        """The section built from the entries of ``params`` named like its fields (the others are ignored)."""
+        names = _section_fields(cls)
+        return cls(**{k: v for k, v in params.items() if k in names})
 
 
 @dataclass
@@ -263,6 +275,46 @@ class RunConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
+    def from_params(cls, **params: Any) -> RunConfig:
+        """The run config of the notebooks' flat parameters: ``RunConfig.from_params(epochs=3, model="stcnn")``.
+
+        Names (:func:`run_parameter_names`): every field of :class:`DataConfig`, :class:`TrainConfig` and
+        ``PreprocessConfig`` under its own name; the fields of :class:`ProtocolConfig` but ``name``; and
+        ``model`` (registry name), ``attention`` (MERANet attention, empty: the model's own), ``recipe`` (a
+        :data:`TRAIN_RECIPES` name, empty: the parameters as given) and ``evaluation`` (the fold protocol).
+        Missing names take the dataclasses' defaults. The model's overrides come from
+        :func:`model_overrides`: a clip model is built for the preprocessed clips' frames and size.
+        An unknown name is a :class:`ConfigError` naming every one (with the closest known name).
+        """
+        from merkit.data.preprocess import PreprocessConfig  # lazy: keeps `import merkit.config` free of OpenCV
+
+        known = run_parameter_names()
+        unknown = [_unknown(name, sorted(known)) for name in params if name not in known]
+        if unknown:
+            raise ConfigError("unknown run parameter(s): " + ", ".join(unknown) + "; a run takes "
+                              + ", ".join(sorted(known)))
+        fields = _section_fields(PreprocessConfig)
+        preprocess = PreprocessConfig(**{k: v for k, v in params.items() if k in fields})
+        model = params.get("model", ModelConfig.name)
+        train = {k: v for k, v in params.items() if k in _section_fields(TrainConfig)}
+        protocol = ProtocolConfig.of_params({k: v for k, v in params.items() if k != "name"}
+                                            | ({"name": params["evaluation"]} if "evaluation" in params else {}))
+        return cls(
+            data=DataConfig.of_params(params),
+            model=ModelConfig(name=model, overrides=model_overrides(model, frames=preprocess.frames, size=preprocess.size,
+                                                                   attention=params.get("attention", ""))),
+            train=train_config(params.get("recipe", ""), **train),
+            protocol=protocol,
+            preprocess=preprocess.to_dict(),
+        )
+
+    def preprocess_config(self) -> Any:
+        """``preprocess`` as a ``merkit.data.preprocess.PreprocessConfig`` (what ``prepare_data`` takes)."""
+        from merkit.data.preprocess import PreprocessConfig  # lazy: keeps `import merkit.config` free of OpenCV
+
+        return PreprocessConfig(**self.preprocess)
+
+    @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
         """Build from a nested dict (e.g. a saved ``config.json``); missing keys take their defaults.
 
@@ -347,17 +399,68 @@ def model_overrides(model: str, *, frames: int | None = None, size: int | None =
     """The constructor overrides the notebooks pass to ``model``: a clip model gets the clips' ``frames`` and
     ``size``; a flow model (ststnet, ststnet_kit, offapexnet) none of them (its input is the 28×28 flow image,
     not the clip); ``attention`` only when given, and a ConfigError when the model has no attention."""
-    from merkit.models import create_model, model_entry  # lazy: keeps `import merkit.config` free of torch
-
-    accepted = model_entry(model).accepted_arguments()
+    entry = _model_entry(model)
+    accepted = entry.accepted_arguments()
     overrides: dict[str, Any] = {}  # what the model is built with
-    if create_model(model).input_spec.kind == "clip":
+    if entry.input_kind == "clip":
         overrides.update({k: v for k, v in (("frames", frames), ("size", size)) if v is not None and k in accepted})
     if attention:
         if "attention" not in accepted:
             raise ConfigError(f"model {model!r} has no attention parameter (attention={attention!r}); leave it empty")
         overrides["attention"] = attention
     return overrides
+
+
+def variant_config(config: RunConfig, variant: str) -> RunConfig:
+    """The run config of a comparison variant written ``name`` or ``name:attention`` (e.g. ``meranet_small:none``).
+
+    The variant keeps everything of ``config`` but the model: when it reads the same kind of input as the base
+    model (clips, or flow images: ``ModelEntry.input_kind``, no model is built), it takes the base model's input
+    overrides (``frames``, ``size``, ``in_channels``) that its constructor accepts; plus ``attention`` when given.
+    So a flow baseline (``ststnet``) keeps its own 28×28 input beside a clip model, and an attention variant of a
+    model without attention is a :class:`ConfigError` listing the arguments the model does take.
+    """
+    name, _, attention = variant.strip().partition(":")
+    entry = _model_entry(name)
+    accepted = entry.accepted_arguments()
+    carried = ("frames", "size", "in_channels")
+    same_kind = entry.input_kind == _model_entry(config.model.name).input_kind
+    overrides = {k: v for k, v in config.model.overrides.items() if same_kind and k in carried and k in accepted}
+    if attention:
+        if "attention" not in accepted:
+            raise ConfigError(f"variant {variant!r}: model {name!r} has no attention parameter (it takes {accepted})")
+        overrides["attention"] = attention
+    return config.with_updates({"model.name": name, "model.overrides": overrides})
+
+
+def _model_entry(name: str) -> Any:
+    from merkit.models import model_entry  # lazy: keeps `import merkit.config` free of torch
+
+    try:
+        return model_entry(name)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _section_fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def run_parameter_names() -> frozenset[str]:
+    """The flat parameter names ``RunConfig.from_params`` takes: the notebooks' parameters that describe a run
+    (every DataConfig, TrainConfig and PreprocessConfig field, ProtocolConfig's but ``name``, and ``model``,
+    ``attention``, ``recipe``, ``evaluation``)."""
+    from merkit.data.preprocess import PreprocessConfig  # lazy: keeps `import merkit.config` free of OpenCV
+
+    return frozenset(_section_fields(DataConfig) | _section_fields(TrainConfig) | _section_fields(PreprocessConfig)
+                     | (_section_fields(ProtocolConfig) - {"name"}) | {"model", "attention", "recipe", "evaluation"})
+
+
+def run_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``namespace`` (a notebook's ``globals()``, a parameter file) that ``RunConfig.from_params``
+    takes: the run's parameters, without the notebook's own (``run_dir``, ``cache_dir``, ``n_boot``, …)."""
+    names = run_parameter_names()
+    return {name: value for name, value in namespace.items() if name in names}
 
 
 def load_config(path: str | os.PathLike) -> RunConfig:

@@ -351,13 +351,10 @@ def manifest_identity(params: Mapping[str, Any]) -> str:
     frames, or, for SynthME generated under the cache (empty ``data_root``), a hash of its config (the tree
     is a function of it and of the kit, which `kit_identity` covers). ``"unreadable: …"`` when the manifest
     cannot be built (the first notebook then fails with the full error)."""
-    import dataclasses
-
     from merkit.config import DataConfig
 
-    fields = {f.name for f in dataclasses.fields(DataConfig)}
     try:
-        data = DataConfig(**{k: v for k, v in params.items() if k in fields})
+        data = DataConfig.of_params(params)
         if not data.data_root and data.dataset == "synthme":
             return "synthme:" + stable_hash(data.synthme_kwargs(), spaced=True)
         from merkit.data.datasets import build_manifest

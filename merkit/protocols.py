@@ -37,7 +37,6 @@ from merkit.errors import MerkitValueError
 
 __all__ = [
     "Fold",
-    "variant_config",
     "ProtocolError",
     "MissingClassWarning",
     "PROTOCOLS",
@@ -56,6 +55,7 @@ __all__ = [
     "model_dataset",
     "load_fold_model",
     "EXECUTORS",
+    "variant_config",  # moved to merkit.config
 ]
 
 
@@ -144,30 +144,6 @@ PROTOCOLS: dict[str, Callable[..., list[Fold]]] = {
 def list_protocols() -> list[str]:
     """Names accepted by ``make_splits`` and ``ProtocolConfig.name``."""
     return list(PROTOCOLS)
-
-
-def variant_config(config: Any, variant: str) -> Any:
-    """The run config of a comparison variant written ``name`` or ``name:attention`` (e.g. ``meranet_small:none``).
-
-    The variant keeps everything of ``config`` but the model: when it reads the same kind of input as the base
-    model (clips, or flow images), it takes the base model's input overrides (``frames``, ``size``,
-    ``in_channels``) that its constructor accepts; plus ``attention`` when given. So a flow baseline (``ststnet``)
-    keeps its own 28×28 input beside a clip model, and an attention variant of a model without attention is
-    refused with the arguments the model does take.
-    """
-    from merkit.models import create_model, model_entry
-
-    name, _, attention = variant.strip().partition(":")
-    accepted = model_entry(name).accepted_arguments()
-    carried = ("frames", "size", "in_channels")
-    base_kind = create_model(config.model.name, **config.model.overrides).input_spec.kind
-    same_kind = create_model(name).input_spec.kind == base_kind
-    overrides = {k: v for k, v in config.model.overrides.items() if same_kind and k in carried and k in accepted}
-    if attention:
-        if "attention" not in accepted:
-            raise ProtocolError(f"variant {variant!r}: model {name!r} has no attention parameter (it takes {accepted})")
-        overrides["attention"] = attention
-    return config.with_updates({"model.name": name, "model.overrides": overrides})
 
 
 def make_splits(index: pd.DataFrame, name: str, *, k: int = 5, seed: int = 0, classes: list[str] | None = None) -> list[Fold]:
@@ -264,6 +240,7 @@ _MOVED = {
     "load_fold_model": "merkit.runner",
     "model_dataset": "merkit.runner",
     "EXECUTORS": "merkit.executors",
+    "variant_config": "merkit.config",
 }
 
 

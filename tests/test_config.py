@@ -201,3 +201,50 @@ def test_augmentation_fields_can_be_updated_with_dotted_keys():
     assert changed.train.augmentation["flip"] == 0.0  # the other entries are kept
     with pytest.raises(ConfigError, match="did you mean 'contrast'"):
         base.with_updates({"train.augmentation.contrst": 0.2})
+
+
+# ------------------------------------------------------------------- RunConfig.from_params (the notebooks' cell)
+
+
+def test_from_params_builds_every_section_from_flat_names():
+    from merkit.config import run_parameters
+
+    params = dict(dataset="synthme", synthme_n_subjects=3, frames=8, size=32, temporal="onset_apex",
+                  model="meranet_small", attention="channel", epochs=2, lr=0.01, seed=5, precision="fp32",
+                  evaluation="group_kfold", k=3, executor="sequential")
+    config = RunConfig.from_params(**params)
+    assert config.data.synthme_n_subjects == 3
+    assert config.preprocess["frames"] == 8 and config.preprocess["temporal"] == "onset_apex"
+    assert config.preprocess_config().size == 32
+    assert config.model == ModelConfig(name="meranet_small", overrides={"frames": 8, "size": 32, "attention": "channel"})
+    assert (config.train.epochs, config.train.lr, config.train.seed) == (2, 0.01, 5)
+    assert (config.protocol.name, config.protocol.k, config.protocol.executor) == ("group_kfold", 3, "sequential")
+    namespace = {**params, "run_dir": "x", "cache_dir": "", "n_boot": 10, "In": []}  # a notebook's globals()
+    assert run_parameters(namespace) == params
+    assert RunConfig.from_params(**run_parameters(namespace)) == config
+
+
+def test_from_params_gives_a_flow_model_no_clip_sizes_and_applies_the_recipe():
+    config = RunConfig.from_params(model="ststnet", frames=8, size=32, epochs=3, recipe="published")
+    assert config.model.overrides == {}
+    assert config.train.epochs == 800 and config.train.batch_size == 256  # the recipe's fields win
+    assert config.preprocess["frames"] == 8  # the store keeps the clips' preprocessing
+
+
+def test_from_params_names_every_unknown_parameter():
+    with pytest.raises(ConfigError, match=r"'epochz' \(did you mean 'epochs'\?\), 'run_dir'"):
+        RunConfig.from_params(epochz=3, run_dir="runs/x", lr=0.1)
+
+
+def test_from_params_refuses_bad_values_naming_the_field():
+    with pytest.raises(ConfigError, match="epochs must be >= 1"):
+        RunConfig.from_params(epochs=0)
+    with pytest.raises(ConfigError, match="no attention parameter"):
+        RunConfig.from_params(model="stcnn", attention="channel")
+
+
+def test_registry_input_kind_is_the_kind_of_the_built_model():
+    from merkit.models import create_model, model_entry
+
+    for name in list_models():
+        assert model_entry(name).input_kind == create_model(name).input_spec.kind, name

@@ -43,6 +43,8 @@ class MicroExpSTCNN(nn.Module):
     clips were longer; for T ≥ 17 this is exactly the paper's pool of 3). Needs T ≥ 15.
     """
 
+    input_kind = "clip"  # what it reads, known without building it (registry: ModelEntry.input_kind)
+
     def __init__(
         self,
         num_classes: int = 3,
@@ -65,7 +67,7 @@ class MicroExpSTCNN(nn.Module):
             )
         pool_window = (min(pool, conv_t), pool, pool)
         self.num_classes = num_classes
-        self.input_spec = InputSpec(kind="clip", channels=in_channels, frames=frames, size=size)
+        self.input_spec = InputSpec(kind=self.input_kind, channels=in_channels, frames=frames, size=size)
         self.conv = nn.Conv3d(in_channels, filters, kernel_size=(kt, kh, kw))
         self.conv_relu = nn.ReLU(inplace=False)
         self.pool = nn.MaxPool3d(kernel_size=pool_window)  # stride = window, as in Keras
@@ -155,6 +157,8 @@ class STSTNet(nn.Module):
     0.617, training accuracy 0.65), where a faithful re-run of the authors' code gives 0.699.
     """
 
+    input_kind = "flow"  # what it reads, known without building it (registry: ModelEntry.input_kind)
+
     def __init__(
         self,
         num_classes: int = 3,
@@ -168,7 +172,7 @@ class STSTNet(nn.Module):
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.input_spec = InputSpec(kind="flow", channels=in_channels, frames=None, size=size, encoding=encoding)
+        self.input_spec = InputSpec(kind=self.input_kind, channels=in_channels, frames=None, size=size, encoding=encoding)
         branches = []
         for filters in branch_filters:
             layers: list[nn.Module] = [nn.Conv2d(in_channels, filters, kernel_size=3, padding=padding), nn.ReLU(inplace=False)]
@@ -227,6 +231,8 @@ class OffApexNet(nn.Module):
     filters, 'same' padding, 2×2 max-pool, dense layers of 1024 units with dropout 0.5.
     """
 
+    input_kind = "flow"  # what it reads, known without building it (registry: ModelEntry.input_kind)
+
     def __init__(
         self,
         num_classes: int = 3,
@@ -239,7 +245,7 @@ class OffApexNet(nn.Module):
         if size < 4:
             raise ValueError(f"OffApexNet needs size >= 4, got {size}")
         self.num_classes = num_classes
-        self.input_spec = InputSpec(kind="flow", channels=2, frames=None, size=size)
+        self.input_spec = InputSpec(kind=self.input_kind, channels=2, frames=None, size=size)
         self.stream_u = _FlowStream(filters)
         self.stream_v = _FlowStream(filters)
         pooled = size // 2 // 2

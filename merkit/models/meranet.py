@@ -236,6 +236,8 @@ class MERANet(nn.Module):
         KIT CHOICE (see the module docstring): True.
     """
 
+    input_kind = "clip"  # what it reads, known without building it (registry: ModelEntry.input_kind)
+
     def __init__(
         self,
         num_classes: int = 3,
@@ -270,7 +272,7 @@ class MERANet(nn.Module):
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}")
         if attention_order not in ATTENTION_ORDERS:
             raise ValueError(f"attention_order must be one of {ATTENTION_ORDERS}, got {attention_order!r}")
-        self.input_spec = InputSpec(kind="clip", channels=in_channels, frames=frames, size=size)
+        self.input_spec = InputSpec(kind=self.input_kind, channels=in_channels, frames=frames, size=size)
         self.attention = attention
         self.attention_order = attention_order
         self.num_classes = num_classes

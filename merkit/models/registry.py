@@ -33,6 +33,15 @@ class ModelEntry:
         parameters = inspect.signature(self.cls.__init__).parameters
         return {n: p.default for n, p in parameters.items() if n != "self" and p.default is not inspect.Parameter.empty}
 
+    @property
+    def input_kind(self) -> str:
+        """``"clip"`` or ``"flow"``: the ``InputSpec.kind`` of every model of this entry, read from the class
+        (``cls.input_kind``) without building one."""
+        kind = getattr(self.cls, "input_kind", None)
+        if kind not in ("clip", "flow"):
+            raise TypeError(f"model class {self.cls.__name__} of {self.name!r} declares no input_kind ('clip' or 'flow')")
+        return kind
+
     def accepted_arguments(self) -> list[str]:
         """Keyword arguments the class's constructor accepts (``num_classes`` included)."""
         parameters = inspect.signature(self.cls.__init__).parameters
