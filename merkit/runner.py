@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -56,6 +56,23 @@ class FoldResult:
     state_dict: dict | None  # final (or selected) weights on CPU, for the fold checkpoint
     seconds: float  # wall time of the fold (train + predict)
     device: str  # torch device the fold ran on
+    model_name: str = ""  # registry name the fold's model was built under (model() rebuilds it)
+    model_overrides: dict = field(default_factory=dict)  # its constructor overrides
+    num_classes: int = 0  # its number of classes
+
+    def model(self) -> Any:
+        """The fold's trained model, rebuilt from the registry and loaded with ``state_dict`` (eval mode, CPU).
+
+        Raises ``ValueError`` when the fold kept no weights (``run_fold(..., keep_weights=False)``).
+        """
+        from merkit.models import create_model
+
+        if self.state_dict is None or not self.model_name:
+            raise ValueError(f"fold {self.key!r} kept no weights (run_fold(..., keep_weights=False)): "
+                             "nothing to rebuild the model from")
+        net = create_model(self.model_name, num_classes=self.num_classes, **self.model_overrides)
+        net.load_state_dict(self.state_dict)
+        return net.eval()
 
 
 def run_fold(
@@ -145,7 +162,9 @@ def fold_result(run_config: Any, store: Any, fold: Fold, classes: Sequence[str],
         predictions[f"prob_{name}"] = probs[:, c]
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if keep_weights else None
     device = str(resolve_device(train_cfg.device))
-    return FoldResult(fold.key, predictions, history, state, seconds + time.perf_counter() - start, device)
+    return FoldResult(fold.key, predictions, history, state, seconds + time.perf_counter() - start, device,
+                      model_name=run_config.model.name, model_overrides=dict(run_config.model.overrides),
+                      num_classes=len(classes))
 
 
 def run_protocol(
@@ -159,6 +178,7 @@ def run_protocol(
     folds: Sequence[str] | None = None,
     progress: bool = True,
     save_checkpoints: bool = True,
+    n_boot: int = 1000,
 ) -> pd.DataFrame:
     """Run every fold of ``run_config.protocol`` over ``store`` into ``run_dir``; returns the predictions.
 
@@ -179,13 +199,16 @@ def run_protocol(
         folds: run only these fold keys (the rest stay for a later call; keys are listed by ``make_splits``).
         save_checkpoints: write each fold's weights to ``folds/fold_<key>/checkpoint.pt`` before its done
             marker (``load_fold_model`` reads them back).
+        n_boot: bootstrap resamples of the confidence intervals in ``metrics.json`` (``metrics.summarise``,
+            resampling seed 0; at least 1). Not part of the config: a resumed run rewrites the intervals.
 
     Everything that can be checked is checked before any fold runs: model and protocol names, index
     columns and labels, the model's input against the store's clips, the run directory's config.
 
     Returns the predictions of every completed fold (``merkit.metrics`` contract). When every fold of the
-    protocol is complete, ``predictions.csv`` and ``metrics.json`` are written (``metrics.summarise`` plus
-    ``protocol``, ``folds_missing_classes`` and per-fold seconds); a partial run writes neither.
+    protocol is complete, ``predictions.csv`` and ``metrics.json`` are written, once (``metrics.summarise`` plus
+    ``model``, ``protocol`` and ``folds_missing_classes``; per-fold seconds go to ``timings.json``); a partial
+    run writes neither.
     """
     from merkit.config import ConfigError, RunConfig
     from merkit.models import model_entry
@@ -201,6 +224,8 @@ def run_protocol(
         raise ValueError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1 (bootstrap resamples of metrics.json's intervals), got {n_boot}")
     try:
         model_entry(run_config.model.name)
     except ValueError as err:
@@ -234,12 +259,12 @@ def run_protocol(
         if not isinstance(run_dir, RunDir):
             run_dir = RunDir(run_dir, run_config, manifest_hash=_manifest_hash(store))
         return _run_folds(run_dir, run_config, store, classes, all_folds, by_key, selected, executor, workers,
-                          ray_address, progress, save_checkpoints)
+                          ray_address, progress, save_checkpoints, n_boot)
 
 
 def _run_folds(run_dir: Any, run_config: Any, store: Any, classes: list[str], all_folds: list[Fold],
                by_key: dict[str, Fold], selected: list[Fold], executor: str, workers: int, ray_address: str | None,
-               progress: bool, save_checkpoints: bool) -> pd.DataFrame:
+               progress: bool, save_checkpoints: bool, n_boot: int) -> pd.DataFrame:
     from merkit.progress import FoldProgress, progress_path
 
     protocol = run_config.protocol
@@ -276,8 +301,7 @@ def _run_folds(run_dir: Any, run_config: Any, store: Any, classes: list[str], al
         run_dir.write_json("executor.json", plan.record())
 
     def persist_named(result: FoldResult) -> None:  # the fold's history says which executor trained it
-        persist(FoldResult(result.key, result.predictions, result.history.assign(executor=executor),
-                           result.state_dict, result.seconds, result.device))
+        persist(replace(result, history=result.history.assign(executor=executor)))
 
     try:
         if executor == "batched":
@@ -305,7 +329,7 @@ def _run_folds(run_dir: Any, run_config: Any, store: Any, classes: list[str], al
 
     predictions = run_dir.load_predictions()
     if {str(k) for k in run_dir.completed_folds()} >= set(by_key):
-        _write_run_outputs(run_dir, predictions, classes, all_folds, protocol.name)
+        _write_run_outputs(run_dir, predictions, classes, all_folds, run_config, n_boot)
     return predictions
 
 
@@ -391,14 +415,15 @@ def _check_no_shared_subject(index: pd.DataFrame, val_positions: np.ndarray, tes
 
 
 def _write_run_outputs(run_dir: Any, predictions: pd.DataFrame, classes: list[str], all_folds: list[Fold],
-                       protocol: str) -> None:
+                       run_config: Any, n_boot: int) -> None:
     from merkit.metrics import summarise
 
     order = {f.key: i for i, f in enumerate(all_folds)}
     predictions = predictions.sort_values("fold", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
     run_dir.write_predictions(predictions)
-    metrics = summarise(predictions, classes)
-    metrics["protocol"] = protocol
+    metrics = summarise(predictions, classes, n_boot=n_boot)
+    metrics["model"] = run_config.model.name
+    metrics["protocol"] = run_config.protocol.name
     metrics["folds_missing_classes"] = {f.key: list(f.missing_classes) for f in all_folds if f.missing_classes}
     run_dir.write_metrics(metrics)  # results only: a resumed run writes the same bytes as an uninterrupted one
     # Wall time per fold (from each fold's done marker, so a resumed run keeps the earlier folds' times).

@@ -50,6 +50,34 @@ def test_notebook_hygiene(path: Path):
             assert cell.outputs == [] and cell.execution_count is None, "committed without outputs"
 
 
+#: Files the library writes into a run directory (merkit.runs.RunDir, merkit.runner): a notebook never rewrites them.
+LIBRARY_FILES = ("metrics.json", "predictions.csv", "config.json", "env.json", "timings.json", "executor.json",
+                 "manifest.json")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_no_notebook_writes_a_file_the_library_writes(path: Path):
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for line in cell.source.splitlines():
+            if re.search(r"atomic_write|to_csv|to_json|write_text|write_bytes|open\(|json\.dump|savefig", line):
+                written = [name for name in LIBRARY_FILES if re.search(r"[\"/]" + re.escape(name) + "\"", line)]
+                assert not written, f"{path.name} writes the library's {written}: {line}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebooks_configuration_cell_is_one_from_params_call(path: Path):
+    """The cell after `parameters` builds the run's config with RunConfig.from_params, not section by section."""
+    nb = nbformat.read(str(path), as_version=4)
+    first = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    setup = nb.cells[first + 1].source
+    assert setup.count("RunConfig.from_params(") == 1
+    for cell in nb.cells:
+        assert not re.search(r"\b(DataConfig|TrainConfig|ProtocolConfig|PreprocessConfig)\(", cell.source), path.name
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_parameters_cell_is_typed_and_documented(path: Path):
     """Every line `name: type = value  # help` must be understood by papermill (an `=` in the help breaks it)."""

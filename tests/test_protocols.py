@@ -296,6 +296,36 @@ def test_checkpoint_reloads_to_the_same_predictions_and_a_corrupt_one_is_named(r
         checkpoint.write_bytes(good)
 
 
+def test_fold_result_model_is_the_trained_model_and_refuses_without_weights(reference_run, tiny_store):
+    from merkit.data.torch_dataset import ClipDataset
+    from merkit.protocols import make_splits, run_fold
+    from merkit.train import predict
+
+    _, predictions = reference_run
+    classes = tiny_store.index.attrs["classes"]
+    fold = [f for f in make_splits(tiny_store.index, "loso", classes=classes) if f.key == "03"][0]
+    result = run_fold(tiny_config(), tiny_store, fold, classes)
+    model = result.model()
+    assert not model.training and type(model).__name__ == "MERANet"
+    probs, _ = predict(model, ClipDataset(tiny_store, np.asarray(fold.test), augment=False, seed=0))
+    assert np.allclose(probs, result.predictions.filter(like="prob_").to_numpy(), atol=1e-6)
+    assert np.allclose(probs, predictions[predictions["fold"] == "03"].filter(like="prob_").to_numpy(), atol=1e-6)
+    without = run_fold(tiny_config(), tiny_store, fold, classes, keep_weights=False)
+    with pytest.raises(ValueError, match="kept no weights"):
+        without.model()
+
+
+def test_metrics_json_is_written_once_with_n_boot_intervals_and_the_model(tiny_store, tmp_path):
+    run_protocol(tiny_config(), tiny_store, tmp_path / "run", folds=["01", "02"], progress=False, n_boot=50)
+    assert not (tmp_path / "run" / "metrics.json").exists()  # a partial run writes no metrics
+    run_protocol(tiny_config(), tiny_store, tmp_path / "run", progress=False, n_boot=50)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["ci"]["uf1"]["n_boot"] == 50 and metrics["model"] == "meranet_small" and metrics["protocol"] == "loso"
+    with pytest.raises(ValueError, match="n_boot must be >= 1"):
+        run_protocol(tiny_config(), tiny_store, tmp_path / "other", progress=False, n_boot=0)
+    assert not (tmp_path / "other").exists()
+
+
 def test_inner_validation_uses_training_subjects_and_selects_an_epoch(tiny_store, tmp_path):
     config = tiny_config(epochs=2, val_fraction=0.34, select_best=True)
     run_protocol(config, tiny_store, tmp_path / "run", folds=["03"], progress=False)
