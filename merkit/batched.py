@@ -55,7 +55,7 @@ from merkit.batched_data import _cached, _Indexed, _shuffled_batches, _TensorIte
 from merkit.batched_wide import wide_step_for
 from merkit.train import (
     _autocast,
-    _get,
+    as_train_config,
     class_weights,
     dataset_labels,
     make_optimizer,
@@ -157,6 +157,7 @@ class _FoldStack:
     def __init__(self, models: Sequence[nn.Module], cfg: Any, labels: Sequence[np.ndarray], num_classes: int,
                  device: torch.device, shared_input: bool, mechanism: str = "auto") -> None:
         self.k = len(models)
+        cfg = as_train_config(cfg)
         self.cfg, self.device, self.num_classes = cfg, device, num_classes
         self.base, self.bns = _mask_batchnorm(models[0])
         self.base = self.base.to(device)
@@ -166,16 +167,16 @@ class _FoldStack:
         self.holder.stacked = nn.ParameterList([nn.Parameter(params[n].detach().clone()) for n in self.names])
         self.buffers = {n: b.detach().clone() for n, b in buffers.items()}
         self.optimizer = make_optimizer(self.holder, cfg)
-        self.scheduler = make_scheduler(self.optimizer, cfg, int(_get(cfg, "epochs", 1)))
-        self.grad_clip = float(_get(cfg, "grad_clip", 0.0) or 0.0)
-        self.autocast_dtype = resolve_precision(_get(cfg, "precision", "auto"), device)
-        weighted = bool(_get(cfg, "class_weighted", True))
+        self.scheduler = make_scheduler(self.optimizer, cfg, int(cfg.epochs))
+        self.grad_clip = float(cfg.grad_clip or 0.0)
+        self.autocast_dtype = resolve_precision(cfg.precision, device)
+        weighted = bool(cfg.class_weighted)
         self.weights = torch.stack([
             class_weights(lab, num_classes) if weighted else torch.ones(num_classes) for lab in labels
         ]).to(device)  # (k, c)
-        self.loss_name = _get(cfg, "loss", "ce")
-        self.smoothing = float(_get(cfg, "label_smoothing", 0.0))
-        self.gamma = float(_get(cfg, "focal_gamma", 2.0))
+        self.loss_name = cfg.loss
+        self.smoothing = float(cfg.label_smoothing)
+        self.gamma = float(cfg.focal_gamma)
         x_dim = None if shared_input else 0
         self._step = vmap(self._fold_loss, in_dims=(0, 0, x_dim, x_dim, 0, 0), randomness="different")
         self.mechanism = "vmap"
@@ -286,11 +287,11 @@ def check_stackable(model: nn.Module, example: torch.Tensor, cfg: Any = None) ->
     with cumulative momentum, and anything a trial vmapped step over two copies fails on (in-place writes
     into inputs, unsupported ops).
     """
-    if cfg is not None and float(_get(cfg, "val_fraction", 0.0)) > 0:
+    if cfg is not None and float(as_train_config(cfg).val_fraction) > 0:
         return "an inner validation split (val_fraction > 0) is trained by the sequential trainer only"
     try:
         models = [copy.deepcopy(model), copy.deepcopy(model)]
-        stack = _FoldStack(models, cfg or {}, [np.array([0, 1])] * 2, _num_outputs(model, example), torch.device("cpu"),
+        stack = _FoldStack(models, as_train_config(cfg), [np.array([0, 1])] * 2, _num_outputs(model, example), torch.device("cpu"),
                            shared_input=True)
         y = torch.zeros(example.shape[0], dtype=torch.long)
         stack.train_step(example.float(), y, torch.ones(2, example.shape[0], dtype=torch.bool))
@@ -386,10 +387,11 @@ def train_folds(
     k = len(models)
     if k == 0 or len(seeds) != k:
         raise ValueError(f"train_folds needs one seed per model, got {len(seeds)} seeds for {k} models")
-    epochs = int(_get(cfg, "epochs", 1))
-    batch_size = int(_get(cfg, "batch_size", 8))
-    device = resolve_device(_get(cfg, "device", "auto"))
-    seed_everything(int(group_seed), deterministic=bool(_get(cfg, "deterministic", False)))
+    cfg = as_train_config(cfg)
+    epochs = int(cfg.epochs)
+    batch_size = int(cfg.batch_size)
+    device = resolve_device(cfg.device)
+    seed_everything(int(group_seed), deterministic=bool(cfg.deterministic))
 
     if sampling == "shared":
         if shared is None or members is None:
@@ -402,7 +404,7 @@ def train_folds(
         labels = [all_labels[members_t[i].numpy()] for i in range(k)]
         loader = DataLoader(_Indexed(shared), batch_size=batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(int(group_seed)),
-                            num_workers=int(_get(cfg, "num_workers", 0)))
+                            num_workers=int(cfg.num_workers))
         for i in range(k):
             if not members_t[i].any():
                 raise ValueError(f"fold {i} of the group has no training clip")
@@ -412,7 +414,7 @@ def train_folds(
         labels = [dataset_labels(ds) for ds in train_sets]
         loaders = [DataLoader(ds, batch_size=batch_size, shuffle=True,
                               generator=torch.Generator().manual_seed(int(s)),
-                              num_workers=int(_get(cfg, "num_workers", 0))) for ds, s in zip(train_sets, seeds)]
+                              num_workers=int(cfg.num_workers)) for ds, s in zip(train_sets, seeds)]
 
     if mechanism not in MECHANISMS:
         raise ValueError(f"mechanism={mechanism!r}; use one of {MECHANISMS}")

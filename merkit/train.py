@@ -44,7 +44,7 @@ import math
 import os
 import random
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -53,10 +53,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from merkit.config import RunConfig, TrainConfig
 from merkit.data.inputs import input_adapter
 from merkit.metrics import pooled_scores
 
 __all__ = [
+    "as_train_config",
     "resolve_device",
     "resolve_precision",
     "seed_everything",
@@ -126,6 +128,22 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.deterministic = True
 
 
+# ------------------------------------------------------------------------------------------------ config
+
+
+def as_train_config(cfg: TrainConfig | Mapping[str, Any] | None) -> TrainConfig:
+    """``cfg`` as a :class:`~merkit.config.TrainConfig`: one as is, a mapping of its fields (the others take
+    TrainConfig's defaults, the only place they are stated), ``None`` the defaults. Unknown keys and bad values
+    are a ``ConfigError`` naming them."""
+    if isinstance(cfg, TrainConfig):
+        return cfg
+    if cfg is None:
+        return TrainConfig()
+    if isinstance(cfg, Mapping):
+        return RunConfig.from_dict({"train": dict(cfg)}).train  # unknown keys: a ConfigError with the closest name
+    raise TypeError(f"a training config must be a TrainConfig or a mapping of its fields, got {type(cfg).__name__}")
+
+
 # ------------------------------------------------------------------------------------------------ loss
 
 
@@ -174,43 +192,47 @@ class FocalLoss(nn.Module):
         return (w * loss).sum() / w.sum().clamp_min(1e-12)
 
 
-def make_loss(cfg: Any, labels: np.ndarray, num_classes: int) -> nn.Module:
+def make_loss(cfg: TrainConfig | Mapping[str, Any], labels: np.ndarray, num_classes: int) -> nn.Module:
     """The training criterion from ``cfg.loss`` (``"ce"`` | ``"focal"``) and ``cfg.class_weighted``."""
-    weight = class_weights(labels, num_classes) if _get(cfg, "class_weighted", True) else None
-    name = _get(cfg, "loss", "ce")
+    cfg = as_train_config(cfg)
+    weight = class_weights(labels, num_classes) if cfg.class_weighted else None
+    name = cfg.loss
     if name in ("ce", "cross_entropy"):
-        return nn.CrossEntropyLoss(weight=weight, label_smoothing=float(_get(cfg, "label_smoothing", 0.0)))
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=float(cfg.label_smoothing))
     if name == "focal":
-        return FocalLoss(gamma=float(_get(cfg, "focal_gamma", 2.0)), weight=weight)
+        return FocalLoss(gamma=float(cfg.focal_gamma), weight=weight)
     raise ValueError(f"unknown loss {name!r}: use 'ce' or 'focal'")
 
 
 # ------------------------------------------------------------------------------------ optimiser, schedule
 
 
-def make_optimizer(model: nn.Module, cfg: Any) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig | Mapping[str, Any]) -> torch.optim.Optimizer:
     """AdamW or SGD (with momentum) from ``cfg.optimizer``, ``cfg.lr``, ``cfg.weight_decay``."""
-    name = _get(cfg, "optimizer", "adamw")
-    lr = float(_get(cfg, "lr", 1e-3))
-    wd = float(_get(cfg, "weight_decay", 1e-4))
+    cfg = as_train_config(cfg)
+    name = cfg.optimizer
+    lr = float(cfg.lr)
+    wd = float(cfg.weight_decay)
     params = [p for p in model.parameters() if p.requires_grad]
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(_get(cfg, "momentum", 0.9)), nesterov=True)
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(cfg.momentum), nesterov=True)
     raise ValueError(f"unknown optimizer {name!r}: use 'adamw' or 'sgd'")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, epochs: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig | Mapping[str, Any],
+                   epochs: int) -> torch.optim.lr_scheduler.LRScheduler | None:
     """Per-epoch schedule from ``cfg.schedule``: ``"cosine"`` (to 0 over ``epochs``), ``"step"`` or ``"none"``."""
-    name = _get(cfg, "schedule", "cosine")
+    cfg = as_train_config(cfg)
+    name = cfg.schedule
     if name in ("none", None):
         return None
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
     if name == "step":
-        step = int(_get(cfg, "step_size", 0) or max(1, epochs // 3))
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=float(_get(cfg, "step_gamma", 0.1)))
+        step = int(cfg.step_size or max(1, epochs // 3))
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=float(cfg.step_gamma))
     raise ValueError(f"unknown schedule {name!r}: use 'cosine', 'step' or 'none'")
 
 
@@ -259,7 +281,7 @@ def _subject_keys(rows: pd.DataFrame) -> list[str]:
 def train_fold(
     model: nn.Module,
     train_ds: Dataset,
-    cfg: Any,
+    cfg: TrainConfig | Mapping[str, Any],
     *,
     val_ds: Dataset | None = None,
     progress: bool = True,
@@ -271,7 +293,7 @@ def train_fold(
 
     There is deliberately no test-set argument: the held-out data go to ``predict`` after this returns.
 
-    ``cfg`` (a ``TrainConfig``) provides epochs, batch_size, lr, weight_decay, optimizer, schedule, grad_clip,
+    ``cfg`` (a ``TrainConfig``, or a mapping of its fields: :func:`as_train_config`) provides epochs, batch_size, lr, weight_decay, optimizer, schedule, grad_clip,
     loss, class_weighted, precision, device, seed, deterministic, num_workers and ``select_best`` (only with
     ``val_ds``). ``seed`` overrides ``cfg.seed`` (the protocol passes a per-fold seed). Items of the datasets are
     ``(x, label)``; if a dataset has ``set_epoch(epoch)`` it is called before each epoch so augmentation is a
@@ -291,15 +313,16 @@ def train_fold(
     optimiser state and random streams stay exactly as without it. Its return value is ignored; nothing it
     computes can pick the weights this function returns.
     """
-    epochs = int(_get(cfg, "epochs", 1))
+    cfg = as_train_config(cfg)
+    epochs = int(cfg.epochs)
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if len(train_ds) == 0:
         raise ValueError("train_fold got an empty training set")
-    seed = int(_get(cfg, "seed", 0) if seed is None else seed)
-    seed_everything(seed, deterministic=bool(_get(cfg, "deterministic", False)))
-    device = resolve_device(_get(cfg, "device", "auto"))
-    autocast_dtype = resolve_precision(_get(cfg, "precision", "auto"), device)
+    seed = int(cfg.seed if seed is None else seed)
+    seed_everything(seed, deterministic=bool(cfg.deterministic))
+    device = resolve_device(cfg.device)
+    autocast_dtype = resolve_precision(cfg.precision, device)
     memory_format = _memory_format(device, autocast_dtype, model)
 
     labels = dataset_labels(train_ds)
@@ -311,16 +334,16 @@ def train_fold(
         model = model.to(memory_format=memory_format)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, epochs)
-    grad_clip = float(_get(cfg, "grad_clip", 0.0) or 0.0)
-    select_best = bool(_get(cfg, "select_best", False)) and val_ds is not None
+    grad_clip = float(cfg.grad_clip or 0.0)
+    select_best = bool(cfg.select_best) and val_ds is not None
 
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(
         train_ds,
-        batch_size=int(_get(cfg, "batch_size", 8)),
+        batch_size=int(cfg.batch_size),
         shuffle=True,
         generator=generator,
-        num_workers=int(_get(cfg, "num_workers", 0)),
+        num_workers=int(cfg.num_workers),
         drop_last=False,
     )
 
@@ -372,11 +395,11 @@ def train_fold(
 
 
 def _validation_scores(
-    model: nn.Module, val_ds: Dataset, criterion: nn.Module, cfg: Any, device: torch.device, num_classes: int
+    model: nn.Module, val_ds: Dataset, criterion: nn.Module, cfg: TrainConfig, device: torch.device, num_classes: int
 ) -> dict[str, float]:
     """Loss, accuracy, UF1 and UAR on the inner validation set (MEGC2019 pooled definition on one pool)."""
     probs, preds = predict(
-        model, val_ds, batch_size=int(_get(cfg, "batch_size", 8)), precision=_get(cfg, "precision", "auto")
+        model, val_ds, batch_size=int(cfg.batch_size), precision=cfg.precision
     )
     labels = dataset_labels(val_ds)
     with torch.no_grad():
@@ -426,13 +449,6 @@ def predict(
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-
-
-def _get(cfg: Any, name: str, default: Any) -> Any:
-    """``cfg.name`` for dataclass configs, ``cfg[name]`` for dicts, ``default`` when absent."""
-    if isinstance(cfg, dict):
-        return cfg.get(name, default)
-    return getattr(cfg, name, default)
 
 
 def _num_classes(model: nn.Module, labels: np.ndarray) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from types import SimpleNamespace
+from merkit.config import ConfigError, TrainConfig
 
 import numpy as np
 import pandas as pd
@@ -59,14 +59,16 @@ class ToyNet(nn.Module):
         return self.head(z.flatten(1))  # (b, 4, 1, 3, 1) -> (b, 12) -> (b, k)
 
 
-def cfg(**overrides) -> SimpleNamespace:
+def cfg(**overrides) -> TrainConfig:
     base = dict(
         epochs=6, batch_size=8, lr=0.05, weight_decay=0.0, optimizer="adamw", schedule="cosine", grad_clip=1.0,
         loss="ce", class_weighted=True, precision="fp32", device="cpu", seed=0, deterministic=True,
         num_workers=0, select_best=False,
     )
     base.update(overrides)
-    return SimpleNamespace(**base)
+    if base["select_best"]:
+        base.setdefault("val_fraction", 0.25)  # TrainConfig asks for it; train_fold validates on the val_ds given
+    return TrainConfig(**base)
 
 
 def fresh_net(seed: int = 0) -> ToyNet:
@@ -235,3 +237,21 @@ def test_bf16_on_cpu_trains_a_2d_flow_model():
     assert np.isfinite(history["loss"]).all()
     probs, _ = predict(model, ToyFlowImages(3), precision="bf16")
     assert probs.shape == (3, 3) and np.isfinite(probs).all()
+
+
+def test_train_takes_a_train_config_and_a_mapping_takes_its_defaults():
+    import merkit.train
+    from merkit.train import as_train_config
+
+    given = TrainConfig(epochs=2)
+    assert as_train_config(given) is given
+    assert as_train_config({"epochs": 3, "lr": 0.1}) == TrainConfig(epochs=3, lr=0.1)
+    assert as_train_config({}).epochs == TrainConfig().epochs == 30  # one default, TrainConfig's
+    assert as_train_config(None) == TrainConfig()
+    with pytest.raises(ConfigError, match=r"'train.epochz' \(did you mean 'train.epochs'\?\)"):
+        as_train_config({"epochz": 3})
+    with pytest.raises(ConfigError, match="epochs must be >= 1"):
+        train_fold(fresh_net(), ToyClips(4), {"epochs": 0, "device": "cpu"}, progress=False)
+    with pytest.raises(TypeError, match="TrainConfig or a mapping"):
+        as_train_config(object())
+    assert not hasattr(merkit.train, "_get")
