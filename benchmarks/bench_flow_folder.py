@@ -52,7 +52,7 @@ def main() -> None:
                          progress=False).store
     folder = cache / "folder"
     listing = export_flow_release(folder, np.asarray(store.flow, dtype=np.float32), store.index)
-    data = DataConfig(dataset="flow_folder", data_root=str(folder), protocol="megc2019_3class", listing=str(listing))
+    data = DataConfig(dataset="flow_folder", data_root=str(folder), label_map="megc2019_3class", listing=str(listing))
     flow_store = prepare_data(data, {}, cache_dir=cache / "flow_cache", progress=False).store
     print(f"flow folder: {len(flow_store)} images from {flow_store.index['subject'].nunique()} subjects "
           f"({time.perf_counter() - start:.0f} s incl. generation and TV-L1)")

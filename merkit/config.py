@@ -26,6 +26,7 @@ import difflib
 import json
 import os
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -49,9 +50,13 @@ __all__ = [
     "model_overrides",
     "variant_config",
     "run_parameter_names",
+    "upgrade_config_dict",
     "run_parameters",
 ]
 
+#: What an old name of the class mapping says (``DataConfig.protocol``, the ``protocol`` parameter, ``data.protocol``).
+DEPRECATED_MESSAGE = ("'protocol' as the name of the class mapping is deprecated: use 'label_map' "
+                      "(the fold protocol is protocol.name, the notebooks' 'evaluation')")
 PROTOCOL_NAMES = tuple(PROTOCOLS)  # the fold protocols merkit.protocols implements: named there only
 EXECUTOR_NAMES = ("auto", "sequential", "batched", "processes", "ray")  # merkit.executors.EXECUTORS is this tuple
 
@@ -67,6 +72,31 @@ def _resumable(default: Any) -> Any:
 
 def _choice(name: str, value: Any, allowed: tuple) -> list[str]:
     return [] if value in allowed else [f"{name} must be one of {list(allowed)}, got {value!r}"]
+
+
+def upgrade_data_keys(values: Mapping[str, Any], what: str = "config key") -> dict[str, Any]:
+    """``values`` with the deprecated class-mapping name ``protocol`` renamed ``label_map`` (a DeprecationWarning
+    says so); both given and different is a :class:`ConfigError`. Used for data sections of saved configs and
+    for flat parameters (``what`` names which in the messages)."""
+    values = dict(values)
+    if "protocol" not in values:
+        return values
+    old = values.pop("protocol")
+    if "label_map" in values and values["label_map"] != old:
+        raise ConfigError(f"{what} 'protocol' ({old!r}) and 'label_map' ({values['label_map']!r}) disagree; "
+                          "give label_map only ('protocol' is its deprecated name)")
+    warnings.warn(DEPRECATED_MESSAGE, DeprecationWarning, stacklevel=3)
+    values.setdefault("label_map", old)
+    return values
+
+
+def upgrade_config_dict(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved run config (``config.json``, a model bundle's) in today's key names: ``data.protocol`` (before
+    issue 11) becomes ``data.label_map``. Resume checks and model bundles compare configs in these names."""
+    d = dict(d)
+    if isinstance(d.get("data"), Mapping) and "protocol" in d["data"]:
+        d["data"] = upgrade_data_keys(d["data"], "config key data.")
+    return d
 
 
 class _Section:
@@ -108,7 +138,7 @@ class DataConfig(_Section):
 
     dataset: str = "synthme"  # dataset key (merkit.data.datasets.list_datasets()), e.g. casme2, megc2019
     data_root: str = ""  # root of the user's copy (or where SynthME is generated); "" = notebook decides
-    protocol: str = "synthme_3class"  # class mapping of the manifest (data_manifests/), NOT the fold protocol
+    label_map: str = "synthme_3class"  # class mapping of the manifest (data_manifests/<dataset>.yaml), not the fold protocol
     # "fix" applies the errata and rule-based repairs data_manifests/<dataset>.yaml declares, then stops on
     # what is left; what was fixed or dropped goes to data_problems.csv.
     on_problem: str = "error"  # known sheet faults: error (report all, stop), fix (declared errata), drop (leave out)
@@ -126,6 +156,18 @@ class DataConfig(_Section):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         return problems
+
+    @property
+    def protocol(self) -> str:
+        """Deprecated name of :attr:`label_map` (it read like the fold protocol, ``ProtocolConfig.name``)."""
+        warnings.warn(DEPRECATED_MESSAGE, DeprecationWarning, stacklevel=2)
+        return self.label_map
+
+    @classmethod
+    def of_params(cls, params: Mapping[str, Any]) -> DataConfig:
+        """The data section from the entries of ``params`` named like its fields; the deprecated ``protocol``
+        is taken as ``label_map`` (with a DeprecationWarning)."""
+        return super().of_params(upgrade_data_keys(params, "parameter"))
 
     def synthme_kwargs(self) -> dict:
         """The SynthME knobs as ``merkit.data.synthetic.SynthMEConfig`` keyword arguments."""
@@ -300,7 +342,7 @@ class RunConfig:
         protocol = ProtocolConfig.of_params({k: v for k, v in params.items() if k != "name"}
                                             | ({"name": params["evaluation"]} if "evaluation" in params else {}))
         return cls(
-            data=DataConfig.of_params(params),
+            data=DataConfig.of_params(params),  # + the deprecated 'protocol' as label_map
             model=ModelConfig(name=model, overrides=model_overrides(model, frames=preprocess.frames, size=preprocess.size,
                                                                    attention=params.get("attention", ""))),
             train=train_config(params.get("recipe", ""), **train),
@@ -323,6 +365,7 @@ class RunConfig:
         """
         if not isinstance(d, dict):
             raise ConfigError(f"a run config must be a dict, got {type(d).__name__}")
+        d = upgrade_config_dict(d)  # data.protocol (deprecated) -> data.label_map
         unknown = [_unknown(key, list(_SECTIONS) + ["preprocess"]) for key in d
                    if key not in _SECTIONS and key != "preprocess"]
         sections: dict[str, Any] = {}
@@ -353,6 +396,9 @@ class RunConfig:
         """
         d = self.to_dict()
         for key, value in changes.items():
+            if key == "data.protocol":  # the deprecated name of data.label_map
+                warnings.warn(DEPRECATED_MESSAGE, DeprecationWarning, stacklevel=2)
+                key = "data.label_map"
             section, _, leaf = key.partition(".")
             if not leaf or section not in d or not isinstance(d[section], dict):
                 raise ConfigError(f"update key {key!r} must be '<section>.<field>' with a section among "
@@ -453,7 +499,8 @@ def run_parameter_names() -> frozenset[str]:
     from merkit.data.preprocess import PreprocessConfig  # lazy: keeps `import merkit.config` free of OpenCV
 
     return frozenset(_section_fields(DataConfig) | _section_fields(TrainConfig) | _section_fields(PreprocessConfig)
-                     | (_section_fields(ProtocolConfig) - {"name"}) | {"model", "attention", "recipe", "evaluation"})
+                     | (_section_fields(ProtocolConfig) - {"name"}) | {"model", "attention", "recipe", "evaluation"}
+                     | {"protocol"})  # the deprecated name of label_map
 
 
 def run_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:

@@ -63,7 +63,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 __all__ = ["ParameterError", "PipelineError", "RunLockedError", "NotebookRun", "PipelineResult", "run_pipeline",
            "check_parameters", "load_params_file", "resolve_notebooks", "notebook_parameters", "kit_identity",
-           "manifest_identity", "rerun_reasons", "export_html", "write_index", "read_metrics"]
+           "manifest_identity", "rerun_reasons", "export_html", "write_index", "read_metrics", "upgrade_parameters",
+           "DEPRECATED_PARAMETERS"]
 
 #: Where the kit's notebooks live (the repository's ``notebooks/``, next to the package in an editable install).
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -275,7 +276,6 @@ def check_parameters(
     Raises `ParameterError` listing the valid names on an unknown name, or naming the parameter on a bad value.
     Nothing is executed.
     """
-    raw_names = set(raw_names)
     declared_by_notebook: dict[Path, dict[str, _Declared]] = {}
     all_declared: dict[str, _Declared] = {}
     for path in notebooks:
@@ -286,6 +286,7 @@ def check_parameters(
         declared_by_notebook[path] = declared
         for name, item in declared.items():
             all_declared.setdefault(name, item)
+    params, raw_names = upgrade_parameters(params, all_declared, raw_names)
 
     unknown = sorted(set(params) - set(all_declared) - set(COMMON_PARAMETERS))
     if unknown:
@@ -308,6 +309,34 @@ def check_parameters(
                 own[name] = values[name]
         per_notebook[path] = own
     return per_notebook
+
+
+#: Parameter names the kit's notebooks renamed: old name -> new name (issue 11: the class mapping is ``label_map``,
+#: ``protocol`` read like the fold protocol).
+DEPRECATED_PARAMETERS: dict[str, str] = {"protocol": "label_map"}
+
+
+def upgrade_parameters(params: Mapping[str, Any], declared: Iterable[str],
+                       raw_names: Iterable[str] = ()) -> tuple[dict[str, Any], set[str]]:
+    """``params`` (and ``raw_names``) with each deprecated name that no notebook declares renamed to its new name
+    when a notebook declares that (a DeprecationWarning says so); both given with different values is a
+    `ParameterError`. A notebook that still declares the old name gets it as given."""
+    import warnings
+
+    params, raw_names, declared = dict(params), set(raw_names), set(declared)
+    for old, new in DEPRECATED_PARAMETERS.items():
+        if old not in params or old in declared or new not in declared:
+            continue
+        value = params.pop(old)
+        if new in params and params[new] != value:
+            raise ParameterError(f"parameters {old!r} ({value!r}) and {new!r} ({params[new]!r}) disagree; give {new} "
+                                 f"only ({old!r} is its deprecated name)")
+        warnings.warn(f"parameter {old!r} is deprecated: use {new!r} (the class mapping; the fold protocol is "
+                      "'evaluation')", DeprecationWarning, stacklevel=3)
+        params.setdefault(new, value)
+        if old in raw_names:
+            raw_names = (raw_names - {old}) | {new}
+    return params, raw_names
 
 
 def _check_paths(params: dict[str, Any]) -> None:
@@ -360,7 +389,7 @@ def manifest_identity(params: Mapping[str, Any]) -> str:
         from merkit.data.datasets import build_manifest
         from merkit.data.manifest import manifest_hash
 
-        return manifest_hash(build_manifest(data.dataset, Path(data.data_root), data.protocol or None))
+        return manifest_hash(build_manifest(data.dataset, Path(data.data_root), data.label_map or None))
     except Exception as err:  # noqa: BLE001 - any failure is the notebook's to report in full
         return f"unreadable: {type(err).__name__}"
 
@@ -562,6 +591,8 @@ def _run_locked(
     sources = resolve_notebooks(notebooks, notebook_dir)
     params["run_dir"] = str(run_dir)
     params.setdefault("data_root", "")
+    declared = {name for source in sources for name in notebook_parameters(source)}
+    params, raw_names = upgrade_parameters(params, declared, raw_names)  # protocol -> label_map
     per_notebook = check_parameters(params, sources, raw_names)
     if params["data_root"]:
         params["data_root"] = str(Path(params["data_root"]).expanduser().resolve())

@@ -53,6 +53,7 @@ from merkit.data.io import Clip, read_clip
 from merkit.data.preprocess import PreprocessConfig, PreprocessError, find_haar_cascade, preprocess_clip_detailed, temporal_sample
 from merkit.data.torch_dataset import flow_input_to_uvs
 from merkit.errors import MerkitValueError
+from merkit.config import upgrade_config_dict
 from merkit.models import create_model
 from merkit.runs import atomic_torch_save, atomic_write_json, config_differences
 
@@ -149,7 +150,8 @@ def check_model_config(bundle: "ModelBundle", expect: Any) -> None:
         raise StaleModelError(
             f"{where} has no record of the parameters it was trained under (written by an older kit), so it "
             "cannot be checked against this notebook's; re-run 02_train (or delete the file) to train it again")
-    differences = config_differences(bundle.run_config, _config_dict(expect), _MODEL_IRRELEVANT_KEYS)
+    differences = config_differences(upgrade_config_dict(bundle.run_config), upgrade_config_dict(_config_dict(expect)),
+                                     _MODEL_IRRELEVANT_KEYS)
     if differences:
         written = bundle.written or {}
         raise StaleModelError(

@@ -62,7 +62,7 @@ class PreparedData:
 
     @property
     def classes(self) -> list[str]:
-        """Class names in label order (from the manifest's protocol)."""
+        """Class names in label order (from the manifest's class mapping, ``label_map``)."""
         return list(self.manifest.attrs.get("classes", []))
 
 
@@ -147,7 +147,7 @@ def prepare_data(
     root, generated = resolve_data_root(data, cache_dir, progress=progress)
     if is_flow_folder(data.dataset):
         return _prepare_flow_folder(data, root, preprocess is not None or flow is not None, cache_dir, progress)
-    manifest = build_manifest(data.dataset, root, data.protocol or None, on_problem=getattr(data, "on_problem", "error"))
+    manifest = build_manifest(data.dataset, root, data.label_map or None, on_problem=getattr(data, "on_problem", "error"))
     problems_file = None
     if run_dir is not None:
         problems_file = write_problems(manifest, Path(run_dir) / "data_problems.csv")
@@ -184,8 +184,8 @@ def is_flow_folder(dataset: str) -> bool:
 
 def _prepare_flow_folder(data: Any, root: Path, with_store: bool, cache_dir: Path, progress: bool) -> PreparedData:
     """A flow folder: manifest from its listing, and a flow-only store (no clips, no preprocessing)."""
-    protocol = data.protocol if data.protocol and data.protocol != "synthme_3class" else None  # the notebooks' default
-    manifest = build_manifest(data.dataset, root, protocol, annotation=data.listing or None)
+    label_map = data.label_map if data.label_map and data.label_map != "synthme_3class" else None  # the notebooks' default
+    manifest = build_manifest(data.dataset, root, label_map, annotation=data.listing or None)
     store = None
     if with_store:
         root_key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]

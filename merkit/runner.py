@@ -210,7 +210,7 @@ def run_protocol(
     ``model``, ``protocol`` and ``folds_missing_classes``; per-fold seconds go to ``timings.json``); a partial
     run writes neither.
     """
-    from merkit.config import ConfigError, RunConfig
+    from merkit.config import ConfigError, RunConfig, upgrade_config_dict
     from merkit.models import model_entry
     from merkit.runs import RunDir
 
@@ -257,7 +257,7 @@ def run_protocol(
                           f"{lock.stale.get('host')} (started {lock.stale.get('started')}), no longer running",
                           RuntimeWarning, stacklevel=2)
         if not isinstance(run_dir, RunDir):
-            run_dir = RunDir(run_dir, run_config, manifest_hash=_manifest_hash(store))
+            run_dir = RunDir(run_dir, run_config, manifest_hash=_manifest_hash(store), upgrade=upgrade_config_dict)
         return _run_folds(run_dir, run_config, store, classes, all_folds, by_key, selected, executor, workers,
                           ray_address, progress, save_checkpoints, n_boot)
 

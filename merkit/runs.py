@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -214,12 +214,15 @@ class RunDir:
         manifest_hash: hash of the manifest the run is evaluated on; a change also refuses resuming.
         resumable_keys: dotted keys allowed to differ on resume.
         capture: record ``env.json`` (tests may switch it off for speed).
+        upgrade: turns a saved ``config.json`` of an older format into today's key names before the resume
+            check (``merkit.config.upgrade_config_dict``: ``data.protocol`` became ``data.label_map``).
     """
 
     def __init__(self, path: str | os.PathLike, config: dict | Any, *, manifest_hash: str | None = None,
                  resumable_keys: frozenset[str] | set[str] = DEFAULT_RESUMABLE_KEYS,
-                 capture: bool = True) -> None:
+                 capture: bool = True, upgrade: Callable[[dict], dict] | None = None) -> None:
         self.path = Path(path)
+        self.upgrade = upgrade
         if hasattr(config, "to_dict"):
             config = config.to_dict()
         if not isinstance(config, dict):
@@ -284,6 +287,8 @@ class RunDir:
             raise RunConfigMismatch(
                 f"cannot resume {self.path}: its config.json is unreadable ({err}); use a new run "
                 f"directory or delete this one") from err
+        if self.upgrade is not None:
+            saved = self.upgrade(saved)
         problems = config_differences(saved, self.config, self.resumable_keys)
         manifest_file = self.path / "manifest.json"
         if self.manifest_hash is not None and manifest_file.exists():

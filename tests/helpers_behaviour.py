@@ -3,7 +3,7 @@
 The golden files under ``tests/fixtures/behaviour/`` were written by ``make_golden`` at commit af411c4, before
 issue 11's refactor (SynthME outputs of the kit itself: nothing from a real dataset). Each run goes the way the
 notebooks go: flat parameters -> DataConfig / PreprocessConfig / RunConfig -> prepare_data -> run_protocol.
-The configs are built here with the pre-refactor classes on purpose, so the test also holds the new
+The configs are built here as the notebooks built them, section by section, on purpose, so the test also holds the new
 ``RunConfig.from_params`` to the values the notebooks used to build by hand.
 
 Regenerate (only when a behaviour change is intended, and say so in the commit):
@@ -30,7 +30,7 @@ RUNS: dict[str, dict[str, Any]] = {
     "offapexnet": {"model": "offapexnet", "flow_method": "dis"},
 }
 PARAMS: dict[str, Any] = {
-    **TINY_SYNTHME, "dataset": "synthme", "protocol": "synthme_3class", "synthme_seed": 0,
+    **TINY_SYNTHME, "dataset": "synthme", "label_map": "synthme_3class", "synthme_seed": 0,
     "temporal": "onset_offset", "crop": "auto", "no_face": "error",
     "epochs": 2, "batch_size": 4, "lr": 0.003, "seed": 7, "device": "cpu", "precision": "fp32", "augment": True,
     "evaluation": "loso", "k": 5,
@@ -45,7 +45,7 @@ def notebook_config(params: dict[str, Any], model: str) -> tuple[Any, Any, Any]:
     p = params
     preprocess = PreprocessConfig(frames=p["frames"], size=p["size"], temporal=p["temporal"], crop=p["crop"],
                                   no_face=p["no_face"])
-    data = DataConfig(dataset=p["dataset"], data_root="", protocol=p["protocol"], synthme_seed=p["synthme_seed"],
+    data = DataConfig(dataset=p["dataset"], data_root="", label_map=p["label_map"], synthme_seed=p["synthme_seed"],
                       synthme_n_subjects=p["synthme_n_subjects"], synthme_clips_per_subject=p["synthme_clips_per_subject"],
                       synthme_n_frames=p["synthme_n_frames"], synthme_size=p["synthme_size"])
     config = RunConfig(

@@ -75,7 +75,10 @@ def test_tiny_loso_gives_the_pre_refactor_metrics(tiny_runs: dict[str, Path], na
 @pytest.mark.parametrize("name", list(RUNS))
 def test_config_json_of_the_pre_refactor_format_loads_to_the_same_values(name: str) -> None:
     saved = json.loads((FIXTURES / name / "config.json").read_text())
-    loaded = load_config(FIXTURES / name / "config.json")
+    assert saved["data"]["protocol"] == "synthme_3class"  # the class mapping's name before issue 11
+    with pytest.warns(DeprecationWarning, match="use 'label_map'"):
+        loaded = load_config(FIXTURES / name / "config.json")
+    assert loaded.data.label_map == "synthme_3class"
     assert loaded.model.name == RUNS[name]["model"]
     assert loaded.train.epochs == PARAMS["epochs"] and loaded.train.seed == PARAMS["seed"]
     assert loaded.data.synthme_n_subjects == PARAMS["synthme_n_subjects"]
@@ -83,3 +86,13 @@ def test_config_json_of_the_pre_refactor_format_loads_to_the_same_values(name: s
     _, _, built = notebook_config(PARAMS, RUNS[name]["model"])
     assert loaded == built  # the config today's code builds from the same parameters
     assert loaded.config_hash() == built.config_hash()
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_from_params_builds_the_config_the_notebooks_built_by_hand(name: str) -> None:
+    from merkit.config import RunConfig
+
+    _, preprocess, built = notebook_config(PARAMS, RUNS[name]["model"])
+    config = RunConfig.from_params(**PARAMS, model=RUNS[name]["model"])
+    assert config == built and config.config_hash() == built.config_hash()
+    assert config.preprocess_config() == preprocess

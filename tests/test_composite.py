@@ -281,14 +281,14 @@ def test_on_problem_reaches_prepare_data_and_data_problems_csv_is_written(tmp_pa
     from merkit.prepare import prepare_data
 
     root = _casme3a_root(tmp_path)
-    data = DataConfig(dataset="casme3a", data_root=str(root), protocol="casme3a_7class", on_problem="fix")
+    data = DataConfig(dataset="casme3a", data_root=str(root), label_map="casme3a_7class", on_problem="fix")
     prepared = prepare_data(data, None, cache_dir=tmp_path / "cache", run_dir=tmp_path / "run")
     assert prepared.problems_file == tmp_path / "run" / "data_problems.csv"
     with prepared.problems_file.open(newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert sorted({r["sample"] for r in rows}) == ["b_60", "c_10", "c_40"] and {r["action"] for r in rows} == {"fixed (rule)"}
     with pytest.raises(ManifestError, match="offset is 0"):
-        prepare_data(DataConfig(dataset="casme3a", data_root=str(root), protocol=""), None, cache_dir=tmp_path / "cache")
+        prepare_data(DataConfig(dataset="casme3a", data_root=str(root), label_map=""), None, cache_dir=tmp_path / "cache")
     with pytest.raises(ConfigError, match="on_problem must be one of"):
         DataConfig(on_problem="skip")
 

@@ -248,3 +248,43 @@ def test_registry_input_kind_is_the_kind_of_the_built_model():
 
     for name in list_models():
         assert model_entry(name).input_kind == create_model(name).input_spec.kind, name
+
+
+# ------------------------------------------------------------------- label_map (the class mapping's name)
+
+
+def test_old_config_key_data_protocol_loads_as_label_map_with_a_deprecation_warning(tmp_path):
+    with pytest.warns(DeprecationWarning, match="use 'label_map'"):
+        cfg = RunConfig.from_dict({"data": {"dataset": "casme2", "protocol": "casme2_5class"}})
+    assert cfg.data.label_map == "casme2_5class" and "protocol" not in cfg.to_dict()["data"]
+    with pytest.raises(ConfigError, match="disagree"):
+        RunConfig.from_dict({"data": {"protocol": "casme2_5class", "label_map": "casme2_3class"}})
+    with pytest.warns(DeprecationWarning, match="use 'label_map'"):
+        assert cfg.data.protocol == "casme2_5class"  # the old attribute still reads, saying it is deprecated
+    with pytest.warns(DeprecationWarning, match="use 'label_map'"):
+        assert cfg.with_updates({"data.protocol": "casme2_3class"}).data.label_map == "casme2_3class"
+
+
+def test_old_parameter_protocol_is_taken_as_label_map_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="use 'label_map'"):
+        cfg = RunConfig.from_params(dataset="casme2", protocol="casme2_5class")
+    assert cfg.data.label_map == "casme2_5class"
+    with pytest.warns(DeprecationWarning, match="use 'label_map'"):
+        assert DataConfig.of_params({"protocol": "samm_5class", "epochs": 3}).label_map == "samm_5class"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new name warns about nothing
+        assert RunConfig.from_params(label_map="casme2_5class").data.label_map == "casme2_5class"
+
+
+def test_a_run_directory_of_the_old_format_resumes(tmp_path):
+    old = RunConfig(data=DataConfig(label_map="synthme_3class")).to_dict()
+    old["data"]["protocol"] = old["data"].pop("label_map")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(old))
+    from merkit.config import upgrade_config_dict
+
+    with pytest.warns(DeprecationWarning):
+        RunDir(tmp_path / "run", RunConfig(), capture=False, upgrade=upgrade_config_dict)  # no RunConfigMismatch
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["label_map"] == "synthme_3class"

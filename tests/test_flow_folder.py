@@ -45,7 +45,7 @@ def exported(release_store):
 
 
 def flow_data(folder, listing) -> DataConfig:
-    return DataConfig(dataset="flow_folder", data_root=str(folder), protocol="megc2019_3class", listing=str(listing))
+    return DataConfig(dataset="flow_folder", data_root=str(folder), label_map="megc2019_3class", listing=str(listing))
 
 
 def test_export_writes_spaced_names_and_the_composite_header(exported):
@@ -100,7 +100,7 @@ def test_any_csv_with_subject_sample_label_columns_works_and_bad_labels_are_name
 
 def flow_run_config(evaluation: str, model: str = "ststnet") -> RunConfig:
     return RunConfig(
-        data=DataConfig(dataset="flow_folder", protocol="megc2019_3class"),
+        data=DataConfig(dataset="flow_folder", label_map="megc2019_3class"),
         model=ModelConfig(name=model),
         train=TrainConfig(epochs=2, batch_size=8, lr=1e-3, device="cpu", precision="fp32", augment=False),
         protocol=ProtocolConfig(name=evaluation),

@@ -41,12 +41,12 @@ def test_manifest_only_without_preprocess(tmp_path: Path):
 def test_missing_data_root_names_the_path(tmp_path: Path):
     missing = tmp_path / "CASME2"
     with pytest.raises(DataRootError, match="CASME2.*does not exist"):
-        prepare_data(DataConfig(dataset="casme2", data_root=str(missing), protocol="casme2_5class"), cache_dir=tmp_path)
+        prepare_data(DataConfig(dataset="casme2", data_root=str(missing), label_map="casme2_5class"), cache_dir=tmp_path)
 
 
 def test_real_dataset_needs_a_data_root(tmp_path: Path):
     with pytest.raises(DataRootError, match="needs data_root"):
-        prepare_data(DataConfig(dataset="samm", data_root="", protocol=""), cache_dir=tmp_path)
+        prepare_data(DataConfig(dataset="samm", data_root="", label_map=""), cache_dir=tmp_path)
 
 
 def test_notebook_dirs_defaults_and_creates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -185,7 +185,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     data = DataConfig(
         dataset=args.dataset,
         data_root=str(data_root),
-        protocol=protocol,
+        label_map=protocol,
         listing=args.listing,
         synthme_n_subjects=args.subjects,
         synthme_clips_per_subject=args.clips_per_subject,

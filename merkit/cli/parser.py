@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listing", default="", metavar="CSV",
                    help="the flow folder's listing (HTNet-style composite list, or any CSV with subject, sample, label "
                    "[, dataset] columns); default: the folder's only *.csv")
-    p.add_argument("--protocol", default=None, help="class mapping, e.g. casme2_5class (default: synthme_3class / none)")
+    p.add_argument("--label-map", "--protocol", dest="protocol", default=None,
+                   help="class mapping, e.g. casme2_5class (default: synthme_3class / none); --protocol is its old name")
     p.add_argument("--cache-dir", default=None, help="cache folder for generated SynthME and clip stores "
                    "(default: $MERKIT_CACHE, else runs/cache of the checkout; never inside DATA_ROOT)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip after temporal normalisation (default: %(default)s)")

@@ -52,7 +52,7 @@ def _describe(run_dir: Path, metrics: Mapping[str, Any], config: Mapping[str, An
         "model": model_name,
         "protocol": metrics.get("protocol") or (config.get("protocol") or {}).get("name"),
         "dataset": data.get("dataset") or ", ".join(sorted(metrics.get("per_dataset") or {})),
-        "class mapping": data.get("protocol"),
+        "class mapping": data.get("label_map") or data.get("protocol"),  # protocol: its name before issue 11
         "clips": metrics.get("n_samples"),
         "subjects": metrics.get("n_subjects"),
         "folds": metrics.get("n_folds"),
