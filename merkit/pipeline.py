@@ -34,6 +34,11 @@ Contract:
   solutions and a run on a real dataset never fails on a teaching assert. ``solutions=True`` (what
   ``merkit teach build`` uses for the instructor copies) executes them too. Cell positions in errors always
   refer to the committed notebook.
+
+Rooms: this module runs the notebooks and decides what to re-run; the parameters and their checks are in
+:mod:`merkit.pipeline_params`, the executed notebooks as files (student view, failing cell, HTML) in
+:mod:`merkit.notebook_files`, the headline metrics in :mod:`merkit.headline`. Their names are importable from
+here as before.
 """
 
 from __future__ import annotations
@@ -48,48 +53,33 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
-from merkit._io import stable_hash
+from merkit._io import atomic_write_text, stable_hash
+from merkit.errors import MerkitRuntimeError
+from merkit.headline import format_metric, headline_metrics, read_metrics
+from merkit.notebook_files import (SOLUTION_TAG, export_html, failing_cell, output_name, remove_leftovers,
+                                   without_solutions)
+from merkit.pipeline_params import (COMMON_PARAMETERS, DEFAULT_ORDER, DEMO_PARAMS, DEPRECATED_PARAMETERS, NOTEBOOK_DIR,
+                                    ParameterError, check_parameters, check_paths, load_params_file,
+                                    notebook_parameters, parse_override, resolve_notebooks, upgrade_parameters)
 from merkit.progress import PROGRESS_ENV, PROGRESS_FILE, format_eta, read_progress
 from merkit.runlock import LOCK_ENV, RunLock, RunLockedError
-from merkit.errors import MerkitRuntimeError, MerkitValueError
 
+__all__ = ["PipelineError", "RunLockedError", "NotebookRun", "PipelineResult", "run_pipeline", "kit_identity",
+           "manifest_identity", "rerun_reasons", "write_index",
+           # the pipeline's pieces, importable from here as before (merkit.pipeline_params, merkit.notebook_files,
+           # merkit.headline):
+           "ParameterError", "check_parameters", "load_params_file", "parse_override", "resolve_notebooks",
+           "notebook_parameters", "upgrade_parameters", "DEPRECATED_PARAMETERS", "NOTEBOOK_DIR", "DEFAULT_ORDER",
+           "COMMON_PARAMETERS", "DEMO_PARAMS", "SOLUTION_TAG", "export_html", "without_solutions", "remove_leftovers",
+           "read_metrics", "headline_metrics", "format_metric"]
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """`merkit.runs.atomic_write_text`, imported on first use: merkit.runs pulls in numpy and pandas, and the CLI
-    imports this module to build its parser, before it refuses a locked run directory."""
-    from merkit.runs import atomic_write_text as write
-
-    return write(path, text)
-
-__all__ = ["ParameterError", "PipelineError", "RunLockedError", "NotebookRun", "PipelineResult", "run_pipeline",
-           "check_parameters", "load_params_file", "resolve_notebooks", "notebook_parameters", "kit_identity",
-           "manifest_identity", "rerun_reasons", "export_html", "write_index", "read_metrics", "upgrade_parameters",
-           "DEPRECATED_PARAMETERS"]
-
-#: Where the kit's notebooks live (the repository's ``notebooks/``, next to the package in an editable install).
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-#: The notebooks of a full run, in order.
-DEFAULT_ORDER: tuple[str, ...] = ("01_data", "02_train", "03_loso", "04_explain")
-#: Parameters every notebook receives whether or not it is asked for them by name.
-COMMON_PARAMETERS: tuple[str, ...] = ("run_dir", "data_root")
-#: The default parameter file of `merkit demo` / `make demo`.
-DEMO_PARAMS = NOTEBOOK_DIR / "demo.yaml"
 #: Seconds one cell may run before the pipeline gives up on it (papermill has no limit unless told).
 DEFAULT_CELL_TIMEOUT = 1800
 STATE_FILE = "pipeline_state.json"
-#: Tag of the exercise-solution cells the pipeline leaves out unless asked for them (`merkit.teach`).
-SOLUTION_TAG = "solution"
 STATE_VERSION = 2
 # Environment for the notebook kernels: no messages a user cannot act on (debugpy's frozen-modules warning,
 # jupyter's path-migration notice).
 _QUIET_KERNEL_ENV = {"PYDEVD_DISABLE_FILE_VALIDATION": "1", "JUPYTER_PLATFORM_DIRS": "1"}
-
-# Keys shown first in the index page's metrics table, in this order, when metrics.json has them.
-_HEADLINE_KEYS = ("uf1", "uar", "accuracy", "acc", "n_samples", "n_subjects", "n_folds", "model", "protocol")
-
-
-class ParameterError(MerkitValueError):
-    """A parameter name, value or path the notebooks cannot use; raised before any notebook runs."""
 
 
 class PipelineError(MerkitRuntimeError):
@@ -149,216 +139,8 @@ class PipelineResult:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Parameters: files, overrides, checking
-# ----------------------------------------------------------------------------------------------------------
-
-
-def load_params_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML mapping of parameter name -> value; an empty file is an empty mapping."""
-    path = Path(path)
-    if not path.is_file():
-        raise ParameterError(f"parameter file {path} does not exist")
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ParameterError(f"parameter file {path} is not valid YAML: {err}") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ParameterError(f"parameter file {path} must hold a mapping of name: value, not {type(loaded).__name__}")
-    return {str(k): v for k, v in loaded.items()}
-
-
-def parse_override(text: str) -> Any:
-    """Parse the value of ``-p name value`` as a YAML scalar (``3`` -> 3, ``true`` -> True, ``1e-3`` -> 0.001).
-
-    Values of parameters declared ``str`` are later taken verbatim instead (see `check_parameters`), so a
-    subject id such as ``006`` is not turned into the number 6.
-    """
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str) and value.lower() in ("nan", "+inf", "-inf", "inf"):
-        return float(value)
-    if isinstance(value, (dict, list)):
-        return text  # papermill parameters are scalars; keep what was typed
-    # YAML 1.1 reads 1e-3 as a string (no dot); the user meant a number.
-    if isinstance(value, str):
-        try:
-            return float(value) if any(ch in value for ch in ".eE") else value
-        except ValueError:
-            return value
-    return value
-
-
-@dataclass(frozen=True)
-class _Declared:
-    name: str
-    type_name: str  # as papermill inferred it: "int", "float", "str", "bool", "None", …
-    default: str
-    help: str
-    notebook: str
-
-
-def notebook_parameters(path: str | os.PathLike) -> dict[str, dict[str, str]]:
-    """The parameters a notebook declares in its ``parameters`` cell, as `papermill.inspect_notebook` gives them.
-
-    Raises `ParameterError` if the notebook does not exist.
-    """
-    import papermill
-
-    path = Path(path)
-    if not path.is_file():
-        raise ParameterError(f"notebook {path} does not exist")
-    return papermill.inspect_notebook(str(path))
-
-
-def resolve_notebooks(
-    notebooks: Iterable[str | os.PathLike] = DEFAULT_ORDER, notebook_dir: str | os.PathLike | None = None
-) -> list[Path]:
-    """Turn names (``01_data``), file names or paths into existing notebook paths, in the given order."""
-    base = Path(notebook_dir) if notebook_dir is not None else NOTEBOOK_DIR
-    paths = []
-    for item in notebooks:
-        candidate = Path(item)
-        if candidate.suffix != ".ipynb":
-            candidate = candidate.with_name(candidate.name + ".ipynb")
-        if not candidate.is_absolute() and not candidate.exists():
-            candidate = base / candidate
-        if not candidate.is_file():
-            raise ParameterError(f"notebook {item!s} not found (looked for {candidate})")
-        paths.append(candidate.resolve())
-    if not paths:
-        raise ParameterError("no notebooks to run")
-    return paths
-
-
-def _coerce(value: Any, declared: _Declared, raw: bool) -> Any:
-    """Check (and where unambiguous convert) a value against the type declared in the parameters cell."""
-    kind = declared.type_name
-    where = f"parameter {declared.name!r} (declared `{declared.name}: {kind} = {declared.default}` in {declared.notebook})"
-    if kind == "str":
-        if isinstance(value, str):
-            return value
-        if value is None:
-            return ""  # `data_root:` left empty in a YAML file means "no value"
-        if raw or isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ParameterError(f"{where} expects a string, got {value!r}")
-    if raw:
-        value = parse_override(value)
-    if kind == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ParameterError(f"{where} expects an integer, got {value!r}")
-    if kind == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ParameterError(f"{where} expects a number, got {value!r}")
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        raise ParameterError(f"{where} expects true or false, got {value!r}")
-    return value  # no (or an unusual) annotation: pass through as given
-
-
-def check_parameters(
-    params: Mapping[str, Any],
-    notebooks: Sequence[Path],
-    raw_names: Iterable[str] = (),
-) -> dict[Path, dict[str, Any]]:
-    """Check every name against what the notebooks declare; return each notebook's own parameters.
-
-    ``raw_names`` are parameters whose value is the text typed after ``-p`` (parsed here by declared type).
-    Raises `ParameterError` listing the valid names on an unknown name, or naming the parameter on a bad value.
-    Nothing is executed.
-    """
-    declared_by_notebook: dict[Path, dict[str, _Declared]] = {}
-    all_declared: dict[str, _Declared] = {}
-    for path in notebooks:
-        declared = {
-            name: _Declared(name, info.get("inferred_type_name", "None"), info.get("default", ""), info.get("help", ""), path.name)
-            for name, info in notebook_parameters(path).items()
-        }
-        declared_by_notebook[path] = declared
-        for name, item in declared.items():
-            all_declared.setdefault(name, item)
-    params, raw_names = upgrade_parameters(params, all_declared, raw_names)
-
-    unknown = sorted(set(params) - set(all_declared) - set(COMMON_PARAMETERS))
-    if unknown:
-        valid = ", ".join(sorted(set(all_declared) | set(COMMON_PARAMETERS)))
-        names = ", ".join(unknown)
-        raise ParameterError(f"unknown parameter {names}; the notebooks declare: {valid}")
-
-    values = {}
-    for name, value in params.items():
-        if name in all_declared:
-            values[name] = _coerce(value, all_declared[name], raw=name in raw_names)
-        else:
-            values[name] = str(value)  # run_dir / data_root not declared by these notebooks
-
-    per_notebook = {}
-    for path, declared in declared_by_notebook.items():
-        own = {name: values[name] for name in declared if name in values}
-        for name in COMMON_PARAMETERS:
-            if name in values:
-                own[name] = values[name]
-        per_notebook[path] = own
-    return per_notebook
-
-
-#: Parameter names the kit's notebooks renamed: old name -> new name (issue 11: the class mapping is ``label_map``,
-#: ``protocol`` read like the fold protocol).
-DEPRECATED_PARAMETERS: dict[str, str] = {"protocol": "label_map"}
-
-
-def upgrade_parameters(params: Mapping[str, Any], declared: Iterable[str],
-                       raw_names: Iterable[str] = ()) -> tuple[dict[str, Any], set[str]]:
-    """``params`` (and ``raw_names``) with each deprecated name that no notebook declares renamed to its new name
-    when a notebook declares that (a DeprecationWarning says so); both given with different values is a
-    `ParameterError`. A notebook that still declares the old name gets it as given."""
-    import warnings
-
-    params, raw_names, declared = dict(params), set(raw_names), set(declared)
-    for old, new in DEPRECATED_PARAMETERS.items():
-        if old not in params or old in declared or new not in declared:
-            continue
-        value = params.pop(old)
-        if new in params and params[new] != value:
-            raise ParameterError(f"parameters {old!r} ({value!r}) and {new!r} ({params[new]!r}) disagree; give {new} "
-                                 f"only ({old!r} is its deprecated name)")
-        warnings.warn(f"parameter {old!r} is deprecated: use {new!r} (the class mapping; the fold protocol is "
-                      "'evaluation')", DeprecationWarning, stacklevel=3)
-        params.setdefault(new, value)
-        if old in raw_names:
-            raw_names = (raw_names - {old}) | {new}
-    return params, raw_names
-
-
-def _check_paths(params: dict[str, Any]) -> None:
-    data_root = params.get("data_root")
-    if data_root:
-        if not Path(data_root).is_dir():
-            raise ParameterError(
-                f"data_root {data_root} does not exist or is not a directory "
-                "(leave data_root empty to generate SynthME under the run directory)"
-            )
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Execution
 # ----------------------------------------------------------------------------------------------------------
-
-
-def _output_name(position: int, source: Path) -> str:
-    """``01_data`` stays ``01_data``; a notebook without a number prefix gets its position (``03_mine``)."""
-    stem = source.stem
-    prefix = stem.split("_", 1)[0]
-    return stem if prefix.isdigit() else f"{position + 1:02d}_{stem}"
 
 
 def kit_identity() -> dict[str, Any]:
@@ -423,59 +205,6 @@ def rerun_reasons(saved: Any, current: Mapping[str, Any]) -> list[str]:
     return reasons
 
 
-def export_html(notebook: str | os.PathLike, html_path: str | os.PathLike) -> Path:
-    """Export an executed notebook to a standalone HTML page (nbconvert's lab template), atomically."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    node = nbformat.read(str(notebook), as_version=4)
-    body, _ = HTMLExporter().from_notebook_node(node)
-    html_path = Path(html_path)
-    atomic_write_text(html_path, body)
-    return html_path
-
-
-def without_solutions(node: Any) -> tuple[Any, list[int]]:
-    """A copy of notebook ``node`` without its ``solution`` cells, and the 1-based source position of each kept cell."""
-    import copy
-
-    kept = [(position, cell) for position, cell in enumerate(node.cells, start=1)
-            if SOLUTION_TAG not in cell.metadata.get("tags", [])]
-    stripped = copy.deepcopy(node)
-    stripped.cells = [copy.deepcopy(cell) for _, cell in kept]
-    return stripped, [position for position, _ in kept]
-
-
-def _failing_cell(partial: Path, positions: Sequence[int] | None = None) -> tuple[int | None, str]:
-    """Find the failing cell in papermill's saved copy; return its 1-based position in the SOURCE notebook.
-
-    papermill inserts an ``injected-parameters`` cell and error-marker cells (so its ``cell_index`` does not
-    match the committed notebook); those are not counted. The failing cell is the one papermill marked
-    ``failed`` (or ``running``), or the cell holding an error output (a timeout marks its cell completed).
-    ``positions[i]`` is the source position of the i-th executed cell when cells were left out (solutions).
-    """
-    import nbformat
-
-    try:
-        node = nbformat.read(str(partial), as_version=4)
-    except Exception:  # noqa: BLE001 - the partial file may not exist if the kernel never started
-        return None, ""
-    inserted = {"injected-parameters", "papermill-error-cell-tag"}
-    position = 0
-    for cell in node.cells:
-        if inserted & set(cell.metadata.get("tags", [])):
-            continue
-        position += 1
-        status = cell.metadata.get("papermill", {}).get("status")
-        errored = any(output.get("output_type") == "error" for output in cell.get("outputs", []))
-        if status in ("failed", "running") or errored:
-            first = next((line for line in cell.source.splitlines() if line.strip()), "")
-            if positions is not None and position <= len(positions):
-                return positions[position - 1], first.strip()[:80]
-            return position, first.strip()[:80]
-    return None, ""
-
-
 def run_pipeline(
     run_dir: str | os.PathLike,
     params: Mapping[str, Any] | None = None,
@@ -511,18 +240,6 @@ def _say(text: str) -> None:
     import sys
 
     print(f"merkit: {text}", file=sys.stderr, flush=True)
-
-
-def remove_leftovers(run_dir: Path) -> list[Path]:
-    """Delete temporary files a killed run left in ``run_dir`` (atomic-write temporaries, papermill partial
-    notebooks); only safe while holding the run directory's lock. Returns what was removed."""
-    removed = []
-    for pattern in ("**/.*.tmp", "notebooks/.*.partial.ipynb", "notebooks/.*.source.ipynb"):
-        for path in run_dir.glob(pattern):
-            if path.is_file():
-                path.unlink(missing_ok=True)
-                removed.append(path)
-    return removed
 
 
 class _ProgressLine:
@@ -604,7 +321,7 @@ def _run_locked(
         for own in per_notebook.values():
             if "listing" in own:
                 own["listing"] = params["listing"]
-    _check_paths(params)
+    check_paths(params)
 
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -631,7 +348,7 @@ def _run_locked(
     upstream_reran = not resume
     try:
         for position, source in enumerate(sources):
-            name = _output_name(position, source)
+            name = output_name(position, source)
             label = f"[{position + 1}/{len(sources)}] {name}"
             own = per_notebook[source]
             output = out_dir / f"{name}.ipynb"
@@ -684,7 +401,7 @@ def _run_locked(
             except Exception as err:  # noqa: BLE001 - every failure is reported with its notebook and cell
                 line.close()
                 failed = out_dir / f"{name}.failed.ipynb"
-                cell, first_line = _failing_cell(partial, positions)
+                cell, first_line = failing_cell(partial, positions)
                 if executed_source != source:
                     executed_source.unlink(missing_ok=True)
                 if isinstance(err, PapermillExecutionError):
@@ -725,53 +442,6 @@ def _run_locked(
 
     index = write_index(run_dir, runs)
     return PipelineResult(run_dir, runs, index, read_metrics(run_dir))
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Index page and headline metrics
-# ----------------------------------------------------------------------------------------------------------
-
-
-def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The run's ``metrics.json`` as a dict ({} when absent or unreadable)."""
-    path = Path(run_dir) / "metrics.json"
-    try:
-        loaded = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
-
-
-def headline_metrics(metrics: Mapping[str, Any], limit: int = 16) -> list[tuple[str, Any]]:
-    """Flatten metrics to ``(dotted.key, scalar)`` pairs, headline keys (UF1, UAR, accuracy, …) first."""
-    flat: list[tuple[str, Any]] = []
-
-    def walk(prefix: str, value: Any, depth: int) -> None:
-        if isinstance(value, Mapping) and depth < 2:
-            for key, inner in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), inner, depth + 1)
-        elif isinstance(value, (int, float, str, bool)) or value is None:
-            flat.append((prefix, value))
-
-    walk("", metrics, 0)
-    flat = [(key, value) for key, value in flat if "seconds" not in key]  # timings are not results
-
-    def rank(item: tuple[str, Any]) -> tuple[int, int]:
-        leaf = item[0].rsplit(".", 1)[-1].lower()
-        depth = item[0].count(".")
-        return (_HEADLINE_KEYS.index(leaf) if leaf in _HEADLINE_KEYS else len(_HEADLINE_KEYS), depth)
-
-    return sorted(flat, key=rank)[:limit]
-
-
-def format_metric(metrics: Mapping[str, Any], key: str, value: Any) -> str:
-    """``0.8123 [0.7410, 0.8790]`` when metrics.json holds a bootstrap interval for the metric, else the value."""
-    text = f"{value:.4f}" if isinstance(value, float) else str(value)
-    leaf = key.rsplit(".", 1)[-1]
-    interval = metrics.get("ci", {}).get(leaf) if isinstance(metrics.get("ci"), Mapping) else None
-    if key.startswith("pooled.") and isinstance(interval, Mapping) and "low" in interval and "high" in interval:
-        text += f" [{interval['low']:.4f}, {interval['high']:.4f}]"
-    return text
 
 
 def write_index(run_dir: str | os.PathLike, runs: Sequence[NotebookRun]) -> Path:

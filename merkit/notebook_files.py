@@ -1,0 +1,88 @@
+"""Executed notebooks as files: the student view (solutions left out), the failing cell of a partial copy,
+the HTML export, output names, and the temporaries a killed run leaves behind.
+
+Cell positions always refer to the committed notebook (papermill's injected cells are not counted; cells left
+out of the student view are mapped back).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from merkit._io import atomic_write_text
+
+__all__ = ["SOLUTION_TAG", "output_name", "export_html", "without_solutions", "failing_cell", "remove_leftovers"]
+
+#: Tag of the exercise-solution cells the pipeline leaves out unless asked for them (`merkit.teach`).
+SOLUTION_TAG = "solution"
+def output_name(position: int, source: Path) -> str:
+    """``01_data`` stays ``01_data``; a notebook without a number prefix gets its position (``03_mine``)."""
+    stem = source.stem
+    prefix = stem.split("_", 1)[0]
+    return stem if prefix.isdigit() else f"{position + 1:02d}_{stem}"
+
+
+def export_html(notebook: str | os.PathLike, html_path: str | os.PathLike) -> Path:
+    """Export an executed notebook to a standalone HTML page (nbconvert's lab template), atomically."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    node = nbformat.read(str(notebook), as_version=4)
+    body, _ = HTMLExporter().from_notebook_node(node)
+    html_path = Path(html_path)
+    atomic_write_text(html_path, body)
+    return html_path
+
+
+def without_solutions(node: Any) -> tuple[Any, list[int]]:
+    """A copy of notebook ``node`` without its ``solution`` cells, and the 1-based source position of each kept cell."""
+    kept = [(position, cell) for position, cell in enumerate(node.cells, start=1)
+            if SOLUTION_TAG not in cell.metadata.get("tags", [])]
+    stripped = copy.deepcopy(node)
+    stripped.cells = [copy.deepcopy(cell) for _, cell in kept]
+    return stripped, [position for position, _ in kept]
+
+
+def failing_cell(partial: Path, positions: Sequence[int] | None = None) -> tuple[int | None, str]:
+    """Find the failing cell in papermill's saved copy; return its 1-based position in the SOURCE notebook.
+
+    papermill inserts an ``injected-parameters`` cell and error-marker cells (so its ``cell_index`` does not
+    match the committed notebook); those are not counted. The failing cell is the one papermill marked
+    ``failed`` (or ``running``), or the cell holding an error output (a timeout marks its cell completed).
+    ``positions[i]`` is the source position of the i-th executed cell when cells were left out (solutions).
+    """
+    import nbformat
+
+    try:
+        node = nbformat.read(str(partial), as_version=4)
+    except Exception:  # noqa: BLE001 - the partial file may not exist if the kernel never started
+        return None, ""
+    inserted = {"injected-parameters", "papermill-error-cell-tag"}
+    position = 0
+    for cell in node.cells:
+        if inserted & set(cell.metadata.get("tags", [])):
+            continue
+        position += 1
+        status = cell.metadata.get("papermill", {}).get("status")
+        errored = any(output.get("output_type") == "error" for output in cell.get("outputs", []))
+        if status in ("failed", "running") or errored:
+            first = next((line for line in cell.source.splitlines() if line.strip()), "")
+            if positions is not None and position <= len(positions):
+                return positions[position - 1], first.strip()[:80]
+            return position, first.strip()[:80]
+    return None, ""
+
+
+def remove_leftovers(run_dir: Path) -> list[Path]:
+    """Delete temporary files a killed run left in ``run_dir`` (atomic-write temporaries, papermill partial
+    notebooks); only safe while holding the run directory's lock. Returns what was removed."""
+    removed = []
+    for pattern in ("**/.*.tmp", "notebooks/.*.partial.ipynb", "notebooks/.*.source.ipynb"):
+        for path in run_dir.glob(pattern):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed

@@ -1,0 +1,234 @@
+"""The pipeline's parameters: parameter files, ``-p`` overrides, and the check against what the notebooks declare.
+
+Every name is checked against ``papermill.inspect_notebook`` of all notebooks before anything runs (papermill
+itself only warns about an unknown name and the notebook's own default silently wins); values are checked
+against the declared type (``epochs: int = 3`` refuses ``"three"``); a renamed parameter's old name
+(:data:`DEPRECATED_PARAMETERS`) still reaches the new one, with a DeprecationWarning. Nothing is executed here.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
+
+from merkit.errors import MerkitValueError
+
+__all__ = ["ParameterError", "NOTEBOOK_DIR", "DEFAULT_ORDER", "COMMON_PARAMETERS", "DEMO_PARAMS", "DEPRECATED_PARAMETERS",
+           "load_params_file", "parse_override", "notebook_parameters", "resolve_notebooks", "check_parameters",
+           "upgrade_parameters", "check_paths"]
+
+#: Where the kit's notebooks live (the repository's ``notebooks/``, next to the package in an editable install).
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+#: The notebooks of a full run, in order.
+DEFAULT_ORDER: tuple[str, ...] = ("01_data", "02_train", "03_loso", "04_explain")
+#: Parameters every notebook receives whether or not it is asked for them by name.
+COMMON_PARAMETERS: tuple[str, ...] = ("run_dir", "data_root")
+#: The default parameter file of `merkit demo` / `make demo`.
+DEMO_PARAMS = NOTEBOOK_DIR / "demo.yaml"
+class ParameterError(MerkitValueError):
+    """A parameter name, value or path the notebooks cannot use; raised before any notebook runs."""
+
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Parameters: files, overrides, checking
+# ----------------------------------------------------------------------------------------------------------
+
+
+def load_params_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping of parameter name -> value; an empty file is an empty mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParameterError(f"parameter file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParameterError(f"parameter file {path} is not valid YAML: {err}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ParameterError(f"parameter file {path} must hold a mapping of name: value, not {type(loaded).__name__}")
+    return {str(k): v for k, v in loaded.items()}
+
+
+def parse_override(text: str) -> Any:
+    """Parse the value of ``-p name value`` as a YAML scalar (``3`` -> 3, ``true`` -> True, ``1e-3`` -> 0.001).
+
+    Values of parameters declared ``str`` are later taken verbatim instead (see `check_parameters`), so a
+    subject id such as ``006`` is not turned into the number 6.
+    """
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str) and value.lower() in ("nan", "+inf", "-inf", "inf"):
+        return float(value)
+    if isinstance(value, (dict, list)):
+        return text  # papermill parameters are scalars; keep what was typed
+    # YAML 1.1 reads 1e-3 as a string (no dot); the user meant a number.
+    if isinstance(value, str):
+        try:
+            return float(value) if any(ch in value for ch in ".eE") else value
+        except ValueError:
+            return value
+    return value
+
+
+@dataclass(frozen=True)
+class _Declared:
+    name: str
+    type_name: str  # as papermill inferred it: "int", "float", "str", "bool", "None", …
+    default: str
+    help: str
+    notebook: str
+
+
+def notebook_parameters(path: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """The parameters a notebook declares in its ``parameters`` cell, as `papermill.inspect_notebook` gives them.
+
+    Raises `ParameterError` if the notebook does not exist.
+    """
+    import papermill
+
+    path = Path(path)
+    if not path.is_file():
+        raise ParameterError(f"notebook {path} does not exist")
+    return papermill.inspect_notebook(str(path))
+
+
+def resolve_notebooks(
+    notebooks: Iterable[str | os.PathLike] = DEFAULT_ORDER, notebook_dir: str | os.PathLike | None = None
+) -> list[Path]:
+    """Turn names (``01_data``), file names or paths into existing notebook paths, in the given order."""
+    base = Path(notebook_dir) if notebook_dir is not None else NOTEBOOK_DIR
+    paths = []
+    for item in notebooks:
+        candidate = Path(item)
+        if candidate.suffix != ".ipynb":
+            candidate = candidate.with_name(candidate.name + ".ipynb")
+        if not candidate.is_absolute() and not candidate.exists():
+            candidate = base / candidate
+        if not candidate.is_file():
+            raise ParameterError(f"notebook {item!s} not found (looked for {candidate})")
+        paths.append(candidate.resolve())
+    if not paths:
+        raise ParameterError("no notebooks to run")
+    return paths
+
+
+def _coerce(value: Any, declared: _Declared, raw: bool) -> Any:
+    """Check (and where unambiguous convert) a value against the type declared in the parameters cell."""
+    kind = declared.type_name
+    where = f"parameter {declared.name!r} (declared `{declared.name}: {kind} = {declared.default}` in {declared.notebook})"
+    if kind == "str":
+        if isinstance(value, str):
+            return value
+        if value is None:
+            return ""  # `data_root:` left empty in a YAML file means "no value"
+        if raw or isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ParameterError(f"{where} expects a string, got {value!r}")
+    if raw:
+        value = parse_override(value)
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ParameterError(f"{where} expects an integer, got {value!r}")
+    if kind == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ParameterError(f"{where} expects a number, got {value!r}")
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        raise ParameterError(f"{where} expects true or false, got {value!r}")
+    return value  # no (or an unusual) annotation: pass through as given
+
+
+def check_parameters(
+    params: Mapping[str, Any],
+    notebooks: Sequence[Path],
+    raw_names: Iterable[str] = (),
+) -> dict[Path, dict[str, Any]]:
+    """Check every name against what the notebooks declare; return each notebook's own parameters.
+
+    ``raw_names`` are parameters whose value is the text typed after ``-p`` (parsed here by declared type).
+    Raises `ParameterError` listing the valid names on an unknown name, or naming the parameter on a bad value.
+    Nothing is executed.
+    """
+    declared_by_notebook: dict[Path, dict[str, _Declared]] = {}
+    all_declared: dict[str, _Declared] = {}
+    for path in notebooks:
+        declared = {
+            name: _Declared(name, info.get("inferred_type_name", "None"), info.get("default", ""), info.get("help", ""), path.name)
+            for name, info in notebook_parameters(path).items()
+        }
+        declared_by_notebook[path] = declared
+        for name, item in declared.items():
+            all_declared.setdefault(name, item)
+    params, raw_names = upgrade_parameters(params, all_declared, raw_names)
+
+    unknown = sorted(set(params) - set(all_declared) - set(COMMON_PARAMETERS))
+    if unknown:
+        valid = ", ".join(sorted(set(all_declared) | set(COMMON_PARAMETERS)))
+        names = ", ".join(unknown)
+        raise ParameterError(f"unknown parameter {names}; the notebooks declare: {valid}")
+
+    values = {}
+    for name, value in params.items():
+        if name in all_declared:
+            values[name] = _coerce(value, all_declared[name], raw=name in raw_names)
+        else:
+            values[name] = str(value)  # run_dir / data_root not declared by these notebooks
+
+    per_notebook = {}
+    for path, declared in declared_by_notebook.items():
+        own = {name: values[name] for name in declared if name in values}
+        for name in COMMON_PARAMETERS:
+            if name in values:
+                own[name] = values[name]
+        per_notebook[path] = own
+    return per_notebook
+
+
+#: Parameter names the kit's notebooks renamed: old name -> new name (issue 11: the class mapping is ``label_map``,
+#: ``protocol`` read like the fold protocol).
+DEPRECATED_PARAMETERS: dict[str, str] = {"protocol": "label_map"}
+
+
+def upgrade_parameters(params: Mapping[str, Any], declared: Iterable[str],
+                       raw_names: Iterable[str] = ()) -> tuple[dict[str, Any], set[str]]:
+    """``params`` (and ``raw_names``) with each deprecated name that no notebook declares renamed to its new name
+    when a notebook declares that (a DeprecationWarning says so); both given with different values is a
+    `ParameterError`. A notebook that still declares the old name gets it as given."""
+    params, raw_names, declared = dict(params), set(raw_names), set(declared)
+    for old, new in DEPRECATED_PARAMETERS.items():
+        if old not in params or old in declared or new not in declared:
+            continue
+        value = params.pop(old)
+        if new in params and params[new] != value:
+            raise ParameterError(f"parameters {old!r} ({value!r}) and {new!r} ({params[new]!r}) disagree; give {new} "
+                                 f"only ({old!r} is its deprecated name)")
+        warnings.warn(f"parameter {old!r} is deprecated: use {new!r} (the class mapping; the fold protocol is "
+                      "'evaluation')", DeprecationWarning, stacklevel=3)
+        params.setdefault(new, value)
+        if old in raw_names:
+            raw_names = (raw_names - {old}) | {new}
+    return params, raw_names
+
+
+def check_paths(params: dict[str, Any]) -> None:
+    data_root = params.get("data_root")
+    if data_root:
+        if not Path(data_root).is_dir():
+            raise ParameterError(
+                f"data_root {data_root} does not exist or is not a directory "
+                "(leave data_root empty to generate SynthME under the run directory)"
+            )
