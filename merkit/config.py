@@ -32,37 +32,18 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from merkit._io import atomic_write_json, flatten_dict, stable_hash
-from merkit.errors import MerkitValueError
+from merkit.config_names import (DEPRECATED_MESSAGE, ConfigError, unknown_name, upgrade_config_dict,  # the names
+                                 upgrade_data_keys)
 from merkit.protocols import PROTOCOLS
 
 __all__ = [
-    "ConfigError",
-    "DataConfig",
-    "ModelConfig",
-    "TrainConfig",
-    "ProtocolConfig",
-    "RunConfig",
-    "PROTOCOL_NAMES",
-    "resumable_keys",
-    "load_config",
-    "TRAIN_RECIPES",
-    "train_config",
-    "model_overrides",
-    "variant_config",
-    "run_parameter_names",
-    "upgrade_config_dict",
-    "run_parameters",
+    "ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "ProtocolConfig", "RunConfig", "PROTOCOL_NAMES",
+    "resumable_keys", "load_config", "TRAIN_RECIPES", "train_config", "model_overrides", "variant_config",
+    "run_parameter_names", "upgrade_config_dict", "run_parameters"
 ]
 
-#: What an old name of the class mapping says (``DataConfig.protocol``, the ``protocol`` parameter, ``data.protocol``).
-DEPRECATED_MESSAGE = ("'protocol' as the name of the class mapping is deprecated: use 'label_map' "
-                      "(the fold protocol is protocol.name, the notebooks' 'evaluation')")
 PROTOCOL_NAMES = tuple(PROTOCOLS)  # the fold protocols merkit.protocols implements: named there only
 EXECUTOR_NAMES = ("auto", "sequential", "batched", "processes", "ray")  # merkit.executors.EXECUTORS is this tuple
-
-
-class ConfigError(MerkitValueError):
-    """A configuration value or key is invalid; the message names the field(s)."""
 
 
 def _resumable(default: Any) -> Any:
@@ -72,31 +53,6 @@ def _resumable(default: Any) -> Any:
 
 def _choice(name: str, value: Any, allowed: tuple) -> list[str]:
     return [] if value in allowed else [f"{name} must be one of {list(allowed)}, got {value!r}"]
-
-
-def upgrade_data_keys(values: Mapping[str, Any], what: str = "config key") -> dict[str, Any]:
-    """``values`` with the deprecated class-mapping name ``protocol`` renamed ``label_map`` (a DeprecationWarning
-    says so); both given and different is a :class:`ConfigError`. Used for data sections of saved configs and
-    for flat parameters (``what`` names which in the messages)."""
-    values = dict(values)
-    if "protocol" not in values:
-        return values
-    old = values.pop("protocol")
-    if "label_map" in values and values["label_map"] != old:
-        raise ConfigError(f"{what} 'protocol' ({old!r}) and 'label_map' ({values['label_map']!r}) disagree; "
-                          "give label_map only ('protocol' is its deprecated name)")
-    warnings.warn(DEPRECATED_MESSAGE, DeprecationWarning, stacklevel=3)
-    values.setdefault("label_map", old)
-    return values
-
-
-def upgrade_config_dict(d: Mapping[str, Any]) -> dict[str, Any]:
-    """A saved run config (``config.json``, a model bundle's) in today's key names: ``data.protocol`` (before
-    issue 11) becomes ``data.label_map``. Resume checks and model bundles compare configs in these names."""
-    d = dict(d)
-    if isinstance(d.get("data"), Mapping) and "protocol" in d["data"]:
-        d["data"] = upgrade_data_keys(d["data"], "config key data.")
-    return d
 
 
 class _Section:
@@ -331,7 +287,7 @@ class RunConfig:
         from merkit.data.preprocess import PreprocessConfig  # lazy: keeps `import merkit.config` free of OpenCV
 
         known = run_parameter_names()
-        unknown = [_unknown(name, sorted(known)) for name in params if name not in known]
+        unknown = [unknown_name(name, sorted(known)) for name in params if name not in known]
         if unknown:
             raise ConfigError("unknown run parameter(s): " + ", ".join(unknown) + "; a run takes "
                               + ", ".join(sorted(known)))
@@ -366,7 +322,7 @@ class RunConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"a run config must be a dict, got {type(d).__name__}")
         d = upgrade_config_dict(d)  # data.protocol (deprecated) -> data.label_map
-        unknown = [_unknown(key, list(_SECTIONS) + ["preprocess"]) for key in d
+        unknown = [unknown_name(key, list(_SECTIONS) + ["preprocess"]) for key in d
                    if key not in _SECTIONS and key != "preprocess"]
         sections: dict[str, Any] = {}
         for name, section_cls in _SECTIONS.items():
@@ -374,7 +330,7 @@ class RunConfig:
             if not isinstance(values, dict):
                 raise ConfigError(f"config section {name!r} must be a dict, got {type(values).__name__}")
             known = [f.name for f in dataclasses.fields(section_cls)]
-            unknown += [_unknown(f"{name}.{key}", [f"{name}.{k}" for k in known])
+            unknown += [unknown_name(f"{name}.{key}", [f"{name}.{k}" for k in known])
                         for key in values if key not in known]
             sections[name] = values
         if unknown:
@@ -529,9 +485,3 @@ def resumable_keys() -> frozenset[str]:
     """Dotted keys of fields marked resumable (scheduling only), e.g. ``protocol.executor``."""
     return frozenset(f"{name}.{f.name}" for name, cls in _SECTIONS.items()
                      for f in dataclasses.fields(cls) if f.metadata.get("resumable"))
-
-
-def _unknown(key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    return f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)
-

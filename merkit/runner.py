@@ -28,11 +28,16 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from tqdm.auto import tqdm
+
 from merkit import executors
-from merkit.progress import pause_point
-from merkit.runlock import RunLock
+from merkit.config import ConfigError, RunConfig, load_config, upgrade_config_dict
 from merkit.data.inputs import InputKindError, input_adapter, model_dataset
 from merkit.executors import EXECUTORS
+from merkit.metrics import summarise
+from merkit.progress import FoldProgress, pause_point, progress_path
+from merkit.runlock import RunLock
+from merkit.runs import RunDir
 from merkit.protocols import (
     Fold,
     MissingClassWarning,
@@ -210,9 +215,7 @@ def run_protocol(
     ``model``, ``protocol`` and ``folds_missing_classes``; per-fold seconds go to ``timings.json``); a partial
     run writes neither.
     """
-    from merkit.config import ConfigError, RunConfig, upgrade_config_dict
     from merkit.models import model_entry
-    from merkit.runs import RunDir
 
     if isinstance(run_config, dict):
         run_config = RunConfig.from_dict(run_config)
@@ -265,13 +268,11 @@ def run_protocol(
 def _run_folds(run_dir: Any, run_config: Any, store: Any, classes: list[str], all_folds: list[Fold],
                by_key: dict[str, Fold], selected: list[Fold], executor: str, workers: int, ray_address: str | None,
                progress: bool, save_checkpoints: bool, n_boot: int) -> pd.DataFrame:
-    from merkit.progress import FoldProgress, progress_path
-
     protocol = run_config.protocol
     done = {str(k) for k in run_dir.completed_folds()}
     todo = [f for f in selected if f.key not in done]
 
-    bar = _tqdm(total=len(selected), initial=len(selected) - len(todo), desc=f"{protocol.name} folds",
+    bar = tqdm(total=len(selected), initial=len(selected) - len(todo), desc=f"{protocol.name} folds",
                 unit="fold", disable=not progress)
     # The progress file reaches the pipeline's terminal (a kernel's bars stay inside its notebook).
     target = progress_path(run_dir.path)
@@ -338,9 +339,7 @@ def load_fold_model(run_dir: Any, fold: str, *, run_config: Any = None) -> Any:
 
     A missing or corrupt checkpoint raises ``merkit.runs.CheckpointError`` naming the file.
     """
-    from merkit.config import load_config
     from merkit.models import create_model
-    from merkit.runs import RunDir
 
     path = run_dir.path if hasattr(run_dir, "path") else Path(run_dir)
     cfg = run_config if run_config is not None else load_config(path)
@@ -416,8 +415,6 @@ def _check_no_shared_subject(index: pd.DataFrame, val_positions: np.ndarray, tes
 
 def _write_run_outputs(run_dir: Any, predictions: pd.DataFrame, classes: list[str], all_folds: list[Fold],
                        run_config: Any, n_boot: int) -> None:
-    from merkit.metrics import summarise
-
     order = {f.key: i for i, f in enumerate(all_folds)}
     predictions = predictions.sort_values("fold", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
     run_dir.write_predictions(predictions)
@@ -428,12 +425,6 @@ def _write_run_outputs(run_dir: Any, predictions: pd.DataFrame, classes: list[st
     run_dir.write_metrics(metrics)  # results only: a resumed run writes the same bytes as an uninterrupted one
     # Wall time per fold (from each fold's done marker, so a resumed run keeps the earlier folds' times).
     run_dir.write_json("timings.json", {"fold_seconds": run_dir.fold_seconds()})
-
-
-def _tqdm(**kwargs: Any) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(**kwargs)
 
 
 def _fold_model(run_config: Any, fold: Fold, classes: Sequence[str]) -> Any:
