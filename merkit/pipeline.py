@@ -69,7 +69,7 @@ __all__ = ["PipelineError", "RunLockedError", "NotebookRun", "PipelineResult", "
            # the pipeline's pieces, importable from here as before (merkit.pipeline_params, merkit.notebook_files,
            # merkit.headline):
            "ParameterError", "check_parameters", "load_params_file", "parse_override", "resolve_notebooks",
-           "notebook_parameters", "upgrade_parameters", "DEPRECATED_PARAMETERS", "NOTEBOOK_DIR", "DEFAULT_ORDER",
+           "notebook_parameters", "upgrade_parameters", "check_paths", "DEPRECATED_PARAMETERS", "NOTEBOOK_DIR", "DEFAULT_ORDER",
            "COMMON_PARAMETERS", "DEMO_PARAMS", "SOLUTION_TAG", "export_html", "without_solutions", "remove_leftovers",
            "read_metrics", "headline_metrics", "format_metric"]
 

@@ -42,7 +42,7 @@ from merkit.pipeline import (
     DEFAULT_CELL_TIMEOUT,
     DEFAULT_ORDER,
     ParameterError,
-    _check_paths,
+    check_paths,
     check_parameters,
     load_params_file,
     resolve_notebooks,
@@ -178,7 +178,7 @@ def check_sweep(spec: SweepSpec, points: Sequence[SweepPoint], notebook_dir: str
         params.setdefault("data_root", "")
         try:
             check_parameters(params, sources)
-            _check_paths(params)
+            check_paths(params)
         except ParameterError as err:
             raise ParameterError(f"sweep run {point.name}: {err}") from None
 
