@@ -147,7 +147,7 @@ def _class_names(num_classes: int, class_names: Sequence[str] | None) -> list:
     if class_names is None:
         return list(range(num_classes))
     if len(class_names) != num_classes:
-        raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
+        raise MerkitValueError(f"{len(class_names)} class names given for {num_classes} classes")
     return list(class_names)
 
 
@@ -318,11 +318,11 @@ def bootstrap_ci(predictions: pd.DataFrame, metric: str = "uf1", n_boot: int = 1
     Returns ``dict(metric, estimate, low, high, alpha, n_boot, seed, method)``.
     """
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+        raise MerkitValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise MerkitValueError(f"alpha must be in (0, 1), got {alpha}")
     if n_boot < 1:
-        raise ValueError(f"n_boot must be positive, got {n_boot}")
+        raise MerkitValueError(f"n_boot must be positive, got {n_boot}")
     k = validate_predictions(predictions, num_classes, required=("gt", "pred"))
     gt = predictions["gt"].to_numpy(np.int64)
     pred = predictions["pred"].to_numpy(np.int64)

@@ -34,7 +34,7 @@ from merkit.data.flow import FlowConfig
 from merkit.data.preprocess import PreprocessConfig
 from merkit.data.store import MotionMaskLoader, build_flow_store, build_store
 from merkit.data.synthetic import SynthMEConfig, generate_synthme, has_motion_masks
-from merkit.errors import MerkitFileNotFoundError
+from merkit.errors import MerkitFileNotFoundError, MerkitValueError
 from merkit.models import create_model
 
 __all__ = [
@@ -139,7 +139,7 @@ def prepare_data(
     if isinstance(flow, str):
         flow = FlowConfig(method=flow) if flow else None  # FlowConfig names the known methods on a bad one
     if flow is not None and preprocess is None:
-        raise ValueError(
+        raise MerkitValueError(
             "prepare_data(flow=...) needs a preprocess config: the flow is computed on the clips' face crop"
         )
 

@@ -94,3 +94,22 @@ def test_cli_reports_a_kit_error_in_one_line_without_traceback(tmp_path, capsys)
     assert code == EXIT_USAGE
     assert err.startswith("merkit: error: ") and "01_x.png" in err and "not a readable image" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_reports_a_bad_setting_in_one_line(tmp_path, capsys) -> None:
+    """A preprocessing setting the kit refuses (a traceback before the settings' errors had the root)."""
+    from merkit.cli import EXIT_USAGE, main
+
+    code = main(["prepare", "--dataset", "synthme", "--data-root", str(tmp_path / "data"), "--frames", "0",
+                 "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert err.startswith("merkit: error: ") and "PreprocessConfig.frames=0" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unknown_model_is_a_kit_error_naming_the_known_ones() -> None:
+    from merkit.models import create_model
+
+    with pytest.raises(errors.MerkitValueError, match="known models: .*meranet"):
+        create_model("meranet_huge")

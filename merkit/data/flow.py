@@ -72,9 +72,9 @@ class FlowConfig:
 
     def __post_init__(self) -> None:
         if self.method not in FLOW_METHODS:
-            raise ValueError(f"FlowConfig.method={self.method!r}; expected one of {FLOW_METHODS}")
+            raise FlowError(f"FlowConfig.method={self.method!r}; expected one of {FLOW_METHODS}")
         if self.size < 2 or self.work_size < 0:
-            raise ValueError(f"FlowConfig sizes must be positive: {self}")
+            raise FlowError(f"FlowConfig sizes must be positive: {self}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every field, for cache keys and run records."""

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from merkit._io import to_jsonable
+from merkit.errors import MerkitValueError
 
 __all__ = ["register_model", "create_model", "list_models", "model_entry", "ModelEntry"]
 
@@ -54,7 +55,7 @@ _REGISTRY: dict[str, ModelEntry] = {}
 def register_model(name: str, cls: type[nn.Module], description: str = "", **defaults: Any) -> None:
     """Register ``cls`` under ``name`` with default constructor arguments ``defaults``."""
     if name in _REGISTRY:
-        raise ValueError(f"model name {name!r} is already registered")
+        raise MerkitValueError(f"model name {name!r} is already registered")
     entry = ModelEntry(name=name, cls=cls, defaults=dict(defaults), description=description)
     unknown = sorted(set(defaults) - set(entry.accepted_arguments()))
     if unknown:
@@ -72,7 +73,7 @@ def model_entry(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
+        raise MerkitValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
 
 
 def create_model(name: str, num_classes: int = 3, **overrides: Any) -> nn.Module:
@@ -84,13 +85,13 @@ def create_model(name: str, num_classes: int = 3, **overrides: Any) -> nn.Module
     """
     entry = model_entry(name)
     if "num_classes" in overrides:
-        raise ValueError("pass num_classes as create_model's own argument, not inside overrides")
+        raise MerkitValueError("pass num_classes as create_model's own argument, not inside overrides")
     if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        raise MerkitValueError(f"num_classes must be >= 1, got {num_classes}")
     accepted = entry.accepted_arguments()
     unknown = sorted(set(overrides) - set(accepted))
     if unknown:
-        raise ValueError(
+        raise MerkitValueError(
             f"model {name!r} ({entry.cls.__name__}) does not take {unknown}; "
             f"it accepts: {', '.join(a for a in accepted if a != 'num_classes')}"
         )

@@ -51,15 +51,15 @@ class PreprocessConfig:
             ("missing_apex", MISSING_APEX),
         ):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"PreprocessConfig.{name}={getattr(self, name)!r}; expected one of {allowed}")
+                raise PreprocessError(f"PreprocessConfig.{name}={getattr(self, name)!r}; expected one of {allowed}")
         if self.frames < 2:
-            raise ValueError(f"PreprocessConfig.frames={self.frames}; need at least 2")
+            raise PreprocessError(f"PreprocessConfig.frames={self.frames}; need at least 2")
         if self.size < 4:
-            raise ValueError(f"PreprocessConfig.size={self.size}; need at least 4")
+            raise PreprocessError(f"PreprocessConfig.size={self.size}; need at least 4")
         if not 0 <= self.crop_margin <= 1:
-            raise ValueError(f"PreprocessConfig.crop_margin={self.crop_margin}; expected 0..1")
+            raise PreprocessError(f"PreprocessConfig.crop_margin={self.crop_margin}; expected 0..1")
         if self.apex_window < 1:
-            raise ValueError(f"PreprocessConfig.apex_window={self.apex_window}; need at least 1")
+            raise PreprocessError(f"PreprocessConfig.apex_window={self.apex_window}; need at least 1")
 
     @property
     def channels(self) -> int:

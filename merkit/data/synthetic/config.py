@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from merkit.errors import MerkitValueError
+
 EMOTIONS: tuple[str, ...] = ("happiness", "disgust", "surprise")
 #: The action units that define each class (the motion drawn and the sheet's Action Units column).
 CLASS_ACTION_UNITS: dict[str, tuple[str, ...]] = {
@@ -84,7 +86,7 @@ class SynthMEConfig:
         if self.first_frame_max < 1:
             problems.append(f"first_frame_max must be >= 1, got {self.first_frame_max}")
         if problems:
-            raise ValueError("invalid SynthMEConfig: " + "; ".join(problems))
+            raise MerkitValueError("invalid SynthMEConfig: " + "; ".join(problems))
 
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples as lists); ``SynthMEConfig(**d)`` gives the config back."""
