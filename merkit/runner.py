@@ -23,7 +23,7 @@ import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ from merkit.metrics import summarise
 from merkit.progress import FoldProgress, pause_point, progress_path
 from merkit.runlock import RunLock
 from merkit.runs import RunDir
+
+if TYPE_CHECKING:  # annotations only: the store module needs OpenCV, the runner imports without it
+    from merkit.data.store import ClipStore
 from merkit.protocols import (
     Fold,
     MissingClassWarning,
@@ -81,8 +84,8 @@ class FoldResult:
 
 
 def run_fold(
-    run_config: Any,
-    store: Any,
+    run_config: RunConfig,
+    store: ClipStore,
     fold: Fold,
     classes: Sequence[str],
     *,
@@ -133,8 +136,8 @@ def run_fold(
                        keep_weights=keep_weights)
 
 
-def fold_result(run_config: Any, store: Any, fold: Fold, classes: Sequence[str], model: Any, history: pd.DataFrame,
-                *, seconds: float, keep_weights: bool = True) -> FoldResult:
+def fold_result(run_config: RunConfig, store: ClipStore, fold: Fold, classes: Sequence[str], model: Any,
+                history: pd.DataFrame, *, seconds: float, keep_weights: bool = True) -> FoldResult:
     """Predict ``fold.test`` with a fold's trained ``model`` and package what the driver persists.
 
     Shared by the sequential trainer (``run_fold``) and the fold-batched executor, so both write the same
@@ -173,9 +176,9 @@ def fold_result(run_config: Any, store: Any, fold: Fold, classes: Sequence[str],
 
 
 def run_protocol(
-    run_config: Any,
-    store: Any,
-    run_dir: Any,
+    run_config: RunConfig | dict,
+    store: ClipStore,
+    run_dir: str | os.PathLike | RunDir,
     *,
     executor: str | None = None,
     workers: int | None = None,
@@ -265,7 +268,7 @@ def run_protocol(
                           ray_address, progress, save_checkpoints, n_boot)
 
 
-def _run_folds(run_dir: Any, run_config: Any, store: Any, classes: list[str], all_folds: list[Fold],
+def _run_folds(run_dir: RunDir, run_config: RunConfig, store: ClipStore, classes: list[str], all_folds: list[Fold],
                by_key: dict[str, Fold], selected: list[Fold], executor: str, workers: int, ray_address: str | None,
                progress: bool, save_checkpoints: bool, n_boot: int) -> pd.DataFrame:
     protocol = run_config.protocol
@@ -334,7 +337,7 @@ def _run_folds(run_dir: Any, run_config: Any, store: Any, classes: list[str], al
     return predictions
 
 
-def load_fold_model(run_dir: Any, fold: str, *, run_config: Any = None) -> Any:
+def load_fold_model(run_dir: str | os.PathLike | RunDir, fold: str, *, run_config: RunConfig | None = None) -> Any:
     """Rebuild fold ``fold``'s model from the run's config and load its checkpoint (eval mode, CPU).
 
     A missing or corrupt checkpoint raises ``merkit.runs.CheckpointError`` naming the file.
@@ -354,7 +357,7 @@ def load_fold_model(run_dir: Any, fold: str, *, run_config: Any = None) -> Any:
 # ------------------------------------------------------------------------------------- runner helpers
 
 
-def _store_classes(store: Any) -> list[str]:
+def _store_classes(store: ClipStore) -> list[str]:
     classes = getattr(store, "classes", None) or store.index.attrs.get("classes")
     if not classes:
         raise ProtocolError(
@@ -364,12 +367,12 @@ def _store_classes(store: Any) -> list[str]:
     return list(classes)
 
 
-def _manifest_hash(store: Any) -> str | None:
+def _manifest_hash(store: ClipStore) -> str | None:
     value = getattr(store, "manifest_hash", None)
     return value if isinstance(value, str) else None
 
 
-def _check_preprocess(run_config: Any, store: Any) -> None:
+def _check_preprocess(run_config: RunConfig, store: ClipStore) -> None:
     """The config's ``preprocess`` entries (when given) must describe the store's clips, or results lie."""
     stored = getattr(store, "config", None)
     if stored is None or not run_config.preprocess:
@@ -387,7 +390,7 @@ def _check_preprocess(run_config: Any, store: Any) -> None:
         )
 
 
-def _check_model_input(run_config: Any, store: Any, classes: list[str]) -> None:
+def _check_model_input(run_config: RunConfig, store: ClipStore, classes: list[str]) -> None:
     """Fail before any fold if the store's clips (or flow images) do not fit the model's declared input."""
     from merkit.models import create_model
 
@@ -413,8 +416,8 @@ def _check_no_shared_subject(index: pd.DataFrame, val_positions: np.ndarray, tes
         raise ProtocolError(f"fold {fold_key!r}: inner validation shares held-out subject(s) {sorted(shared)}")
 
 
-def _write_run_outputs(run_dir: Any, predictions: pd.DataFrame, classes: list[str], all_folds: list[Fold],
-                       run_config: Any, n_boot: int) -> None:
+def _write_run_outputs(run_dir: RunDir, predictions: pd.DataFrame, classes: list[str], all_folds: list[Fold],
+                       run_config: RunConfig, n_boot: int) -> None:
     order = {f.key: i for i, f in enumerate(all_folds)}
     predictions = predictions.sort_values("fold", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
     run_dir.write_predictions(predictions)
@@ -427,7 +430,7 @@ def _write_run_outputs(run_dir: Any, predictions: pd.DataFrame, classes: list[st
     run_dir.write_json("timings.json", {"fold_seconds": run_dir.fold_seconds()})
 
 
-def _fold_model(run_config: Any, fold: Fold, classes: Sequence[str]) -> Any:
+def _fold_model(run_config: RunConfig, fold: Fold, classes: Sequence[str]) -> Any:
     """The fold's model, initialised under its fold seed (the same weights the sequential trainer starts from)."""
     import torch
 
