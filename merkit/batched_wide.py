@@ -32,6 +32,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from merkit.models.baselines import STSTNet
+
 __all__ = ["wide_step_for"]
 
 StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor, dict]]
@@ -39,8 +41,6 @@ StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor, dict]]
 
 def _layout(model: nn.Module) -> dict | None:
     """How an STSTNet-shaped model is built (conv padding, BN, dropout p), or None for any other model."""
-    from merkit.models.baselines import STSTNet
-
     if type(model) is not STSTNet:
         return None
     branches = list(model.branches)

@@ -23,8 +23,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from merkit.config import EXECUTOR_NAMES
+from merkit.config import EXECUTOR_NAMES, RunConfig
 from merkit.protocols import Fold, fold_seed
+from merkit.train import resolve_device
 
 __all__ = ["EXECUTORS", "ExecutorPlan", "choose_executor", "default_memory_budget_bytes", "run_processes",
            "run_ray", "run_batched", "fold_groups", "group_seed"]
@@ -55,7 +56,6 @@ def _process_worker(fold_fn: FoldFn, run_config_dict: dict, store: Any, fold: Fo
     """Entry point of a spawned worker process: set threads (and GPU), rebuild the config, run the fold."""
     import torch
 
-    from merkit.config import RunConfig
 
     torch.set_num_threads(threads)
     run_config = RunConfig.from_dict(run_config_dict)
@@ -142,7 +142,6 @@ def _ray_worker(fold_fn: FoldFn, run_config_dict: dict, store: Any, fold: Fold, 
     """A Ray task: Ray sets CUDA_VISIBLE_DEVICES to the task's GPU, so device 'auto' finds it."""
     import torch
 
-    from merkit.config import RunConfig
 
     torch.set_num_threads(threads)
     return fold_fn(RunConfig.from_dict(run_config_dict), store, fold, classes, progress=False,
@@ -252,7 +251,6 @@ def choose_executor(run_config: Any, requested: str, *, n_folds: int, model: Any
     explicitly, the fall-back also warns. A memory budget too small for one fold is an error.
     """
     from merkit.batched import check_stackable, fold_memory_bytes, plan_fold_batch
-    from merkit.train import resolve_device
 
     if requested not in ("auto", "batched"):
         return ExecutorPlan(requested, requested, "as configured")

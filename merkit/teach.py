@@ -32,6 +32,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from merkit.errors import MerkitValueError
+from merkit.metrics import pooled_scores
 from merkit.pipeline import (
     DEFAULT_CELL_TIMEOUT,
     DEFAULT_ORDER,
@@ -44,7 +46,6 @@ from merkit.pipeline import (
     without_solutions,
 )
 from merkit.runs import atomic_write_text
-from merkit.errors import MerkitValueError
 
 EXERCISE_TAG = "exercise"
 STUDENT_TAG = "student"
@@ -276,8 +277,6 @@ def subject_bootstrap(
     Clips of one person are not independent; drawing people keeps each person's clips together, so the
     interval reflects how the score varies from one group of people to another. Returns low, high, n_boot.
     """
-    from merkit.metrics import pooled_scores
-
     groups = [part for _, part in predictions.groupby("subject", sort=True)]
     rng = np.random.default_rng(seed)
     values = []

@@ -13,10 +13,11 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from merkit import viz
+from merkit.errors import MerkitValueError
 from merkit.report.pieces import (
     _CSS, _esc, _figure_png, _interval, _metrics, _papermill_seconds, _png_data_uri, _read_json, _read_yaml, _table,
 )
-from merkit.errors import MerkitValueError
 from merkit.runs import atomic_write_bytes, atomic_write_csv, atomic_write_text, flatten_dict
 
 #: Configuration keys that name places, not choices: two runs differing only there are the same experiment.
@@ -157,8 +158,6 @@ def compare_runs(
     compared and marked (a note, and the dataset in each label). A directory without ``metrics.json`` is listed
     in ``skipped`` and left out; with none left, `CompareError`.
     """
-    from merkit import viz
-
     out_dir = Path(out_dir)
     summaries, skipped = [], []
     seen: set[Path] = set()

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
 
+from merkit import viz
+from merkit.headline import format_metric, headline_metrics
+from merkit.metrics import per_subject_table
 from merkit.report.pieces import (
     _file_img, _figure_png, _img, _interval, _key_values, _natural_key, _papermill_seconds, _read_csv, _read_json,
     _table, _esc,
@@ -100,8 +103,7 @@ def _headline(metrics: Mapping[str, Any], about: Mapping[str, Any]) -> str:
     if not metrics.get("pooled"):
         if not metrics:
             return "<p class='note'>No <code>metrics.json</code> in this run yet (03_loso writes it).</p>"
-        from merkit.pipeline import format_metric, headline_metrics  # a metrics.json of another shape
-
+        # a metrics.json of another shape
         return _key_values((key, format_metric(metrics, key, value)) for key, value in headline_metrics(metrics))
     cards = []
     for metric, label in (("uf1", "UF1"), ("uar", "UAR"), ("accuracy", "accuracy")):
@@ -141,8 +143,6 @@ def _scores_tables(metrics: Mapping[str, Any]) -> str | None:
 
 
 def _comparison(run_dir: Path, metrics: Mapping[str, Any], figures: _Figures) -> str | None:
-    from merkit import viz
-
     table = comparison_table(run_dir)
     if table is None:
         body = figures.html(r"03_comparison\.png")
@@ -161,7 +161,6 @@ def _comparison(run_dir: Path, metrics: Mapping[str, Any], figures: _Figures) ->
 def _confusion(run_dir: Path, metrics: Mapping[str, Any], figures: _Figures) -> str | None:
     import numpy as np
 
-    from merkit import viz
 
     confusion, classes = metrics.get("confusion"), metrics.get("classes")
     if not confusion or not classes:
@@ -173,14 +172,11 @@ def _confusion(run_dir: Path, metrics: Mapping[str, Any], figures: _Figures) -> 
 
 
 def _per_subject(run_dir: Path, metrics: Mapping[str, Any], figures: _Figures) -> str | None:
-    from merkit import viz
-
     subjects = _read_csv(run_dir / "per_subject.csv")
     if subjects is None:
         predictions = _read_csv(run_dir / "predictions.csv")
         if predictions is None:
             return figures.html(r"03_per_subject\.png") or None
-        from merkit.metrics import per_subject_table
 
         subjects = per_subject_table(predictions, metrics.get("classes"))
     figures.take(r"03_per_subject\.png")

@@ -21,6 +21,8 @@ from tqdm.auto import tqdm
 
 from merkit._io import stable_hash, to_jsonable
 from merkit.data.flow import FlowConfig, flow_image
+from merkit.data.io import read_sample
+from merkit.data.manifest import manifest_hash
 from merkit.data.preprocess import (
     Box,
     PreprocessConfig,
@@ -32,6 +34,7 @@ from merkit.data.store.files import (
     STORE_FORMAT_VERSION, ClipStore, StoreBuildError, _build_folder, _index_to_csv, _load_existing,
     _publish, _write_info_and_marker,
 )
+from merkit.data.synthetic import load_motion_mask
 from merkit.progress import pause_point
 
 
@@ -53,8 +56,6 @@ def store_key(
     masks: bool = False,
 ) -> str:
     """The cache key (16 hex digits) of a store: manifest hash + every parameter + the format version."""
-    from merkit.data.manifest import manifest_hash
-
     payload = {
         "manifest": manifest_hash(manifest),
         "preprocess": config.to_dict(),
@@ -102,8 +103,6 @@ class MotionMaskLoader:
     root: str
 
     def __call__(self, row: Mapping[str, Any]) -> np.ndarray:
-        from merkit.data.synthetic import load_motion_mask
-
         dataset = row.get("dataset") if hasattr(row, "get") else None
         return load_motion_mask(self.root, row["subject"], str(row["sample"]), None if dataset is None else str(dataset))
 
@@ -141,8 +140,6 @@ def process_row(
     Errors from reading (``ClipReadError``), preprocessing (``PreprocessError``) or the mask loader propagate
     unchanged; :func:`build_store` wraps them in :class:`StoreBuildError` naming the sample.
     """
-    from merkit.data.io import read_sample
-
     sample = f"{_row_label(row)} ({Path(data_root) / str(row['path'])})"  # the file too: a no-face error names it
     cropped = row.get("cropped")
     clip = read_sample(row, data_root)
@@ -269,8 +266,6 @@ def _build_into(
     flow: FlowConfig | None,
     progress: bool,
 ) -> None:
-    from merkit.data.manifest import manifest_hash
-
     n = len(manifest)
     rows = [dict(row) for _, row in manifest.iterrows()]
     clips = np.lib.format.open_memmap(folder / "clips.npy", mode="w+", dtype=np.uint8, shape=(n, *output_shape(config)))

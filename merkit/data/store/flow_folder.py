@@ -12,6 +12,8 @@ import pandas as pd
 
 from merkit._io import stable_hash, to_jsonable
 from merkit.data.flow import FlowConfig
+from merkit.data.flow import FlowError, read_flow_images
+from merkit.data.manifest import manifest_hash
 from merkit.data.store.files import (
     STORE_FORMAT_VERSION, ClipStore, StoreBuildError, _build_folder, _index_to_csv, _load_existing,
     _publish, _write_info_and_marker,
@@ -43,9 +45,6 @@ def build_flow_store(
     and ``preprocess: null``. Keyed by the manifest hash and the images' bytes, written atomically like
     :func:`build_store`; an unreadable image raises :class:`StoreBuildError` naming the sample and the file.
     """
-    from merkit.data.flow import FlowError, read_flow_images
-    from merkit.data.manifest import manifest_hash
-
     if len(manifest) == 0:
         raise StoreBuildError("the manifest has no rows: nothing to store")
     root = Path(data_root)
