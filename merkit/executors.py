@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from merkit import batched  # as a module: its trainer is looked up at call time (tests swap it)
 from merkit.config import EXECUTOR_NAMES, RunConfig
 from merkit.protocols import Fold, fold_seed
 from merkit.train import resolve_device
@@ -174,8 +175,6 @@ def run_batched(run_config: Any, store: Any, folds: Sequence[Fold], todo: Sequen
     seed)`` is the runner's ``model_dataset`` over the store; ``finish(fold, model, history, seconds)``
     predicts the held-out rows and returns the ``FoldResult``.
     """
-    from merkit.batched import train_folds
-
     train_cfg = run_config.train
     augment = train_cfg.clip_augmentation() or False  # training clips may be augmented, held-out ones never
     todo_keys = {f.key for f in todo}
@@ -190,7 +189,7 @@ def run_batched(run_config: Any, store: Any, folds: Sequence[Fold], todo: Sequen
         members = np.stack([np.isin(union, np.asarray(f.train)) for f in group])  # (k, n): fold k trains on row
         seed = group_seed(train_cfg.seed, group)
         shared = make_dataset(spec, union, augment, seed)
-        trained = train_folds(models, train_cfg, seeds=[fold_seed(train_cfg.seed, f.key) for f in group],
+        trained = batched.train_folds(models, train_cfg, seeds=[fold_seed(train_cfg.seed, f.key) for f in group],
                               num_classes=len(classes), shared=shared, members=members, group_seed=seed,
                               sampling="shared", progress=progress)
         seconds = (time.perf_counter() - start) / len(group)
@@ -250,8 +249,6 @@ def choose_executor(run_config: Any, requested: str, *, n_folds: int, model: Any
     model cannot be stacked (:func:`merkit.batched.check_stackable`) or there is one fold; when asked for
     explicitly, the fall-back also warns. A memory budget too small for one fold is an error.
     """
-    from merkit.batched import check_stackable, fold_memory_bytes, plan_fold_batch
-
     if requested not in ("auto", "batched"):
         return ExecutorPlan(requested, requested, "as configured")
     device = resolve_device(run_config.train.device)
@@ -268,13 +265,13 @@ def choose_executor(run_config: Any, requested: str, *, n_folds: int, model: Any
     if n_folds < 2:
         return _fallback(requested, "one fold to run: nothing to batch")
     batch = example()
-    reason = check_stackable(model, batch, run_config.train)
+    reason = batched.check_stackable(model, batch, run_config.train)
     if reason is not None:
         return _fallback(requested, reason)
     protocol = run_config.protocol
     budget = protocol.memory_budget_mb * MB if protocol.memory_budget_mb > 0 else default_memory_budget_bytes(device)
-    per_fold = fold_memory_bytes(model, batch, run_config.train.batch_size)
-    k, sizing = plan_fold_batch(n_folds, protocol.fold_batch, per_fold, budget)
+    per_fold = batched.fold_memory_bytes(model, batch, run_config.train.batch_size)
+    k, sizing = batched.plan_fold_batch(n_folds, protocol.fold_batch, per_fold, budget)
     return ExecutorPlan(requested, "batched", f"{why}; {sizing}", k, budget / MB, per_fold / MB)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from merkit.data.io import ClipReadError, list_frames
 from merkit.data.manifest import ManifestError, ManifestProblem
 
 #: What a build may do about problems: report them, fix what the yaml declares, or leave those samples out.
@@ -129,8 +130,6 @@ def timing_faults(records: list[dict[str, Any]], repairs: Mapping[str, Any], dat
 
 def _last_contiguous_frame(folder: Path, onset: int) -> int | None:
     """The last frame number of the unbroken run of frame files starting at ``onset`` (None: onset absent)."""
-    from merkit.data.io import ClipReadError, list_frames
-
     try:
         numbers = {number for number, _ in list_frames(folder)}
     except (ClipReadError, OSError):

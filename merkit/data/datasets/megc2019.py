@@ -71,7 +71,7 @@ def no_usable_apex(record: Mapping[str, Any]) -> str | None:
 def _changed_clips(part_df: pd.DataFrame, root: Path, wanted_sheet: str, protocol: Protocol, on_problem: str) -> ManifestProblem | None:
     """A problem naming the CASME II clips whose composite class differs from the ``wanted_sheet`` version
     (None when the sheet read is that version)."""
-    from merkit.data.datasets import build_manifest
+    from merkit.data.datasets import build_manifest  # in the function: merkit.data.datasets imports this module
 
     read = Path(str(part_df.attrs.get("annotation", ""))).name
     if not read or read == wanted_sheet:
@@ -112,7 +112,7 @@ def build(
     """The composite manifest. ``annotation``/``roots`` map a part (``casme2``, ``samm``, ``smic_hs``) to
     its sheet / folder when they are not where ``megc2019.yaml`` looks; ``protocol`` defaults to
     ``megc2019_3class`` (the composite has no unlabelled form). ``on_problem`` is passed to every part."""
-    from merkit.data.datasets import build_manifest
+    from merkit.data.datasets import build_manifest  # in the function: merkit.data.datasets imports this module
 
     data_root = Path(data_root)
     on_problem = check_on_problem(on_problem, COMPOSITE)
