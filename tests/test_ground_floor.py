@@ -140,3 +140,13 @@ def test_to_jsonable_refuses_unknown_objects_unless_given_a_default() -> None:
     with pytest.raises(TypeError, match="object"):
         to_jsonable({"x": object()})
     assert to_jsonable({"x": [complex(1, 2)]}, default=str) == {"x": ["(1+2j)"]}
+
+
+def test_the_ground_floor_loads_neither_numpy_nor_pandas() -> None:
+    """`merkit --help` and the run lock's refusal go through _io/errors: they must stay cheap to import."""
+    import subprocess
+    import sys
+
+    code = "import sys, merkit._io, merkit.errors, merkit.cli; print(sorted({'numpy', 'pandas', 'torch'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
