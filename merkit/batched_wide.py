@@ -123,21 +123,10 @@ def _masked_bn_pool(r: torch.Tensor, params: dict, buffers: dict, mask: torch.Te
     """
     b, _, h, w = r.shape
     n_branch = len(layout["filters"])
-    keep = mask.t()[:, :, None]  # (k, b) -> (b, k, 1)
     count = mask.sum(1).to(r.dtype) * (h * w)  # (k,) values per fold and channel
-    denom = count.clamp_min(1)[:, None]  # (k, 1)
-    r5 = r.view(b, k, f, h * w)  # (b, k·f, h, w) -> (b, k, f, h·w)
-    mean = torch.where(keep, r5.sum(3), 0.0).sum(0) / denom  # (k, f)
-    # a second pass for the variance, not E[x²] - E[x]² (STSTNet's 0..255 input makes that cancel badly);
-    # var_mean's one-pass Welford was measured 2x slower here
-    row_sq = torch.linalg.vector_norm(r5 - mean[None, :, :, None], dim=3).square()  # (b, k, f)
-    var = torch.where(keep, row_sq, 0.0).sum(0) / denom  # (k, f) biased
     gamma = torch.cat([params[f"branches.{i}.2.weight"] for i in range(n_branch)], 1)  # (k, f)
     beta = torch.cat([params[f"branches.{i}.2.bias"] for i in range(n_branch)], 1)  # (k, f)
-    scale = gamma * torch.rsqrt(var + layout["eps"])  # (k, f)
-    shift = beta - mean * scale  # (k, f)
-    normalised = torch.addcmul(shift.flatten()[None, :, None, None], r, scale.flatten()[None, :, None, None])
-    pooled = F.max_pool2d(normalised, 3, 3, 1)  # (b, k·f, h, w) -> (b, k·f, h', w')
+    pooled, mean, var = _MaskedBNPool.apply(r, gamma, beta, mask, layout["eps"])
     updates = {}
     m = layout["momentum"]
     unbiased = var * count[:, None] / (count[:, None] - 1).clamp_min(1)
@@ -152,6 +141,64 @@ def _masked_bn_pool(r: torch.Tensor, params: dict, buffers: dict, mask: torch.Te
         updates[f"{name}.running_var"] = torch.where(has2, (1 - m) * rv + m * unbiased[:, part].detach(), rv)
         start += width
     return pooled, updates
+
+
+class _MaskedBNPool(torch.autograd.Function):
+    """Masked per-(fold, channel) BatchNorm then the 3/3/1 max-pool, with a hand-written backward.
+
+    Forward: ``r`` (b, k·f, h, w), ``gamma``/``beta`` (k, f), ``mask`` (k, b) -> pooled (b, k·f, h', w'),
+    batch mean and biased variance (k, f) (no gradient: they feed the running statistics). Backward uses
+    that the pool keeps one position per window: the gradient of gamma and beta needs only the pooled
+    positions (gathered), and the gradient of ``r`` is the pooled gradient scattered back plus BatchNorm's
+    dense term, which is affine in ``r`` per (row, fold, channel): one full-size pass instead of autograd's
+    chain of full-size products. Rows outside ``mask[k]`` get exactly zero gradient in fold k's channels.
+    """
+
+    @staticmethod
+    def forward(ctx, r, gamma, beta, mask, eps):  # type: ignore[override]
+        b, kf, h, w = r.shape
+        k, f = gamma.shape
+        keep = mask.t()[:, :, None]  # (k, b) -> (b, k, 1)
+        n = mask.sum(1).to(r.dtype) * (h * w)  # (k,)
+        denom = n.clamp_min(1)[:, None]  # (k, 1)
+        r5 = r.view(b, k, f, h * w)  # (b, k·f, h, w) -> (b, k, f, h·w)
+        mean = torch.where(keep, r5.sum(3), 0.0).sum(0) / denom  # (k, f)
+        # two passes, not E[x²] - E[x]²: a flow PNG's flat 0..255 background makes that cancel badly
+        row_sq = torch.linalg.vector_norm(r5 - mean[None, :, :, None], dim=3).square()  # (b, k, f)
+        var = torch.where(keep, row_sq, 0.0).sum(0) / denom  # (k, f) biased
+        invstd = torch.rsqrt(var + eps)
+        scale = gamma * invstd  # (k, f)
+        shift = beta - mean * scale
+        normalised = torch.addcmul(shift.reshape(1, kf, 1, 1), r, scale.reshape(1, kf, 1, 1))
+        pooled, idx = F.max_pool2d_with_indices(normalised, 3, 3, 1)  # (b, k·f, h', w')
+        ctx.save_for_backward(r, idx, mean, invstd, gamma, mask, n)
+        ctx.mark_non_differentiable(mean, var)
+        return pooled, mean, var
+
+    @staticmethod
+    def backward(ctx, g, _g_mean, _g_var):  # type: ignore[override]
+        r, idx, mean, invstd, gamma, mask, n = ctx.saved_tensors
+        b, kf, h, w = r.shape
+        k, f = gamma.shape
+        keep = mask.t().to(r.dtype)[:, :, None]  # (b, k, 1)
+        g = g.reshape(b, k, f, -1) * keep[..., None]  # (b, k·f, h', w') -> (b, k, f, h'·w'), own rows only
+        flat_idx = idx.reshape(b, kf, -1)  # (b, k·f, h'·w') positions in the h·w plane
+        r_at = r.reshape(b, kf, h * w).gather(2, flat_idx).view(b, k, f, -1)  # r at the pooled positions
+        xhat_at = (r_at - mean[None, :, :, None]) * invstd[None, :, :, None]
+        grad_beta = g.sum((0, 3))  # (k, f)
+        grad_gamma = (g * xhat_at).sum((0, 3))
+        # d r = invstd·gamma·g(scattered) − invstd/n · (Σ dx̂ + x̂ · Σ dx̂·x̂), dx̂ = gamma·g, on own rows
+        coef = invstd / n.clamp_min(1)[:, None]  # (k, f)
+        a = gamma * grad_beta  # Σ dx̂
+        c = gamma * grad_gamma  # Σ dx̂·x̂
+        slope = -coef * c * invstd  # (k, f): coefficient of r
+        offset = -coef * a + coef * c * invstd * mean  # (k, f): the constant
+        slope_rows = (keep * slope[None]).reshape(b, kf, 1, 1)  # (b, k, f) -> (b, k·f, 1, 1)
+        offset_rows = (keep * offset[None]).reshape(b, kf, 1, 1)
+        grad_r = torch.addcmul(offset_rows, r, slope_rows)  # (b, k·f, h, w)
+        sparse = (g * (gamma * invstd)[None, :, :, None]).reshape(b, kf, -1)  # (b, k·f, h'·w')
+        grad_r.view(b, kf, h * w).scatter_add_(2, flat_idx, sparse)
+        return grad_r, grad_gamma, grad_beta, None, None
 
 
 def _masked_loss(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
