@@ -7,10 +7,11 @@
 2. STSTNet on a GENERATED flow set with the real shape of the MEGC2019 composite: 442 clips, 68 subjects,
    3 classes, 28×28×(u, v, strain); each class a smooth random flow field, plus a per-subject field and noise
    (merkit-made, no real data). Published recipe: Adam lr 5e-5, batch 256, fixed epochs (800; fewer with
-   --quick), no schedule. Sequential: ``merkit.train.train_fold`` on ``--seq-folds`` folds (the kit's
-   per-fold loop, data loading included); batched: one group of ``--group`` folds with
+   --quick), no schedule. ``--rounds`` interleaved rounds, each timing ``merkit.train.train_fold`` on one
+   fold (the kit's per-fold loop, data loading included) and then one group of ``--group`` folds with
    ``merkit.batched.train_folds`` (shared batches; ``--mechanism``, default auto = the wide network). The
-   same per-epoch work, so the 68-fold projection is seconds/fold × 68.
+   same per-epoch work; a fold's 800-epoch time is its one-off setup plus 800 × its median epoch, and the
+   68-fold projection is that × 68.
 3. meranet_small on the default SynthME LOSO (12 subjects): the same comparison (fp32, its demo recipe).
 
 The last line of each section is ``speedup: N.Nx`` (batched over sequential, per fold). Single runs on a
@@ -58,17 +59,20 @@ def generated_flow_set(n_clips: int = 442, n_subjects: int = 68, seed: int = 0) 
     return images, labels, subjects
 
 
-def time_sequential(make_model, train_set, cfg, folds) -> float:
+def time_sequential(make_model, train_set, cfg, folds) -> tuple[float, float]:
+    """(seconds per fold, median seconds per epoch) of ``merkit.train.train_fold`` over ``folds``."""
     from merkit.train import train_fold
 
-    start = time.perf_counter()
+    start, epochs = time.perf_counter(), []
     for i, positions in enumerate(folds):
         torch.manual_seed(i)
-        train_fold(make_model(), train_set(positions), cfg, seed=i, progress=False)
-    return (time.perf_counter() - start) / len(folds)
+        _model, history = train_fold(make_model(), train_set(positions), cfg, seed=i, progress=False)
+        epochs.extend(history["seconds"].tolist())
+    return (time.perf_counter() - start) / len(folds), statistics.median(epochs)
 
 
-def time_batched(make_model, shared, members, cfg, mechanism: str = "auto") -> float:
+def time_batched(make_model, shared, members, cfg, mechanism: str = "auto") -> tuple[float, float]:
+    """(seconds per fold, median seconds per epoch and fold) of one group with ``train_folds``."""
     from merkit.batched import train_folds
 
     k = len(members)
@@ -77,9 +81,15 @@ def time_batched(make_model, shared, members, cfg, mechanism: str = "auto") -> f
     for i in range(k):
         torch.manual_seed(i)
         models.append(make_model())
-    train_folds(models, cfg, seeds=list(range(k)), num_classes=3, shared=shared, members=members, group_seed=1,
-                mechanism=mechanism)
-    return (time.perf_counter() - start) / k
+    trained = train_folds(models, cfg, seeds=list(range(k)), num_classes=3, shared=shared, members=members,
+                          group_seed=1, mechanism=mechanism)
+    return (time.perf_counter() - start) / k, statistics.median(trained[0][1]["seconds"].tolist())
+
+
+def projected(total: float, per_epoch: float, epochs: int, target: int = 800) -> float:
+    """Seconds per fold at ``target`` epochs: the run's one-off setup (total - epochs × per-epoch) plus
+    ``target`` epochs at the measured per-epoch median (setup is not multiplied with the epochs)."""
+    return max(0.0, total - epochs * per_epoch) + target * per_epoch
 
 
 def report(name: str, seq: float, bat: float, n_folds: int, extra: str = "") -> None:
@@ -99,17 +109,23 @@ def bench_ststnet(args: argparse.Namespace) -> None:
     cfg = TrainConfig(epochs=epochs, batch_size=256, optimizer="adamw", lr=5e-5, weight_decay=0.0, schedule="none",
                       device="cpu", precision=args.precision, augment=False)
     keys = np.unique(subjects)
-    folds = [np.flatnonzero(subjects != s) for s in keys[: args.seq_folds]]
-    seq = time_sequential(lambda: create_model("ststnet", num_classes=3),
-                          lambda pos: FlowDataset((images, labels), pos), cfg, folds)
     members = np.stack([subjects != s for s in keys[: args.group]])
-    bat = time_batched(lambda: create_model("ststnet", num_classes=3), FlowDataset((images, labels)), members, cfg,
-                       args.mechanism)
+    seq_runs, bat_runs = [], []
+    for r in range(args.rounds):  # interleaved, so a change of the shared machine's load hits both alike
+        fold = [np.flatnonzero(subjects != keys[r % len(keys)])]
+        seq_runs.append(time_sequential(lambda: create_model("ststnet", num_classes=3),
+                                        lambda pos: FlowDataset((images, labels), pos), cfg, fold))
+        bat_runs.append(time_batched(lambda: create_model("ststnet", num_classes=3), FlowDataset((images, labels)),
+                                     members, cfg, args.mechanism))
+    seq = statistics.median(projected(t, e, epochs) for t, e in seq_runs)
+    bat = statistics.median(projected(t, e, epochs) for t, e in bat_runs)
     print(f"STSTNet, generated flow set 442 clips / 68 subjects / 3 classes / 28x28x3, published recipe "
           f"(Adam lr 5e-5, batch 256) at {epochs} epochs, {args.precision}; group of {args.group} folds, "
-          f"mechanism {args.mechanism} (auto = wide for STSTNet); load {open('/proc/loadavg').read().split()[:3]}")
-    scale = 800 / epochs
-    report("ststnet", seq * scale, bat * scale, 68, f"(scaled to 800 epochs from {epochs}: ×{scale:.0f})")
+          f"mechanism {args.mechanism} (auto = wide for STSTNet), {args.rounds} interleaved rounds; "
+          f"load {open('/proc/loadavg').read().split()[:3]}")
+    print(f"ststnet: seconds per epoch and fold (medians): sequential "
+          f"{statistics.median(e for _, e in seq_runs):.3f}, batched {statistics.median(e for _, e in bat_runs):.3f}")
+    report("ststnet", seq, bat, 68, "(projected to 800 epochs: one-off setup + 800 × the per-epoch median)")
 
 
 def bench_meranet(args: argparse.Namespace) -> None:
@@ -132,12 +148,12 @@ def bench_meranet(args: argparse.Namespace) -> None:
     epochs = 1 if args.quick else 3
     cfg = TrainConfig(epochs=epochs, batch_size=8, device="cpu", precision=args.precision, augment=False)
     n_seq = 1 if args.quick else 2
-    seq = time_sequential(lambda: create_model("meranet_small", num_classes=3),
+    seq, _ = time_sequential(lambda: create_model("meranet_small", num_classes=3),
                           lambda pos: ClipDataset(store, pos), cfg, [f.train for f in folds[:n_seq]])
     k = 2 if args.quick else 4
     union = np.arange(len(store.index))
     members = np.stack([np.isin(union, f.train) for f in folds[:k]])
-    bat = time_batched(lambda: create_model("meranet_small", num_classes=3), ClipDataset(store, union), members, cfg)
+    bat, _ = time_batched(lambda: create_model("meranet_small", num_classes=3), ClipDataset(store, union), members, cfg)
     print(f"meranet_small, default SynthME LOSO ({len(folds)} folds), {epochs} epochs, batch 8, "
           f"{args.precision}; group of {k} folds")
     report("meranet_small", seq, bat, len(folds))
@@ -148,7 +164,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few epochs: the same lines in under a minute")
     parser.add_argument("--epochs", type=int, default=800, help="STSTNet epochs timed (projected to 800)")
     parser.add_argument("--group", type=int, default=6, help="STSTNet folds per batched group")
-    parser.add_argument("--seq-folds", type=int, default=2, help="STSTNet folds timed sequentially")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="STSTNet rounds, each one sequential fold then one batched group (medians)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--mechanism", default="auto", choices=["auto", "vmap", "wide"],
