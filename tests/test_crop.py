@@ -197,7 +197,7 @@ def test_01_data_and_04_explain_run_on_a_raw_casme2_release(casme2_raw, tmp_path
 
     from merkit.pipeline import run_pipeline
 
-    params = {"data_root": str(casme2_raw), "dataset": "casme2", "protocol": "casme2_5class", "frames": 8, "size": 32,
+    params = {"data_root": str(casme2_raw), "dataset": "casme2", "label_map": "casme2_5class", "frames": 8, "size": 32,
               "epochs": 1, "batch_size": 4, "k": 3, "n_explain": 2, "ig_steps": 4, "viewer_clips": 2,
               "methods": "ig,gradcam,attention", "device": "cpu"}
     run_dir = tmp_path / "run"

@@ -48,16 +48,16 @@ class Release:
 
 
 RELEASES = {
-    "casme2_raw": Release("casme2", "CASME2", {"dataset": "casme2", "protocol": "casme2_5class"},
+    "casme2_raw": Release("casme2", "CASME2", {"dataset": "casme2", "label_map": "casme2_5class"},
                           {"layout": "raw"}, "CASME2_RAW_selected/"),
-    "casme2_cropped": Release("casme2", "CASME2", {"dataset": "casme2", "protocol": "casme2_5class"},
+    "casme2_cropped": Release("casme2", "CASME2", {"dataset": "casme2", "label_map": "casme2_5class"},
                               {"layout": "cropped", "scale": 0.5}, "Cropped/"),
-    "samm": Release("samm", "SAMM", {"dataset": "samm", "protocol": "samm_5class", "on_problem": "fix"},
+    "samm": Release("samm", "SAMM", {"dataset": "samm", "label_map": "samm_5class", "on_problem": "fix"},
                     {"scale": 0.25}),
-    "smic_hs": Release("smic_hs", "SMIC", {"dataset": "smic_hs", "protocol": "smic_3class"}, {"scale": 0.5}),
-    "casme3a": Release("casme3a", "CASME3", {"dataset": "casme3a", "protocol": "casme3a_3class", "on_problem": "fix"},
+    "smic_hs": Release("smic_hs", "SMIC", {"dataset": "smic_hs", "label_map": "smic_3class"}, {"scale": 0.5}),
+    "casme3a": Release("casme3a", "CASME3", {"dataset": "casme3a", "label_map": "casme3a_3class", "on_problem": "fix"},
                        {"scale": 0.25}),
-    "megc2019": Release("megc2019", "MEGC2019", {"dataset": "megc2019", "protocol": "megc2019_3class",
+    "megc2019": Release("megc2019", "MEGC2019", {"dataset": "megc2019", "label_map": "megc2019_3class",
                                                  "evaluation": "megc2019", "on_problem": "fix"},
                         {"layout": "cropped", "scale": 0.5}),
 }
