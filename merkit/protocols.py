@@ -184,7 +184,7 @@ def _require(index: pd.DataFrame, columns: tuple[str, ...], protocol: str) -> No
         where = f"{first.get('dataset', '?')}/{first['subject']}/{first.get('sample', '?')}"
         raise ProtocolError(
             f"protocol {protocol!r}: {len(bad)} row(s) have no label (first: {where}); "
-            "build the manifest with a class protocol (e.g. build_manifest(..., 'synthme_3class'))"
+            "build the manifest with a label map (e.g. build_manifest(..., 'synthme_3class'))"
         )
 
 

@@ -361,8 +361,8 @@ def _store_classes(store: ClipStore) -> list[str]:
     classes = getattr(store, "classes", None) or store.index.attrs.get("classes")
     if not classes:
         raise ProtocolError(
-            "the store's index has no class names (index.attrs['classes']); build the manifest with a class "
-            "protocol, e.g. build_manifest('synthme', root, 'synthme_3class')"
+            "the store's index has no class names (index.attrs['classes']); build the manifest with a label "
+            "map, e.g. build_manifest('synthme', root, 'synthme_3class')"
         )
     return list(classes)
 

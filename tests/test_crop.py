@@ -44,7 +44,7 @@ def tree(tmp_path):
 
 
 def _manifest(rows):
-    return make_manifest(rows, dataset="toy", protocol="toy_3class", classes=CLASSES)
+    return make_manifest(rows, dataset="toy", label_map="toy_3class", classes=CLASSES)
 
 
 def test_auto_is_the_default_and_resolves_per_clip_from_the_cropped_flag():

@@ -1,11 +1,12 @@
 """Dataset builders from fixture sheets with the official structure and quirks (invented rows): counts,
 quirks, every bad input with an error naming the sample, the MEGC2019 composite rule and its ground-truth file."""
 
+import os
+import shutil
 from pathlib import Path
 
-import shutil
-
 import numpy as np
+import pandas as pd
 import pytest
 
 from helpers_sheets import (
@@ -37,7 +38,8 @@ from merkit.data.datasets import (
     write_megc_ground_truth,
 )
 from merkit.data.io import ClipReadError, frame_number, read_sample
-from merkit.data.manifest import MANIFEST_COLUMNS, ManifestError, validate_manifest
+from merkit.data.datasets.spec import LabelMap, Protocol
+from merkit.data.manifest import MANIFEST_COLUMNS, ManifestError, manifest_hash, validate_manifest
 
 
 def _casme2_small() -> list[Row]:
@@ -54,7 +56,7 @@ def _casme2_small() -> list[Row]:
 def small(tmp_path, monkeypatch):
     """Dataset files without the real expected counts, for the small fixtures."""
     use_manifests(tmp_path, monkeypatch, casme2={"expected": None}, samm={"expected": None},
-                  smic_hs={"expected": None, "protocols": {"smic_3class": {
+                  smic_hs={"expected": None, "label_maps": {"smic_3class": {
                       "classes": ["negative", "positive", "surprise"],
                       "map": {"negative": "negative", "positive": "positive", "surprise": "surprise"}, "drop": []}}})
     return tmp_path
@@ -89,12 +91,12 @@ def test_manifests_folder_is_next_to_the_package_unless_overridden(tmp_path, mon
 def test_unknown_dataset_and_protocol_are_clear_errors(tmp_path):
     with pytest.raises(ManifestError, match="unknown dataset 'casme9'.*casme2"):
         build_manifest("casme9", tmp_path)
-    with pytest.raises(ManifestError, match="unknown protocol 'casme2_7class'.*casme2_5class"):
+    with pytest.raises(ManifestError, match="unknown label map 'casme2_7class'.*casme2_5class"):
         build_manifest("casme2", tmp_path, "casme2_7class")
 
 
 def test_a_protocol_that_forgets_an_emotion_is_rejected(tmp_path, monkeypatch):
-    use_manifests(tmp_path, monkeypatch, casme2={"protocols": {"p": {"classes": ["happiness"],
+    use_manifests(tmp_path, monkeypatch, casme2={"label_maps": {"p": {"classes": ["happiness"],
                                                                      "map": {"happiness": "happiness"}}}})
     with pytest.raises(ManifestError, match="neither mapped nor dropped"):
         load_spec("casme2")
@@ -137,7 +139,7 @@ def test_casme2_2014_sheet_quirks(small):
     assert df["path"].tolist()[0] == "CASME2_RAW_selected/sub01/EP02_01f"
     assert df["apex"].isna().tolist() == [False, True, False, False, False]  # "/" -> <NA>
     assert df["action_units"].tolist() == [("4", "L10"), ("R12",), ("4",), ("1", "2", "4"), ()]
-    assert df["label"].isna().all() and df.attrs["protocol"] is None
+    assert df["label"].isna().all() and df.attrs["label_map"] is None
     assert "objective_class" not in df.columns
     assert df.attrs["problems"] == []
 
@@ -149,6 +151,57 @@ def test_casme2_5class_labels_and_drops(small):
     assert classes == ["happiness", "disgust", "repression", "surprise", "others"]
     assert "fear" not in set(df["emotion"])  # dropped by the protocol
     assert [classes[i] for i in df["label"]] == df["emotion"].tolist()
+
+
+def test_the_old_protocol_keyword_warns_and_builds_the_same_manifest(small):
+    root = write_casme2_tree(small / "CASME2", _casme2_small())
+    now = build_manifest("casme2", root, label_map="casme2_5class")
+    with pytest.warns(DeprecationWarning, match=r"protocol=.*label_map"):
+        old = build_manifest("casme2", root, protocol="casme2_5class")
+    pd.testing.assert_frame_equal(old, now)
+    assert manifest_hash(old) == manifest_hash(now)
+    assert old.attrs["label_map"] == "casme2_5class" and "protocol" not in old.attrs
+    assert build_manifest("casme2", root, "casme2_5class").attrs["label_map"] == "casme2_5class"  # third positional
+    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="disagree"):
+        build_manifest("casme2", root, "casme2_5class", protocol="casme2_3class")
+
+
+def _with_old_keys(folder: Path, dataset: str) -> Path:
+    """Rewrite ``<dataset>.yaml`` in ``folder`` as written before issue 11 (``protocols:``, ``default_protocol:``)."""
+    file = folder / f"{dataset}.yaml"
+    text = file.read_text()
+    assert "\nlabel_maps:" in text
+    file.write_text(text.replace("\nlabel_maps:", "\nprotocols:").replace("\ndefault_label_map:", "\ndefault_protocol:"))
+    _touch_later(file)
+    return file
+
+
+def _touch_later(file: Path) -> None:
+    """Move the file's mtime a second on: specs are cached by mtime, and a rewrite within the clock's tick
+    would otherwise read as unchanged."""
+    later = file.stat().st_mtime_ns + 10**9
+    os.utime(file, ns=(later, later))
+
+
+def test_a_dataset_file_with_the_old_protocols_key_still_builds(small):
+    root = write_casme2_tree(small / "CASME2", _casme2_small())
+    now = build_manifest("casme2", root, "casme2_5class")
+    file = _with_old_keys(small / "manifests", "casme2")
+    with pytest.warns(DeprecationWarning, match=rf"{file.name}.*protocols.*label_maps"):
+        assert list_label_maps("casme2") == ["casme2_5class"]
+    old = build_manifest("casme2", root, "casme2_5class")
+    pd.testing.assert_frame_equal(old, now)
+    assert old.attrs["label_map"] == "casme2_5class"
+    file.write_text(file.read_text() + "\nlabel_maps: {}\n")  # both names: one would be ignored
+    _touch_later(file)
+    with pytest.raises(ManifestError, match="both 'protocols' and 'label_maps'"):
+        load_spec("casme2")
+
+
+def test_old_protocol_names_of_the_spec_still_answer(small):
+    spec = load_spec("casme2")
+    assert spec.protocols is spec.label_maps and spec.protocol("casme2_5class") is spec.label_map("casme2_5class")
+    assert isinstance(spec.label_map("casme2_5class"), Protocol) and Protocol is LabelMap
 
 
 def test_casme2_2019_version_is_chosen_by_annotation(small):
@@ -378,6 +431,9 @@ def test_megc2019_composite_rule_and_counts(megc_root):
     assert df["path"].str.split("/").str[0].tolist() == ["CASME2"] * 145 + ["SAMM"] * 133 + ["SMIC"] * 164
     assert validate_manifest(df, megc_root) == []  # the composite reads from the composite root
     assert build_manifest("megc2019", megc_root, "megc2019_3class")["sample"].tolist() == df["sample"].tolist()
+    with pytest.warns(DeprecationWarning, match="build_megc2019"):
+        pd.testing.assert_frame_equal(build_megc2019(megc_root, protocol="megc2019_3class"), df)
+    assert df.attrs["label_map"] == "megc2019_3class"
 
 
 def test_megc2019_count_check_catches_a_changed_rule_input(tmp_path):

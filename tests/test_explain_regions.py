@@ -149,7 +149,7 @@ def test_04_explain_runs_on_a_store_without_masks(synthme, tmp_path, monkeypatch
     three_class = {"classes": ["negative", "positive", "surprise"],
                    "map": {"disgust": "negative", "happiness": "positive", "surprise": "surprise"},
                    "drop": ["fear", "others", "repression", "sadness"]}
-    use_manifests(tmp_path, monkeypatch, casme2={"expected": None, "protocols": {"casme2_3class": three_class}})
+    use_manifests(tmp_path, monkeypatch, casme2={"expected": None, "label_maps": {"casme2_3class": three_class}})
     params = {"data_root": str(data_root), "dataset": "casme2", "label_map": "casme2_3class", "frames": 8, "size": 32,
               "epochs": 1, "batch_size": 4, "k": 3, "n_explain": 2, "ig_steps": 4, "viewer_clips": 2,
               "methods": "ig,gradcam,attention", "device": "cpu"}

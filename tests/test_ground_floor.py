@@ -31,7 +31,7 @@ def _manifest() -> pd.DataFrame:
         dict(subject="02", sample="EP03_02", path="sub02/EP03_02", onset=10, offset=40, fps=200.0,
              emotion="disgust", label=1, action_units=()),
     ]
-    return make_manifest(rows, dataset="casme2", protocol="p", classes=["a", "b"])
+    return make_manifest(rows, dataset="casme2", label_map="p", classes=["a", "b"])
 
 
 def test_manifest_and_store_keys_are_the_ones_made_before() -> None:

@@ -11,6 +11,7 @@ from merkit.data.manifest import (
     MANIFEST_COLUMNS,
     ManifestError,
     ManifestProblem,
+    label_map_of,
     make_manifest,
     manifest_hash,
     validate_manifest,
@@ -24,9 +25,9 @@ def _row(**overrides):
     return row
 
 
-def _manifest(*rows, protocol="casme2_5class", classes=("happiness", "disgust"), **attrs):
+def _manifest(*rows, label_map="casme2_5class", classes=("happiness", "disgust"), **attrs):
     attrs.setdefault("emotions", {"casme2": ["happiness", "disgust", "others"]})
-    return make_manifest(list(rows), dataset="casme2", protocol=protocol, classes=classes, **attrs)
+    return make_manifest(list(rows), dataset="casme2", label_map=label_map, classes=classes, **attrs)
 
 
 def _messages(problems):
@@ -87,8 +88,23 @@ def test_missing_columns_are_one_clear_problem():
         validate_manifest(df)
 
 
-def test_without_a_protocol_labels_are_not_required():
-    df = _manifest(_row(label=None), protocol=None, classes=())
+def test_make_manifest_takes_the_old_protocol_keyword_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="label_map"):
+        old = make_manifest([_row()], dataset="casme2", protocol="casme2_5class", classes=("happiness", "disgust"))
+    now = _manifest(_row())
+    assert old.attrs["label_map"] == now.attrs["label_map"] == "casme2_5class" and "protocol" not in old.attrs
+    assert manifest_hash(old) == manifest_hash(now)
+
+
+def test_a_manifest_saved_with_the_old_protocol_attr_is_still_checked_against_its_classes():
+    df = _manifest(_row(label=5))
+    df.attrs = {("protocol" if k == "label_map" else k): v for k, v in df.attrs.items()}
+    assert label_map_of(df.attrs) == "casme2_5class"
+    assert any("not a class index of label map casme2_5class" in str(p) for p in validate_manifest(df, strict=False))
+
+
+def test_without_a_label_map_labels_are_not_required():
+    df = _manifest(_row(label=None), label_map=None, classes=())
     assert validate_manifest(df) == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 from pathlib import Path
@@ -58,7 +59,7 @@ def _dataset(root: Path, n_subjects: int = 2, clips: int = 2, frames: int = 10, 
                 offset=first + frames - 1, fps=200.0, emotion=["disgust", "happiness", "surprise"][label],
                 label=label, action_units=("4", "L10"),
             ))
-    return make_manifest(records, dataset="toy", protocol="toy_3class", classes=CLASSES)
+    return make_manifest(records, dataset="toy", label_map="toy_3class", classes=CLASSES)
 
 
 def _mask_of(row) -> np.ndarray:
@@ -193,6 +194,22 @@ def test_flow_is_stored_onset_to_apex(toy, tmp_path):
     data = FlowDataset(store, augment=False)
     x, label = data[1]
     assert x.shape == (3, 8, 8) and 0 <= float(x.min()) and float(x.max()) <= 1 and label == int(manifest.label[1])
+
+
+def test_a_store_saved_before_issue_11_names_its_label_map_protocol_and_still_opens(toy, tmp_path):
+    root, manifest = toy
+    store = build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
+    assert store.index.attrs["label_map"] == "toy_3class"
+    info_path, marker_path = store.path / "store.json", store.path / "COMPLETE"
+    info = json.loads(info_path.read_text())
+    info["attrs"] = {("protocol" if k == "label_map" else k): v for k, v in info["attrs"].items()}
+    info_path.write_text(json.dumps(info, indent=2))  # what a store of before issue 11 holds
+    marker = json.loads(marker_path.read_text())
+    marker["files"]["store.json"] = info_path.stat().st_size
+    marker_path.write_text(json.dumps(marker, indent=2))
+    old = ClipStore.load(store.path)
+    assert old.index.attrs["label_map"] == "toy_3class" and "protocol" not in old.index.attrs
+    assert old.classes == CLASSES and old.key == store_key(manifest, CONFIG)  # the key never held the name
 
 
 def test_store_pickles_by_path(toy, tmp_path):

@@ -11,7 +11,7 @@ onset, offset         int64          frame numbers as written in the sheet
 apex                  Int64          as in the sheet, ``<NA>`` when absent (SMIC, CASME II ``/``)
 fps                   float64        recording frame rate
 emotion               str            emotion as annotated, lower case, stripped
-label                 Int64          class index under ``attrs['protocol']``; ``<NA>`` without one
+label                 Int64          class index under ``attrs['label_map']``; ``<NA>`` without one
 action_units          object         tuple of AU strings, e.g. ``("4", "L10")``
 ====================  =============  ===========================================================
 
@@ -21,7 +21,8 @@ background, absent when the builder cannot tell. Preprocessing with ``crop='auto
 ``apex_estimated`` (bool): True when the release annotates no apex and the builder estimated it (SMIC-HS;
 ``attrs['apex_method']`` says how); rules about annotated apexes (the MEGC2019 "no usable apex") skip those rows.
 
-``df.attrs``: ``dataset``, ``protocol`` (name or None), ``classes`` (class names in label order); builders
+``df.attrs``: ``dataset``, ``label_map`` (name or None; a manifest or store index saved before issue 11 has it
+as ``protocol``, which :func:`label_map_of` still reads), ``classes`` (class names in label order); builders
 also set ``emotions`` (dataset -> known emotion strings), ``subject_patterns`` (dataset -> regex) and
 ``problems`` (what a non-strict build collected) and ``data_problems`` (one dict per fault fixed, sample
 dropped or left out by a rule: dataset, subject, sample, field, action, detail; see
@@ -34,6 +35,7 @@ dropped or left out by a rule: dataset, subject, sample, field, action, detail; 
 from __future__ import annotations
 
 import math
+import warnings
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -107,15 +109,22 @@ def make_manifest(
     records: Iterable[Mapping[str, Any]] | pd.DataFrame,
     *,
     dataset: str,
-    protocol: str | None = None,
+    label_map: str | None = None,
     classes: Iterable[str] = (),
     **attrs: Any,
 ) -> pd.DataFrame:
     """A manifest with the schema's column order and dtypes from row dicts (or a DataFrame).
 
     Missing ``apex``/``label`` become ``<NA>``, missing ``action_units`` an empty tuple; optional columns
-    are kept when present. Extra ``attrs`` are stored in ``df.attrs`` next to dataset/protocol/classes.
+    are kept when present. Extra ``attrs`` are stored in ``df.attrs`` next to dataset/label_map/classes.
+    ``protocol=`` is the deprecated name of ``label_map=`` (warns).
     """
+    if "protocol" in attrs:
+        old = attrs.pop("protocol")
+        warnings.warn("make_manifest(..., protocol=...) is deprecated: use label_map=", DeprecationWarning, stacklevel=2)
+        if label_map is not None and old is not None and old != label_map:
+            raise TypeError(f"make_manifest: label_map={label_map!r} and the deprecated protocol={old!r} disagree")
+        label_map = label_map if label_map is not None else old
     frame = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
     for column in MANIFEST_COLUMNS:
         if column not in frame.columns:
@@ -140,8 +149,15 @@ def make_manifest(
     for column in FLAG_COLUMNS:
         if column in frame.columns:
             frame[column] = frame[column].astype(bool)
-    frame.attrs = {"dataset": dataset, "protocol": protocol, "classes": list(classes), **attrs}
+    frame.attrs = {"dataset": dataset, "label_map": label_map, "classes": list(classes), **attrs}
     return frame
+
+
+def label_map_of(attrs: Mapping[str, Any]) -> str | None:
+    """The label map named in a manifest's (or store index's) ``attrs``: ``label_map``, or ``protocol``, its
+    key in manifests and stores saved before issue 11."""
+    name = attrs.get("label_map")
+    return attrs.get("protocol") if name is None else name
 
 
 def _is_missing(value: Any) -> bool:
@@ -172,7 +188,7 @@ def validate_manifest(
 
     Checks: schema columns; onset <= apex <= offset (and onset <= offset); duplicate (dataset, subject,
     sample); empty or unknown emotions (against ``attrs['emotions']`` when set); labels in range of
-    ``attrs['classes']`` under a protocol; subject id format (``SUBJECT_PATTERNS``, extended by
+    ``attrs['classes']`` under a label map; subject id format (``SUBJECT_PATTERNS``, extended by
     ``attrs['subject_patterns']``); fps > 0; relative POSIX paths; and, when ``data_root`` is given, that
     each clip exists with every frame number onset..offset on disk (folders) or enough frames (videos).
     Files are not decoded here: a corrupt image is reported when the clip is read.
@@ -187,7 +203,7 @@ def validate_manifest(
 
     patterns = {**SUBJECT_PATTERNS, **(attrs.get("subject_patterns") or {})}
     emotions = attrs.get("emotions") or {}
-    protocol = attrs.get("protocol")
+    label_map = label_map_of(attrs)
     classes = list(attrs.get("classes") or [])
     root = None if data_root is None else Path(data_root)
     frames_cache: dict[Path, set[int] | ClipReadError] = {}
@@ -237,10 +253,10 @@ def validate_manifest(
             report(f"unknown emotion {emotion!r} (known for {dataset}: {', '.join(emotions[dataset])})", "emotion")
 
         label = row["label"]
-        if protocol is not None:
+        if label_map is not None:
             label_number = _as_int(label)
             if label_number is None or not 0 <= label_number < len(classes):
-                report(f"label {label!r} is not a class index of protocol {protocol} ({len(classes)} classes)")
+                report(f"label {label!r} is not a class index of label map {label_map} ({len(classes)} classes)")
 
         path_text = "" if _is_missing(row["path"]) else str(row["path"])
         if not path_text or "\\" in path_text or PurePosixPath(path_text).is_absolute():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from os import PathLike
+from typing import Any
 
 import pandas as pd
 
@@ -29,7 +30,7 @@ from merkit.data.datasets.megc2019 import (
     write_megc_ground_truth,
 )
 from merkit.data.datasets.smic_hs import SmicHsBuilder
-from merkit.data.datasets.spec import DatasetSpec, list_spec_files, load_spec, manifests_dir
+from merkit.data.datasets.spec import NOT_GIVEN, DatasetSpec, chosen_label_map, list_spec_files, load_spec, manifests_dir
 from merkit.data.manifest import ManifestError, ManifestProblem
 
 __all__ = [
@@ -68,7 +69,7 @@ def list_label_maps(dataset: str) -> list[str]:
 
     Not to be confused with the fold protocols (LOSO, LODO, ...) of :func:`merkit.protocols.list_protocols`.
     """
-    return list(load_spec(dataset).protocols)
+    return list(load_spec(dataset).label_maps)
 
 
 def list_protocols(dataset: str) -> list[str]:
@@ -82,16 +83,19 @@ def list_protocols(dataset: str) -> list[str]:
 def build_manifest(
     dataset: str,
     data_root: str | PathLike,
-    protocol: str | None = None,
+    label_map: str | None = None,
     *,
     annotation: str | PathLike | None = None,
     strict: bool = True,
     on_problem: str = "error",
+    protocol: Any = NOT_GIVEN,
 ) -> pd.DataFrame:
     """Build and validate the manifest of ``dataset`` from the copy under ``data_root``.
 
-    ``protocol`` (one of :func:`list_label_maps`) maps emotions to labels and drops the emotions it leaves
-    out; without it every sample is kept and ``label`` is ``<NA>``. ``annotation`` names the sheet when it is
+    ``label_map`` (one of :func:`list_label_maps`) maps emotions to labels and drops the emotions it leaves
+    out; without it every sample is kept and ``label`` is ``<NA>``; its name goes in ``df.attrs['label_map']``.
+    ``protocol=`` is its deprecated name (before issue 11; still accepted as a keyword, with a
+    DeprecationWarning). ``annotation`` names the sheet when it is
     not where the dataset file looks (absolute, or relative to ``data_root``; for ``megc2019`` a mapping part
     -> sheet). Paths in the result are relative to ``data_root``.
 
@@ -110,10 +114,11 @@ def build_manifest(
     writes ``data_problems.csv``). A sheet that cannot be read at all (missing file, wrong sheet, no header
     row) raises in either mode.
     """
+    label_map = chosen_label_map(label_map, protocol, "build_manifest")
     spec: DatasetSpec = load_spec(dataset)
     builder = BUILDERS.get(spec.builder)
     if builder is None:
         raise ManifestError(
             [ManifestProblem(dataset, None, None, f"{spec.file}: unknown builder {spec.builder!r}; known: {sorted(BUILDERS)}")]
         )
-    return builder(spec, data_root, protocol, annotation=annotation, strict=strict, on_problem=on_problem)
+    return builder(spec, data_root, label_map, annotation=annotation, strict=strict, on_problem=on_problem)

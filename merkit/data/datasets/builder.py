@@ -16,8 +16,8 @@ by `.cells`, step 4 is `.faults`, step 5 and the problem log `.finish`):
    ``repairs`` (our assumption, labelled as such), then errors on whatever is left; ``drop`` leaves out every
    sample with a problem;
 5. validate (:func:`~merkit.data.manifest.validate_manifest`, frames on disk included) and check the
-   expected counts (skipped for a ``small`` SynthME release); then, under a protocol, map emotions to
-   labels, drop what the protocol drops and check the protocol's expected counts.
+   expected counts (skipped for a ``small`` SynthME release); then, under a label map, map emotions to
+   labels, drop what the label map drops and check the label map's expected counts.
 
 Every problem is collected; ``strict=True`` raises one ``ManifestError`` listing them all, ``strict=False``
 returns the manifest with ``df.attrs['problems']``. What was fixed, dropped or left out is in
@@ -39,9 +39,9 @@ from merkit.data.datasets.cells import (
 from merkit.data.datasets.faults import (
     apply_errata, apply_repairs, check_on_problem, known_faults, settle, timing_faults, without_repeats,
 )
-from merkit.data.datasets.finish import apply_exclusions, apply_protocol, check_expected, counts_checked, finish
+from merkit.data.datasets.finish import apply_exclusions, apply_label_map, check_expected, counts_checked, finish
 from merkit.data.datasets.sheets import SheetRow, read_sheet
-from merkit.data.datasets.spec import DatasetSpec, Protocol
+from merkit.data.datasets.spec import DatasetSpec, LabelMap
 from merkit.data.manifest import ManifestError, ManifestProblem, make_manifest, validate_manifest
 
 #: ``sample_spelling`` of a dataset yaml -> how a sample id is rewritten (absent: as the template gives it).
@@ -64,11 +64,11 @@ class SheetBuilder:
         self.respell: Callable[[str], str] | None = SAMPLE_SPELLINGS.get(spelling) if spelling is not None else None
 
     @classmethod
-    def build_spec(cls, spec: DatasetSpec, data_root: str | PathLike, protocol: str | None = None,
+    def build_spec(cls, spec: DatasetSpec, data_root: str | PathLike, label_map: str | None = None,
                    **options: Any) -> pd.DataFrame:
-        """``cls(spec).build(data_root, protocol, **options)``: the entry of the builder registry
+        """``cls(spec).build(data_root, label_map, **options)``: the entry of the builder registry
         (:data:`merkit.data.datasets.BUILDERS`)."""
-        return cls(spec).build(data_root, protocol, **options)
+        return cls(spec).build(data_root, label_map, **options)
 
     # -- locating and reading the sheet -------------------------------------------------------------
     def find_annotation(self, data_root: Path, annotation: str | PathLike | None) -> Path:
@@ -205,7 +205,7 @@ class SheetBuilder:
     def build(
         self,
         data_root: str | PathLike,
-        protocol: str | None = None,
+        label_map: str | None = None,
         *,
         annotation: str | PathLike | None = None,
         strict: bool = True,
@@ -218,9 +218,9 @@ class SheetBuilder:
         self.check_annotation(annotation)
         if not data_root.is_dir():
             raise self.error(f"data root {data_root} is not a folder")
-        chosen_protocol = self.spec.protocol(protocol) if protocol is not None else None
+        chosen = self.spec.label_map(label_map) if label_map is not None else None
         records, problems, context, attrs = self.read_records(data_root, annotation)
-        return self.finish_records(records, problems, data_root, chosen_protocol, on_problem=on_problem,
+        return self.finish_records(records, problems, data_root, chosen, on_problem=on_problem,
                                    strict=strict, context=context, **attrs)
 
     def check_annotation(self, annotation: str | PathLike | None) -> None:
@@ -252,7 +252,7 @@ class SheetBuilder:
         records: list[dict[str, Any]],
         problems: list[ManifestProblem],
         data_root: Path,
-        protocol: Protocol | None,
+        label_map: LabelMap | None,
         *,
         on_problem: str,
         strict: bool,
@@ -260,7 +260,7 @@ class SheetBuilder:
         **attrs: Any,
     ) -> pd.DataFrame:
         """Records -> manifest: exclusions, paths, errata and repairs (``fix``), validation, ``drop``, counts,
-        protocol. Shared by the sheet builders and the folder-layout builder (SMIC-HS)."""
+        label map. Shared by the sheet builders and the folder-layout builder (SMIC-HS)."""
         records, excluded = apply_exclusions(records, self.spec.raw.get("exclusions") or ())
         layout_root = self.resolve_paths(records, data_root)
         errata = self.spec.raw.get("errata") or ()
@@ -289,8 +289,8 @@ class SheetBuilder:
             problems += check_expected(df, self.spec.expected, self.key, "the full dataset")
         else:
             df.attrs["counts_checked"] = False
-        if protocol is not None:
-            df = apply_protocol(df, protocol)
+        if label_map is not None:
+            df = apply_label_map(df, label_map)
             if counts_checked(data_root):
-                problems += check_expected(df, protocol.expected, self.key, f"protocol {protocol.name}")
+                problems += check_expected(df, label_map.expected, self.key, f"label map {label_map.name}")
         return finish(df, problems, strict, context, on_problem=on_problem, log=log)

@@ -1,5 +1,5 @@
 """The end of every build: exclusions, the expected counts (skipped for a small emulated release), the class
-protocol, raise-or-return, and the table of what was fixed, dropped or left out (``data_problems.csv``)."""
+label map, raise-or-return, and the table of what was fixed, dropped or left out (``data_problems.csv``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 
 from merkit._io import atomic_write_text
 from merkit.data.datasets.faults import log_entry
-from merkit.data.datasets.spec import Protocol
+from merkit.data.datasets.spec import LabelMap
 from merkit.data.manifest import ManifestError, ManifestProblem
 
 
@@ -45,19 +45,23 @@ def apply_exclusions(
     return kept, excluded
 
 
-def apply_protocol(df: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
-    """Rows whose emotion the protocol maps, labelled; rows it drops (or does not know) removed."""
-    labels = [protocol.label_of(str(e)) for e in df["emotion"]]
+def apply_label_map(df: pd.DataFrame, label_map: LabelMap) -> pd.DataFrame:
+    """Rows whose emotion the label map maps, labelled; rows it drops (or does not know) removed."""
+    labels = [label_map.label_of(str(e)) for e in df["emotion"]]
     keep = [label is not None for label in labels]
     out = df.loc[keep].copy()
     out["label"] = pd.array([label for label in labels if label is not None], dtype="Int64")
     out = out.reset_index(drop=True)
-    out.attrs = {**df.attrs, "protocol": protocol.name, "classes": list(protocol.classes)}
+    out.attrs = {**df.attrs, "label_map": label_map.name, "classes": list(label_map.classes)}
     return out
 
 
+#: The name of :func:`apply_label_map` before issue 11.
+apply_protocol = apply_label_map
+
+
 def check_expected(df: pd.DataFrame, expected: Mapping[str, Any] | None, dataset: str, what: str) -> list[ManifestProblem]:
-    """Compare sample, subject and (under a protocol) per-class counts with the spec's ``expected``."""
+    """Compare sample, subject and (under a label map) per-class counts with the spec's ``expected``."""
     if not expected:
         return []
     problems = []

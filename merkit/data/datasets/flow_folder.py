@@ -1,7 +1,7 @@
 """The ``flow_folder`` builder: a community folder of 28×28 onset→apex flow PNGs plus its listing CSV.
 
 ``data_manifests/flow_folder.yaml`` declares the listing's column names, the dataset-name aliases and the
-class protocol (``megc2019_3class``: labels 0/1/2 = negative/positive/surprise). The manifest has the usual
+label map (``megc2019_3class``: labels 0/1/2 = negative/positive/surprise). The manifest has the usual
 columns with ``path`` the image file (relative to the folder), ``onset = offset = 0`` and ``apex`` NA (the
 folder has no frames; the flow was made elsewhere), ``emotion`` the class name, ``listing_row`` the CSV line
 (header = line 1), and ``attrs["flow_folder"] = True``. A missing image, an unknown label or a listing
@@ -53,7 +53,7 @@ def _column(table_columns: list[str], candidates: list[str]) -> str | None:
 def build(
     spec: DatasetSpec,
     data_root: str | PathLike,
-    protocol: str | None = None,
+    label_map: str | None = None,
     *,
     annotation: str | PathLike | None = None,
     strict: bool = True,
@@ -63,7 +63,7 @@ def build(
     folder = Path(data_root)
     if not folder.is_dir():
         raise _error(spec.key, f"flow folder {folder} is not a folder")
-    chosen = spec.protocol(protocol or spec.raw.get("default_protocol", "megc2019_3class"))
+    chosen = spec.label_map(label_map or spec.default_label_map or "megc2019_3class")
     listing = find_listing(spec, folder, annotation)
     table = pd.read_csv(listing, dtype=str, keep_default_na=False, skipinitialspace=True)
     table.columns = [str(c).strip() for c in table.columns]
@@ -87,7 +87,7 @@ def build(
         if label is None:
             problems.append(ManifestProblem(dataset, row.subject, row.sample,
                                             f"{listing} line {row.row}: label {row.label!r} is not one of "
-                                            f"{sorted(chosen.mapping)} (protocol {chosen.name})"))
+                                            f"{sorted(chosen.mapping)} (label map {chosen.name})"))
         labels.append(label)
         emotions.append(chosen.classes[label] if label is not None else str(row.label))
     if problems and strict:
@@ -112,6 +112,6 @@ def build(
         first = manifest[duplicated].iloc[0]
         raise _error(first["dataset"], f"{listing}: {int(duplicated.sum())} rows list the same clip "
                                        f"(first at line {first['listing_row']})", first["subject"], first["sample"])
-    manifest.attrs = {"dataset": spec.key, "protocol": chosen.name, "classes": list(chosen.classes),
+    manifest.attrs = {"dataset": spec.key, "label_map": chosen.name, "classes": list(chosen.classes),
                       "annotation": str(listing), "flow_folder": True, "problems": problems}
     return manifest

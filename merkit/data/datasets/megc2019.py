@@ -33,13 +33,15 @@ from merkit._io import atomic_write_text
 from merkit.data.datasets.cells import RowError, canonical_sample, subject_number
 from merkit.data.datasets.faults import check_on_problem, log_entry
 from merkit.data.datasets.finish import apply_exclusions, check_expected, counts_checked, finish
-from merkit.data.datasets.spec import DatasetSpec, Protocol, load_spec
+from merkit.data.datasets.spec import NOT_GIVEN, DatasetSpec, LabelMap, chosen_label_map, load_spec
 from merkit.data.manifest import ManifestError, ManifestProblem, make_manifest
 
 COMPOSITE = "megc2019"
-DEFAULT_PROTOCOL = "megc2019_3class"
+DEFAULT_LABEL_MAP = "megc2019_3class"
+#: Its name before issue 11.
+DEFAULT_PROTOCOL = DEFAULT_LABEL_MAP
 GROUND_TRUTH_COLUMNS = ("database", "subject", "video", "label")
-#: Exclusion rules a composite protocol may name under ``exclude:``.
+#: Exclusion rules a composite label map may name under ``exclude:``.
 EXCLUSION_RULES = ("no_usable_apex",)
 
 
@@ -68,7 +70,7 @@ def no_usable_apex(record: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _changed_clips(part_df: pd.DataFrame, root: Path, wanted_sheet: str, protocol: Protocol, on_problem: str) -> ManifestProblem | None:
+def _changed_clips(part_df: pd.DataFrame, root: Path, wanted_sheet: str, label_map: LabelMap, on_problem: str) -> ManifestProblem | None:
     """A problem naming the CASME II clips whose composite class differs from the ``wanted_sheet`` version
     (None when the sheet read is that version)."""
     from merkit.data.datasets import build_manifest  # in the function: merkit.data.datasets imports this module
@@ -76,11 +78,11 @@ def _changed_clips(part_df: pd.DataFrame, root: Path, wanted_sheet: str, protoco
     read = Path(str(part_df.attrs.get("annotation", ""))).name
     if not read or read == wanted_sheet:
         return None
-    rule = protocol.for_part("casme2")
+    rule = label_map.for_part("casme2")
 
     def label(emotion: str) -> str:
         index = rule.label_of(str(emotion))
-        return "out" if index is None else protocol.classes[index]
+        return "out" if index is None else label_map.classes[index]
 
     head = (f"CASME II was read from {read}, but the MEGC2019 composite is defined on the 2014 emotions "
             f"({wanted_sheet})")
@@ -102,7 +104,7 @@ def _changed_clips(part_df: pd.DataFrame, root: Path, wanted_sheet: str, protoco
 def build(
     spec: DatasetSpec,
     data_root: str | PathLike,
-    protocol: str | None = None,
+    label_map: str | None = None,
     *,
     annotation: Mapping[str, str | PathLike] | None = None,
     strict: bool = True,
@@ -110,7 +112,7 @@ def build(
     roots: Mapping[str, str | PathLike] | None = None,
 ) -> pd.DataFrame:
     """The composite manifest. ``annotation``/``roots`` map a part (``casme2``, ``samm``, ``smic_hs``) to
-    its sheet / folder when they are not where ``megc2019.yaml`` looks; ``protocol`` defaults to
+    its sheet / folder when they are not where ``megc2019.yaml`` looks; ``label_map`` defaults to
     ``megc2019_3class`` (the composite has no unlabelled form). ``on_problem`` is passed to every part."""
     from merkit.data.datasets import build_manifest  # in the function: merkit.data.datasets imports this module
 
@@ -118,7 +120,7 @@ def build(
     on_problem = check_on_problem(on_problem, COMPOSITE)
     if annotation is not None and not isinstance(annotation, Mapping):
         raise ManifestError([ManifestProblem(COMPOSITE, None, None, "annotation must map part -> sheet path for the composite")])
-    chosen = spec.protocol(protocol or spec.raw.get("default_protocol", DEFAULT_PROTOCOL))
+    chosen = spec.label_map(label_map or spec.default_label_map or DEFAULT_LABEL_MAP)
     unknown_rules = sorted(set(chosen.exclude) - set(EXCLUSION_RULES))
     if unknown_rules:
         raise ManifestError([ManifestProblem(COMPOSITE, None, None, f"{spec.file}: unknown exclusion rule(s) {unknown_rules}; known: {list(EXCLUSION_RULES)}")])
@@ -183,7 +185,7 @@ def build(
     composite = make_manifest(
         labelled,
         dataset=COMPOSITE,
-        protocol=chosen.name,
+        label_map=chosen.name,
         classes=chosen.classes,
         emotions=emotions,
         subject_patterns=patterns,
@@ -191,7 +193,7 @@ def build(
     )
     if counts_checked(data_root):
         expected = dict(chosen.expected or {})
-        problems += check_expected(composite, expected, COMPOSITE, f"protocol {chosen.name}")
+        problems += check_expected(composite, expected, COMPOSITE, f"label map {chosen.name}")
         for part, part_expected in (expected.get("datasets") or {}).items():
             subset = composite[composite["dataset"] == part]
             subset.attrs = composite.attrs
@@ -203,15 +205,18 @@ def build(
 
 def build_megc2019(
     data_root: str | PathLike,
-    protocol: str = DEFAULT_PROTOCOL,
+    label_map: str = DEFAULT_LABEL_MAP,
     *,
     annotations: Mapping[str, str | PathLike] | None = None,
     roots: Mapping[str, str | PathLike] | None = None,
     strict: bool = True,
     on_problem: str = "error",
+    protocol: Any = NOT_GIVEN,
 ) -> pd.DataFrame:
-    """The MEGC2019 composite manifest from a folder holding the three datasets (see the module docstring)."""
-    return build(load_spec(COMPOSITE), data_root, protocol, annotation=annotations, strict=strict, roots=roots,
+    """The MEGC2019 composite manifest from a folder holding the three datasets (see the module docstring).
+    ``protocol=`` is the deprecated name of ``label_map`` (warns)."""
+    label_map = chosen_label_map(label_map, protocol, "build_megc2019")
+    return build(load_spec(COMPOSITE), data_root, label_map, annotation=annotations, strict=strict, roots=roots,
                  on_problem=on_problem)
 
 
@@ -274,7 +279,7 @@ def write_megc_ground_truth(df: pd.DataFrame, path: str | PathLike) -> Path:
         if dataset not in databases:
             raise ManifestError([ManifestProblem(dataset, record["subject"], record["sample"], f"no MEGC database name for dataset {dataset!r}")])
         if pd.isna(record["label"]):
-            raise ManifestError([ManifestProblem(dataset, record["subject"], record["sample"], "no label (build with protocol megc2019_3class)")])
+            raise ManifestError([ManifestProblem(dataset, record["subject"], record["sample"], "no label (build with label map megc2019_3class)")])
         subject = subject_forms.get(dataset, "{subject}").format(subject=record["subject"], n=subject_number(record["subject"]))
         lines.append(f"{databases[dataset]},{subject},{record['sample']},{int(record['label'])}\r\n")
     return atomic_write_text(path, "".join(lines))

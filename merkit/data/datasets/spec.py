@@ -1,13 +1,19 @@
 """Dataset specs: the declarative ``data_manifests/<dataset>.yaml`` files, loaded and checked.
 
 A spec says where the annotation sheet is and how it is laid out, how subject ids are normalised, where
-clips live on disk, the dataset's emotion vocabulary, class protocols (emotion -> class, emotions dropped),
-errata, exclusions and the counts a build must reproduce. See ``data_manifests/README.md`` for the keys.
+clips live on disk, the dataset's emotion vocabulary, label maps (``label_maps:``: emotion -> class, emotions
+dropped), errata, exclusions and the counts a build must reproduce. See ``data_manifests/README.md`` for the keys.
+
+A label map was called a "protocol" before issue 11 (it read like the fold protocols, LOSO, LODO): a dataset
+file with the old ``protocols:`` / ``default_protocol:`` keys (a user's copy under ``$MERKIT_MANIFESTS``) still
+loads, with a DeprecationWarning; ``Protocol``, ``DatasetSpec.protocols`` and ``DatasetSpec.protocol(name)``
+remain as silent aliases for code that imports them.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,10 +36,10 @@ def manifests_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class Protocol:
-    """A class protocol: ``classes`` in label order, ``mapping`` emotion -> class, ``drop`` emotions left out.
+class LabelMap:
+    """A label map: ``classes`` in label order, ``mapping`` emotion -> class, ``drop`` emotions left out.
 
-    A composite declares its map per part (``parts``: dataset key -> a Protocol with the same classes), since
+    A composite declares its map per part (``parts``: dataset key -> a LabelMap with the same classes), since
     the same emotion word does not go to the same class in every part (MEGC2019: CASME II fear is out, SAMM
     fear is negative). ``exclude`` names the rules that leave samples out (``no_usable_apex``).
     """
@@ -44,15 +50,15 @@ class Protocol:
     drop: tuple[str, ...]
     expected: dict[str, Any] | None
     exclusions: tuple[dict[str, Any], ...] = ()
-    parts: dict[str, "Protocol"] = field(default_factory=dict)
+    parts: dict[str, "LabelMap"] = field(default_factory=dict)
     exclude: tuple[str, ...] = ()
 
-    def for_part(self, dataset: str) -> "Protocol":
-        """The protocol applied to one part of a composite (itself when it declares no parts)."""
+    def for_part(self, dataset: str) -> "LabelMap":
+        """The label map applied to one part of a composite (itself when it declares no parts)."""
         return self.parts.get(dataset, self) if self.parts else self
 
     def label_of(self, emotion: str, dataset: str | None = None) -> int | None:
-        """Class index of an emotion (in part ``dataset`` of a composite); None when the protocol drops it
+        """Class index of an emotion (in part ``dataset`` of a composite); None when the label map drops it
         (or does not know it)."""
         if self.parts:
             if dataset not in self.parts:
@@ -60,6 +66,13 @@ class Protocol:
             return self.parts[dataset].label_of(emotion)
         target = self.mapping.get(emotion)
         return None if target is None else self.classes.index(target)
+
+
+#: The name of :class:`LabelMap` before issue 11 (kept so that old imports keep working).
+Protocol = LabelMap
+
+#: Dataset-file keys of before issue 11 -> their names now (read, with a DeprecationWarning, when the new one is absent).
+_FORMER_KEYS = {"protocols": "label_maps", "default_protocol": "default_label_map"}
 
 
 #: ``builder:`` values of dataset files written when each sheet dataset had a builder module of its own; they
@@ -75,7 +88,7 @@ class DatasetSpec:
     file: Path
     builder: str
     raw: dict[str, Any]
-    protocols: dict[str, Protocol] = field(default_factory=dict)
+    label_maps: dict[str, LabelMap] = field(default_factory=dict)
 
     @property
     def emotions(self) -> tuple[str, ...]:
@@ -85,13 +98,45 @@ class DatasetSpec:
     def expected(self) -> dict[str, Any] | None:
         return self.raw.get("expected")
 
-    def protocol(self, name: str) -> Protocol:
-        if name not in self.protocols:
-            known = ", ".join(sorted(self.protocols)) or "none"
+    @property
+    def default_label_map(self) -> str | None:
+        """The ``default_label_map:`` of the file (``None`` when it names none)."""
+        name = self.raw.get("default_label_map")
+        return None if name is None else str(name)
+
+    def label_map(self, name: str) -> LabelMap:
+        """The label map called ``name``; ``ManifestError`` naming the ones the dataset has otherwise."""
+        if name not in self.label_maps:
+            known = ", ".join(sorted(self.label_maps)) or "none"
             raise ManifestError(
-                [ManifestProblem(self.key, None, None, f"unknown protocol {name!r}; {self.key} has: {known}")]
+                [ManifestProblem(self.key, None, None, f"unknown label map {name!r}; {self.key} has: {known}")]
             )
-        return self.protocols[name]
+        return self.label_maps[name]
+
+    # The names before issue 11: silent aliases, so that code written against them keeps working.
+    @property
+    def protocols(self) -> dict[str, LabelMap]:
+        return self.label_maps
+
+    def protocol(self, name: str) -> LabelMap:
+        return self.label_map(name)
+
+
+#: Marks a ``protocol=`` keyword that was not given (None is a meaningful value: "no label map").
+NOT_GIVEN: Any = object()
+
+
+def chosen_label_map(label_map: str | None, protocol: Any, where: str) -> str | None:
+    """The label map a builder was asked for: ``label_map``, or the deprecated ``protocol=`` keyword (its name
+    before issue 11; warns). Both given and different is an error, since one of them would be ignored."""
+    if protocol is NOT_GIVEN:
+        return label_map
+    warnings.warn(f"{where}(..., protocol=...) is deprecated: the class mapping is called label_map "
+                  "(protocols are the fold protocols, LOSO, LODO)", DeprecationWarning, stacklevel=3)
+    if label_map is not None and protocol is not None and label_map != protocol:
+        raise TypeError(f"{where}: label_map={label_map!r} and the deprecated protocol={protocol!r} disagree; "
+                        "give label_map only")
+    return label_map if label_map is not None else protocol
 
 
 def _spec_problem(dataset: str, file: Path, message: str) -> ManifestError:
@@ -116,8 +161,8 @@ def load_spec(dataset: str) -> DatasetSpec:
 
 
 def _load_map(dataset: str, file: Path, what: str, classes: tuple[str, ...], body: dict[str, Any],
-              emotions: set[str]) -> Protocol:
-    """The ``map``/``drop`` of a protocol (or of one part of it), checked against ``classes`` and ``emotions``."""
+              emotions: set[str]) -> LabelMap:
+    """The ``map``/``drop`` of a label map (or of one part of it), checked against ``classes`` and ``emotions``."""
     mapping = {str(k): str(v) for k, v in (body.get("map") or {}).items()}
     drop = tuple(str(e) for e in (body.get("drop") or ()))
     strays = sorted(set(mapping.values()) - set(classes))
@@ -127,11 +172,11 @@ def _load_map(dataset: str, file: Path, what: str, classes: tuple[str, ...], bod
     if both:
         raise _spec_problem(dataset, file, f"{what}: {both} both mapped and dropped")
     # Every emotion of the dataset must be either mapped or dropped explicitly: a forgotten emotion
-    # would otherwise vanish from the protocol without anyone deciding it should.
+    # would otherwise vanish from the label map without anyone deciding it should.
     forgotten = sorted(emotions - set(mapping) - set(drop))
     if emotions and forgotten:
         raise _spec_problem(dataset, file, f"{what}: emotions {forgotten} neither mapped nor dropped")
-    return Protocol(what, classes, mapping, drop, None)
+    return LabelMap(what, classes, mapping, drop, None)
 
 
 @lru_cache(maxsize=64)
@@ -150,27 +195,46 @@ def _load_spec_cached(file_name: str, stamp: int, dataset: str) -> DatasetSpec:
         if builder == "smic_e":
             raw = {**raw, "sample_spelling": raw.get("sample_spelling", "megc2019")}
         builder = "sheet"
+    raw = _renamed_keys(dataset, file, raw)
     entries = [*(raw.get("errata") or ()), *(raw.get("exclusions") or ())]
-    entries += [e for body in (raw.get("protocols") or {}).values() for e in (body.get("exclusions") or ())]
+    entries += [e for body in (raw.get("label_maps") or {}).values() for e in (body.get("exclusions") or ())]
     for entry in entries:
         for key in ("subject", "sample"):
             if key in entry and not isinstance(entry[key], str):
                 # YAML reads 032_3_1 as the number 1689 and 006 as 6: ids must be quoted strings
                 raise _spec_problem(dataset, file, f"{key} {entry[key]!r} of {entry} must be a quoted string")
     emotions = set(raw.get("emotions") or ())
-    protocols: dict[str, Protocol] = {}
-    for name, body in (raw.get("protocols") or {}).items():
+    label_maps: dict[str, LabelMap] = {}
+    for name, body in (raw.get("label_maps") or {}).items():
         classes = tuple(body.get("classes") or ())
         if not classes:
-            raise _spec_problem(dataset, file, f"protocol {name}: no classes")
+            raise _spec_problem(dataset, file, f"label map {name}: no classes")
         parts = {
-            str(part): _load_map(dataset, file, f"protocol {name} part {part}", classes, part_body, set())
+            str(part): _load_map(dataset, file, f"label map {name} part {part}", classes, part_body, set())
             for part, part_body in (body.get("parts") or {}).items()
         }
-        own = _load_map(dataset, file, f"protocol {name}", classes, body, emotions)
-        protocols[name] = Protocol(
+        own = _load_map(dataset, file, f"label map {name}", classes, body, emotions)
+        label_maps[name] = LabelMap(
             name, classes, own.mapping, own.drop, body.get("expected"), tuple(body.get("exclusions") or ()),
-            {part: Protocol(f"{name}[{part}]", classes, p.mapping, p.drop, None) for part, p in parts.items()},
+            {part: LabelMap(f"{name}[{part}]", classes, p.mapping, p.drop, None) for part, p in parts.items()},
             tuple(str(rule) for rule in (body.get("exclude") or ())),
         )
-    return DatasetSpec(dataset, file, builder, raw, protocols)
+    return DatasetSpec(dataset, file, builder, raw, label_maps)
+
+
+def _renamed_keys(dataset: str, file: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with the keys of before issue 11 (``protocols:``, ``default_protocol:``) under their new names.
+
+    Warns (DeprecationWarning, once per file version: the spec is cached) naming the file; a file that
+    carries both the old and the new name of a key is an error, since the two could disagree.
+    """
+    old_keys = [old for old in _FORMER_KEYS if old in raw]
+    if not old_keys:
+        return raw
+    both = [f"{old!r} and {_FORMER_KEYS[old]!r}" for old in old_keys if _FORMER_KEYS[old] in raw]
+    if both:
+        raise _spec_problem(dataset, file, f"has both {', '.join(both)}: keep only the new name")
+    warnings.warn(f"{file}: the key(s) {', '.join(old_keys)} are deprecated: rename them to "
+                  f"{', '.join(_FORMER_KEYS[old] for old in old_keys)} (class mappings are label maps; "
+                  "protocols are the fold protocols, LOSO, LODO)", DeprecationWarning, stacklevel=2)
+    return {(_FORMER_KEYS.get(key, key)): value for key, value in raw.items()}

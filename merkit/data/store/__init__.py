@@ -17,7 +17,7 @@ Files:
   ``crop_y``, ``crop_w``, ``crop_h``, in source-frame pixels), ``crop_method`` (the crop the clip got:
   ``dataset``, ``haar``, ``center`` or ``none``; ``crop='auto'`` decides per clip from the manifest's
   ``cropped`` flag), ``crop_fallback`` (no face found, centre used), ``apex_used`` and ``source_frames``
-- ``store.json`` preprocessing and flow parameters, manifest hash, manifest attrs (dataset, protocol, classes)
+- ``store.json`` preprocessing and flow parameters, manifest hash, manifest attrs (dataset, label_map, classes)
 - ``COMPLETE``   written last: the key, N and the byte size and shape of every file above
 
 A store is built in a temporary sibling directory and moved into place with ``os.replace``, so a crash

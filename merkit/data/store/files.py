@@ -125,7 +125,10 @@ class ClipStore:
         #: "clips" (flow, if any, computed from the stored clips' frames) or "folder" (images imported as given)
         self.flow_source: str = info.get("flow_source", "clips")
         self.manifest_hash: str = info["manifest_hash"]
-        self.index.attrs.update(info.get("attrs", {}))
+        attrs = dict(info.get("attrs", {}))
+        if "protocol" in attrs:  # a store built before issue 11 calls the label map "protocol" (not in the key)
+            attrs.setdefault("label_map", attrs.pop("protocol"))
+        self.index.attrs.update(attrs)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": str(self.path)}
@@ -150,7 +153,7 @@ class ClipStore:
 
     @property
     def classes(self) -> list[str]:
-        """Class names in label order (from the manifest's attrs), empty without a protocol."""
+        """Class names in label order (from the manifest's attrs), empty without a label map."""
         return list(self.index.attrs.get("classes", []) or [])
 
     @property
