@@ -35,9 +35,11 @@ from merkit.config import ConfigError, RunConfig, load_config, upgrade_config_di
 from merkit.data.inputs import InputKindError, input_adapter, model_dataset
 from merkit.executors import EXECUTORS
 from merkit.metrics import summarise
+from merkit.models import create_model, model_entry
 from merkit.progress import FoldProgress, pause_point, progress_path
 from merkit.runlock import RunLock
 from merkit.runs import RunDir
+from merkit.train import inner_validation_split, predict, resolve_device, train_fold
 
 if TYPE_CHECKING:  # annotations only: the store module needs OpenCV, the runner imports without it
     from merkit.data.store import ClipStore
@@ -73,7 +75,6 @@ class FoldResult:
 
         Raises ``ValueError`` when the fold kept no weights (``run_fold(..., keep_weights=False)``).
         """
-        from merkit.models import create_model
 
         if self.state_dict is None or not self.model_name:
             raise ValueError(f"fold {self.key!r} kept no weights (run_fold(..., keep_weights=False)): "
@@ -104,8 +105,6 @@ def run_fold(
     fold (whole subjects); it is checked to share no subject with the held-out rows. The held-out rows are
     only ever given to ``predict``, after training.
     """
-    from merkit.models import create_model
-    from merkit.train import inner_validation_split, train_fold
 
     import torch
 
@@ -143,7 +142,6 @@ def fold_result(run_config: RunConfig, store: ClipStore, fold: Fold, classes: Se
     Shared by the sequential trainer (``run_fold``) and the fold-batched executor, so both write the same
     predictions, history and checkpoint. ``seconds`` is the fold's training time so far; prediction is added.
     """
-    from merkit.train import predict, resolve_device
 
     start = time.perf_counter()
     train_cfg = run_config.train
@@ -218,7 +216,6 @@ def run_protocol(
     ``model``, ``protocol`` and ``folds_missing_classes``; per-fold seconds go to ``timings.json``); a partial
     run writes neither.
     """
-    from merkit.models import model_entry
 
     if isinstance(run_config, dict):
         run_config = RunConfig.from_dict(run_config)
@@ -342,7 +339,6 @@ def load_fold_model(run_dir: str | os.PathLike | RunDir, fold: str, *, run_confi
 
     A missing or corrupt checkpoint raises ``merkit.runs.CheckpointError`` naming the file.
     """
-    from merkit.models import create_model
 
     path = run_dir.path if hasattr(run_dir, "path") else Path(run_dir)
     cfg = run_config if run_config is not None else load_config(path)
@@ -392,7 +388,6 @@ def _check_preprocess(run_config: RunConfig, store: ClipStore) -> None:
 
 def _check_model_input(run_config: RunConfig, store: ClipStore, classes: list[str]) -> None:
     """Fail before any fold if the store's clips (or flow images) do not fit the model's declared input."""
-    from merkit.models import create_model
 
     name = run_config.model.name
     model = create_model(name, num_classes=len(classes), **run_config.model.overrides)
@@ -434,7 +429,6 @@ def _fold_model(run_config: RunConfig, fold: Fold, classes: Sequence[str]) -> An
     """The fold's model, initialised under its fold seed (the same weights the sequential trainer starts from)."""
     import torch
 
-    from merkit.models import create_model
 
     torch.manual_seed(fold_seed(run_config.train.seed, fold.key))
     return create_model(run_config.model.name, num_classes=len(classes), **run_config.model.overrides)
