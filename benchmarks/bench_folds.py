@@ -28,17 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def matmul_peak_gflops(n: int = 1024, repeats: int = 7) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return statistics.median(rates)
+from _machine import matmul_peak_gflops
 
 
 def generated_flow_set(n_clips: int = 442, n_subjects: int = 68, seed: int = 0) -> tuple[np.ndarray, np.ndarray,

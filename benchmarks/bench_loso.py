@@ -21,25 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
-
-
-def matmul_peak_gflops(n: int = 1024, repeats: int = 7) -> float:
-    """Median fp32 GFLOP/s of an n×n @ n×n product (2n³ FLOPs) at the current thread count."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)  # warm-up: thread pool and caches
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return statistics.median(rates)
+from _machine import matmul_peak_gflops
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from _machine import matmul_peak_gflops
 from torch import nn
 
 GROUPS = {  # profiler op name fragments -> group (first match wins)
@@ -37,17 +38,6 @@ GROUPS = {  # profiler op name fragments -> group (first match wins)
     "head + loss": ("addmm", "aten::mm", "softmax", "nll", "einsum", "bmm", "avg_pool"),
     "optimiser": ("Optimizer", "adam", "_foreach", "lerp", "sqrt", "addcdiv"),
 }
-
-
-def matmul_peak_gflops(n: int = 1024, repeats: int = 7) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return statistics.median(rates)
 
 
 def copy_bandwidth_gbs(mb: int = 64, repeats: int = 5) -> float:

@@ -1,0 +1,23 @@
+"""What the benchmarks measure about the machine itself, so each can print its numbers as ratios to it.
+
+Imported by the benchmark scripts (run as ``python benchmarks/NAME.py``, so this folder is on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+
+def matmul_peak_gflops(n: int = 1024, repeats: int = 7) -> float:
+    """The fp32 matmul rate of this machine now (GFLOP/s, median of ``repeats`` n³ products, after a warm-up)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up: thread pool and caches
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return statistics.median(rates)
