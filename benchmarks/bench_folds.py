@@ -158,7 +158,7 @@ def main() -> None:
                         help="STSTNet rounds, each one sequential fold then one batched group (medians)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--mechanism", default="auto", choices=["auto", "vmap", "wide"],
+    parser.add_argument("--mechanism", default="auto", choices=["auto", "vmap", "wide", "fused"],
                         help="how the batched step is computed (merkit.batched)")
     parser.add_argument("--skip-meranet", action="store_true")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "merkit_bench_loso"))

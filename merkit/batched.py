@@ -52,6 +52,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.data import DataLoader, Dataset
 
 from merkit.batched_data import _cached, _Indexed, _shuffled_batches, _TensorItems, _zip_fold_batches
+from merkit.batched_fused import fused_fold_bytes, fused_step_for
 from merkit.batched_wide import wide_step_for
 from merkit.train import (
     _autocast,
@@ -78,7 +79,8 @@ __all__ = [
 ]
 
 SAMPLINGS = ("shared", "per_fold")
-MECHANISMS = ("auto", "vmap", "wide")
+MECHANISMS = ("auto", "vmap", "wide", "fused")
+COMPILE_MIN_STEPS = 1000  # group steps from which the fused step compiles its epilogues (~20 s, once)
 
 
 class StackError(MerkitValueError):
@@ -155,7 +157,7 @@ class _FoldStack:
     """K models as stacked tensors, one optimiser and schedule over them, and one vmapped training step."""
 
     def __init__(self, models: Sequence[nn.Module], cfg: Any, labels: Sequence[np.ndarray], num_classes: int,
-                 device: torch.device, shared_input: bool, mechanism: str = "auto") -> None:
+                 device: torch.device, shared_input: bool, mechanism: str = "auto", compiled: bool = False) -> None:
         self.k = len(models)
         cfg = as_train_config(cfg)
         self.cfg, self.device, self.num_classes = cfg, device, num_classes
@@ -180,10 +182,18 @@ class _FoldStack:
         x_dim = None if shared_input else 0
         self._step = vmap(self._fold_loss, in_dims=(0, 0, x_dim, x_dim, 0, 0), randomness="different")
         self.mechanism = "vmap"
-        if shared_input and mechanism in ("auto", "wide"):
-            wide = wide_step_for(models[0], {"loss": self.loss_name, "label_smoothing": self.smoothing,
-                                             "focal_gamma": self.gamma, "num_classes": num_classes,
-                                             "autocast": lambda: _autocast(device, self.autocast_dtype)})
+        cfg_loss = {"loss": self.loss_name, "label_smoothing": self.smoothing, "focal_gamma": self.gamma,
+                    "num_classes": num_classes, "autocast": lambda: _autocast(device, self.autocast_dtype),
+                    "autocast_dtype": self.autocast_dtype}
+        if shared_input and mechanism in ("auto", "fused") and device.type == "cpu":
+            fused = fused_step_for(models[0], cfg_loss, compiled=compiled)
+            if fused is not None:
+                self._step, self.mechanism = fused, "fused"
+            elif mechanism == "fused":
+                raise StackError(f"{type(models[0]).__name__} has no fused form (an fp32 STSTNet on CPU only); "
+                                 "use mechanism='wide' or 'vmap'")
+        if shared_input and self.mechanism == "vmap" and mechanism in ("auto", "wide"):
+            wide = wide_step_for(models[0], cfg_loss)
             if wide is not None:
                 self._step, self.mechanism = wide, "wide"
             elif mechanism == "wide":
@@ -418,8 +428,13 @@ def train_folds(
 
     if mechanism not in MECHANISMS:
         raise ValueError(f"mechanism={mechanism!r}; use one of {MECHANISMS}")
+    steps = epochs * math.ceil((len(shared) if sampling == "shared" else max(len(ds) for ds in train_sets))
+                               / batch_size)  # type: ignore[arg-type, union-attr]
     stack = _FoldStack(models, cfg, labels, num_classes, device, shared_input=sampling == "shared",
-                       mechanism=mechanism)
+                       mechanism=mechanism, compiled=steps >= COMPILE_MIN_STEPS)
+    bank = None
+    if stack.mechanism == "fused" and isinstance(shared, _TensorItems):
+        bank = stack._step.patch_bank(shared.x.float())  # (n, r, q): every clip's patch rows, once per group
     rows: list[list[dict]] = [[] for _ in range(k)]
     from tqdm.auto import tqdm
 
@@ -427,7 +442,10 @@ def train_folds(
         start = time.perf_counter()
         lr = stack.optimizer.param_groups[0]["lr"]
         loss_sum, correct, seen = torch.zeros(k), torch.zeros(k), torch.zeros(k)
-        if sampling == "shared" and isinstance(shared, _TensorItems):
+        if bank is not None:
+            batches = (((shared.x[idx], bank[idx]), shared.y[idx], members_t[:, idx])  # type: ignore[union-attr]
+                       for idx in _shuffled_batches(loader))
+        elif sampling == "shared" and isinstance(shared, _TensorItems):
             batches = ((shared.x[idx], shared.y[idx], members_t[:, idx]) for idx in _shuffled_batches(loader))
         elif sampling == "shared":
             loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
@@ -438,7 +456,8 @@ def train_folds(
                     ds.set_epoch(epoch)
             batches = _zip_fold_batches(loaders, batch_size)
         for x, y, mask in batches:
-            x = x.to(device=device, dtype=torch.float32)
+            x = tuple(t.to(device=device, dtype=torch.float32) for t in x) if isinstance(x, tuple) \
+                else x.to(device=device, dtype=torch.float32)
             y = y.to(device=device, dtype=torch.long)
             mask = mask.to(device)
             losses, logits = stack.train_step(x, y, mask)

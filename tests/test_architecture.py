@@ -6,7 +6,7 @@ Floors, bottom up (an import may point down or sideways within a floor, never up
 1. services with no science in them: ``runlock``, ``progress``, ``cache``, ``published``
 2. the science rooms: ``data/``, ``models/``, ``metrics``, ``protocols`` (splits, pure pandas)
 3. ``config``, ``config_names`` (the run's vocabulary: it names protocols, models, executors and checks them)
-4. one fold and its records: ``train``, ``batched`` (+ ``batched_data``, ``batched_wide``), ``runs``, ``explain/``,
+4. one fold and its records: ``train``, ``batched`` (+ ``batched_data``, ``batched_wide``, ``batched_fused``), ``runs``, ``explain/``,
    ``viz/``
 5. where folds run: ``runner``, ``executors``
 6. the notebooks' glue and the products: ``prepare``, ``predict``, ``pipeline`` (+ ``pipeline_params``,
@@ -34,7 +34,7 @@ FLOORS: dict[str, int] = {
     "merkit.runlock": 1, "merkit.progress": 1, "merkit.cache": 1, "merkit.published": 1,
     "merkit.data": 2, "merkit.models": 2, "merkit.metrics": 2, "merkit.protocols": 2,
     "merkit.config": 3, "merkit.config_names": 3,
-    "merkit.train": 4, "merkit.batched": 4, "merkit.batched_data": 4, "merkit.batched_wide": 4, "merkit.runs": 4,
+    "merkit.train": 4, "merkit.batched": 4, "merkit.batched_data": 4, "merkit.batched_wide": 4, "merkit.batched_fused": 4, "merkit.runs": 4,
     "merkit.explain": 4, "merkit.viz": 4,
     "merkit.runner": 5, "merkit.executors": 5,
     "merkit.prepare": 6, "merkit.predict": 6, "merkit.pipeline": 6, "merkit.pipeline_params": 6,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -321,27 +322,29 @@ def flow_toy(n: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(n, 3, 28, 28, generator=g) * 255, torch.arange(n) % 3  # 0..255 like the authors' input
 
 
+@pytest.mark.parametrize("mechanism", ["wide", "fused"])
 @pytest.mark.parametrize("build", [dict(dropout=0.0), dict(dropout=0.0, batch_norm=False, padding=1)],
                          ids=["authors_build_no_dropout", "kit_variant"])
-def test_wide_step_gives_the_vmapped_stacks_weights_and_batchnorm_statistics(build):
+def test_wide_and_fused_steps_give_the_vmapped_stacks_weights_and_batchnorm_statistics(build, mechanism):
     x, y = flow_toy()
     subjects = np.repeat(np.arange(4), 10)
     members = np.stack([subjects != s for s in range(4)])
     c = cfg(epochs=4, batch_size=16, lr=1e-3, grad_clip=0.0)
     runs = {}
-    for mechanism in ("vmap", "wide"):
+    for name in ("vmap", mechanism):
         trained = train_folds(ststnets(4, **build), c, seeds=list(range(4)), num_classes=3, shared=Items(x, y),
-                              members=members, group_seed=3, mechanism=mechanism)
-        runs[mechanism] = [m.state_dict() for m, _ in trained]
-    for a, b in zip(runs["vmap"], runs["wide"]):
+                              members=members, group_seed=3, mechanism=name)
+        runs[name] = [m.state_dict() for m, _ in trained]
+    for a, b in zip(runs["vmap"], runs[mechanism]):
         assert a.keys() == b.keys()
         for key in a:  # running_var is in the thousands (0..255 input): compare relatively there
             assert torch.allclose(a[key].float(), b[key].float(), atol=1e-4, rtol=1e-5), key
     if build.get("batch_norm", True):
-        assert not torch.equal(runs["wide"][0]["branches.0.2.running_mean"], torch.zeros(3))
+        assert not torch.equal(runs[mechanism][0]["branches.0.2.running_mean"], torch.zeros(3))
 
 
-def test_wide_step_keeps_held_out_pixels_out_of_their_own_fold_bit_for_bit():
+@pytest.mark.parametrize("mechanism", ["wide", "fused"])
+def test_wide_and_fused_steps_keep_held_out_pixels_out_of_their_own_fold_bit_for_bit(mechanism):
     x, y = flow_toy(24)
     subjects = np.repeat(np.arange(4), 6)
     members = np.stack([subjects != s for s in range(4)])
@@ -349,7 +352,7 @@ def test_wide_step_keeps_held_out_pixels_out_of_their_own_fold_bit_for_bit():
 
     def run(images: torch.Tensor) -> list[dict]:
         trained = train_folds(ststnets(4), c, seeds=list(range(4)), num_classes=3, shared=Items(images, y),
-                              members=members, group_seed=3, mechanism="wide")  # BN and dropout 0.5 on
+                              members=members, group_seed=3, mechanism=mechanism)  # BN and dropout 0.5 on
         return [m.state_dict() for m, _ in trained]
 
     before = run(x)
@@ -383,3 +386,50 @@ def test_cached_batches_follow_the_dataloaders_shuffle_exactly():
         assert len(by_loader) == len(by_index) == 5
         for a, b in zip(by_loader, by_index):
             assert torch.equal(a, b)
+
+
+def test_fused_step_falls_back_to_the_wide_step_when_a_batchnorm_scale_is_not_positive():
+    """max-pool(BN(r)) = BN(max-pool(r)) only for a positive scale: a negative gamma must give the wide result."""
+    from merkit.batched_fused import fused_step_for
+    from merkit.batched_wide import wide_step_for
+    from torch.func import stack_module_state
+
+    models = ststnets(2, dropout=0.0)
+    with torch.no_grad():
+        models[1].branches[1][2].weight[0] = -0.5
+    params, buffers = stack_module_state(models)
+    x, y = flow_toy(12)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[0, :3] = False
+    opts = {"loss": "ce", "label_smoothing": 0.0, "focal_gamma": 2.0, "num_classes": 3,
+            "autocast": lambda: torch.autocast("cpu", enabled=False),
+            "autocast_dtype": None}
+    weight = torch.ones(2, 3)
+    fused_losses, fused_logits, _ = fused_step_for(models[0], opts)(params, buffers, x, y, mask, weight)
+    wide_losses, wide_logits, _ = wide_step_for(models[0], opts)(params, buffers, x, y, mask, weight)
+    assert torch.allclose(fused_logits, wide_logits, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(fused_losses, wide_losses, atol=1e-5)
+
+
+def test_fused_epilogues_compiled_give_the_eager_values_and_gradients():
+    from merkit.batched_fused import _compiled_epilogues, _ConvReluPool, _geometry, _patches
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        compiled = _compiled_epilogues()
+    if compiled is None:
+        pytest.skip("torch.compile does not work on this machine (no C++ compiler?): the eager epilogues run")
+    x, _ = flow_toy(6)
+    patches = _patches(x, 2)  # (6, r, 28)
+    _rows, n_win, n_zero, n_real = _geometry(30)
+    torch.manual_seed(0)
+    kernels = (0.01 * torch.randn(28, 32)).requires_grad_()
+    upstream = [torch.randn(6, n_win * n_win, 32), torch.randn(6, 32), 1e-4 * torch.randn(6, 32)]
+    results = []
+    for epilogues in (None, compiled):
+        kernels.grad = None
+        outs = _ConvReluPool.apply(patches, kernels, 2, (n_win, n_zero, n_real), True, epilogues)
+        sum((o * g).sum() for o, g in zip(outs, upstream)).backward()
+        results.append([o.detach() for o in outs] + [kernels.grad.clone()])
+    for eager, fast in zip(*results):
+        assert torch.allclose(eager, fast, rtol=1e-4, atol=1e-3 * float(eager.abs().max())), (eager - fast).abs().max()

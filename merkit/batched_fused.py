@@ -1,0 +1,310 @@
+"""K STSTNets' conv → ReLU → BatchNorm → max-pool stage as cache-sized GEMMs: the fastest fold-batched step.
+
+:mod:`merkit.batched_wide` writes K STSTNets as one network, but its eager step still moves every
+full-resolution activation (b, K·16, 30, 30) through memory ~18 times (conv, ReLU, BN statistics, BN, pool,
+and back), and on a CPU that, not arithmetic, is the step's cost (``docs/performance.md``). This module
+computes the same function without ever holding a full-resolution activation of the whole batch:
+
+- the 3×3 convolution is a GEMM of each clip's patches (``unfold``: (positions, C·9 + 1), the last column 1
+  for the bias) with all K folds' kernels at once (C·9 + 1, K·16), run over a few clips at a time (a *chunk*
+  whose output fits the caches); the patch rows are ordered **window by window** of the 3/3/1 max-pool, so
+  the pool is one ``amax`` over 9 consecutive rows;
+- what leaves a chunk is small: the pooled map (1/9 of the positions) and, per clip and channel, the sum and
+  the centred sum of squares of the ReLU output over all conv positions, from which the masked per-fold
+  BatchNorm statistics follow exactly (Chan's pairwise combination, no E[x²] − E[x]² cancellation);
+- BatchNorm is applied *after* the pool: for a positive scale γ/σ, max-pool(BN(r)) = BN(max-pool(r)). A fold
+  group with any γ ≤ 0 takes the wide step instead, for that step (the published recipe keeps γ near 1);
+- the backward recomputes each chunk's GEMM (cheaper than storing it) and forms the conv weight gradient
+  from the pooled gradient (to the window's maximum), the BatchNorm statistics' dense term and the ReLU mask,
+  in one more GEMM per chunk.
+
+Window slots outside the conv output (the pool's padding) are **zero patch rows**: their ReLU output is 0,
+which never beats a window's maximum of non-negative values and adds nothing to the weight gradient; the
+statistics discount them exactly. Conv positions that no window covers (the last row and column of the
+authors' 30×30 map) are extra rows that only feed the statistics.
+
+Same per-fold function as the wide and the vmapped steps (tested to 1e-4 on weights after several steps),
+same contract as :func:`merkit.batched_wide.wide_step_for`, and the same leak-proofing: a held-out clip's
+values only ever reach its fold through terms masked with ``torch.where`` or multiplied by an exact zero
+gradient (tested bit for bit). fp32 only: under bf16 autocast the wide step is used.
+
+The two per-chunk epilogues (ReLU + pool + statistics; the backward's gradient algebra) can be compiled with
+``torch.compile`` (``compiled=True``): measured several times faster than their eager form, at a one-off
+compile of ~15–30 s per process and shape, so the trainer only asks for it on long runs.
+
+Axis letters: k folds, b batch, f channels of one fold, r patch rows, q patch columns (C·9 + 1),
+w pool windows, c classes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from merkit.batched_wide import _layout, _masked_loss, wide_step_for
+
+__all__ = ["fused_step_for", "fused_fold_bytes", "CHUNK_BYTES"]
+
+StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor, dict]]
+
+CHUNK_BYTES = 4 * 1024 * 1024  # one chunk's GEMM output; measured best at 2-8 MB (L2 is 1 MB, L3 32 MB a core pair)
+
+
+# ------------------------------------------------------------------------------------------ geometry
+
+
+@lru_cache(maxsize=8)
+def _geometry(side: int) -> tuple[torch.Tensor, int, int, int]:
+    """Patch-row order for a conv output of ``side``²: (rows, windows per axis, zero slots, real positions).
+
+    ``rows`` (r,) indexes the side² conv positions (``side²`` = a zero row): first every pool window's 9
+    slots (window-major, slots in the pool's scan order), then the positions no window covers.
+    """
+    n_win = (side + 2 - 3) // 3 + 1  # max-pool 3, stride 3, padding 1
+    slots_1d = [[p if 0 <= p < side else -1 for p in (3 * i - 1, 3 * i, 3 * i + 1)] for i in range(n_win)]
+    rows, covered = [], set()
+    for wy in slots_1d:
+        for wx in slots_1d:
+            for py in wy:
+                for px in wx:
+                    if py < 0 or px < 0:
+                        rows.append(side * side)
+                    else:
+                        rows.append(py * side + px)
+                        covered.add(py * side + px)
+    extra = [p for p in range(side * side) if p not in covered]
+    n_zero = sum(1 for r in rows if r == side * side)
+    return torch.tensor(rows + extra), n_win, n_zero, side * side
+
+
+def _patches(x: torch.Tensor, padding: int) -> torch.Tensor:
+    """Images (b, C, H, W) → patch rows (b, r, C·9 + 1) in :func:`_geometry`'s order, bias column 1."""
+    b, _, h, _ = x.shape
+    side = h + 2 * padding - 2
+    rows, _, _, _ = _geometry(side)
+    cols = F.unfold(x.float(), 3, padding=padding)  # (b, C·9, side²)
+    cols = torch.cat([cols, torch.ones(b, 1, side * side)], 1)  # (b, q, side²): the bias column
+    cols = torch.cat([cols, torch.zeros(b, cols.shape[1], 1)], 2)  # (b, q, side² + 1): a zero position last
+    return cols[:, :, rows].transpose(1, 2).contiguous()  # (b, q, r) -> (b, r, q)
+
+
+# ------------------------------------------------------------------------------------------ epilogues
+
+
+def _forward_epilogue(z: torch.Tensor, n_win: int, n_zero: int, n_real: int, stats: bool):
+    """One chunk's GEMM output z (bc, r, k·f) → pooled (bc, w, k·f), per clip Σr and Σ(r − mean)² (bc, k·f)."""
+    bc, _, kf = z.shape
+    r = torch.relu(z)
+    slots = n_win * n_win * 9
+    pooled = torch.amax(r[:, :slots].reshape(bc, n_win * n_win, 9, kf), 2)  # (bc, w·9, kf) -> (bc, w, kf)
+    if not stats:
+        return pooled, None, None
+    s1 = r.sum(1)
+    mean = s1 / n_real
+    m2 = (r - mean[:, None, :]).square().sum(1) - n_zero * mean * mean  # the zero slots' (0 − mean)² removed
+    return pooled, s1, m2
+
+
+def _backward_epilogue(z: torch.Tensor, pooled: torch.Tensor, g_pool: torch.Tensor, a: torch.Tensor | None,
+                       b2: torch.Tensor | None, n_win: int) -> torch.Tensor:
+    """dL/dz of one chunk: (pooled gradient at the window maximum + a + b2·r) where z > 0.
+
+    ``a``, ``b2`` (bc, k·f): the statistics' gradient, d/dr of g_s1·Σr + g_m2·Σ(r − mean)² = a + b2·r.
+    Ties at a window's maximum all get its gradient; a positive tie has probability zero and a zero one
+    (every slot ≤ 0) is cancelled by the ReLU mask, so this equals the max-pool's single-index rule.
+    """
+    bc, rows, kf = z.shape
+    r = torch.relu(z)
+    slots = n_win * n_win * 9
+    window = r[:, :slots].reshape(bc, n_win * n_win, 9, kf)  # (bc, w·9, kf) -> (bc, w, 9, kf)
+    hit = (window == pooled[:, :, None, :]).to(z.dtype) * g_pool[:, :, None, :]
+    d = hit.reshape(bc, slots, kf)  # (bc, w, 9, kf) -> (bc, w·9, kf)
+    if rows > slots:
+        d = torch.cat([d, torch.zeros(bc, rows - slots, kf, dtype=z.dtype)], 1)
+    if a is not None:
+        d = d + a[:, None, :] + b2[:, None, :] * r
+    return torch.where(z > 0, d, 0.0)
+
+
+@lru_cache(maxsize=1)
+def _compiled_epilogues() -> tuple[Callable, Callable] | None:
+    """The two epilogues under ``torch.compile`` (static shapes), or None (with a warning) if it fails here."""
+    try:
+        fwd = torch.compile(_forward_epilogue, dynamic=False, fullgraph=True)
+        bwd = torch.compile(_backward_epilogue, dynamic=False, fullgraph=True)
+        z = torch.randn(1, 18, 2)
+        fwd(z, 1, 0, 18, True)  # a trial compile: a machine without a working C++ compiler fails here
+        return fwd, bwd
+    except Exception as err:  # noqa: BLE001 - any failure means: run the eager epilogues
+        warnings.warn(f"torch.compile of the fused STSTNet epilogues failed ({type(err).__name__}: {err}); "
+                      "running them eagerly", RuntimeWarning, stacklevel=2)
+        return None
+
+
+class _ConvReluPool(torch.autograd.Function):
+    """Patch rows P (b, r, q) @ kernels W (q, k·f) → ReLU → per-window max, chunk by chunk (module docstring).
+
+    Returns pooled (b, w, k·f) and, when ``stats``, per clip and channel Σr (b, k·f) and Σ(r − mean)²
+    (b, k·f) over the ``n_real`` conv positions. Only ``W`` gets a gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, P, W, chunk, geometry, stats, epilogues):  # type: ignore[override]
+        n_win, n_zero, n_real = geometry
+        fwd = epilogues[0] if epilogues else _forward_epilogue
+        b, rows, q = P.shape
+        parts = [fwd(torch.mm(P[s:s + chunk].reshape(-1, q), W).view(-1, rows, W.shape[1]), n_win, n_zero,
+                     n_real, stats) for s in range(0, b, chunk)]  # (bc·r, q) @ (q, kf) -> (bc, r, kf)
+        pooled = torch.cat([p[0] for p in parts])
+        s1 = torch.cat([p[1] for p in parts]) if stats else torch.zeros(b, W.shape[1])
+        m2 = torch.cat([p[2] for p in parts]) if stats else torch.zeros(b, W.shape[1])
+        ctx.save_for_backward(P, W, pooled, s1)
+        ctx.chunk, ctx.geometry, ctx.stats, ctx.epilogues = chunk, geometry, stats, epilogues
+        ctx.mark_non_differentiable(*(() if stats else (s1, m2)))
+        return pooled, s1, m2
+
+    @staticmethod
+    def backward(ctx, g_pool, g_s1, g_m2):  # type: ignore[override]
+        P, W, pooled, s1 = ctx.saved_tensors
+        n_win, _n_zero, n_real = ctx.geometry
+        bwd = ctx.epilogues[1] if ctx.epilogues else _backward_epilogue
+        b, rows, q = P.shape
+        kf = W.shape[1]
+        a = b2 = None
+        if ctx.stats:  # d/dr [g_s1·Σr + g_m2·Σ(r − m)²] = g_s1 + 2·g_m2·(r − m): Σ(r − m) = 0 drops dm/dr
+            b2 = 2 * g_m2
+            a = g_s1 - b2 * (s1 / n_real)
+        g_pool = g_pool.contiguous()
+        grad_w = torch.zeros_like(W)
+        for s in range(0, b, ctx.chunk):
+            chunk = P[s:s + ctx.chunk].reshape(-1, q)  # (bc, r, q) -> (bc·r, q)
+            z = torch.mm(chunk, W).view(-1, rows, kf)  # recomputed: cheaper than keeping it
+            part = slice(s, s + ctx.chunk)
+            dz = bwd(z, pooled[part], g_pool[part], None if a is None else a[part], None if b2 is None else b2[part],
+                     n_win)
+            grad_w.addmm_(chunk.t(), dz.view(-1, kf))  # (q, bc·r) @ (bc·r, kf)
+        return None, grad_w, None, None, None, None
+
+
+# ------------------------------------------------------------------------------------------ the step
+
+
+def _chunk_clips(rows: int, kf: int, batch: int) -> int:
+    """Clips per chunk: a GEMM output of about CHUNK_BYTES (at least one clip, at most the batch)."""
+    chunk = max(1, CHUNK_BYTES // (rows * kf * 4))
+    return min(chunk, batch)
+
+
+def fused_fold_bytes(model: nn.Module, batch_size: int) -> int | None:
+    """Training memory of one fold under the fused step (pooled maps, their gradients and BN/dropout
+    temporaries, about 8 per clip and window, plus weights and Adam state), or None for another model."""
+    layout = _layout(model)
+    if layout is None:
+        return None
+    side = model.input_spec.size + 2 * layout["padding"][0] - 2
+    _rows, n_win, _z, _n = _geometry(side)
+    f = sum(layout["filters"])
+    weights = sum(p.numel() for p in model.parameters()) * 4 * 4
+    return int(8 * batch_size * n_win * n_win * f * 4 + weights)
+
+
+def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> StepFn | None:
+    """The fused step for ``model`` (an STSTNet as the kit builds it, fp32), or None for any other model.
+
+    Contract of :func:`merkit.batched_wide.wide_step_for`, plus: ``x`` may be the images (b, C, H, W) or a
+    pair (images, patch rows (b, r, q)) with the rows from the returned function's ``patch_bank`` (the
+    trainer computes those once per group for cached data; the images serve the wide step a group with a
+    BatchNorm scale <= 0 falls back to). ``compiled``: run the chunk epilogues under ``torch.compile``.
+    """
+    layout = _layout(model)
+    if layout is None or cfg_loss.get("autocast_dtype") is not None:
+        return None
+    wide = wide_step_for(model, cfg_loss)
+    n_branch = len(layout["filters"])
+    padding = layout["padding"][0]
+    size = model.input_spec.size
+    side = size + 2 * padding - 2
+    _rows_index, n_win, n_zero, n_real = _geometry(side)
+    n_half = n_win // 2  # the 2/2 average pool (floor)
+    epilogues = _compiled_epilogues() if compiled else None
+
+    def step(params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
+             weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        k, b = mask.shape
+        images, patches = x if isinstance(x, tuple) else (x, None)
+        if layout["bn"]:
+            gamma = torch.cat([params[f"branches.{i}.2.weight"] for i in range(n_branch)], 1)  # (k, f)
+            if not bool((gamma > 0).all()):  # max-pool and BN commute only for a positive scale
+                return wide(params, buffers, images, y, mask, weight)
+        if patches is None:
+            patches = _patches(images, padding)  # (b, r, q)
+        conv_w = torch.cat([params[f"branches.{i}.0.weight"] for i in range(n_branch)], 1)  # (k, f, C, 3, 3)
+        conv_b = torch.cat([params[f"branches.{i}.0.bias"] for i in range(n_branch)], 1)  # (k, f)
+        f = conv_w.shape[1]
+        # (k, f, C, 3, 3) -> (k·f, C·9), with the bias as one more column -> (q, k·f)
+        kernels = torch.cat([conv_w.reshape(k * f, -1), conv_b.reshape(k * f, 1)], 1).t()
+        rows = patches.shape[1]
+        chunk = _chunk_clips(rows, k * f, b)
+        n_pad = (-b) % chunk if epilogues is not None else 0
+        if n_pad:  # equal chunks for the compiled epilogues: zero rows, masked out of every fold
+            patches = torch.cat([patches, patches.new_zeros(n_pad, rows, patches.shape[2])])
+        pooled, s1, m2 = _ConvReluPool.apply(patches, kernels, chunk, (n_win, n_zero, n_real), layout["bn"],
+                                             epilogues)  # (b', w, k·f), (b', k·f), (b', k·f)
+        pooled, s1, m2 = pooled[:b], s1[:b], m2[:b]
+        updates: dict[str, torch.Tensor] = {}
+        if layout["bn"]:
+            scale, shift, updates = _masked_bn(s1.view(b, k, f), m2.view(b, k, f), params, buffers, mask, layout,
+                                               n_real)
+            pooled = pooled * scale.reshape(1, 1, k * f) + shift.reshape(1, 1, k * f)
+        if layout["dropout"] > 0:  # uniform draws, as the wide step: one mask element per (clip, fold, channel)
+            p = layout["dropout"]
+            pooled = pooled * ((torch.rand_like(pooled) >= p).to(pooled.dtype) / (1.0 - p))
+        # the 2/2 average pool: (b, w, k·f) -> (b, n_win, n_win, k·f) -> (b, n_half, 2, n_half, 2, k·f)
+        grid = pooled.view(b, n_win, n_win, k * f)[:, :2 * n_half, :2 * n_half]
+        feats = grid.reshape(b, n_half, 2, n_half, 2, k, f).mean((2, 4))  # (b, n_half, n_half, k, f)
+        feats = feats.permute(0, 3, 4, 1, 2).reshape(b, k, f * n_half * n_half)  # the model's (f, y, x) flatten
+        logits = torch.einsum("bkn,kcn->kbc", feats, params["head.weight"]) + params["head.bias"][:, None, :]
+        losses = _masked_loss(logits, y, mask, weight, cfg_loss)
+        return losses, logits.detach(), updates
+
+    step.patch_bank = lambda images: _patches(images, padding)  # type: ignore[attr-defined]
+    return step
+
+
+def _masked_bn(s1: torch.Tensor, m2: torch.Tensor, params: dict, buffers: dict, mask: torch.Tensor, layout: dict,
+               n_real: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Per-(fold, channel) BatchNorm scale and shift (k, f) from per-clip sums, and the running-stat updates.
+
+    ``s1``/``m2`` (b, k, f): per clip Σr and Σ(r − clip mean)² over ``n_real`` positions. Fold k's batch
+    mean and biased variance use only its own clips (``torch.where``): Chan's combination,
+    var = Σ [m2 + n_real·(clip mean − mean)²] / N. Running statistics as PyTorch updates them (unbiased).
+    """
+    n_branch = len(layout["filters"])
+    keep = mask.t()[:, :, None]  # (k, b) -> (b, k, 1)
+    count = mask.sum(1).to(s1.dtype) * n_real  # (k,) values per fold and channel
+    denom = count.clamp_min(1)[:, None]  # (k, 1)
+    mean = torch.where(keep, s1, 0.0).sum(0) / denom  # (k, f)
+    clip_mean = s1 / n_real  # (b, k, f)
+    var = torch.where(keep, m2 + n_real * (clip_mean - mean[None]).square(), 0.0).sum(0) / denom
+    gamma = torch.cat([params[f"branches.{i}.2.weight"] for i in range(n_branch)], 1)  # (k, f)
+    beta = torch.cat([params[f"branches.{i}.2.bias"] for i in range(n_branch)], 1)
+    scale = gamma * torch.rsqrt(var + layout["eps"])
+    shift = beta - mean * scale
+    m = layout["momentum"]
+    unbiased = (var * count[:, None] / (count[:, None] - 1).clamp_min(1)).detach()
+    has, has2 = (count > 0)[:, None], (count > 1)[:, None]
+    updates, start = {}, 0
+    for i, width in enumerate(layout["filters"]):
+        part = slice(start, start + width)
+        name = f"branches.{i}.2"
+        rm, rv = buffers[f"{name}.running_mean"], buffers[f"{name}.running_var"]
+        updates[f"{name}.running_mean"] = torch.where(has, (1 - m) * rm + m * mean[:, part].detach(), rm)
+        updates[f"{name}.running_var"] = torch.where(has2, (1 - m) * rv + m * unbiased[:, part], rv)
+        start += width
+    return scale, shift, updates
+
