@@ -9,7 +9,8 @@
    (merkit-made, no real data). Published recipe: Adam lr 5e-5, batch 256, fixed epochs (800; fewer with
    --quick), no schedule. ``--rounds`` interleaved rounds, each timing ``merkit.train.train_fold`` on one
    fold (the kit's per-fold loop, data loading included) and then one group of ``--group`` folds with
-   ``merkit.batched.train_folds`` (shared batches; ``--mechanism``, default auto = the wide network). The
+   ``merkit.batched.train_folds`` (shared batches; ``--mechanism``, default auto = the fused step for an fp32
+   STSTNet on CPU, in one group of all 68 folds, its epilogues compiled as an 800-epoch run compiles them). The
    same per-epoch work; a fold's 800-epoch time is its one-off setup plus 800 × its median epoch, and the
    68-fold projection is that × 68.
 3. meranet_small on the default SynthME LOSO (12 subjects): the same comparison (fp32, its demo recipe).
@@ -61,7 +62,8 @@ def time_sequential(make_model, train_set, cfg, folds) -> tuple[float, float]:
     return (time.perf_counter() - start) / len(folds), statistics.median(epochs)
 
 
-def time_batched(make_model, shared, members, cfg, mechanism: str = "auto") -> tuple[float, float]:
+def time_batched(make_model, shared, members, cfg, mechanism: str = "auto",
+                 compile_step: bool | None = None) -> tuple[float, float]:
     """(seconds per fold, median seconds per epoch and fold) of one group with ``train_folds``."""
     from merkit.batched import train_folds
 
@@ -72,7 +74,7 @@ def time_batched(make_model, shared, members, cfg, mechanism: str = "auto") -> t
         torch.manual_seed(i)
         models.append(make_model())
     trained = train_folds(models, cfg, seeds=list(range(k)), num_classes=3, shared=shared, members=members,
-                          group_seed=1, mechanism=mechanism)
+                          group_seed=1, mechanism=mechanism, compile_step=compile_step)
     return (time.perf_counter() - start) / k, statistics.median(trained[0][1]["seconds"].tolist())
 
 
@@ -100,18 +102,22 @@ def bench_ststnet(args: argparse.Namespace) -> None:
                       device="cpu", precision=args.precision, augment=False)
     keys = np.unique(subjects)
     members = np.stack([subjects != s for s in keys[: args.group]])
+    # the 800-epoch run compiles the fused step's epilogues (1600 group steps >= COMPILE_MIN_STEPS): so does
+    # a shorter timed run that is projected to it, its compile time counted in the one-off setup
+    compile_step = {"auto": True, "on": True, "off": False}[args.compile]
     seq_runs, bat_runs = [], []
     for r in range(args.rounds):  # interleaved, so a change of the shared machine's load hits both alike
         fold = [np.flatnonzero(subjects != keys[r % len(keys)])]
         seq_runs.append(time_sequential(lambda: create_model("ststnet", num_classes=3),
                                         lambda pos: FlowDataset((images, labels), pos), cfg, fold))
         bat_runs.append(time_batched(lambda: create_model("ststnet", num_classes=3), FlowDataset((images, labels)),
-                                     members, cfg, args.mechanism))
+                                     members, cfg, args.mechanism, compile_step))
     seq = statistics.median(projected(t, e, epochs) for t, e in seq_runs)
     bat = statistics.median(projected(t, e, epochs) for t, e in bat_runs)
     print(f"STSTNet, generated flow set 442 clips / 68 subjects / 3 classes / 28x28x3, published recipe "
           f"(Adam lr 5e-5, batch 256) at {epochs} epochs, {args.precision}; group of {args.group} folds, "
-          f"mechanism {args.mechanism} (auto = wide for STSTNet), {args.rounds} interleaved rounds; "
+          f"mechanism {args.mechanism} (auto = fused for an fp32 STSTNet on CPU), compile {args.compile}, "
+          f"{args.rounds} interleaved rounds; "
           f"load {open('/proc/loadavg').read().split()[:3]}")
     print(f"ststnet: seconds per epoch and fold (medians): sequential "
           f"{statistics.median(e for _, e in seq_runs):.3f}, batched {statistics.median(e for _, e in bat_runs):.3f}")
@@ -153,7 +159,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few epochs: the same lines in under a minute")
     parser.add_argument("--epochs", type=int, default=800, help="STSTNet epochs timed (projected to 800)")
-    parser.add_argument("--group", type=int, default=6, help="STSTNet folds per batched group")
+    parser.add_argument("--group", type=int, default=68,
+                        help="STSTNet folds per batched group (68: all, what the executor plans for the fused step)")
+    parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
+                        help="compile the fused step's epilogues (auto: as the projected 800-epoch run does)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="STSTNet rounds, each one sequential fold then one batched group (medians)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])

@@ -310,6 +310,13 @@ def check_stackable(model: nn.Module, example: torch.Tensor, cfg: Any = None) ->
     return None
 
 
+def fused_trainable(model: nn.Module, cfg: Any, device: torch.device) -> bool:
+    """Whether ``train_folds`` (mechanism auto) runs ``model`` with the fused step: an STSTNet as the kit
+    builds it, trained in fp32 on CPU."""
+    precision = resolve_precision(as_train_config(cfg).precision, device)
+    return device.type == "cpu" and precision is None and fused_fold_bytes(model, 1) is not None
+
+
 def _num_outputs(model: nn.Module, example: torch.Tensor) -> int:
     n = getattr(model, "num_classes", None)
     if isinstance(n, int) and n > 0:
@@ -318,13 +325,18 @@ def _num_outputs(model: nn.Module, example: torch.Tensor) -> int:
         return int(copy.deepcopy(model).eval()(example[:1].float()).shape[1])
 
 
-def fold_memory_bytes(model: nn.Module, example: torch.Tensor, batch_size: int) -> int:
+def fold_memory_bytes(model: nn.Module, example: torch.Tensor, batch_size: int, fused: bool = False) -> int:
     """Estimated training memory of one fold: activations (outputs of every leaf module, twice: kept for
     backward and their gradients) at ``batch_size``, plus weights, gradients and two Adam moments.
 
+    ``fused``: the fold will be trained by the fused step (:func:`fused_trainable`).
     An estimate (allocator slack and temporaries are not counted): the budget it is compared with should
-    leave room. ``example`` is one input (b = 1 or more; scaled to ``batch_size``).
+    leave room. ``example`` is one input (b = 1 or more; scaled to ``batch_size``). A model the fused step
+    trains (an fp32 STSTNet on CPU) holds no full-resolution activation: its estimate is the fused one.
     """
+    fused = fused_fold_bytes(model, batch_size) if fused else None
+    if fused is not None:
+        return fused
     total = 0
 
     def count(_module: nn.Module, _inputs: Any, output: Any) -> None:
@@ -378,6 +390,7 @@ def train_folds(
     train_sets: Sequence[Dataset] | None = None,
     sampling: str = "shared",
     mechanism: str = "auto",
+    compile_step: bool | None = None,
     progress: bool = False,
 ) -> list[tuple[nn.Module, pd.DataFrame]]:
     """Train ``models`` (one per fold, already initialised under their fold seeds) together; returns
@@ -387,8 +400,10 @@ def train_folds(
     which of its items are in fold k's training set (False for the fold's held-out clips); batches are drawn
     from ``shared`` with ``group_seed``. ``sampling="per_fold"``: ``train_sets[k]`` is fold k's training set,
     batched exactly as ``merkit.train.train_fold`` batches it under ``seeds[k]``.
-    ``mechanism``: ``"auto"`` | ``"vmap"`` | ``"wide"`` (module docstring); ``"wide"`` for a model without a
-    wide form raises :class:`StackError`.
+    ``mechanism``: ``"auto"`` | ``"vmap"`` | ``"wide"`` | ``"fused"`` (module docstring); ``"wide"`` or
+    ``"fused"`` for a model without that form raises :class:`StackError`. ``compile_step``: compile the
+    fused step's chunk epilogues (``torch.compile``, ~15–30 s once per process and shape); None = when the
+    run has at least ``COMPILE_MIN_STEPS`` group steps, where the measured saving exceeds the compile time.
     History columns as ``train_fold``'s (epoch, loss, train_acc, lr, seconds, selected); ``seconds`` is the
     group's epoch time divided by k. Fixed epochs only, the final epoch selected.
     """
@@ -431,7 +446,8 @@ def train_folds(
     steps = epochs * math.ceil((len(shared) if sampling == "shared" else max(len(ds) for ds in train_sets))
                                / batch_size)  # type: ignore[arg-type, union-attr]
     stack = _FoldStack(models, cfg, labels, num_classes, device, shared_input=sampling == "shared",
-                       mechanism=mechanism, compiled=steps >= COMPILE_MIN_STEPS)
+                       mechanism=mechanism,
+                       compiled=steps >= COMPILE_MIN_STEPS if compile_step is None else bool(compile_step))
     bank = None
     if stack.mechanism == "fused" and isinstance(shared, _TensorItems):
         bank = stack._step.patch_bank(shared.x.float())  # (n, r, q): every clip's patch rows, once per group

@@ -240,12 +240,12 @@ def choose_executor(run_config: Any, requested: str, *, n_folds: int, model: Any
                     example: Callable[[], Any]) -> ExecutorPlan:
     """Resolve ``requested`` (``protocol.executor``) to the executor this run uses, with the reason.
 
-    ``"auto"`` picks ``"batched"`` on CUDA for every model (never measured here: no GPU was available) and
-    ``"sequential"`` on CPU: on an idle 2-core machine benchmarks/bench_folds.py measured batched (vmap)
-    STSTNet at 0.6× of sequential, and meranet_small at 1.6–1.7× from one-epoch runs only; the wide STSTNet
-    step (merkit.batched_wide) measured 0.98× of sequential per fold on one thread and 1.6–2.2× only against
-    a 2-thread sequential step slowed 5× by a loaded machine (benchmarks/profile_steps.py,
-    docs/performance.md): not a CPU win to default to. ``"batched"`` (asked or picked) falls back to ``"sequential"`` with the reason when the
+    ``"auto"`` picks ``"batched"`` on CUDA for every model (never measured here: no GPU was available), on
+    CPU for the models the fused step trains (an fp32 STSTNet: :func:`merkit.batched.fused_trainable`;
+    benchmarks/bench_folds.py measured it several times faster than sequential on the idle 2-core machine,
+    docs/performance.md), and ``"sequential"`` for every other model on CPU (batched vmap STSTNet measured
+    0.6× of sequential, the wide step 0.7–0.9× on an idle machine; meranet_small 1.6–1.8× from one-epoch
+    runs only: not a CPU win to default to). ``"batched"`` (asked or picked) falls back to ``"sequential"`` with the reason when the
     model cannot be stacked (:func:`merkit.batched.check_stackable`) or there is one fold; when asked for
     explicitly, the fall-back also warns. A memory budget too small for one fold is an error.
     """
@@ -254,9 +254,13 @@ def choose_executor(run_config: Any, requested: str, *, n_folds: int, model: Any
     device = resolve_device(run_config.train.device)
     spec = getattr(model, "input_spec", None)
     kind = getattr(spec, "kind", "clip")
+    fused = batched.fused_trainable(model, run_config.train, device)
     if requested == "auto":
         if device.type == "cuda":
             why = "auto: CUDA, every stackable model is batched"
+        elif fused:
+            why = (f"auto: {type(model).__name__} on CPU trains with the fused fold-batched step "
+                   "(benchmarks/bench_folds.py: faster than sequential, docs/performance.md)")
         else:
             return ExecutorPlan(requested, "sequential", f"auto: a {kind} model on {device.type} "
                                 "(batched was not measured faster there; ask for executor='batched' to use it)")
@@ -270,7 +274,7 @@ def choose_executor(run_config: Any, requested: str, *, n_folds: int, model: Any
         return _fallback(requested, reason)
     protocol = run_config.protocol
     budget = protocol.memory_budget_mb * MB if protocol.memory_budget_mb > 0 else default_memory_budget_bytes(device)
-    per_fold = batched.fold_memory_bytes(model, batch, run_config.train.batch_size)
+    per_fold = batched.fold_memory_bytes(model, batch, run_config.train.batch_size, fused=fused)
     k, sizing = batched.plan_fold_batch(n_folds, protocol.fold_batch, per_fold, budget)
     return ExecutorPlan(requested, "batched", f"{why}; {sizing}", k, budget / MB, per_fold / MB)
 

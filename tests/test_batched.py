@@ -203,12 +203,21 @@ def test_batched_executor_records_its_choice_and_groups(flow_store, tmp_path, ca
     assert (tmp_path / "run" / "metrics.json").exists() and (tmp_path / "run" / "folds" / "fold_04" / "checkpoint.pt").exists()
 
 
-def test_auto_keeps_a_flow_model_sequential_on_cpu_and_records_why(flow_store, tmp_path):
-    run_protocol(flow_config(), flow_store, tmp_path / "run", folds=["01"], progress=False)
+def test_auto_picks_the_fused_batched_executor_for_ststnet_on_cpu_and_records_why(flow_store, tmp_path):
+    run_protocol(flow_config(), flow_store, tmp_path / "run", progress=False)
+    record = json.loads((tmp_path / "run" / "executor.json").read_text())
+    assert record["requested"] == "auto" and record["executor"] == "batched"
+    assert "fused" in record["reason"] and record["fold_batch"] == 4  # the fused estimate fits every fold
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["protocol"]["executor"] == "auto"
+
+
+def test_auto_keeps_other_flow_models_sequential_on_cpu_and_records_why(flow_store, tmp_path):
+    config = flow_config()
+    config.model = ModelConfig(name="offapexnet")
+    run_protocol(config, flow_store, tmp_path / "run", folds=["01"], progress=False)
     record = json.loads((tmp_path / "run" / "executor.json").read_text())
     assert record["requested"] == "auto" and record["executor"] == "sequential"
     assert "flow model on cpu" in record["reason"]
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["protocol"]["executor"] == "auto"
 
 
 def test_auto_keeps_clip_models_sequential_on_cpu(flow_store, tmp_path):
