@@ -27,8 +27,11 @@ a non-finite held-out pixel cannot reach them). Dropout draws different masks pe
 How the stacked step is computed (``mechanism``): ``"vmap"`` runs any model through
 ``vmap(functional_call(...))``; ``"wide"`` (:mod:`merkit.batched_wide`, STSTNet only, shared sampling only)
 writes the K models as one plain network (one convolution with K·16 output channels, masked per-fold
-BatchNorm, one einsum for the K heads) over the same stacked parameters; ``"auto"`` takes ``"wide"`` where the
-model has that form, else ``"vmap"``. Both compute the same per-fold function (tested to 1e-4).
+BatchNorm, one einsum for the K heads) over the same stacked parameters; ``"fused"``
+(:mod:`merkit.batched_fused`, an fp32 STSTNet on CPU, shared sampling) computes that network's conv → ReLU →
+BN → max-pool stage as cache-sized patch GEMMs without any full-resolution activation of the batch (the
+fastest form measured, ``docs/performance.md``); ``"auto"`` takes ``"fused"``, then ``"wide"``, where the
+model has that form, else ``"vmap"``. All compute the same per-fold function (tested to 1e-4).
 
 ``check_stackable(model, example)`` says why a model cannot be stacked (None when it can): a trial vmapped
 step is run, so anything ``vmap`` does not support is found before a run starts, and the executor falls back to
@@ -80,7 +83,9 @@ __all__ = [
 
 SAMPLINGS = ("shared", "per_fold")
 MECHANISMS = ("auto", "vmap", "wide", "fused")
-COMPILE_MIN_STEPS = 1000  # group steps from which the fused step compiles its epilogues (~20 s, once)
+# fold-steps (group steps × folds) from which the fused step compiles its epilogues: compiling costs ~20 s
+# once per process; it saves ~20 ms per fold and step of a 256-clip batch (measured, docs/performance.md)
+COMPILE_MIN_FOLD_STEPS = 1000
 
 
 class StackError(MerkitValueError):
@@ -403,7 +408,8 @@ def train_folds(
     ``mechanism``: ``"auto"`` | ``"vmap"`` | ``"wide"`` | ``"fused"`` (module docstring); ``"wide"`` or
     ``"fused"`` for a model without that form raises :class:`StackError`. ``compile_step``: compile the
     fused step's chunk epilogues (``torch.compile``, ~15–30 s once per process and shape); None = when the
-    run has at least ``COMPILE_MIN_STEPS`` group steps, where the measured saving exceeds the compile time.
+    run has at least ``COMPILE_MIN_FOLD_STEPS`` group steps × folds, where the measured saving exceeds the
+    compile time.
     History columns as ``train_fold``'s (epoch, loss, train_acc, lr, seconds, selected); ``seconds`` is the
     group's epoch time divided by k. Fixed epochs only, the final epoch selected.
     """
@@ -447,10 +453,11 @@ def train_folds(
                                / batch_size)  # type: ignore[arg-type, union-attr]
     stack = _FoldStack(models, cfg, labels, num_classes, device, shared_input=sampling == "shared",
                        mechanism=mechanism,
-                       compiled=steps >= COMPILE_MIN_STEPS if compile_step is None else bool(compile_step))
+                       compiled=steps * k >= COMPILE_MIN_FOLD_STEPS if compile_step is None else bool(compile_step))
     bank = None
     if stack.mechanism == "fused" and isinstance(shared, _TensorItems):
         bank = stack._step.patch_bank(shared.x.float())  # (n, r, q): every clip's patch rows, once per group
+        # (None when too large: then each batch's rows are computed from its images)
     rows: list[list[dict]] = [[] for _ in range(k)]
     from tqdm.auto import tqdm
 

@@ -53,6 +53,7 @@ __all__ = ["fused_step_for", "fused_fold_bytes", "CHUNK_BYTES"]
 
 StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor, dict]]
 
+BANK_LIMIT_BYTES = 512 * 1024 * 1024  # a cached group's patch rows (442 composite clips: 47 MB)
 CHUNK_BYTES = 4 * 1024 * 1024  # one chunk's GEMM output; measured best at 2-8 MB (L2 is 1 MB, L3 32 MB a core pair)
 
 
@@ -273,7 +274,15 @@ def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> 
         updates = _running_updates(mean, var, mask, buffers, layout, n_real) if layout["bn"] else {}
         return losses, logits.detach(), updates
 
-    step.patch_bank = lambda images: _patches(images, padding)  # type: ignore[attr-defined]
+    def patch_bank(images: torch.Tensor) -> torch.Tensor | None:
+        """Every clip's patch rows (n, r, q), or None when they would exceed BANK_LIMIT_BYTES."""
+        n, _, h, _ = images.shape
+        rows = _geometry(h + 2 * padding - 2)[0].numel()
+        if n * rows * (images.shape[1] * 9 + 1) * 4 > BANK_LIMIT_BYTES:
+            return None
+        return _patches(images, padding)
+
+    step.patch_bank = patch_bank  # type: ignore[attr-defined]
     return step
 
 
@@ -314,6 +323,7 @@ def _tail(pooled: torch.Tensor, s1: torch.Tensor, m2: torch.Tensor, gamma: torch
         mean = torch.where(keep_rows, s1, 0.0).sum(0) / denom  # (k, f)
         clip_mean = s1 / n_real  # (b, k, f)
         var = torch.where(keep_rows, m2 + n_real * (clip_mean - mean[None]).square(), 0.0).sum(0) / denom
+        var = var.clamp_min(0.0)  # a flat map's m2 may round a hair below 0
         scale = gamma * torch.rsqrt(var + eps)  # (k, f): positive (the step checked gamma)
         shift = (beta - mean * scale).reshape(k * f)
         feats = feats * scale.reshape(k * f) + (shift if kept is None else kept * shift)  # BN after the pool

@@ -224,8 +224,8 @@ class ProtocolConfig(_Section):
 
     name: str = "loso"  # "loso", "megc2019" (composite LOSO), "lodo" (leave one dataset out), "group_kfold"
     k: int = 5  # number of folds for "group_kfold" (whole subjects per fold)
-    # "batched" trains folds together as one stacked model; "auto" picks it on CUDA and "sequential" on CPU
-    # (where it was not measured faster) and writes the choice to executor.json
+    # "batched" trains folds together as one stacked model; "auto" picks it on CUDA, on CPU for an fp32 STSTNet
+    # (the fused step, measured faster) and "sequential" for other models on CPU; the choice goes to executor.json
     executor: str = _resumable("auto")  # "auto", "sequential", "batched", "processes" (local pool) or "ray"
     workers: int = _resumable(1)  # parallel folds for "processes" (0 = one per core or GPU)
     ray_address: str = _resumable("")  # Ray cluster address ("auto", "ray://host:10001"); "" = local Ray

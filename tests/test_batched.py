@@ -442,3 +442,43 @@ def test_fused_epilogues_compiled_give_the_eager_values_and_gradients():
         results.append([o.detach() for o in outs] + [kernels.grad.clone()])
     for eager, fast in zip(*results):
         assert torch.allclose(eager, fast, rtol=1e-4, atol=1e-3 * float(eager.abs().max())), (eager - fast).abs().max()
+
+
+def test_fused_dropout_keeps_each_element_with_its_probability_independently():
+    from merkit.batched_fused import _keep_mask
+
+    torch.manual_seed(0)
+    for rate in (0.5, 0.3):
+        keep = _keep_mask((200, 50, 100), rate)  # 1e6 draws
+        assert keep.dtype == torch.float32 and set(keep.unique().tolist()) <= {0.0, 1.0}
+        assert abs(float(keep.mean()) - (1 - rate)) < 0.003
+        flat = keep.flatten() - keep.mean()
+        assert abs(float((flat[1:] * flat[:-1]).mean() / flat.var())) < 0.01  # neighbours uncorrelated
+    assert not torch.equal(_keep_mask((64,), 0.5), _keep_mask((64,), 0.5))
+
+
+def test_fused_step_without_a_patch_bank_trains_the_same_weights(monkeypatch):
+    """A group too large for the cached patch rows computes them per batch from the images: same result."""
+    import merkit.batched_fused
+
+    from merkit.batched_data import _cached, _TensorItems
+    from merkit.data.torch_dataset import FlowDataset
+
+    x, y = flow_toy(24)
+    data = FlowDataset((x.permute(0, 2, 3, 1).numpy(), y.numpy()), normalise="none")  # a kit dataset: cached
+    assert isinstance(_cached(data), _TensorItems)  # so the first run below trains from the patch bank
+    subjects = np.repeat(np.arange(4), 6)
+    members = np.stack([subjects != s for s in range(4)])
+    c = cfg(epochs=2, batch_size=10, grad_clip=0.0)
+
+    def run() -> list[dict]:
+        trained = train_folds(ststnets(4), c, seeds=list(range(4)), num_classes=3, shared=data,
+                              members=members, group_seed=3, mechanism="fused")
+        return [m.state_dict() for m, _ in trained]
+
+    banked = run()
+    monkeypatch.setattr(merkit.batched_fused, "BANK_LIMIT_BYTES", 0)
+    unbanked = run()
+    for a, b in zip(banked, unbanked):
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
