@@ -55,7 +55,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.data import DataLoader, Dataset
 
 from merkit.batched_data import _cached, _Indexed, _shuffled_batches, _TensorItems, _zip_fold_batches
-from merkit.batched_fused import fused_fold_bytes, fused_step_for
+from merkit.batched_fused import fused_fold_bytes, fused_step_for, fused_trainable
 from merkit.batched_wide import wide_step_for
 from merkit.train import (
     _autocast,
@@ -75,6 +75,7 @@ __all__ = [
     "StackError",
     "check_stackable",
     "fold_memory_bytes",
+    "fused_trainable",
     "plan_fold_batch",
     "train_folds",
     "SAMPLINGS",
@@ -313,13 +314,6 @@ def check_stackable(model: nn.Module, example: torch.Tensor, cfg: Any = None) ->
     except Exception as err:  # noqa: BLE001 - any failure of the trial step is the reason to fall back
         return f"{type(model).__name__} cannot be stacked with torch.func ({type(err).__name__}: {err})"
     return None
-
-
-def fused_trainable(model: nn.Module, cfg: Any, device: torch.device) -> bool:
-    """Whether ``train_folds`` (mechanism auto) runs ``model`` with the fused step: an STSTNet as the kit
-    builds it, trained in fp32 on CPU."""
-    precision = resolve_precision(as_train_config(cfg).precision, device)
-    return device.type == "cpu" and precision is None and fused_fold_bytes(model, 1) is not None
 
 
 def _num_outputs(model: nn.Module, example: torch.Tensor) -> int:

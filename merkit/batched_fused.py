@@ -41,15 +41,16 @@ from __future__ import annotations
 import math
 import warnings
 from functools import lru_cache
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from merkit.batched_wide import _layout, _masked_loss, wide_step_for
+from merkit.train import as_train_config, resolve_precision
 
-__all__ = ["fused_step_for", "fused_fold_bytes", "CHUNK_BYTES"]
+__all__ = ["fused_step_for", "fused_fold_bytes", "fused_trainable", "CHUNK_BYTES", "BANK_LIMIT_BYTES"]
 
 StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor, dict]]
 
@@ -218,6 +219,13 @@ def fused_fold_bytes(model: nn.Module, batch_size: int) -> int | None:
     return int(8 * batch_size * n_win * n_win * f * 4 + weights)
 
 
+def fused_trainable(model: nn.Module, cfg: Any, device: torch.device) -> bool:
+    """Whether ``train_folds`` (mechanism auto) runs ``model`` with the fused step: an STSTNet as the kit
+    builds it, trained in fp32 on CPU."""
+    precision = resolve_precision(as_train_config(cfg).precision, device)
+    return device.type == "cpu" and precision is None and _layout(model) is not None
+
+
 def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> StepFn | None:
     """The fused step for ``model`` (an STSTNet as the kit builds it, fp32), or None for any other model.
 
@@ -235,7 +243,6 @@ def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> 
     size = model.input_spec.size
     side = size + 2 * padding - 2
     _rows_index, n_win, n_zero, n_real = _geometry(side)
-    n_half = n_win // 2  # the 2/2 average pool (floor)
     epilogues = _compiled_epilogues() if compiled else None
     tail = _tail  # compiled, it measured slower than eager (docs/performance.md)
 

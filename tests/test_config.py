@@ -231,6 +231,16 @@ def test_from_params_gives_a_flow_model_no_clip_sizes_and_applies_the_recipe():
     assert config.preprocess["frames"] == 8  # the store keeps the clips' preprocessing
 
 
+def test_the_fast_ststnet_recipe_is_the_published_one_with_a_higher_rate_and_fewer_fixed_epochs():
+    from merkit.config import TRAIN_RECIPES
+
+    fast, published = TRAIN_RECIPES["fast"], TRAIN_RECIPES["published"]
+    assert {k for k in fast if fast[k] != published[k]} == {"lr", "epochs"}  # same optimiser, batch, loss...
+    assert (fast["lr"], fast["epochs"]) == (2e-3, 40)  # the candidate bench_recipe.py measured (performance.md)
+    config = RunConfig.from_params(model="ststnet", epochs=3, recipe="fast")
+    assert config.train.epochs == 40 and not config.train.select_best and config.train.val_fraction == 0
+
+
 def test_from_params_names_every_unknown_parameter():
     with pytest.raises(ConfigError, match=r"'epochz' \(did you mean 'epochs'\?\), 'run_dir'"):
         RunConfig.from_params(epochz=3, run_dir="runs/x", lr=0.1)

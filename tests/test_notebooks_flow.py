@@ -31,9 +31,10 @@ def _no_errors(notebook: Path) -> None:
             assert output.get("output_type") != "error", output
 
 
-def test_the_published_params_file_is_declared_by_the_notebooks():
-    params = load_params_file(NOTEBOOK_DIR / "ststnet_published.yaml")
-    assert params["model"] == "ststnet" and params["recipe"] == "published" and params["evaluation"] == "megc2019"
+@pytest.mark.parametrize("recipe", ["published", "fast"])
+def test_the_ststnet_params_files_are_declared_by_the_notebooks(recipe):
+    params = load_params_file(NOTEBOOK_DIR / f"ststnet_{recipe}.yaml")
+    assert params["model"] == "ststnet" and params["recipe"] == recipe and params["evaluation"] == "megc2019"
     check_parameters({**params, "data_root": "", "listing": "x.csv"},
                      [NOTEBOOK_DIR / f"{n}.ipynb" for n in ("01_data", "02_train", "03_loso", "04_explain")])
 
