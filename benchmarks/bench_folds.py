@@ -173,6 +173,7 @@ def main() -> None:
     parser.add_argument("--mechanism", default="auto", choices=["auto", "vmap", "wide", "fused"],
                         help="how the batched step is computed (merkit.batched)")
     parser.add_argument("--skip-meranet", action="store_true")
+    parser.add_argument("--skip-ststnet", action="store_true")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "merkit_bench_loso"))
     args = parser.parse_args()
     if args.threads:
@@ -181,7 +182,8 @@ def main() -> None:
           f"fp32 matmul peak {matmul_peak_gflops():.1f} GFLOP/s (median of 7, 1024^3)")
     if not args.skip_meranet:
         bench_meranet(args)
-    bench_ststnet(args)
+    if not args.skip_ststnet:
+        bench_ststnet(args)
 
 
 if __name__ == "__main__":
