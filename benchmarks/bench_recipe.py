@@ -44,7 +44,7 @@ RECIPES = {  # name: TrainConfig fields; "published" and "fast" are the kit's ow
 
 
 def run_recipe(name: str, images: np.ndarray, labels: np.ndarray, subjects: np.ndarray, n_folds: int,
-               epochs_scale: float = 1.0) -> dict:
+               epochs_scale: float = 1.0, precision: str = "fp32") -> dict:
     """Train every LOSO fold of the first ``n_folds`` subjects under recipe ``name``; pooled scores + time."""
     from merkit.batched import train_folds
     from merkit.config import TrainConfig
@@ -55,7 +55,7 @@ def run_recipe(name: str, images: np.ndarray, labels: np.ndarray, subjects: np.n
 
     fields = dict(RECIPES[name])
     fields["epochs"] = max(1, int(round(fields["epochs"] * epochs_scale)))
-    cfg = TrainConfig(**fields, device="cpu", precision="fp32", seed=0)
+    cfg = TrainConfig(**fields, device="cpu", precision=precision, seed=0)
     lr, epochs, batch = cfg.lr, cfg.epochs, cfg.batch_size
     keys = np.unique(subjects)[:n_folds]
     members = np.stack([subjects != s for s in keys])
@@ -85,6 +85,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--quick", action="store_true", help="4 folds and 1/20 of the epochs")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="bf16: the fused step's GEMMs take bf16 operands (fp32 everywhere else)")
     parser.add_argument("--class-strength", type=float, default=CLASS_STRENGTH,
                         help="the generated set's class field against subject field 0.8 and noise 1.0")
     args = parser.parse_args()
@@ -94,8 +96,8 @@ def main() -> None:
           f"{matmul_peak_gflops():.1f} GFLOP/s; generated flow set {len(labels)} clips / "
           f"{len(np.unique(subjects))} subjects, class strength {args.class_strength}, {n_folds} LOSO folds, fused fold-batched trainer, fixed epochs")
     for name in args.recipes:
-        r = run_recipe(name, images, labels, subjects, n_folds, scale)
-        print(f"recipe {name}: Adam lr {r['lr']:g}, batch {r['batch']}, {r['epochs']} epochs; UF1 {r['uf1']:.4f} "
+        r = run_recipe(name, images, labels, subjects, n_folds, scale, args.precision)
+        print(f"recipe {name} ({args.precision}): Adam lr {r['lr']:g}, batch {r['batch']}, {r['epochs']} epochs; UF1 {r['uf1']:.4f} "
               f"[{r['uf1_low']:.4f}, {r['uf1_high']:.4f}], UAR {r['uar']:.4f}, final train acc {r['train_acc']:.3f}, "
               f"{n_folds}-fold wall time {r['seconds']:.0f} s ({r['seconds'] / 60:.1f} min); "
               f"load {open('/proc/loadavg').read().split()[:3]}", flush=True)

@@ -191,12 +191,12 @@ class _FoldStack:
         cfg_loss = {"loss": self.loss_name, "label_smoothing": self.smoothing, "focal_gamma": self.gamma,
                     "num_classes": num_classes, "autocast": lambda: _autocast(device, self.autocast_dtype),
                     "autocast_dtype": self.autocast_dtype}
-        if shared_input and mechanism in ("auto", "fused") and device.type == "cpu":
+        if shared_input and mechanism in ("auto", "fused") and device.type == "cpu":  # fp32 or bf16
             fused = fused_step_for(models[0], cfg_loss, compiled=compiled)
             if fused is not None:
                 self._step, self.mechanism = fused, "fused"
             elif mechanism == "fused":
-                raise StackError(f"{type(models[0]).__name__} has no fused form (an fp32 STSTNet on CPU only); "
+                raise StackError(f"{type(models[0]).__name__} has no fused form (an STSTNet on CPU only); "
                                  "use mechanism='wide' or 'vmap'")
         if shared_input and self.mechanism == "vmap" and mechanism in ("auto", "wide"):
             wide = wide_step_for(models[0], cfg_loss)
@@ -473,8 +473,8 @@ def train_folds(
                     ds.set_epoch(epoch)
             batches = _zip_fold_batches(loaders, batch_size)
         for x, y, mask in batches:
-            x = tuple(t.to(device=device, dtype=torch.float32) for t in x) if isinstance(x, tuple) \
-                else x.to(device=device, dtype=torch.float32)
+            x = (x[0].to(device=device, dtype=torch.float32), x[1].to(device=device)) if isinstance(x, tuple) \
+                else x.to(device=device, dtype=torch.float32)  # (images, patch rows): rows keep their GEMM dtype
             y = y.to(device=device, dtype=torch.long)
             mask = mask.to(device)
             losses, logits = stack.train_step(x, y, mask)

@@ -26,7 +26,8 @@ authors' 30×30 map) are extra rows that only feed the statistics.
 Same per-fold function as the wide and the vmapped steps (tested to 1e-4 on weights after several steps),
 same contract as :func:`merkit.batched_wide.wide_step_for`, and the same leak-proofing: a held-out clip's
 values only ever reach its fold through terms masked with ``torch.where`` or multiplied by an exact zero
-gradient (tested bit for bit). fp32 only: under bf16 autocast the wide step is used.
+gradient (tested bit for bit). Under ``precision: bf16`` the three GEMMs take bf16 operands (fp32 sums);
+measured 1.47× per K = 68 step, gradients within ~2.5 % of fp32 (docs/performance.md).
 
 The two per-chunk epilogues (ReLU + pool + statistics; the backward's gradient algebra) can be compiled with
 ``torch.compile`` (``compiled=True``): measured several times faster than their eager form, at a one-off
@@ -85,15 +86,16 @@ def _geometry(side: int) -> tuple[torch.Tensor, int, int, int]:
     return torch.tensor(rows + extra), n_win, n_zero, side * side
 
 
-def _patches(x: torch.Tensor, padding: int) -> torch.Tensor:
-    """Images (b, C, H, W) → patch rows (b, r, C·9 + 1) in :func:`_geometry`'s order, bias column 1."""
+def _patches(x: torch.Tensor, padding: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Images (b, C, H, W) → patch rows (b, r, C·9 + 1) in :func:`_geometry`'s order, bias column 1, as
+    ``dtype`` (bf16 holds the authors' 0..255 integer pixels exactly)."""
     b, _, h, _ = x.shape
     side = h + 2 * padding - 2
     rows, _, _, _ = _geometry(side)
     cols = F.unfold(x.float(), 3, padding=padding)  # (b, C·9, side²)
     cols = torch.cat([cols, torch.ones(b, 1, side * side)], 1)  # (b, q, side²): the bias column
     cols = torch.cat([cols, torch.zeros(b, cols.shape[1], 1)], 2)  # (b, q, side² + 1): a zero position last
-    return cols[:, :, rows].transpose(1, 2).contiguous()  # (b, q, r) -> (b, r, q)
+    return cols[:, :, rows].transpose(1, 2).to(dtype).contiguous()  # (b, q, r) -> (b, r, q)
 
 
 # ------------------------------------------------------------------------------------------ epilogues
@@ -102,7 +104,7 @@ def _patches(x: torch.Tensor, padding: int) -> torch.Tensor:
 def _forward_epilogue(z: torch.Tensor, n_win: int, n_zero: int, n_real: int, stats: bool):
     """One chunk's GEMM output z (bc, r, k·f) → pooled (bc, w, k·f), per clip Σr and Σ(r − mean)² (bc, k·f)."""
     bc, _, kf = z.shape
-    r = torch.relu(z)
+    r = torch.relu(z.float())  # a bf16 GEMM's output is summed in fp32
     slots = n_win * n_win * 9
     pooled = torch.amax(r[:, :slots].reshape(bc, n_win * n_win, 9, kf), 2)  # (bc, w·9, kf) -> (bc, w, kf)
     if not stats:
@@ -122,6 +124,7 @@ def _backward_epilogue(z: torch.Tensor, pooled: torch.Tensor, g_pool: torch.Tens
     (every slot ≤ 0) is cancelled by the ReLU mask, so this equals the max-pool's single-index rule.
     """
     bc, rows, kf = z.shape
+    dtype, z = z.dtype, z.float()
     r = torch.relu(z)
     slots = n_win * n_win * 9
     window = r[:, :slots].reshape(bc, n_win * n_win, 9, kf)  # (bc, w·9, kf) -> (bc, w, 9, kf)
@@ -131,7 +134,7 @@ def _backward_epilogue(z: torch.Tensor, pooled: torch.Tensor, g_pool: torch.Tens
         d = torch.cat([d, torch.zeros(bc, rows - slots, kf, dtype=z.dtype)], 1)
     if a is not None:
         d = d + a[:, None, :] + b2[:, None, :] * r
-    return torch.where(z > 0, d, 0.0)
+    return torch.where(z > 0, d, 0.0).to(dtype)  # the kernel-gradient GEMM's operand type
 
 
 @lru_cache(maxsize=1)
@@ -161,8 +164,9 @@ class _ConvReluPool(torch.autograd.Function):
         n_win, n_zero, n_real = geometry
         fwd = epilogues[0] if epilogues else _forward_epilogue
         b, rows, q = P.shape
-        out = torch.empty(min(chunk, b) * rows, W.shape[1])  # one GEMM output reused: no page faults per chunk
-        parts = [fwd(torch.mm(P[s:s + chunk].reshape(-1, q), W, out=out[:min(chunk, b - s) * rows])
+        kernels = W.to(P.dtype)  # bf16 patch rows: bf16 GEMM operands, fp32 accumulation inside the GEMM
+        out = torch.empty(min(chunk, b) * rows, W.shape[1], dtype=P.dtype)  # reused: no page faults per chunk
+        parts = [fwd(torch.mm(P[s:s + chunk].reshape(-1, q), kernels, out=out[:min(chunk, b - s) * rows])
                      .view(-1, rows, W.shape[1]), n_win, n_zero, n_real, stats)
                  for s in range(0, b, chunk)]  # (bc·r, q) @ (q, kf) -> (bc, r, kf)
         pooled = torch.cat([p[0] for p in parts])
@@ -186,14 +190,18 @@ class _ConvReluPool(torch.autograd.Function):
             a = g_s1 - b2 * (s1 / n_real)
         g_pool = g_pool.contiguous()
         grad_w = torch.zeros_like(W)
-        out = torch.empty(min(ctx.chunk, b) * rows, kf)
+        out = torch.empty(min(ctx.chunk, b) * rows, kf, dtype=P.dtype)
+        kernels = W.to(P.dtype)
         for s in range(0, b, ctx.chunk):
             chunk = P[s:s + ctx.chunk].reshape(-1, q)  # (bc, r, q) -> (bc·r, q)
-            z = torch.mm(chunk, W, out=out[:chunk.shape[0]]).view(-1, rows, kf)  # recomputed: cheaper than kept
+            z = torch.mm(chunk, kernels, out=out[:chunk.shape[0]]).view(-1, rows, kf)  # recomputed, not kept
             part = slice(s, s + ctx.chunk)
             dz = bwd(z, pooled[part], g_pool[part], None if a is None else a[part], None if b2 is None else b2[part],
                      n_win)
-            grad_w.addmm_(chunk.t(), dz.view(-1, kf))  # (q, bc·r) @ (bc·r, kf)
+            if P.dtype == grad_w.dtype:
+                grad_w.addmm_(chunk.t(), dz.view(-1, kf))  # (q, bc·r) @ (bc·r, kf)
+            else:  # a bf16 product per chunk, summed over the chunks in fp32
+                grad_w.add_(torch.mm(chunk.t(), dz.view(-1, kf)))
         return None, grad_w, None, None, None, None
 
 
@@ -221,13 +229,16 @@ def fused_fold_bytes(model: nn.Module, batch_size: int) -> int | None:
 
 def fused_trainable(model: nn.Module, cfg: Any, device: torch.device) -> bool:
     """Whether ``train_folds`` (mechanism auto) runs ``model`` with the fused step: an STSTNet as the kit
-    builds it, trained in fp32 on CPU."""
+    builds it, trained on CPU in fp32 or bf16."""
     precision = resolve_precision(as_train_config(cfg).precision, device)
-    return device.type == "cpu" and precision is None and _layout(model) is not None
+    return device.type == "cpu" and precision in (None, torch.bfloat16) and _layout(model) is not None
 
 
 def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> StepFn | None:
-    """The fused step for ``model`` (an STSTNet as the kit builds it, fp32), or None for any other model.
+    """The fused step for ``model`` (an STSTNet as the kit builds it), or None for any other model.
+
+    Under bf16 autocast (``cfg_loss["autocast_dtype"]``) the GEMMs take bf16 operands (the patch rows, held
+    exactly for 0..255 pixels, and the kernels rounded) and accumulate in fp32; everything else stays fp32.
 
     Contract of :func:`merkit.batched_wide.wide_step_for`, plus: ``x`` may be the images (b, C, H, W) or a
     pair (images, patch rows (b, r, q)) with the rows from the returned function's ``patch_bank`` (the
@@ -235,7 +246,8 @@ def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> 
     BatchNorm scale <= 0 falls back to). ``compiled``: run the chunk epilogues under ``torch.compile``.
     """
     layout = _layout(model)
-    if layout is None or cfg_loss.get("autocast_dtype") is not None:
+    gemm_dtype = cfg_loss.get("autocast_dtype") or torch.float32
+    if layout is None or gemm_dtype not in (torch.float32, torch.bfloat16):
         return None
     wide = wide_step_for(model, cfg_loss)
     n_branch = len(layout["filters"])
@@ -256,7 +268,7 @@ def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> 
             if not bool((gamma > 0).all()):  # max-pool and BN commute only for a positive scale
                 return wide(params, buffers, images, y, mask, weight)
         if patches is None:
-            patches = _patches(images, padding)  # (b, r, q)
+            patches = _patches(images, padding, gemm_dtype)  # (b, r, q)
         conv_w = torch.cat([params[f"branches.{i}.0.weight"] for i in range(n_branch)], 1)  # (k, f, C, 3, 3)
         conv_b = torch.cat([params[f"branches.{i}.0.bias"] for i in range(n_branch)], 1)  # (k, f)
         f = conv_w.shape[1]
@@ -287,7 +299,7 @@ def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> 
         rows = _geometry(h + 2 * padding - 2)[0].numel()
         if n * rows * (images.shape[1] * 9 + 1) * 4 > BANK_LIMIT_BYTES:
             return None
-        return _patches(images, padding)
+        return _patches(images, padding, gemm_dtype)
 
     step.patch_bank = patch_bank  # type: ignore[attr-defined]
     return step

@@ -482,3 +482,23 @@ def test_fused_step_without_a_patch_bank_trains_the_same_weights(monkeypatch):
     for a, b in zip(banked, unbanked):
         for key in a:
             assert torch.equal(a[key], b[key]), key
+
+
+def test_fused_step_in_bf16_keeps_held_out_pixels_out_and_stays_close_to_fp32():
+    x, y = flow_toy(24)
+    subjects = np.repeat(np.arange(4), 6)
+    members = np.stack([subjects != s for s in range(4)])
+
+    def run(images: torch.Tensor, precision: str) -> list:
+        c = cfg(epochs=2, batch_size=10, grad_clip=0.0, precision=precision)
+        return train_folds(ststnets(4), c, seeds=list(range(4)), num_classes=3, shared=Items(images, y),
+                           members=members, group_seed=3, mechanism="fused")
+
+    before = [m.state_dict() for m, _ in run(x, "bf16")]
+    changed = x.clone()
+    changed[subjects == 0] = 1e6 * torch.rand_like(changed[subjects == 0])
+    after = [m.state_dict() for m, _ in run(changed, "bf16")]
+    for key in before[0]:
+        assert torch.equal(before[0][key], after[0][key]), key
+    losses = {p: np.array([h["loss"].iloc[0] for _, h in run(x, p)]) for p in ("fp32", "bf16")}
+    assert np.allclose(losses["fp32"], losses["bf16"], rtol=2e-2)  # first epoch: bf16 GEMM operands only
