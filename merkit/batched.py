@@ -28,7 +28,7 @@ How the stacked step is computed (``mechanism``): ``"vmap"`` runs any model thro
 ``vmap(functional_call(...))``; ``"wide"`` (:mod:`merkit.batched_wide`, STSTNet only, shared sampling only)
 writes the K models as one plain network (one convolution with K·16 output channels, masked per-fold
 BatchNorm, one einsum for the K heads) over the same stacked parameters; ``"fused"``
-(:mod:`merkit.batched_fused`, an fp32 STSTNet on CPU, shared sampling) computes that network's conv → ReLU →
+(:mod:`merkit.batched_fused`, an STSTNet on CPU in fp32 or bf16, shared sampling) computes that network's conv → ReLU →
 BN → max-pool stage as cache-sized patch GEMMs without any full-resolution activation of the batch (the
 fastest form measured, ``docs/performance.md``); ``"auto"`` takes ``"fused"``, then ``"wide"``, where the
 model has that form, else ``"vmap"``. All compute the same per-fold function (tested to 1e-4).
@@ -331,7 +331,7 @@ def fold_memory_bytes(model: nn.Module, example: torch.Tensor, batch_size: int, 
     ``fused``: the fold will be trained by the fused step (:func:`fused_trainable`).
     An estimate (allocator slack and temporaries are not counted): the budget it is compared with should
     leave room. ``example`` is one input (b = 1 or more; scaled to ``batch_size``). A model the fused step
-    trains (an fp32 STSTNet on CPU) holds no full-resolution activation: its estimate is the fused one.
+    trains (an STSTNet on CPU) holds no full-resolution activation: its estimate is the fused one.
     """
     fused = fused_fold_bytes(model, batch_size) if fused else None
     if fused is not None:

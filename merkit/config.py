@@ -224,7 +224,7 @@ class ProtocolConfig(_Section):
 
     name: str = "loso"  # "loso", "megc2019" (composite LOSO), "lodo" (leave one dataset out), "group_kfold"
     k: int = 5  # number of folds for "group_kfold" (whole subjects per fold)
-    # "batched" trains folds together as one stacked model; "auto" picks it on CUDA, on CPU for an fp32 STSTNet
+    # "batched" trains folds together as one stacked model; "auto" picks it on CUDA, on CPU for an STSTNet
     # (the fused step, measured faster) and "sequential" for other models on CPU; the choice goes to executor.json
     executor: str = _resumable("auto")  # "auto", "sequential", "batched", "processes" (local pool) or "ray"
     workers: int = _resumable(1)  # parallel folds for "processes" (0 = one per core or GPU)

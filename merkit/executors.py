@@ -241,7 +241,7 @@ def choose_executor(run_config: Any, requested: str, *, n_folds: int, model: Any
     """Resolve ``requested`` (``protocol.executor``) to the executor this run uses, with the reason.
 
     ``"auto"`` picks ``"batched"`` on CUDA for every model (never measured here: no GPU was available), on
-    CPU for the models the fused step trains (an fp32 STSTNet: :func:`merkit.batched.fused_trainable`;
+    CPU for the models the fused step trains (an STSTNet in fp32 or bf16: :func:`merkit.batched.fused_trainable`;
     benchmarks/bench_folds.py measured it several times faster than sequential on the idle 2-core machine,
     docs/performance.md), and ``"sequential"`` for every other model on CPU (batched vmap STSTNet measured
     0.6× of sequential, the wide step 0.7–0.9× on an idle machine; meranet_small 1.6–1.8× from one-epoch
