@@ -48,7 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from merkit.batched_wide import _layout, _masked_loss, wide_step_for
+from merkit.batched_wide import _layout, _masked_loss, _running_updates, wide_step_for
 from merkit.train import as_train_config, resolve_precision
 
 __all__ = ["fused_step_for", "fused_fold_bytes", "fused_trainable", "CHUNK_BYTES", "BANK_LIMIT_BYTES"]
@@ -143,8 +143,9 @@ def _compiled_epilogues() -> tuple[Callable, Callable] | None:
     try:
         fwd = torch.compile(_forward_epilogue, dynamic=False, fullgraph=True)
         bwd = torch.compile(_backward_epilogue, dynamic=False, fullgraph=True)
-        z = torch.randn(1, 18, 2)
-        fwd(z, 1, 0, 18, True)  # a trial compile: a machine without a working C++ compiler fails here
+        z = torch.randn(1, 18, 2)  # trial compiles of both: a machine without a C++ compiler fails here
+        pooled, _s1, _m2 = fwd(z, 1, 0, 18, True)
+        bwd(z, pooled, torch.ones_like(pooled), torch.ones(1, 2), torch.ones(1, 2), 1)
         return fwd, bwd
     except Exception as err:  # noqa: BLE001 - any failure means: run the eager epilogues
         warnings.warn(f"torch.compile of the fused STSTNet epilogues failed ({type(err).__name__}: {err}); "
@@ -290,14 +291,15 @@ def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> 
                                          params["head.weight"], params["head.bias"], y, mask, weight, n_win, n_real,
                                          layout["eps"], layout["dropout"], cfg_loss["loss"],
                                          cfg_loss["label_smoothing"], cfg_loss["focal_gamma"], cfg_loss["num_classes"])
-        updates = _running_updates(mean, var, mask, buffers, layout, n_real) if layout["bn"] else {}
+        count = mask.sum(1).to(mean.dtype) * n_real  # (k,) values per fold and channel
+        updates = _running_updates(mean, var, count, buffers, layout) if layout["bn"] else {}
         return losses, logits.detach(), updates
 
     def patch_bank(images: torch.Tensor) -> torch.Tensor | None:
         """Every clip's patch rows (n, r, q), or None when they would exceed BANK_LIMIT_BYTES."""
         n, _, h, _ = images.shape
         rows = _geometry(h + 2 * padding - 2)[0].numel()
-        if n * rows * (images.shape[1] * 9 + 1) * 4 > BANK_LIMIT_BYTES:
+        if n * rows * (images.shape[1] * 9 + 1) * gemm_dtype.itemsize > BANK_LIMIT_BYTES:
             return None
         return _patches(images, padding, gemm_dtype)
 
@@ -383,22 +385,3 @@ class _AvgPool2x2(torch.autograd.Function):
         # (b, h/2, w/2, c) -> (b, h/2, 2, w/2, 2, c) -> (b, h, w, c) -> (b, c, h, w) channels-last strides
         spread = (g / 4).view(b, h // 2, 1, w // 2, 1, c).expand(b, h // 2, 2, w // 2, 2, c).reshape(b, h, w, c)
         return spread.permute(0, 3, 1, 2)
-
-
-def _running_updates(mean: torch.Tensor, var: torch.Tensor, mask: torch.Tensor, buffers: dict, layout: dict,
-                     n_real: int) -> dict[str, torch.Tensor]:
-    """New BN running statistics by buffer name, PyTorch's rule (unbiased variance); a fold with no clip in
-    the batch keeps its own."""
-    count = mask.sum(1).to(mean.dtype) * n_real  # (k,)
-    unbiased = var * count[:, None] / (count[:, None] - 1).clamp_min(1)
-    has, has2 = (count > 0)[:, None], (count > 1)[:, None]
-    m = layout["momentum"]
-    updates, start = {}, 0
-    for i, width in enumerate(layout["filters"]):
-        part = slice(start, start + width)
-        name = f"branches.{i}.2"
-        rm, rv = buffers[f"{name}.running_mean"], buffers[f"{name}.running_var"]
-        updates[f"{name}.running_mean"] = torch.where(has, (1 - m) * rm + m * mean[:, part], rm)
-        updates[f"{name}.running_var"] = torch.where(has2, (1 - m) * rv + m * unbiased[:, part], rv)
-        start += width
-    return updates

@@ -127,20 +127,27 @@ def _masked_bn_pool(r: torch.Tensor, params: dict, buffers: dict, mask: torch.Te
     gamma = torch.cat([params[f"branches.{i}.2.weight"] for i in range(n_branch)], 1)  # (k, f)
     beta = torch.cat([params[f"branches.{i}.2.bias"] for i in range(n_branch)], 1)  # (k, f)
     pooled, mean, var = _MaskedBNPool.apply(r, gamma, beta, mask, layout["eps"])
-    updates = {}
+    return pooled, _running_updates(mean, var, count, buffers, layout)
+
+
+def _running_updates(mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor, buffers: dict,
+                     layout: dict) -> dict[str, torch.Tensor]:
+    """New BN running statistics by buffer name from each fold's batch ``mean``/biased ``var`` (k, f) over
+    ``count`` (k,) values: PyTorch's rule (momentum, unbiased variance); a fold with no value in the batch
+    keeps its own (and one value leaves the variance as it was)."""
     m = layout["momentum"]
+    mean, var = mean.detach(), var.detach()
     unbiased = var * count[:, None] / (count[:, None] - 1).clamp_min(1)
-    has = (count > 0)[:, None]
-    has2 = (count > 1)[:, None]
-    start = 0
+    has, has2 = (count > 0)[:, None], (count > 1)[:, None]
+    updates, start = {}, 0
     for i, width in enumerate(layout["filters"]):
         part = slice(start, start + width)
         name = f"branches.{i}.2"
         rm, rv = buffers[f"{name}.running_mean"], buffers[f"{name}.running_var"]
-        updates[f"{name}.running_mean"] = torch.where(has, (1 - m) * rm + m * mean[:, part].detach(), rm)
-        updates[f"{name}.running_var"] = torch.where(has2, (1 - m) * rv + m * unbiased[:, part].detach(), rv)
+        updates[f"{name}.running_mean"] = torch.where(has, (1 - m) * rm + m * mean[:, part], rm)
+        updates[f"{name}.running_var"] = torch.where(has2, (1 - m) * rv + m * unbiased[:, part], rv)
         start += width
-    return pooled, updates
+    return updates
 
 
 class _MaskedBNPool(torch.autograd.Function):
