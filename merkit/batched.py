@@ -333,9 +333,8 @@ def fold_memory_bytes(model: nn.Module, example: torch.Tensor, batch_size: int, 
     leave room. ``example`` is one input (b = 1 or more; scaled to ``batch_size``). A model the fused step
     trains (an STSTNet on CPU) holds no full-resolution activation: its estimate is the fused one.
     """
-    fused = fused_fold_bytes(model, batch_size) if fused else None
-    if fused is not None:
-        return fused
+    if fused:
+        return int(fused_fold_bytes(model, batch_size) or 0)
     total = 0
 
     def count(_module: nn.Module, _inputs: Any, output: Any) -> None:
