@@ -502,3 +502,26 @@ def test_fused_step_in_bf16_keeps_held_out_pixels_out_and_stays_close_to_fp32():
         assert torch.equal(before[0][key], after[0][key]), key
     losses = {p: np.array([h["loss"].iloc[0] for _, h in run(x, p)]) for p in ("fp32", "bf16")}
     assert np.allclose(losses["fp32"], losses["bf16"], rtol=2e-2)  # first epoch: bf16 GEMM operands only
+
+
+def test_fused_shared_sampling_gives_the_sequential_pooled_predictions_on_a_separable_flow_set():
+    """What executor auto runs for STSTNet on CPU (fused step, shared batches) against train_fold, fold by fold."""
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(36) % 3
+    x = 60 * torch.rand(36, 3, 28, 28, generator=g)  # 0..255-scale flow images; class c lights channel c
+    x += 150 * nn.functional.one_hot(y, 3).float()[:, :, None, None]
+    subjects = np.repeat(np.arange(6), 6)
+    c = cfg(epochs=8, batch_size=12, lr=1e-2, grad_clip=0.0)
+    folds = [(np.flatnonzero(subjects != s), np.flatnonzero(subjects == s)) for s in range(6)]
+    seq_preds = []
+    for s, (train, test) in enumerate(folds):
+        model, _ = train_fold(ststnets(s + 1)[s], Items(x[train], y[train]), c, seed=s, progress=False,
+                              num_classes=3)
+        seq_preds.append(predict(model, Items(x[test], y[test]))[1])
+    members = np.stack([subjects != s for s in range(6)])
+    trained = train_folds(ststnets(6), c, seeds=list(range(6)), num_classes=3, shared=Items(x, y),
+                          members=members, group_seed=5, mechanism="fused")
+    bat_preds = [predict(model, Items(x[test], y[test]))[1] for (model, _), (_, test) in zip(trained, folds)]
+    truth = np.concatenate([y[test].numpy() for _, test in folds])
+    assert np.array_equal(np.concatenate(seq_preds), truth)
+    assert np.array_equal(np.concatenate(bat_preds), truth)
