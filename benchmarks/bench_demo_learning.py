@@ -59,7 +59,7 @@ def main() -> None:
     from merkit.data.preprocess import PreprocessConfig
     from merkit.models import model_entry
     from merkit.prepare import prepare_data
-    from merkit.protocols import run_protocol
+    from merkit.training.runner import run_protocol
 
     data = DataConfig()
     preprocess = PreprocessConfig(frames=args.frames, size=args.size, color="grey", temporal=args.temporal)

@@ -43,8 +43,8 @@ def main() -> None:
     from merkit.data.flow import export_flow_release
     from merkit.data.preprocess import PreprocessConfig
     from merkit.prepare import prepare_data
-    from merkit.runner import run_protocol
-    from merkit.runs import RunDir  # noqa: F401 - the run directories below are fresh
+    from merkit.training.runner import run_protocol
+    from merkit.training.runs import RunDir  # noqa: F401 - the run directories below are fresh
 
     cache = Path(args.cache)
     start = time.perf_counter()
@@ -56,7 +56,7 @@ def main() -> None:
     flow_store = prepare_data(data, {}, cache_dir=cache / "flow_cache", progress=False).store
     print(f"flow folder: {len(flow_store)} images from {flow_store.index['subject'].nunique()} subjects "
           f"({time.perf_counter() - start:.0f} s incl. generation and TV-L1)")
-    from merkit.metrics import summarise
+    from merkit.evaluation.metrics import summarise
 
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         train = train_config("published", seed=args.seed, device="cpu", precision="fp32").to_dict()

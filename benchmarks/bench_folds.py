@@ -7,9 +7,9 @@
 2. STSTNet on a GENERATED flow set with the real shape of the MEGC2019 composite: 442 clips, 68 subjects,
    3 classes, 28×28×(u, v, strain); each class a smooth random flow field, plus a per-subject field and noise
    (merkit-made, no real data). Published recipe: Adam lr 5e-5, batch 256, fixed epochs (800; fewer with
-   --quick), no schedule. ``--rounds`` interleaved rounds, each timing ``merkit.train.train_fold`` on one
+   --quick), no schedule. ``--rounds`` interleaved rounds, each timing ``merkit.training.fold.train_fold`` on one
    fold (the kit's per-fold loop, data loading included) and then one group of ``--group`` folds with
-   ``merkit.batched.train_folds`` (shared batches; ``--mechanism``, default auto = the fused step for an fp32
+   ``merkit.training.batched.stack.train_folds`` (shared batches; ``--mechanism``, default auto = the fused step for an fp32
    STSTNet on CPU, in one group of all 68 folds, its epilogues compiled as an 800-epoch run compiles them). The
    same per-epoch work; a fold's 800-epoch time is its one-off setup plus 800 × its median epoch, and the
    68-fold projection is that × 68.
@@ -54,8 +54,8 @@ def generated_flow_set(n_clips: int = 442, n_subjects: int = 68, seed: int = 0,
 
 
 def time_sequential(make_model, train_set, cfg, folds) -> tuple[float, float]:
-    """(seconds per fold, median seconds per epoch) of ``merkit.train.train_fold`` over ``folds``."""
-    from merkit.train import train_fold
+    """(seconds per fold, median seconds per epoch) of ``merkit.training.fold.train_fold`` over ``folds``."""
+    from merkit.training.fold import train_fold
 
     start, epochs = time.perf_counter(), []
     for i, positions in enumerate(folds):
@@ -68,7 +68,7 @@ def time_sequential(make_model, train_set, cfg, folds) -> tuple[float, float]:
 def time_batched(make_model, shared, members, cfg, mechanism: str = "auto",
                  compile_step: bool | None = None) -> tuple[float, float]:
     """(seconds per fold, median seconds per epoch and fold) of one group with ``train_folds``."""
-    from merkit.batched import train_folds
+    from merkit.training.batched.stack import train_folds
 
     k = len(members)
     start = time.perf_counter()
@@ -135,7 +135,7 @@ def bench_meranet(args: argparse.Namespace) -> None:
     from merkit.data.synthetic import SynthMEConfig, generate_synthme
     from merkit.data.torch_dataset import ClipDataset
     from merkit.models import create_model
-    from merkit.protocols import loso_splits
+    from merkit.evaluation.splits import loso_splits
 
     cache = Path(args.cache)
     root = generate_synthme(cache / "synthme", SynthMEConfig(), progress=False)
@@ -171,7 +171,7 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--mechanism", default="auto", choices=["auto", "vmap", "wide", "fused"],
-                        help="how the batched step is computed (merkit.batched)")
+                        help="how the batched step is computed (merkit.training.batched.stack)")
     parser.add_argument("--skip-meranet", action="store_true")
     parser.add_argument("--skip-ststnet", action="store_true")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "merkit_bench_loso"))

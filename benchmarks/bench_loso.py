@@ -49,7 +49,7 @@ def main() -> None:
     from merkit.data.store import build_store
     from merkit.data.synthetic import SynthMEConfig, generate_synthme
     from merkit.models import create_model, model_summary
-    from merkit.protocols import run_protocol
+    from merkit.training.runner import run_protocol
 
     peak = matmul_peak_gflops()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_recipe.py --recipes fast published
     .venv/bin/python benchmarks/bench_recipe.py --quick              # 4 folds, few epochs: the same lines in ~1 min
 
-What it measures: the kit's fold-batched trainer (``merkit.batched.train_folds``, the fused STSTNet step, one
+What it measures: the kit's fold-batched trainer (``merkit.training.batched.stack.train_folds``, the fused STSTNet step, one
 group of all folds, exactly what ``executor: auto`` runs on CPU) under each recipe over a GENERATED flow set
 with the real composite's shape (``bench_folds.generated_flow_set``: 442 clips, 68 subjects, 3 classes in the
 composite's mix, 28×28×3), fed as the authors feed STSTNet (``encoding="bgr255"``: each channel min-max
@@ -46,12 +46,12 @@ RECIPES = {  # name: TrainConfig fields; "published" and "fast" are the kit's ow
 def run_recipe(name: str, images: np.ndarray, labels: np.ndarray, subjects: np.ndarray, n_folds: int,
                epochs_scale: float = 1.0, precision: str = "fp32") -> dict:
     """Train every LOSO fold of the first ``n_folds`` subjects under recipe ``name``; pooled scores + time."""
-    from merkit.batched import train_folds
+    from merkit.training.batched.stack import train_folds
     from merkit.config import TrainConfig
     from merkit.data.torch_dataset import FlowDataset
-    from merkit.metrics import bootstrap_ci, pooled_scores
+    from merkit.evaluation.metrics import bootstrap_ci, pooled_scores
     from merkit.models import create_model
-    from merkit.train import predict
+    from merkit.training.fold import predict
 
     fields = dict(RECIPES[name])
     fields["epochs"] = max(1, int(round(fields["epochs"] * epochs_scale)))

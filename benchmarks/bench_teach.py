@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/bench_teach.py -p epochs 2 -p leakage_seeds 2 --out /tmp/lab
     .venv/bin/python benchmarks/bench_teach.py --read /tmp/lab                # print the times of a finished build
 
-Builds the lab with `merkit.teach.build` (papermill, solutions included) into ``--out`` (a temporary folder by
+Builds the lab with `merkit.pipeline.teach.build` (papermill, solutions included) into ``--out`` (a temporary folder by
 default) and prints, per notebook, its wall time and the run time of each exercise's solution (the durations
 papermill stores per cell), flagging any solution over the issue's one minute. The load average before and
 after is printed too: on a shared machine the times are upper bounds.
@@ -25,7 +25,7 @@ import nbformat
 import pandas as pd
 import yaml
 
-from merkit import teach
+from merkit.pipeline import teach
 
 LIMIT_S = 60.0
 

@@ -76,7 +76,7 @@ def sequential_step(batch: int, *, memory_format: torch.memory_format | None = N
 
 
 def stacked_step(batch: int, k: int, mechanism: str, compiled: bool = False) -> Callable[[], None]:
-    from merkit.batched import _FoldStack
+    from merkit.training.batched.stack import _FoldStack
     from merkit.config import TrainConfig
     from merkit.models.baselines import STSTNet
 

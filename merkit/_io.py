@@ -10,7 +10,7 @@ the old file or the new one, never half of one; on any error the temporary file 
 :func:`stable_hash` the one sha256 of canonical JSON that cache keys, store keys, config hashes and resume
 states are made of (so its text must never change: every cache on disk is named by it);
 :func:`atomic_write_json` writes strict JSON through both; :func:`flatten_dict` gives the dotted keys
-(``train.epochs``) that configs are compared and hashed by. ``merkit.runs`` re-exports the writers and adds
+(``train.epochs``) that configs are compared and hashed by. ``merkit.training.runs`` re-exports the writers and adds
 the CSV and torch ones.
 """
 

@@ -55,7 +55,7 @@ from merkit.data.torch_dataset import flow_input_to_uvs
 from merkit.errors import MerkitValueError
 from merkit.config import upgrade_config_dict
 from merkit.models import create_model
-from merkit.runs import atomic_torch_save, atomic_write_json, config_differences
+from merkit.training.runs import atomic_torch_save, atomic_write_json, config_differences
 
 __all__ = ["BUNDLE_FORMAT", "PredictError", "StaleModelError", "ModelBundle", "Prediction", "save_model", "load_model", "predict_clip"]
 

@@ -64,7 +64,7 @@ def run_tiny_loso(name: str, run_dir: Path, cache_dir: Path, config: Any = None)
     hand-built one); returns the predictions as ``run_protocol`` returned them."""
     from merkit.data.preprocess import PreprocessConfig
     from merkit.prepare import prepare_data
-    from merkit.protocols import run_protocol
+    from merkit.training.runner import run_protocol
 
     spec = RUNS[name]
     data, preprocess, built = notebook_config(PARAMS, spec["model"])

@@ -105,7 +105,7 @@ def tiny_synthme(n_subjects: int = 6, frames: int = 8, size: int = 32, amplitude
 
 
 def fit(model: nn.Module, x: Tensor, y: Tensor, epochs: int = 30, lr: float = 1e-3, seed: int = 0) -> nn.Module:
-    """Plain AdamW full-data training (test fixture only; the library's loop is merkit.train)."""
+    """Plain AdamW full-data training (test fixture only; the library's loop is merkit.training.fold)."""
     torch.manual_seed(seed)
     optimiser = torch.optim.AdamW(model.parameters(), lr)
     for _ in range(epochs):

@@ -9,8 +9,8 @@ import pandas as pd
 
 from merkit import viz
 from merkit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from merkit.metrics import per_subject_table, summarise
-from merkit.runs import atomic_write_csv, atomic_write_json, capture_env
+from merkit.evaluation.metrics import per_subject_table, summarise
+from merkit.training.runs import atomic_write_csv, atomic_write_json, capture_env
 
 CLASSES = ["negative", "positive", "surprise"]
 

@@ -1,6 +1,6 @@
-"""The fold-batched trainer (merkit.batched) and the "batched"/"auto" executors (merkit.runner, executors).
+"""The fold-batched trainer (merkit.training.batched.stack) and the "batched"/"auto" executors (merkit.training.runner, executors).
 
-Equivalence with the sequential trainer is checked two ways, as merkit.batched's docstring states:
+Equivalence with the sequential trainer is checked two ways, as merkit.training.batched.stack's docstring states:
 ``sampling="per_fold"`` draws each fold's batches exactly as ``train.train_fold`` does, so per-fold weights
 (and BatchNorm statistics) must match within 1e-4; ``sampling="shared"`` (what the executor runs) draws
 shared batches, so it is checked by giving the same pooled predictions on a separable toy set.
@@ -19,13 +19,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from merkit.batched import StackError, check_stackable, plan_fold_batch, train_folds
+from merkit.training.batched.stack import StackError, check_stackable, plan_fold_batch, train_folds
 from merkit.config import ModelConfig, ProtocolConfig, RunConfig, TrainConfig
 from merkit.models.registry import _REGISTRY, register_model
 from merkit.models.specs import InputSpec
-from merkit.protocols import loso_splits
-from merkit.runner import run_protocol
-from merkit.train import predict, train_fold
+from merkit.evaluation.splits import loso_splits
+from merkit.training.runner import run_protocol
+from merkit.training.fold import predict, train_fold
 
 
 class TinyBNNet(nn.Module):
@@ -231,12 +231,12 @@ def test_auto_keeps_clip_models_sequential_on_cpu(flow_store, tmp_path):
 
 
 def test_batched_run_killed_after_a_group_resumes_to_the_uninterrupted_predictions(flow_store, tmp_path, monkeypatch):
-    import merkit.batched
+    import merkit.training.batched.stack
 
     config = flow_config(executor="batched", fold_batch=2)
     reference = run_protocol(config, flow_store, tmp_path / "whole", progress=False)
 
-    real, calls = merkit.batched.train_folds, []
+    real, calls = merkit.training.batched.stack.train_folds, []
 
     def dies_on_second_group(*args, **kwargs):
         calls.append(1)
@@ -244,7 +244,7 @@ def test_batched_run_killed_after_a_group_resumes_to_the_uninterrupted_predictio
             raise KeyboardInterrupt("killed after the first fold group")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(merkit.batched, "train_folds", dies_on_second_group)
+    monkeypatch.setattr(merkit.training.batched.stack, "train_folds", dies_on_second_group)
     with pytest.raises(KeyboardInterrupt):
         run_protocol(config, flow_store, tmp_path / "killed", progress=False)
     monkeypatch.undo()
@@ -384,7 +384,7 @@ def test_wide_mechanism_is_refused_for_a_model_it_cannot_write_as_one_network():
 def test_cached_batches_follow_the_dataloaders_shuffle_exactly():
     from torch.utils.data import DataLoader
 
-    from merkit.batched import _shuffled_batches
+    from merkit.training.batched.stack import _shuffled_batches
 
     data = Items(*toy_set(23))
     loaders = [DataLoader(data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(9))
@@ -399,8 +399,8 @@ def test_cached_batches_follow_the_dataloaders_shuffle_exactly():
 
 def test_fused_step_falls_back_to_the_wide_step_when_a_batchnorm_scale_is_not_positive():
     """max-pool(BN(r)) = BN(max-pool(r)) only for a positive scale: a negative gamma must give the wide result."""
-    from merkit.batched_fused import fused_step_for
-    from merkit.batched_wide import wide_step_for
+    from merkit.training.batched.fused import fused_step_for
+    from merkit.training.batched.wide import wide_step_for
     from torch.func import stack_module_state
 
     models = ststnets(2, dropout=0.0)
@@ -421,7 +421,7 @@ def test_fused_step_falls_back_to_the_wide_step_when_a_batchnorm_scale_is_not_po
 
 
 def test_fused_epilogues_compiled_give_the_eager_values_and_gradients():
-    from merkit.batched_fused import _compiled_epilogues, _ConvReluPool, _geometry, _patches
+    from merkit.training.batched.fused import _compiled_epilogues, _ConvReluPool, _geometry, _patches
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -445,7 +445,7 @@ def test_fused_epilogues_compiled_give_the_eager_values_and_gradients():
 
 
 def test_fused_dropout_keeps_each_element_with_its_probability_independently():
-    from merkit.batched_fused import _keep_mask
+    from merkit.training.batched.fused import _keep_mask
 
     torch.manual_seed(0)
     for rate in (0.5, 0.3):
@@ -459,9 +459,9 @@ def test_fused_dropout_keeps_each_element_with_its_probability_independently():
 
 def test_fused_step_without_a_patch_bank_trains_the_same_weights(monkeypatch):
     """A group too large for the cached patch rows computes them per batch from the images: same result."""
-    import merkit.batched_fused
+    import merkit.training.batched.fused
 
-    from merkit.batched_data import _cached, _TensorItems
+    from merkit.training.batched.data import _cached, _TensorItems
     from merkit.data.torch_dataset import FlowDataset
 
     x, y = flow_toy(24)
@@ -477,7 +477,7 @@ def test_fused_step_without_a_patch_bank_trains_the_same_weights(monkeypatch):
         return [m.state_dict() for m, _ in trained]
 
     banked = run()
-    monkeypatch.setattr(merkit.batched_fused, "BANK_LIMIT_BYTES", 0)
+    monkeypatch.setattr(merkit.training.batched.fused, "BANK_LIMIT_BYTES", 0)
     unbanked = run()
     for a, b in zip(banked, unbanked):
         for key in a:

@@ -306,7 +306,7 @@ def test_merkit_prepare_on_problem_fix_prints_and_writes_what_it_fixed(tmp_path,
 
 
 def test_pipeline_accepts_on_problem_for_every_notebook():
-    from merkit.pipeline import check_parameters, resolve_notebooks
+    from merkit.pipeline.run import check_parameters, resolve_notebooks
 
     notebooks = resolve_notebooks(["01_data", "02_train", "03_loso", "04_explain"], None)
     per_notebook = check_parameters({"on_problem": "fix"}, notebooks, {"on_problem"})

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from merkit import protocols
+from merkit.evaluation import splits as protocols
 from merkit.config import (
     PROTOCOL_NAMES,
     ConfigError,
@@ -18,7 +18,7 @@ from merkit.config import (
     resumable_keys,
 )
 from merkit.models import list_models
-from merkit.runs import DEFAULT_RESUMABLE_KEYS, RunConfigMismatch, RunDir
+from merkit.training.runs import DEFAULT_RESUMABLE_KEYS, RunConfigMismatch, RunDir
 
 
 def test_round_trip_through_json():
@@ -135,7 +135,7 @@ def test_synthme_kwargs_name_synthme_config_fields():
 def test_every_field_has_a_comment():
     import inspect
 
-    import merkit.config as module
+    import merkit.config.schema as module
 
     source = inspect.getsource(module)
     for cls in (DataConfig, ModelConfig, TrainConfig, ProtocolConfig, RunConfig):

@@ -195,7 +195,7 @@ def test_auto_boxes_every_raw_casme2_clip_on_its_true_face(casme2_raw, tmp_path)
 def test_01_data_and_04_explain_run_on_a_raw_casme2_release(casme2_raw, tmp_path):
     import pandas as pd
 
-    from merkit.pipeline import run_pipeline
+    from merkit.pipeline.run import run_pipeline
 
     params = {"data_root": str(casme2_raw), "dataset": "casme2", "label_map": "casme2_5class", "frames": 8, "size": 32,
               "epochs": 1, "batch_size": 4, "k": 3, "n_explain": 2, "ig_steps": 4, "viewer_clips": 2,

@@ -142,7 +142,7 @@ def _casme2_copy_of_synthme(root: Path, manifest: pd.DataFrame, target: Path) ->
 
 @pytest.mark.slow
 def test_04_explain_runs_on_a_store_without_masks(synthme, tmp_path, monkeypatch):
-    from merkit.pipeline import run_pipeline
+    from merkit.pipeline.run import run_pipeline
 
     root, manifest = synthme
     data_root = _casme2_copy_of_synthme(root, manifest, tmp_path / "casme2")

@@ -12,7 +12,8 @@ from merkit.config import DataConfig, ModelConfig, ProtocolConfig, RunConfig, Tr
 from merkit.data.flow import COMPOSITE_LISTING_COLUMNS, export_flow_release, normalise_flow_image
 from merkit.data.manifest import ManifestError
 from merkit.prepare import prepare_data
-from merkit.protocols import ProtocolError, run_protocol
+from merkit.evaluation.splits import ProtocolError
+from merkit.training.runner import run_protocol
 
 # Invented: which "dataset" each tiny SynthME subject plays in the exported composite listing.
 PARTS = {"01": "casme2", "02": "casme2", "03": "samm", "04": "smic_hs"}

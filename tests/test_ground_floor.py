@@ -51,7 +51,7 @@ def test_manifest_and_store_keys_are_the_ones_made_before() -> None:
 
 def test_synthme_folder_and_pipeline_identity_are_the_ones_made_before() -> None:
     from merkit.data.synthetic import SynthMEConfig
-    from merkit.pipeline import manifest_identity
+    from merkit.pipeline.run import manifest_identity
     from merkit.prepare import synthme_root
 
     assert synthme_root("/cache", SynthMEConfig(seed=3, n_subjects=2)).name == "a9954a7c5622"
@@ -76,7 +76,7 @@ def test_flow_folder_store_key_is_the_one_made_before(tmp_path: Path) -> None:
 
 def test_config_hash_is_the_compact_sorted_json_it_always_was() -> None:
     from merkit.config import RunConfig, resumable_keys
-    from merkit.runs import flatten_dict
+    from merkit.training.runs import flatten_dict
 
     config = RunConfig()
     kept = {k: v for k, v in flatten_dict(config.to_dict()).items() if k not in resumable_keys()}

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score, recall_score
 
-from merkit.metrics import (
+from merkit.evaluation.metrics import (
     AbsentClassWarning,
     MegcLogError,
     PredictionsError,

@@ -1,6 +1,6 @@
 """The kit's notebooks: hygiene of the committed files, and a smoke run of all of them under papermill.
 
-The smoke run executes the notebooks in order through `merkit.pipeline.run_pipeline` with TINY parameters
+The smoke run executes the notebooks in order through `merkit.pipeline.run.run_pipeline` with TINY parameters
 (a few SynthME subjects, small clips, one epoch) and a per-cell timeout, into one run directory; each test
 below then checks the artefacts one notebook writes.
 """
@@ -17,7 +17,7 @@ import papermill
 import pytest
 
 from helpers_pipeline import KERNELSPEC, TINY_SYNTHME
-from merkit.pipeline import DEFAULT_ORDER, DEMO_PARAMS, NOTEBOOK_DIR, check_parameters, load_params_file, run_pipeline
+from merkit.pipeline.run import DEFAULT_ORDER, DEMO_PARAMS, NOTEBOOK_DIR, check_parameters, load_params_file, run_pipeline
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 TINY = TINY_SYNTHME
@@ -50,7 +50,7 @@ def test_notebook_hygiene(path: Path):
             assert cell.outputs == [] and cell.execution_count is None, "committed without outputs"
 
 
-#: Files the library writes into a run directory (merkit.runs.RunDir, merkit.runner): a notebook never rewrites them.
+#: Files the library writes into a run directory (merkit.training.runs.RunDir, merkit.training.runner): a notebook never rewrites them.
 LIBRARY_FILES = ("metrics.json", "predictions.csv", "config.json", "env.json", "timings.json", "executor.json",
                  "manifest.json")
 

@@ -1,6 +1,6 @@
 """The notebooks with flow models: ststnet on a clip dataset, and all four notebooks on a flow folder.
 
-Both run through `merkit.pipeline.run_pipeline` with tiny settings (papermill, per-cell timeout), like
+Both run through `merkit.pipeline.run.run_pipeline` with tiny settings (papermill, per-cell timeout), like
 tests/test_notebooks.py does for the default clip model.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from merkit.pipeline import NOTEBOOK_DIR, check_parameters, load_params_file, run_pipeline
+from merkit.pipeline.run import NOTEBOOK_DIR, check_parameters, load_params_file, run_pipeline
 
 TINY_SYNTHME = {"synthme_n_subjects": 3, "synthme_clips_per_subject": 3, "synthme_n_frames": 12, "synthme_size": 48,
                 "frames": 8, "size": 32}

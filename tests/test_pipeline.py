@@ -1,4 +1,4 @@
-"""merkit.pipeline: parameter checking, per-notebook parameters, atomic outputs, failures, resume, HTML + index.
+"""merkit.pipeline.run: parameter checking, per-notebook parameters, atomic outputs, failures, resume, HTML + index.
 
 The notebooks here are throwaway ones written by the tests (tests/helpers_pipeline.py); the kit's own notebooks
 are executed in tests/test_notebooks.py.
@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from merkit.pipeline import (
+from merkit.pipeline.run import (
     ParameterError,
     PipelineError,
     check_parameters,
@@ -221,7 +221,7 @@ def test_format_metric_adds_the_bootstrap_interval():
 
 
 def test_old_parameter_name_protocol_reaches_label_map_with_a_deprecation_warning(tmp_path: Path):
-    from merkit.pipeline import ParameterError, check_parameters
+    from merkit.pipeline.run import ParameterError, check_parameters
 
     new = make_notebook(tmp_path / "new.ipynb", COMMON + 'label_map: str = "synthme_3class"  # class mapping\n', "pass")
     old = make_notebook(tmp_path / "old.ipynb", COMMON + 'protocol: str = "synthme_3class"  # a notebook of its own\n', "pass")

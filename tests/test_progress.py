@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers_pipeline import COMMON, make_notebook
-from merkit.pipeline import run_pipeline
+from merkit.pipeline.run import run_pipeline
 from merkit.progress import FoldProgress, format_eta, read_progress
 
 FOLDS = ("import time\nfrom merkit.progress import FoldProgress\n"

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from merkit.protocols import (
+from merkit.evaluation.splits import (
     MissingClassWarning,
     ProtocolError,
     fold_seed,
@@ -131,8 +131,8 @@ import json  # noqa: E402
 import torch  # noqa: E402
 
 from merkit.config import ConfigError, ModelConfig, ProtocolConfig, RunConfig, TrainConfig  # noqa: E402
-from merkit.protocols import load_fold_model, run_protocol  # noqa: E402
-from merkit.runs import CheckpointError, RunConfigMismatch  # noqa: E402
+from merkit.training.runner import load_fold_model, run_protocol  # noqa: E402
+from merkit.training.runs import CheckpointError, RunConfigMismatch  # noqa: E402
 
 TINY_MODEL = dict(frames=8, size=16, widths=(4, 8, 8), reduction=2, dropout=0.0)
 
@@ -278,7 +278,7 @@ def test_model_input_that_does_not_fit_the_store_fails_before_training(tiny_stor
 
 def test_checkpoint_reloads_to_the_same_predictions_and_a_corrupt_one_is_named(reference_run, tiny_store):
     from merkit.data.torch_dataset import ClipDataset
-    from merkit.train import predict
+    from merkit.training.fold import predict
 
     run_dir, predictions = reference_run
     model = load_fold_model(run_dir, "02")
@@ -298,8 +298,9 @@ def test_checkpoint_reloads_to_the_same_predictions_and_a_corrupt_one_is_named(r
 
 def test_fold_result_model_is_the_trained_model_and_refuses_without_weights(reference_run, tiny_store):
     from merkit.data.torch_dataset import ClipDataset
-    from merkit.protocols import make_splits, run_fold
-    from merkit.train import predict
+    from merkit.evaluation.splits import make_splits
+    from merkit.training.runner import run_fold
+    from merkit.training.fold import predict
 
     _, predictions = reference_run
     classes = tiny_store.index.attrs["classes"]
@@ -390,8 +391,8 @@ def test_flow_baseline_runs_loso_with_a_prediction_for_every_clip(model, tiny_fl
     assert np.allclose(predictions.filter(like="prob_").sum(axis=1), 1.0, atol=1e-5)
     assert json.loads((tmp_path / model / "metrics.json").read_text())["n_folds"] == 4
     # the saved weights are the flow model's and reproduce the fold's predictions from the flow images
-    from merkit.protocols import model_dataset
-    from merkit.train import predict
+    from merkit.training.runner import model_dataset
+    from merkit.training.fold import predict
 
     fold_model = load_fold_model(tmp_path / model, "02")
     held_out = np.flatnonzero(index["subject"].astype(str).to_numpy() == "02")
@@ -402,7 +403,7 @@ def test_flow_baseline_runs_loso_with_a_prediction_for_every_clip(model, tiny_fl
 
 def test_model_dataset_gives_each_flow_model_its_declared_channels(tiny_flow_store):
     from merkit.models import create_model
-    from merkit.protocols import model_dataset
+    from merkit.training.runner import model_dataset
 
     positions = np.arange(3)
     for name, channels in (("ststnet", ("u", "v", "strain")), ("ststnet_kit", ("u", "v", "strain")), ("offapexnet", ("u", "v"))):
@@ -420,7 +421,7 @@ def test_ststnet_is_fed_the_png_as_opencv_reads_it_bgr_0_to_255(tiny_flow_store,
 
     from merkit.data.flow import write_flow_png
     from merkit.models import create_model
-    from merkit.protocols import model_dataset
+    from merkit.training.runner import model_dataset
 
     data = model_dataset(create_model("ststnet").input_spec, tiny_flow_store, np.arange(2), augment=False, seed=0)
     for item in range(2):
@@ -446,10 +447,8 @@ def test_flow_model_of_another_size_than_the_stored_flow_is_refused(tiny_flow_st
 
 
 def test_variant_config_carries_input_sizes_only_to_models_that_take_them():
-    import merkit.protocols
     from merkit.config import variant_config
 
-    assert merkit.protocols.variant_config is variant_config  # the old import path still works
 
     base = tiny_config()
     ablation = variant_config(base, "meranet_small:none")

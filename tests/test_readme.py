@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from merkit.cli.parser import build_parser
-from merkit.pipeline_params import COMMON_PARAMETERS, DEPRECATED_PARAMETERS, NOTEBOOK_DIR, notebook_parameters
+from merkit.pipeline.params import COMMON_PARAMETERS, DEPRECATED_PARAMETERS, NOTEBOOK_DIR, notebook_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")

@@ -26,7 +26,7 @@ import pandas as pd
 import papermill
 import pytest
 
-from merkit.pipeline import DEFAULT_ORDER, NOTEBOOK_DIR
+from merkit.pipeline.run import DEFAULT_ORDER, NOTEBOOK_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,7 @@ WORKER = """
 import json, sys
 from pathlib import Path
 from merkit.data.synthetic import write_release
-from merkit.pipeline import run_pipeline
+from merkit.pipeline.run import run_pipeline
 job = json.loads(sys.argv[1])
 root = write_release(job["kind"], Path(job["folder"]), small=True, progress=False, **job["options"])
 result = run_pipeline(Path(job["run_dir"]), {"data_root": str(root), **job["params"]}, job["notebooks"],

@@ -9,7 +9,7 @@ import pytest
 
 import merkit
 from helpers_pipeline import COMMON, make_notebook
-from merkit.pipeline import kit_identity, run_pipeline
+from merkit.pipeline.run import kit_identity, run_pipeline
 
 DATA_PARAMETERS = 'dataset: str = "synthme"  # dataset key\nprotocol: str = "synthme_3class"  # class mapping\n'
 
@@ -59,7 +59,7 @@ def test_changed_manifest_reruns_and_says_why(tmp_path: Path, notebook: Path, li
 
 
 def test_changed_sources_and_parameters_are_named(tmp_path: Path, notebook: Path, monkeypatch: pytest.MonkeyPatch):
-    import merkit.pipeline as pipeline
+    import merkit.pipeline.run as pipeline
 
     run_dir = tmp_path / "run"
     run_pipeline(run_dir, {"protocol": "synthme_3class"}, [notebook], progress=False)

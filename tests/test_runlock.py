@@ -97,7 +97,7 @@ def test_run_protocol_into_a_locked_directory_is_refused_before_any_fold(tmp_pat
     from merkit.data.preprocess import PreprocessConfig
     from merkit.data.store import build_store
     from merkit.data.synthetic import SynthMEConfig, generate_synthme
-    from merkit.runner import run_protocol
+    from merkit.training.runner import run_protocol
 
     root = generate_synthme(tmp_path / "data", SynthMEConfig(n_subjects=3, clips_per_subject=3, n_frames=8, size=32,
                                                              video_subjects=()), progress=False)

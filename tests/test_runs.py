@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from merkit import runs
-from merkit.metrics import PredictionsError
-from merkit.runs import (
+from merkit.training import runs
+from merkit.evaluation.metrics import PredictionsError
+from merkit.training.runs import (
     CheckpointError,
     RunConfigMismatch,
     RunDir,
@@ -259,7 +259,7 @@ def test_killed_process_loses_only_the_running_fold(tmp_path):
         import os, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_runs import CONFIG, fold_predictions
-        from merkit.runs import RunDir, atomic_write_csv
+        from merkit.training.runs import RunDir, atomic_write_csv
         run = RunDir({str(tmp_path / 'run')!r}, CONFIG, capture=False)
         run.mark_fold_done("01", fold_predictions("01", "01"))
         atomic_write_csv(fold_predictions("02", "02"), run.fold_dir("02") / "predictions.csv")

@@ -1,6 +1,6 @@
-"""merkit.sweep / `merkit sweep`: grids checked before anything runs, one run directory per point, sequential and
+"""merkit.pipeline.sweep / `merkit sweep`: grids checked before anything runs, one run directory per point, sequential and
 process execution, a failing point reported while the others run, and the comparison at the end. The mechanics
-use a throwaway notebook that writes real metrics (merkit.metrics.summarise); one slow test sweeps 03_loso on a
+use a throwaway notebook that writes real metrics (merkit.evaluation.metrics.summarise); one slow test sweeps 03_loso on a
 tiny SynthME."""
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ import pytest
 import yaml
 
 from merkit.cli import main
-from merkit.pipeline import NOTEBOOK_DIR, ParameterError
-from merkit.sweep import expand_grid, load_grid, run_sweep, sweep_from_file
+from merkit.pipeline.run import NOTEBOOK_DIR, ParameterError
+from merkit.pipeline.sweep import expand_grid, load_grid, run_sweep, sweep_from_file
 from helpers_pipeline import COMMON, make_notebook
 
 SCORE_CELL = """
 import pathlib
 import numpy as np, pandas as pd
 from merkit.config import ModelConfig, RunConfig, TrainConfig
-from merkit.metrics import summarise
-from merkit.runs import atomic_write_json
+from merkit.evaluation.metrics import summarise
+from merkit.training.runs import atomic_write_json
 if fail:
     raise RuntimeError("asked to fail")
 rng = np.random.default_rng(seed + 10 * len(model))

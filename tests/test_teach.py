@@ -1,6 +1,6 @@
 """Teaching material: the exercise convention of every notebook, student and instructor copies, the leakage lab.
 
-The slow test builds the instructor copies with TINY settings (papermill, through `merkit.pipeline`), so every
+The slow test builds the instructor copies with TINY settings (papermill, through `merkit.pipeline.run`), so every
 solution's assert runs; the leakage lab's written results are checked against the invariant of selecting on the
 held-out subject.
 """
@@ -20,9 +20,9 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from helpers_pipeline import KERNELSPEC, TINY_SYNTHME
-from merkit import teach
-from merkit.pipeline import NOTEBOOK_DIR, PipelineError, run_pipeline
-from merkit.train import train_fold
+from merkit.pipeline import teach
+from merkit.pipeline.run import NOTEBOOK_DIR, PipelineError, run_pipeline
+from merkit.training.fold import train_fold
 
 TEACH_NOTEBOOKS = [NOTEBOOK_DIR / f"{name}.ipynb" for name in teach.TEACH_ORDER]
 TINY = {

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from merkit.train import (
+from merkit.training.fold import (
     FocalLoss,
     class_weights,
     inner_validation_split,
@@ -240,8 +240,8 @@ def test_bf16_on_cpu_trains_a_2d_flow_model():
 
 
 def test_train_takes_a_train_config_and_a_mapping_takes_its_defaults():
-    import merkit.train
-    from merkit.train import as_train_config
+    import merkit.training.fold
+    from merkit.training.fold import as_train_config
 
     given = TrainConfig(epochs=2)
     assert as_train_config(given) is given
@@ -254,4 +254,4 @@ def test_train_takes_a_train_config_and_a_mapping_takes_its_defaults():
         train_fold(fresh_net(), ToyClips(4), {"epochs": 0, "device": "cpu"}, progress=False)
     with pytest.raises(TypeError, match="TrainConfig or a mapping"):
         as_train_config(object())
-    assert not hasattr(merkit.train, "_get")
+    assert not hasattr(merkit.training.fold, "_get")

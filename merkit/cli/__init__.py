@@ -32,7 +32,7 @@ def _exit_code(err: MerkitError) -> int:
     """3 for a locked run directory, 1 for a notebook that failed while running, 2 for everything else."""
     if isinstance(err, RunLockedError):
         return EXIT_LOCKED
-    from merkit.pipeline import PipelineError  # lazy: yaml and the pipeline stay out of ``merkit --help``
+    from merkit.pipeline.run import PipelineError  # lazy: yaml and the pipeline stay out of ``merkit --help``
 
     if isinstance(err, PipelineError):
         return EXIT_FAILED

@@ -22,7 +22,7 @@ from merkit.cli.exits import EXIT_FAILED, UserError
 
 def _collect_params(param_files: Sequence[str], overrides: Sequence[Sequence[str]]) -> tuple[dict[str, Any], set[str]]:
     """Merge YAML files (later wins) then ``-p name value`` overrides; return params and the names typed raw."""
-    from merkit.pipeline import load_params_file
+    from merkit.pipeline.run import load_params_file
 
     params: dict[str, Any] = {}
     for path in param_files:
@@ -35,7 +35,7 @@ def _collect_params(param_files: Sequence[str], overrides: Sequence[Sequence[str
 
 
 def _print_result(result: Any) -> None:
-    from merkit.pipeline import format_metric, headline_metrics
+    from merkit.pipeline.run import format_metric, headline_metrics
 
     for run in result.notebooks:
         print(f"  {run.name:<14} {run.status:<9} {run.seconds:7.1f} s  {run.html or run.output}")
@@ -50,7 +50,7 @@ def _print_result(result: Any) -> None:
 
 
 def _run_pipeline_command(args: argparse.Namespace, param_files: Sequence[str]) -> int:
-    from merkit.pipeline import resolve_notebooks, run_pipeline, check_parameters, notebook_parameters
+    from merkit.pipeline.run import resolve_notebooks, run_pipeline, check_parameters, notebook_parameters
 
     params, raw = _collect_params(param_files, args.param or [])
     if args.list_params:
@@ -85,7 +85,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from merkit.pipeline import DEMO_PARAMS
+    from merkit.pipeline.run import DEMO_PARAMS
 
     return _run_pipeline_command(args, [str(DEMO_PARAMS), *(args.params or [])])
 
@@ -107,7 +107,7 @@ def _print_compare(result: Any) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from merkit.sweep import check_sweep, expand_grid, run_sweep, sweep_from_file
+    from merkit.pipeline.sweep import check_sweep, expand_grid, run_sweep, sweep_from_file
 
     spec = sweep_from_file(args.grid, out=args.out, executor=args.executor, workers=args.workers,
                            notebooks=args.notebooks)
@@ -117,7 +117,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for point in points:
             print(f"{point.run_dir}  {point.values}")
         return 0
-    from merkit.pipeline import DEFAULT_CELL_TIMEOUT
+    from merkit.pipeline.run import DEFAULT_CELL_TIMEOUT
 
     timeout = args.cell_timeout if args.cell_timeout is not None else DEFAULT_CELL_TIMEOUT
     result = run_sweep(spec, notebook_dir=args.notebook_dir, cell_timeout=timeout,
@@ -297,7 +297,7 @@ def cmd_composite(args: argparse.Namespace) -> int:
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
-    from merkit.teach import TEACH_ORDER, build
+    from merkit.pipeline.teach import TEACH_ORDER, build
 
     params, raw = _collect_params(args.params or [], args.param or [])
     built = build(args.out, params, args.notebooks or TEACH_ORDER, execute=not args.no_execute, cell_timeout=args.cell_timeout,

@@ -21,7 +21,7 @@ from merkit.cli.commands import (
 
 
 def _add_pipeline_options(parser: argparse.ArgumentParser, default_run_dir: str | None) -> None:
-    from merkit.pipeline import DEFAULT_CELL_TIMEOUT, DEFAULT_ORDER
+    from merkit.pipeline.run import DEFAULT_CELL_TIMEOUT, DEFAULT_ORDER
 
     parser.add_argument(
         "--run-dir",
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("grid", metavar="GRID.yaml")
     p.add_argument("--out", default=None, help="folder of the run directories (default: the file's `out`, else runs/<GRID stem>)")
-    # No argparse choices: merkit.sweep.SWEEP_EXECUTORS is the one list (checked before anything runs, exit 2).
+    # No argparse choices: merkit.pipeline.sweep.SWEEP_EXECUTORS is the one list (checked before anything runs, exit 2).
     p.add_argument("--executor", default=None,
                    help="how runs are executed: sequential or processes (default: the file's, else sequential)")
     p.add_argument("--workers", type=int, default=None, help="runs at once with --executor processes")
@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CASME II sheet to read (default: CASME2-coding-20140508.xlsx, which defines the composite)")
     p.set_defaults(func=cmd_composite)
 
-    from merkit.pipeline import DEFAULT_CELL_TIMEOUT
+    from merkit.pipeline.run import DEFAULT_CELL_TIMEOUT
 
     p = sub.add_parser("teach", help="build the student and instructor copies of the notebooks for a lab",
                        description="teach build OUT: OUT/student/*.ipynb (exercises, no solutions, no outputs) and "

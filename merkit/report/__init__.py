@@ -14,22 +14,11 @@ Contract: a missing artefact makes its section disappear, never an error; a sect
 replaced by a one-line note naming the error (and a warning), so a report is always written. The page is
 written atomically. `compare_runs` reads several run directories (a sweep's, or any) and writes one table and
 one figure of them side by side; a directory without ``metrics.json`` is reported and skipped.
+
+The names below load on first use (``lazy_loader``, listed in ``__init__.pyi``), so that the pipeline can read
+its headline numbers and notebook records without loading the figures.
 """
 
-from merkit.report.compare import CompareError, CompareResult, RunSummary, compare_runs, summarise_run
-from merkit.report.index import write_report
-from merkit.report.sections import NotebookRecord, notebook_records
-from merkit.report.variants import comparison_row, comparison_table
+import lazy_loader
 
-__all__ = [
-    "CompareError",
-    "CompareResult",
-    "NotebookRecord",
-    "RunSummary",
-    "compare_runs",
-    "comparison_row",
-    "comparison_table",
-    "notebook_records",
-    "summarise_run",
-    "write_report",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

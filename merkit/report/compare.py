@@ -18,7 +18,7 @@ from merkit.errors import MerkitValueError
 from merkit.report.pieces import (
     _CSS, _esc, _figure_png, _interval, _metrics, _papermill_seconds, _png_data_uri, _read_json, _read_yaml, _table,
 )
-from merkit.runs import atomic_write_bytes, atomic_write_csv, atomic_write_text, flatten_dict
+from merkit.training.runs import atomic_write_bytes, atomic_write_csv, atomic_write_text, flatten_dict
 
 #: Configuration keys that name places, not choices: two runs differing only there are the same experiment.
 _PLACE_KEYS = re.compile(r"(^|\.)(run_dir|cache_dir|out_dir)$")

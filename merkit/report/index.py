@@ -18,10 +18,9 @@ from merkit.report.sections import (
     _comparison, _configuration, _confusion, _data, _explanation, _Figures, _headline, _notebooks, _per_subject,
     _published, _scores_tables, _training, notebook_records,
 )
-from merkit.runs import atomic_write_text
+from merkit.report.notebook_run import NotebookRun
+from merkit.training.runs import atomic_write_text
 
-if TYPE_CHECKING:  # pragma: no cover
-    from merkit.pipeline import NotebookRun
 
 
 @dataclass
@@ -61,7 +60,7 @@ def _describe(run_dir: Path, metrics: Mapping[str, Any], config: Mapping[str, An
 
 
 
-def write_report(run_dir: str | os.PathLike, runs: Sequence["NotebookRun"] | None = None) -> Path:
+def write_report(run_dir: str | os.PathLike, runs: Sequence[NotebookRun] | None = None) -> Path:
     """Write ``run_dir/index.html`` from whatever the run directory holds; returns its path.
 
     ``runs`` are the pipeline's notebook records (status and time of this call); without them (``merkit

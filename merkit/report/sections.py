@@ -17,17 +17,16 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import pandas as pd
 
 from merkit import viz
-from merkit.headline import format_metric, headline_metrics
-from merkit.metrics import per_subject_table
+from merkit.report.headline import format_metric, headline_metrics
+from merkit.evaluation.metrics import per_subject_table
 from merkit.report.pieces import (
     _file_img, _figure_png, _img, _interval, _key_values, _natural_key, _papermill_seconds, _read_csv, _read_json,
     _table, _esc,
 )
 from merkit.report.variants import _with_intervals, comparison_table
-from merkit.runs import flatten_dict
+from merkit.report.notebook_run import NotebookRun
+from merkit.training.runs import flatten_dict
 
-if TYPE_CHECKING:  # pragma: no cover
-    from merkit.pipeline import NotebookRun
 
 
 class _Figures:
@@ -62,7 +61,7 @@ class NotebookRecord:
     ipynb: Path
 
 
-def notebook_records(run_dir: str | os.PathLike, runs: Sequence["NotebookRun"] | None = None) -> list[NotebookRecord]:
+def notebook_records(run_dir: str | os.PathLike, runs: Sequence[NotebookRun] | None = None) -> list[NotebookRecord]:
     """The notebooks of a run: from the pipeline's ``runs`` when given, else found in ``run_dir/notebooks/``.
 
     A notebook that failed has ``NN_name.failed.ipynb`` (and usually ``.failed.html``); it is listed as failed

@@ -67,7 +67,7 @@ def list_datasets() -> list[str]:
 def list_label_maps(dataset: str) -> list[str]:
     """The class mappings (emotion -> label) a dataset declares (``casme2`` -> ``['casme2_5class']``).
 
-    Not to be confused with the fold protocols (LOSO, LODO, ...) of :func:`merkit.protocols.list_protocols`.
+    Not to be confused with the fold protocols (LOSO, LODO, ...) of :func:`merkit.evaluation.splits.list_protocols`.
     """
     return list(load_spec(dataset).label_maps)
 
@@ -75,7 +75,7 @@ def list_label_maps(dataset: str) -> list[str]:
 def list_protocols(dataset: str) -> list[str]:
     """Deprecated name of :func:`list_label_maps` (it read like the fold protocols); warns, then answers."""
     warnings.warn("merkit.data.datasets.list_protocols(dataset) is deprecated: use list_label_maps(dataset) "
-                  "(the class mappings; merkit.protocols.list_protocols() lists the fold protocols)",
+                  "(the class mappings; merkit.evaluation.splits.list_protocols() lists the fold protocols)",
                   DeprecationWarning, stacklevel=2)
     return list_label_maps(dataset)
 

@@ -1,6 +1,6 @@
 """K STSTNets over one shared batch as ONE wide network: the fast path of the fold-batched trainer.
 
-:mod:`merkit.batched` runs any model as K stacked copies with ``torch.func.vmap``. For STSTNet, a single
+:mod:`merkit.training.batched.stack` runs any model as K stacked copies with ``torch.func.vmap``. For STSTNet, a single
 conv stage (three 3×3 branches over the same input) + pooling + one linear layer, the K folds' models can
 instead be written as one plain network, no ``vmap``:
 
@@ -14,7 +14,7 @@ instead be written as one plain network, no ``vmap``:
   statistics, running statistics included; tested bit-for-bit);
 - the K heads are one ``einsum`` (k, b, 400) × (k, c, 400), and each fold's loss masks the other rows.
 
-The parameters stay the stacked per-fold tensors of :class:`merkit.batched._FoldStack` (names as
+The parameters stay the stacked per-fold tensors of :class:`merkit.training.batched.stack._FoldStack` (names as
 ``STSTNet.state_dict()``), so the optimiser, schedules, idle-fold handling and the per-fold state dicts are
 unchanged; only the step function differs. It computes the same function as the vmapped step (tested to
 1e-4 on weights after several steps, dropout off) and is measured faster (``docs/performance.md``).

@@ -13,7 +13,7 @@ Every notebook ends its parts with exercises. The cells follow one convention (c
     OUT/instructor/NN_name.ipynb   the same with the solutions, executed with papermill (and .html)
     OUT/instructor/run/            the run directory the instructor copies wrote into (figures, metrics, ...)
 
-The instructor copies go through `merkit.pipeline.run_pipeline` (parameter checks, kernel name, per-cell
+The instructor copies go through `merkit.pipeline.run.run_pipeline` (parameter checks, kernel name, per-cell
 timeout, atomic writes) with ``solutions=True``; a plain pipeline run (``make demo``) leaves solutions out.
 
 The helpers below are what the solutions call, so a solution cell stays a few lines. None of them selects
@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from merkit.errors import MerkitValueError
-from merkit.metrics import pooled_scores
-from merkit.pipeline import (
+from merkit.evaluation.metrics import pooled_scores
+from merkit.pipeline.run import (
     DEFAULT_CELL_TIMEOUT,
     DEFAULT_ORDER,
     SOLUTION_TAG,
@@ -45,7 +45,7 @@ from merkit.pipeline import (
     run_pipeline,
     without_solutions,
 )
-from merkit.runs import atomic_write_text
+from merkit.training.runs import atomic_write_text
 
 EXERCISE_TAG = "exercise"
 STUDENT_TAG = "student"
@@ -172,7 +172,7 @@ def build(
 ) -> TeachBuild:
     """Write ``out/student/*.ipynb`` and (with ``execute``) the executed ``out/instructor/*.ipynb``.
 
-    ``params`` are notebook parameters as for `merkit.pipeline.run_pipeline` (checked against the notebooks
+    ``params`` are notebook parameters as for `merkit.pipeline.run.run_pipeline` (checked against the notebooks
     before anything runs; ``run_dir`` is ``out/instructor/run`` and may not be given). Raises `TeachError` when
     a notebook breaks the exercise convention, `ParameterError` / `PipelineError` as the pipeline does.
     """

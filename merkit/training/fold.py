@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 
 from merkit.config import RunConfig, TrainConfig
 from merkit.data.inputs import input_adapter
-from merkit.metrics import pooled_scores
+from merkit.evaluation.metrics import pooled_scores
 
 __all__ = [
     "as_train_config",

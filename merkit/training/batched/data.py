@@ -1,4 +1,4 @@
-"""How the fold-batched trainer (:mod:`merkit.batched`) reads its clips: the group's dataset cached once as
+"""How the fold-batched trainer (:mod:`merkit.training.batched.stack`) reads its clips: the group's dataset cached once as
 tensors, epochs of shuffled item numbers drawn exactly as a ``DataLoader`` would, and per-fold batches
 zipped into one (k, b, ...) batch for ``sampling="per_fold"``.
 

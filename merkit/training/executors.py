@@ -1,14 +1,14 @@
-"""Executors: where the folds of a protocol run (the driver, :func:`merkit.runner.run_protocol`, persists).
+"""Executors: where the folds of a protocol run (the driver, :func:`merkit.training.runner.run_protocol`, persists).
 
 - ``"sequential"``: one fold after another in this process (the runner's own loop).
 - ``"processes"``: a local spawn pool, torch threads = cores // workers.
 - ``"ray"``: one Ray task per fold, a GPU per task when CUDA is present.
 - ``"batched"``: groups of folds trained together as one stacked model in this process
-  (:mod:`merkit.batched`); a group is the unit of resume.
+  (:mod:`merkit.training.batched.stack`); a group is the unit of resume.
 - ``"auto"`` (the default) is resolved by the runner to ``"batched"`` or ``"sequential"``
-  (:func:`merkit.runner.choose_executor`), and the choice and its reason are written to ``executor.json``.
+  (:func:`merkit.training.runner.choose_executor`), and the choice and its reason are written to ``executor.json``.
 
-Each executor is handed the fold function (``merkit.runner.run_fold``) rather than importing the runner: the
+Each executor is handed the fold function (``merkit.training.runner.run_fold``) rather than importing the runner: the
 runner imports this module, and the fold function pickles by reference into spawned workers and Ray tasks.
 Workers return a ``FoldResult`` to the driver, which alone writes the run directory.
 """
@@ -23,17 +23,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from merkit import batched  # as a module: its trainer is looked up at call time (tests swap it)
+from merkit.training.batched import stack as batched  # as a module: its trainer is looked up at call time (tests swap it)
 from merkit.config import EXECUTOR_NAMES, RunConfig
-from merkit.protocols import Fold, fold_seed
-from merkit.train import resolve_device
+from merkit.evaluation.splits import Fold, fold_seed
+from merkit.training.fold import resolve_device
 
 __all__ = ["EXECUTORS", "ExecutorPlan", "choose_executor", "default_memory_budget_bytes", "run_processes",
            "run_ray", "run_batched", "fold_groups", "group_seed"]
 
 EXECUTORS = EXECUTOR_NAMES  # stated once, in merkit.config (a config names one without importing torch)
 
-FoldFn = Callable[..., Any]  # merkit.runner.run_fold: (run_config, store, fold, classes, *, progress, keep_weights)
+FoldFn = Callable[..., Any]  # merkit.training.runner.run_fold: (run_config, store, fold, classes, *, progress, keep_weights)
 
 def _worker_threads(workers: int) -> int:
     """Torch threads per worker: the cores this process may use, shared evenly."""
@@ -241,12 +241,12 @@ def choose_executor(run_config: Any, requested: str, *, n_folds: int, model: Any
     """Resolve ``requested`` (``protocol.executor``) to the executor this run uses, with the reason.
 
     ``"auto"`` picks ``"batched"`` on CUDA for every model (never measured here: no GPU was available), on
-    CPU for the models the fused step trains (an STSTNet in fp32 or bf16: :func:`merkit.batched.fused_trainable`;
+    CPU for the models the fused step trains (an STSTNet in fp32 or bf16: :func:`merkit.training.batched.stack.fused_trainable`;
     benchmarks/bench_folds.py measured it several times faster than sequential on the idle 2-core machine,
     docs/performance.md), and ``"sequential"`` for every other model on CPU (batched vmap STSTNet measured
     0.6× of sequential, the wide step 0.7–0.9× on an idle machine; meranet_small 1.6–1.8× from one-epoch
     runs only: not a CPU win to default to). ``"batched"`` (asked or picked) falls back to ``"sequential"`` with the reason when the
-    model cannot be stacked (:func:`merkit.batched.check_stackable`) or there is one fold; when asked for
+    model cannot be stacked (:func:`merkit.training.batched.stack.check_stackable`) or there is one fold; when asked for
     explicitly, the fall-back also warns. A memory budget too small for one fold is an error.
     """
     if requested not in ("auto", "batched"):

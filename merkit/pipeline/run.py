@@ -29,15 +29,15 @@ Contract:
   lock left by a killed run is taken over. Temporary files a killed run left in the run directory are removed.
 - Progress: the current notebook is printed, and while it runs the fold runner's progress file
   (`merkit.progress`) is polled into one line: folds done / total and an ETA. Papermill's cell bar is off.
-- Exercise solutions (cells tagged ``solution``, see `merkit.teach`) are left out by default: a pipeline run
+- Exercise solutions (cells tagged ``solution``, see `merkit.pipeline.teach`) are left out by default: a pipeline run
   executes the student view (exercise prompts and empty answer cells), so `make demo` does not pay for the
   solutions and a run on a real dataset never fails on a teaching assert. ``solutions=True`` (what
   ``merkit teach build`` uses for the instructor copies) executes them too. Cell positions in errors always
   refer to the committed notebook.
 
 Rooms: this module runs the notebooks and decides what to re-run; the parameters and their checks are in
-:mod:`merkit.pipeline_params`, the executed notebooks as files (student view, failing cell, HTML) in
-:mod:`merkit.notebook_files`, the headline metrics in :mod:`merkit.headline`. Their names are importable from
+:mod:`merkit.pipeline.params`, the executed notebooks as files (student view, failing cell, HTML) in
+:mod:`merkit.pipeline.notebook_files`, the headline metrics in :mod:`merkit.report.headline`. Their names are importable from
 here as before.
 """
 
@@ -55,10 +55,11 @@ import yaml
 
 from merkit._io import atomic_write_text, stable_hash
 from merkit.errors import MerkitRuntimeError
-from merkit.headline import format_metric, headline_metrics, read_metrics
-from merkit.notebook_files import (SOLUTION_TAG, export_html, failing_cell, output_name, remove_leftovers,
+from merkit.report.notebook_run import NotebookRun
+from merkit.report.headline import format_metric, headline_metrics, read_metrics
+from merkit.pipeline.notebook_files import (SOLUTION_TAG, export_html, failing_cell, output_name, remove_leftovers,
                                    without_solutions)
-from merkit.pipeline_params import (COMMON_PARAMETERS, DEFAULT_ORDER, DEMO_PARAMS, DEPRECATED_PARAMETERS, NOTEBOOK_DIR,
+from merkit.pipeline.params import (COMMON_PARAMETERS, DEFAULT_ORDER, DEMO_PARAMS, DEPRECATED_PARAMETERS, NOTEBOOK_DIR,
                                     ParameterError, check_parameters, check_paths, load_params_file,
                                     notebook_parameters, parse_override, resolve_notebooks, upgrade_parameters)
 from merkit.progress import PROGRESS_ENV, PROGRESS_FILE, format_eta, read_progress
@@ -66,8 +67,8 @@ from merkit.runlock import LOCK_ENV, RunLock, RunLockedError
 
 __all__ = ["PipelineError", "RunLockedError", "NotebookRun", "PipelineResult", "run_pipeline", "kit_identity",
            "manifest_identity", "rerun_reasons", "write_index",
-           # the pipeline's pieces, importable from here as before (merkit.pipeline_params, merkit.notebook_files,
-           # merkit.headline):
+           # the pipeline's pieces, importable from here as before (merkit.pipeline.params, merkit.pipeline.notebook_files,
+           # merkit.report.headline):
            "ParameterError", "check_parameters", "load_params_file", "parse_override", "resolve_notebooks",
            "notebook_parameters", "upgrade_parameters", "check_paths", "DEPRECATED_PARAMETERS", "NOTEBOOK_DIR", "DEFAULT_ORDER",
            "COMMON_PARAMETERS", "DEMO_PARAMS", "SOLUTION_TAG", "export_html", "without_solutions", "remove_leftovers",
@@ -115,20 +116,6 @@ class PipelineError(MerkitRuntimeError):
 
 
 @dataclass
-class NotebookRun:
-    """One notebook of a pipeline run."""
-
-    name: str  # e.g. "01_data"
-    source: Path  # the notebook as committed
-    output: Path  # executed copy in run_dir/notebooks/
-    html: Path | None  # HTML export of the executed copy
-    status: str  # "executed" | "skipped" (resumed) | "failed"
-    seconds: float = 0.0
-    parameters: dict[str, Any] = field(default_factory=dict)
-    reason: str = ""  # why it ran (re-ran) rather than being skipped; "" when skipped
-
-
-@dataclass
 class PipelineResult:
     """What `run_pipeline` did: the notebooks, the index page, and the run's headline metrics (may be empty)."""
 
@@ -147,7 +134,7 @@ def kit_identity() -> dict[str, Any]:
     """What version of the kit runs: ``version``, git ``commit`` (None outside a checkout) and ``sources``, a
     hash of every ``merkit/**/*.py`` (so an uncommitted edit, or an install without git, still shows)."""
     import merkit
-    from merkit.runs import git_commit
+    from merkit.training.runs import git_commit
 
     package = Path(merkit.__file__).resolve().parent
     digest = hashlib.sha256()

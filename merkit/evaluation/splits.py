@@ -18,9 +18,7 @@ the generator issues a :class:`MissingClassWarning` naming the fold and classes,
 records it, and ``run_protocol`` writes it into ``metrics.json`` (``folds_missing_classes``).
 
 The fold runner (``run_fold``, ``run_protocol``, ``FoldResult``, ``load_fold_model``, ``model_dataset``, the
-pre-flight checks) lives in :mod:`merkit.runner`, the executors in :mod:`merkit.executors`. Their old import
-path ``from merkit.protocols import run_protocol, ...`` is kept for compatibility (notebooks, scripts and
-saved code use it): those names resolve lazily through the module ``__getattr__`` at the bottom.
+pre-flight checks) lives in :mod:`merkit.training.runner`, the executors in :mod:`merkit.training.executors`.
 """
 
 from __future__ import annotations
@@ -48,14 +46,6 @@ __all__ = [
     "make_splits",
     "check_protocol_name",
     "fold_seed",
-    # kept for compatibility, defined in merkit.runner / merkit.executors (resolved by __getattr__ below):
-    "FoldResult",
-    "run_protocol",
-    "run_fold",
-    "model_dataset",
-    "load_fold_model",
-    "EXECUTORS",
-    "variant_config",  # moved to merkit.config
 ]
 
 
@@ -225,28 +215,3 @@ def _folds_by(index: pd.DataFrame, groups: np.ndarray, classes: list[str] | None
             )
         folds.append(Fold(str(key), train, test, missing))
     return folds
-
-
-# ------------------------------------------------------------------------------- compatibility re-exports
-
-# The fold runner moved to merkit.runner and the executors to merkit.executors. The old import path
-# ``from merkit.protocols import run_protocol, run_fold, ...`` is kept for compatibility (notebooks, benchmarks
-# and users' scripts import from here). Resolved lazily: merkit.runner imports this module, so an eager import
-# here would be a circle, and the splits stay importable without torch.
-_MOVED = {
-    "FoldResult": "merkit.runner",
-    "run_fold": "merkit.runner",
-    "run_protocol": "merkit.runner",
-    "load_fold_model": "merkit.runner",
-    "model_dataset": "merkit.runner",
-    "EXECUTORS": "merkit.executors",
-    "variant_config": "merkit.config",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

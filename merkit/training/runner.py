@@ -7,7 +7,7 @@ predictions and history are written atomically and the fold is marked done. The 
 picks what a fold reads (``merkit.data.inputs.input_adapter``, ``model_dataset``): clips for 3D models, the store's onset→apex flow images for the
 flow baselines (``ststnet`` takes u, v, strain; ``offapexnet`` u, v), so a flow model needs a store built with
 flow (``prepare_data(..., flow='tvl1')``); the pre-flight check says so before any fold runs. Re-running into
-the same run directory resumes after the completed folds. Executors (:mod:`merkit.executors`): ``"sequential"``,
+the same run directory resumes after the completed folds. Executors (:mod:`merkit.training.executors`): ``"sequential"``,
 ``"processes"`` (local spawn pool, torch threads = cores // workers), ``"ray"`` (one fold per task, a GPU per
 task when CUDA is present), ``"batched"`` (groups of folds trained as one stacked model) and
 ``"auto"`` (the default: batched or sequential, chosen and recorded by ``executors.choose_executor``).
@@ -30,20 +30,20 @@ import pandas as pd
 
 from tqdm.auto import tqdm
 
-from merkit import executors
+from merkit.training import executors
 from merkit.config import ConfigError, RunConfig, load_config, upgrade_config_dict
 from merkit.data.inputs import InputKindError, input_adapter, model_dataset
-from merkit.executors import EXECUTORS
-from merkit.metrics import summarise
+from merkit.training.executors import EXECUTORS
+from merkit.evaluation.metrics import summarise
 from merkit.models import create_model, model_entry
 from merkit.progress import FoldProgress, pause_point, progress_path
 from merkit.runlock import RunLock
-from merkit.runs import RunDir
-from merkit.train import inner_validation_split, predict, resolve_device, train_fold
+from merkit.training.runs import RunDir
+from merkit.training.fold import inner_validation_split, predict, resolve_device, train_fold
 
 if TYPE_CHECKING:  # annotations only: the store module needs OpenCV, the runner imports without it
     from merkit.data.store import ClipStore
-from merkit.protocols import (
+from merkit.evaluation.splits import (
     Fold,
     MissingClassWarning,
     ProtocolError,
@@ -61,7 +61,7 @@ class FoldResult:
     """What one fold sends back to the driver (workers never write the run directory themselves)."""
 
     key: str
-    predictions: pd.DataFrame  # merkit.metrics predictions contract, one row per held-out clip
+    predictions: pd.DataFrame  # merkit.evaluation.metrics predictions contract, one row per held-out clip
     history: pd.DataFrame  # train.train_fold history, one row per epoch
     state_dict: dict | None  # final (or selected) weights on CPU, for the fold checkpoint
     seconds: float  # wall time of the fold (train + predict)
@@ -192,11 +192,11 @@ def run_protocol(
         run_config: a ``merkit.config.RunConfig`` (or its dict form).
         store: a clip store (``ClipStore``) whose ``index`` has dataset, subject, sample and label columns;
             class names come from ``index.attrs["classes"]`` (or ``store.classes``).
-        run_dir: a path or a ``merkit.runs.RunDir``. An existing run directory is resumed after its completed
+        run_dir: a path or a ``merkit.training.runs.RunDir``. An existing run directory is resumed after its completed
             folds, and only under the same config and manifest (otherwise ``RunConfigMismatch`` says why).
         executor: ``"auto"``, ``"sequential"``, ``"batched"``, ``"processes"`` or ``"ray"``; default
             ``run_config.protocol.executor``. ``"auto"`` and ``"batched"`` are resolved by
-            :func:`merkit.executors.choose_executor`; the choice, its reason and the fold group size are
+            :func:`merkit.training.executors.choose_executor`; the choice, its reason and the fold group size are
             printed and written to ``executor.json``, and every fold's ``history.csv`` names the executor that
             trained it.
         workers: parallel folds for ``"processes"`` / Ray CPU tasks; default ``protocol.workers``
@@ -211,7 +211,7 @@ def run_protocol(
     Everything that can be checked is checked before any fold runs: model and protocol names, index
     columns and labels, the model's input against the store's clips, the run directory's config.
 
-    Returns the predictions of every completed fold (``merkit.metrics`` contract). When every fold of the
+    Returns the predictions of every completed fold (``merkit.evaluation.metrics`` contract). When every fold of the
     protocol is complete, ``predictions.csv`` and ``metrics.json`` are written, once (``metrics.summarise`` plus
     ``model``, ``protocol`` and ``folds_missing_classes``; per-fold seconds go to ``timings.json``); a partial
     run writes neither.
@@ -337,7 +337,7 @@ def _run_folds(run_dir: RunDir, run_config: RunConfig, store: ClipStore, classes
 def load_fold_model(run_dir: str | os.PathLike | RunDir, fold: str, *, run_config: RunConfig | None = None) -> Any:
     """Rebuild fold ``fold``'s model from the run's config and load its checkpoint (eval mode, CPU).
 
-    A missing or corrupt checkpoint raises ``merkit.runs.CheckpointError`` naming the file.
+    A missing or corrupt checkpoint raises ``merkit.training.runs.CheckpointError`` naming the file.
     """
 
     path = run_dir.path if hasattr(run_dir, "path") else Path(run_dir)

@@ -23,7 +23,7 @@ __all__ = ["ParameterError", "NOTEBOOK_DIR", "DEFAULT_ORDER", "COMMON_PARAMETERS
            "upgrade_parameters", "check_paths"]
 
 #: Where the kit's notebooks live (the repository's ``notebooks/``, next to the package in an editable install).
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 #: The notebooks of a full run, in order.
 DEFAULT_ORDER: tuple[str, ...] = ("01_data", "02_train", "03_loso", "04_explain")
 #: Parameters every notebook receives whether or not it is asked for them by name.

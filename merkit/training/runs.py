@@ -30,7 +30,7 @@ from merkit._io import (
 )
 from merkit.config import resumable_keys
 from merkit.errors import MerkitRuntimeError
-from merkit.metrics import PREDICTION_COLUMNS, PredictionsError
+from merkit.evaluation.metrics import PREDICTION_COLUMNS, PredictionsError
 
 __all__ = [
     "atomic_write_bytes",
@@ -339,7 +339,7 @@ class RunDir:
                        history: pd.DataFrame | None = None, *, seconds: float | None = None) -> None:
         """Write the fold's ``predictions.csv`` (and ``history.csv``), then its done marker, atomically.
 
-        ``predictions`` follows :data:`merkit.metrics.PREDICTION_COLUMNS` (``fold`` is filled in when
+        ``predictions`` follows :data:`merkit.evaluation.metrics.PREDICTION_COLUMNS` (``fold`` is filled in when
         absent and must otherwise equal ``fold``). Re-marking a fold replaces its files; its old marker
         is removed first so a crash in between leaves it incomplete rather than stale.
         """
@@ -396,7 +396,7 @@ class RunDir:
                                 self.predictions_path)
 
     def write_metrics(self, metrics: dict) -> Path:
-        """Write ``metrics.json`` (e.g. :func:`merkit.metrics.summarise`) as strict JSON."""
+        """Write ``metrics.json`` (e.g. :func:`merkit.evaluation.metrics.summarise`) as strict JSON."""
         return atomic_write_json(self.metrics_path, metrics)
 
     def write_json(self, name: str, obj: Any) -> Path:

@@ -2,7 +2,7 @@
 
 These numbers come from the papers (and the MEGC2019 overview), NOT from this kit: different preprocessing,
 splits of the composite and model selection make them only loosely comparable with a kit run, and several
-published pipelines chose epochs on the held-out subjects (see merkit.train). They are transcribed by hand:
+published pipelines chose epochs on the held-out subjects (see merkit.training.fold). They are transcribed by hand:
 check them against the cited paper before quoting them. A kit run on SynthME is not comparable with them at
 all (a different, synthetic dataset): they are shown to give the scale of real-data scores.
 """

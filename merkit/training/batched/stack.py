@@ -14,7 +14,7 @@ Two ways to feed the stack (``sampling``):
   training clip once per epoch, in batches of at most ``batch_size`` of its own clips, but *which* clips share
   a batch differs from the sequential trainer: the results are statistically equivalent, not bit-equal
   (tests check the same pooled predictions on a separable toy set).
-- ``"per_fold"``: fold k draws its batches exactly as :func:`merkit.train.train_fold` does (the same
+- ``"per_fold"``: fold k draws its batches exactly as :func:`merkit.training.fold.train_fold` does (the same
   DataLoader, generator and seed), so with augmentation off the per-fold weights equal the sequential
   trainer's within float tolerance (tested to 1e-4). Used to prove the stacked maths; slower on CPU.
 
@@ -25,10 +25,10 @@ a non-finite held-out pixel cannot reach them). Dropout draws different masks pe
 (``vmap(randomness="different")``).
 
 How the stacked step is computed (``mechanism``): ``"vmap"`` runs any model through
-``vmap(functional_call(...))``; ``"wide"`` (:mod:`merkit.batched_wide`, STSTNet only, shared sampling only)
+``vmap(functional_call(...))``; ``"wide"`` (:mod:`merkit.training.batched.wide`, STSTNet only, shared sampling only)
 writes the K models as one plain network (one convolution with K·16 output channels, masked per-fold
 BatchNorm, one einsum for the K heads) over the same stacked parameters; ``"fused"``
-(:mod:`merkit.batched_fused`, an STSTNet on CPU in fp32 or bf16, shared sampling) computes that network's conv → ReLU →
+(:mod:`merkit.training.batched.fused`, an STSTNet on CPU in fp32 or bf16, shared sampling) computes that network's conv → ReLU →
 BN → max-pool stage as cache-sized patch GEMMs without any full-resolution activation of the batch (the
 fastest form measured, ``docs/performance.md``); ``"auto"`` takes ``"fused"``, then ``"wide"``, where the
 model has that form, else ``"vmap"``. All compute the same per-fold function (tested to 1e-4).
@@ -54,10 +54,10 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.data import DataLoader, Dataset
 
-from merkit.batched_data import _cached, _Indexed, _shuffled_batches, _TensorItems, _zip_fold_batches
-from merkit.batched_fused import fused_fold_bytes, fused_step_for, fused_trainable
-from merkit.batched_wide import wide_step_for
-from merkit.train import (
+from merkit.training.batched.data import _cached, _Indexed, _shuffled_batches, _TensorItems, _zip_fold_batches
+from merkit.training.batched.fused import fused_fold_bytes, fused_step_for, fused_trainable
+from merkit.training.batched.wide import wide_step_for
+from merkit.training.fold import (
     _autocast,
     as_train_config,
     class_weights,
@@ -397,7 +397,7 @@ def train_folds(
     ``sampling="shared"``: ``shared`` is one dataset over the group's clips and ``members`` (k, n) bool says
     which of its items are in fold k's training set (False for the fold's held-out clips); batches are drawn
     from ``shared`` with ``group_seed``. ``sampling="per_fold"``: ``train_sets[k]`` is fold k's training set,
-    batched exactly as ``merkit.train.train_fold`` batches it under ``seeds[k]``.
+    batched exactly as ``merkit.training.fold.train_fold`` batches it under ``seeds[k]``.
     ``mechanism``: ``"auto"`` | ``"vmap"`` | ``"wide"`` | ``"fused"`` (module docstring); ``"wide"`` or
     ``"fused"`` for a model without that form raises :class:`StackError`. ``compile_step``: compile the
     fused step's chunk epilogues (``torch.compile``, ~15–30 s once per process and shape); None = when the

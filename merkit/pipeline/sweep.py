@@ -17,7 +17,7 @@ Precedence: ``params_files`` < ``params`` < the grid value. Each run goes to ``o
 plain pipeline run (it resumes). Contract:
 
 - every parameter of every run is checked against the notebooks (names and declared types) BEFORE anything
-  runs, and an unknown key in the grid file itself is refused: `merkit.pipeline.ParameterError`;
+  runs, and an unknown key in the grid file itself is refused: `merkit.pipeline.run.ParameterError`;
 - a run that fails is recorded (``sweep.json``) and the others still run; the comparison covers the runs that
   wrote metrics (`merkit.report.compare_runs` into ``out/``: ``compare.csv``, ``compare.html``, ``compare.png``);
 - ``executor`` ``sequential`` runs one pipeline after the other in this process; ``processes`` runs up to
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from merkit.pipeline import (
+from merkit.pipeline.run import (
     DEFAULT_CELL_TIMEOUT,
     DEFAULT_ORDER,
     ParameterError,
@@ -49,7 +49,7 @@ from merkit.pipeline import (
     run_pipeline,
 )
 from merkit.report import CompareError, compare_runs
-from merkit.runs import atomic_write_text
+from merkit.training.runs import atomic_write_text
 
 #: Keys a grid file may hold.
 GRID_KEYS = frozenset({"grid", "params", "params_files", "notebooks", "out", "executor", "workers"})

@@ -1,6 +1,6 @@
 """K STSTNets' conv → ReLU → BatchNorm → max-pool stage as cache-sized GEMMs: the fastest fold-batched step.
 
-:mod:`merkit.batched_wide` writes K STSTNets as one network, but its eager step still moves every
+:mod:`merkit.training.batched.wide` writes K STSTNets as one network, but its eager step still moves every
 full-resolution activation (b, K·16, 30, 30) through memory ~18 times (conv, ReLU, BN statistics, BN, pool,
 and back), and on a CPU that, not arithmetic, is the step's cost (``docs/performance.md``). This module
 computes the same function without ever holding a full-resolution activation of the whole batch:
@@ -24,7 +24,7 @@ statistics discount them exactly. Conv positions that no window covers (the last
 authors' 30×30 map) are extra rows that only feed the statistics.
 
 Same per-fold function as the wide and the vmapped steps (tested to 1e-4 on weights after several steps),
-same contract as :func:`merkit.batched_wide.wide_step_for`, and the same leak-proofing: a held-out clip's
+same contract as :func:`merkit.training.batched.wide.wide_step_for`, and the same leak-proofing: a held-out clip's
 values only ever reach its fold through terms masked with ``torch.where`` or multiplied by an exact zero
 gradient (tested bit for bit). Under ``precision: bf16`` the three GEMMs take bf16 operands (fp32 sums);
 measured 1.47× per K = 68 step, gradients within ~2.5 % of fp32 (docs/performance.md).
@@ -48,8 +48,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from merkit.batched_wide import _layout, _masked_loss, _running_updates, wide_step_for
-from merkit.train import as_train_config, resolve_precision
+from merkit.training.batched.wide import _layout, _masked_loss, _running_updates, wide_step_for
+from merkit.training.fold import as_train_config, resolve_precision
 
 __all__ = ["fused_step_for", "fused_fold_bytes", "fused_trainable", "CHUNK_BYTES", "BANK_LIMIT_BYTES"]
 
@@ -241,7 +241,7 @@ def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> 
     Under bf16 autocast (``cfg_loss["autocast_dtype"]``) the GEMMs take bf16 operands (the patch rows, held
     exactly for 0..255 pixels, and the kernels rounded) and accumulate in fp32; everything else stays fp32.
 
-    Contract of :func:`merkit.batched_wide.wide_step_for`, plus: ``x`` may be the images (b, C, H, W) or a
+    Contract of :func:`merkit.training.batched.wide.wide_step_for`, plus: ``x`` may be the images (b, C, H, W) or a
     pair (images, patch rows (b, r, q)) with the rows from the returned function's ``patch_bank`` (the
     trainer computes those once per group for cached data; the images serve the wide step a group with a
     BatchNorm scale <= 0 falls back to). ``compiled``: run the chunk epilogues under ``torch.compile``.

@@ -9,7 +9,7 @@ as a dict so this module depends on nothing else in the kit).
   ``from_dict`` refuses unknown keys, listing all of them with the closest known name.
 - ``config_hash()`` is a short stable hash of everything that changes results: fields marked
   ``resumable`` (how folds are scheduled: executor, workers, Ray address) are left out, so the same
-  experiment run sequentially or on a cluster has the same hash (and :class:`merkit.runs.RunDir` lets
+  experiment run sequentially or on a cluster has the same hash (and :class:`merkit.training.runs.RunDir` lets
   those fields change on resume; :func:`resumable_keys` lists them).
 - ``with_updates({"train.epochs": 3})`` gives a copy with dotted keys changed (sweeps, notebooks).
 - ``RunConfig.from_params(**parameters)`` builds the whole config from the notebooks' flat parameters
@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from merkit._io import atomic_write_json, flatten_dict, stable_hash
-from merkit.config_names import (DEPRECATED_MESSAGE, ConfigError, unknown_name, upgrade_config_dict,  # the names
+from merkit.config.upgrade import (DEPRECATED_MESSAGE, ConfigError, unknown_name, upgrade_config_dict,  # the names
                                  upgrade_data_keys)
-from merkit.protocols import PROTOCOLS
+from merkit.evaluation.splits import PROTOCOLS
 
 __all__ = [
     "ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "ProtocolConfig", "RunConfig", "PROTOCOL_NAMES",
@@ -42,8 +42,8 @@ __all__ = [
     "run_parameter_names", "upgrade_config_dict", "run_parameters"
 ]
 
-PROTOCOL_NAMES = tuple(PROTOCOLS)  # the fold protocols merkit.protocols implements: named there only
-EXECUTOR_NAMES = ("auto", "sequential", "batched", "processes", "ray")  # merkit.executors.EXECUTORS is this tuple
+PROTOCOL_NAMES = tuple(PROTOCOLS)  # the fold protocols merkit.evaluation.splits implements: named there only
+EXECUTOR_NAMES = ("auto", "sequential", "batched", "processes", "ray")  # merkit.training.executors.EXECUTORS is this tuple
 
 
 def _resumable(default: Any) -> Any:
@@ -152,7 +152,7 @@ class ModelConfig(_Section):
 
 @dataclass
 class TrainConfig(_Section):
-    """How one fold is trained (read by merkit.train). Never selects anything on the held-out subject."""
+    """How one fold is trained (read by merkit.training.fold). Never selects anything on the held-out subject."""
 
     epochs: int = 30  # fixed number of epochs per fold (the default model selection: none)
     batch_size: int = 8  # clips per optimisation step
@@ -220,7 +220,7 @@ class TrainConfig(_Section):
 
 @dataclass
 class ProtocolConfig(_Section):
-    """How folds are formed and where they run (merkit.protocols)."""
+    """How folds are formed and where they run (merkit.evaluation.splits)."""
 
     name: str = "loso"  # "loso", "megc2019" (composite LOSO), "lodo" (leave one dataset out), "group_kfold"
     k: int = 5  # number of folds for "group_kfold" (whole subjects per fold)

@@ -16,7 +16,7 @@ from merkit._io import atomic_write_text
 
 __all__ = ["SOLUTION_TAG", "output_name", "export_html", "without_solutions", "failing_cell", "remove_leftovers"]
 
-#: Tag of the exercise-solution cells the pipeline leaves out unless asked for them (`merkit.teach`).
+#: Tag of the exercise-solution cells the pipeline leaves out unless asked for them (`merkit.pipeline.teach`).
 SOLUTION_TAG = "solution"
 def output_name(position: int, source: Path) -> str:
     """``01_data`` stays ``01_data``; a notebook without a number prefix gets its position (``03_mine``)."""
