@@ -37,8 +37,11 @@ import torch
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="meranet_small,meranet_small:none,stcnn",
-                        help="comma-separated registry names, 'name:attention' for a MERANet ablation")
+    parser.add_argument(
+        "--models",
+        default="meranet_small,meranet_small:none,stcnn",
+        help="comma-separated registry names, 'name:attention' for a MERANet ablation",
+    )
     parser.add_argument("--epochs", type=int, default=15, help="fixed epochs per fold (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -46,11 +49,17 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--temporal", default="onset_offset")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--augment", action="store_true",
-                        help="augment training clips (flip, one-frame shift, brightness/contrast; no resized crop), as the demo does")
+    parser.add_argument(
+        "--augment",
+        action="store_true",
+        help="augment training clips (flip, one-frame shift, brightness/contrast; no resized crop), as the demo does",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "merkit_bench_demo_learning"),
-                        help="where SynthME and the clip store are cached between runs")
+    parser.add_argument(
+        "--cache",
+        default=str(Path(tempfile.gettempdir()) / "merkit_bench_demo_learning"),
+        help="where SynthME and the clip store are cached between runs",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -65,11 +74,15 @@ def main() -> None:
     preprocess = PreprocessConfig(frames=args.frames, size=args.size, color="grey", temporal=args.temporal)
     start = time.perf_counter()
     prepared = prepare_data(data, preprocess, cache_dir=args.cache, progress=False)
-    print(f"SynthME {data.synthme_n_subjects} subjects x {data.synthme_clips_per_subject} clips, store "
-          f"{tuple(prepared.store.clips.shape)} ready in {time.perf_counter() - start:.1f} s (cached after the "
-          f"first run); torch threads {torch.get_num_threads()}")
-    print(f"settings: epochs {args.epochs}, lr {args.lr:g}, batch {args.batch_size}, augment {args.augment}, "
-          f"temporal {args.temporal}; chance UF1 ~{1 / len(prepared.classes):.2f}")
+    print(
+        f"SynthME {data.synthme_n_subjects} subjects x {data.synthme_clips_per_subject} clips, store "
+        f"{tuple(prepared.store.clips.shape)} ready in {time.perf_counter() - start:.1f} s (cached after the "
+        f"first run); torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"settings: epochs {args.epochs}, lr {args.lr:g}, batch {args.batch_size}, augment {args.augment}, "
+        f"temporal {args.temporal}; chance UF1 ~{1 / len(prepared.classes):.2f}"
+    )
 
     rows = []
     with tempfile.TemporaryDirectory() as runs:
@@ -82,8 +95,14 @@ def main() -> None:
             config = RunConfig(
                 data=data,
                 model=ModelConfig(name=name, overrides=overrides),
-                train=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                                  device="cpu", augment=args.augment),
+                train=TrainConfig(
+                    epochs=args.epochs,
+                    lr=args.lr,
+                    batch_size=args.batch_size,
+                    seed=args.seed,
+                    device="cpu",
+                    augment=args.augment,
+                ),
                 protocol=ProtocolConfig(),
                 preprocess=asdict(preprocess),
             )
@@ -94,8 +113,13 @@ def main() -> None:
             pooled = json.loads((run_dir / "metrics.json").read_text())["pooled"]
             histories = [pd.read_csv(p) for p in sorted(run_dir.rglob("history.csv"))]
             final = pd.DataFrame([h.iloc[-1] for h in histories]) if histories else pd.DataFrame()
-            row = {"model": variant, "loso_s": round(seconds, 1), "uf1": round(pooled["uf1"], 3),
-                   "uar": round(pooled["uar"], 3), "accuracy": round(pooled["accuracy"], 3)}
+            row = {
+                "model": variant,
+                "loso_s": round(seconds, 1),
+                "uf1": round(pooled["uf1"], 3),
+                "uar": round(pooled["uar"], 3),
+                "accuracy": round(pooled["accuracy"], 3),
+            }
             if not final.empty:
                 row["train_loss"] = round(float(final["loss"].mean()), 3)
                 row["train_acc"] = round(float(final["train_acc"].mean()), 3)

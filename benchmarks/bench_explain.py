@@ -50,8 +50,15 @@ def _one_ig_run(internal_batch_size: int | None, batch: int, steps: int) -> dict
     model = create_model("meranet", num_classes=3).eval()
     x = torch.rand(model.input_spec.shape(batch))
     base_rss = _peak_rss_mb()
-    seconds = _median_seconds(lambda: explain.attribute(model, x, "ig", target=0, n_steps=steps, internal_batch_size=internal_batch_size), 2)
-    return {"internal_batch_size": internal_batch_size, "seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": base_rss}
+    seconds = _median_seconds(
+        lambda: explain.attribute(model, x, "ig", target=0, n_steps=steps, internal_batch_size=internal_batch_size), 2
+    )
+    return {
+        "internal_batch_size": internal_batch_size,
+        "seconds": seconds,
+        "peak_rss_mb": _peak_rss_mb(),
+        "rss_before_mb": base_rss,
+    }
 
 
 def cost(threads: int) -> None:
@@ -63,7 +70,9 @@ def cost(threads: int) -> None:
     for setting in (None, 2, 4, 8, 16):
         child = subprocess.run(
             [sys.executable, __file__, "--child-ig", json.dumps(setting), "--threads", str(threads)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         results.append(json.loads(child.stdout.strip().splitlines()[-1]))
     unset = results[0]
@@ -101,9 +110,18 @@ def _synthme_in_memory(n_subjects: int = 6, frames: int = 8, size: int = 32, amp
         rendered = render_clip(config, spec.subject, spec.sample)
         span = rendered.frames[spec.onset_index : spec.offset_index + 1]
         picks = np.linspace(0, len(span) - 1, frames).round().astype(int)
-        clips.append(np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (size, size), interpolation=cv2.INTER_AREA) for f in span[picks]]))
+        clips.append(
+            np.stack(
+                [
+                    cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (size, size), interpolation=cv2.INTER_AREA)
+                    for f in span[picks]
+                ]
+            )
+        )
         labels.append(EMOTIONS.index(spec.emotion))
-        masks.append(cv2.resize(rendered.mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool))
+        masks.append(
+            cv2.resize(rendered.mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
+        )
     x = torch.tensor(np.stack(clips), dtype=torch.float32)[:, None]  # (n, t, s, s) -> (n, 1, t, s, s)
     return (x - x.mean()) / x.std(), torch.tensor(labels), np.stack(masks)
 
@@ -112,7 +130,9 @@ def scores(threads: int, seeds: int) -> None:
     torch.set_num_threads(threads)
     x, y, masks = _synthme_in_memory()
     dataset = list(zip(x, y.tolist()))
-    print(f"== scores on in-memory SynthME: {len(x)} clips 1 x 8 x 32 x 32, motion region {masks.mean():.3f} of the frame")
+    print(
+        f"== scores on in-memory SynthME: {len(x)} clips 1 x 8 x 32 x 32, motion region {masks.mean():.3f} of the frame"
+    )
     methods = ("ig", "gradcam", "occlusion", "ablation", "attention")
     variants = {
         "ig": {"n_steps": 16, "baseline": "zeros"},
@@ -140,7 +160,10 @@ def scores(threads: int, seeds: int) -> None:
         model.eval()
         with torch.no_grad():
             accuracy = float((model(x).argmax(1) == y).float().mean())
-        print(f"-- seed {seed}: trained 30 epochs in {time.perf_counter() - start:.1f} s, training accuracy {accuracy:.2f}")
+        print(
+            f"-- seed {seed}: trained 30 epochs in {time.perf_counter() - start:.1f} s, "
+            f"training accuracy {accuracy:.2f}"
+        )
         for name, net in (("trained", model), ("untrained", untrained)):
             start = time.perf_counter()
             table = explain.score_methods(net, dataset, masks, methods, method_kwargs=variants, progress=False)
@@ -148,7 +171,11 @@ def scores(threads: int, seeds: int) -> None:
             onset = onset[onset.method == "ig"].assign(method="ig_onset_baseline")
             summary = explain.summarise_scores(pd_concat(table, onset), by=("method",))
             print(f"   {name} ({time.perf_counter() - start:.1f} s):")
-            print(summary[["method", "mass_in_region", "mass_over_chance", "pointing_hit", "spearman_attention"]].round(3).to_string(index=False))
+            print(
+                summary[["method", "mass_in_region", "mass_over_chance", "pointing_hit", "spearman_attention"]]
+                .round(3)
+                .to_string(index=False)
+            )
 
 
 def pd_concat(*tables):

@@ -48,14 +48,17 @@ def main() -> None:
 
     cache = Path(args.cache)
     start = time.perf_counter()
-    store = prepare_data(DataConfig(), PreprocessConfig(frames=16, size=32), cache_dir=cache, flow="tvl1",
-                         progress=False).store
+    store = prepare_data(
+        DataConfig(), PreprocessConfig(frames=16, size=32), cache_dir=cache, flow="tvl1", progress=False
+    ).store
     folder = cache / "folder"
     listing = export_flow_release(folder, np.asarray(store.flow, dtype=np.float32), store.index)
     data = DataConfig(dataset="flow_folder", data_root=str(folder), label_map="megc2019_3class", listing=str(listing))
     flow_store = prepare_data(data, {}, cache_dir=cache / "flow_cache", progress=False).store
-    print(f"flow folder: {len(flow_store)} images from {flow_store.index['subject'].nunique()} subjects "
-          f"({time.perf_counter() - start:.0f} s incl. generation and TV-L1)")
+    print(
+        f"flow folder: {len(flow_store)} images from {flow_store.index['subject'].nunique()} subjects "
+        f"({time.perf_counter() - start:.0f} s incl. generation and TV-L1)"
+    )
     from merkit.evaluation.metrics import summarise
 
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
@@ -76,8 +79,11 @@ def main() -> None:
             finals = [pd.read_csv(h).iloc[-1] for h in histories]
             column = next((c for c in ("train_acc", "train_accuracy", "accuracy") if c in finals[0]), None)
             final_acc = float(np.mean([f[column] for f in finals])) if column else np.nan
-        print(f"{model:12s} epochs {args.epochs}: UF1 {pooled['uf1']:.3f}  UAR {pooled['uar']:.3f}  "
-              f"acc {pooled['accuracy']:.3f}  final train acc {final_acc:.3f}  {seconds:.0f} s ({seconds / 12:.1f} s/fold)")
+        print(
+            f"{model:12s} epochs {args.epochs}: UF1 {pooled['uf1']:.3f}  UAR {pooled['uar']:.3f}  "
+            f"acc {pooled['accuracy']:.3f}  final train acc {final_acc:.3f}  "
+            f"{seconds:.0f} s ({seconds / 12:.1f} s/fold)"
+        )
 
 
 if __name__ == "__main__":

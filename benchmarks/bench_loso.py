@@ -37,8 +37,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "merkit_bench_loso"),
-                        help="where SynthME and the clip store are cached between runs")
+    parser.add_argument(
+        "--cache",
+        default=str(Path(tempfile.gettempdir()) / "merkit_bench_loso"),
+        help="where SynthME and the clip store are cached between runs",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -66,8 +69,10 @@ def main() -> None:
     preprocess = PreprocessConfig(frames=spec.frames, size=spec.size, color="grey" if spec.channels == 1 else "rgb")
     store = build_store(manifest, root, preprocess, cache / "store", progress=False)
     flops = model_summary(model)["flops"]
-    print(f"data: SynthME default, {len(manifest)} clips, {manifest['subject'].nunique()} subjects; "
-          f"model {args.model} {spec.short()}, {flops / 1e9:.3f} forward GFLOPs/clip")
+    print(
+        f"data: SynthME default, {len(manifest)} clips, {manifest['subject'].nunique()} subjects; "
+        f"model {args.model} {spec.short()}, {flops / 1e9:.3f} forward GFLOPs/clip"
+    )
 
     config = RunConfig(
         model=ModelConfig(name=args.model),
@@ -80,22 +85,26 @@ def main() -> None:
         predictions = run_protocol(config, store, Path(run_dir) / "run", progress=False, save_checkpoints=False)
         wall = time.perf_counter() - start
         metrics = json.loads((Path(run_dir) / "run" / "metrics.json").read_text())
-        histories = [
-            pd.read_csv(p) for p in sorted((Path(run_dir) / "run" / "folds").glob("*/history.csv"))
-        ]
+        histories = [pd.read_csv(p) for p in sorted((Path(run_dir) / "run" / "folds").glob("*/history.csv"))]
     n_folds = len(histories)
     fold_train_seconds = sum(float(h["seconds"].sum()) for h in histories)
     # every fold trains on all clips but its held-out subject's, once per epoch
     train_clips = sum(len(manifest) - n_test for n_test in predictions.groupby("fold").size()) * args.epochs
     clips_per_s = train_clips / fold_train_seconds
     gflops_per_s = 3 * flops * clips_per_s / 1e9
-    print(f"LOSO: {n_folds} folds × {args.epochs} epochs, {args.precision}: wall {wall:.1f} s "
-          f"({wall / n_folds:.2f} s/fold), {len(predictions)} predictions")
+    print(
+        f"LOSO: {n_folds} folds × {args.epochs} epochs, {args.precision}: wall {wall:.1f} s "
+        f"({wall / n_folds:.2f} s/fold), {len(predictions)} predictions"
+    )
     print(f"training: {clips_per_s:.1f} clips/s over {fold_train_seconds:.1f} s of epochs")
-    print(f"training GFLOP/s ≈ 3 × forward FLOPs × clips/s = {gflops_per_s:.2f}; "
-          f"ratio to the fp32 matmul peak: {gflops_per_s / peak:.3f}")
-    print(f"pooled UF1 {metrics['pooled']['uf1']:.3f}, UAR {metrics['pooled']['uar']:.3f} "
-          f"(a timing run: few epochs, not a result)")
+    print(
+        f"training GFLOP/s ≈ 3 × forward FLOPs × clips/s = {gflops_per_s:.2f}; "
+        f"ratio to the fp32 matmul peak: {gflops_per_s / peak:.3f}"
+    )
+    print(
+        f"pooled UF1 {metrics['pooled']['uf1']:.3f}, UAR {metrics['pooled']['uar']:.3f} "
+        f"(a timing run: few epochs, not a result)"
+    )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
-          f"median of {args.steps} steps after {args.warmup} warm-up")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
+        f"median of {args.steps} steps after {args.warmup} warm-up"
+    )
     header = (
         f"{'model':<22}{'input':>14}{'GFLOP/clip':>12}{'fp32 clip/s':>13}{'bf16+cl clip/s':>16}"
         f"{'ratio':>8}{'fp32 GFLOP/s':>14}"

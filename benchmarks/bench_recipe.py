@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/bench_recipe.py --recipes fast published
     .venv/bin/python benchmarks/bench_recipe.py --quick              # 4 folds, few epochs: the same lines in ~1 min
 
-What it measures: the kit's fold-batched trainer (``merkit.training.batched.stack.train_folds``, the fused STSTNet step, one
-group of all folds, exactly what ``executor: auto`` runs on CPU) under each recipe over a GENERATED flow set
+What it measures: the kit's fold-batched trainer (``merkit.training.batched.stack.train_folds``, the fused STSTNet step,
+one group of all folds, exactly what ``executor: auto`` runs on CPU) under each recipe over a GENERATED flow set
 with the real composite's shape (``bench_folds.generated_flow_set``: 442 clips, 68 subjects, 3 classes in the
 composite's mix, 28×28×3), fed as the authors feed STSTNet (``encoding="bgr255"``: each channel min-max
 scaled to 0..255 integers, B, G, R order). Every fold trains a fixed number of epochs and its last epoch is
@@ -29,8 +29,8 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from bench_folds import generated_flow_set
 from _machine import matmul_peak_gflops
+from bench_folds import generated_flow_set
 
 from merkit.config import TRAIN_RECIPES
 
@@ -43,14 +43,21 @@ RECIPES = {  # name: TrainConfig fields; "published" and "fast" are the kit's ow
 }
 
 
-def run_recipe(name: str, images: np.ndarray, labels: np.ndarray, subjects: np.ndarray, n_folds: int,
-               epochs_scale: float = 1.0, precision: str = "fp32") -> dict:
+def run_recipe(
+    name: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    subjects: np.ndarray,
+    n_folds: int,
+    epochs_scale: float = 1.0,
+    precision: str = "fp32",
+) -> dict:
     """Train every LOSO fold of the first ``n_folds`` subjects under recipe ``name``; pooled scores + time."""
-    from merkit.training.batched.stack import train_folds
     from merkit.config import TrainConfig
     from merkit.data.torch_dataset import FlowDataset
     from merkit.evaluation.metrics import bootstrap_ci, pooled_scores
     from merkit.models import create_model
+    from merkit.training.batched.stack import train_folds
     from merkit.training.fold import predict
 
     fields = dict(RECIPES[name])
@@ -64,43 +71,75 @@ def run_recipe(name: str, images: np.ndarray, labels: np.ndarray, subjects: np.n
         torch.manual_seed(i)
         models.append(create_model("ststnet", num_classes=3))
     start = time.perf_counter()
-    trained = train_folds(models, cfg, seeds=list(range(len(keys))), num_classes=3,
-                          shared=FlowDataset((images, labels), encoding="bgr255"), members=members, group_seed=1)
+    trained = train_folds(
+        models,
+        cfg,
+        seeds=list(range(len(keys))),
+        num_classes=3,
+        shared=FlowDataset((images, labels), encoding="bgr255"),
+        members=members,
+        group_seed=1,
+    )
     seconds = time.perf_counter() - start
     rows = []
     for s, (model, history) in zip(keys, trained):
         held = np.flatnonzero(subjects == s)
         _probs, pred = predict(model, FlowDataset((images, labels), held, encoding="bgr255"), batch_size=256)
-        rows += [{"sample": f"{s}_{i}", "fold": str(s), "gt": int(labels[i]), "pred": int(p)}
-                 for i, p in zip(held, pred)]
+        rows += [
+            {"sample": f"{s}_{i}", "fold": str(s), "gt": int(labels[i]), "pred": int(p)} for i, p in zip(held, pred)
+        ]
     predictions = pd.DataFrame(rows)
     scores = pooled_scores(predictions["gt"], predictions["pred"], 3)
     ci = bootstrap_ci(predictions, "uf1", n_boot=1000, num_classes=3)
-    return {"name": name, "epochs": epochs, "lr": lr, "batch": batch, "seconds": seconds, "uf1": scores["uf1"],
-            "uar": scores["uar"], "uf1_low": ci["low"], "uf1_high": ci["high"],
-            "train_acc": float(np.mean([h["train_acc"].iloc[-1] for _, h in trained]))}
+    return {
+        "name": name,
+        "epochs": epochs,
+        "lr": lr,
+        "batch": batch,
+        "seconds": seconds,
+        "uf1": scores["uf1"],
+        "uar": scores["uar"],
+        "uf1_low": ci["low"],
+        "uf1_high": ci["high"],
+        "train_acc": float(np.mean([h["train_acc"].iloc[-1] for _, h in trained])),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--quick", action="store_true", help="4 folds and 1/20 of the epochs")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                        help="bf16: the fused step's GEMMs take bf16 operands (fp32 everywhere else)")
-    parser.add_argument("--class-strength", type=float, default=CLASS_STRENGTH,
-                        help="the generated set's class field against subject field 0.8 and noise 1.0")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="bf16: the fused step's GEMMs take bf16 operands (fp32 everywhere else)",
+    )
+    parser.add_argument(
+        "--class-strength",
+        type=float,
+        default=CLASS_STRENGTH,
+        help="the generated set's class field against subject field 0.8 and noise 1.0",
+    )
     args = parser.parse_args()
     images, labels, subjects = generated_flow_set(class_strength=args.class_strength)
     n_folds, scale = (4, 0.05) if args.quick else (68, 1.0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 matmul peak "
-          f"{matmul_peak_gflops():.1f} GFLOP/s; generated flow set {len(labels)} clips / "
-          f"{len(np.unique(subjects))} subjects, class strength {args.class_strength}, {n_folds} LOSO folds, fused fold-batched trainer, fixed epochs")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 matmul peak "
+        f"{matmul_peak_gflops():.1f} GFLOP/s; generated flow set {len(labels)} clips / "
+        f"{len(np.unique(subjects))} subjects, class strength {args.class_strength}, {n_folds} LOSO folds, "
+        "fused fold-batched trainer, fixed epochs"
+    )
     for name in args.recipes:
         r = run_recipe(name, images, labels, subjects, n_folds, scale, args.precision)
-        print(f"recipe {name} ({args.precision}): Adam lr {r['lr']:g}, batch {r['batch']}, {r['epochs']} epochs; UF1 {r['uf1']:.4f} "
-              f"[{r['uf1_low']:.4f}, {r['uf1_high']:.4f}], UAR {r['uar']:.4f}, final train acc {r['train_acc']:.3f}, "
-              f"{n_folds}-fold wall time {r['seconds']:.0f} s ({r['seconds'] / 60:.1f} min); "
-              f"load {open('/proc/loadavg').read().split()[:3]}", flush=True)
+        print(
+            f"recipe {name} ({args.precision}): Adam lr {r['lr']:g}, batch {r['batch']}, {r['epochs']} epochs; "
+            f"UF1 {r['uf1']:.4f} "
+            f"[{r['uf1_low']:.4f}, {r['uf1_high']:.4f}], UAR {r['uar']:.4f}, final train acc {r['train_acc']:.3f}, "
+            f"{n_folds}-fold wall time {r['seconds']:.0f} s ({r['seconds'] / 60:.1f} min); "
+            f"load {open('/proc/loadavg').read().split()[:3]}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/bench_releases.py --repeats 1 --full   # also full-size (scale 1) trees
 
 Targets: a full-count MEGC2019 root at ``--scale 0.1`` well under 30 s; a scaled ``--small`` tree in a few
-seconds (a scale-1 one writes ~2000 real-size frames: 10 s). Prints the median wall and CPU seconds over ``--repeats`` fresh trees, the ratio to the target,
-clips written and megabytes on disk. Single runs jitter 2-4x on a shared CPU, so medians are quoted.
+seconds (a scale-1 one writes ~2000 real-size frames: 10 s). Prints the median wall and CPU seconds over ``--repeats``
+fresh trees, the ratio to the target, clips written and megabytes on disk. Single runs jitter 2-4x on a shared CPU, so
+medians are quoted.
 """
 
 from __future__ import annotations
@@ -50,8 +51,10 @@ def main() -> None:
     args = parser.parse_args()
     for label, kind, options, target in CASES + (FULL if args.full else []):
         wall, cpu, clips, megabytes = measure(kind, options, args.repeats)
-        print(f"{label:50s} wall {wall:6.1f} s  cpu {cpu:6.1f} s  (target {target:.0f} s: {wall / target:4.2f}x)  "
-              f"{clips} clip folders  {megabytes:7.1f} MB")
+        print(
+            f"{label:50s} wall {wall:6.1f} s  cpu {cpu:6.1f} s  (target {target:.0f} s: {wall / target:4.2f}x)  "
+            f"{clips} clip folders  {megabytes:7.1f} MB"
+        )
 
 
 if __name__ == "__main__":

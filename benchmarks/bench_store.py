@@ -21,7 +21,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-
 from typing import Any
 
 from merkit.data.datasets import build_manifest
@@ -40,8 +39,9 @@ def epoch_loading_seconds(dataset: Any, batch_size: int, repeats: int) -> list[f
     times = []
     for epoch in range(repeats):
         dataset.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0,
-                            generator=torch.Generator().manual_seed(epoch))
+        loader = DataLoader(
+            dataset, batch_size=batch_size, shuffle=True, num_workers=0, generator=torch.Generator().manual_seed(epoch)
+        )
         start = time.perf_counter()
         for x, y in loader:
             pass
@@ -100,14 +100,18 @@ def main() -> None:
         for workers in args.workers:
             cache = tmp / f"cache_w{workers}"
             start = time.perf_counter()
-            store = build_store(manifest, root, config, cache, workers=workers,
-                                mask_loader=MotionMaskLoader(str(root)), progress=False)
+            store = build_store(
+                manifest, root, config, cache, workers=workers, mask_loader=MotionMaskLoader(str(root)), progress=False
+            )
             seconds = time.perf_counter() - start
-            print(f"build   workers={workers}: {seconds:6.2f} s  {len(manifest) / seconds:7.1f} samples/s "
-                  f"(clips {tuple(store.clips.shape)} + masks)")
+            print(
+                f"build   workers={workers}: {seconds:6.2f} s  {len(manifest) / seconds:7.1f} samples/s "
+                f"(clips {tuple(store.clips.shape)} + masks)"
+            )
             start = time.perf_counter()
-            again = build_store(manifest, root, config, cache, workers=workers,
-                                mask_loader=MotionMaskLoader(str(root)), progress=False)
+            again = build_store(
+                manifest, root, config, cache, workers=workers, mask_loader=MotionMaskLoader(str(root)), progress=False
+            )
             seconds = time.perf_counter() - start
             hit = again.path == store.path
             print(f"rebuild workers={workers}: {seconds * 1000:6.1f} ms  cache hit: {hit}")
@@ -119,7 +123,9 @@ def main() -> None:
         train = step * batches
         ratio = load / train
         print(f"epoch of {len(dataset)} clips in {batches} batches of {args.batch_size}:")
-        print(f"  loading from the store (augmented): {load * 1000:8.1f} ms  ({load / len(dataset) * 1000:.2f} ms/clip)")
+        print(
+            f"  loading from the store (augmented): {load * 1000:8.1f} ms  ({load / len(dataset) * 1000:.2f} ms/clip)"
+        )
         print(f"  training steps (fp32, {args.threads} threads):  {train * 1000:8.1f} ms  ({step * 1000:.0f} ms/step)")
         print(f"  loading / training = {ratio * 100:.2f} %  (target <= 5 %: {'met' if ratio <= 0.05 else 'NOT met'})")
 

@@ -23,7 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from merkit.data.io import read_clip
-from merkit.data.synthetic import EMOTIONS, SynthMEConfig, generate_synthme, linear_probe_accuracies, list_clips, render_clip
+from merkit.data.synthetic import (
+    EMOTIONS,
+    SynthMEConfig,
+    generate_synthme,
+    linear_probe_accuracies,
+    list_clips,
+    render_clip,
+)
 
 
 def generation_seconds(config: SynthMEConfig, repeats: int) -> list[float]:
@@ -62,28 +69,36 @@ def main() -> None:
 
     times = generation_seconds(config, args.repeats)
     median = statistics.median(times)
-    print(f"generate: median {median:.2f} s over {len(times)} runs ({', '.join(f'{t:.2f}' for t in times)}), "
-          f"{n_clips / median:.1f} clips/s, {n_clips * config.n_frames / median:.0f} frames/s")
+    print(
+        f"generate: median {median:.2f} s over {len(times)} runs ({', '.join(f'{t:.2f}' for t in times)}), "
+        f"{n_clips / median:.1f} clips/s, {n_clips * config.n_frames / median:.0f} frames/s"
+    )
 
     start = time.perf_counter()
     for spec in list_clips(config):
         render_clip(config, spec.subject, spec.sample)
     draw = time.perf_counter() - start
-    print(f"drawing every clip in memory only: {draw:.2f} s ({draw / median:.0%} of a median generation; "
-          "the rest is encoding jpg/mp4, masks and the sheet)")
+    print(
+        f"drawing every clip in memory only: {draw:.2f} s ({draw / median:.0%} of a median generation; "
+        "the rest is encoding jpg/mp4, masks and the sheet)"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         root = generate_synthme(Path(tmp) / "synthme", config, progress=False)
         print(f"tree on disk: {tree_megabytes(root):.1f} MB")
         for kind, errors in codec_errors(config, root).items():
             if errors:
-                print(f"decoded vs drawn, mean |error| (grey levels) {kind}: median {statistics.median(errors):.2f}, "
-                      f"max {max(errors):.2f} over {len(errors)} clips")
+                print(
+                    f"decoded vs drawn, mean |error| (grey levels) {kind}: median {statistics.median(errors):.2f}, "
+                    f"max {max(errors):.2f} over {len(errors)} clips"
+                )
 
     apex_accuracy, change_accuracy = linear_probe_accuracies(config)
-    print(f"LOSO logistic regression, raw 32x32 grey pixels: apex only {apex_accuracy:.2f}, "
-          f"apex - onset {change_accuracy:.2f} (chance {1 / len(EMOTIONS):.2f}); "
-          f"ratio {change_accuracy / max(apex_accuracy, 1e-9):.2f}")
+    print(
+        f"LOSO logistic regression, raw 32x32 grey pixels: apex only {apex_accuracy:.2f}, "
+        f"apex - onset {change_accuracy:.2f} (chance {1 / len(EMOTIONS):.2f}); "
+        f"ratio {change_accuracy / max(apex_accuracy, 1e-9):.2f}"
+    )
 
 
 if __name__ == "__main__":

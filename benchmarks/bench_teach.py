@@ -46,14 +46,20 @@ def report(out: Path) -> pd.DataFrame:
         times = teach.solution_times(node, path.stem)
         tables.append(times)
         wall_text = "n/a" if wall is None else f"{wall:.1f} s"
-        print(f"{path.stem}: notebook {wall_text}, solutions " + ", ".join(
-            f"ex{row.exercise} {row.seconds:.1f} s{' (OVER 60 s)' if row.seconds > LIMIT_S else ''}"
-            for row in times.itertuples()))
+        print(
+            f"{path.stem}: notebook {wall_text}, solutions "
+            + ", ".join(
+                f"ex{row.exercise} {row.seconds:.1f} s{' (OVER 60 s)' if row.seconds > LIMIT_S else ''}"
+                for row in times.itertuples()
+            )
+        )
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     if len(table):
         slowest = table.loc[table["seconds"].idxmax()]
-        print(f"slowest solution: {slowest['notebook']} ex{slowest['exercise']} {slowest['seconds']:.1f} s; "
-              f"{int((table['seconds'] > LIMIT_S).sum())} over {LIMIT_S:.0f} s")
+        print(
+            f"slowest solution: {slowest['notebook']} ex{slowest['exercise']} {slowest['seconds']:.1f} s; "
+            f"{int((table['seconds'] > LIMIT_S).sum())} over {LIMIT_S:.0f} s"
+        )
     return table
 
 

@@ -52,8 +52,9 @@ def copy_bandwidth_gbs(mb: int = 64, repeats: int = 5) -> float:
     return statistics.median(rates)
 
 
-def sequential_step(batch: int, *, memory_format: torch.memory_format | None = None, bf16: bool = False,
-                    compiled: bool = False) -> Callable[[], None]:
+def sequential_step(
+    batch: int, *, memory_format: torch.memory_format | None = None, bf16: bool = False, compiled: bool = False
+) -> Callable[[], None]:
     from merkit.models.baselines import STSTNet
 
     torch.manual_seed(0)
@@ -76,15 +77,30 @@ def sequential_step(batch: int, *, memory_format: torch.memory_format | None = N
 
 
 def stacked_step(batch: int, k: int, mechanism: str, compiled: bool = False) -> Callable[[], None]:
-    from merkit.training.batched.stack import _FoldStack
     from merkit.config import TrainConfig
     from merkit.models.baselines import STSTNet
+    from merkit.training.batched.stack import _FoldStack
 
     torch.manual_seed(0)
-    cfg = TrainConfig(epochs=800, batch_size=batch, lr=5e-5, optimizer="adamw", weight_decay=0.0, schedule="none",
-                      device="cpu", precision="fp32")
-    stack = _FoldStack([STSTNet() for _ in range(k)], cfg, [np.array([0, 1, 2])] * k, 3, torch.device("cpu"),
-                       shared_input=True, mechanism=mechanism)
+    cfg = TrainConfig(
+        epochs=800,
+        batch_size=batch,
+        lr=5e-5,
+        optimizer="adamw",
+        weight_decay=0.0,
+        schedule="none",
+        device="cpu",
+        precision="fp32",
+    )
+    stack = _FoldStack(
+        [STSTNet() for _ in range(k)],
+        cfg,
+        [np.array([0, 1, 2])] * k,
+        3,
+        torch.device("cpu"),
+        shared_input=True,
+        mechanism=mechanism,
+    )
     if compiled:
         stack._step = torch.compile(stack._step)
     x, y = torch.rand(batch, 3, 28, 28) * 255, torch.randint(0, 3, (batch,))
@@ -117,10 +133,12 @@ def roofline(batch: int, peak: float, bandwidth: float, step_ms: float) -> None:
     # zero-fill + scatter, BN backward ~4, ReLU backward 3, conv weight-gradient read
     passes = 1 + 2 + 2 + 2 + 1 + 2 + 4 + 3 + 1
     gflops = train_flops / step_ms / 1e6
-    print(f"roofline, batch {batch}: {train_flops / 1e9:.2f} GFLOP per step -> {1e3 * train_flops / peak:.1f} ms at "
-          f"the matmul peak; ~{passes} full-resolution passes × {activation / 2**20:.1f} MB = "
-          f"{passes * activation / 2**20:.0f} MB -> {1e3 * passes * activation / bandwidth:.1f} ms at the copy "
-          f"bandwidth; measured {step_ms:.1f} ms = {gflops:.2f} GFLOP/s ({gflops / (peak / 1e9):.3f} of the peak)")
+    print(
+        f"roofline, batch {batch}: {train_flops / 1e9:.2f} GFLOP per step -> {1e3 * train_flops / peak:.1f} ms at "
+        f"the matmul peak; ~{passes} full-resolution passes × {activation / 2**20:.1f} MB = "
+        f"{passes * activation / 2**20:.0f} MB -> {1e3 * passes * activation / bandwidth:.1f} ms at the copy "
+        f"bandwidth; measured {step_ms:.1f} ms = {gflops:.2f} GFLOP/s ({gflops / (peak / 1e9):.3f} of the peak)"
+    )
 
 
 def main() -> None:
@@ -133,14 +151,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     peak, bandwidth = matmul_peak_gflops(), copy_bandwidth_gbs()
-    print(f"load {open('/proc/loadavg').read().split()[:3]}, torch {torch.__version__}, {args.threads} threads; "
-          f"fp32 matmul peak {peak:.1f} GFLOP/s, copy bandwidth {bandwidth:.1f} GB/s")
+    print(
+        f"load {open('/proc/loadavg').read().split()[:3]}, torch {torch.__version__}, {args.threads} threads; "
+        f"fp32 matmul peak {peak:.1f} GFLOP/s, copy bandwidth {bandwidth:.1f} GB/s"
+    )
 
-    for name, step, k in [("sequential", sequential_step(args.batch), 1),
-                          (f"wide K={args.k[0]}", stacked_step(args.batch, args.k[0], "wide"), args.k[0])]:
+    for name, step, k in [
+        ("sequential", sequential_step(args.batch), 1),
+        (f"wide K={args.k[0]}", stacked_step(args.batch, args.k[0], "wide"), args.k[0]),
+    ]:
         parts = breakdown(step)
         total = sum(parts.values())
-        shares = ", ".join(f"{g} {v / k:.1f} ({v / total:.0%})" for g, v in sorted(parts.items(), key=lambda kv: -kv[1]))
+        shares = ", ".join(
+            f"{g} {v / k:.1f} ({v / total:.0%})" for g, v in sorted(parts.items(), key=lambda kv: -kv[1])
+        )
         print(f"profile {name}: {total / k:.1f} ms per fold and step: {shares}")
 
     steps: dict[str, tuple[Callable[[], None], int]] = {
@@ -175,8 +199,10 @@ def main() -> None:
     base = statistics.median(times["sequential"])
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name}: {1e3 * median:.1f} ms per fold and step (range {1e3 * min(values):.0f}-{1e3 * max(values):.0f}),"
-              f" seq/this {base / median:.2f}")
+        print(
+            f"{name}: {1e3 * median:.1f} ms per fold and step (range {1e3 * min(values):.0f}-{1e3 * max(values):.0f}),"
+            f" seq/this {base / median:.2f}"
+        )
     roofline(args.batch, peak * 1e9, bandwidth * 1e9, 1e3 * base)
     print(f"load after: {open('/proc/loadavg').read().split()[:3]}")
 

@@ -28,8 +28,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TMP_SUFFIX", "atomic_handle", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "flatten_dict",
-           "stable_hash", "to_jsonable"]
+__all__ = [
+    "TMP_SUFFIX",
+    "atomic_handle",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "flatten_dict",
+    "stable_hash",
+    "to_jsonable",
+]
 
 TMP_SUFFIX = ".tmp"
 

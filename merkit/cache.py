@@ -27,8 +27,16 @@ from pathlib import Path
 
 from merkit.errors import MerkitPermissionError
 
-__all__ = ["CacheError", "CACHE_ENV", "cache_dir", "cache_source", "check_writable", "CacheEntry", "list_cache",
-           "clear_cache"]
+__all__ = [
+    "CacheError",
+    "CACHE_ENV",
+    "cache_dir",
+    "cache_source",
+    "check_writable",
+    "CacheEntry",
+    "list_cache",
+    "clear_cache",
+]
 
 #: Environment variable naming the cache folder.
 CACHE_ENV = "MERKIT_CACHE"

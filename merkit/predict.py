@@ -48,16 +48,31 @@ from torch import nn
 
 from merkit import explain, viz
 from merkit._io import to_jsonable
+from merkit.config import upgrade_config_dict
 from merkit.data.inputs import InputAdapter, input_adapter
 from merkit.data.io import Clip, read_clip
-from merkit.data.preprocess import PreprocessConfig, PreprocessError, find_haar_cascade, preprocess_clip_detailed, temporal_sample
+from merkit.data.preprocess import (
+    PreprocessConfig,
+    PreprocessError,
+    find_haar_cascade,
+    preprocess_clip_detailed,
+    temporal_sample,
+)
 from merkit.data.torch_dataset import flow_input_to_uvs
 from merkit.errors import MerkitValueError
-from merkit.config import upgrade_config_dict
 from merkit.models import create_model
 from merkit.training.runs import atomic_torch_save, atomic_write_json, config_differences
 
-__all__ = ["BUNDLE_FORMAT", "PredictError", "StaleModelError", "ModelBundle", "Prediction", "save_model", "load_model", "predict_clip"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "PredictError",
+    "StaleModelError",
+    "ModelBundle",
+    "Prediction",
+    "save_model",
+    "load_model",
+    "predict_clip",
+]
 
 BUNDLE_FORMAT = "merkit-model/1"
 #: File name of the model bundle inside a run directory.
@@ -131,8 +146,13 @@ def save_model(
         "stats": None if stats is None else [np.asarray(s, dtype=np.float32).tolist() for s in stats],
         "flow": flow,
         "run_config": None if run_config is None else json.dumps(_config_dict(run_config), sort_keys=True),
-        "written": json.dumps({"time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                               "run_dir": str(Path(path).resolve().parent), "host": socket.gethostname()}),
+        "written": json.dumps(
+            {
+                "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                "run_dir": str(Path(path).resolve().parent),
+                "host": socket.gethostname(),
+            }
+        ),
     }
     return atomic_torch_save(bundle, path)
 
@@ -149,16 +169,20 @@ def check_model_config(bundle: "ModelBundle", expect: Any) -> None:
     if bundle.run_config is None:
         raise StaleModelError(
             f"{where} has no record of the parameters it was trained under (written by an older kit), so it "
-            "cannot be checked against this notebook's; re-run 02_train (or delete the file) to train it again")
-    differences = config_differences(upgrade_config_dict(bundle.run_config), upgrade_config_dict(_config_dict(expect)),
-                                     _MODEL_IRRELEVANT_KEYS)
+            "cannot be checked against this notebook's; re-run 02_train (or delete the file) to train it again"
+        )
+    differences = config_differences(
+        upgrade_config_dict(bundle.run_config), upgrade_config_dict(_config_dict(expect)), _MODEL_IRRELEVANT_KEYS
+    )
     if differences:
         written = bundle.written or {}
         raise StaleModelError(
             f"{where} was trained under other parameters (written {written.get('time', '?')} by the run in "
             f"{written.get('run_dir', '?')} on {written.get('host', '?')}), so it is not the model of these "
-            f"parameters:\n  " + "\n  ".join(differences)
-            + "\nRe-run 02_train with these parameters (or delete the file) before explaining it.")
+            f"parameters:\n  "
+            + "\n  ".join(differences)
+            + "\nRe-run 02_train with these parameters (or delete the file) before explaining it."
+        )
 
 
 def _bundle_path(run_dir: str | os.PathLike | None, checkpoint: str | os.PathLike | None) -> Path:
@@ -237,7 +261,10 @@ class Prediction:
         return frame.sort_values("probability", ascending=False, ignore_index=True)
 
     def describe(self) -> str:
-        lines = [f"clip: {self.clip} ({self.frames_read} frames read; crop: {self.crop})", f"predicted: {self.predicted}"]
+        lines = [
+            f"clip: {self.clip} ({self.frames_read} frames read; crop: {self.crop})",
+            f"predicted: {self.predicted}",
+        ]
         lines += [f"  {row['class']:<12} {row['probability']:.3f}" for _, row in self.table().iterrows()]
         if self.overlay is not None:
             lines.append(f"{self.extra.get('overlay_method', 'attention')} overlay: {self.overlay}")
@@ -319,21 +346,46 @@ def _flow_figure(x: torch.Tensor, attribution: Any, title: str, encoding: str = 
     return figure
 
 
-def _attention_overlay(bundle: ModelBundle, adapter: InputAdapter, x: torch.Tensor, read: Clip, result: Any,
-                       config: PreprocessConfig, name: str, out: Path) -> tuple[Path, str, int]:
+def _attention_overlay(
+    bundle: ModelBundle,
+    adapter: InputAdapter,
+    x: torch.Tensor,
+    read: Clip,
+    result: Any,
+    config: PreprocessConfig,
+    name: str,
+    out: Path,
+) -> tuple[Path, str, int]:
     """A clip model's figure: its learned attention (Grad-CAM without one) on the clip position of the apex."""
     attribution = _attention(bundle.model, x)
     first, last = int(read.numbers[0]), int(read.numbers[-1])
     # The apex is where the face moves most; the map's own peak often sits at the onset, where nothing moves.
     shown = apex_position(read.numbers, first, result.apex, last, config)
-    events = explain.event_positions(first, result.apex, last, x.shape[2]) if config.temporal in ("onset_offset", "tim") else {"apex": float(shown)}
-    figure = viz.overlay_frame(x[0].cpu(), attribution, shown, events=events,
-                               title=f"{name}: {attribution.method} at the apex (frame {result.apex}, clip position {shown})")
+    events = (
+        explain.event_positions(first, result.apex, last, x.shape[2])
+        if config.temporal in ("onset_offset", "tim")
+        else {"apex": float(shown)}
+    )
+    figure = viz.overlay_frame(
+        x[0].cpu(),
+        attribution,
+        shown,
+        events=events,
+        title=f"{name}: {attribution.method} at the apex (frame {result.apex}, clip position {shown})",
+    )
     return _save_figure(figure, out / "attention.png"), attribution.method, shown
 
 
-def _ig_flow_overlay(bundle: ModelBundle, adapter: InputAdapter, x: torch.Tensor, read: Clip, result: Any,
-                     config: PreprocessConfig, name: str, out: Path) -> tuple[Path, str, None]:
+def _ig_flow_overlay(
+    bundle: ModelBundle,
+    adapter: InputAdapter,
+    x: torch.Tensor,
+    read: Clip,
+    result: Any,
+    config: PreprocessConfig,
+    name: str,
+    out: Path,
+) -> tuple[Path, str, None]:
     """A flow model's figure: |IG| of the predicted class (all-zero image as baseline) beside the flow image."""
     attribution = explain.attribute(bundle.model, x, "ig", baseline="zeros")
     title = f"{name}: IG of {bundle.classes[int(attribution.target[0])]}"
@@ -387,8 +439,9 @@ def predict_clip(
     if result.crop_fallback:
         crop_used = "center (no face found by the Haar cascade)"
 
-    x = adapter.single_input(read.frames, read.numbers, result, flow=bundle.flow, normalise=bundle.normalise,
-                             stats=bundle.stats).to(device)  # (1, c, t, s, s) clip or (1, c, f, f) flow image
+    x = adapter.single_input(
+        read.frames, read.numbers, result, flow=bundle.flow, normalise=bundle.normalise, stats=bundle.stats
+    ).to(device)  # (1, c, t, s, s) clip or (1, c, f, f) flow image
     with torch.no_grad():
         probabilities = torch.softmax(bundle.model(x).float(), dim=1)[0].cpu().numpy()
 
@@ -397,7 +450,9 @@ def predict_clip(
     overlay_path, overlay_method, overlay_position = None, None, None
     if overlay:
         draw = _OVERLAYS[adapter.overlay]
-        overlay_path, overlay_method, overlay_position = draw(bundle, adapter, x, read, result, config, clip_path.name, out)
+        overlay_path, overlay_method, overlay_position = draw(
+            bundle, adapter, x, read, result, config, clip_path.name, out
+        )
 
     prediction = Prediction(
         clip=clip_path,

@@ -38,8 +38,14 @@ from merkit.errors import MerkitFileNotFoundError, MerkitValueError
 from merkit.models import create_model
 
 __all__ = [
-    "DataRootError", "PreparedData", "notebook_dirs", "synthme_root", "resolve_data_root", "prepare_data",
-    "is_flow_folder", "flow_method_for",
+    "DataRootError",
+    "PreparedData",
+    "notebook_dirs",
+    "synthme_root",
+    "resolve_data_root",
+    "prepare_data",
+    "is_flow_folder",
+    "flow_method_for",
 ]
 
 #: Where a notebook opened by hand (run_dir left empty) writes: the kit's runs/lab folder.
@@ -147,7 +153,9 @@ def prepare_data(
     root, generated = resolve_data_root(data, cache_dir, progress=progress)
     if is_flow_folder(data.dataset):
         return _prepare_flow_folder(data, root, preprocess is not None or flow is not None, cache_dir, progress)
-    manifest = build_manifest(data.dataset, root, data.label_map or None, on_problem=getattr(data, "on_problem", "error"))
+    manifest = build_manifest(
+        data.dataset, root, data.label_map or None, on_problem=getattr(data, "on_problem", "error")
+    )
     problems_file = None
     if run_dir is not None:
         problems_file = write_problems(manifest, Path(run_dir) / "data_problems.csv")
@@ -184,7 +192,9 @@ def is_flow_folder(dataset: str) -> bool:
 
 def _prepare_flow_folder(data: Any, root: Path, with_store: bool, cache_dir: Path, progress: bool) -> PreparedData:
     """A flow folder: manifest from its listing, and a flow-only store (no clips, no preprocessing)."""
-    label_map = data.label_map if data.label_map and data.label_map != "synthme_3class" else None  # the notebooks' default
+    label_map = (
+        data.label_map if data.label_map and data.label_map != "synthme_3class" else None
+    )  # the notebooks' default
     manifest = build_manifest(data.dataset, root, label_map, annotation=data.listing or None)
     store = None
     if with_store:

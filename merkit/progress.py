@@ -22,8 +22,16 @@ from typing import Any
 
 from merkit._io import atomic_write_text
 
-__all__ = ["PROGRESS_ENV", "PROGRESS_FILE", "progress_path", "write_progress", "read_progress", "FoldProgress",
-           "pause_point", "format_eta"]
+__all__ = [
+    "PROGRESS_ENV",
+    "PROGRESS_FILE",
+    "progress_path",
+    "write_progress",
+    "read_progress",
+    "FoldProgress",
+    "pause_point",
+    "format_eta",
+]
 
 PROGRESS_ENV = "MERKIT_PROGRESS_FILE"
 PROGRESS_FILE = "progress.json"
@@ -79,9 +87,18 @@ class FoldProgress:
         finished_here = self.done - self.done_at_start
         elapsed = time.time() - self.started
         eta = elapsed / finished_here * (self.total - self.done) if finished_here else None
-        write_progress(self.path, {"stage": self.stage, "done": self.done, "total": self.total,
-                                   "done_at_start": self.done_at_start, "started": self.started,
-                                   "eta_seconds": eta, "pid": os.getpid()})
+        write_progress(
+            self.path,
+            {
+                "stage": self.stage,
+                "done": self.done,
+                "total": self.total,
+                "done_at_start": self.done_at_start,
+                "started": self.started,
+                "eta_seconds": eta,
+                "pid": os.getpid(),
+            },
+        )
 
     def update(self, folds: int = 1) -> None:
         self.done += folds

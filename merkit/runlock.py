@@ -41,8 +41,8 @@ LOCK_FILE = "run.lock"
 #: Environment variable through which a lock holder lets its child processes (notebook kernels) in.
 LOCK_ENV = "MERKIT_RUN_LOCK"
 
-# path -> [fd, depth, holder, stale record taken over] of the locks this process holds (flock is per open file, so re-opening the same
-# file in the same process would lock against ourselves)
+# path -> [fd, depth, holder, stale record taken over] of the locks this process holds (flock is per open file, so
+# re-opening the same file in the same process would lock against ourselves)
 _HELD: dict[str, list[Any]] = {}
 
 
@@ -52,8 +52,11 @@ class RunLockedError(MerkitRuntimeError):
     def __init__(self, run_dir: Path, holder: dict[str, Any]):
         self.run_dir = run_dir
         self.holder = holder
-        who = (f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, started {holder.get('started', '?')}"
-               if holder else "a process that has not written its name yet")
+        who = (
+            f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, started {holder.get('started', '?')}"
+            if holder
+            else "a process that has not written its name yet"
+        )
         command = f" ({holder['command']})" if holder.get("command") else ""
         super().__init__(
             f"run directory {run_dir} is in use by {who}{command}. Wait for it to finish, use another run "

@@ -30,29 +30,57 @@ RUNS: dict[str, dict[str, Any]] = {
     "offapexnet": {"model": "offapexnet", "flow_method": "dis"},
 }
 PARAMS: dict[str, Any] = {
-    **TINY_SYNTHME, "dataset": "synthme", "label_map": "synthme_3class", "synthme_seed": 0,
-    "temporal": "onset_offset", "crop": "auto", "no_face": "error",
-    "epochs": 2, "batch_size": 4, "lr": 0.003, "seed": 7, "device": "cpu", "precision": "fp32", "augment": True,
-    "evaluation": "loso", "k": 5,
+    **TINY_SYNTHME,
+    "dataset": "synthme",
+    "label_map": "synthme_3class",
+    "synthme_seed": 0,
+    "temporal": "onset_offset",
+    "crop": "auto",
+    "no_face": "error",
+    "epochs": 2,
+    "batch_size": 4,
+    "lr": 0.003,
+    "seed": 7,
+    "device": "cpu",
+    "precision": "fp32",
+    "augment": True,
+    "evaluation": "loso",
+    "k": 5,
 }
 
 
 def notebook_config(params: dict[str, Any], model: str) -> tuple[Any, Any, Any]:
     """(DataConfig, PreprocessConfig, RunConfig) built as notebooks 02-04 built them at af411c4."""
-    from merkit.config import DataConfig, ModelConfig, ProtocolConfig, RunConfig, train_config, model_overrides
+    from merkit.config import DataConfig, ModelConfig, ProtocolConfig, RunConfig, model_overrides, train_config
     from merkit.data.preprocess import PreprocessConfig
 
     p = params
-    preprocess = PreprocessConfig(frames=p["frames"], size=p["size"], temporal=p["temporal"], crop=p["crop"],
-                                  no_face=p["no_face"])
-    data = DataConfig(dataset=p["dataset"], data_root="", label_map=p["label_map"], synthme_seed=p["synthme_seed"],
-                      synthme_n_subjects=p["synthme_n_subjects"], synthme_clips_per_subject=p["synthme_clips_per_subject"],
-                      synthme_n_frames=p["synthme_n_frames"], synthme_size=p["synthme_size"])
+    preprocess = PreprocessConfig(
+        frames=p["frames"], size=p["size"], temporal=p["temporal"], crop=p["crop"], no_face=p["no_face"]
+    )
+    data = DataConfig(
+        dataset=p["dataset"],
+        data_root="",
+        label_map=p["label_map"],
+        synthme_seed=p["synthme_seed"],
+        synthme_n_subjects=p["synthme_n_subjects"],
+        synthme_clips_per_subject=p["synthme_clips_per_subject"],
+        synthme_n_frames=p["synthme_n_frames"],
+        synthme_size=p["synthme_size"],
+    )
     config = RunConfig(
         data=data,
         model=ModelConfig(name=model, overrides=model_overrides(model, frames=p["frames"], size=p["size"])),
-        train=train_config("", epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"],
-                           device=p["device"], precision=p["precision"], augment=p["augment"]),
+        train=train_config(
+            "",
+            epochs=p["epochs"],
+            batch_size=p["batch_size"],
+            lr=p["lr"],
+            seed=p["seed"],
+            device=p["device"],
+            precision=p["precision"],
+            augment=p["augment"],
+        ),
         protocol=ProtocolConfig(name=p["evaluation"], k=p["k"]),
         preprocess=preprocess.to_dict(),
     )
@@ -70,8 +98,9 @@ def run_tiny_loso(name: str, run_dir: Path, cache_dir: Path, config: Any = None)
     data, preprocess, built = notebook_config(PARAMS, spec["model"])
     config = built if config is None else config
     preprocess = PreprocessConfig(**config.preprocess) if config is not built else preprocess
-    prepared = prepare_data(config.data, preprocess, cache_dir=cache_dir, flow=spec["flow_method"] or None,
-                            progress=False)
+    prepared = prepare_data(
+        config.data, preprocess, cache_dir=cache_dir, flow=spec["flow_method"] or None, progress=False
+    )
     return run_protocol(config, prepared.store, run_dir, executor="sequential", progress=False)
 
 

@@ -34,8 +34,16 @@ def find_browser() -> str:
 
 def _flags(browser: str) -> list[str]:
     # --no-sandbox: CI runs as root, where chromium refuses its sandbox
-    return [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--mute-audio",
-            "--no-first-run", "--disable-dev-shm-usage"]
+    return [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--mute-audio",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+    ]
 
 
 def image_check(page: Path, browser: str) -> dict:
@@ -44,21 +52,31 @@ def image_check(page: Path, browser: str) -> dict:
     text = page.read_text()
     checked.write_text(text.replace("</body>", _CHECK + "</body>") if "</body>" in text else text + _CHECK)
     try:
-        result = subprocess.run([*_flags(browser), "--virtual-time-budget=15000", "--dump-dom", checked.as_uri()],
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [*_flags(browser), "--virtual-time-budget=15000", "--dump-dom", checked.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         checked.unlink()
     found = re.search(r'<pre id="merkit-image-check">(.*?)</pre>', result.stdout, re.S)
     assert found, f"the page script did not run; browser stderr: {result.stderr[-2000:]}"
-    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+    return json.loads(
+        found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    )
 
 
 def screenshot(page: Path, out: Path, browser: str, size: tuple[int, int] = (1280, 2400)) -> np.ndarray:
     """A PNG screenshot of ``page`` as an (h, w, 3) uint8 array."""
     from PIL import Image
 
-    result = subprocess.run([*_flags(browser), f"--window-size={size[0]},{size[1]}", f"--screenshot={out}", page.as_uri()],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*_flags(browser), f"--window-size={size[0]},{size[1]}", f"--screenshot={out}", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.is_file(), f"no screenshot written; browser stderr: {result.stderr[-2000:]}"
     return np.asarray(Image.open(out).convert("RGB"))
 

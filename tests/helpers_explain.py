@@ -89,7 +89,9 @@ def tiny_synthme(n_subjects: int = 6, frames: int = 8, size: int = 32, amplitude
     Each clip is resampled from onset to offset to ``frames`` frames, grey, resized to ``size``; the true
     motion mask is resized with nearest neighbour. Stand-in for the store pipeline, kept test-only.
     """
-    config = SynthMEConfig(n_subjects=n_subjects, clips_per_subject=9, n_frames=24, size=64, motion_amplitude=amplitude, video_subjects=())
+    config = SynthMEConfig(
+        n_subjects=n_subjects, clips_per_subject=9, n_frames=24, size=64, motion_amplitude=amplitude, video_subjects=()
+    )
     clips, labels, masks = [], [], []
     for spec in list_clips(config):
         rendered = render_clip(config, spec.subject, spec.sample)
@@ -98,7 +100,9 @@ def tiny_synthme(n_subjects: int = 6, frames: int = 8, size: int = 32, amplitude
         grey = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in span[picks]]
         clips.append(np.stack([cv2.resize(g, (size, size), interpolation=cv2.INTER_AREA) for g in grey]))
         labels.append(EMOTIONS.index(spec.emotion))
-        masks.append(cv2.resize(rendered.mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool))
+        masks.append(
+            cv2.resize(rendered.mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
+        )
     x = torch.tensor(np.stack(clips), dtype=torch.float32)[:, None]  # (n, t, s, s) -> (n, 1, t, s, s)
     x = (x - x.mean()) / x.std()
     return x, torch.tensor(labels), np.stack(masks)

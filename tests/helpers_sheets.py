@@ -26,11 +26,32 @@ from openpyxl import Workbook
 
 REPO_MANIFESTS = Path(__file__).resolve().parents[1] / "data_manifests"
 
-CASME2_HEADER_2014 = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None, "Action Units",
-                      "Estimated Emotion"]
+CASME2_HEADER_2014 = [
+    "Subject",
+    "Filename",
+    None,
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    None,
+    "Action Units",
+    "Estimated Emotion",
+]
 CASME2_HEADER_2019 = CASME2_HEADER_2014 + ["Objective Classes"]
-SAMM_HEADER = ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration",
-               "Micro", "Action Units", "Estimated Emotion", "Objective Classes", "Notes"]
+SAMM_HEADER = [
+    "Subject",
+    "Filename",
+    "Inducement Code",
+    "Onset Frame",
+    "Apex Frame",
+    "Offset Frame",
+    "Duration",
+    "Micro",
+    "Action Units",
+    "Estimated Emotion",
+    "Objective Classes",
+    "Notes",
+]
 # Columns between OffsetF and Emotion vary between copies; these placeholders stand for them.
 SMIC_HEADER = ["Subject", "Filename", None, "OnsetF", "OffsetF", "Frames", "Comment", "Emotion"]
 CASME3A_HEADER = ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class", "emotion"]
@@ -72,8 +93,13 @@ def write_casme2_sheet(path: Path, rows: Iterable[Row], version: str = "2014") -
     return _save(book, path)
 
 
-def write_samm_sheet(path: Path, rows: Iterable[Row], preamble_rows: int = 13, sheet_name: str = "MICRO_ONLY",
-                     extra_sheets: Sequence[str] = ()) -> Path:
+def write_samm_sheet(
+    path: Path,
+    rows: Iterable[Row],
+    preamble_rows: int = 13,
+    sheet_name: str = "MICRO_ONLY",
+    extra_sheets: Sequence[str] = (),
+) -> Path:
     """SAMM ``MICRO_ONLY``: ~13 rows of notes (some blank, some with stray cells), then the header."""
     book = Workbook()
     first = book.active
@@ -95,8 +121,22 @@ def write_samm_sheet(path: Path, rows: Iterable[Row], preamble_rows: int = 13, s
     sheet.append(SAMM_HEADER)
     for r in rows:
         duration = r.offset - r.onset + 1
-        sheet.append([r.subject_cell, r.sample, r.extra.get("inducement", 1), r.onset, r.apex, r.offset, duration,
-                      "Micro - 1/2", r.action_units, r.emotion, r.objective_class, r.notes])
+        sheet.append(
+            [
+                r.subject_cell,
+                r.sample,
+                r.extra.get("inducement", 1),
+                r.onset,
+                r.apex,
+                r.offset,
+                duration,
+                "Micro - 1/2",
+                r.action_units,
+                r.emotion,
+                r.objective_class,
+                r.notes,
+            ]
+        )
     return _save(book, path)
 
 
@@ -118,7 +158,9 @@ def write_casme3a_sheet(path: Path, rows: Iterable[Row]) -> Path:
     sheet.title = "Sheet1"
     sheet.append(CASME3A_HEADER)
     for r in rows:
-        sheet.append([r.subject_cell, r.sample, r.onset, r.apex, r.offset, r.action_units, r.objective_class, r.emotion])
+        sheet.append(
+            [r.subject_cell, r.sample, r.onset, r.apex, r.offset, r.action_units, r.objective_class, r.emotion]
+        )
     return _save(book, path)
 
 
@@ -171,8 +213,11 @@ def full_casme2_rows() -> list[Row]:
     25. Subjects 25 and 26 have only unmapped emotions; subject 24 has three sadness clips (see
     :func:`casme2_2019_rows`)."""
     kept = ["disgust"] * 61 + ["repression"] * 27 + ["happiness"] * 32 + ["surprise"] * 25
-    assigned = (_spread(kept, range(1, 25)) + [(24, "sadness")] * 3
-                + _spread(["sadness"] * 4 + ["fear"] * 2 + ["others"] * 99, range(1, 27)))
+    assigned = (
+        _spread(kept, range(1, 25))
+        + [(24, "sadness")] * 3
+        + _spread(["sadness"] * 4 + ["fear"] * 2 + ["others"] * 99, range(1, 27))
+    )
     rows = [Row(4, "EP12_01f", 0, 0, 0, "disgust"), Row(5, "EP09_05f", 0, 0, 0, "disgust")]
     counters: dict[int, int] = {}
     for subject, emotion in assigned:
@@ -210,16 +255,34 @@ SAMM_SUBJECTS = list(range(6, 35))  # 29 invented subject ids 006..034
 
 def full_samm_rows() -> list[Row]:
     """159 rows, 29 subjects; MEGC2019: negative 92, positive 26, surprise 15 over 28 subjects, Other 26."""
-    kept = (["Anger"] * 57 + ["Contempt"] * 12 + ["Disgust"] * 9 + ["Fear"] * 8 + ["Sadness"] * 6
-            + ["Happiness"] * 26 + ["Surprise"] * 15)
+    kept = (
+        ["Anger"] * 57
+        + ["Contempt"] * 12
+        + ["Disgust"] * 9
+        + ["Fear"] * 8
+        + ["Sadness"] * 6
+        + ["Happiness"] * 26
+        + ["Surprise"] * 15
+    )
     assigned = _spread(kept, SAMM_SUBJECTS[:28]) + _spread(["Other"] * 26, SAMM_SUBJECTS[::-1])  # 034 has only Other
     rows, counters = [], {}
     for i, (subject, emotion) in enumerate(assigned):
         counters[subject] = counters.get(subject, 0) + 1
         onset = 5000 + 40 * i
         cell = subject if i % 2 else f"{subject:03d}"  # 6 and "006" both occur
-        rows.append(Row(cell, f"{subject:03d}_{counters[subject]}_{i % 5 + 1}", onset, onset + 1, onset + 2, emotion,
-                        action_units=_AU_CYCLE[i % len(_AU_CYCLE)], objective_class=i % 7 + 1, notes=None))
+        rows.append(
+            Row(
+                cell,
+                f"{subject:03d}_{counters[subject]}_{i % 5 + 1}",
+                onset,
+                onset + 1,
+                onset + 2,
+                emotion,
+                action_units=_AU_CYCLE[i % len(_AU_CYCLE)],
+                objective_class=i % 7 + 1,
+                notes=None,
+            )
+        )
     assert len(rows) == 159
     return rows
 
@@ -237,7 +300,9 @@ def full_smic_rows() -> list[Row]:
         counters[key] = counters.get(key, 0) + 1
         onset = 100000 + 97 * i
         cell = f"s{subject}" if i % 4 else f"s{subject:02d}"  # s1 and s01 both occur
-        rows.append(Row(cell, f"s{subject}_{_SMIC_SHORT[emotion]}_{counters[key]:02d}", onset, None, onset + 2, emotion))
+        rows.append(
+            Row(cell, f"s{subject}_{_SMIC_SHORT[emotion]}_{counters[key]:02d}", onset, None, onset + 2, emotion)
+        )
     assert len(rows) == 164
     return rows
 
@@ -246,15 +311,25 @@ def _number(cell: Any) -> int:
     return int("".join(ch for ch in str(cell) if ch.isdigit()))
 
 
-def write_casme2_tree(root: Path, rows: Sequence[Row], *, version: str = "2014", release: str = "CASME2_RAW_selected",
-                      images: bool = False) -> Path:
+def write_casme2_tree(
+    root: Path,
+    rows: Sequence[Row],
+    *,
+    version: str = "2014",
+    release: str = "CASME2_RAW_selected",
+    images: bool = False,
+) -> Path:
     """A CASME II copy: the sheet at ``root`` and frame folders under ``root/release``."""
     name = "CASME2-coding-20140508.xlsx" if version == "2014" else "CASME2-coding-20190701.xlsx"
     write_casme2_sheet(root / name, rows, version)
     pattern = "reg_img{n}.jpg" if "rop" in release else "img{n}.jpg"
     for r in rows:
-        make_frames(root / release / f"sub{_number(r.subject_cell):02d}" / r.sample, range(r.onset, r.offset + 1),
-                    pattern, images=images)
+        make_frames(
+            root / release / f"sub{_number(r.subject_cell):02d}" / r.sample,
+            range(r.onset, r.offset + 1),
+            pattern,
+            images=images,
+        )
     return root
 
 
@@ -266,8 +341,17 @@ def write_samm_tree(root: Path, rows: Sequence[Row], *, images: bool = False, **
     return root
 
 
-def write_smic_tree(root: Path, rows: Sequence[Row], *, subject_folder: str = "s{n}", clip_folder: str | None = None,
-                    release: str = "HS", frame: str = "image{n}.bmp", sheet: bool = False, images: bool = False) -> Path:
+def write_smic_tree(
+    root: Path,
+    rows: Sequence[Row],
+    *,
+    subject_folder: str = "s{n}",
+    clip_folder: str | None = None,
+    release: str = "HS",
+    frame: str = "image{n}.bmp",
+    sheet: bool = False,
+    images: bool = False,
+) -> Path:
     """A SMIC-HS copy: ``root/<release>/<subject>/micro/<class>/<clip>/image<N>.bmp`` (the real release has no
     sheet; ``sheet=True`` also writes an SMIC-HS-E-style sheet beside it). ``clip_folder`` respells the clip
     folders, e.g. ``"s{n:02d}_{rest}"`` for ``s01_ne_01``."""
@@ -281,8 +365,9 @@ def write_smic_tree(root: Path, rows: Sequence[Row], *, subject_folder: str = "s
     return root
 
 
-def write_megc_tree(root: Path, *, casme2: list[Row] | None = None, samm: list[Row] | None = None,
-                    smic: list[Row] | None = None) -> Path:
+def write_megc_tree(
+    root: Path, *, casme2: list[Row] | None = None, samm: list[Row] | None = None, smic: list[Row] | None = None
+) -> Path:
     """The three datasets under ``root/CASME2``, ``root/SAMM``, ``root/SMIC`` (full-size by default)."""
     write_casme2_tree(root / "CASME2", casme2 if casme2 is not None else full_casme2_rows())
     write_samm_tree(root / "SAMM", samm if samm is not None else full_samm_rows())

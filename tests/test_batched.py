@@ -1,4 +1,5 @@
-"""The fold-batched trainer (merkit.training.batched.stack) and the "batched"/"auto" executors (merkit.training.runner, executors).
+"""The fold-batched trainer (merkit.training.batched.stack) and the "batched"/"auto" executors (merkit.training.runner,
+executors).
 
 Equivalence with the sequential trainer is checked two ways, as merkit.training.batched.stack's docstring states:
 ``sampling="per_fold"`` draws each fold's batches exactly as ``train.train_fold`` does, so per-fold weights
@@ -19,13 +20,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from merkit.training.batched.stack import StackError, check_stackable, plan_fold_batch, train_folds
 from merkit.config import ModelConfig, ProtocolConfig, RunConfig, TrainConfig
+from merkit.evaluation.splits import loso_splits
 from merkit.models.registry import _REGISTRY, register_model
 from merkit.models.specs import InputSpec
-from merkit.evaluation.splits import loso_splits
-from merkit.training.runner import run_protocol
+from merkit.training.batched.stack import StackError, check_stackable, plan_fold_batch, train_folds
 from merkit.training.fold import predict, train_fold
+from merkit.training.runner import run_protocol
 
 
 class TinyBNNet(nn.Module):
@@ -85,8 +86,9 @@ def test_per_fold_sampling_gives_the_sequential_weights_and_batchnorm_statistics
     seeds = [11, 12, 13]
     c = cfg(optimizer="adamw", schedule="cosine")
     sequential = [train_fold(seeded(s), ds, c, seed=s, progress=False, num_classes=3)[0] for s, ds in zip(seeds, sets)]
-    batched = train_folds([seeded(s) for s in seeds], c, seeds=seeds, num_classes=3, train_sets=sets,
-                          sampling="per_fold")
+    batched = train_folds(
+        [seeded(s) for s in seeds], c, seeds=seeds, num_classes=3, train_sets=sets, sampling="per_fold"
+    )
     for one, (other, history) in zip(sequential, batched):
         a, b = one.state_dict(), other.state_dict()
         assert a.keys() == b.keys()
@@ -106,8 +108,15 @@ def test_shared_sampling_gives_the_sequential_pooled_predictions_on_a_separable_
         model, _ = train_fold(seeded(s), Items(x[train], y[train]), c, seed=s, progress=False, num_classes=3)
         seq_preds.append(predict(model, Items(x[_test], y[_test]))[1])
     members = np.stack([subjects != s for s in range(6)])
-    trained = train_folds([seeded(s) for s in range(6)], c, seeds=list(range(6)), num_classes=3,
-                          shared=Items(x, y), members=members, group_seed=5)
+    trained = train_folds(
+        [seeded(s) for s in range(6)],
+        c,
+        seeds=list(range(6)),
+        num_classes=3,
+        shared=Items(x, y),
+        members=members,
+        group_seed=5,
+    )
     for (model, _), (_train, test) in zip(trained, folds):
         bat_preds.append(predict(model, Items(x[test], y[test]))[1])
     truth = np.concatenate([y[test].numpy() for _, test in folds])
@@ -122,8 +131,15 @@ def test_held_out_pixels_leave_their_own_fold_bit_identical_batchnorm_and_dropou
     c = cfg(epochs=3, batch_size=10)
 
     def run(images: torch.Tensor) -> list[dict]:
-        trained = train_folds([seeded(s, dropout=0.5) for s in range(4)], c, seeds=list(range(4)), num_classes=3,
-                              shared=Items(images, y), members=members, group_seed=3)
+        trained = train_folds(
+            [seeded(s, dropout=0.5) for s in range(4)],
+            c,
+            seeds=list(range(4)),
+            num_classes=3,
+            shared=Items(images, y),
+            members=members,
+            group_seed=3,
+        )
         return [m.state_dict() for m, _ in trained]
 
     before = run(x)
@@ -177,17 +193,28 @@ def flow_store(tmp_path_factory):
     from merkit.data.synthetic import SynthMEConfig, generate_synthme
 
     base = tmp_path_factory.mktemp("synthme")
-    root = generate_synthme(base / "data", SynthMEConfig(n_subjects=4, clips_per_subject=3, n_frames=8, size=32,
-                                                         video_subjects=()), progress=False)
+    root = generate_synthme(
+        base / "data",
+        SynthMEConfig(n_subjects=4, clips_per_subject=3, n_frames=8, size=32, video_subjects=()),
+        progress=False,
+    )
     manifest = build_manifest("synthme", root, "synthme_3class")
-    return build_store(manifest, root, PreprocessConfig(frames=8, size=16, color="grey"), base / "store",
-                       flow=FlowConfig(method="dis", work_size=32, size=28), progress=False)
+    return build_store(
+        manifest,
+        root,
+        PreprocessConfig(frames=8, size=16, color="grey"),
+        base / "store",
+        flow=FlowConfig(method="dis", work_size=32, size=28),
+        progress=False,
+    )
 
 
 def flow_config(protocol: str = "loso", **proto) -> RunConfig:
-    return RunConfig(model=ModelConfig(name="ststnet"),
-                     train=TrainConfig(epochs=3, batch_size=4, lr=3e-3, device="cpu", precision="fp32", seed=7),
-                     protocol=ProtocolConfig(name=protocol, **proto))
+    return RunConfig(
+        model=ModelConfig(name="ststnet"),
+        train=TrainConfig(epochs=3, batch_size=4, lr=3e-3, device="cpu", precision="fp32", seed=7),
+        protocol=ProtocolConfig(name=protocol, **proto),
+    )
 
 
 def test_batched_executor_records_its_choice_and_groups(flow_store, tmp_path, capsys):
@@ -200,7 +227,9 @@ def test_batched_executor_records_its_choice_and_groups(flow_store, tmp_path, ca
     history = pd.read_csv(tmp_path / "run" / "folds" / "fold_01" / "history.csv")
     assert history["executor"].iloc[0] == "batched:01..04"
     assert json.loads((tmp_path / "run" / "config.json").read_text())["protocol"]["executor"] == "batched"
-    assert (tmp_path / "run" / "metrics.json").exists() and (tmp_path / "run" / "folds" / "fold_04" / "checkpoint.pt").exists()
+    assert (tmp_path / "run" / "metrics.json").exists() and (
+        tmp_path / "run" / "folds" / "fold_04" / "checkpoint.pt"
+    ).exists()
 
 
 def test_auto_picks_the_fused_batched_executor_for_ststnet_on_cpu_and_records_why(flow_store, tmp_path):
@@ -221,10 +250,13 @@ def test_auto_keeps_other_flow_models_sequential_on_cpu_and_records_why(flow_sto
 
 
 def test_auto_keeps_clip_models_sequential_on_cpu(flow_store, tmp_path):
-    config = RunConfig(model=ModelConfig(name="meranet_small", overrides=dict(frames=8, size=16, widths=(4, 8, 8),
-                                                                              reduction=2, dropout=0.0)),
-                       train=TrainConfig(epochs=1, batch_size=4, device="cpu", precision="fp32"),
-                       preprocess={"frames": 8, "size": 16, "color": "grey"})
+    config = RunConfig(
+        model=ModelConfig(
+            name="meranet_small", overrides=dict(frames=8, size=16, widths=(4, 8, 8), reduction=2, dropout=0.0)
+        ),
+        train=TrainConfig(epochs=1, batch_size=4, device="cpu", precision="fp32"),
+        preprocess={"frames": 8, "size": 16, "color": "grey"},
+    )
     run_protocol(config, flow_store, tmp_path / "run", folds=["01"], progress=False)
     record = json.loads((tmp_path / "run" / "executor.json").read_text())
     assert record["executor"] == "sequential" and "clip model on cpu" in record["reason"]
@@ -250,8 +282,9 @@ def test_batched_run_killed_after_a_group_resumes_to_the_uninterrupted_predictio
     monkeypatch.undo()
     assert sorted(p.parent.name for p in (tmp_path / "killed" / "folds").glob("*/done.json")) == ["fold_01", "fold_02"]
     resumed = run_protocol(config, flow_store, tmp_path / "killed", progress=False)
-    pd.testing.assert_frame_equal(resumed.sort_values("sample").reset_index(drop=True),
-                                  reference.sort_values("sample").reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        resumed.sort_values("sample").reset_index(drop=True), reference.sort_values("sample").reset_index(drop=True)
+    )
 
 
 def test_batched_runs_under_megc2019_and_lodo(flow_store, tmp_path):
@@ -332,8 +365,11 @@ def flow_toy(n: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("mechanism", ["wide", "fused"])
-@pytest.mark.parametrize("build", [dict(dropout=0.0), dict(dropout=0.0, batch_norm=False, padding=1)],
-                         ids=["authors_build_no_dropout", "kit_variant"])
+@pytest.mark.parametrize(
+    "build",
+    [dict(dropout=0.0), dict(dropout=0.0, batch_norm=False, padding=1)],
+    ids=["authors_build_no_dropout", "kit_variant"],
+)
 def test_wide_and_fused_steps_give_the_vmapped_stacks_weights_and_batchnorm_statistics(build, mechanism):
     x, y = flow_toy()
     subjects = np.repeat(np.arange(4), 10)
@@ -341,8 +377,16 @@ def test_wide_and_fused_steps_give_the_vmapped_stacks_weights_and_batchnorm_stat
     c = cfg(epochs=4, batch_size=16, lr=1e-3, grad_clip=0.0)
     runs = {}
     for name in ("vmap", mechanism):
-        trained = train_folds(ststnets(4, **build), c, seeds=list(range(4)), num_classes=3, shared=Items(x, y),
-                              members=members, group_seed=3, mechanism=name)
+        trained = train_folds(
+            ststnets(4, **build),
+            c,
+            seeds=list(range(4)),
+            num_classes=3,
+            shared=Items(x, y),
+            members=members,
+            group_seed=3,
+            mechanism=name,
+        )
         runs[name] = [m.state_dict() for m, _ in trained]
     for a, b in zip(runs["vmap"], runs[mechanism]):
         assert a.keys() == b.keys()
@@ -360,8 +404,16 @@ def test_wide_and_fused_steps_keep_held_out_pixels_out_of_their_own_fold_bit_for
     c = cfg(epochs=3, batch_size=10, grad_clip=0.0)
 
     def run(images: torch.Tensor) -> list[dict]:
-        trained = train_folds(ststnets(4), c, seeds=list(range(4)), num_classes=3, shared=Items(images, y),
-                              members=members, group_seed=3, mechanism=mechanism)  # BN and dropout 0.5 on
+        trained = train_folds(
+            ststnets(4),
+            c,
+            seeds=list(range(4)),
+            num_classes=3,
+            shared=Items(images, y),
+            members=members,
+            group_seed=3,
+            mechanism=mechanism,
+        )  # BN and dropout 0.5 on
         return [m.state_dict() for m, _ in trained]
 
     before = run(x)
@@ -377,8 +429,15 @@ def test_wide_mechanism_is_refused_for_a_model_it_cannot_write_as_one_network():
     x, y = toy_set()
     members = np.ones((2, len(x)), dtype=bool)
     with pytest.raises(StackError, match="TinyBNNet has no wide"):
-        train_folds([seeded(0), seeded(1)], cfg(epochs=1), seeds=[0, 1], num_classes=3, shared=Items(x, y),
-                    members=members, mechanism="wide")
+        train_folds(
+            [seeded(0), seeded(1)],
+            cfg(epochs=1),
+            seeds=[0, 1],
+            num_classes=3,
+            shared=Items(x, y),
+            members=members,
+            mechanism="wide",
+        )
 
 
 def test_cached_batches_follow_the_dataloaders_shuffle_exactly():
@@ -387,8 +446,9 @@ def test_cached_batches_follow_the_dataloaders_shuffle_exactly():
     from merkit.training.batched.stack import _shuffled_batches
 
     data = Items(*toy_set(23))
-    loaders = [DataLoader(data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(9))
-               for _ in range(2)]
+    loaders = [
+        DataLoader(data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(9)) for _ in range(2)
+    ]
     for _epoch in range(3):  # the generator's state carries over epochs in both
         by_loader = [xb for xb, _ in loaders[0]]
         by_index = [data.x[idx] for idx in _shuffled_batches(loaders[1])]
@@ -399,9 +459,10 @@ def test_cached_batches_follow_the_dataloaders_shuffle_exactly():
 
 def test_fused_step_falls_back_to_the_wide_step_when_a_batchnorm_scale_is_not_positive():
     """max-pool(BN(r)) = BN(max-pool(r)) only for a positive scale: a negative gamma must give the wide result."""
+    from torch.func import stack_module_state
+
     from merkit.training.batched.fused import fused_step_for
     from merkit.training.batched.wide import wide_step_for
-    from torch.func import stack_module_state
 
     models = ststnets(2, dropout=0.0)
     with torch.no_grad():
@@ -410,9 +471,14 @@ def test_fused_step_falls_back_to_the_wide_step_when_a_batchnorm_scale_is_not_po
     x, y = flow_toy(12)
     mask = torch.ones(2, 12, dtype=torch.bool)
     mask[0, :3] = False
-    opts = {"loss": "ce", "label_smoothing": 0.0, "focal_gamma": 2.0, "num_classes": 3,
-            "autocast": lambda: torch.autocast("cpu", enabled=False),
-            "autocast_dtype": None}
+    opts = {
+        "loss": "ce",
+        "label_smoothing": 0.0,
+        "focal_gamma": 2.0,
+        "num_classes": 3,
+        "autocast": lambda: torch.autocast("cpu", enabled=False),
+        "autocast_dtype": None,
+    }
     weight = torch.ones(2, 3)
     fused_losses, fused_logits, _ = fused_step_for(models[0], opts)(params, buffers, x, y, mask, weight)
     wide_losses, wide_logits, _ = wide_step_for(models[0], opts)(params, buffers, x, y, mask, weight)
@@ -460,9 +526,8 @@ def test_fused_dropout_keeps_each_element_with_its_probability_independently():
 def test_fused_step_without_a_patch_bank_trains_the_same_weights(monkeypatch):
     """A group too large for the cached patch rows computes them per batch from the images: same result."""
     import merkit.training.batched.fused
-
-    from merkit.training.batched.data import _cached, _TensorItems
     from merkit.data.torch_dataset import FlowDataset
+    from merkit.training.batched.data import _cached, _TensorItems
 
     x, y = flow_toy(24)
     data = FlowDataset((x.permute(0, 2, 3, 1).numpy(), y.numpy()), normalise="none")  # a kit dataset: cached
@@ -472,8 +537,16 @@ def test_fused_step_without_a_patch_bank_trains_the_same_weights(monkeypatch):
     c = cfg(epochs=2, batch_size=10, grad_clip=0.0)
 
     def run() -> list[dict]:
-        trained = train_folds(ststnets(4), c, seeds=list(range(4)), num_classes=3, shared=data,
-                              members=members, group_seed=3, mechanism="fused")
+        trained = train_folds(
+            ststnets(4),
+            c,
+            seeds=list(range(4)),
+            num_classes=3,
+            shared=data,
+            members=members,
+            group_seed=3,
+            mechanism="fused",
+        )
         return [m.state_dict() for m, _ in trained]
 
     banked = run()
@@ -491,8 +564,16 @@ def test_fused_step_in_bf16_keeps_held_out_pixels_out_and_stays_close_to_fp32():
 
     def run(images: torch.Tensor, precision: str) -> list:
         c = cfg(epochs=2, batch_size=10, grad_clip=0.0, precision=precision)
-        return train_folds(ststnets(4), c, seeds=list(range(4)), num_classes=3, shared=Items(images, y),
-                           members=members, group_seed=3, mechanism="fused")
+        return train_folds(
+            ststnets(4),
+            c,
+            seeds=list(range(4)),
+            num_classes=3,
+            shared=Items(images, y),
+            members=members,
+            group_seed=3,
+            mechanism="fused",
+        )
 
     before = [m.state_dict() for m, _ in run(x, "bf16")]
     changed = x.clone()
@@ -515,12 +596,19 @@ def test_fused_shared_sampling_gives_the_sequential_pooled_predictions_on_a_sepa
     folds = [(np.flatnonzero(subjects != s), np.flatnonzero(subjects == s)) for s in range(6)]
     seq_preds = []
     for s, (train, test) in enumerate(folds):
-        model, _ = train_fold(ststnets(s + 1)[s], Items(x[train], y[train]), c, seed=s, progress=False,
-                              num_classes=3)
+        model, _ = train_fold(ststnets(s + 1)[s], Items(x[train], y[train]), c, seed=s, progress=False, num_classes=3)
         seq_preds.append(predict(model, Items(x[test], y[test]))[1])
     members = np.stack([subjects != s for s in range(6)])
-    trained = train_folds(ststnets(6), c, seeds=list(range(6)), num_classes=3, shared=Items(x, y),
-                          members=members, group_seed=5, mechanism="fused")
+    trained = train_folds(
+        ststnets(6),
+        c,
+        seeds=list(range(6)),
+        num_classes=3,
+        shared=Items(x, y),
+        members=members,
+        group_seed=5,
+        mechanism="fused",
+    )
     bat_preds = [predict(model, Items(x[test], y[test]))[1] for (model, _), (_, test) in zip(trained, folds)]
     truth = np.concatenate([y[test].numpy() for _, test in folds])
     assert np.array_equal(np.concatenate(seq_preds), truth)

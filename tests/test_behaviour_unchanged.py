@@ -38,7 +38,11 @@ def assert_same_values(golden: object, now: object, where: str = "metrics") -> N
         for i, (a, b) in enumerate(zip(golden, now)):
             assert_same_values(a, b, f"{where}[{i}]")
     elif isinstance(golden, float):
-        assert isinstance(now, (int, float)) and math.isclose(golden, now, rel_tol=0, abs_tol=1e-9), (where, golden, now)
+        assert isinstance(now, (int, float)) and math.isclose(golden, now, rel_tol=0, abs_tol=1e-9), (
+            where,
+            golden,
+            now,
+        )
     else:
         assert golden == now, (where, golden, now)
 

@@ -1,4 +1,5 @@
-"""merkit.cache: one cache per user ($MERKIT_CACHE or runs/cache), shared by runs and `merkit prepare`, never in data_root."""
+"""merkit.cache: one cache per user ($MERKIT_CACHE or runs/cache), shared by runs and `merkit prepare`, never in
+data_root."""
 
 from __future__ import annotations
 
@@ -70,8 +71,9 @@ def test_read_only_cache_is_a_clear_error(monkeypatch: pytest.MonkeyPatch):
         locked.rmdir()
 
 
-def test_read_only_cache_exits_2_in_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
-                                            tmp_path: Path):
+def test_read_only_cache_exits_2_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+):
     monkeypatch.setenv("MERKIT_CACHE", str(tmp_path / "a_file"))
     (tmp_path / "a_file").write_text("not a folder")
     code = main(["prepare", "--data-root", str(tmp_path / "synthme")])
@@ -79,12 +81,16 @@ def test_read_only_cache_exits_2_in_one_line(monkeypatch: pytest.MonkeyPatch, ca
     assert code == 2 and "a_file" in err and "cannot be written" in err and "Traceback" not in err
 
 
-def test_prepare_with_a_read_only_data_root_writes_nothing_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture):
+def test_prepare_with_a_read_only_data_root_writes_nothing_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
     from merkit.data.synthetic import SynthMEConfig, generate_synthme
 
-    root = generate_synthme(tmp_path / "licensed_copy", SynthMEConfig(n_subjects=3, clips_per_subject=3, n_frames=8,
-                                                                      size=32), progress=False)
+    root = generate_synthme(
+        tmp_path / "licensed_copy",
+        SynthMEConfig(n_subjects=3, clips_per_subject=3, n_frames=8, size=32),
+        progress=False,
+    )
     before = _tree(root)
     for path in [root, *root.rglob("*")]:
         path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
@@ -100,8 +106,9 @@ def test_prepare_with_a_read_only_data_root_writes_nothing_there(tmp_path: Path,
     assert str(tmp_path / "cache") in out and [e.kind for e in list_cache(tmp_path / "cache")] == ["store"]
 
 
-def test_cache_list_shows_sizes_and_clear_empties_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture):
+def test_cache_list_shows_sizes_and_clear_empties_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
     monkeypatch.setenv("MERKIT_CACHE", str(tmp_path / "cache"))
     prepare_data(DataConfig(**TINY), PREPROCESS, progress=False)
     assert main(["cache", "list"]) == 0

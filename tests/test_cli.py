@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers_pipeline import COMMON, make_notebook, recorder_notebook
 
 from merkit.cli import EXIT_FAILED, EXIT_USAGE, build_parser, main
-from helpers_pipeline import COMMON, make_notebook, recorder_notebook
 
 COMMANDS = ("pipeline", "demo", "prepare", "predict", "composite", "models")
 
@@ -60,8 +60,17 @@ def notebook_dir(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_unknown_parameter_exits_2_with_one_line(tmp_path: Path, notebook_dir: Path):
     result = run_cli(
-        "pipeline", "--notebook-dir", str(notebook_dir), "--notebooks", "01_a", "02_b",
-        "--run-dir", str(tmp_path / "run"), "-p", "epoch", "3",
+        "pipeline",
+        "--notebook-dir",
+        str(notebook_dir),
+        "--notebooks",
+        "01_a",
+        "02_b",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "-p",
+        "epoch",
+        "3",
     )
     _assert_one_line_error(result, EXIT_USAGE, "unknown parameter epoch", "epochs", "model")
     assert not (tmp_path / "run" / "notebooks" / "01_a.ipynb").exists()
@@ -70,8 +79,16 @@ def test_unknown_parameter_exits_2_with_one_line(tmp_path: Path, notebook_dir: P
 @pytest.mark.slow
 def test_missing_data_root_exits_2(tmp_path: Path, notebook_dir: Path):
     result = run_cli(
-        "pipeline", "--notebook-dir", str(notebook_dir), "--notebooks", "01_a",
-        "--run-dir", str(tmp_path / "run"), "-p", "data_root", str(tmp_path / "nowhere"),
+        "pipeline",
+        "--notebook-dir",
+        str(notebook_dir),
+        "--notebooks",
+        "01_a",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "-p",
+        "data_root",
+        str(tmp_path / "nowhere"),
     )
     _assert_one_line_error(result, EXIT_USAGE, "data_root", "nowhere", "does not exist")
 
@@ -81,8 +98,20 @@ def test_params_file_and_override_run_and_print_index(tmp_path: Path, notebook_d
     params = tmp_path / "p.yaml"
     params.write_text("epochs: 5\nmodel: stcnn\n")
     result = run_cli(
-        "pipeline", "--notebook-dir", str(notebook_dir), "--notebooks", "01_a", "02_b", "-q",
-        "--run-dir", str(tmp_path / "run"), "--params", str(params), "-p", "epochs", "9",
+        "pipeline",
+        "--notebook-dir",
+        str(notebook_dir),
+        "--notebooks",
+        "01_a",
+        "02_b",
+        "-q",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--params",
+        str(params),
+        "-p",
+        "epochs",
+        "9",
     )
     assert result.returncode == 0, result.stderr
     assert '"epochs": 9' in (tmp_path / "run" / "01_a.json").read_text()
@@ -95,8 +124,15 @@ def test_params_file_and_override_run_and_print_index(tmp_path: Path, notebook_d
 def test_failing_notebook_exits_1_naming_notebook_and_cell(tmp_path: Path, notebook_dir: Path):
     make_notebook(notebook_dir / "02_b.ipynb", COMMON, "ok = True", "raise RuntimeError('no faces found')")
     result = run_cli(
-        "pipeline", "--notebook-dir", str(notebook_dir), "--notebooks", "01_a", "02_b", "-q",
-        "--run-dir", str(tmp_path / "run"),
+        "pipeline",
+        "--notebook-dir",
+        str(notebook_dir),
+        "--notebooks",
+        "01_a",
+        "02_b",
+        "-q",
+        "--run-dir",
+        str(tmp_path / "run"),
     )
     _assert_one_line_error(result, EXIT_FAILED, "02_b.ipynb", "cell 4", "RuntimeError", "no faces found")
     assert (tmp_path / "run" / "notebooks" / "01_a.ipynb").is_file()
@@ -120,15 +156,31 @@ def test_models_prints_the_registry(capsys):
 
 
 def test_prepare_generates_synthme_and_reports_store(tmp_path: Path, capsys):
-    code = main(["prepare", "--data-root", str(tmp_path / "synth"), "--subjects", "2", "--clips-per-subject", "3",
-                 "--frames", "4", "--size", "16", "-q"])
+    code = main(
+        [
+            "prepare",
+            "--data-root",
+            str(tmp_path / "synth"),
+            "--subjects",
+            "2",
+            "--clips-per-subject",
+            "3",
+            "--frames",
+            "4",
+            "--size",
+            "16",
+            "-q",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "6 clips, 2 subjects" in out and "SynthME generated" in out and "(6, 4, 16, 16, 1)" in out
 
 
 def test_prepare_missing_data_root_is_one_line(tmp_path: Path, capsys):
-    code = main(["prepare", "--dataset", "casme2", "--data-root", str(tmp_path / "CASME2"), "--protocol", "casme2_5class"])
+    code = main(
+        ["prepare", "--dataset", "casme2", "--data-root", str(tmp_path / "CASME2"), "--protocol", "casme2_5class"]
+    )
     assert code == EXIT_USAGE
     err = capsys.readouterr().err
     assert err.startswith("merkit: error:") and "CASME2" in err and len(err.strip().splitlines()) == 1
@@ -137,8 +189,24 @@ def test_prepare_missing_data_root_is_one_line(tmp_path: Path, capsys):
 def test_prepare_flow_stores_onset_apex_flow_images(tmp_path: Path, capsys):
     from merkit.data.store import ClipStore
 
-    code = main(["prepare", "--data-root", str(tmp_path / "synth"), "--subjects", "2", "--clips-per-subject", "2",
-                 "--frames", "4", "--size", "16", "--flow", "farneback", "-q"])
+    code = main(
+        [
+            "prepare",
+            "--data-root",
+            str(tmp_path / "synth"),
+            "--subjects",
+            "2",
+            "--clips-per-subject",
+            "2",
+            "--frames",
+            "4",
+            "--size",
+            "16",
+            "--flow",
+            "farneback",
+            "-q",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "flow (4, 28, 28, 3) (farneback)" in out

@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from helpers_sheets import (
     Row,
     casme2_2019_rows,
@@ -24,6 +23,7 @@ from helpers_sheets import (
     write_megc_tree,
     write_samm_tree,
 )
+
 from merkit.cli import EXIT_FAILED, main
 from merkit.data.datasets import (
     PROBLEM_COLUMNS,
@@ -45,9 +45,15 @@ def megc_root(tmp_path_factory) -> Path:
 def test_full_count_composite_is_442_clips_of_68_subjects_by_the_per_part_rule(megc_root):
     df = build_megc2019(megc_root)
     assert (len(df), len(set(zip(df["dataset"], df["subject"])))) == (442, 68)
-    per = {part: (len(g), g["subject"].nunique(), g["label"].value_counts().sort_index().tolist())
-           for part, g in df.groupby("dataset")}
-    assert per == {"casme2": (145, 24, [88, 32, 25]), "samm": (133, 28, [92, 26, 15]), "smic_hs": (164, 16, [70, 51, 43])}
+    per = {
+        part: (len(g), g["subject"].nunique(), g["label"].value_counts().sort_index().tolist())
+        for part, g in df.groupby("dataset")
+    }
+    assert per == {
+        "casme2": (145, 24, [88, 32, 25]),
+        "samm": (133, 28, [92, 26, 15]),
+        "smic_hs": (164, 16, [70, 51, 43]),
+    }
     casme, samm = df[df["dataset"] == "casme2"], df[df["dataset"] == "samm"]
     assert not {"fear", "sadness", "others"} & set(casme["emotion"])  # CASME II: negative = disgust + repression
     assert {"fear", "sadness", "contempt", "anger"} <= set(samm["emotion"])  # SAMM: they are negative
@@ -88,7 +94,9 @@ def test_the_2019_casme2_sheet_gives_a_count_error_naming_the_three_changed_clip
     for clip in changed:
         assert f"{clip} (sadness -> surprise: out -> surprise)" in text
     (root / "CASME2" / "CASME2-coding-20140508.xlsx").unlink()  # only the sheet the owners send today
-    with pytest.raises(ManifestError, match=r"(?s)read from CASME2-coding-20190701.xlsx.*subject 24.*expected 145 samples, built 148"):
+    with pytest.raises(
+        ManifestError, match=r"(?s)read from CASME2-coding-20190701.xlsx.*subject 24.*expected 145 samples, built 148"
+    ):
         build_megc2019(root)
 
 
@@ -114,8 +122,10 @@ def test_composite_write_and_check_find_a_planted_disagreement(megc_root, tmp_pa
     out = capsys.readouterr().out
     assert "440 clip(s) agree, 3 disagree" in out
     names = ["negative", "positive", "surprise"]
-    assert (f"casme2/{subject[3:]}/{video}: label differs (built {names[int(label)]}, ground truth "
-            f"{names[(int(label) + 1) % 3]})") in out
+    assert (
+        f"casme2/{subject[3:]}/{video}: label differs (built {names[int(label)]}, ground truth "
+        f"{names[(int(label) + 1) % 3]})"
+    ) in out
     assert f"/{dropped[2]}: only in built" in out
     assert "smic_hs/s01/s01_po_99: only in ground truth" in out
 
@@ -124,8 +134,12 @@ def test_ground_truth_reader_joins_both_smic_spellings(tmp_path):
     path = tmp_path / "gt.csv"
     path.write_bytes(b"smic,s1,s1_ne_01,0\r\nsmic,s01,s01_po_02,1\r\nsamm,6,006_1_2,2\r\ncasme2,sub01,EP02_01f,1\r\n")
     gt = read_megc_ground_truth(path)
-    assert gt[["subject", "sample"]].values.tolist() == [["s01", "s01_ne_01"], ["s01", "s01_po_02"],
-                                                         ["006", "006_1_2"], ["01", "EP02_01f"]]
+    assert gt[["subject", "sample"]].values.tolist() == [
+        ["s01", "s01_ne_01"],
+        ["s01", "s01_po_02"],
+        ["006", "006_1_2"],
+        ["01", "EP02_01f"],
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- SAMM errata
@@ -150,9 +164,9 @@ def test_samm_errata_in_both_circulating_variants(tmp_path, variant):
     with pytest.raises(ManifestError) as error:
         build_manifest("samm", root)
     text = str(error.value)
-    assert f"samm/028/028_4_1: SAMM_Micro_FACS_Codes_v2.xlsx row " in text
+    assert "samm/028/028_4_1: SAMM_Micro_FACS_Codes_v2.xlsx row " in text
     assert f"apex {(1143, 1113)[variant]} is a known fault (declared erratum -> 1105" in text
-    assert f"samm/032/032_3_1: " in text and f"apex {(1930, 4930)[variant]} is a known fault" in text
+    assert "samm/032/032_3_1: " in text and f"apex {(1930, 4930)[variant]} is a known fault" in text
     df = build_manifest("samm", root, on_problem="fix")
     apex = dict(zip(df["sample"], df["apex"]))
     assert (apex["028_4_1"], apex["032_3_1"], apex["032_3_2"]) == (1105, 4945, 5130)
@@ -188,16 +202,22 @@ def test_a_copy_that_is_already_corrected_is_left_alone(tmp_path):
 # ---------------------------------------------------------------------------------------------- CAS(ME)^3
 def _casme3a_root(tmp_path: Path, images: bool = False) -> Path:
     """Every cell text, as in the real file; three rows with the faults the v2 file has (kinds only)."""
-    rows = [Row("spNO.1", "a", "120", "125", "130", "happy", action_units="12", objective_class="II"),
-            Row("spNO.1", "a", "300", "302", "306", "disgust", action_units="4+L10", objective_class="I"),
-            Row("spNO.1", "b", "60", "64", "50", "Others", action_units="R14", objective_class="VII"),  # onset > offset
-            Row("spNO.2", "c", "40", "42", "0", "sad", action_units="1+4", objective_class="V"),  # offset 0
-            Row("spNO.2", "c", "10", "30", "20", "surprise", action_units="1+2", objective_class="VI"),  # apex outside
-            Row("spNO.2", "d", "5", "8", "12", "fear", action_units="4", objective_class="IV")]
+    rows = [
+        Row("spNO.1", "a", "120", "125", "130", "happy", action_units="12", objective_class="II"),
+        Row("spNO.1", "a", "300", "302", "306", "disgust", action_units="4+L10", objective_class="I"),
+        Row("spNO.1", "b", "60", "64", "50", "Others", action_units="R14", objective_class="VII"),  # onset > offset
+        Row("spNO.2", "c", "40", "42", "0", "sad", action_units="1+4", objective_class="V"),  # offset 0
+        Row("spNO.2", "c", "10", "30", "20", "surprise", action_units="1+2", objective_class="VI"),  # apex outside
+        Row("spNO.2", "d", "5", "8", "12", "fear", action_units="4", objective_class="IV"),
+    ]
     root = tmp_path / "casme3"
     write_casme3a_sheet(root / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", rows)
-    for subject, recording, frames in (("spNO.1", "a", range(100, 320)), ("spNO.1", "b", range(40, 80)),
-                                       ("spNO.2", "c", range(0, 50)), ("spNO.2", "d", range(0, 20))):
+    for subject, recording, frames in (
+        ("spNO.1", "a", range(100, 320)),
+        ("spNO.1", "b", range(40, 80)),
+        ("spNO.2", "c", range(0, 50)),
+        ("spNO.2", "d", range(0, 20)),
+    ):
         make_frames(root / "part_A" / subject / recording / "color", frames, "{n}.jpg", images=images, size=16)
     return root
 
@@ -286,18 +306,41 @@ def test_on_problem_reaches_prepare_data_and_data_problems_csv_is_written(tmp_pa
     assert prepared.problems_file == tmp_path / "run" / "data_problems.csv"
     with prepared.problems_file.open(newline="") as stream:
         rows = list(csv.DictReader(stream))
-    assert sorted({r["sample"] for r in rows}) == ["b_60", "c_10", "c_40"] and {r["action"] for r in rows} == {"fixed (rule)"}
+    assert sorted({r["sample"] for r in rows}) == ["b_60", "c_10", "c_40"] and {r["action"] for r in rows} == {
+        "fixed (rule)"
+    }
     with pytest.raises(ManifestError, match="offset is 0"):
-        prepare_data(DataConfig(dataset="casme3a", data_root=str(root), label_map=""), None, cache_dir=tmp_path / "cache")
+        prepare_data(
+            DataConfig(dataset="casme3a", data_root=str(root), label_map=""), None, cache_dir=tmp_path / "cache"
+        )
     with pytest.raises(ConfigError, match="on_problem must be one of"):
         DataConfig(on_problem="skip")
 
 
 def test_merkit_prepare_on_problem_fix_prints_and_writes_what_it_fixed(tmp_path, capsys):
     root = _casme3a_root(tmp_path, images=True)
-    code = main(["prepare", "--dataset", "casme3a", "--data-root", str(root), "--protocol", "casme3a_7class",
-                 "--frames", "4", "--size", "8", "--crop", "center", "--on-problem", "fix", "--run-dir", str(tmp_path / "run"),
-                 "-q"])
+    code = main(
+        [
+            "prepare",
+            "--dataset",
+            "casme3a",
+            "--data-root",
+            str(root),
+            "--protocol",
+            "casme3a_7class",
+            "--frames",
+            "4",
+            "--size",
+            "8",
+            "--crop",
+            "center",
+            "--on-problem",
+            "fix",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "-q",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "dataset: casme3a (6 clips" in out
     assert "fixed (rule)  casme3a/spNO.2/c_40:" in out and (tmp_path / "run" / "data_problems.csv").is_file()

@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from merkit.evaluation import splits as protocols
 from merkit.config import (
     PROTOCOL_NAMES,
     ConfigError,
@@ -17,13 +16,18 @@ from merkit.config import (
     load_config,
     resumable_keys,
 )
+from merkit.evaluation import splits as protocols
 from merkit.models import list_models
 from merkit.training.runs import DEFAULT_RESUMABLE_KEYS, RunConfigMismatch, RunDir
 
 
 def test_round_trip_through_json():
-    cfg = RunConfig(model=ModelConfig("meranet_small", {"width": 8}), train=TrainConfig(epochs=2, lr=3e-4),
-                    protocol=ProtocolConfig("group_kfold", k=3), preprocess={"size": 32, "frames": 8})
+    cfg = RunConfig(
+        model=ModelConfig("meranet_small", {"width": 8}),
+        train=TrainConfig(epochs=2, lr=3e-4),
+        protocol=ProtocolConfig("group_kfold", k=3),
+        preprocess={"size": 32, "frames": 8},
+    )
     back = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert back == cfg
     assert back.to_dict()["train"]["epochs"] == 2
@@ -45,22 +49,25 @@ def test_unknown_keys_are_all_listed_with_suggestions():
     assert "'model.nme'" in message
 
 
-@pytest.mark.parametrize("section, kwargs, fragment", [
-    (TrainConfig, {"optimizer": "adam"}, "optimizer must be one of ['adamw', 'sgd']"),
-    (TrainConfig, {"schedule": "linear"}, "schedule must be one of"),
-    (TrainConfig, {"loss": "mse"}, "loss must be one of"),
-    (TrainConfig, {"precision": "fp16"}, "precision must be one of"),
-    (TrainConfig, {"epochs": 0}, "epochs must be >= 1"),
-    (TrainConfig, {"epochs": 2.5}, "epochs must be int"),
-    (TrainConfig, {"lr": "0.1"}, "lr must be float"),
-    (TrainConfig, {"class_weighted": 1}, "class_weighted must be bool"),
-    (TrainConfig, {"val_fraction": 1.0}, "val_fraction must be in [0, 1)"),
-    (TrainConfig, {"select_best": True}, "select_best needs an inner validation split"),
-    (ProtocolConfig, {"name": "loocv"}, "name must be one of"),
-    (ProtocolConfig, {"executor": "slurm"}, "executor must be one of"),
-    (ProtocolConfig, {"k": 1}, "k must be >= 2"),
-    (DataConfig, {"synthme_size": 0}, "synthme_size must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "section, kwargs, fragment",
+    [
+        (TrainConfig, {"optimizer": "adam"}, "optimizer must be one of ['adamw', 'sgd']"),
+        (TrainConfig, {"schedule": "linear"}, "schedule must be one of"),
+        (TrainConfig, {"loss": "mse"}, "loss must be one of"),
+        (TrainConfig, {"precision": "fp16"}, "precision must be one of"),
+        (TrainConfig, {"epochs": 0}, "epochs must be >= 1"),
+        (TrainConfig, {"epochs": 2.5}, "epochs must be int"),
+        (TrainConfig, {"lr": "0.1"}, "lr must be float"),
+        (TrainConfig, {"class_weighted": 1}, "class_weighted must be bool"),
+        (TrainConfig, {"val_fraction": 1.0}, "val_fraction must be in [0, 1)"),
+        (TrainConfig, {"select_best": True}, "select_best needs an inner validation split"),
+        (ProtocolConfig, {"name": "loocv"}, "name must be one of"),
+        (ProtocolConfig, {"executor": "slurm"}, "executor must be one of"),
+        (ProtocolConfig, {"k": 1}, "k must be >= 2"),
+        (DataConfig, {"synthme_size": 0}, "synthme_size must be >= 1"),
+    ],
+)
 def test_bad_values_raise_naming_the_field(section, kwargs, fragment):
     with pytest.raises(ConfigError, match=section.__name__) as err:
         section(**kwargs)
@@ -94,9 +101,17 @@ def test_default_model_exists_in_registry():
 
 
 def test_resumable_keys_match_the_run_directory_default():
-    assert resumable_keys() == DEFAULT_RESUMABLE_KEYS == {
-        "protocol.executor", "protocol.workers", "protocol.ray_address", "protocol.fold_batch",
-        "protocol.memory_budget_mb"}
+    assert (
+        resumable_keys()
+        == DEFAULT_RESUMABLE_KEYS
+        == {
+            "protocol.executor",
+            "protocol.workers",
+            "protocol.ray_address",
+            "protocol.fold_batch",
+            "protocol.memory_budget_mb",
+        }
+    )
 
 
 def test_config_hash_ignores_scheduling_but_not_results():
@@ -105,8 +120,14 @@ def test_config_hash_ignores_scheduling_but_not_results():
     assert len(base.config_hash()) == 16
     parallel = base.with_updates({"protocol.executor": "ray", "protocol.workers": 8})
     assert parallel.config_hash() == base.config_hash()
-    for change in ({"train.seed": 1}, {"train.lr": 2e-3}, {"model.name": "stcnn"},
-                   {"preprocess.size": 64}, {"model.overrides.width": 8}, {"data.dataset": "casme2"}):
+    for change in (
+        {"train.seed": 1},
+        {"train.lr": 2e-3},
+        {"model.name": "stcnn"},
+        {"preprocess.size": 64},
+        {"model.overrides.width": 8},
+        {"data.dataset": "casme2"},
+    ):
         assert base.with_updates(change).config_hash() != base.config_hash(), change
 
 
@@ -176,16 +197,19 @@ def test_augmentation_is_filled_to_every_field_and_round_trips():
     assert cfg.config_hash() != RunConfig().config_hash()  # the augmentation changes results, so the hash
 
 
-@pytest.mark.parametrize("augmentation, fragment", [
-    ({"flp": 0.5}, "'flp' (did you mean 'flip'?)"),
-    ({"flip": 1.5}, "flip must be a probability"),
-    ({"crop_scale": [0.9]}, "crop_scale must be two numbers"),
-    ({"crop_scale": [1.0, 0.9]}, "low <= high"),
-    ({"temporal_shift": -1}, "temporal_shift must be >= 0"),
-    ({"temporal_shift": 0.5}, "temporal_shift must be an int"),
-    ({"contrast": 1.0}, "contrast must be in [0, 1)"),
-    ({"brightness": "a"}, "brightness must be a number"),
-])
+@pytest.mark.parametrize(
+    "augmentation, fragment",
+    [
+        ({"flp": 0.5}, "'flp' (did you mean 'flip'?)"),
+        ({"flip": 1.5}, "flip must be a probability"),
+        ({"crop_scale": [0.9]}, "crop_scale must be two numbers"),
+        ({"crop_scale": [1.0, 0.9]}, "low <= high"),
+        ({"temporal_shift": -1}, "temporal_shift must be >= 0"),
+        ({"temporal_shift": 0.5}, "temporal_shift must be an int"),
+        ({"contrast": 1.0}, "contrast must be in [0, 1)"),
+        ({"brightness": "a"}, "brightness must be a number"),
+    ],
+)
 def test_bad_augmentation_is_refused_naming_the_field(augmentation, fragment):
     with pytest.raises(ConfigError, match="augmentation") as err:
         TrainConfig(augmentation=augmentation)
@@ -209,14 +233,29 @@ def test_augmentation_fields_can_be_updated_with_dotted_keys():
 def test_from_params_builds_every_section_from_flat_names():
     from merkit.config import run_parameters
 
-    params = dict(dataset="synthme", synthme_n_subjects=3, frames=8, size=32, temporal="onset_apex",
-                  model="meranet_small", attention="channel", epochs=2, lr=0.01, seed=5, precision="fp32",
-                  evaluation="group_kfold", k=3, executor="sequential")
+    params = dict(
+        dataset="synthme",
+        synthme_n_subjects=3,
+        frames=8,
+        size=32,
+        temporal="onset_apex",
+        model="meranet_small",
+        attention="channel",
+        epochs=2,
+        lr=0.01,
+        seed=5,
+        precision="fp32",
+        evaluation="group_kfold",
+        k=3,
+        executor="sequential",
+    )
     config = RunConfig.from_params(**params)
     assert config.data.synthme_n_subjects == 3
     assert config.preprocess["frames"] == 8 and config.preprocess["temporal"] == "onset_apex"
     assert config.preprocess_config().size == 32
-    assert config.model == ModelConfig(name="meranet_small", overrides={"frames": 8, "size": 32, "attention": "channel"})
+    assert config.model == ModelConfig(
+        name="meranet_small", overrides={"frames": 8, "size": 32, "attention": "channel"}
+    )
     assert (config.train.epochs, config.train.lr, config.train.seed) == (2, 0.01, 5)
     assert (config.protocol.name, config.protocol.k, config.protocol.executor) == ("group_kfold", 3, "sequential")
     namespace = {**params, "run_dir": "x", "cache_dir": "", "n_boot": 10, "In": []}  # a notebook's globals()

@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from helpers_preprocess import block_frame, textured_frames, write_block_cascade
+
 from merkit.data.manifest import make_manifest
 from merkit.data.preprocess import PreprocessConfig, PreprocessError, preprocess_clip_detailed, resolve_crop
 from merkit.data.store import ClipStore, StoreBuildError, build_store, store_key
@@ -28,8 +28,19 @@ def _write_clip(folder: Path, frames: np.ndarray, first: int) -> None:
 
 
 def _row(subject: str, sample: str, **extra) -> dict:
-    return dict(dataset="toy", subject=subject, sample=sample, path=f"sub{subject}/{sample}", onset=1, apex=3,
-                offset=5, fps=200.0, emotion="surprise", label=2, **extra)
+    return dict(
+        dataset="toy",
+        subject=subject,
+        sample=sample,
+        path=f"sub{subject}/{sample}",
+        onset=1,
+        apex=3,
+        offset=5,
+        fps=200.0,
+        emotion="surprise",
+        label=2,
+        **extra,
+    )
 
 
 @pytest.fixture()
@@ -110,7 +121,9 @@ def test_forcing_dataset_on_raw_frames_warns_naming_the_dataset(tree, tmp_path):
     root, cascade = tree
     manifest = _manifest([_row("02", "EP01_01", cropped=False)])
     with pytest.warns(UserWarning, match=r"crop='dataset' on 1 clip.*raw.*dataset toy"):
-        store = build_store(manifest, root, PreprocessConfig(frames=5, size=16, crop="dataset"), tmp_path / "cache", progress=False)
+        store = build_store(
+            manifest, root, PreprocessConfig(frames=5, size=16, crop="dataset"), tmp_path / "cache", progress=False
+        )
     assert store.index["crop_method"].tolist() == ["dataset"] and store.index["crop_w"][0] == 160
 
 
@@ -125,11 +138,20 @@ def test_explicit_crops_keep_working_and_say_so():
     frames = np.stack([block_frame(60, 80, 10, 20) for _ in range(3)])
     numbers = np.arange(3)
     for crop, expected in (("dataset", (0, 0, 80, 60)), ("none", (0, 0, 80, 60)), ("center", (10, 0, 60, 60))):
-        result = preprocess_clip_detailed(frames, numbers, 0, 1, 2, PreprocessConfig(frames=3, size=8, crop=crop), cropped=False)
+        result = preprocess_clip_detailed(
+            frames, numbers, 0, 1, 2, PreprocessConfig(frames=3, size=8, crop=crop), cropped=False
+        )
         assert result.crop_method == crop and (result.box.x, result.box.y, result.box.w, result.box.h) == expected
     with pytest.raises(PreprocessError, match="EP09_05.*crop='auto' on raw frames"):
-        preprocess_clip_detailed(np.full((3, 60, 80, 3), 128, np.uint8), numbers, 0, 1, 2,
-                                 PreprocessConfig(frames=3, size=8, haar_cascade=""), sample="EP09_05")
+        preprocess_clip_detailed(
+            np.full((3, 60, 80, 3), 128, np.uint8),
+            numbers,
+            0,
+            1,
+            2,
+            PreprocessConfig(frames=3, size=8, haar_cascade=""),
+            sample="EP09_05",
+        )
 
 
 def test_crop_box_figure_draws_the_recorded_box_with_labels_and_legend(tree, tmp_path):
@@ -137,7 +159,13 @@ def test_crop_box_figure_draws_the_recorded_box_with_labels_and_legend(tree, tmp
 
     root, cascade = tree
     manifest = _manifest([_row("02", "EP01_01", cropped=False)])
-    store = build_store(manifest, root, PreprocessConfig(frames=5, size=16, haar_cascade=str(cascade)), tmp_path / "cache", progress=False)
+    store = build_store(
+        manifest,
+        root,
+        PreprocessConfig(frames=5, size=16, haar_cascade=str(cascade)),
+        tmp_path / "cache",
+        progress=False,
+    )
     row = store.index.iloc[0]
     box = tuple(int(row[c]) for c in ("crop_x", "crop_y", "crop_w", "crop_h"))
     frame = block_frame(120, 160, 30, 70)
@@ -186,9 +214,19 @@ def test_auto_boxes_every_raw_casme2_clip_on_its_true_face(casme2_raw, tmp_path)
         # The held box is the detected face grown by crop_margin (0.1 a side): it holds the true face and is
         # not much larger (the face, not the whole frame squashed).
         inside = _iou(box, true_box) * (box[2] * box[3] + true_box[2] * true_box[3]) / (1 + _iou(box, true_box))
-        assert inside / (true_box[2] * true_box[3]) >= 0.9 and box[2] <= 1.6 * true_box[2], (row["sample"], box, true_box)
+        assert inside / (true_box[2] * true_box[3]) >= 0.9 and box[2] <= 1.6 * true_box[2], (
+            row["sample"],
+            box,
+            true_box,
+        )
     with pytest.warns(UserWarning, match="dataset casme2"):
-        build_store(manifest, casme2_raw, PreprocessConfig(frames=4, size=16, crop="dataset"), tmp_path / "cache", progress=False)
+        build_store(
+            manifest,
+            casme2_raw,
+            PreprocessConfig(frames=4, size=16, crop="dataset"),
+            tmp_path / "cache",
+            progress=False,
+        )
 
 
 @pytest.mark.slow
@@ -197,9 +235,21 @@ def test_01_data_and_04_explain_run_on_a_raw_casme2_release(casme2_raw, tmp_path
 
     from merkit.pipeline.run import run_pipeline
 
-    params = {"data_root": str(casme2_raw), "dataset": "casme2", "label_map": "casme2_5class", "frames": 8, "size": 32,
-              "epochs": 1, "batch_size": 4, "k": 3, "n_explain": 2, "ig_steps": 4, "viewer_clips": 2,
-              "methods": "ig,gradcam,attention", "device": "cpu"}
+    params = {
+        "data_root": str(casme2_raw),
+        "dataset": "casme2",
+        "label_map": "casme2_5class",
+        "frames": 8,
+        "size": 32,
+        "epochs": 1,
+        "batch_size": 4,
+        "k": 3,
+        "n_explain": 2,
+        "ig_steps": 4,
+        "viewer_clips": 2,
+        "methods": "ig,gradcam,attention",
+        "device": "cpu",
+    }
     run_dir = tmp_path / "run"
     result = run_pipeline(run_dir, params, ["01_data", "04_explain"], cell_timeout=240, progress=False)
     assert [r.status for r in result.notebooks] == ["executed", "executed"]

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers_sheets import (
     Row,
     copy_rows,
@@ -24,6 +23,7 @@ from helpers_sheets import (
     write_samm_tree,
     write_smic_tree,
 )
+
 from merkit.data.datasets import (
     BUILDERS,
     build_manifest,
@@ -37,8 +37,8 @@ from merkit.data.datasets import (
     read_megc_ground_truth,
     write_megc_ground_truth,
 )
-from merkit.data.io import ClipReadError, frame_number, read_sample
 from merkit.data.datasets.spec import LabelMap, Protocol
+from merkit.data.io import ClipReadError, frame_number, read_sample
 from merkit.data.manifest import MANIFEST_COLUMNS, ManifestError, manifest_hash, validate_manifest
 
 
@@ -55,10 +55,22 @@ def _casme2_small() -> list[Row]:
 @pytest.fixture
 def small(tmp_path, monkeypatch):
     """Dataset files without the real expected counts, for the small fixtures."""
-    use_manifests(tmp_path, monkeypatch, casme2={"expected": None}, samm={"expected": None},
-                  smic_hs={"expected": None, "label_maps": {"smic_3class": {
-                      "classes": ["negative", "positive", "surprise"],
-                      "map": {"negative": "negative", "positive": "positive", "surprise": "surprise"}, "drop": []}}})
+    use_manifests(
+        tmp_path,
+        monkeypatch,
+        casme2={"expected": None},
+        samm={"expected": None},
+        smic_hs={
+            "expected": None,
+            "label_maps": {
+                "smic_3class": {
+                    "classes": ["negative", "positive", "surprise"],
+                    "map": {"negative": "negative", "positive": "positive", "surprise": "surprise"},
+                    "drop": [],
+                }
+            },
+        },
+    )
     return tmp_path
 
 
@@ -96,8 +108,11 @@ def test_unknown_dataset_and_protocol_are_clear_errors(tmp_path):
 
 
 def test_a_protocol_that_forgets_an_emotion_is_rejected(tmp_path, monkeypatch):
-    use_manifests(tmp_path, monkeypatch, casme2={"label_maps": {"p": {"classes": ["happiness"],
-                                                                     "map": {"happiness": "happiness"}}}})
+    use_manifests(
+        tmp_path,
+        monkeypatch,
+        casme2={"label_maps": {"p": {"classes": ["happiness"], "map": {"happiness": "happiness"}}}},
+    )
     with pytest.raises(ManifestError, match="neither mapped nor dropped"):
         load_spec("casme2")
 
@@ -113,8 +128,12 @@ def test_the_builder_kind_is_declared_in_each_dataset_file():
 def test_dataset_files_with_the_former_per_dataset_builder_names_still_build(tmp_path, monkeypatch):
     # A $MERKIT_MANIFESTS folder written before the kinds: builder: casme2 / smic_e, no sample_spelling.
     old_smic_e = {k: v for k, v in load_spec("smic_e").raw.items() if k != "sample_spelling"}
-    use_manifests(tmp_path, monkeypatch, casme2={"expected": None, "builder": "casme2"},
-                  smic_e={**old_smic_e, "builder": "smic_e"})
+    use_manifests(
+        tmp_path,
+        monkeypatch,
+        casme2={"expected": None, "builder": "casme2"},
+        smic_e={**old_smic_e, "builder": "smic_e"},
+    )
     assert load_spec("casme2").builder == "sheet"
     assert load_spec("smic_e").builder == "sheet" and load_spec("smic_e").raw["sample_spelling"] == "megc2019"
     root = write_casme2_tree(tmp_path / "CASME2", _casme2_small())
@@ -171,7 +190,9 @@ def _with_old_keys(folder: Path, dataset: str) -> Path:
     file = folder / f"{dataset}.yaml"
     text = file.read_text()
     assert "\nlabel_maps:" in text
-    file.write_text(text.replace("\nlabel_maps:", "\nprotocols:").replace("\ndefault_label_map:", "\ndefault_protocol:"))
+    file.write_text(
+        text.replace("\nlabel_maps:", "\nprotocols:").replace("\ndefault_label_map:", "\ndefault_protocol:")
+    )
     _touch_later(file)
     return file
 
@@ -337,8 +358,9 @@ def test_smic_hs_is_built_from_its_folders_with_an_estimated_apex(tmp_path):
 def test_smic_hs_spellings_s1_and_s01_give_the_same_canonical_ids(small):
     rows = full_smic_rows()[:12]
     short = build_manifest("smic_hs", write_smic_tree(small / "short", rows))
-    padded = build_manifest("smic_hs", write_smic_tree(small / "padded", rows, subject_folder="s{n:02d}",
-                                                       clip_folder="s{n:02d}_{rest}"))
+    padded = build_manifest(
+        "smic_hs", write_smic_tree(small / "padded", rows, subject_folder="s{n:02d}", clip_folder="s{n:02d}_{rest}")
+    )
     key = ["subject", "sample", "emotion", "onset", "offset"]
     assert short[key].values.tolist() == padded[key].values.tolist()
     assert padded["path"][0].startswith("HS/s01/micro/") and short["path"][0].startswith("HS/s1/micro/")
@@ -356,7 +378,9 @@ def test_smic_hs_unknown_class_folder_is_an_error_naming_the_folder(small):
     rows = full_smic_rows()[:4]
     root = write_smic_tree(small / "SMIC", rows)
     make_frames(root / "HS" / "s1" / "micro" / "Happy" / "s1_ha_01", range(5, 8), "image{n}.bmp")
-    with pytest.raises(ManifestError, match=r"smic_hs/s01/s01_ha_01: class folder .*s1/micro/Happy has an unknown name 'Happy'"):
+    with pytest.raises(
+        ManifestError, match=r"smic_hs/s01/s01_ha_01: class folder .*s1/micro/Happy has an unknown name 'Happy'"
+    ):
         build_manifest("smic_hs", root)
     dropped = build_manifest("smic_hs", root, on_problem="drop")
     assert len(dropped) == 4 and "s01_ha_01" in set(problems_table(dropped)["sample"])
@@ -368,16 +392,22 @@ def test_smic_hs_never_reads_the_smic_e_sheet_which_is_its_own_dataset(small):
     with pytest.raises(ManifestError, match="SMIC-HS has no annotation sheet.*smic_e"):
         build_manifest("smic_hs", root, annotation="SMIC-HS-E_annotation.xlsx")
     for r in rows:  # SMIC-E clips (assumed layout <subject>/<clip>/)
-        make_frames(root / "HS_long" / f"s{int(r.subject_cell.strip('s')):02d}" / r.sample, range(r.onset, r.offset + 1), "image{n}.bmp")
+        make_frames(
+            root / "HS_long" / f"s{int(r.subject_cell.strip('s')):02d}" / r.sample,
+            range(r.onset, r.offset + 1),
+            "image{n}.bmp",
+        )
     extended = build_manifest("smic_e", root, "smic_e_3class")
     assert len(extended) == 6 and extended["apex"].isna().all() and extended["sample"][0].startswith("s01_")
 
 
 # ---------------------------------------------------------------------------------------------- CAS(ME)^3 A
 def test_casme3a_samples_share_a_recording_folder(tmp_path):
-    rows = [Row("spNO.1", "a", 120, 125, 130, "happy", action_units="12"),
-            Row("spNO.1", "a", 300, 302, 306, "disgust", action_units="4+L10"),
-            Row("spNO.2", "c", 40, 41, 44, "others", action_units="R14")]
+    rows = [
+        Row("spNO.1", "a", 120, 125, 130, "happy", action_units="12"),
+        Row("spNO.1", "a", 300, 302, 306, "disgust", action_units="4+L10"),
+        Row("spNO.2", "c", 40, 41, 44, "others", action_units="R14"),
+    ]
     root = tmp_path / "casme3"
     write_casme3a_sheet(root / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", rows)
     make_frames(root / "part_A" / "spNO.1" / "a" / "color", range(100, 320), "{n}.jpg")
@@ -392,8 +422,9 @@ def test_casme3a_samples_share_a_recording_folder(tmp_path):
 def test_synthme_builds_through_the_casme2_path_with_videos(tmp_path):
     from merkit.data.synthetic import SynthMEConfig, generate_synthme, render_clip
 
-    config = SynthMEConfig(n_subjects=3, clips_per_subject=3, n_frames=8, size=32, video_subjects=(3,),
-                           frame_format="png")
+    config = SynthMEConfig(
+        n_subjects=3, clips_per_subject=3, n_frames=8, size=32, video_subjects=(3,), frame_format="png"
+    )
     generate_synthme(tmp_path, config)
     df = build_manifest("synthme", tmp_path, "synthme_3class")
     assert len(df) == 9 and df.attrs["classes"] == ["negative", "positive", "surprise"]
@@ -419,11 +450,24 @@ def test_megc2019_composite_rule_and_counts(megc_root):
     assert df.attrs["dataset"] == "megc2019" and df.attrs["classes"] == ["negative", "positive", "surprise"]
     assert len(df) == 442 and len(set(zip(df["dataset"], df["subject"]))) == 68
     per = df.groupby("dataset").agg(n=("sample", "size"), subjects=("subject", "nunique"))
-    assert per.to_dict("index") == {"casme2": {"n": 145, "subjects": 24}, "samm": {"n": 133, "subjects": 28},
-                                    "smic_hs": {"n": 164, "subjects": 16}}
+    assert per.to_dict("index") == {
+        "casme2": {"n": 145, "subjects": 24},
+        "samm": {"n": 133, "subjects": 28},
+        "smic_hs": {"n": 164, "subjects": 16},
+    }
     assert df["label"].value_counts().sort_index().tolist() == [250, 109, 83]
-    rule = {"repression": 0, "anger": 0, "contempt": 0, "disgust": 0, "fear": 0, "sadness": 0, "negative": 0,
-            "happiness": 1, "positive": 1, "surprise": 2}
+    rule = {
+        "repression": 0,
+        "anger": 0,
+        "contempt": 0,
+        "disgust": 0,
+        "fear": 0,
+        "sadness": 0,
+        "negative": 0,
+        "happiness": 1,
+        "positive": 1,
+        "surprise": 2,
+    }
     assert df["label"].tolist() == [rule[e] for e in df["emotion"]]
     assert not ({"others", "other"} & set(df["emotion"]))
     casme = df[df["dataset"] == "casme2"]
@@ -455,10 +499,14 @@ def test_megc_ground_truth_round_trip(megc_root, tmp_path):
     lines = raw.split(b"\r\n")
     assert lines[-1] == b"" and len(lines) == 443 and b"\n" not in raw.replace(b"\r\n", b"")
     assert lines[0].decode().split(",")[0] == "casme2" and lines[0].decode().split(",")[1].startswith("sub")
-    assert any(line.startswith(b"smic,s01,s01_") for line in lines) and any(line.startswith(b"samm,6,006_") for line in lines)
+    assert any(line.startswith(b"smic,s01,s01_") for line in lines) and any(
+        line.startswith(b"samm,6,006_") for line in lines
+    )
     back = read_megc_ground_truth(path)
-    assert back[["dataset", "subject", "sample", "label"]].values.tolist() == \
-        df[["dataset", "subject", "sample", "label"]].astype(object).values.tolist()
+    assert (
+        back[["dataset", "subject", "sample", "label"]].values.tolist()
+        == df[["dataset", "subject", "sample", "label"]].astype(object).values.tolist()
+    )
 
 
 def test_megc_ground_truth_errors_name_the_line(tmp_path):
@@ -496,5 +544,7 @@ def test_a_sheet_with_only_its_header_gives_an_empty_manifest_and_a_count_proble
     write_casme2_sheet(root / "CASME2-coding-20140508.xlsx", [])
     df = build_manifest("casme2", root, "casme2_5class", strict=False)
     assert len(df) == 0 and list(df.columns) == list(MANIFEST_COLUMNS)
-    assert [p.message for p in df.attrs["problems"]] == ["the full dataset: expected 255 samples, built 0",
-                                                          "the full dataset: expected 26 subjects, built 0"]
+    assert [p.message for p in df.attrs["problems"]] == [
+        "the full dataset: expected 255 samples, built 0",
+        "the full dataset: expected 26 subjects, built 0",
+    ]

@@ -88,8 +88,18 @@ def test_cli_reports_a_kit_error_in_one_line_without_traceback(tmp_path, capsys)
     (folder / "listing.csv").write_text("subject,filename,label\n01,x,0\n02,y,1\n")
     for name in ("01_x.png", "02_y.png"):
         (folder / name).write_text("not a png")
-    code = main(["prepare", "--flow-folder", str(folder), "--listing", str(folder / "listing.csv"),
-                 "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    code = main(
+        [
+            "prepare",
+            "--flow-folder",
+            str(folder),
+            "--listing",
+            str(folder / "listing.csv"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == EXIT_USAGE
     assert err.startswith("merkit: error: ") and "01_x.png" in err and "not a readable image" in err
@@ -100,8 +110,20 @@ def test_cli_reports_a_bad_setting_in_one_line(tmp_path, capsys) -> None:
     """A preprocessing setting the kit refuses (a traceback before the settings' errors had the root)."""
     from merkit.cli import EXIT_USAGE, main
 
-    code = main(["prepare", "--dataset", "synthme", "--data-root", str(tmp_path / "data"), "--frames", "0",
-                 "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    code = main(
+        [
+            "prepare",
+            "--dataset",
+            "synthme",
+            "--data-root",
+            str(tmp_path / "data"),
+            "--frames",
+            "0",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == EXIT_USAGE
     assert err.startswith("merkit: error: ") and "PreprocessConfig.frames=0" in err

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from merkit import explain
 from helpers_explain import LinearConvModel, ToyAttentionModel, toy_clips, window_sum
 
+from merkit import explain
 
 # ---------------------------------------------------------------- Integrated Gradients
 
@@ -79,7 +78,6 @@ def test_attribute_restores_training_mode_and_rejects_bad_input():
         explain.attribute(model, toy_clips(channels=3), "ig", baseline="mean")
 
 
-
 def test_options_of_other_methods_are_ignored_and_a_typo_is_refused():
     model = LinearConvModel()
     x = toy_clips(channels=3)
@@ -97,8 +95,13 @@ def test_a_method_added_to_the_table_is_dispatched_and_lifted_for_flow_images():
     from captum.attr import Saliency
 
     def saliency(lifted: explain.LiftedBatch, *, absolute: bool = True) -> explain.MethodPlan:
-        return explain.MethodPlan(Saliency(lifted.forward), {"abs": absolute}, {"absolute": absolute}, not absolute,
-                                  lambda raw: raw.float().sum(dim=1))  # (b, c, t, h, w) -> (b, t, h, w)
+        return explain.MethodPlan(
+            Saliency(lifted.forward),
+            {"abs": absolute},
+            {"absolute": absolute},
+            not absolute,
+            lambda raw: raw.float().sum(dim=1),
+        )  # (b, c, t, h, w) -> (b, t, h, w)
 
     explain.CAPTUM_METHODS["saliency"] = saliency
     try:
@@ -108,10 +111,13 @@ def test_a_method_added_to_the_table_is_dispatched_and_lifted_for_flow_images():
         expected = weight[[1, 2]].sum(dim=1)[:, None, None, None].expand(2, 4, 8, 8)  # (b,) -> (b, t, h, w)
         torch.testing.assert_close(result.map, expected)
         assert result.meta["absolute"] and not result.signed
-        flow = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1), torch.nn.Flatten(2), torch.nn.Linear(64, 1), torch.nn.Flatten())
+        flow = torch.nn.Sequential(
+            torch.nn.Conv2d(2, 3, 1), torch.nn.Flatten(2), torch.nn.Linear(64, 1), torch.nn.Flatten()
+        )
         assert explain.attribute(flow, torch.rand(2, 2, 8, 8), "saliency", target=0).map.shape == (2, 8, 8)
     finally:
         del explain.CAPTUM_METHODS["saliency"]
+
 
 # ---------------------------------------------------------------- Grad-CAM
 
@@ -321,8 +327,14 @@ def test_score_methods_long_table_and_summary():
     masks = np.zeros((5, 8, 8), dtype=bool)
     masks[:, 2:5, 2:5] = True
     scores = explain.score_methods(
-        model, dataset, masks, methods=("ig", "gradcam", "attention"), batch_size=2, random_draws=4,
-        method_kwargs={"ig": {"n_steps": 4}}, progress=False,
+        model,
+        dataset,
+        masks,
+        methods=("ig", "gradcam", "attention"),
+        batch_size=2,
+        random_draws=4,
+        method_kwargs={"ig": {"n_steps": 4}},
+        progress=False,
     )
     assert len(scores) == 5 * 4
     assert set(scores.method) == {"ig", "gradcam", "attention", "random"}
@@ -367,7 +379,9 @@ def test_attribute_smoke_on_every_registered_clip_model():
                 with pytest.raises(ValueError, match="attention"):
                     explain.attribute(model, x, method)
                 continue
-            result = explain.attribute(model, x, method, n_steps=2, window=(size[0], size[1] // 2, size[2] // 2), segments=2)
+            result = explain.attribute(
+                model, x, method, n_steps=2, window=(size[0], size[1] // 2, size[2] // 2), segments=2
+            )
             assert result.map.shape == (1, *size), f"{name} {method}"
             assert torch.isfinite(result.map).all(), f"{name} {method}"
 
@@ -377,9 +391,9 @@ def test_attribute_smoke_on_every_registered_clip_model():
 
 @pytest.mark.slow
 def test_trained_meranet_attributes_to_the_true_motion_region():
-    from merkit.models import create_model
-
     from helpers_explain import fit, tiny_synthme
+
+    from merkit.models import create_model
 
     x, y, masks = tiny_synthme()
     # remove_static=False: with the still face removed even an untrained net's maps sit where the clip
@@ -423,8 +437,14 @@ class _TinyStore:
         self.labels = [i % 3 for i in range(n)]
         self.masks = np.zeros((n, size, size), dtype=bool)
         self.masks[:, 1:4, 2:6] = True
-        self.index = pd.DataFrame({"dataset": "synthme", "subject": [f"{i:02d}" for i in range(n)],
-                                   "sample": [f"EP01_{i:02d}" for i in range(n)], "emotion": "happiness"})
+        self.index = pd.DataFrame(
+            {
+                "dataset": "synthme",
+                "subject": [f"{i:02d}" for i in range(n)],
+                "sample": [f"EP01_{i:02d}" for i in range(n)],
+                "emotion": "happiness",
+            }
+        )
 
 
 def test_explain_store_scores_selected_clips_and_names_them():
@@ -433,8 +453,15 @@ def test_explain_store_scores_selected_clips_and_names_them():
     def factory(clip_store, positions):
         return [(clip_store.clips[p], clip_store.labels[p]) for p in positions]
 
-    scores = explain.explain_store(ToyAttentionModel(), store, positions=[3, 1], methods=("gradcam",),
-                                   dataset_factory=factory, random_draws=2, progress=False)
+    scores = explain.explain_store(
+        ToyAttentionModel(),
+        store,
+        positions=[3, 1],
+        methods=("gradcam",),
+        dataset_factory=factory,
+        random_draws=2,
+        progress=False,
+    )
     gradcam = scores[scores.method == "gradcam"]
     assert gradcam["clip"].tolist() == [3, 1]
     assert gradcam["subject"].tolist() == ["03", "01"]

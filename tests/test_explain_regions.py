@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from helpers_sheets import Row, use_manifests, write_casme2_sheet
+
 from merkit.data.datasets import build_manifest
 from merkit.data.io import read_sample
 from merkit.data.preprocess import PreprocessConfig
@@ -40,7 +40,14 @@ def synthme(tmp_path_factory):
 def masked_store(synthme, tmp_path_factory):
     root, manifest = synthme
     cache = tmp_path_factory.mktemp("cache")
-    return build_store(manifest, root, PreprocessConfig(frames=8, size=32), cache, mask_loader=MotionMaskLoader(str(root)), progress=False)
+    return build_store(
+        manifest,
+        root,
+        PreprocessConfig(frames=8, size=32),
+        cache,
+        mask_loader=MotionMaskLoader(str(root)),
+        progress=False,
+    )
 
 
 def _check_layout(masks: dict[str, np.ndarray]) -> None:
@@ -99,7 +106,9 @@ def test_each_class_motion_falls_in_its_named_region(synthme, masked_store, use_
 def test_explain_regions_shares_sum_to_one_and_agreement_is_against_the_attention(masked_store):
     torch.manual_seed(0)
     net = create_model("meranet_small", num_classes=3, frames=8, size=32).eval()
-    result = explain_regions(net, masked_store, [0, 4], ["ig", "gradcam"], method_kwargs={"ig": {"n_steps": 4}}, progress=False)
+    result = explain_regions(
+        net, masked_store, [0, 4], ["ig", "gradcam"], method_kwargs={"ig": {"n_steps": 4}}, progress=False
+    )
     assert set(result.over_time["method"]) == {"ig", "gradcam", "attention"}  # attention always shown
     assert set(result.over_time["region"]) == {*REGION_NAMES, "other"}
     totals = result.over_time.groupby(["clip", "method"])["mass"].sum()
@@ -134,8 +143,17 @@ def _casme2_copy_of_synthme(root: Path, manifest: pd.DataFrame, target: Path) ->
         folder.mkdir(parents=True)
         for frame in source.iterdir():
             shutil.copy(frame, folder / f"reg_{frame.name}")
-        rows.append(Row(subject_cell=row["subject"], sample=row["sample"], onset=int(row["onset"]), apex=int(row["apex"]),
-                        offset=int(row["offset"]), emotion=row["emotion"], action_units="+".join(row["action_units"])))
+        rows.append(
+            Row(
+                subject_cell=row["subject"],
+                sample=row["sample"],
+                onset=int(row["onset"]),
+                apex=int(row["apex"]),
+                offset=int(row["offset"]),
+                emotion=row["emotion"],
+                action_units="+".join(row["action_units"]),
+            )
+        )
     write_casme2_sheet(target / "CASME2-coding-20140508.xlsx", rows, "2014")
     return target
 
@@ -146,13 +164,27 @@ def test_04_explain_runs_on_a_store_without_masks(synthme, tmp_path, monkeypatch
 
     root, manifest = synthme
     data_root = _casme2_copy_of_synthme(root, manifest, tmp_path / "casme2")
-    three_class = {"classes": ["negative", "positive", "surprise"],
-                   "map": {"disgust": "negative", "happiness": "positive", "surprise": "surprise"},
-                   "drop": ["fear", "others", "repression", "sadness"]}
+    three_class = {
+        "classes": ["negative", "positive", "surprise"],
+        "map": {"disgust": "negative", "happiness": "positive", "surprise": "surprise"},
+        "drop": ["fear", "others", "repression", "sadness"],
+    }
     use_manifests(tmp_path, monkeypatch, casme2={"expected": None, "label_maps": {"casme2_3class": three_class}})
-    params = {"data_root": str(data_root), "dataset": "casme2", "label_map": "casme2_3class", "frames": 8, "size": 32,
-              "epochs": 1, "batch_size": 4, "k": 3, "n_explain": 2, "ig_steps": 4, "viewer_clips": 2,
-              "methods": "ig,gradcam,attention", "device": "cpu"}
+    params = {
+        "data_root": str(data_root),
+        "dataset": "casme2",
+        "label_map": "casme2_3class",
+        "frames": 8,
+        "size": 32,
+        "epochs": 1,
+        "batch_size": 4,
+        "k": 3,
+        "n_explain": 2,
+        "ig_steps": 4,
+        "viewer_clips": 2,
+        "methods": "ig,gradcam,attention",
+        "device": "cpu",
+    }
     run_dir = tmp_path / "run"
     result = run_pipeline(run_dir, params, ["04_explain"], cell_timeout=240, progress=False)
     assert [r.status for r in result.notebooks] == ["executed"]
@@ -184,7 +216,10 @@ def test_region_figures_have_titles_labelled_axes_and_a_colour_bar(masked_store,
     assert len(heat.axes) == 2 and heat.axes[1].get_ylabel() == "mass / region area (1 = chance)"  # the colour bar
     assert heat.axes[0].get_xlabel() == "facial region" and heat.axes[0].get_title()
     agree = viz.agreement_plot(result.agreement)
-    assert agree.axes[0].get_ylabel() == "Spearman ρ with the learned attention" and agree.axes[0].get_ylim() == (-1.0, 1.0)
+    assert agree.axes[0].get_ylabel() == "Spearman ρ with the learned attention" and agree.axes[0].get_ylim() == (
+        -1.0,
+        1.0,
+    )
     sets, _ = store_regions(masked_store, positions)
     overlay = viz.region_overlay(masked_store.clips[0][4], sets[0].masks, source=sets[0].source)
     assert [t.get_text() for t in overlay.axes[0].get_legend().get_texts()] == list(REGION_NAMES)

@@ -69,7 +69,9 @@ def clip_and_maps():
     generator = torch.Generator().manual_seed(0)
     clip = torch.rand(1, 8, 16, 16, generator=generator)  # (c, t, h, w)
     signed = Attribution(torch.randn(2, 8, 16, 16, generator=generator), "ig", signed=True, target=torch.tensor([0, 1]))
-    unsigned = Attribution(torch.rand(2, 8, 16, 16, generator=generator), "attention", signed=False, target=torch.tensor([0, 1]))
+    unsigned = Attribution(
+        torch.rand(2, 8, 16, 16, generator=generator), "attention", signed=False, target=torch.tensor([0, 1])
+    )
     return clip, {"ig": signed, "attention": unsigned}
 
 
@@ -123,16 +125,34 @@ def test_training_confusion_and_bar_figures_are_readable():
 
 
 def test_explain_figures_are_readable():
-    scores = pd.DataFrame({"method": ["ig", "random"] * 4, "label": [0, 0, 1, 1] * 2,
-                           "mass_in_region": np.linspace(0.1, 0.8, 8), "region_fraction": [0.1] * 8})
+    scores = pd.DataFrame(
+        {
+            "method": ["ig", "random"] * 4,
+            "label": [0, 0, 1, 1] * 2,
+            "mass_in_region": np.linspace(0.1, 0.8, 8),
+            "region_fraction": [0.1] * 8,
+        }
+    )
     assert_readable(viz.score_bars(scores, classes=["negative", "positive"]))
-    region_mass = pd.DataFrame({"clip": 0, "region": np.repeat(["brows", "mouth"], 4), "frame": list(range(4)) * 2,
-                                "mass": np.linspace(0, 1, 8)})
+    region_mass = pd.DataFrame(
+        {
+            "clip": 0,
+            "region": np.repeat(["brows", "mouth"], 4),
+            "frame": list(range(4)) * 2,
+            "mass": np.linspace(0, 1, 8),
+        }
+    )
     assert_readable(viz.region_time_heatmap(region_mass, events={"apex": 2}))
 
 
 def test_comparison_bars_keep_long_names_apart_and_show_intervals():
-    names = ["meranet_small (this run)", "meranet_small:none", "meranet_small:channel", "meranet_small:spatiotemporal", "stcnn"]
+    names = [
+        "meranet_small (this run)",
+        "meranet_small:none",
+        "meranet_small:channel",
+        "meranet_small:spatiotemporal",
+        "stcnn",
+    ]
     table = pd.DataFrame({"variant": names, "uf1": [0.8, 0.7, 0.75, 0.72, 0.6], "uar": [0.81, 0.7, 0.74, 0.7, 0.62]})
     for metric in ("uf1", "uar"):
         table[f"{metric}_low"], table[f"{metric}_high"] = table[metric] - 0.1, table[metric] + 0.05

@@ -107,7 +107,12 @@ def test_png_export_import_round_trip_is_lossless_up_to_quantisation(tmp_path):
 def test_import_follows_a_composite_listing_with_spaced_names(tmp_path):
     rng = np.random.default_rng(4)
     listing = pd.DataFrame(  # invented rows mimicking a composite list's structure
-        {"sub": ["s03", "011", "17"], "filename_o": ["s3_po_05", "011_2_1", "EP01_12"], "label": [2, 0, 1], "dataset": ["smic", "samm", "casme2"]}
+        {
+            "sub": ["s03", "011", "17"],
+            "filename_o": ["s3_po_05", "011_2_1", "EP01_12"],
+            "label": [2, 0, 1],
+            "dataset": ["smic", "samm", "casme2"],
+        }
     )
     features = rng.normal(size=(3, 28, 28, 3)).astype(np.float32)
     export_flow_folder(tmp_path / "flow", features, listing["sub"], listing["filename_o"])

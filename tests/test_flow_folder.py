@@ -11,8 +11,8 @@ import pytest
 from merkit.config import DataConfig, ModelConfig, ProtocolConfig, RunConfig, TrainConfig
 from merkit.data.flow import COMPOSITE_LISTING_COLUMNS, export_flow_release, normalise_flow_image
 from merkit.data.manifest import ManifestError
-from merkit.prepare import prepare_data
 from merkit.evaluation.splits import ProtocolError
+from merkit.prepare import prepare_data
 from merkit.training.runner import run_protocol
 
 # Invented: which "dataset" each tiny SynthME subject plays in the exported composite listing.
@@ -29,8 +29,9 @@ def release_store(tmp_path_factory):
     from merkit.data.preprocess import PreprocessConfig
 
     assert SynthMEConfig(**data.synthme_kwargs())  # the SynthME knobs are valid
-    prepared = prepare_data(data, PreprocessConfig(frames=8, size=16, color="grey"), cache_dir=base / "cache",
-                            flow="dis", progress=False)
+    prepared = prepare_data(
+        data, PreprocessConfig(frames=8, size=16, color="grey"), cache_dir=base / "cache", flow="dis", progress=False
+    )
     return prepared.store, base
 
 
@@ -53,7 +54,11 @@ def test_export_writes_spaced_names_and_the_composite_header(exported):
     folder, listing, index = exported
     assert (folder / f"{index['subject'].iloc[0]}_{index['sample'].iloc[0]} .png").is_file()
     header = listing.read_text().splitlines()[0]
-    assert header == ", ".join(COMPOSITE_LISTING_COLUMNS) == "dataset, sub, filename_o, label, apex, imagename, sub_filename"
+    assert (
+        header
+        == ", ".join(COMPOSITE_LISTING_COLUMNS)
+        == "dataset, sub, filename_o, label, apex, imagename, sub_filename"
+    )
     assert "smic" in listing.read_text() and "smic_hs" not in listing.read_text()  # the ground truth's database names
 
 
@@ -81,20 +86,31 @@ def test_listing_naming_a_missing_file_names_the_line_sample_and_file(exported, 
     folder, listing, _ = exported
     lines = listing.read_text().splitlines()
     broken = tmp_path / "broken.csv"
-    broken.write_text("\n".join(lines[:3] + ["samm,03,EP99_missing,0,,03_EP99_missing,03_EP99_missing"] + lines[3:]) + "\n")
-    with pytest.raises(ManifestError, match=r"broken\.csv line 4: subject '03' sample 'EP99_missing'.*03_EP99_missing \.png"):
+    broken.write_text(
+        "\n".join(lines[:3] + ["samm,03,EP99_missing,0,,03_EP99_missing,03_EP99_missing"] + lines[3:]) + "\n"
+    )
+    with pytest.raises(
+        ManifestError, match=r"broken\.csv line 4: subject '03' sample 'EP99_missing'.*03_EP99_missing \.png"
+    ):
         prepare_data(flow_data(folder, broken), None, cache_dir=tmp_path, progress=False)
 
 
 def test_any_csv_with_subject_sample_label_columns_works_and_bad_labels_are_named(exported, tmp_path):
     folder, _, index = exported
     plain = tmp_path / "plain.csv"
-    pd.DataFrame({"Subject": index["subject"], "Sample": index["sample"],
-                  "Label": index["label"].map({0: "negative", 1: "positive", 2: "surprise"})}).to_csv(plain, index=False)
+    pd.DataFrame(
+        {
+            "Subject": index["subject"],
+            "Sample": index["sample"],
+            "Label": index["label"].map({0: "negative", 1: "positive", 2: "surprise"}),
+        }
+    ).to_csv(plain, index=False)
     manifest = prepare_data(flow_data(folder, plain), None, cache_dir=tmp_path, progress=False).manifest
     assert set(manifest["dataset"]) == {"flow_folder"} and list(manifest["label"]) == list(index["label"])
     bad = tmp_path / "bad.csv"
-    pd.DataFrame({"subject": index["subject"], "sample": index["sample"], "label": ["7"] * len(index)}).to_csv(bad, index=False)
+    pd.DataFrame({"subject": index["subject"], "sample": index["sample"], "label": ["7"] * len(index)}).to_csv(
+        bad, index=False
+    )
     with pytest.raises(ManifestError, match=r"bad\.csv line 2: label '7' is not one of"):
         prepare_data(flow_data(folder, bad), None, cache_dir=tmp_path, progress=False)
 
@@ -133,7 +149,9 @@ def test_cli_prepare_flow_folder_builds_the_flow_only_store(exported, tmp_path, 
     from merkit.cli import main
 
     folder, listing, _ = exported
-    code = main(["prepare", "--flow-folder", str(folder), "--listing", str(listing), "--cache-dir", str(tmp_path), "-q"])
+    code = main(
+        ["prepare", "--flow-folder", str(folder), "--listing", str(listing), "--cache-dir", str(tmp_path), "-q"]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "dataset: flow_folder (12 clips, 4 subjects)" in out and "flow images (12, 28, 28, 3) from the folder" in out
@@ -157,8 +175,14 @@ def test_flow_method_for_stores_tvl1_only_when_a_flow_model_needs_it():
 def test_model_overrides_give_a_flow_model_no_clip_sizes_and_refuse_attention():
     from merkit.config import ConfigError, model_overrides
 
-    assert model_overrides("meranet_small", frames=8, size=32, attention="none") == {"frames": 8, "size": 32, "attention": "none"}
-    assert model_overrides("ststnet", frames=8, size=32) == {} and model_overrides("offapexnet", frames=8, size=32) == {}
+    assert model_overrides("meranet_small", frames=8, size=32, attention="none") == {
+        "frames": 8,
+        "size": 32,
+        "attention": "none",
+    }
+    assert (
+        model_overrides("ststnet", frames=8, size=32) == {} and model_overrides("offapexnet", frames=8, size=32) == {}
+    )
     with pytest.raises(ConfigError, match="'ststnet' has no attention parameter"):
         model_overrides("ststnet", attention="channel")
 
@@ -167,7 +191,13 @@ def test_published_recipe_fixes_the_authors_training_and_keeps_seed_and_device()
     from merkit.config import ConfigError, train_config
 
     train = train_config("published", epochs=3, lr=1e-3, seed=5, device="cpu")
-    assert (train.optimizer, train.weight_decay, train.lr, train.batch_size, train.epochs) == ("adamw", 0.0, 5e-5, 256, 800)
+    assert (train.optimizer, train.weight_decay, train.lr, train.batch_size, train.epochs) == (
+        "adamw",
+        0.0,
+        5e-5,
+        256,
+        800,
+    )
     assert train.schedule == "none" and not train.class_weighted and not train.augment and not train.select_best
     assert train.seed == 5 and train.device == "cpu"
     assert train_config("", epochs=3).epochs == 3

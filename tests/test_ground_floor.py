@@ -26,10 +26,29 @@ def _manifest() -> pd.DataFrame:
     from merkit.data.manifest import make_manifest
 
     rows = [
-        dict(subject="01", sample="EP02_01f", path="sub01/EP02_01f", onset=46, apex=59, offset=86, fps=200.0,
-             emotion="happiness", label=0, action_units=("4", "L10")),
-        dict(subject="02", sample="EP03_02", path="sub02/EP03_02", onset=10, offset=40, fps=200.0,
-             emotion="disgust", label=1, action_units=()),
+        dict(
+            subject="01",
+            sample="EP02_01f",
+            path="sub01/EP02_01f",
+            onset=46,
+            apex=59,
+            offset=86,
+            fps=200.0,
+            emotion="happiness",
+            label=0,
+            action_units=("4", "L10"),
+        ),
+        dict(
+            subject="02",
+            sample="EP03_02",
+            path="sub02/EP03_02",
+            onset=10,
+            offset=40,
+            fps=200.0,
+            emotion="disgust",
+            label=1,
+            action_units=(),
+        ),
     ]
     return make_manifest(rows, dataset="casme2", label_map="p", classes=["a", "b"])
 
@@ -128,8 +147,17 @@ def test_to_jsonable_gives_strict_plain_json() -> None:
     }
     plain = to_jsonable(value)
     assert plain == {
-        "1": 3, "f": 0.5, "nan": None, "inf": None, "flag": True, "array": [[0, 1, 2]], "tuple": [1, [2, 3]],
-        "set": [1, 2, 3], "na": None, "point": {"x": 2, "where": "a/b"}, "table": [{"a": 1}, {"a": 2}],
+        "1": 3,
+        "f": 0.5,
+        "nan": None,
+        "inf": None,
+        "flag": True,
+        "array": [[0, 1, 2]],
+        "tuple": [1, [2, 3]],
+        "set": [1, 2, 3],
+        "na": None,
+        "point": {"x": 2, "where": "a/b"},
+        "table": [{"a": 1}, {"a": 2}],
         "series": {"k": 4},
     }
     assert type(plain["1"]) is int and type(plain["flag"]) is bool and type(plain["f"]) is float
@@ -147,6 +175,9 @@ def test_the_ground_floor_loads_neither_numpy_nor_pandas() -> None:
     import subprocess
     import sys
 
-    code = "import sys, merkit._io, merkit.errors, merkit.cli; print(sorted({'numpy', 'pandas', 'torch'} & set(sys.modules)))"
+    code = (
+        "import sys, merkit._io, merkit.errors, merkit.cli; "
+        "print(sorted({'numpy', 'pandas', 'torch'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

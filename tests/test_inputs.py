@@ -25,11 +25,20 @@ def flow_store(tmp_path_factory):
     from merkit.data.synthetic import SynthMEConfig, generate_synthme
 
     base = tmp_path_factory.mktemp("inputs")
-    root = generate_synthme(base / "data", SynthMEConfig(n_subjects=2, clips_per_subject=3, n_frames=8, size=32,
-                                                          video_subjects=()), progress=False)
+    root = generate_synthme(
+        base / "data",
+        SynthMEConfig(n_subjects=2, clips_per_subject=3, n_frames=8, size=32, video_subjects=()),
+        progress=False,
+    )
     manifest = build_manifest("synthme", root, "synthme_3class")
-    return build_store(manifest, root, PreprocessConfig(frames=8, size=16, color="grey"), base / "store",
-                       flow=FlowConfig(method="dis", work_size=32, size=28), progress=False)
+    return build_store(
+        manifest,
+        root,
+        PreprocessConfig(frames=8, size=16, color="grey"),
+        base / "store",
+        flow=FlowConfig(method="dis", work_size=32, size=28),
+        progress=False,
+    )
 
 
 def _clip_model() -> torch.nn.Module:
@@ -65,7 +74,9 @@ def test_a_flow_model_reads_its_own_channels_and_encoding(flow_store):
 
 
 def test_store_problems_name_what_is_missing_and_how_to_fix_it(flow_store, tmp_path):
-    assert "FlowConfig(size=32)" in input_adapter(create_model("offapexnet", size=32)).store_problem(flow_store, "offapexnet")
+    assert "FlowConfig(size=32)" in input_adapter(create_model("offapexnet", size=32)).store_problem(
+        flow_store, "offapexnet"
+    )
     assert "store gives (1, 8, 16, 16)" in input_adapter(create_model("meranet_small")).store_problem(flow_store, "m")
     no_flow = SimpleNamespace(flow=None, path=tmp_path / "store", index=flow_store.index)
     problem = input_adapter(create_model("ststnet")).store_problem(no_flow, "ststnet")

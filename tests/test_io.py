@@ -157,8 +157,9 @@ def test_missing_video_is_an_error(tmp_path):
 
 def test_read_sample_reads_the_row_relative_to_the_data_root(tmp_path):
     drawn = _write_folder(tmp_path / "sub01" / "EP02_01f", range(1, 6))
-    row = pd.Series({"dataset": "casme2", "subject": "01", "sample": "EP02_01f", "path": "sub01/EP02_01f",
-                     "onset": 2, "offset": 4})
+    row = pd.Series(
+        {"dataset": "casme2", "subject": "01", "sample": "EP02_01f", "path": "sub01/EP02_01f", "onset": 2, "offset": 4}
+    )
     clip = read_sample(row, tmp_path)
     np.testing.assert_array_equal(clip.frames, np.stack([drawn[2], drawn[3], drawn[4]]))
     with pytest.raises(ClipReadError, match="casme2/01/EP02_01f"):

@@ -23,29 +23,53 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {
-    "synthme_n_subjects": 3, "synthme_clips_per_subject": 3, "synthme_n_frames": 8, "synthme_size": 32,
-    "frames": 8, "size": 16, "epochs": 1, "batch_size": 4, "device": "cpu", "k": 3, "compare": "", "n_boot": 20,
-    "methods": "gradcam", "n_explain": 3, "viewer_clips": 1, "show_clips": 1,
+    "synthme_n_subjects": 3,
+    "synthme_clips_per_subject": 3,
+    "synthme_n_frames": 8,
+    "synthme_size": 32,
+    "frames": 8,
+    "size": 16,
+    "epochs": 1,
+    "batch_size": 4,
+    "device": "cpu",
+    "k": 3,
+    "compare": "",
+    "n_boot": 20,
+    "methods": "gradcam",
+    "n_explain": 3,
+    "viewer_clips": 1,
+    "show_clips": 1,
 }
 POINTS = ("store.building", "loso.fold.inside", "loso.fold.between", "explain.running")
 LEFTOVER_MARKS = (".tmp", ".partial.", "synthme-build", ".tmp-", ".stale-")
 
 
-def _pipeline(run_dir: Path, cache: Path, params: Path, pause: str = "", pause_file: Path | None = None,
-              log: Path | None = None) -> subprocess.Popen:
+def _pipeline(
+    run_dir: Path, cache: Path, params: Path, pause: str = "", pause_file: Path | None = None, log: Path | None = None
+) -> subprocess.Popen:
     """Start `merkit pipeline` in a session of its own; its output goes to pipes, or to the file ``log`` (for a
     run nobody reads while it goes on: a full pipe would stall it)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MERKIT_CACHE": str(cache), "OMP_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "MERKIT_CACHE": str(cache),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     for name in ("MERKIT_PAUSE_AT", "MERKIT_PAUSE_FILE", "MERKIT_RUN_LOCK", "MERKIT_PROGRESS_FILE"):
         env.pop(name, None)
     if pause:
         env.update(MERKIT_PAUSE_AT=pause, MERKIT_PAUSE_FILE=str(pause_file))
     output = subprocess.PIPE if log is None else log.open("w")
     try:
-        return subprocess.Popen([sys.executable, "-m", "merkit.cli", "pipeline", "--run-dir", str(run_dir),
-                                 "--params", str(params)], env=env, stdout=output, stderr=subprocess.STDOUT if log
-                                else subprocess.PIPE, text=True, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "merkit.cli", "pipeline", "--run-dir", str(run_dir), "--params", str(params)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT if log else subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
     finally:
         if log is not None:
             output.close()  # the child holds its own copy
@@ -72,8 +96,12 @@ def _kill_at(point: str, run_dir: Path, cache: Path, params: Path, tmp: Path) ->
 
 
 def _leftovers(*folders: Path) -> list[str]:
-    return sorted(str(path) for folder in folders for path in folder.rglob("*")
-                  if any(mark in path.name for mark in LEFTOVER_MARKS))
+    return sorted(
+        str(path)
+        for folder in folders
+        for path in folder.rglob("*")
+        if any(mark in path.name for mark in LEFTOVER_MARKS)
+    )
 
 
 def test_sigkill_anywhere_then_resume_matches_an_uninterrupted_run(tmp_path: Path):

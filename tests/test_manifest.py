@@ -19,8 +19,19 @@ from merkit.data.manifest import (
 
 
 def _row(**overrides):
-    row = {"dataset": "casme2", "subject": "01", "sample": "EP02_01f", "path": "sub01/EP02_01f", "onset": 1,
-           "apex": 2, "offset": 3, "fps": 200.0, "emotion": "happiness", "label": 0, "action_units": ("12",)}
+    row = {
+        "dataset": "casme2",
+        "subject": "01",
+        "sample": "EP02_01f",
+        "path": "sub01/EP02_01f",
+        "onset": 1,
+        "apex": 2,
+        "offset": 3,
+        "fps": 200.0,
+        "emotion": "happiness",
+        "label": 0,
+        "action_units": ("12",),
+    }
     row.update(overrides)
     return row
 
@@ -146,7 +157,9 @@ def test_hash_is_stable_and_sensitive_to_values_and_order():
     assert len(manifest_hash(df)) == 16
     assert manifest_hash(df) != manifest_hash(_manifest(_row(), _row(sample="EP02_02", apex=2)))
     assert manifest_hash(df) != manifest_hash(df.iloc[::-1].reset_index(drop=True))
-    assert manifest_hash(df) != manifest_hash(_manifest(_row(action_units=("12", "L10")), _row(sample="EP02_02", apex=None)))
+    assert manifest_hash(df) != manifest_hash(
+        _manifest(_row(action_units=("12", "L10")), _row(sample="EP02_02", apex=None))
+    )
 
 
 def test_hash_ignores_index_attrs_and_optional_columns():

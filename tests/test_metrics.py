@@ -39,14 +39,16 @@ def make_predictions(rows):
 @pytest.fixture
 def three_folds():
     # Fold s1 lacks class 2, fold s2 is one sample, fold s3 is all correct (hand computation in the tests).
-    return make_predictions([
-        ("casme2", "s1", "a", "s1", 0, 0),
-        ("casme2", "s1", "b", "s1", 0, 1),
-        ("casme2", "s1", "c", "s1", 1, 1),
-        ("samm", "s2", "d", "s2", 2, 0),
-        ("samm", "s3", "e", "s3", 0, 0),
-        ("samm", "s3", "f", "s3", 2, 2),
-    ])
+    return make_predictions(
+        [
+            ("casme2", "s1", "a", "s1", 0, 0),
+            ("casme2", "s1", "b", "s1", 0, 1),
+            ("casme2", "s1", "c", "s1", 1, 1),
+            ("samm", "s2", "d", "s2", 2, 0),
+            ("samm", "s3", "e", "s3", 0, 0),
+            ("samm", "s3", "f", "s3", 2, 2),
+        ]
+    )
 
 
 def test_pooled_scores_match_hand_computation(three_folds):
@@ -173,8 +175,9 @@ def test_bootstrap_ci_matches_naive_resampling(three_folds):
         values = []
         for row in counts:
             idx = np.repeat(np.arange(n), row)
-            values.append(pooled_scores(preds["gt"].to_numpy()[idx], preds["pred"].to_numpy()[idx], 3,
-                                        warn_absent=False)[metric])
+            values.append(
+                pooled_scores(preds["gt"].to_numpy()[idx], preds["pred"].to_numpy()[idx], 3, warn_absent=False)[metric]
+            )
         low, high = np.quantile(values, [0.025, 0.975])
         assert ci["low"] == pytest.approx(low) and ci["high"] == pytest.approx(high)
         assert ci["low"] <= ci["estimate"] <= ci["high"]

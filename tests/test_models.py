@@ -23,8 +23,8 @@ from merkit.models import (
     model_summary,
     models_table,
 )
-from merkit.models.summary import models_markdown
 from merkit.models.meranet import ChannelAttention3d, SpatioTemporalAttention3d
+from merkit.models.summary import models_markdown
 
 MERANET_FAMILY = ["meranet", "meranet_small", "meranet_no_attention", "meranet_channel_only", "meranet_st_only"]
 REQUIRED = MERANET_FAMILY + ["stcnn", "resnet3d", "ststnet", "ststnet_kit", "offapexnet"]
@@ -136,6 +136,7 @@ def test_no_inplace_activation_and_each_module_runs_once_per_forward(name):
     for mname, module in leaf_modules(model):
         if isinstance(module, nn.ReLU):
             assert module.inplace is False, f"{name}.{mname} is an in-place ReLU"
+
         def count(module, inputs, output, key=mname):
             calls[key] = calls.get(key, 0) + 1
 
@@ -346,8 +347,12 @@ def test_attention_override_and_ablation_names_build_the_same_modules(attention,
     kinds = [type(m) for m in model.modules()]
     assert kinds.count(ChannelAttention3d) == n_channel
     assert kinds.count(SpatioTemporalAttention3d) == n_st
-    name = {"both": "meranet", "channel": "meranet_channel_only", "spatiotemporal": "meranet_st_only",
-            "none": "meranet_no_attention"}[attention]
+    name = {
+        "both": "meranet",
+        "channel": "meranet_channel_only",
+        "spatiotemporal": "meranet_st_only",
+        "none": "meranet_no_attention",
+    }[attention]
     by_name = tiny_model(name)
     assert [type(m) for m in by_name.modules()] == kinds
     assert _count(by_name) == _count(model)
@@ -428,7 +433,9 @@ def test_ststnet_is_built_as_its_authors_code_28_30_10_5_and_400_features():
     x = model.input_spec.example(batch_size=2, seed=0)
     assert x.min() >= 0 and x.max() <= 255 and torch.equal(x, x.round())  # 8-bit pixel values, unscaled
     sides = []
-    hooks = [model.branches[0][i].register_forward_hook(lambda m, i, o: sides.append(tuple(o.shape[-2:]))) for i in (0, 3)]
+    hooks = [
+        model.branches[0][i].register_forward_hook(lambda m, i, o: sides.append(tuple(o.shape[-2:]))) for i in (0, 3)
+    ]
     with torch.no_grad():
         features = model.forward_features(x)
     for hook in hooks:

@@ -15,9 +15,16 @@ import nbformat
 import pandas as pd
 import papermill
 import pytest
-
 from helpers_pipeline import KERNELSPEC, TINY_SYNTHME
-from merkit.pipeline.run import DEFAULT_ORDER, DEMO_PARAMS, NOTEBOOK_DIR, check_parameters, load_params_file, run_pipeline
+
+from merkit.pipeline.run import (
+    DEFAULT_ORDER,
+    DEMO_PARAMS,
+    NOTEBOOK_DIR,
+    check_parameters,
+    load_params_file,
+    run_pipeline,
+)
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 TINY = TINY_SYNTHME
@@ -50,9 +57,17 @@ def test_notebook_hygiene(path: Path):
             assert cell.outputs == [] and cell.execution_count is None, "committed without outputs"
 
 
-#: Files the library writes into a run directory (merkit.training.runs.RunDir, merkit.training.runner): a notebook never rewrites them.
-LIBRARY_FILES = ("metrics.json", "predictions.csv", "config.json", "env.json", "timings.json", "executor.json",
-                 "manifest.json")
+#: Files the library writes into a run directory (merkit.training.runs.RunDir, merkit.training.runner): a notebook never
+#: rewrites them.
+LIBRARY_FILES = (
+    "metrics.json",
+    "predictions.csv",
+    "config.json",
+    "env.json",
+    "timings.json",
+    "executor.json",
+    "manifest.json",
+)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -63,7 +78,7 @@ def test_no_notebook_writes_a_file_the_library_writes(path: Path):
             continue
         for line in cell.source.splitlines():
             if re.search(r"atomic_write|to_csv|to_json|write_text|write_bytes|open\(|json\.dump|savefig", line):
-                written = [name for name in LIBRARY_FILES if re.search(r"[\"/]" + re.escape(name) + "\"", line)]
+                written = [name for name in LIBRARY_FILES if re.search(r"[\"/]" + re.escape(name) + '"', line)]
                 assert not written, f"{path.name} writes the library's {written}: {line}"
 
 
@@ -95,7 +110,9 @@ def test_parameters_cell_is_typed_and_documented(path: Path):
 
 def test_demo_params_are_declared_by_the_notebooks():
     params = load_params_file(DEMO_PARAMS)
-    check_parameters(params, [NOTEBOOK_DIR / f"{name}.ipynb" for name in DEFAULT_ORDER if (NOTEBOOK_DIR / f"{name}.ipynb").exists()])
+    check_parameters(
+        params, [NOTEBOOK_DIR / f"{name}.ipynb" for name in DEFAULT_ORDER if (NOTEBOOK_DIR / f"{name}.ipynb").exists()]
+    )
 
 
 # ------------------------------------------------------------------------------------------------ smoke run
@@ -108,8 +125,18 @@ def tiny_run(tmp_path_factory) -> Path:
     params = {k: v for k, v in TINY.items()}
     sources = [NOTEBOOK_DIR / f"{name}.ipynb" for name in names]
     declared = set().union(*(papermill.inspect_notebook(str(s)) for s in sources))
-    extra = {"epochs": 1, "batch_size": 4, "k": 3, "compare": "meranet_small:none", "n_boot": 20, "n_explain": 2,
-             "ig_steps": 4, "viewer_clips": 2, "methods": "ig,gradcam,attention", "device": "cpu"}
+    extra = {
+        "epochs": 1,
+        "batch_size": 4,
+        "k": 3,
+        "compare": "meranet_small:none",
+        "n_boot": 20,
+        "n_explain": 2,
+        "ig_steps": 4,
+        "viewer_clips": 2,
+        "methods": "ig,gradcam,attention",
+        "device": "cpu",
+    }
     params.update({k: v for k, v in extra.items() if k in declared})
     result = run_pipeline(run_dir, params, names, cell_timeout=240, progress=False)
     assert [r.status for r in result.notebooks] == ["executed"] * len(names)

@@ -16,10 +16,24 @@ import pytest
 
 from merkit.pipeline.run import NOTEBOOK_DIR, check_parameters, load_params_file, run_pipeline
 
-TINY_SYNTHME = {"synthme_n_subjects": 3, "synthme_clips_per_subject": 3, "synthme_n_frames": 12, "synthme_size": 48,
-                "frames": 8, "size": 32}
-TINY_TRAIN = {"epochs": 2, "batch_size": 8, "k": 3, "device": "cpu", "n_explain": 2, "ig_steps": 4, "viewer_clips": 2,
-              "methods": "ig,gradcam,occlusion"}
+TINY_SYNTHME = {
+    "synthme_n_subjects": 3,
+    "synthme_clips_per_subject": 3,
+    "synthme_n_frames": 12,
+    "synthme_size": 48,
+    "frames": 8,
+    "size": 32,
+}
+TINY_TRAIN = {
+    "epochs": 2,
+    "batch_size": 8,
+    "k": 3,
+    "device": "cpu",
+    "n_explain": 2,
+    "ig_steps": 4,
+    "viewer_clips": 2,
+    "methods": "ig,gradcam,occlusion",
+}
 # Invented: which dataset each tiny SynthME subject plays in the exported composite listing.
 PARTS = {"01": "casme2", "02": "casme2", "03": "samm", "04": "smic_hs"}
 
@@ -35,8 +49,10 @@ def _no_errors(notebook: Path) -> None:
 def test_the_ststnet_params_files_are_declared_by_the_notebooks(recipe):
     params = load_params_file(NOTEBOOK_DIR / f"ststnet_{recipe}.yaml")
     assert params["model"] == "ststnet" and params["recipe"] == recipe and params["evaluation"] == "megc2019"
-    check_parameters({**params, "data_root": "", "listing": "x.csv"},
-                     [NOTEBOOK_DIR / f"{n}.ipynb" for n in ("01_data", "02_train", "03_loso", "04_explain")])
+    check_parameters(
+        {**params, "data_root": "", "listing": "x.csv"},
+        [NOTEBOOK_DIR / f"{n}.ipynb" for n in ("01_data", "02_train", "03_loso", "04_explain")],
+    )
 
 
 @pytest.mark.slow
@@ -70,8 +86,9 @@ def flow_folder(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("flow_nb")
     data = DataConfig(synthme_n_subjects=4, synthme_clips_per_subject=3, synthme_n_frames=12, synthme_size=48)
-    store = prepare_data(data, PreprocessConfig(frames=8, size=16), cache_dir=base / "cache", flow="dis",
-                         progress=False).store
+    store = prepare_data(
+        data, PreprocessConfig(frames=8, size=16), cache_dir=base / "cache", flow="dis", progress=False
+    ).store
     index = store.index.assign(dataset=lambda t: t["subject"].map(PARTS))
     listing = export_flow_release(base / "folder", np.asarray(store.flow, dtype=np.float32), index)
     return base / "folder", listing
@@ -81,10 +98,17 @@ def flow_folder(tmp_path_factory):
 def test_all_four_notebooks_run_on_an_exported_then_imported_flow_folder(flow_folder, tmp_path):
     folder, listing = flow_folder
     run_dir = tmp_path / "run"
-    params = {**load_params_file(NOTEBOOK_DIR / "ststnet_published.yaml"), **TINY_TRAIN,
-              "data_root": str(folder), "listing": str(listing), "recipe": "", "n_boot": 20}
-    result = run_pipeline(run_dir, params, ["01_data", "02_train", "03_loso", "04_explain"], cell_timeout=240,
-                          progress=False)
+    params = {
+        **load_params_file(NOTEBOOK_DIR / "ststnet_published.yaml"),
+        **TINY_TRAIN,
+        "data_root": str(folder),
+        "listing": str(listing),
+        "recipe": "",
+        "n_boot": 20,
+    }
+    result = run_pipeline(
+        run_dir, params, ["01_data", "02_train", "03_loso", "04_explain"], cell_timeout=240, progress=False
+    )
     assert [r.status for r in result.notebooks] == ["executed"] * 4
     for name in ("01_data", "02_train", "03_loso", "04_explain"):
         _no_errors(run_dir / "notebooks" / f"{name}.ipynb")

@@ -52,5 +52,5 @@ def test_every_imported_package_is_pinned_exactly():
 
 
 def test_decord_is_installed_only_where_it_has_a_wheel():
-    line = next(l for l in (REPO / "requirements.txt").read_text().splitlines() if l.startswith("decord"))
+    line = next(row for row in (REPO / "requirements.txt").read_text().splitlines() if row.startswith("decord"))
     assert 'platform_machine == "x86_64"' in line  # no wheel for arm64 macOS or aarch64 Linux: OpenCV reads there

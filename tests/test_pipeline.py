@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers_pipeline import COMMON, make_notebook, recorder_notebook
 
 from merkit.pipeline.run import (
     ParameterError,
@@ -23,7 +24,6 @@ from merkit.pipeline.run import (
     resolve_notebooks,
     run_pipeline,
 )
-from helpers_pipeline import COMMON, make_notebook, recorder_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,10 @@ def two_notebooks(tmp_path: Path) -> list[Path]:
     second = recorder_notebook(
         tmp_path / "nbs" / "02_second.ipynb",
         "lr: float = 0.1  # learning rate\nflag: bool = False  # a switch\n",
-        "pathlib.Path(run_dir, 'metrics.json').write_text(json.dumps({'uf1': 0.75, 'uar': 0.5, 'per_class': {'a': 1}}))",
+        (
+            "pathlib.Path(run_dir, 'metrics.json')"
+            ".write_text(json.dumps({'uf1': 0.75, 'uar': 0.5, 'per_class': {'a': 1}}))"
+        ),
     )
     return [first, second]
 
@@ -128,8 +131,18 @@ def test_pipeline_runs_in_order_with_own_parameters_html_and_index(tmp_path: Pat
     first = _read(run_dir / "01_first.json")
     second = _read(run_dir / "02_second.json")
     # each notebook got only what it declares (plus run_dir / data_root), with absolute paths
-    assert first == {"run_dir": str(run_dir.resolve()), "data_root": str(data_root.resolve()), "epochs": 7, "subject": "none"}
-    assert second == {"run_dir": str(run_dir.resolve()), "data_root": str(data_root.resolve()), "lr": 0.01, "flag": False}
+    assert first == {
+        "run_dir": str(run_dir.resolve()),
+        "data_root": str(data_root.resolve()),
+        "epochs": 7,
+        "subject": "none",
+    }
+    assert second == {
+        "run_dir": str(run_dir.resolve()),
+        "data_root": str(data_root.resolve()),
+        "lr": 0.01,
+        "flag": False,
+    }
     assert [run.status for run in result.notebooks] == ["executed", "executed"]
     for name in ("01_first", "02_second"):
         executed = nbformat.read(str(run_dir / "notebooks" / f"{name}.ipynb"), as_version=4)
@@ -207,8 +220,9 @@ def test_resume_skips_unchanged_and_reruns_from_the_first_change(tmp_path: Path,
 
 
 def test_headline_metrics_puts_uf1_and_uar_first():
-    flat = headline_metrics({"loss": 0.3, "per_class": {"a": 0.1}, "uar": 0.6, "uf1": 0.7, "model": "meranet",
-                             "fold_seconds": {"01": 3.0}})
+    flat = headline_metrics(
+        {"loss": 0.3, "per_class": {"a": 0.1}, "uar": 0.6, "uf1": 0.7, "model": "meranet", "fold_seconds": {"01": 3.0}}
+    )
     assert [key for key, _ in flat][:3] == ["uf1", "uar", "model"]
     assert ("per_class.a", 0.1) in flat
     assert not any("seconds" in key for key, _ in flat)
@@ -224,10 +238,14 @@ def test_old_parameter_name_protocol_reaches_label_map_with_a_deprecation_warnin
     from merkit.pipeline.run import ParameterError, check_parameters
 
     new = make_notebook(tmp_path / "new.ipynb", COMMON + 'label_map: str = "synthme_3class"  # class mapping\n', "pass")
-    old = make_notebook(tmp_path / "old.ipynb", COMMON + 'protocol: str = "synthme_3class"  # a notebook of its own\n', "pass")
+    old = make_notebook(
+        tmp_path / "old.ipynb", COMMON + 'protocol: str = "synthme_3class"  # a notebook of its own\n', "pass"
+    )
     with pytest.warns(DeprecationWarning, match="use 'label_map'"):
         own = check_parameters({"protocol": "casme2_5class"}, [new])
     assert own[new]["label_map"] == "casme2_5class" and "protocol" not in own[new]
-    assert check_parameters({"protocol": "casme2_5class"}, [old])[old]["protocol"] == "casme2_5class"  # declared: as given
+    assert (
+        check_parameters({"protocol": "casme2_5class"}, [old])[old]["protocol"] == "casme2_5class"
+    )  # declared: as given
     with pytest.raises(ParameterError, match="disagree"):
         check_parameters({"protocol": "casme2_5class", "label_map": "casme2_3class"}, [new])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,12 +88,20 @@ def test_bad_inputs_name_the_file(tiny, tmp_path):
 def test_cli_predict_prints_probabilities_and_fails_cleanly(tiny, tmp_path):
     prepared, _, run = tiny
     folder = prepared.data_root / prepared.store.index.iloc[0]["path"]
-    ok = subprocess.run([sys.executable, "-m", "merkit.cli", "predict", str(folder), "--run", str(run), "--out", str(tmp_path)],
-                        capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "merkit.cli", "predict", str(folder), "--run", str(run), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "predicted:" in ok.stdout and str(tmp_path / "attention.png") in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "merkit.cli", "predict", str(folder), "--run", str(tmp_path / "none")],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "merkit.cli", "predict", str(folder), "--run", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().startswith("merkit: error:") and "does not exist" in bad.stderr
 
@@ -127,10 +134,17 @@ def test_flow_prediction_matches_the_store_flow_image_and_writes_ig_overlay(tiny
     position = 2
     row = prepared.store.index.iloc[position]
     prediction = predict_clip(
-        prepared.data_root / row["path"], run_dir=run, onset=int(row["onset"]), apex=int(row["apex_used"]),
-        offset=int(row["offset"]), crop="dataset", out_dir=tmp_path,
+        prepared.data_root / row["path"],
+        run_dir=run,
+        onset=int(row["onset"]),
+        apex=int(row["apex_used"]),
+        offset=int(row["offset"]),
+        crop="dataset",
+        out_dir=tmp_path,
     )
-    x = model_dataset(model.input_spec, prepared.store, np.array([position]), augment=False, seed=0)[0][0][None]  # (3, 28, 28) -> (1, 3, 28, 28)
+    x = model_dataset(model.input_spec, prepared.store, np.array([position]), augment=False, seed=0)[0][0][
+        None
+    ]  # (3, 28, 28) -> (1, 3, 28, 28)
     assert x.max() == 255  # ststnet is fed the 8-bit PNG values, as its authors feed it
     with torch.no_grad():
         expected = torch.softmax(model.eval()(x), dim=1)[0].numpy()
@@ -147,9 +161,12 @@ def test_flow_prediction_depends_on_the_apex(tiny_flow, tmp_path):
     row = prepared.store.index.iloc[0]
     folder = prepared.data_root / row["path"]
     onset = int(row["onset"])
-    at_onset = predict_clip(folder, run_dir=run, onset=onset, apex=onset + 1, crop="dataset", out_dir=tmp_path, overlay=False)
-    at_apex = predict_clip(folder, run_dir=run, onset=onset, apex=int(row["apex_used"]), crop="dataset",
-                           out_dir=tmp_path, overlay=False)
+    at_onset = predict_clip(
+        folder, run_dir=run, onset=onset, apex=onset + 1, crop="dataset", out_dir=tmp_path, overlay=False
+    )
+    at_apex = predict_clip(
+        folder, run_dir=run, onset=onset, apex=int(row["apex_used"]), crop="dataset", out_dir=tmp_path, overlay=False
+    )
     # compared as log-probabilities: an untrained ststnet on 0..255 input is very confident
     log_onset, log_apex = (np.log(np.clip(p.probabilities, 1e-37, None)) for p in (at_onset, at_apex))
     assert not np.allclose(log_onset, log_apex, atol=1e-3)
@@ -169,8 +186,15 @@ def test_overlay_is_drawn_at_the_apex_not_at_the_onset(tiny, tmp_path):
     row = prepared.store.index.iloc[1]
     onset, offset = int(row["onset"]), int(row["offset"])
     apex = onset + (offset - onset) * 3 // 4
-    prediction = predict_clip(prepared.data_root / row["path"], run_dir=run, onset=onset, offset=offset, apex=apex,
-                              crop="dataset", out_dir=tmp_path)
+    prediction = predict_clip(
+        prepared.data_root / row["path"],
+        run_dir=run,
+        onset=onset,
+        offset=offset,
+        apex=apex,
+        crop="dataset",
+        out_dir=tmp_path,
+    )
     saved = json.loads(prediction.json_path.read_text())
     expected = round((apex - onset) / (offset - onset) * (PRE.frames - 1))
     assert saved["apex"] == apex and saved["overlay_position"] == expected and expected > 0

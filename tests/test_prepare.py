@@ -41,7 +41,9 @@ def test_manifest_only_without_preprocess(tmp_path: Path):
 def test_missing_data_root_names_the_path(tmp_path: Path):
     missing = tmp_path / "CASME2"
     with pytest.raises(DataRootError, match="CASME2.*does not exist"):
-        prepare_data(DataConfig(dataset="casme2", data_root=str(missing), label_map="casme2_5class"), cache_dir=tmp_path)
+        prepare_data(
+            DataConfig(dataset="casme2", data_root=str(missing), label_map="casme2_5class"), cache_dir=tmp_path
+        )
 
 
 def test_real_dataset_needs_a_data_root(tmp_path: Path):
@@ -58,8 +60,18 @@ def test_notebook_dirs_defaults_and_creates(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_two_synthme_sizes_with_the_same_sheet_get_different_stores(tmp_path: Path):
-    small = prepare_data(DataConfig(**{**TINY, "synthme_size": 32}), PreprocessConfig(frames=4, size=16), cache_dir=tmp_path, progress=False)
-    large = prepare_data(DataConfig(**{**TINY, "synthme_size": 64}), PreprocessConfig(frames=4, size=16), cache_dir=tmp_path, progress=False)
+    small = prepare_data(
+        DataConfig(**{**TINY, "synthme_size": 32}),
+        PreprocessConfig(frames=4, size=16),
+        cache_dir=tmp_path,
+        progress=False,
+    )
+    large = prepare_data(
+        DataConfig(**{**TINY, "synthme_size": 64}),
+        PreprocessConfig(frames=4, size=16),
+        cache_dir=tmp_path,
+        progress=False,
+    )
     assert small.store.path != large.store.path
     assert not (small.store.clips[0] == large.store.clips[0]).all()
 

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers_preprocess import block_frame, ramp_clip, textured_frames, write_block_cascade
+
 from merkit.data.preprocess import (
     PreprocessConfig,
     PreprocessError,
@@ -52,7 +52,14 @@ def test_linear_interpolation_follows_frame_numbers_across_gaps():
 
 def test_onset_apex_ends_on_the_apex_frame():
     numbers = np.arange(0, 50)
-    out = preprocess_clip(ramp_clip(numbers), numbers, 5, 25, 45, PreprocessConfig(crop="dataset", frames=5, size=8, temporal="onset_apex"))
+    out = preprocess_clip(
+        ramp_clip(numbers),
+        numbers,
+        5,
+        25,
+        45,
+        PreprocessConfig(crop="dataset", frames=5, size=8, temporal="onset_apex"),
+    )
     np.testing.assert_array_equal(out[:, 0, 0, 0], [5, 10, 15, 20, 25])
 
 
@@ -73,7 +80,9 @@ def test_missing_apex_uses_the_middle_frame_by_default_and_can_refuse():
     np.testing.assert_array_equal(result.clip[:, 0, 0, 0], [0, 10, 20])
     assert preprocess_clip_detailed(ramp_clip(numbers), numbers, 0, None, 39, config).apex == 19
     with pytest.raises(PreprocessError, match="s1_ne_01.*no apex"):
-        preprocess_clip(ramp_clip(numbers), numbers, 0, None, 40, PreprocessConfig(missing_apex="error"), sample="s1_ne_01")
+        preprocess_clip(
+            ramp_clip(numbers), numbers, 0, None, 40, PreprocessConfig(missing_apex="error"), sample="s1_ne_01"
+        )
 
 
 def test_tim_on_a_linear_ramp_returns_a_linear_ramp():
@@ -95,7 +104,9 @@ def test_tim_weights_reproduce_the_input_frames_at_their_own_positions():
 
 def test_clip_shorter_than_T_is_upsampled_by_default_or_refused():
     numbers = np.arange(0, 6)  # 6 frames, T = 16
-    out = preprocess_clip(ramp_clip(numbers * 30), numbers, 0, 3, 5, PreprocessConfig(crop="dataset", frames=16, size=8))
+    out = preprocess_clip(
+        ramp_clip(numbers * 30), numbers, 0, 3, 5, PreprocessConfig(crop="dataset", frames=16, size=8)
+    )
     assert out.shape[0] == 16
     np.testing.assert_allclose(out[:, 0, 0, 0], np.linspace(0, 150, 16), atol=0.51)
     with pytest.raises(PreprocessError, match="EP02_01f.*fewer than T=16"):
@@ -131,7 +142,11 @@ def test_haar_crop_holds_the_onset_box_for_the_whole_clip(tmp_path):
     assert box.w == box.h and box.w >= 40  # a square around the 40 px block, margin included
     assert box.x <= 40 and box.x + box.w >= 80 and box.y <= 30 and box.y + box.h >= 70
     for k in range(5):  # every output frame is that one box cut from its own frame
-        expect = cv2.resize(frames[k, box.y : box.y + box.h, box.x : box.x + box.w].astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA)
+        expect = cv2.resize(
+            frames[k, box.y : box.y + box.h, box.x : box.x + box.w].astype(np.float32),
+            (32, 32),
+            interpolation=cv2.INTER_AREA,
+        )
         assert np.abs(result.clip[k].astype(float) - expect).max() <= 1
     assert not np.array_equal(result.clip[0], result.clip[1])  # the block moved inside the held box
 

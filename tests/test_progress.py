@@ -7,14 +7,16 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers_pipeline import COMMON, make_notebook
+
 from merkit.pipeline.run import run_pipeline
 from merkit.progress import FoldProgress, format_eta, read_progress
 
-FOLDS = ("import time\nfrom merkit.progress import FoldProgress\n"
-         "tracker = FoldProgress(run_dir, 'loso folds', total=3, done=0)\n"
-         "for _ in range(3):\n    time.sleep(1.5)\n    tracker.update(1)\ntime.sleep(1.5)\n")
+FOLDS = (
+    "import time\nfrom merkit.progress import FoldProgress\n"
+    "tracker = FoldProgress(run_dir, 'loso folds', total=3, done=0)\n"
+    "for _ in range(3):\n    time.sleep(1.5)\n    tracker.update(1)\ntime.sleep(1.5)\n"
+)
 
 
 def test_fold_progress_of_a_kernel_reaches_the_pipeline_terminal(tmp_path: Path, capsys: pytest.CaptureFixture):

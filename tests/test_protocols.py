@@ -145,7 +145,8 @@ def tiny_synthme(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("synthme")
     root = generate_synthme(
-        base / "data", SynthMEConfig(n_subjects=4, clips_per_subject=3, n_frames=8, size=32, video_subjects=()),
+        base / "data",
+        SynthMEConfig(n_subjects=4, clips_per_subject=3, n_frames=8, size=32, video_subjects=()),
         progress=False,
     )
     return root, build_manifest("synthme", root, "synthme_3class"), base
@@ -158,7 +159,9 @@ def tiny_store(tiny_synthme):
     from merkit.data.store import build_store
 
     root, manifest, base = tiny_synthme
-    return build_store(manifest, root, PreprocessConfig(frames=8, size=16, color="grey"), base / "store", progress=False)
+    return build_store(
+        manifest, root, PreprocessConfig(frames=8, size=16, color="grey"), base / "store", progress=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +172,14 @@ def tiny_flow_store(tiny_synthme):
     from merkit.data.store import build_store
 
     root, manifest, base = tiny_synthme
-    return build_store(manifest, root, PreprocessConfig(frames=8, size=16, color="grey"), base / "store",
-                       flow=FlowConfig(method="dis", work_size=32, size=28), progress=False)
+    return build_store(
+        manifest,
+        root,
+        PreprocessConfig(frames=8, size=16, color="grey"),
+        base / "store",
+        flow=FlowConfig(method="dis", work_size=32, size=28),
+        progress=False,
+    )
 
 
 def tiny_config(**train) -> RunConfig:
@@ -196,11 +205,19 @@ def test_loso_run_writes_predictions_metrics_and_fold_records(reference_run, tin
     run_dir, predictions = reference_run
     assert len(predictions) == 12
     assert list(predictions.columns[:6]) == ["dataset", "subject", "sample", "fold", "gt", "pred"]
-    assert [c for c in predictions.columns if c.startswith("prob_")] == ["prob_negative", "prob_positive", "prob_surprise"]
+    assert [c for c in predictions.columns if c.startswith("prob_")] == [
+        "prob_negative",
+        "prob_positive",
+        "prob_surprise",
+    ]
     assert (predictions["fold"] == predictions["subject"]).all()  # LOSO on one dataset: fold = held-out subject
     assert np.allclose(predictions.filter(like="prob_").sum(axis=1), 1.0, atol=1e-5)
-    assert (predictions["gt"].to_numpy() == tiny_store.index.set_index(["subject", "sample"]).loc[
-        list(zip(predictions["subject"], predictions["sample"])), "label"].to_numpy()).all()
+    assert (
+        predictions["gt"].to_numpy()
+        == tiny_store.index.set_index(["subject", "sample"])
+        .loc[list(zip(predictions["subject"], predictions["sample"])), "label"]
+        .to_numpy()
+    ).all()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_folds"] == 4 and metrics["protocol"] == "loso"
     assert metrics["folds_missing_classes"] == {}
@@ -299,8 +316,8 @@ def test_checkpoint_reloads_to_the_same_predictions_and_a_corrupt_one_is_named(r
 def test_fold_result_model_is_the_trained_model_and_refuses_without_weights(reference_run, tiny_store):
     from merkit.data.torch_dataset import ClipDataset
     from merkit.evaluation.splits import make_splits
-    from merkit.training.runner import run_fold
     from merkit.training.fold import predict
+    from merkit.training.runner import run_fold
 
     _, predictions = reference_run
     classes = tiny_store.index.attrs["classes"]
@@ -321,7 +338,9 @@ def test_metrics_json_is_written_once_with_n_boot_intervals_and_the_model(tiny_s
     assert not (tmp_path / "run" / "metrics.json").exists()  # a partial run writes no metrics
     run_protocol(tiny_config(), tiny_store, tmp_path / "run", progress=False, n_boot=50)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["ci"]["uf1"]["n_boot"] == 50 and metrics["model"] == "meranet_small" and metrics["protocol"] == "loso"
+    assert (
+        metrics["ci"]["uf1"]["n_boot"] == 50 and metrics["model"] == "meranet_small" and metrics["protocol"] == "loso"
+    )
     with pytest.raises(ValueError, match="n_boot must be >= 1"):
         run_protocol(tiny_config(), tiny_store, tmp_path / "other", progress=False, n_boot=0)
     assert not (tmp_path / "other").exists()
@@ -345,7 +364,13 @@ def test_ray_local_executor_matches_sequential(reference_run, tiny_store, tmp_pa
 def test_process_executor_matches_sequential(reference_run, tiny_store, tmp_path):
     _, reference = reference_run
     predictions = run_protocol(
-        tiny_config(), tiny_store, tmp_path / "proc", executor="processes", workers=2, folds=["01", "04"], progress=False
+        tiny_config(),
+        tiny_store,
+        tmp_path / "proc",
+        executor="processes",
+        workers=2,
+        folds=["01", "04"],
+        progress=False,
     )
     expected = reference[reference["fold"].isin(["01", "04"])].reset_index(drop=True)
     pd.testing.assert_frame_equal(predictions, expected, check_exact=False, atol=1e-6, rtol=0)
@@ -391,8 +416,8 @@ def test_flow_baseline_runs_loso_with_a_prediction_for_every_clip(model, tiny_fl
     assert np.allclose(predictions.filter(like="prob_").sum(axis=1), 1.0, atol=1e-5)
     assert json.loads((tmp_path / model / "metrics.json").read_text())["n_folds"] == 4
     # the saved weights are the flow model's and reproduce the fold's predictions from the flow images
-    from merkit.training.runner import model_dataset
     from merkit.training.fold import predict
+    from merkit.training.runner import model_dataset
 
     fold_model = load_fold_model(tmp_path / model, "02")
     held_out = np.flatnonzero(index["subject"].astype(str).to_numpy() == "02")
@@ -406,11 +431,17 @@ def test_model_dataset_gives_each_flow_model_its_declared_channels(tiny_flow_sto
     from merkit.training.runner import model_dataset
 
     positions = np.arange(3)
-    for name, channels in (("ststnet", ("u", "v", "strain")), ("ststnet_kit", ("u", "v", "strain")), ("offapexnet", ("u", "v"))):
+    for name, channels in (
+        ("ststnet", ("u", "v", "strain")),
+        ("ststnet_kit", ("u", "v", "strain")),
+        ("offapexnet", ("u", "v")),
+    ):
         data = model_dataset(create_model(name).input_spec, tiny_flow_store, positions, augment=False, seed=0)
         assert data.channels == channels
         assert data[0][0].shape == (len(channels), 28, 28)
-    full = model_dataset(create_model("ststnet_kit").input_spec, tiny_flow_store, positions, augment=False, seed=0)[1][0]
+    full = model_dataset(create_model("ststnet_kit").input_spec, tiny_flow_store, positions, augment=False, seed=0)[1][
+        0
+    ]
     uv = model_dataset(create_model("offapexnet").input_spec, tiny_flow_store, positions, augment=False, seed=0)[1][0]
     assert torch.equal(uv, full[:2])  # the same u and v, strain dropped
 
@@ -433,8 +464,11 @@ def test_ststnet_is_fed_the_png_as_opencv_reads_it_bgr_0_to_255(tiny_flow_store,
 
 
 def test_flow_model_on_a_store_without_flow_says_how_to_build_one(tiny_store, tmp_path):
-    with pytest.raises(ProtocolError, match=r"'offapexnet' reads onset→apex flow.*no flow \(no flow\.npy\).*"
-                                            r"flow=FlowConfig\(\.\.\.\).*prepare_data\(\.\.\., flow='tvl1'\)"):
+    with pytest.raises(
+        ProtocolError,
+        match=r"'offapexnet' reads onset→apex flow.*no flow \(no flow\.npy\).*"
+        r"flow=FlowConfig\(\.\.\.\).*prepare_data\(\.\.\., flow='tvl1'\)",
+    ):
         run_protocol(flow_config("offapexnet"), tiny_store, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 
@@ -448,7 +482,6 @@ def test_flow_model_of_another_size_than_the_stored_flow_is_refused(tiny_flow_st
 
 def test_variant_config_carries_input_sizes_only_to_models_that_take_them():
     from merkit.config import variant_config
-
 
     base = tiny_config()
     ablation = variant_config(base, "meranet_small:none")

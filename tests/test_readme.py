@@ -48,7 +48,7 @@ def test_every_readme_command_parses(argv: list[str]):
 
 
 def test_every_readme_notebook_parameter_is_declared():
-    declared = {name for nb in sorted(NOTEBOOK_DIR.glob('0*.ipynb')) for name in notebook_parameters(nb)}
+    declared = {name for nb in sorted(NOTEBOOK_DIR.glob("0*.ipynb")) for name in notebook_parameters(nb)}
     declared |= set(COMMON_PARAMETERS)
     used = {argv[i + 1] for argv in _merkit_commands() for i, word in enumerate(argv[:-1]) if word == "-p"}
     used |= set(re.findall(r"`-p (\w+) ", README))  # the parameters named in the release table
@@ -59,8 +59,12 @@ def test_every_readme_notebook_parameter_is_declared():
 def test_the_python_example_imports_what_it_uses():
     (example,) = [block for block in _code_blocks("python") if "run_protocol" in block]
     tree = ast.parse(example)
-    imported = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                for alias in node.names}
+    imported = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
     called = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
     assert called <= imported
     for node in ast.walk(tree):  # every import of the example resolves

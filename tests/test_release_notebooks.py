@@ -31,8 +31,18 @@ from merkit.pipeline.run import DEFAULT_ORDER, NOTEBOOK_DIR
 REPO = Path(__file__).resolve().parent.parent
 
 TINY = {"frames": 8, "size": 32}
-EXTRA = {"epochs": 1, "batch_size": 4, "k": 3, "compare": "", "n_boot": 20, "n_explain": 2, "ig_steps": 4,
-         "viewer_clips": 2, "methods": "ig,attention", "device": "cpu"}
+EXTRA = {
+    "epochs": 1,
+    "batch_size": 4,
+    "k": 3,
+    "compare": "",
+    "n_boot": 20,
+    "n_explain": 2,
+    "ig_steps": 4,
+    "viewer_clips": 2,
+    "methods": "ig,attention",
+    "device": "cpu",
+}
 NOTEBOOKS = [name for name in DEFAULT_ORDER if (NOTEBOOK_DIR / f"{name}.ipynb").exists()]
 
 
@@ -48,18 +58,33 @@ class Release:
 
 
 RELEASES = {
-    "casme2_raw": Release("casme2", "CASME2", {"dataset": "casme2", "label_map": "casme2_5class"},
-                          {"layout": "raw"}, "CASME2_RAW_selected/"),
-    "casme2_cropped": Release("casme2", "CASME2", {"dataset": "casme2", "label_map": "casme2_5class"},
-                              {"layout": "cropped", "scale": 0.5}, "Cropped/"),
-    "samm": Release("samm", "SAMM", {"dataset": "samm", "label_map": "samm_5class", "on_problem": "fix"},
-                    {"scale": 0.25}),
+    "casme2_raw": Release(
+        "casme2",
+        "CASME2",
+        {"dataset": "casme2", "label_map": "casme2_5class"},
+        {"layout": "raw"},
+        "CASME2_RAW_selected/",
+    ),
+    "casme2_cropped": Release(
+        "casme2",
+        "CASME2",
+        {"dataset": "casme2", "label_map": "casme2_5class"},
+        {"layout": "cropped", "scale": 0.5},
+        "Cropped/",
+    ),
+    "samm": Release(
+        "samm", "SAMM", {"dataset": "samm", "label_map": "samm_5class", "on_problem": "fix"}, {"scale": 0.25}
+    ),
     "smic_hs": Release("smic_hs", "SMIC", {"dataset": "smic_hs", "label_map": "smic_3class"}, {"scale": 0.5}),
-    "casme3a": Release("casme3a", "CASME3", {"dataset": "casme3a", "label_map": "casme3a_3class", "on_problem": "fix"},
-                       {"scale": 0.25}),
-    "megc2019": Release("megc2019", "MEGC2019", {"dataset": "megc2019", "label_map": "megc2019_3class",
-                                                 "evaluation": "megc2019", "on_problem": "fix"},
-                        {"layout": "cropped", "scale": 0.5}),
+    "casme3a": Release(
+        "casme3a", "CASME3", {"dataset": "casme3a", "label_map": "casme3a_3class", "on_problem": "fix"}, {"scale": 0.25}
+    ),
+    "megc2019": Release(
+        "megc2019",
+        "MEGC2019",
+        {"dataset": "megc2019", "label_map": "megc2019_3class", "evaluation": "megc2019", "on_problem": "fix"},
+        {"layout": "cropped", "scale": 0.5},
+    ),
 }
 
 
@@ -108,16 +133,23 @@ def _release_params(release: Release, declared: set[str]) -> dict:
 
 def _selected(request: pytest.FixtureRequest) -> list[str]:
     """The releases whose test is selected in this session (``-k samm`` runs only SAMM's)."""
-    chosen = {item.callspec.params["name"] for item in request.session.items
-              if item.module is request.module and "name" in getattr(getattr(item, "callspec", None), "params", {})}
+    chosen = {
+        item.callspec.params["name"]
+        for item in request.session.items
+        if item.module is request.module and "name" in getattr(getattr(item, "callspec", None), "params", {})
+    }
     return [name for name in RELEASES if name in chosen]
 
 
 @pytest.fixture(scope="module")
 def release_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ReleaseRun]:
     declared = _declared()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     pending = list(_selected(request))
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     runs: dict[str, ReleaseRun] = {}
@@ -128,12 +160,23 @@ def release_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
                 name = pending.pop(0)
                 folder = folders[name] = tmp_path_factory.mktemp(name)
                 release = RELEASES[name]
-                job = {"kind": release.kind, "folder": str(folder / release.folder), "options": release.options,
-                       "params": _release_params(release, declared), "notebooks": NOTEBOOKS,
-                       "run_dir": str(folder / "run"), "statuses": str(folder / "statuses.json")}
+                job = {
+                    "kind": release.kind,
+                    "folder": str(folder / release.folder),
+                    "options": release.options,
+                    "params": _release_params(release, declared),
+                    "notebooks": NOTEBOOKS,
+                    "run_dir": str(folder / "run"),
+                    "statuses": str(folder / "statuses.json"),
+                }
                 with (folder / "log.txt").open("w") as log:  # a file, not a pipe: a full pipe would stall the run
-                    process = subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(job)], env=env, stdout=log,
-                                               stderr=subprocess.STDOUT, start_new_session=True)
+                    process = subprocess.Popen(
+                        [sys.executable, "-c", WORKER, json.dumps(job)],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
                 running[name] = (process, time.monotonic())
             for name, (process, started) in list(running.items()):
                 if process.poll() is None and time.monotonic() - started > RUN_LIMIT_S:
@@ -143,8 +186,12 @@ def release_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
                     del running[name]
                     folder = folders[name]
                     statuses = folder / "statuses.json"
-                    runs[name] = ReleaseRun(folder / "run", process.returncode, (folder / "log.txt").read_text(),
-                                            json.loads(statuses.read_text()) if statuses.is_file() else [])
+                    runs[name] = ReleaseRun(
+                        folder / "run",
+                        process.returncode,
+                        (folder / "log.txt").read_text(),
+                        json.loads(statuses.read_text()) if statuses.is_file() else [],
+                    )
             time.sleep(0.5)
     finally:
         for process, _ in running.values():  # interrupted: leave nothing running

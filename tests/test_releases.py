@@ -16,7 +16,7 @@ import pytest
 from openpyxl import load_workbook
 
 from merkit.cli import main as cli_main
-from merkit.data.datasets import build_manifest, load_spec
+from merkit.data.datasets import build_manifest
 from merkit.data.manifest import ManifestError
 from merkit.data.synthetic import (
     ReleaseExistsError,
@@ -28,8 +28,14 @@ from merkit.data.synthetic import (
 
 REPO = Path(__file__).resolve().parents[1]
 # CI has ../shared beside the clone; a worktree under a folder of worktrees has it one level higher.
-CHECKER = next((p / "tools" / "check_release.py" for p in (REPO.parent / "shared", REPO.parent.parent / "shared")
-                if (p / "tools" / "check_release.py").is_file()), None)
+CHECKER = next(
+    (
+        p / "tools" / "check_release.py"
+        for p in (REPO.parent / "shared", REPO.parent.parent / "shared")
+        if (p / "tools" / "check_release.py").is_file()
+    ),
+    None,
+)
 
 
 def check_release(kind: str, root: Path, *options: str) -> None:
@@ -61,8 +67,9 @@ def casme2_small(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def megc_full(tmp_path_factory) -> Path:
     """The MEGC2019 root at the real counts, shrunk; CASME II cropped only (the checker wants raw at 640×480)."""
-    return write_release("megc2019", tmp_path_factory.mktemp("rel") / "MEGC", scale=0.1, layout="cropped",
-                         progress=False)
+    return write_release(
+        "megc2019", tmp_path_factory.mktemp("rel") / "MEGC", scale=0.1, layout="cropped", progress=False
+    )
 
 
 # ------------------------------------------------------------------------------------------ CASME II
@@ -70,8 +77,10 @@ def megc_full(tmp_path_factory) -> Path:
 
 def test_casme2_small_release_has_the_real_shape_and_builds_with_its_own_yaml(casme2_small):
     check_release("casme2", casme2_small)
-    assert first_frame(casme2_small, "CASME2_RAW_selected/sub01/" + next(
-        p.name for p in (casme2_small / "CASME2_RAW_selected/sub01").iterdir())).shape == (480, 640, 3)
+    assert first_frame(
+        casme2_small,
+        "CASME2_RAW_selected/sub01/" + next(p.name for p in (casme2_small / "CASME2_RAW_selected/sub01").iterdir()),
+    ).shape == (480, 640, 3)
     info = release_info(casme2_small)
     assert info["kind"] == "casme2" and info["small"] is True
     # small: the expected counts are not checked, so a strict build passes; the cropped root is preferred
@@ -136,8 +145,15 @@ def test_megc2019_full_count_root_passes_the_checker_with_counts(megc_full):
 def test_casme2_part_counts_and_the_2019_relabelling(megc_full):
     part = megc_full / "CASME2"
     df = build_manifest("casme2", part)  # strict: 255 clips / 26 subjects as expected
-    assert df["emotion"].value_counts().to_dict() == {"others": 99, "disgust": 63, "happiness": 32,
-                                                      "repression": 27, "surprise": 25, "sadness": 7, "fear": 2}
+    assert df["emotion"].value_counts().to_dict() == {
+        "others": 99,
+        "disgust": 63,
+        "happiness": 32,
+        "repression": 27,
+        "surprise": 25,
+        "sadness": 7,
+        "fear": 2,
+    }
     kept = df[df["emotion"].isin(["disgust", "repression", "happiness", "surprise"])]
     usable = kept[kept["apex"].notna() & (kept["apex"] != kept["onset"])]
     assert len(usable) == 145 and usable["subject"].nunique() == 24
@@ -192,8 +208,10 @@ def test_samm_release_is_grey_and_wide_with_the_sheet_form(tmp_path):
 @pytest.mark.parametrize("names", ["s1", "s01"])
 def test_smic_hs_release_has_no_sheet_and_class_folders(tmp_path, names):
     out = tmp_path / "SMIC"
-    assert cli_main(["synthme", "--as", "smic_hs", str(out), "--small", "--scale", "0.2", "--smic-names", names,
-                     "-q"]) == 0
+    assert (
+        cli_main(["synthme", "--as", "smic_hs", str(out), "--small", "--scale", "0.2", "--smic-names", names, "-q"])
+        == 0
+    )
     check_release("smic_hs", out)
     assert not list(out.rglob("*.xlsx"))
     clip = next(out.glob(f"HS/{'s01' if names == 's01' else 's1'}/micro/negative/*_ne_01"))
@@ -238,9 +256,15 @@ def test_megc2019_release_composite_is_the_rule_the_counts_and_the_listed_fixes(
     from merkit.data.datasets import build_megc2019, problems_table
 
     df = build_megc2019(megc_full, on_problem="fix")
-    per = {part: (len(g), g["subject"].nunique(), g["label"].value_counts().sort_index().tolist())
-           for part, g in df.groupby("dataset")}
-    assert per == {"casme2": (145, 24, [88, 32, 25]), "samm": (133, 28, [92, 26, 15]), "smic_hs": (164, 16, [70, 51, 43])}
+    per = {
+        part: (len(g), g["subject"].nunique(), g["label"].value_counts().sort_index().tolist())
+        for part, g in df.groupby("dataset")
+    }
+    assert per == {
+        "casme2": (145, 24, [88, 32, 25]),
+        "samm": (133, 28, [92, 26, 15]),
+        "smic_hs": (164, 16, [70, 51, 43]),
+    }
     table = problems_table(df)
     excluded = table[table["action"] == "excluded"]
     assert len(excluded) == 2 and set(excluded["dataset"]) == {"casme2"}  # the no-usable-apex rule, not a list

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers_browser import assert_not_blank, find_browser, image_check, screenshot
+from helpers_report import make_run
 
 from merkit.cli import main
 from merkit.report import CompareError, compare_runs, comparison_table, write_report
-from helpers_browser import assert_not_blank, find_browser, image_check, screenshot
-from helpers_report import make_run
 
 
 def _images(page: str) -> list[bytes]:

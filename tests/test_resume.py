@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers_pipeline import COMMON, make_notebook
 
 import merkit
-from helpers_pipeline import COMMON, make_notebook
 from merkit.pipeline.run import kit_identity, run_pipeline
 
 DATA_PARAMETERS = 'dataset: str = "synthme"  # dataset key\nprotocol: str = "synthme_3class"  # class mapping\n'
@@ -16,21 +16,26 @@ DATA_PARAMETERS = 'dataset: str = "synthme"  # dataset key\nprotocol: str = "syn
 
 @pytest.fixture()
 def notebook(tmp_path: Path) -> Path:
-    return make_notebook(tmp_path / "nb" / "01_count.ipynb", COMMON + DATA_PARAMETERS,
-                         "import pathlib\nlog = pathlib.Path(run_dir, 'runs.txt')\n"
-                         "log.write_text(log.read_text() + 'x' if log.exists() else 'x')")
+    return make_notebook(
+        tmp_path / "nb" / "01_count.ipynb",
+        COMMON + DATA_PARAMETERS,
+        "import pathlib\nlog = pathlib.Path(run_dir, 'runs.txt')\n"
+        "log.write_text(log.read_text() + 'x' if log.exists() else 'x')",
+    )
 
 
 @pytest.fixture()
 def licensed_copy(tmp_path: Path) -> Path:
     from merkit.data.synthetic import SynthMEConfig, generate_synthme
 
-    return generate_synthme(tmp_path / "copy", SynthMEConfig(n_subjects=3, clips_per_subject=3, n_frames=8, size=32),
-                            progress=False)
+    return generate_synthme(
+        tmp_path / "copy", SynthMEConfig(n_subjects=3, clips_per_subject=3, n_frames=8, size=32), progress=False
+    )
 
 
-def test_changed_kit_version_reruns_and_says_why(tmp_path: Path, notebook: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture):
+def test_changed_kit_version_reruns_and_says_why(
+    tmp_path: Path, notebook: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
     run_dir = tmp_path / "run"
     run_pipeline(run_dir, {}, [notebook], progress=False)
     assert [r.status for r in run_pipeline(run_dir, {}, [notebook], progress=False).notebooks] == ["skipped"]

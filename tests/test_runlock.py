@@ -16,8 +16,10 @@ import pytest
 from merkit.runlock import LOCK_ENV, RunLock, RunLockedError, read_holder
 
 REPO = Path(__file__).resolve().parent.parent
-HOLD = ("import sys, time\nfrom merkit.runlock import RunLock\nlock = RunLock(sys.argv[1]).acquire()\n"
-        "print('held', flush=True)\ntime.sleep(120)\n")
+HOLD = (
+    "import sys, time\nfrom merkit.runlock import RunLock\nlock = RunLock(sys.argv[1]).acquire()\n"
+    "print('held', flush=True)\ntime.sleep(120)\n"
+)
 
 
 def _env() -> dict[str, str]:
@@ -49,8 +51,13 @@ def test_second_pipeline_into_a_locked_directory_exits_at_once(tmp_path: Path):
     holder = _hold(run_dir)
     try:
         started = time.monotonic()
-        second = subprocess.run([sys.executable, "-m", "merkit.cli", "pipeline", "--run-dir", str(run_dir)],
-                                capture_output=True, text=True, env=_env(), timeout=60)
+        second = subprocess.run(
+            [sys.executable, "-m", "merkit.cli", "pipeline", "--run-dir", str(run_dir)],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=60,
+        )
         elapsed = time.monotonic() - started
     finally:
         holder.kill()
@@ -83,11 +90,19 @@ def test_reentrant_in_one_process_and_inherited_by_children(tmp_path: Path):
             pass
         assert read_holder(tmp_path / "run")["pid"] == os.getpid()  # still held after the inner release
         probe = "import sys\nfrom merkit.runlock import RunLock\nprint(RunLock(sys.argv[1]).acquire().inherited)\n"
-        child = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "run")], capture_output=True, text=True,
-                               env={**outer.child_env(), "PYTHONPATH": str(REPO)})
+        child = subprocess.run(
+            [sys.executable, "-c", probe, str(tmp_path / "run")],
+            capture_output=True,
+            text=True,
+            env={**outer.child_env(), "PYTHONPATH": str(REPO)},
+        )
         assert child.stdout.strip() == "True", child.stderr
-        stranger = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "run")], capture_output=True,
-                                  text=True, env={k: v for k, v in _env().items() if k != LOCK_ENV})
+        stranger = subprocess.run(
+            [sys.executable, "-c", probe, str(tmp_path / "run")],
+            capture_output=True,
+            text=True,
+            env={k: v for k, v in _env().items() if k != LOCK_ENV},
+        )
         assert stranger.returncode != 0 and "RunLockedError" in stranger.stderr
 
 
@@ -99,13 +114,24 @@ def test_run_protocol_into_a_locked_directory_is_refused_before_any_fold(tmp_pat
     from merkit.data.synthetic import SynthMEConfig, generate_synthme
     from merkit.training.runner import run_protocol
 
-    root = generate_synthme(tmp_path / "data", SynthMEConfig(n_subjects=3, clips_per_subject=3, n_frames=8, size=32,
-                                                             video_subjects=()), progress=False)
-    store = build_store(build_manifest("synthme", root, "synthme_3class"), root, PreprocessConfig(frames=8, size=16),
-                        tmp_path / "store", progress=False)
-    config = RunConfig(model=ModelConfig(name="meranet_small", overrides={"frames": 8, "size": 16}),
-                       train=TrainConfig(epochs=1, device="cpu"), protocol=ProtocolConfig(name="loso"),
-                       preprocess=PreprocessConfig(frames=8, size=16).to_dict())
+    root = generate_synthme(
+        tmp_path / "data",
+        SynthMEConfig(n_subjects=3, clips_per_subject=3, n_frames=8, size=32, video_subjects=()),
+        progress=False,
+    )
+    store = build_store(
+        build_manifest("synthme", root, "synthme_3class"),
+        root,
+        PreprocessConfig(frames=8, size=16),
+        tmp_path / "store",
+        progress=False,
+    )
+    config = RunConfig(
+        model=ModelConfig(name="meranet_small", overrides={"frames": 8, "size": 16}),
+        train=TrainConfig(epochs=1, device="cpu"),
+        protocol=ProtocolConfig(name="loso"),
+        preprocess=PreprocessConfig(frames=8, size=16).to_dict(),
+    )
     holder = _hold(tmp_path / "run")
     try:
         with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):

@@ -1,7 +1,6 @@
 """Run directory: atomic writes, environment capture, config checks and fold-level kill/resume."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -12,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from merkit.training import runs
 from merkit.evaluation.metrics import PredictionsError
+from merkit.training import runs
 from merkit.training.runs import (
     CheckpointError,
     RunConfigMismatch,
@@ -28,17 +27,26 @@ from merkit.training.runs import (
     to_jsonable,
 )
 
-CONFIG = {"data": {"dataset": "synthme"}, "train": {"epochs": 3, "lr": 0.001},
-          "protocol": {"name": "loso", "executor": "sequential", "workers": 1}}
+CONFIG = {
+    "data": {"dataset": "synthme"},
+    "train": {"epochs": 3, "lr": 0.001},
+    "protocol": {"name": "loso", "executor": "sequential", "workers": 1},
+}
 
 
 def fold_predictions(fold, subject, n=2, with_fold=True):
-    df = pd.DataFrame({
-        "dataset": ["synthme"] * n, "subject": [subject] * n,
-        "sample": [f"{subject}_{i}" for i in range(n)],
-        "gt": np.arange(n) % 3, "pred": (np.arange(n) + 1) % 3,
-        "prob_a": np.full(n, 1 / 3), "prob_b": np.full(n, 0.123456789012345678), "prob_c": np.full(n, 0.5),
-    })
+    df = pd.DataFrame(
+        {
+            "dataset": ["synthme"] * n,
+            "subject": [subject] * n,
+            "sample": [f"{subject}_{i}" for i in range(n)],
+            "gt": np.arange(n) % 3,
+            "pred": (np.arange(n) + 1) % 3,
+            "prob_a": np.full(n, 1 / 3),
+            "prob_b": np.full(n, 0.123456789012345678),
+            "prob_c": np.full(n, 0.5),
+        }
+    )
     if with_fold:
         df.insert(3, "fold", [fold] * n)
     return df
@@ -102,8 +110,17 @@ def test_csv_floats_round_trip_exactly(tmp_path):
 
 
 def test_to_jsonable_handles_numpy_nan_and_paths():
-    out = to_jsonable({"a": np.float32(0.5), "b": np.int64(3), "c": float("nan"), "d": Path("/x"),
-                       "e": (1, 2), "f": np.array([1.0, np.inf]), "g": np.bool_(True)})
+    out = to_jsonable(
+        {
+            "a": np.float32(0.5),
+            "b": np.int64(3),
+            "c": float("nan"),
+            "d": Path("/x"),
+            "e": (1, 2),
+            "f": np.array([1.0, np.inf]),
+            "g": np.bool_(True),
+        }
+    )
     assert out == {"a": 0.5, "b": 3, "c": None, "d": "/x", "e": [1, 2], "f": [1.0, None], "g": True}
     json.dumps(out, allow_nan=False)
 
@@ -128,8 +145,9 @@ def test_git_commit_of_a_repo_and_of_no_repo(tmp_path):
     (tmp_path / "f").write_text("x")
     subprocess.run([*git, "-C", str(tmp_path), "add", "f"], check=True)
     subprocess.run([*git, "-C", str(tmp_path), "commit", "-qm", "x"], check=True)
-    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert git_commit(tmp_path) == {"commit": head, "dirty": False}
     (tmp_path / "f").write_text("y")
     assert git_commit(tmp_path)["dirty"] is True
@@ -201,8 +219,7 @@ def test_resume_refused_when_config_json_is_corrupt(tmp_path):
 def test_config_differences_ignores_nested_resumable_prefix():
     saved = {"protocol": {"executor": "sequential", "name": "loso"}}
     now = {"protocol": {"executor": "ray", "name": "lodo"}}
-    assert config_differences(saved, now, {"protocol.executor"}) == [
-        "protocol.name: saved 'loso', now 'lodo'"]
+    assert config_differences(saved, now, {"protocol.executor"}) == ["protocol.name: saved 'loso', now 'lodo'"]
 
 
 # -- folds, kill and resume ------------------------------------------------------------------------
@@ -260,7 +277,7 @@ def test_killed_process_loses_only_the_running_fold(tmp_path):
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_runs import CONFIG, fold_predictions
         from merkit.training.runs import RunDir, atomic_write_csv
-        run = RunDir({str(tmp_path / 'run')!r}, CONFIG, capture=False)
+        run = RunDir({str(tmp_path / "run")!r}, CONFIG, capture=False)
         run.mark_fold_done("01", fold_predictions("01", "01"))
         atomic_write_csv(fold_predictions("02", "02"), run.fold_dir("02") / "predictions.csv")
         os._exit(9)  # killed before fold 02's marker

@@ -17,8 +17,12 @@ OVERRIDES = {"frames": 8, "size": 16}
 
 
 def lab_config(model: str = "meranet_small", **train) -> RunConfig:
-    return RunConfig(model=ModelConfig(name=model, overrides=dict(OVERRIDES)), train=TrainConfig(epochs=1, **train),
-                     protocol=ProtocolConfig(name="group_kfold", k=4), preprocess=PREPROCESS.to_dict())
+    return RunConfig(
+        model=ModelConfig(name=model, overrides=dict(OVERRIDES)),
+        train=TrainConfig(epochs=1, **train),
+        protocol=ProtocolConfig(name="group_kfold", k=4),
+        preprocess=PREPROCESS.to_dict(),
+    )
 
 
 def _save(path: Path, config: RunConfig | None) -> Path:

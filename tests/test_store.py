@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from helpers_preprocess import textured_frames
+
 from merkit.data.flow import FlowConfig
 from merkit.data.io import read_sample
 from merkit.data.manifest import make_manifest
@@ -41,7 +41,10 @@ def _write_clip(folder: Path, frames: np.ndarray, first: int) -> None:
 def _moving_frames(n: int, size: int, step: float, seed: int) -> np.ndarray:
     """Texture translated rightwards by ``step`` px per frame (for the flow test)."""
     base = textured_frames(1, size, size, seed)[0]
-    frames = [cv2.warpAffine(base, np.float32([[1, 0, k * step], [0, 1, 0]]), (size, size), borderMode=cv2.BORDER_REFLECT) for k in range(n)]
+    frames = [
+        cv2.warpAffine(base, np.float32([[1, 0, k * step], [0, 1, 0]]), (size, size), borderMode=cv2.BORDER_REFLECT)
+        for k in range(n)
+    ]
     return np.stack(frames)
 
 
@@ -54,11 +57,21 @@ def _dataset(root: Path, n_subjects: int = 2, clips: int = 2, frames: int = 10, 
             path = f"sub{s:02d}/EP{c:02d}_01"
             _write_clip(root / path, _moving_frames(frames, size, 0.5 * c, seed=s * 10 + c), first)
             label = (s + c) % 3
-            records.append(dict(
-                dataset="toy", subject=f"{s:02d}", sample=f"EP{c:02d}_01", path=path, onset=first, apex=first + frames // 2,
-                offset=first + frames - 1, fps=200.0, emotion=["disgust", "happiness", "surprise"][label],
-                label=label, action_units=("4", "L10"),
-            ))
+            records.append(
+                dict(
+                    dataset="toy",
+                    subject=f"{s:02d}",
+                    sample=f"EP{c:02d}_01",
+                    path=path,
+                    onset=first,
+                    apex=first + frames // 2,
+                    offset=first + frames - 1,
+                    fps=200.0,
+                    emotion=["disgust", "happiness", "surprise"][label],
+                    label=label,
+                    action_units=("4", "L10"),
+                )
+            )
     return make_manifest(records, dataset="toy", label_map="toy_3class", classes=CLASSES)
 
 
@@ -110,7 +123,13 @@ def test_unchanged_inputs_reuse_the_store_without_reading_a_frame(toy, tmp_path)
 def test_one_changed_parameter_or_row_builds_a_new_store(toy, tmp_path):
     root, manifest = toy
     base = build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
-    tim = build_store(manifest, root, PreprocessConfig(frames=6, size=16, temporal="tim", crop="dataset"), tmp_path / "cache", progress=False)
+    tim = build_store(
+        manifest,
+        root,
+        PreprocessConfig(frames=6, size=16, temporal="tim", crop="dataset"),
+        tmp_path / "cache",
+        progress=False,
+    )
     assert tim.path != base.path and base.path.is_dir()
     assert not np.array_equal(np.asarray(tim.clips), np.asarray(base.clips))
     changed = manifest.copy()
@@ -186,7 +205,9 @@ def test_masks_go_through_the_clip_transform(toy, tmp_path):
 
 def test_flow_is_stored_onset_to_apex(toy, tmp_path):
     root, manifest = toy
-    store = build_store(manifest, root, CONFIG, tmp_path / "cache", flow=FlowConfig(method="dis", work_size=32, size=8), progress=False)
+    store = build_store(
+        manifest, root, CONFIG, tmp_path / "cache", flow=FlowConfig(method="dis", work_size=32, size=8), progress=False
+    )
     assert store.flow.shape == (4, 8, 8, 3) and store.flow.dtype == np.float16
     # clip c moves 0.5·c px per frame rightwards over 5 frames (onset to apex): u ≈ 2.5·c
     u = np.asarray(store.flow[:, 2:-2, 2:-2, 0], dtype=np.float32).mean(axis=(1, 2))
@@ -225,9 +246,15 @@ def test_synthme_store_with_motion_masks(tmp_path):
     from merkit.data.datasets import build_manifest
     from merkit.data.synthetic import SynthMEConfig, generate_synthme, load_motion_mask
 
-    root = generate_synthme(tmp_path / "synthme", SynthMEConfig(n_subjects=2, clips_per_subject=3, n_frames=10, size=32, video_subjects=(2,)), progress=False)
+    root = generate_synthme(
+        tmp_path / "synthme",
+        SynthMEConfig(n_subjects=2, clips_per_subject=3, n_frames=10, size=32, video_subjects=(2,)),
+        progress=False,
+    )
     manifest = build_manifest("synthme", root, "synthme_3class")
-    store = build_store(manifest, root, CONFIG, tmp_path / "cache", mask_loader=MotionMaskLoader(str(root)), progress=False)
+    store = build_store(
+        manifest, root, CONFIG, tmp_path / "cache", mask_loader=MotionMaskLoader(str(root)), progress=False
+    )
     assert store.clips.shape == (6, 6, 16, 16, 1) and store.masks.shape == (6, 16, 16)
     row = store.index.iloc[4]
     mask = load_motion_mask(root, row["subject"], row["sample"])
@@ -242,14 +269,22 @@ def test_synthme_store_with_motion_masks(tmp_path):
 @pytest.fixture()
 def store(toy, tmp_path):
     root, manifest = toy
-    return build_store(manifest, root, PreprocessConfig(frames=6, size=16, color="rgb", crop="dataset"), tmp_path / "cache", progress=False)
+    return build_store(
+        manifest,
+        root,
+        PreprocessConfig(frames=6, size=16, color="rgb", crop="dataset"),
+        tmp_path / "cache",
+        progress=False,
+    )
 
 
 def test_clip_dataset_items_are_c_t_h_w_float_with_labels(store):
     data = ClipDataset(store, [3, 1], normalise="none")
     x, label = data[0]
     assert x.dtype == torch.float32 and x.shape == (3, 6, 16, 16)
-    expected = torch.from_numpy(np.array(store.clips[3])).permute(3, 0, 1, 2).float() / 255  # (T, S, S, C) -> (C, T, S, S)
+    expected = (
+        torch.from_numpy(np.array(store.clips[3])).permute(3, 0, 1, 2).float() / 255
+    )  # (T, S, S, C) -> (C, T, S, S)
     torch.testing.assert_close(x, expected)
     assert label == int(store.index.label[3])
     np.testing.assert_array_equal(data.labels, store.index.label.to_numpy()[[3, 1]])
@@ -289,7 +324,9 @@ def test_augmentation_is_deterministic_per_seed_epoch_and_clip_and_absent_at_eva
 def test_each_augmentation_does_what_it_says(store):
     raw = ClipDataset(store, normalise="none")[0][0]
     flip_only = Augmentation(flip=1.0, crop_scale=(1.0, 1.0), temporal_shift=0, brightness=0.0, contrast=0.0)
-    torch.testing.assert_close(ClipDataset(store, augment=flip_only, normalise="none")[0][0], torch.flip(raw, dims=(3,)))
+    torch.testing.assert_close(
+        ClipDataset(store, augment=flip_only, normalise="none")[0][0], torch.flip(raw, dims=(3,))
+    )
     shift_only = Augmentation(flip=0.0, crop_scale=(1.0, 1.0), temporal_shift=2, brightness=0.0, contrast=0.0)
     shifted = ClipDataset(store, augment=shift_only, normalise="none", seed=1)
     seen = set()
@@ -314,9 +351,13 @@ def test_crop_takes_a_square_and_resizes_it_back(store):
     found = []
     for top in range(9):
         for left in range(9):
-            crop = raw[:, :, top : top + 8, left : left + 8].permute(2, 3, 1, 0).reshape(8, 8, -1).numpy()  # (C, T, s, s) -> (s, s, T·C)
+            crop = (
+                raw[:, :, top : top + 8, left : left + 8].permute(2, 3, 1, 0).reshape(8, 8, -1).numpy()
+            )  # (C, T, s, s) -> (s, s, T·C)
             resized = cv2.resize(np.ascontiguousarray(crop), (16, 16), interpolation=cv2.INTER_LINEAR)
-            expected = torch.from_numpy(resized.reshape(16, 16, 6, 3)).permute(3, 2, 0, 1)  # (S, S, T, C) -> (C, T, S, S)
+            expected = torch.from_numpy(resized.reshape(16, 16, 6, 3)).permute(
+                3, 2, 0, 1
+            )  # (S, S, T, C) -> (C, T, S, S)
             if torch.allclose(x, expected, atol=1e-5):
                 found.append((top, left))
     assert found, "the crop must be an 8x8 window of the clip resized to 16x16"
@@ -331,7 +372,9 @@ def test_default_augmentation_does_not_resample_space(store):
     for epoch in range(4):
         data.set_epoch(epoch)
         x = data[0][0]
-        candidates = [r[:, np.clip(np.arange(6) + k, 0, 5)] for r in (raw, torch.flip(raw, dims=(3,))) for k in (-1, 0, 1)]
+        candidates = [
+            r[:, np.clip(np.arange(6) + k, 0, 5)] for r in (raw, torch.flip(raw, dims=(3,))) for k in (-1, 0, 1)
+        ]
         assert any(torch.equal(x, c) for c in candidates), "only whole frames are moved: no resampling"
 
 
@@ -382,8 +425,24 @@ def test_haar_store_records_the_held_box_and_crops_masks_with_it(tmp_path):
     cascade = write_block_cascade(tmp_path)
     root = tmp_path / "data"
     _write_clip(root / "sub01" / "EP01_01", np.stack([block_frame(90, 120, 20, 50) for _ in range(5)]), 1)
-    manifest = make_manifest([dict(dataset="toy", subject="01", sample="EP01_01", path="sub01/EP01_01", onset=1, apex=3,
-                                   offset=5, fps=200.0, emotion="surprise", label=2)], dataset="toy", classes=CLASSES)
+    manifest = make_manifest(
+        [
+            dict(
+                dataset="toy",
+                subject="01",
+                sample="EP01_01",
+                path="sub01/EP01_01",
+                onset=1,
+                apex=3,
+                offset=5,
+                fps=200.0,
+                emotion="surprise",
+                label=2,
+            )
+        ],
+        dataset="toy",
+        classes=CLASSES,
+    )
 
     def block_mask(row):
         mask = np.zeros((90, 120), bool)

@@ -1,7 +1,7 @@
-"""merkit.pipeline.sweep / `merkit sweep`: grids checked before anything runs, one run directory per point, sequential and
-process execution, a failing point reported while the others run, and the comparison at the end. The mechanics
-use a throwaway notebook that writes real metrics (merkit.evaluation.metrics.summarise); one slow test sweeps 03_loso on a
-tiny SynthME."""
+"""merkit.pipeline.sweep / `merkit sweep`: grids checked before anything runs, one run directory per point, sequential
+and process execution, a failing point reported while the others run, and the comparison at the end. The mechanics
+use a throwaway notebook that writes real metrics (merkit.evaluation.metrics.summarise); one slow test sweeps 03_loso on
+a tiny SynthME."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from helpers_pipeline import COMMON, make_notebook
 
 from merkit.cli import main
-from merkit.pipeline.run import NOTEBOOK_DIR, ParameterError
+from merkit.pipeline.run import ParameterError
 from merkit.pipeline.sweep import expand_grid, load_grid, run_sweep, sweep_from_file
-from helpers_pipeline import COMMON, make_notebook
 
 SCORE_CELL = """
 import pathlib
@@ -39,9 +39,11 @@ atomic_write_json(pathlib.Path(run_dir) / "config.json",
 
 @pytest.fixture()
 def notebook_dir(tmp_path: Path) -> Path:
-    make_notebook(tmp_path / "nbs" / "01_score.ipynb",
-                  COMMON + 'model: str = "stcnn"  # model name\nseed: int = 0  # seed\nfail: bool = False  # raise\n',
-                  SCORE_CELL)
+    make_notebook(
+        tmp_path / "nbs" / "01_score.ipynb",
+        COMMON + 'model: str = "stcnn"  # model name\nseed: int = 0  # seed\nfail: bool = False  # raise\n',
+        SCORE_CELL,
+    )
     return tmp_path / "nbs"
 
 
@@ -52,11 +54,16 @@ def _grid(tmp_path: Path, body: dict) -> Path:
 
 
 def test_grid_expands_to_the_product_with_readable_names(tmp_path: Path):
-    spec = load_grid(_grid(tmp_path, {"grid": {"model": ["meranet_small:none", "stcnn"], "seed": [0, 1]},
-                                      "params": {"epochs": 2}}))
+    spec = load_grid(
+        _grid(tmp_path, {"grid": {"model": ["meranet_small:none", "stcnn"], "seed": [0, 1]}, "params": {"epochs": 2}})
+    )
     points = expand_grid(spec)
-    assert [p.name for p in points] == ["model=meranet_small-none_seed=0", "model=meranet_small-none_seed=1",
-                                        "model=stcnn_seed=0", "model=stcnn_seed=1"]
+    assert [p.name for p in points] == [
+        "model=meranet_small-none_seed=0",
+        "model=meranet_small-none_seed=1",
+        "model=stcnn_seed=0",
+        "model=stcnn_seed=1",
+    ]
     assert points[1].params == {"epochs": 2, "model": "meranet_small:none", "seed": 1}
     assert points[3].run_dir == tmp_path / "sweep" / "model=stcnn_seed=1"
 
@@ -74,7 +81,9 @@ def test_bad_grids_are_refused_before_anything_runs(tmp_path: Path, notebook_dir
     with pytest.raises(ParameterError, match="unknown key gird"):
         load_grid(_grid(tmp_path, {"gird": {"seed": [0]}}))
     with pytest.raises(ParameterError, match="ray"):
-        run_sweep(sweep_from_file(_grid(tmp_path, {"grid": {"seed": [0]}, "executor": "ray"})), notebook_dir=notebook_dir)
+        run_sweep(
+            sweep_from_file(_grid(tmp_path, {"grid": {"seed": [0]}, "executor": "ray"})), notebook_dir=notebook_dir
+        )
 
 
 @pytest.mark.slow
@@ -110,13 +119,29 @@ def test_a_failing_point_is_reported_and_the_others_still_run(tmp_path: Path, no
 def test_sweep_of_two_models_and_two_seeds_on_tiny_synthme(tmp_path: Path):
     """The real thing: 03_loso on 3 subjects x 3 clips, 8 frames of 32², one epoch, models x seeds."""
     grid = tmp_path / "grid.yaml"
-    grid.write_text(yaml.safe_dump({
-        "grid": {"model": ["meranet_small", "resnet3d"], "seed": [0, 1]},
-        "params": {"synthme_n_subjects": 3, "synthme_clips_per_subject": 3, "synthme_n_frames": 10,
-                   "synthme_size": 32, "frames": 8, "size": 32, "epochs": 1, "batch_size": 4, "compare": "",
-                   "n_boot": 20, "device": "cpu", "cache_dir": str(tmp_path / "cache")},
-        "notebooks": ["03_loso"], "out": str(tmp_path / "sweep"),
-    }))
+    grid.write_text(
+        yaml.safe_dump(
+            {
+                "grid": {"model": ["meranet_small", "resnet3d"], "seed": [0, 1]},
+                "params": {
+                    "synthme_n_subjects": 3,
+                    "synthme_clips_per_subject": 3,
+                    "synthme_n_frames": 10,
+                    "synthme_size": 32,
+                    "frames": 8,
+                    "size": 32,
+                    "epochs": 1,
+                    "batch_size": 4,
+                    "compare": "",
+                    "n_boot": 20,
+                    "device": "cpu",
+                    "cache_dir": str(tmp_path / "cache"),
+                },
+                "notebooks": ["03_loso"],
+                "out": str(tmp_path / "sweep"),
+            }
+        )
+    )
     result = run_sweep(sweep_from_file(grid), cell_timeout=300, progress=False)
     assert [p.status for p in result.points] == ["done"] * 4, [p.error for p in result.points]
     table = result.compare.table

@@ -32,9 +32,7 @@ from merkit.data.synthetic import (
 # Tiny: 3 subjects x 3 clips x 12 frames at 64 px, subject 2 as video. Generates in well under a second.
 TINY = SynthMEConfig(n_subjects=3, clips_per_subject=3, n_frames=12, size=64, video_subjects=(2,), crop_jitter=1)
 # Everything class-independent switched off: only the class motion moves pixels.
-STILL = dataclasses.replace(
-    TINY, blink_probability=0.0, head_drift=0.0, flicker=0.0, noise_std=0.0, n_frames=16
-)
+STILL = dataclasses.replace(TINY, blink_probability=0.0, head_drift=0.0, flicker=0.0, noise_std=0.0, n_frames=16)
 # Mean absolute error (grey levels) allowed between drawn and decoded frames, measured at the default
 # quality with margin: JPEG q95 ~2.2, OpenCV mp4v ~3.6 at most per clip.
 JPEG_TOLERANCE = 4.0
@@ -264,7 +262,10 @@ def test_tree_layout_frames_videos_masks(tiny_root):
         mask = load_motion_mask(tiny_root, row["subject"], row["sample"])
         ys, xs = np.nonzero(mask)
         assert (int(row["x0"]), int(row["y0"]), int(row["x1"]), int(row["y1"])) == (
-            xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+            xs.min(),
+            ys.min(),
+            xs.max() + 1,
+            ys.max() + 1,
         )
         assert int(row["mask_pixels"]) == mask.sum()
 

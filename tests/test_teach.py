@@ -16,10 +16,10 @@ import pandas as pd
 import papermill
 import pytest
 import torch
+from helpers_pipeline import KERNELSPEC, TINY_SYNTHME
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from helpers_pipeline import KERNELSPEC, TINY_SYNTHME
 from merkit.pipeline import teach
 from merkit.pipeline.run import NOTEBOOK_DIR, PipelineError, run_pipeline
 from merkit.training.fold import train_fold
@@ -57,7 +57,7 @@ def test_every_notebook_has_three_to_five_exercises_each_with_a_student_cell(pat
         follower = nb.cells[i + 1]
         assert follower.cell_type == "code" and "student" in _tags(follower)
         solutions = []
-        for cell in nb.cells[i + 2:]:
+        for cell in nb.cells[i + 2 :]:
             if "solution" not in _tags(cell):
                 break
             solutions.append(cell)
@@ -100,7 +100,9 @@ def _notebook_with_a_failing_solution(path: Path) -> Path:
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}
     nb.cells = [
-        nbformat.v4.new_code_cell('run_dir: str = ""  # where to write\ndata_root: str = ""  # unused', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            'run_dir: str = ""  # where to write\ndata_root: str = ""  # unused', metadata={"tags": ["parameters"]}
+        ),
         nbformat.v4.new_markdown_cell("**Exercise 1.** what is 1 + 1?", metadata={"tags": ["exercise"]}),
         nbformat.v4.new_code_cell("", metadata={"tags": ["student"]}),
         nbformat.v4.new_code_cell("answer = 3\nassert answer == 2", metadata={"tags": ["solution"]}),
@@ -201,8 +203,9 @@ def test_seed_interval_and_best_of_random_guessing():
 
 
 def test_subject_bootstrap_draws_whole_subjects():
-    predictions = pd.DataFrame({"subject": ["a"] * 4 + ["b"] * 4, "gt": [0, 1, 0, 1] * 2,
-                                "pred": [0, 1, 0, 1] + [1, 0, 1, 0]})  # a: all right, b: all wrong
+    predictions = pd.DataFrame(
+        {"subject": ["a"] * 4 + ["b"] * 4, "gt": [0, 1, 0, 1] * 2, "pred": [0, 1, 0, 1] + [1, 0, 1, 0]}
+    )  # a: all right, b: all wrong
     interval = teach.subject_bootstrap(predictions, 2, n_boot=200, seed=0)
     # a draw is {a, a}, {a, b} or {b, b}: UF1 1.0, 0.5 or 0.0 and nothing in between
     assert interval["low"] == 0.0 and interval["high"] == 1.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from merkit.config import ConfigError, TrainConfig
 
 import numpy as np
 import pandas as pd
@@ -12,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from merkit.config import ConfigError, TrainConfig
 from merkit.training.fold import (
     FocalLoss,
     class_weights,
@@ -61,9 +61,21 @@ class ToyNet(nn.Module):
 
 def cfg(**overrides) -> TrainConfig:
     base = dict(
-        epochs=6, batch_size=8, lr=0.05, weight_decay=0.0, optimizer="adamw", schedule="cosine", grad_clip=1.0,
-        loss="ce", class_weighted=True, precision="fp32", device="cpu", seed=0, deterministic=True,
-        num_workers=0, select_best=False,
+        epochs=6,
+        batch_size=8,
+        lr=0.05,
+        weight_decay=0.0,
+        optimizer="adamw",
+        schedule="cosine",
+        grad_clip=1.0,
+        loss="ce",
+        class_weighted=True,
+        precision="fp32",
+        device="cpu",
+        seed=0,
+        deterministic=True,
+        num_workers=0,
+        select_best=False,
     )
     base.update(overrides)
     if base["select_best"]:
@@ -138,7 +150,9 @@ def test_same_seed_same_weights_and_other_seed_differs():
 
 def test_step_schedule_with_sgd():
     _, history = train_fold(
-        fresh_net(), ToyClips(8), cfg(epochs=4, optimizer="sgd", schedule="step", step_size=2, step_gamma=0.5),
+        fresh_net(),
+        ToyClips(8),
+        cfg(epochs=4, optimizer="sgd", schedule="step", step_size=2, step_gamma=0.5),
         progress=False,
     )
     assert history["lr"].tolist() == pytest.approx([0.05, 0.05, 0.025, 0.025])
@@ -149,7 +163,9 @@ def test_grad_clip_bounds_the_update():
         net = fresh_net()
         before = torch.cat([p.detach().flatten().clone() for p in net.parameters()])
         train_fold(
-            net, ToyClips(8), cfg(epochs=1, batch_size=8, optimizer="sgd", schedule="none", lr=1.0, grad_clip=clip),
+            net,
+            ToyClips(8),
+            cfg(epochs=1, batch_size=8, optimizer="sgd", schedule="none", lr=1.0, grad_clip=clip),
             progress=False,
         )
         after = torch.cat([p.detach().flatten() for p in net.parameters()])
@@ -185,7 +201,9 @@ def test_train_fold_api_has_no_test_set_argument():
 
 def test_select_best_restores_the_best_inner_validation_epoch():
     train, val = ToyClips(12, seed=0), ToyClips(9, seed=3)
-    model, history = train_fold(fresh_net(), train, cfg(epochs=5, lr=0.02, select_best=True), val_ds=val, progress=False)
+    model, history = train_fold(
+        fresh_net(), train, cfg(epochs=5, lr=0.02, select_best=True), val_ds=val, progress=False
+    )
     assert {"val_loss", "val_acc", "val_uf1", "val_uar"} <= set(history.columns)
     chosen = history.loc[history["selected"]]
     assert len(chosen) == 1

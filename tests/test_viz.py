@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers_explain import ToyAttentionModel, toy_clips
 from matplotlib.figure import Figure
 
 from merkit import explain, viz
-from helpers_explain import ToyAttentionModel, toy_clips
 
 
 def _render(figure: Figure) -> bytes:
@@ -102,8 +102,16 @@ def test_clip_viewer_builds_widget_and_static_figure(toy_maps):
 
 def test_plot_history_single_fold_and_folds():
     history = pd.DataFrame(
-        {"epoch": [1, 2, 3], "loss": [1.0, 0.8, 0.6], "train_acc": [0.3, 0.5, 0.6], "lr": [1e-3] * 3,
-         "seconds": [1.0] * 3, "val_loss": [1.1, 0.9, 0.95], "val_uf1": [0.2, 0.4, 0.35], "selected": [False, True, False]}
+        {
+            "epoch": [1, 2, 3],
+            "loss": [1.0, 0.8, 0.6],
+            "train_acc": [0.3, 0.5, 0.6],
+            "lr": [1e-3] * 3,
+            "seconds": [1.0] * 3,
+            "val_loss": [1.1, 0.9, 0.95],
+            "val_uf1": [0.2, 0.4, 0.35],
+            "selected": [False, True, False],
+        }
     )
     figure = viz.plot_history(history)
     loss_ax, score_ax = figure.axes[:2]
@@ -134,8 +142,14 @@ def test_per_group_bars_and_score_bars():
     with pytest.raises(ValueError, match="no 'uar' column"):
         viz.per_group_bars(table, "subject", "uar")
     scores = pd.DataFrame(
-        {"clip": [0, 0, 1, 1], "label": [0, 0, 1, 1], "method": ["ig", "random"] * 2,
-         "mass_in_region": [0.6, 0.1, 0.4, 0.1], "pointing_hit": [1.0, 0.0, 1.0, 0.1], "region_fraction": [0.1] * 4}
+        {
+            "clip": [0, 0, 1, 1],
+            "label": [0, 0, 1, 1],
+            "method": ["ig", "random"] * 2,
+            "mass_in_region": [0.6, 0.1, 0.4, 0.1],
+            "pointing_hit": [1.0, 0.0, 1.0, 0.1],
+            "region_fraction": [0.1] * 4,
+        }
     )
     bars = viz.score_bars(scores, classes=["happiness", "disgust"])
     assert [t.get_text() for t in bars.axes[0].get_xticklabels()] == ["happiness", "disgust"]

@@ -1,5 +1,5 @@
-"""The ``merkit`` command: ``pipeline``, ``demo``, ``sweep``, ``compare``, ``report``, ``prepare``, ``synthme``, ``predict``,
-``composite``, ``teach``, ``models``.
+"""The ``merkit`` command: ``pipeline``, ``demo``, ``sweep``, ``compare``, ``report``, ``prepare``, ``synthme``,
+``predict``, ``composite``, ``teach``, ``models``.
 
 Every command has ``--help``. User errors (an unknown parameter, a missing data_root, a notebook that fails)
 end with a one-line ``merkit: error: …`` on stderr and a non-zero exit code, without a traceback:

@@ -14,7 +14,6 @@ from typing import Any, Sequence
 
 from merkit.cli.exits import EXIT_FAILED, UserError
 
-
 # ----------------------------------------------------------------------------------------------------------
 # pipeline / demo
 # ----------------------------------------------------------------------------------------------------------
@@ -50,7 +49,7 @@ def _print_result(result: Any) -> None:
 
 
 def _run_pipeline_command(args: argparse.Namespace, param_files: Sequence[str]) -> int:
-    from merkit.pipeline.run import resolve_notebooks, run_pipeline, check_parameters, notebook_parameters
+    from merkit.pipeline.run import check_parameters, notebook_parameters, resolve_notebooks, run_pipeline
 
     params, raw = _collect_params(param_files, args.param or [])
     if args.list_params:
@@ -109,8 +108,9 @@ def _print_compare(result: Any) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from merkit.pipeline.sweep import check_sweep, expand_grid, run_sweep, sweep_from_file
 
-    spec = sweep_from_file(args.grid, out=args.out, executor=args.executor, workers=args.workers,
-                           notebooks=args.notebooks)
+    spec = sweep_from_file(
+        args.grid, out=args.out, executor=args.executor, workers=args.workers, notebooks=args.notebooks
+    )
     if args.dry_run:
         points = expand_grid(spec)
         check_sweep(spec, points, args.notebook_dir)
@@ -120,8 +120,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from merkit.pipeline.run import DEFAULT_CELL_TIMEOUT
 
     timeout = args.cell_timeout if args.cell_timeout is not None else DEFAULT_CELL_TIMEOUT
-    result = run_sweep(spec, notebook_dir=args.notebook_dir, cell_timeout=timeout,
-                       resume=not args.no_resume, progress=not args.quiet)
+    result = run_sweep(
+        spec, notebook_dir=args.notebook_dir, cell_timeout=timeout, resume=not args.no_resume, progress=not args.quiet
+    )
     if result.compare is not None:
         _print_compare(result.compare)
     else:
@@ -193,8 +194,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     )
     preprocess = PreprocessConfig(frames=args.frames, size=args.size, crop=args.crop, no_face=args.no_face)
     # The user's one cache ($MERKIT_CACHE or runs/cache), never data_root: a licensed copy is often read-only.
-    prepared = prepare_data(data, preprocess, cache_dir=args.cache_dir or "", flow=args.flow, progress=not args.quiet,
-                            run_dir=args.run_dir)
+    prepared = prepare_data(
+        data, preprocess, cache_dir=args.cache_dir or "", flow=args.flow, progress=not args.quiet, run_dir=args.run_dir
+    )
     manifest = prepared.manifest
     print(f"dataset: {args.dataset} ({len(manifest)} clips, {manifest['subject'].nunique()} subjects)")
     print(f"data_root: {prepared.data_root}{' (SynthME generated)' if prepared.generated else ''}")
@@ -203,7 +205,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         print("classes: " + ", ".join(f"{prepared.classes[int(k)]} {int(v)}" for k, v in counts.items()))
     store = prepared.store
     if store.clips is None:
-        print(f"store: {store.path}  flow images {tuple(store.flow.shape)} from the folder (no clips: flow models only)")
+        print(
+            f"store: {store.path}  flow images {tuple(store.flow.shape)} from the folder (no clips: flow models only)"
+        )
     else:
         flow = store.flow
         flow_text = f"  flow {tuple(flow.shape)} ({store.flow_config.method})" if flow is not None else ""
@@ -218,9 +222,17 @@ def cmd_synthme(args: argparse.Namespace) -> int:
     from merkit.data.synthetic import ReleaseExistsError, release_info, write_release
 
     try:
-        out = write_release(args.kind, args.out, layout=args.layout, smic_layout=args.smic_layout,
-                            smic_names=args.smic_names, scale=args.scale, small=args.small, seed=args.seed,
-                            progress=not args.quiet)
+        out = write_release(
+            args.kind,
+            args.out,
+            layout=args.layout,
+            smic_layout=args.smic_layout,
+            smic_names=args.smic_names,
+            scale=args.scale,
+            small=args.small,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
     except (ReleaseExistsError, ValueError) as error:
         raise UserError(str(error)) from None
     info = release_info(out)
@@ -271,7 +283,12 @@ def _print_data_problems(manifest: Any, limit: int = 20) -> None:
 
 
 def cmd_composite(args: argparse.Namespace) -> int:
-    from merkit.data.datasets import build_megc2019, compare_ground_truth, read_megc_ground_truth, write_megc_ground_truth
+    from merkit.data.datasets import (
+        build_megc2019,
+        compare_ground_truth,
+        read_megc_ground_truth,
+        write_megc_ground_truth,
+    )
 
     root = Path(args.data_root).expanduser()
     if not root.is_dir():
@@ -279,8 +296,10 @@ def cmd_composite(args: argparse.Namespace) -> int:
     annotations = {"casme2": args.casme2_sheet} if args.casme2_sheet else None
     composite = build_megc2019(root, annotations=annotations, on_problem=args.on_problem)
     per = composite.groupby("dataset")["sample"].size().to_dict()
-    print(f"MEGC2019 composite: {len(composite)} clips, {len(set(zip(composite['dataset'], composite['subject'])))} "
-          f"subjects ({', '.join(f'{k} {v}' for k, v in per.items())})")
+    print(
+        f"MEGC2019 composite: {len(composite)} clips, {len(set(zip(composite['dataset'], composite['subject'])))} "
+        f"subjects ({', '.join(f'{k} {v}' for k, v in per.items())})"
+    )
     _print_data_problems(composite)
     if args.write:
         path = write_megc_ground_truth(composite, args.write)
@@ -291,8 +310,10 @@ def cmd_composite(args: argparse.Namespace) -> int:
     disagree = table[table["status"] != "agree"]
     print(f"{args.check}: {int((table['status'] == 'agree').sum())} clip(s) agree, {len(disagree)} disagree")
     for row in disagree.to_dict("records"):
-        print(f"  {row['dataset']}/{row['subject']}/{row['sample']}: {row['status']} "
-              f"(built {row['built_label'] or '-'}, ground truth {row['truth_label'] or '-'})")
+        print(
+            f"  {row['dataset']}/{row['subject']}/{row['sample']}: {row['status']} "
+            f"(built {row['built_label'] or '-'}, ground truth {row['truth_label'] or '-'})"
+        )
     return EXIT_FAILED if len(disagree) else 0
 
 
@@ -300,8 +321,16 @@ def cmd_teach(args: argparse.Namespace) -> int:
     from merkit.pipeline.teach import TEACH_ORDER, build
 
     params, raw = _collect_params(args.params or [], args.param or [])
-    built = build(args.out, params, args.notebooks or TEACH_ORDER, execute=not args.no_execute, cell_timeout=args.cell_timeout,
-                  resume=not args.no_resume, progress=not args.quiet, raw_names=raw)
+    built = build(
+        args.out,
+        params,
+        args.notebooks or TEACH_ORDER,
+        execute=not args.no_execute,
+        cell_timeout=args.cell_timeout,
+        resume=not args.no_resume,
+        progress=not args.quiet,
+        raw_names=raw,
+    )
     print(f"student copies (no solutions, no outputs): {built.out / 'student'}")
     for run in built.pipeline.notebooks if built.pipeline else []:
         print(f"  {run.name:<14} {run.status:<9} {run.seconds:7.1f} s")

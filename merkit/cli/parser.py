@@ -26,24 +26,41 @@ def _add_pipeline_options(parser: argparse.ArgumentParser, default_run_dir: str 
     parser.add_argument(
         "--run-dir",
         default=default_run_dir,
-        help="run directory to write into (default: %(default)s)" if default_run_dir else "run directory "
-        "(default: runs/run-<timestamp>)",
+        help="run directory to write into (default: %(default)s)"
+        if default_run_dir
+        else "run directory (default: runs/run-<timestamp>)",
     )
-    parser.add_argument("--params", action="append", metavar="FILE.yaml", help="YAML file of name: value (repeatable; later wins)")
     parser.add_argument(
-        "-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+        "--params", action="append", metavar="FILE.yaml", help="YAML file of name: value (repeatable; later wins)"
+    )
+    parser.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
         help="set one notebook parameter; VALUE is read as a YAML scalar (repeatable; wins over --params)",
     )
     parser.add_argument(
-        "--notebooks", nargs="+", default=list(DEFAULT_ORDER), metavar="NB",
+        "--notebooks",
+        nargs="+",
+        default=list(DEFAULT_ORDER),
+        metavar="NB",
         help="notebooks to run, in order (names or paths; default: %(default)s)",
     )
-    parser.add_argument("--notebook-dir", default=None, help="where notebook names are looked up (default: the kit's notebooks/)")
     parser.add_argument(
-        "--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="SECONDS",
+        "--notebook-dir", default=None, help="where notebook names are looked up (default: the kit's notebooks/)"
+    )
+    parser.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=DEFAULT_CELL_TIMEOUT,
+        metavar="SECONDS",
         help="give up on a cell after this many seconds (default: %(default)s)",
     )
-    parser.add_argument("--no-resume", action="store_true", help="re-execute every notebook even if an identical run exists")
+    parser.add_argument(
+        "--no-resume", action="store_true", help="re-execute every notebook even if an identical run exists"
+    )
     parser.add_argument("--list-params", action="store_true", help="print each notebook's parameters and exit")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -84,14 +101,25 @@ def build_parser() -> argparse.ArgumentParser:
         "params, params_files, notebooks, out, executor, workers.",
     )
     p.add_argument("grid", metavar="GRID.yaml")
-    p.add_argument("--out", default=None, help="folder of the run directories (default: the file's `out`, else runs/<GRID stem>)")
+    p.add_argument(
+        "--out", default=None, help="folder of the run directories (default: the file's `out`, else runs/<GRID stem>)"
+    )
     # No argparse choices: merkit.pipeline.sweep.SWEEP_EXECUTORS is the one list (checked before anything runs, exit 2).
-    p.add_argument("--executor", default=None,
-                   help="how runs are executed: sequential or processes (default: the file's, else sequential)")
+    p.add_argument(
+        "--executor",
+        default=None,
+        help="how runs are executed: sequential or processes (default: the file's, else sequential)",
+    )
     p.add_argument("--workers", type=int, default=None, help="runs at once with --executor processes")
-    p.add_argument("--notebooks", nargs="+", default=None, metavar="NB", help="notebooks to run (default: the file's, else all)")
-    p.add_argument("--notebook-dir", default=None, help="where notebook names are looked up (default: the kit's notebooks/)")
-    p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS", help="give up on a cell after this many seconds")
+    p.add_argument(
+        "--notebooks", nargs="+", default=None, metavar="NB", help="notebooks to run (default: the file's, else all)"
+    )
+    p.add_argument(
+        "--notebook-dir", default=None, help="where notebook names are looked up (default: the kit's notebooks/)"
+    )
+    p.add_argument(
+        "--cell-timeout", type=float, default=None, metavar="SECONDS", help="give up on a cell after this many seconds"
+    )
     p.add_argument("--no-resume", action="store_true", help="re-execute every notebook of every run")
     p.add_argument("--dry-run", action="store_true", help="check the grid and list the runs without running them")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -125,33 +153,71 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dataset", default="synthme", help="dataset key (default: %(default)s)")
     p.add_argument("--data-root", default="", help="your dataset copy; for synthme a new or empty folder is filled")
-    p.add_argument("--flow-folder", default="", metavar="DIR",
-                   help="a community folder of 28x28 onset→apex flow PNGs ('<subject>_<clip> .png'): dataset flow_folder")
-    p.add_argument("--listing", default="", metavar="CSV",
-                   help="the flow folder's listing (HTNet-style composite list, or any CSV with subject, sample, label "
-                   "[, dataset] columns); default: the folder's only *.csv")
-    p.add_argument("--label-map", "--protocol", dest="protocol", default=None,
-                   help="class mapping, e.g. casme2_5class (default: synthme_3class / none); --protocol is its old name")
-    p.add_argument("--cache-dir", default=None, help="cache folder for generated SynthME and clip stores "
-                   "(default: $MERKIT_CACHE, else runs/cache of the checkout; never inside DATA_ROOT)")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip after temporal normalisation (default: %(default)s)")
-    p.add_argument("--size", type=int, default=32, help="clip side in pixels (default: %(default)s)")
-    p.add_argument("--crop", default="auto", help="auto (face crops as is, raw frames get the Haar face box, per the "
-                   "manifest's cropped flag), dataset (already cropped), haar, center or none (default: %(default)s)")
-    p.add_argument("--no-face", default="error", choices=("error", "center"),
-                   help="raw frames where the Haar cascade finds no face: error (names the clip) or center "
-                   "(the centred square, recorded in the store index) (default: %(default)s)")
     p.add_argument(
-        "--flow", default="", choices=("", "tvl1", "farneback", "dis"), metavar="METHOD",
+        "--flow-folder",
+        default="",
+        metavar="DIR",
+        help="a community folder of 28x28 onset→apex flow PNGs ('<subject>_<clip> .png'): dataset flow_folder",
+    )
+    p.add_argument(
+        "--listing",
+        default="",
+        metavar="CSV",
+        help="the flow folder's listing (HTNet-style composite list, or any CSV with subject, sample, label "
+        "[, dataset] columns); default: the folder's only *.csv",
+    )
+    p.add_argument(
+        "--label-map",
+        "--protocol",
+        dest="protocol",
+        default=None,
+        help="class mapping, e.g. casme2_5class (default: synthme_3class / none); --protocol is its old name",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="cache folder for generated SynthME and clip stores "
+        "(default: $MERKIT_CACHE, else runs/cache of the checkout; never inside DATA_ROOT)",
+    )
+    p.add_argument(
+        "--frames", type=int, default=16, help="frames per clip after temporal normalisation (default: %(default)s)"
+    )
+    p.add_argument("--size", type=int, default=32, help="clip side in pixels (default: %(default)s)")
+    p.add_argument(
+        "--crop",
+        default="auto",
+        help="auto (face crops as is, raw frames get the Haar face box, per the "
+        "manifest's cropped flag), dataset (already cropped), haar, center or none (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-face",
+        default="error",
+        choices=("error", "center"),
+        help="raw frames where the Haar cascade finds no face: error (names the clip) or center "
+        "(the centred square, recorded in the store index) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--flow",
+        default="",
+        choices=("", "tvl1", "farneback", "dis"),
+        metavar="METHOD",
         help="also store onset→apex (u, v, strain) flow images for the flow models (ststnet, offapexnet): "
         "tvl1, farneback or dis (default: no flow)",
     )
-    p.add_argument("--on-problem", default="error", choices=("error", "fix", "drop"),
-                   help="known sheet faults: error (report them all), fix (apply the errata and repairs the dataset "
-                   "yaml declares, then report what is left), drop (leave those samples out) (default: %(default)s)")
-    p.add_argument("--run-dir", default=None, help="also write data_problems.csv (what on_problem fixed or dropped) there")
+    p.add_argument(
+        "--on-problem",
+        default="error",
+        choices=("error", "fix", "drop"),
+        help="known sheet faults: error (report them all), fix (apply the errata and repairs the dataset "
+        "yaml declares, then report what is left), drop (leave those samples out) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--run-dir", default=None, help="also write data_problems.csv (what on_problem fixed or dropped) there"
+    )
     p.add_argument("--subjects", type=int, default=12, help="synthme only: subjects to generate (default: %(default)s)")
-    p.add_argument("--clips-per-subject", type=int, default=9, help="synthme only: clips per subject (default: %(default)s)")
+    p.add_argument(
+        "--clips-per-subject", type=int, default=9, help="synthme only: clips per subject (default: %(default)s)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_prepare)
 
@@ -161,18 +227,36 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write an emulated release at OUT: the real release's folders, frame names, sheets and "
         "known sheet faults, with SynthME's faces and micro-motions; read it with that dataset's builder.",
     )
-    p.add_argument("--as", dest="kind", required=True, metavar="KIND",
-                   choices=("casme2", "samm", "smic_hs", "casme3a", "megc2019"),
-                   help="casme2, samm, smic_hs, casme3a or megc2019 (OUT holds CASME2/, SAMM/, SMIC/)")
+    p.add_argument(
+        "--as",
+        dest="kind",
+        required=True,
+        metavar="KIND",
+        choices=("casme2", "samm", "smic_hs", "casme3a", "megc2019"),
+        help="casme2, samm, smic_hs, casme3a or megc2019 (OUT holds CASME2/, SAMM/, SMIC/)",
+    )
     p.add_argument("out", metavar="OUT", help="a new or empty folder")
-    p.add_argument("--layout", default="both", choices=("raw", "cropped", "both"),
-                   help="CASME II frames: raw (CASME2_RAW_selected/), cropped (Cropped/) or both (default: %(default)s)")
-    p.add_argument("--smic-layout", default="raw", choices=("raw", "cropped", "both"),
-                   help="SMIC-HS frames: raw (HS/), cropped (SMIC_all_cropped/HS/) or both (default: %(default)s)")
-    p.add_argument("--smic-names", default="s1", choices=("s1", "s01"),
-                   help="SMIC subject folder spelling (default: %(default)s)")
-    p.add_argument("--scale", type=float, default=1.0, help="shrink frame sizes and clip lengths (default: %(default)s)")
-    p.add_argument("--small", action="store_true", help="a few clips per class, for tests (counts are not the real ones)")
+    p.add_argument(
+        "--layout",
+        default="both",
+        choices=("raw", "cropped", "both"),
+        help="CASME II frames: raw (CASME2_RAW_selected/), cropped (Cropped/) or both (default: %(default)s)",
+    )
+    p.add_argument(
+        "--smic-layout",
+        default="raw",
+        choices=("raw", "cropped", "both"),
+        help="SMIC-HS frames: raw (HS/), cropped (SMIC_all_cropped/HS/) or both (default: %(default)s)",
+    )
+    p.add_argument(
+        "--smic-names", default="s1", choices=("s1", "s01"), help="SMIC subject folder spelling (default: %(default)s)"
+    )
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="shrink frame sizes and clip lengths (default: %(default)s)"
+    )
+    p.add_argument(
+        "--small", action="store_true", help="a few clips per class, for tests (counts are not the real ones)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_synthme)
@@ -189,11 +273,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="model checkpoint file (instead of --run)")
     p.add_argument("--onset", type=int, default=None, help="onset frame number (default: first frame)")
     p.add_argument("--offset", type=int, default=None, help="offset frame number (default: last frame)")
-    p.add_argument("--apex", type=int, default=None, help="apex frame number; flow models read onset→apex "
-                   "(default: the middle frame between onset and offset)")
-    p.add_argument("--out", default=None, help="where to write the overlay PNG and prediction.json (default: beside the run)")
-    p.add_argument("--crop", default="auto", help="face crop: auto (Haar face detector, else centred square), haar, "
-                   "center, none, or dataset (the clip is already a face crop) (default: %(default)s)")
+    p.add_argument(
+        "--apex",
+        type=int,
+        default=None,
+        help="apex frame number; flow models read onset→apex (default: the middle frame between onset and offset)",
+    )
+    p.add_argument(
+        "--out", default=None, help="where to write the overlay PNG and prediction.json (default: beside the run)"
+    )
+    p.add_argument(
+        "--crop",
+        default="auto",
+        help="face crop: auto (Haar face detector, else centred square), haar, "
+        "center, none, or dataset (the clip is already a face crop) (default: %(default)s)",
+    )
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.set_defaults(func=cmd_predict)
 
@@ -220,30 +314,64 @@ def build_parser() -> argparse.ArgumentParser:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--write", metavar="GT.csv", help="write the built composite as an official ground-truth file")
     what.add_argument("--check", metavar="GT.csv", help="compare the built composite with this ground-truth file")
-    p.add_argument("--on-problem", default="error", choices=("error", "fix", "drop"),
-                   help="known sheet faults: error (report), fix (apply the declared errata), drop (leave those "
-                   "clips out) (default: %(default)s)")
-    p.add_argument("--casme2-sheet", default=None, metavar="FILE",
-                   help="CASME II sheet to read (default: CASME2-coding-20140508.xlsx, which defines the composite)")
+    p.add_argument(
+        "--on-problem",
+        default="error",
+        choices=("error", "fix", "drop"),
+        help="known sheet faults: error (report), fix (apply the declared errata), drop (leave those "
+        "clips out) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--casme2-sheet",
+        default=None,
+        metavar="FILE",
+        help="CASME II sheet to read (default: CASME2-coding-20140508.xlsx, which defines the composite)",
+    )
     p.set_defaults(func=cmd_composite)
 
     from merkit.pipeline.run import DEFAULT_CELL_TIMEOUT
 
-    p = sub.add_parser("teach", help="build the student and instructor copies of the notebooks for a lab",
-                       description="teach build OUT: OUT/student/*.ipynb (exercises, no solutions, no outputs) and "
-                       "OUT/instructor/*.ipynb (solutions, executed with papermill; see docs/teaching.md).")
+    p = sub.add_parser(
+        "teach",
+        help="build the student and instructor copies of the notebooks for a lab",
+        description="teach build OUT: OUT/student/*.ipynb (exercises, no solutions, no outputs) and "
+        "OUT/instructor/*.ipynb (solutions, executed with papermill; see docs/teaching.md).",
+    )
     p.add_argument("action", choices=("build",))
     p.add_argument("out", metavar="OUT")
-    p.add_argument("--params", action="append", metavar="FILE.yaml", help="YAML file of name: value for the instructor run (repeatable)")
-    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="set one notebook parameter (repeatable)")
-    p.add_argument("--notebooks", nargs="+", default=None, metavar="NB", help="notebooks (default: 01_data … 05_leakage)")
+    p.add_argument(
+        "--params",
+        action="append",
+        metavar="FILE.yaml",
+        help="YAML file of name: value for the instructor run (repeatable)",
+    )
+    p.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="set one notebook parameter (repeatable)",
+    )
+    p.add_argument(
+        "--notebooks", nargs="+", default=None, metavar="NB", help="notebooks (default: 01_data … 05_leakage)"
+    )
     p.add_argument("--no-execute", action="store_true", help="write the student copies only")
-    p.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="SECONDS", help="per-cell limit (default: %(default)s)")
+    p.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=DEFAULT_CELL_TIMEOUT,
+        metavar="SECONDS",
+        help="per-cell limit (default: %(default)s)",
+    )
     p.add_argument("--no-resume", action="store_true", help="re-execute every notebook")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_teach)
 
-    p = sub.add_parser("models", help="print the model registry", description="Print every registered model with "
-                       "its input kind, size and parameter count.")
+    p = sub.add_parser(
+        "models",
+        help="print the model registry",
+        description="Print every registered model with its input kind, size and parameter count.",
+    )
     p.set_defaults(func=cmd_models)
     return parser

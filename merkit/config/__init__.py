@@ -5,13 +5,42 @@
 - :mod:`merkit.config.upgrade`: the one function that reads an older ``config.json`` into today's keys.
 """
 
-from merkit.config.schema import (EXECUTOR_NAMES, PROTOCOL_NAMES, TRAIN_RECIPES, ConfigError, DataConfig,
-                                  ModelConfig, ProtocolConfig, RunConfig, TrainConfig, load_config,
-                                  model_overrides, resumable_keys, run_parameter_names, run_parameters,
-                                  train_config, upgrade_config_dict, variant_config)
+from merkit.config.schema import (
+    EXECUTOR_NAMES,
+    PROTOCOL_NAMES,
+    TRAIN_RECIPES,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    ProtocolConfig,
+    RunConfig,
+    TrainConfig,
+    load_config,
+    model_overrides,
+    resumable_keys,
+    run_parameter_names,
+    run_parameters,
+    train_config,
+    upgrade_config_dict,
+    variant_config,
+)
 
 __all__ = [
-    "ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "ProtocolConfig", "RunConfig", "PROTOCOL_NAMES",
-    "EXECUTOR_NAMES", "resumable_keys", "load_config", "TRAIN_RECIPES", "train_config", "model_overrides",
-    "variant_config", "run_parameter_names", "upgrade_config_dict", "run_parameters",
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "ProtocolConfig",
+    "RunConfig",
+    "PROTOCOL_NAMES",
+    "EXECUTOR_NAMES",
+    "resumable_keys",
+    "load_config",
+    "TRAIN_RECIPES",
+    "train_config",
+    "model_overrides",
+    "variant_config",
+    "run_parameter_names",
+    "upgrade_config_dict",
+    "run_parameters",
 ]

@@ -32,18 +32,42 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from merkit._io import atomic_write_json, flatten_dict, stable_hash
-from merkit.config.upgrade import (DEPRECATED_MESSAGE, ConfigError, unknown_name, upgrade_config_dict,  # the names
-                                 upgrade_data_keys)
+from merkit.config.upgrade import (
+    DEPRECATED_MESSAGE,
+    ConfigError,
+    unknown_name,
+    upgrade_config_dict,  # the names
+    upgrade_data_keys,
+)
 from merkit.evaluation.splits import PROTOCOLS
 
 __all__ = [
-    "ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "ProtocolConfig", "RunConfig", "PROTOCOL_NAMES",
-    "resumable_keys", "load_config", "TRAIN_RECIPES", "train_config", "model_overrides", "variant_config",
-    "run_parameter_names", "upgrade_config_dict", "run_parameters"
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "ProtocolConfig",
+    "RunConfig",
+    "PROTOCOL_NAMES",
+    "resumable_keys",
+    "load_config",
+    "TRAIN_RECIPES",
+    "train_config",
+    "model_overrides",
+    "variant_config",
+    "run_parameter_names",
+    "upgrade_config_dict",
+    "run_parameters",
 ]
 
 PROTOCOL_NAMES = tuple(PROTOCOLS)  # the fold protocols merkit.evaluation.splits implements: named there only
-EXECUTOR_NAMES = ("auto", "sequential", "batched", "processes", "ray")  # merkit.training.executors.EXECUTORS is this tuple
+EXECUTOR_NAMES = (
+    "auto",
+    "sequential",
+    "batched",
+    "processes",
+    "ray",
+)  # merkit.training.executors.EXECUTORS is this tuple
 
 
 def _resumable(default: Any) -> Any:
@@ -94,11 +118,11 @@ class DataConfig(_Section):
 
     dataset: str = "synthme"  # dataset key (merkit.data.datasets.list_datasets()), e.g. casme2, megc2019
     data_root: str = ""  # root of the user's copy (or where SynthME is generated); "" = notebook decides
-    label_map: str = "synthme_3class"  # class mapping of the manifest (data_manifests/<dataset>.yaml), not the fold protocol
+    label_map: str = "synthme_3class"  # class mapping of the manifest (data_manifests/<dataset>.yaml), not the folds
     # "fix" applies the errata and rule-based repairs data_manifests/<dataset>.yaml declares, then stops on
     # what is left; what was fixed or dropped goes to data_problems.csv.
     on_problem: str = "error"  # known sheet faults: error (report all, stop), fix (declared errata), drop (leave out)
-    listing: str = ""  # flow_folder only: the listing CSV of the folder (absolute or relative to data_root); "" = its only *.csv
+    listing: str = ""  # flow_folder only: the listing CSV (absolute or relative to data_root); "" = its only *.csv
     synthme_seed: int = 0  # SynthME only: master seed of the generated dataset
     synthme_n_subjects: int = 12  # SynthME only: number of subjects (= LOSO folds)
     synthme_clips_per_subject: int = 9  # SynthME only: clips per subject (classes balanced)
@@ -128,8 +152,9 @@ class DataConfig(_Section):
     def synthme_kwargs(self) -> dict:
         """The SynthME knobs as ``merkit.data.synthetic.SynthMEConfig`` keyword arguments."""
         prefix = "synthme_"
-        return {f.name[len(prefix):]: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name.startswith(prefix)}
+        return {
+            f.name[len(prefix) :]: getattr(self, f.name) for f in dataclasses.fields(self) if f.name.startswith(prefix)
+        }
 
 
 @dataclass
@@ -198,8 +223,10 @@ class TrainConfig(_Section):
         if not 0 <= self.val_fraction < 1:
             problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.select_best and self.val_fraction == 0:
-            problems.append("select_best needs an inner validation split (val_fraction > 0): "
-                            "selection on the held-out subject is not offered")
+            problems.append(
+                "select_best needs an inner validation split (val_fraction > 0): "
+                "selection on the held-out subject is not offered"
+            )
         if not self.device:
             problems.append("device must not be empty (use 'auto')")
         try:
@@ -246,7 +273,10 @@ class ProtocolConfig(_Section):
 
 
 _SECTIONS: dict[str, type[_Section]] = {
-    "data": DataConfig, "model": ModelConfig, "train": TrainConfig, "protocol": ProtocolConfig,
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "protocol": ProtocolConfig,
 }
 
 
@@ -263,8 +293,10 @@ class RunConfig:
     def __post_init__(self) -> None:
         for name, cls in _SECTIONS.items():
             if not isinstance(getattr(self, name), cls):
-                raise ConfigError(f"RunConfig.{name} must be a {cls.__name__}, got "
-                                  f"{type(getattr(self, name)).__name__} (use RunConfig.from_dict for dicts)")
+                raise ConfigError(
+                    f"RunConfig.{name} must be a {cls.__name__}, got "
+                    f"{type(getattr(self, name)).__name__} (use RunConfig.from_dict for dicts)"
+                )
         if not isinstance(self.preprocess, dict):
             raise ConfigError(f"RunConfig.preprocess must be a dict, got {type(self.preprocess).__name__}")
 
@@ -289,18 +321,25 @@ class RunConfig:
         known = run_parameter_names()
         unknown = [unknown_name(name, sorted(known)) for name in params if name not in known]
         if unknown:
-            raise ConfigError("unknown run parameter(s): " + ", ".join(unknown) + "; a run takes "
-                              + ", ".join(sorted(known)))
+            raise ConfigError(
+                "unknown run parameter(s): " + ", ".join(unknown) + "; a run takes " + ", ".join(sorted(known))
+            )
         fields = _section_fields(PreprocessConfig)
         preprocess = PreprocessConfig(**{k: v for k, v in params.items() if k in fields})
         model = params.get("model", ModelConfig.name)
         train = {k: v for k, v in params.items() if k in _section_fields(TrainConfig)}
-        protocol = ProtocolConfig.of_params({k: v for k, v in params.items() if k != "name"}
-                                            | ({"name": params["evaluation"]} if "evaluation" in params else {}))
+        protocol = ProtocolConfig.of_params(
+            {k: v for k, v in params.items() if k != "name"}
+            | ({"name": params["evaluation"]} if "evaluation" in params else {})
+        )
         return cls(
             data=DataConfig.of_params(params),  # + the deprecated 'protocol' as label_map
-            model=ModelConfig(name=model, overrides=model_overrides(model, frames=preprocess.frames, size=preprocess.size,
-                                                                   attention=params.get("attention", ""))),
+            model=ModelConfig(
+                name=model,
+                overrides=model_overrides(
+                    model, frames=preprocess.frames, size=preprocess.size, attention=params.get("attention", "")
+                ),
+            ),
             train=train_config(params.get("recipe", ""), **train),
             protocol=protocol,
             preprocess=preprocess.to_dict(),
@@ -322,21 +361,27 @@ class RunConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"a run config must be a dict, got {type(d).__name__}")
         d = upgrade_config_dict(d)  # data.protocol (deprecated) -> data.label_map
-        unknown = [unknown_name(key, list(_SECTIONS) + ["preprocess"]) for key in d
-                   if key not in _SECTIONS and key != "preprocess"]
+        unknown = [
+            unknown_name(key, list(_SECTIONS) + ["preprocess"])
+            for key in d
+            if key not in _SECTIONS and key != "preprocess"
+        ]
         sections: dict[str, Any] = {}
         for name, section_cls in _SECTIONS.items():
             values = d.get(name, {})
             if not isinstance(values, dict):
                 raise ConfigError(f"config section {name!r} must be a dict, got {type(values).__name__}")
             known = [f.name for f in dataclasses.fields(section_cls)]
-            unknown += [unknown_name(f"{name}.{key}", [f"{name}.{k}" for k in known])
-                        for key in values if key not in known]
+            unknown += [
+                unknown_name(f"{name}.{key}", [f"{name}.{k}" for k in known]) for key in values if key not in known
+            ]
             sections[name] = values
         if unknown:
             raise ConfigError("unknown config key(s): " + ", ".join(unknown))
-        return cls(**{name: section_cls(**sections[name]) for name, section_cls in _SECTIONS.items()},
-                   preprocess=dict(d.get("preprocess", {})))
+        return cls(
+            **{name: section_cls(**sections[name]) for name, section_cls in _SECTIONS.items()},
+            preprocess=dict(d.get("preprocess", {})),
+        )
 
     def config_hash(self, length: int = 16) -> str:
         """Stable hex hash of the config without the resumable (scheduling) fields."""
@@ -357,8 +402,7 @@ class RunConfig:
                 key = "data.label_map"
             section, _, leaf = key.partition(".")
             if not leaf or section not in d or not isinstance(d[section], dict):
-                raise ConfigError(f"update key {key!r} must be '<section>.<field>' with a section among "
-                                  f"{list(d)}")
+                raise ConfigError(f"update key {key!r} must be '<section>.<field>' with a section among {list(d)}")
             field_name, _, entry = leaf.partition(".")
             if entry and isinstance(d[section].get(field_name), dict):  # model.overrides.X, train.augmentation.X
                 d[section][field_name][entry] = value
@@ -380,9 +424,19 @@ class RunConfig:
 #: LOSO, last epoch scored): UF1 0.717 in 1.4 min against the published recipe's 0.687 in 26.7 min
 #: (docs/performance.md). Evidence on generated data only: not a real-data claim.
 _PUBLISHED = {
-    "optimizer": "adamw", "weight_decay": 0.0, "lr": 5e-5, "batch_size": 256, "epochs": 800,
-    "schedule": "none", "class_weighted": False, "label_smoothing": 0.0, "loss": "ce", "augment": False,
-    "val_fraction": 0.0, "select_best": False, "grad_clip": 0.0,
+    "optimizer": "adamw",
+    "weight_decay": 0.0,
+    "lr": 5e-5,
+    "batch_size": 256,
+    "epochs": 800,
+    "schedule": "none",
+    "class_weighted": False,
+    "label_smoothing": 0.0,
+    "loss": "ce",
+    "augment": False,
+    "val_fraction": 0.0,
+    "select_best": False,
+    "grad_clip": 0.0,
 }
 TRAIN_RECIPES: dict[str, dict[str, Any]] = {
     "published": _PUBLISHED,
@@ -398,8 +452,10 @@ def train_config(recipe: str = "", **values: Any) -> TrainConfig:
     precision). An unknown name is a ConfigError listing the known ones.
     """
     if recipe and recipe not in TRAIN_RECIPES:
-        raise ConfigError(f"unknown training recipe {recipe!r}; known: '' (the parameters as given), "
-                          + ", ".join(repr(r) for r in TRAIN_RECIPES))
+        raise ConfigError(
+            f"unknown training recipe {recipe!r}; known: '' (the parameters as given), "
+            + ", ".join(repr(r) for r in TRAIN_RECIPES)
+        )
     return TrainConfig(**{**values, **(TRAIN_RECIPES[recipe] if recipe else {})})
 
 
@@ -460,9 +516,14 @@ def run_parameter_names() -> frozenset[str]:
     ``attention``, ``recipe``, ``evaluation``)."""
     from merkit.data.preprocess import PreprocessConfig  # lazy: keeps `import merkit.config` free of OpenCV
 
-    return frozenset(_section_fields(DataConfig) | _section_fields(TrainConfig) | _section_fields(PreprocessConfig)
-                     | (_section_fields(ProtocolConfig) - {"name"}) | {"model", "attention", "recipe", "evaluation"}
-                     | {"protocol"})  # the deprecated name of label_map
+    return frozenset(
+        _section_fields(DataConfig)
+        | _section_fields(TrainConfig)
+        | _section_fields(PreprocessConfig)
+        | (_section_fields(ProtocolConfig) - {"name"})
+        | {"model", "attention", "recipe", "evaluation"}
+        | {"protocol"}
+    )  # the deprecated name of label_map
 
 
 def run_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -489,5 +550,9 @@ def load_config(path: str | os.PathLike) -> RunConfig:
 
 def resumable_keys() -> frozenset[str]:
     """Dotted keys of fields marked resumable (scheduling only), e.g. ``protocol.executor``."""
-    return frozenset(f"{name}.{f.name}" for name, cls in _SECTIONS.items()
-                     for f in dataclasses.fields(cls) if f.metadata.get("resumable"))
+    return frozenset(
+        f"{name}.{f.name}"
+        for name, cls in _SECTIONS.items()
+        for f in dataclasses.fields(cls)
+        if f.metadata.get("resumable")
+    )

@@ -17,8 +17,10 @@ from merkit.errors import MerkitValueError
 __all__ = ["ConfigError", "DEPRECATED_MESSAGE", "unknown_name", "upgrade_data_keys", "upgrade_config_dict"]
 
 #: What an old name of the class mapping says (``DataConfig.protocol``, the ``protocol`` parameter, ``data.protocol``).
-DEPRECATED_MESSAGE = ("'protocol' as the name of the class mapping is deprecated: use 'label_map' "
-                      "(the fold protocol is protocol.name, the notebooks' 'evaluation')")
+DEPRECATED_MESSAGE = (
+    "'protocol' as the name of the class mapping is deprecated: use 'label_map' "
+    "(the fold protocol is protocol.name, the notebooks' 'evaluation')"
+)
 
 
 class ConfigError(MerkitValueError):
@@ -40,8 +42,10 @@ def upgrade_data_keys(values: Mapping[str, Any], what: str = "config key") -> di
         return values
     old = values.pop("protocol")
     if "label_map" in values and values["label_map"] != old:
-        raise ConfigError(f"{what} 'protocol' ({old!r}) and 'label_map' ({values['label_map']!r}) disagree; "
-                          "give label_map only ('protocol' is its deprecated name)")
+        raise ConfigError(
+            f"{what} 'protocol' ({old!r}) and 'label_map' ({values['label_map']!r}) disagree; "
+            "give label_map only ('protocol' is its deprecated name)"
+        )
     warnings.warn(DEPRECATED_MESSAGE, DeprecationWarning, stacklevel=3)
     values.setdefault("label_map", old)
     return values

@@ -290,7 +290,11 @@ def read_flow_listing(
         candidates = []
         if image_col is not None and str(row[image_col]).strip():
             named = str(row[image_col]).strip()
-            candidates += [folder / named] if named.lower().endswith(".png") else [folder / f"{named} .png", folder / f"{named}.png"]
+            candidates += (
+                [folder / named]
+                if named.lower().endswith(".png")
+                else [folder / f"{named} .png", folder / f"{named}.png"]
+            )
         candidates += [folder / flow_png_name(subject, sample, space=s) for s in (True, False)]
         path = next((p for p in candidates if p.is_file()), None)
         if path is None:
@@ -382,8 +386,15 @@ def export_flow_release(
         stem = f"{row['subject']}_{row['sample']}"
         apex = row.get("apex_used", row.get("apex", ""))
         apex = "" if apex is None or pd.isna(apex) else str(int(apex))
-        cells = [_LISTING_DATASET_NAMES.get(dataset, dataset), str(row["subject"]), str(row["sample"]),
-                 str(int(row["label"])), apex, stem, stem]
+        cells = [
+            _LISTING_DATASET_NAMES.get(dataset, dataset),
+            str(row["subject"]),
+            str(row["sample"]),
+            str(int(row["label"])),
+            apex,
+            stem,
+            stem,
+        ]
         lines.append(",".join(cells))
     path = folder / listing_name
     return atomic_write_text(path, "\n".join(lines) + "\n")

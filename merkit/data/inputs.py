@@ -81,7 +81,9 @@ class InputAdapter:
 
     # ---------------------------------------------------------------- data
 
-    def dataset(self, store: Any, positions: np.ndarray, *, augment: bool | Augmentation = False, seed: int = 0) -> Dataset:
+    def dataset(
+        self, store: Any, positions: np.ndarray, *, augment: bool | Augmentation = False, seed: int = 0
+    ) -> Dataset:
         """The unaugmented (or, with ``augment``, training) Dataset this model reads for store rows ``positions``."""
         raise NotImplementedError
 
@@ -95,8 +97,10 @@ class InputAdapter:
         x, _ = self.dataset(store, np.array([0]))[0]
         expected = tuple(self.spec.shape(1)[1:])
         if tuple(x.shape) != expected:
-            return (f"model {model_name!r} expects {self.noun} {self.spec.layout} = {(1, *expected)}, but the store "
-                    f"gives {tuple(x.shape)} per clip; {self._shape_hint()}")
+            return (
+                f"model {model_name!r} expects {self.noun} {self.spec.layout} = {(1, *expected)}, but the store "
+                f"gives {tuple(x.shape)} per clip; {self._shape_hint()}"
+            )
         return None
 
     def example(self, store: Any, n: int = 2) -> Tensor:
@@ -109,8 +113,16 @@ class InputAdapter:
         dataset = self.dataset(store, np.asarray(positions, dtype=np.int64))
         return torch.stack([dataset[i][0] for i in range(len(dataset))])  # n x (c, [t,] h, w) -> (n, c, [t,] h, w)
 
-    def single_input(self, frames: np.ndarray, numbers: np.ndarray, processed: Any, *, flow: dict[str, Any] | None = None,
-                     normalise: str = "clip", stats: tuple[np.ndarray, np.ndarray] | None = None) -> Tensor:
+    def single_input(
+        self,
+        frames: np.ndarray,
+        numbers: np.ndarray,
+        processed: Any,
+        *,
+        flow: dict[str, Any] | None = None,
+        normalise: str = "clip",
+        stats: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Tensor:
         """One user clip as the model's input batch (1, c, [t,] h, w), made by the training items' code.
 
         ``frames``/``numbers`` are the clip as read (T, H, W, 3) and its frame numbers; ``processed`` the
@@ -179,11 +191,21 @@ class ClipInput(InputAdapter):
     cam_conv: ClassVar[type[nn.Module]] = nn.Conv3d
     overlay: ClassVar[str] = "attention"
 
-    def dataset(self, store: Any, positions: np.ndarray, *, augment: bool | Augmentation = False, seed: int = 0) -> Dataset:
+    def dataset(
+        self, store: Any, positions: np.ndarray, *, augment: bool | Augmentation = False, seed: int = 0
+    ) -> Dataset:
         return ClipDataset(store, positions, augment=augment, seed=seed)
 
-    def single_input(self, frames: np.ndarray, numbers: np.ndarray, processed: Any, *, flow: dict[str, Any] | None = None,
-                     normalise: str = "clip", stats: tuple[np.ndarray, np.ndarray] | None = None) -> Tensor:
+    def single_input(
+        self,
+        frames: np.ndarray,
+        numbers: np.ndarray,
+        processed: Any,
+        *,
+        flow: dict[str, Any] | None = None,
+        normalise: str = "clip",
+        stats: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Tensor:
         clip = np.asarray(processed.clip)
         if normalise == "dataset" and stats is None:  # no training statistics kept: the clip's own
             stats = clip_statistics(clip[None])
@@ -205,12 +227,18 @@ class ClipInput(InputAdapter):
 
     def _missing(self, store: Any, model_name: str) -> str | None:
         if getattr(store, "clips", True) is None:  # a flow-folder store: flow images only
-            return (f"model {model_name!r} reads clips, {self.spec.describe()}, but the store at {getattr(store, 'path', '?')} holds "
-                    "only flow images (a flow folder, no frames): use a flow model (ststnet, ststnet_kit, offapexnet)")
+            return (
+                f"model {model_name!r} reads clips, {self.spec.describe()}, "
+                f"but the store at {getattr(store, 'path', '?')} holds "
+                "only flow images (a flow folder, no frames): use a flow model (ststnet, ststnet_kit, offapexnet)"
+            )
         return None
 
     def _shape_hint(self) -> str:
-        return "make the preprocessing frames/size/colour match the model (or override the model's frames/size/in_channels)"
+        return (
+            "make the preprocessing frames/size/colour match the model "
+            "(or override the model's frames/size/in_channels)"
+        )
 
 
 @dataclass(frozen=True)
@@ -236,7 +264,8 @@ class FlowInput(InputAdapter):
         """
         if self.spec.channels not in (2, 3):
             raise InputKindError(
-                f"a flow model must take 2 channels (u, v) or 3 (u, v, strain), this one declares {self.spec.describe()}"
+                "a flow model must take 2 channels (u, v) or 3 (u, v, strain), "
+                f"this one declares {self.spec.describe()}"
             )
         return FLOW_CHANNELS[: self.spec.channels]
 
@@ -244,21 +273,40 @@ class FlowInput(InputAdapter):
     def encoding(self) -> str:
         return getattr(self.spec, "encoding", "unit")
 
-    def dataset(self, store: Any, positions: np.ndarray, *, augment: bool | Augmentation = False, seed: int = 0) -> Dataset:
+    def dataset(
+        self, store: Any, positions: np.ndarray, *, augment: bool | Augmentation = False, seed: int = 0
+    ) -> Dataset:
         # A flow image has no frames to shift: of an Augmentation only its flip probability applies.
         flip = augment.flip if isinstance(augment, Augmentation) else Augmentation().flip
-        return FlowDataset(store, positions, augment=bool(augment), seed=seed, flip=flip, channels=self.channels,
-                           encoding=self.encoding)
+        return FlowDataset(
+            store,
+            positions,
+            augment=bool(augment),
+            seed=seed,
+            flip=flip,
+            channels=self.channels,
+            encoding=self.encoding,
+        )
 
-    def single_input(self, frames: np.ndarray, numbers: np.ndarray, processed: Any, *, flow: dict[str, Any] | None = None,
-                     normalise: str = "clip", stats: tuple[np.ndarray, np.ndarray] | None = None) -> Tensor:
+    def single_input(
+        self,
+        frames: np.ndarray,
+        numbers: np.ndarray,
+        processed: Any,
+        *,
+        flow: dict[str, Any] | None = None,
+        normalise: str = "clip",
+        stats: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Tensor:
         if flow is None:
             raise InputKindError("a flow model's input needs the flow config it was trained with")
         onset = int(np.asarray(numbers)[0])
         image = onset_apex_flow(frames, numbers, onset, processed.apex, processed.box, FlowConfig(**flow))  # (F, F, 3)
         return flow_tensor(image, self.channels, self.encoding)[None]  # (c, f, f) -> (1, c, f, f)
 
-    def motion_regions(self, store: Any, positions: np.ndarray, *, top_fraction: float = 0.1) -> tuple[np.ndarray | None, str]:
+    def motion_regions(
+        self, store: Any, positions: np.ndarray, *, top_fraction: float = 0.1
+    ) -> tuple[np.ndarray | None, str]:
         """The region each flow image is scored against, bool (n, f, f), and where it came from.
 
         With true motion masks in the store (SynthME) they are resized (nearest) from the clip side to the flow
@@ -302,10 +350,12 @@ class FlowInput(InputAdapter):
     def _missing(self, store: Any, model_name: str) -> str | None:
         if getattr(store, "flow", None) is None:
             where = getattr(store, "path", None)
-            return (f"model {model_name!r} reads onset→apex flow images, {self.spec.describe()}, but the store"
-                    f"{f' at {where}' if where else ''} has no flow (no flow.npy): build the store with "
-                    "flow=FlowConfig(...) (merkit.data.store.build_store), or prepare it with "
-                    "prepare_data(..., flow='tvl1') (any method of merkit.data.flow.FLOW_METHODS)")
+            return (
+                f"model {model_name!r} reads onset→apex flow images, {self.spec.describe()}, but the store"
+                f"{f' at {where}' if where else ''} has no flow (no flow.npy): build the store with "
+                "flow=FlowConfig(...) (merkit.data.store.build_store), or prepare it with "
+                "prepare_data(..., flow='tvl1') (any method of merkit.data.flow.FLOW_METHODS)"
+            )
         return None
 
     def _shape_hint(self) -> str:

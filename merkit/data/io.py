@@ -163,8 +163,11 @@ def video_backend() -> str:
             import warnings
 
             _BACKEND_SAID = True
-            warnings.warn("decord is not installed (it has no wheel for this platform): videos are read through "
-                          "OpenCV instead", VideoBackendWarning, stacklevel=3)
+            warnings.warn(
+                "decord is not installed (it has no wheel for this platform): videos are read through OpenCV instead",
+                VideoBackendWarning,
+                stacklevel=3,
+            )
         return "opencv"
     return "decord"
 
@@ -221,8 +224,11 @@ def _read_video_opencv(path: Path, onset: int | None, offset: int | None, sample
         raise ClipReadError(f"unreadable video {path}: {error}", path=path, sample=sample) from None
     last = len(frames) - 1 if offset is None else int(offset)
     if first < 0 or last >= len(frames):
-        raise ClipReadError(f"frames {first}..{last} requested but {path} decodes to {len(frames)} frames "
-                            f"(0..{len(frames) - 1})", path=path, sample=sample)
+        raise ClipReadError(
+            f"frames {first}..{last} requested but {path} decodes to {len(frames)} frames (0..{len(frames) - 1})",
+            path=path,
+            sample=sample,
+        )
     numbers = np.arange(first, last + 1, dtype=np.int64)
     return Clip(np.ascontiguousarray(np.stack(frames[first : last + 1]), dtype=np.uint8), numbers)  # (T, H, W, 3)
 

@@ -35,8 +35,8 @@ dropped or left out by a rule: dataset, subject, sample, field, action, detail; 
 from __future__ import annotations
 
 import math
-import warnings
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from os import PathLike
@@ -121,7 +121,9 @@ def make_manifest(
     """
     if "protocol" in attrs:
         old = attrs.pop("protocol")
-        warnings.warn("make_manifest(..., protocol=...) is deprecated: use label_map=", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "make_manifest(..., protocol=...) is deprecated: use label_map=", DeprecationWarning, stacklevel=2
+        )
         if label_map is not None and old is not None and old != label_map:
             raise TypeError(f"make_manifest: label_map={label_map!r} and the deprecated protocol={old!r} disagree")
         label_map = label_map if label_map is not None else old

@@ -68,7 +68,10 @@ class Augmentation:
     """
 
     flip: float = 0.5  # probability of a horizontal flip (the whole clip)
-    crop_scale: tuple[float, float] = (1.0, 1.0)  # side of a random square crop, fraction of S; resized back; (1, 1) = none
+    crop_scale: tuple[float, float] = (
+        1.0,
+        1.0,
+    )  # side of a random square crop, fraction of S; resized back; (1, 1) = none
     temporal_shift: int = 1  # clip shifted by up to this many frames either way (edge frame repeated)
     brightness: float = 0.1  # offset drawn in ±brightness (intensities in 0..1)
     contrast: float = 0.1  # scale about the clip mean drawn in 1 ± contrast
@@ -82,8 +85,11 @@ class Augmentation:
         if isinstance(self.temporal_shift, bool) or not isinstance(self.temporal_shift, int):
             problems.append(f"temporal_shift must be an int, got {self.temporal_shift!r}")
         crop = self.crop_scale
-        if (not isinstance(crop, (tuple, list)) or len(crop) != 2
-                or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in crop)):
+        if (
+            not isinstance(crop, (tuple, list))
+            or len(crop) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in crop)
+        ):
             problems.append(f"crop_scale must be two numbers (low, high), got {crop!r}")
         if not problems:
             object.__setattr__(self, "crop_scale", (float(crop[0]), float(crop[1])))  # JSON gives a list
@@ -106,22 +112,29 @@ class Augmentation:
         known = [f.name for f in fields(cls)]
         unknown = sorted(set(values) - set(known))
         if unknown:
-            hints = [f"{name!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, known, n=1))
-                                    else "") for name in unknown]
+            hints = [
+                f"{name!r}"
+                + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, known, n=1)) else "")
+                for name in unknown
+            ]
             raise ValueError(f"unknown Augmentation field(s) {', '.join(hints)}; known: {known}")
         return cls(**values)
 
     def to_dict(self) -> dict:
         """Every field, JSON-ready (``crop_scale`` as a list)."""
-        return {f.name: list(getattr(self, f.name)) if f.name == "crop_scale" else getattr(self, f.name)
-                for f in fields(self)}
+        return {
+            f.name: list(getattr(self, f.name)) if f.name == "crop_scale" else getattr(self, f.name)
+            for f in fields(self)
+        }
 
 
 def _item_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(position)]))
 
 
-def clip_statistics(clips: np.ndarray, positions: np.ndarray | None = None, *, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def clip_statistics(
+    clips: np.ndarray, positions: np.ndarray | None = None, *, chunk: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std (float32 (C,)) of uint8 clips (N, T, S, S, C) scaled to 0..1, over ``positions``."""
     positions = np.arange(len(clips)) if positions is None else np.asarray(positions)
     channels = clips.shape[-1]
@@ -187,8 +200,10 @@ class ClipDataset(_PositionedDataset):
             raise ValueError(f"normalise={normalise!r}; expected one of {NORMALISE}")
         self.store = store
         if getattr(store, "clips", None) is None:
-            raise ValueError(f"{store!r} holds no clips (a flow-folder store): clip models cannot read it; "
-                             "use a flow model (ststnet, ststnet_kit, offapexnet)")
+            raise ValueError(
+                f"{store!r} holds no clips (a flow-folder store): clip models cannot read it; "
+                "use a flow model (ststnet, ststnet_kit, offapexnet)"
+            )
         n = len(store.clips)
         self.positions = np.arange(n, dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
         if self.positions.size and (self.positions.min() < 0 or self.positions.max() >= n):
@@ -237,7 +252,9 @@ class ClipDataset(_PositionedDataset):
         return clip_tensor(x, self.normalise, self.stats), int(self._labels[item])
 
 
-def clip_tensor(x: np.ndarray, normalise: str = "clip", stats: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
+def clip_tensor(
+    x: np.ndarray, normalise: str = "clip", stats: tuple[np.ndarray, np.ndarray] | None = None
+) -> torch.Tensor:
     """One clip as a clip model reads it: float (T, S, S, C) in 0..1 -> normalised float32 (C, T, S, S).
 
     ``normalise`` as in :class:`ClipDataset`; ``'dataset'`` needs the per-channel ``stats`` (mean, std).
@@ -265,7 +282,8 @@ def _minmax(x: torch.Tensor) -> torch.Tensor:
 
 
 def _png_bgr(x: torch.Tensor) -> torch.Tensor:
-    """(u, v, strain) (3, F, F) -> the interchange PNG's pixels as OpenCV reads them: 0..255 integers, (strain, v, u)."""
+    """(u, v, strain) (3, F, F) -> the interchange PNG's pixels as OpenCV reads them: 0..255 integers,
+    (strain, v, u)."""
     return torch.round(_minmax(x) * 255.0).flip(0)  # channel order (u, v, strain) -> (strain, v, u)
 
 
@@ -311,7 +329,9 @@ class FlowDataset(_PositionedDataset):
             raise ValueError(f"encoding={encoding!r}; expected 'unit' or 'bgr255'")
         channels = (channels,) if isinstance(channels, str) else tuple(channels)
         if encoding == "bgr255" and tuple(channels) != FLOW_CHANNELS:
-            raise ValueError(f"encoding='bgr255' is the 3-channel PNG: channels must be {FLOW_CHANNELS}, got {channels!r}")
+            raise ValueError(
+                f"encoding='bgr255' is the 3-channel PNG: channels must be {FLOW_CHANNELS}, got {channels!r}"
+            )
         self.encoding = encoding
         unknown = [c for c in channels if c not in FLOW_CHANNELS]
         if unknown or not channels or len(set(channels)) != len(channels):
@@ -333,7 +353,9 @@ class FlowDataset(_PositionedDataset):
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
         position = int(self.positions[item])
-        x = torch.from_numpy(np.array(self.images[position], dtype=np.float32)).permute(2, 0, 1)  # (F, F, 3) -> (3, F, F)
+        x = torch.from_numpy(np.array(self.images[position], dtype=np.float32)).permute(
+            2, 0, 1
+        )  # (F, F, 3) -> (3, F, F)
         if self.augment and _item_rng(self.seed, self.epoch, position).random() < self.flip:
             sign = torch.tensor([-1.0, 1.0, 1.0]).view(3, 1, 1)  # mirrored motion: u changes sign
             x = torch.flip(x, dims=(2,)) * sign
@@ -357,5 +379,7 @@ def flow_tensor(
 
     The same values :class:`FlowDataset` gives without augmentation (``merkit.predict`` calls it for a user's clip).
     """
-    dataset = FlowDataset((np.asarray(image)[None], np.array([-1])), channels=channels, encoding=encoding, normalise=normalise)
+    dataset = FlowDataset(
+        (np.asarray(image)[None], np.array([-1])), channels=channels, encoding=encoding, normalise=normalise
+    )
     return dataset[0][0]

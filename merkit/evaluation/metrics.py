@@ -85,11 +85,12 @@ class MegcLogError(MerkitValueError):
 
 def classes_from_predictions(predictions: pd.DataFrame) -> list[str]:
     """Class names in label order, read from the ``prob_<class>`` columns (empty list if there are none)."""
-    return [c[len(PROB_PREFIX):] for c in predictions.columns if str(c).startswith(PROB_PREFIX)]
+    return [c[len(PROB_PREFIX) :] for c in predictions.columns if str(c).startswith(PROB_PREFIX)]
 
 
-def validate_predictions(predictions: pd.DataFrame, num_classes: int | None = None,
-                         required: Sequence[str] = PREDICTION_COLUMNS) -> int:
+def validate_predictions(
+    predictions: pd.DataFrame, num_classes: int | None = None, required: Sequence[str] = PREDICTION_COLUMNS
+) -> int:
     """Check ``predictions`` against the contract and return the number of classes.
 
     ``num_classes`` defaults to the number of ``prob_<class>`` columns, or to ``max(gt, pred) + 1`` when
@@ -97,8 +98,7 @@ def validate_predictions(predictions: pd.DataFrame, num_classes: int | None = No
     """
     missing = [c for c in required if c not in predictions.columns]
     if missing:
-        raise PredictionsError(
-            f"predictions table lacks column(s) {missing}; it has {list(predictions.columns)}")
+        raise PredictionsError(f"predictions table lacks column(s) {missing}; it has {list(predictions.columns)}")
     if len(predictions) == 0:
         raise PredictionsError("predictions table is empty: nothing to score")
     for col in ("gt", "pred"):
@@ -108,11 +108,14 @@ def validate_predictions(predictions: pd.DataFrame, num_classes: int | None = No
         bad = ~values.map(_is_int_like).astype(bool)
         if bad.any():
             who = predictions.loc[bad, "sample"] if "sample" in predictions.columns else values[bad]
-            raise PredictionsError(f"column {col!r} must hold integer class indices; offending "
-                                   f"sample(s): {list(who.astype(str)[:5])}")
+            raise PredictionsError(
+                f"column {col!r} must hold integer class indices; offending sample(s): {list(who.astype(str)[:5])}"
+            )
     if num_classes is None:
-        num_classes = len(classes_from_predictions(predictions)) or int(
-            max(predictions["gt"].max(), predictions["pred"].max())) + 1
+        num_classes = (
+            len(classes_from_predictions(predictions))
+            or int(max(predictions["gt"].max(), predictions["pred"].max())) + 1
+        )
     for col in ("gt", "pred"):
         values = predictions[col].astype(np.int64)
         out = (values < 0) | (values >= num_classes)
@@ -120,7 +123,8 @@ def validate_predictions(predictions: pd.DataFrame, num_classes: int | None = No
             who = predictions.loc[out, "sample"] if "sample" in predictions.columns else values[out]
             raise PredictionsError(
                 f"column {col!r} has class indices outside 0..{num_classes - 1} for sample(s) "
-                f"{list(who.astype(str)[:5])}")
+                f"{list(who.astype(str)[:5])}"
+            )
     return int(num_classes)
 
 
@@ -156,8 +160,9 @@ def _class_names(num_classes: int, class_names: Sequence[str] | None) -> list:
 # --------------------------------------------------------------------------------------------------
 
 
-def _counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
-            weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _counts(
+    y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-class (tp, fp, fn, support); ``weights`` counts each sample that many times (bootstrap)."""
     w = np.ones(len(y_true)) if weights is None else weights
     hit = y_true == y_pred
@@ -167,9 +172,14 @@ def _counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
     return tp, predicted - tp, support - tp, support
 
 
-def pooled_scores(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
-                  num_classes: int, *, class_names: Sequence[str] | None = None,
-                  warn_absent: bool = True) -> dict:
+def pooled_scores(
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    num_classes: int,
+    *,
+    class_names: Sequence[str] | None = None,
+    warn_absent: bool = True,
+) -> dict:
     """UF1, UAR and accuracy over all samples at once (MEGC2019), plus a per-class table.
 
     Args:
@@ -192,8 +202,10 @@ def pooled_scores(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np
         raise PredictionsError("no samples to score")
     for arr, name in ((yt, "y_true"), (yp, "y_pred")):
         if arr.min() < 0 or arr.max() >= num_classes:
-            raise PredictionsError(f"{name} holds class indices outside 0..{num_classes - 1}: "
-                                   f"{sorted(set(arr[(arr < 0) | (arr >= num_classes)].tolist()))}")
+            raise PredictionsError(
+                f"{name} holds class indices outside 0..{num_classes - 1}: "
+                f"{sorted(set(arr[(arr < 0) | (arr >= num_classes)].tolist()))}"
+            )
     names = _class_names(num_classes, class_names)
     tp, fp, fn, support = _counts(yt, yp, num_classes)
     scored = support > 0
@@ -203,12 +215,24 @@ def pooled_scores(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np
         precision = np.where(tp + fp > 0, tp / (tp + fp), np.nan)
     if warn_absent and not scored.all():
         absent = [names[i] for i in np.flatnonzero(~scored)]
-        warnings.warn(f"class(es) {absent} have no true samples among the {len(yt)} scored; they are "
-                      f"left out of UF1 and UAR", AbsentClassWarning, stacklevel=2)
-    per_class = pd.DataFrame({
-        "support": support.astype(np.int64), "tp": tp.astype(np.int64), "fp": fp.astype(np.int64),
-        "fn": fn.astype(np.int64), "precision": precision, "recall": recall, "f1": f1, "scored": scored,
-    }, index=pd.Index(names, name="class"))
+        warnings.warn(
+            f"class(es) {absent} have no true samples among the {len(yt)} scored; they are left out of UF1 and UAR",
+            AbsentClassWarning,
+            stacklevel=2,
+        )
+    per_class = pd.DataFrame(
+        {
+            "support": support.astype(np.int64),
+            "tp": tp.astype(np.int64),
+            "fp": fp.astype(np.int64),
+            "fn": fn.astype(np.int64),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "scored": scored,
+        },
+        index=pd.Index(names, name="class"),
+    )
     return {
         "uf1": float(np.mean(f1[scored])),
         "uar": float(np.mean(recall[scored])),
@@ -220,12 +244,12 @@ def pooled_scores(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np
 
 
 def _scores_of(predictions: pd.DataFrame, num_classes: int, warn_absent: bool) -> dict:
-    return pooled_scores(predictions["gt"].to_numpy(), predictions["pred"].to_numpy(), num_classes,
-                         warn_absent=warn_absent)
+    return pooled_scores(
+        predictions["gt"].to_numpy(), predictions["pred"].to_numpy(), num_classes, warn_absent=warn_absent
+    )
 
 
-def fold_mean_scores(predictions: pd.DataFrame, fold_col: str = "fold",
-                     num_classes: int | None = None) -> dict:
+def fold_mean_scores(predictions: pd.DataFrame, fold_col: str = "fold", num_classes: int | None = None) -> dict:
     """Per-fold average of UF1/UAR/accuracy: *not* the MEGC2019 score, only for comparison.
 
     Each fold is scored on its own (classes absent from that fold's ground truth are left out of that
@@ -240,8 +264,16 @@ def fold_mean_scores(predictions: pd.DataFrame, fold_col: str = "fold",
     rows = []
     for fold, part in predictions.groupby(fold_col, sort=True, dropna=False):
         s = _scores_of(part, k, warn_absent=False)
-        rows.append({fold_col: fold, "n": s["n"], "uf1": s["uf1"], "uar": s["uar"],
-                     "accuracy": s["accuracy"], "n_scored_classes": s["n_scored_classes"]})
+        rows.append(
+            {
+                fold_col: fold,
+                "n": s["n"],
+                "uf1": s["uf1"],
+                "uar": s["uar"],
+                "accuracy": s["accuracy"],
+                "n_scored_classes": s["n_scored_classes"],
+            }
+        )
     per_fold = pd.DataFrame(rows).set_index(fold_col)
     return {
         "uf1_fold_mean": float(per_fold["uf1"].mean()),
@@ -253,8 +285,9 @@ def fold_mean_scores(predictions: pd.DataFrame, fold_col: str = "fold",
     }
 
 
-def scores_by(predictions: pd.DataFrame, by: str | Sequence[str] = "dataset",
-              num_classes: int | None = None) -> pd.DataFrame:
+def scores_by(
+    predictions: pd.DataFrame, by: str | Sequence[str] = "dataset", num_classes: int | None = None
+) -> pd.DataFrame:
     """Pooled UF1/UAR/accuracy within each group (default: per dataset of a composite run).
 
     Returns a DataFrame indexed by the group key(s) with columns ``n uf1 uar accuracy n_scored_classes``.
@@ -270,8 +303,16 @@ def scores_by(predictions: pd.DataFrame, by: str | Sequence[str] = "dataset",
             s = _scores_of(part, k, warn_absent=True)
         for w in caught:
             warnings.warn(f"{by}={key}: {w.message}", AbsentClassWarning, stacklevel=2)
-        rows.append({**dict(zip(keys, key if len(keys) > 1 else [key])), "n": s["n"], "uf1": s["uf1"],
-                     "uar": s["uar"], "accuracy": s["accuracy"], "n_scored_classes": s["n_scored_classes"]})
+        rows.append(
+            {
+                **dict(zip(keys, key if len(keys) > 1 else [key])),
+                "n": s["n"],
+                "uf1": s["uf1"],
+                "uar": s["uar"],
+                "accuracy": s["accuracy"],
+                "n_scored_classes": s["n_scored_classes"],
+            }
+        )
     return pd.DataFrame(rows).set_index(keys)
 
 
@@ -282,15 +323,20 @@ def per_subject_table(predictions: pd.DataFrame, classes: Sequence[str] | None =
     Columns: ``dataset subject fold n n_correct accuracy`` then ``n_<class>`` (true samples per class).
     """
     k = validate_predictions(predictions, None if classes is None else len(classes))
-    names = _class_names(k, classes if classes is not None else (classes_from_predictions(predictions)
-                                                                  or None))
+    names = _class_names(k, classes if classes is not None else (classes_from_predictions(predictions) or None))
     rows = []
     for (dataset, subject), part in predictions.groupby(["dataset", "subject"], sort=True):
         correct = int((part["gt"] == part["pred"]).sum())
         counts = np.bincount(part["gt"].to_numpy(np.int64), minlength=k)
         folds = sorted(set(part["fold"].astype(str)))
-        row = {"dataset": dataset, "subject": subject, "fold": folds[0] if len(folds) == 1 else folds,
-               "n": len(part), "n_correct": correct, "accuracy": correct / len(part)}
+        row = {
+            "dataset": dataset,
+            "subject": subject,
+            "fold": folds[0] if len(folds) == 1 else folds,
+            "n": len(part),
+            "n_correct": correct,
+            "accuracy": correct / len(part),
+        }
         row.update({f"n_{name}": int(c) for name, c in zip(names, counts)})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -302,12 +348,19 @@ def confusion_matrix(predictions: pd.DataFrame, classes: Sequence[str]) -> pd.Da
     gt = predictions["gt"].to_numpy(np.int64)
     pred = predictions["pred"].to_numpy(np.int64)
     counts = np.bincount(gt * k + pred, minlength=k * k).reshape(k, k)  # (k*k,) -> (true, pred)
-    return pd.DataFrame(counts, index=pd.Index(list(classes), name="true"),
-                        columns=pd.Index(list(classes), name="pred"))
+    return pd.DataFrame(
+        counts, index=pd.Index(list(classes), name="true"), columns=pd.Index(list(classes), name="pred")
+    )
 
 
-def bootstrap_ci(predictions: pd.DataFrame, metric: str = "uf1", n_boot: int = 1000, seed: int = 0,
-                 alpha: float = 0.05, num_classes: int | None = None) -> dict:
+def bootstrap_ci(
+    predictions: pd.DataFrame,
+    metric: str = "uf1",
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    num_classes: int | None = None,
+) -> dict:
     """Percentile bootstrap confidence interval of a pooled metric, resampling samples with replacement.
 
     Each replicate draws ``len(predictions)`` samples with replacement (a multinomial count per sample)
@@ -347,12 +400,21 @@ def bootstrap_ci(predictions: pd.DataFrame, metric: str = "uf1", n_boot: int = 1
             per_class = None
     values = tp.sum(axis=1) / n if per_class is None else np.nanmean(per_class, axis=1)
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-    return {"metric": metric, "estimate": float(estimate), "low": float(low), "high": float(high),
-            "alpha": float(alpha), "n_boot": int(n_boot), "seed": int(seed), "method": "percentile"}
+    return {
+        "metric": metric,
+        "estimate": float(estimate),
+        "low": float(low),
+        "high": float(high),
+        "alpha": float(alpha),
+        "n_boot": int(n_boot),
+        "seed": int(seed),
+        "method": "percentile",
+    }
 
 
-def summarise(predictions: pd.DataFrame, classes: Sequence[str], *, n_boot: int = 1000, seed: int = 0,
-              alpha: float = 0.05) -> dict:
+def summarise(
+    predictions: pd.DataFrame, classes: Sequence[str], *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict:
     """Everything ``metrics.json`` holds, as plain JSON-ready Python values.
 
     Keys: ``n_samples n_subjects n_folds classes pooled`` (uf1/uar/accuracy, MEGC2019),
@@ -374,12 +436,13 @@ def summarise(predictions: pd.DataFrame, classes: Sequence[str], *, n_boot: int 
         "classes": list(classes),
         "pooled": {m: to_jsonable(pooled[m]) for m in METRICS},
         "scoring": "MEGC2019 pooled: TP/FP/FN per class summed over all folds, then averaged over classes",
-        "per_class": [{"class": name, **{c: to_jsonable(v) for c, v in row.items()}}
-                      for name, row in per_class.iterrows()],
-        "per_dataset": {} if per_dataset is None else {
-            str(ds): {c: to_jsonable(v) for c, v in row.items()} for ds, row in per_dataset.iterrows()},
-        "ci": {m: bootstrap_ci(predictions, m, n_boot=n_boot, seed=seed, alpha=alpha, num_classes=k)
-               for m in METRICS},
+        "per_class": [
+            {"class": name, **{c: to_jsonable(v) for c, v in row.items()}} for name, row in per_class.iterrows()
+        ],
+        "per_dataset": {}
+        if per_dataset is None
+        else {str(ds): {c: to_jsonable(v) for c, v in row.items()} for ds, row in per_dataset.iterrows()},
+        "ci": {m: bootstrap_ci(predictions, m, n_boot=n_boot, seed=seed, alpha=alpha, num_classes=k) for m in METRICS},
         "confusion": confusion_matrix(predictions, classes).to_numpy().tolist(),
     }
 
@@ -427,8 +490,9 @@ def write_megc_log(predictions: pd.DataFrame, path: str | os.PathLike) -> Path:
 def _check_token(value: object, what: str) -> None:
     text = str(value)
     if not text or any(ch.isspace() for ch in text) or text.startswith("#"):
-        raise MegcLogError(f"{what} id {text!r} cannot be written to a MEGC log "
-                           f"(empty, contains whitespace or starts with '#')")
+        raise MegcLogError(
+            f"{what} id {text!r} cannot be written to a MEGC log (empty, contains whitespace or starts with '#')"
+        )
 
 
 def read_megc_log(path: str | os.PathLike, classes: Sequence[str] | None = None) -> pd.DataFrame:
@@ -452,20 +516,25 @@ def read_megc_log(path: str | os.PathLike, classes: Sequence[str] | None = None)
                 dataset, subject = fields
             elif len(fields) == 3:
                 if dataset is None:
-                    raise MegcLogError(f"{path}:{number}: sample line {line!r} before any "
-                                       f"'dataset subject' header")
+                    raise MegcLogError(f"{path}:{number}: sample line {line!r} before any 'dataset subject' header")
                 sample, gt, pred = fields
-                rows.append({"dataset": dataset, "subject": subject, "sample": sample,
-                             "fold": f"{dataset}/{subject}",
-                             "gt": _parse_label(gt, lookup, path, number),
-                             "pred": _parse_label(pred, lookup, path, number)})
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "subject": subject,
+                        "sample": sample,
+                        "fold": f"{dataset}/{subject}",
+                        "gt": _parse_label(gt, lookup, path, number),
+                        "pred": _parse_label(pred, lookup, path, number),
+                    }
+                )
             else:
-                raise MegcLogError(f"{path}:{number}: expected 'dataset subject' or 'clip gt pred', "
-                                   f"got {len(fields)} fields: {line!r}")
+                raise MegcLogError(
+                    f"{path}:{number}: expected 'dataset subject' or 'clip gt pred', got {len(fields)} fields: {line!r}"
+                )
     columns = ["dataset", "subject", "sample", "fold", "gt", "pred"]
     table = pd.DataFrame(rows, columns=columns)
-    return table.astype({"dataset": str, "subject": str, "sample": str, "fold": str,
-                         "gt": np.int64, "pred": np.int64})
+    return table.astype({"dataset": str, "subject": str, "sample": str, "fold": str, "gt": np.int64, "pred": np.int64})
 
 
 def _parse_label(token: str, lookup: dict[str, int], path: Path, number: int) -> int:

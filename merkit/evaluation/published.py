@@ -15,18 +15,40 @@ __all__ = ["PUBLISHED", "published_results"]
 
 # method, dataset/protocol, classes, uf1, uar, source
 PUBLISHED: tuple[tuple[str, str, str, float, float, str], ...] = (
-    ("LBP-TOP (MEGC2019 baseline)", "MEGC2019 composite, LOSO (68 subjects)", "3 (neg/pos/sur)", 0.5882, 0.5785,
-     "See et al., MEGC 2019 challenge overview, FG 2019"),
-    ("Bi-WOOF", "MEGC2019 composite, LOSO (68 subjects)", "3 (neg/pos/sur)", 0.6296, 0.6227,
-     "as reported by Liong et al., STSTNet, FG 2019"),
-    ("Off-ApexNet", "MEGC2019 composite, LOSO (68 subjects)", "3 (neg/pos/sur)", 0.7196, 0.7096,
-     "as reported by Liong et al., STSTNet, FG 2019"),
-    ("Dual-Inception", "MEGC2019 composite, LOSO (68 subjects)", "3 (neg/pos/sur)", 0.7322, 0.7278,
-     "Zhou et al., FG 2019"),
-    ("STSTNet", "MEGC2019 composite, LOSO (68 subjects)", "3 (neg/pos/sur)", 0.7353, 0.7605,
-     "Liong et al., FG 2019"),
-    ("EMR", "MEGC2019 composite, LOSO (68 subjects)", "3 (neg/pos/sur)", 0.7885, 0.7824,
-     "Liu et al., FG 2019"),
+    (
+        "LBP-TOP (MEGC2019 baseline)",
+        "MEGC2019 composite, LOSO (68 subjects)",
+        "3 (neg/pos/sur)",
+        0.5882,
+        0.5785,
+        "See et al., MEGC 2019 challenge overview, FG 2019",
+    ),
+    (
+        "Bi-WOOF",
+        "MEGC2019 composite, LOSO (68 subjects)",
+        "3 (neg/pos/sur)",
+        0.6296,
+        0.6227,
+        "as reported by Liong et al., STSTNet, FG 2019",
+    ),
+    (
+        "Off-ApexNet",
+        "MEGC2019 composite, LOSO (68 subjects)",
+        "3 (neg/pos/sur)",
+        0.7196,
+        0.7096,
+        "as reported by Liong et al., STSTNet, FG 2019",
+    ),
+    (
+        "Dual-Inception",
+        "MEGC2019 composite, LOSO (68 subjects)",
+        "3 (neg/pos/sur)",
+        0.7322,
+        0.7278,
+        "Zhou et al., FG 2019",
+    ),
+    ("STSTNet", "MEGC2019 composite, LOSO (68 subjects)", "3 (neg/pos/sur)", 0.7353, 0.7605, "Liong et al., FG 2019"),
+    ("EMR", "MEGC2019 composite, LOSO (68 subjects)", "3 (neg/pos/sur)", 0.7885, 0.7824, "Liu et al., FG 2019"),
 )
 
 

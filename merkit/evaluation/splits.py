@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -136,7 +135,9 @@ def list_protocols() -> list[str]:
     return list(PROTOCOLS)
 
 
-def make_splits(index: pd.DataFrame, name: str, *, k: int = 5, seed: int = 0, classes: list[str] | None = None) -> list[Fold]:
+def make_splits(
+    index: pd.DataFrame, name: str, *, k: int = 5, seed: int = 0, classes: list[str] | None = None
+) -> list[Fold]:
     """The folds of protocol ``name`` over ``index`` (``k`` and ``seed`` are used by ``group_kfold``)."""
     check_protocol_name(name)
     if name == "group_kfold":

@@ -179,7 +179,9 @@ def _cascade(path: str) -> cv2.CascadeClassifier | None:
     return None if cascade.empty() else cascade
 
 
-def _detect(cascade_names: Sequence[str], grey: np.ndarray, min_side: int, neighbours: int) -> list[tuple[int, int, int, int]]:
+def _detect(
+    cascade_names: Sequence[str], grey: np.ndarray, min_side: int, neighbours: int
+) -> list[tuple[int, int, int, int]]:
     path = _find_cascade(cascade_names)
     cascade = _cascade(path) if path else None
     if cascade is None:
@@ -193,17 +195,21 @@ def cascade_regions(face: np.ndarray) -> dict[str, Fractions]:
 
     Returns fractions (top, left, bottom, right) of the crop for the regions it could place plausibly
     (eyes in the upper half, the mouth in the lower half below the eyes); missing keys did not fire. Brows
-    and nose are derived from eyes (and mouth): the upper third of the eye windows (plus a little above) is brows, the rest eyes; nose the
-    middle third between the eyes' bottom and the mouth's top (or 0.68 of the crop without a mouth).
+    and nose are derived from eyes (and mouth): the upper third of the eye windows (plus a little above) is brows, the
+    rest eyes; nose the middle third between the eyes' bottom and the mouth's top (or 0.68 of the crop without a mouth).
     """
     grey = face if face.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(face), cv2.COLOR_RGB2GRAY)
     height, width = grey.shape
     scale = _DETECT_SIDE / max(height, width)
-    grey = cv2.resize(grey, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_LINEAR)
+    grey = cv2.resize(
+        grey, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_LINEAR
+    )
     # No histogram equalisation: measured on emulated CASME II raw crops it halves how often the eyes are found.
     h, w = grey.shape
     found: dict[str, Fractions] = {}
-    eyes = [e for e in _detect(_EYE_CASCADES, grey, max(8, w // 16), 5) if e[1] + e[3] / 2 < 0.55 * h and e[2] < 0.45 * w]
+    eyes = [
+        e for e in _detect(_EYE_CASCADES, grey, max(8, w // 16), 5) if e[1] + e[3] / 2 < 0.55 * h and e[2] < 0.45 * w
+    ]
     eyes = sorted(eyes, key=lambda e: e[2] * e[3], reverse=True)[:2]
     if eyes:
         top = min(e[1] for e in eyes) / h
@@ -218,8 +224,11 @@ def cascade_regions(face: np.ndarray) -> dict[str, Fractions]:
         found["eyes"] = (split, left, bottom, right)
         found["brows"] = (max(0.0, top - 0.3 * eye_height), left, split, right)
     eyes_bottom = found["eyes"][2] if "eyes" in found else 0.45
-    mouths = [m for m in _detect(_MOUTH_CASCADES, grey, max(8, w // 8), 15)
-              if m[1] / h > max(0.5, eyes_bottom) and m[2] < 0.8 * w]
+    mouths = [
+        m
+        for m in _detect(_MOUTH_CASCADES, grey, max(8, w // 8), 15)
+        if m[1] / h > max(0.5, eyes_bottom) and m[2] < 0.8 * w
+    ]
     if mouths:
         x, y, mw, mh = max(mouths, key=lambda m: m[2] * m[3])
         found["mouth"] = (y / h, x / w, min(1.0, (y + mh) / h), (x + mw) / w)
@@ -262,8 +271,12 @@ def clip_regions(
             fractions[name], detail[name] = found[name], "cascade"
         else:
             top, left, bottom, right = FACE_REGIONS[name]
-            fractions[name] = (geometry_box.top + top * box_h, geometry_box.left + left * box_w,
-                               geometry_box.top + bottom * box_h, geometry_box.left + right * box_w)
+            fractions[name] = (
+                geometry_box.top + top * box_h,
+                geometry_box.left + left * box_w,
+                geometry_box.top + bottom * box_h,
+                geometry_box.left + right * box_w,
+            )
             detail[name] = "geometry"
     masks = face_region_masks(size, FaceBox(), fractions)
     kinds = set(detail.values())
@@ -274,7 +287,9 @@ def clip_regions(
 def _onset_face(row: Mapping[str, Any], data_root: str | os.PathLike) -> np.ndarray | None:
     """The clip's onset frame cut with its stored crop box, or None when the frames cannot be read."""
     try:
-        clip = read_clip(Path(data_root) / str(row["path"]), int(row["onset"]), int(row["onset"]), sample=str(row["sample"]))
+        clip = read_clip(
+            Path(data_root) / str(row["path"]), int(row["onset"]), int(row["onset"]), sample=str(row["sample"])
+        )
     except (ClipReadError, OSError, ValueError):
         return None
     frame = clip.frames[0]
@@ -309,7 +324,14 @@ def store_regions(
         face = _onset_face(row, data_root) if readable else None
         regions = clip_regions(size, face, crop_method=method, crop_margin=margin, use_cascades=use_cascades)
         sets.append(regions)
-        rows.append({"clip": int(position), "subject": row.get("subject"), "sample": row.get("sample"),
-                     "crop_method": method, "region_source": regions.source,
-                     **{f"{name}_source": how for name, how in regions.detail.items()}})
+        rows.append(
+            {
+                "clip": int(position),
+                "subject": row.get("subject"),
+                "sample": row.get("sample"),
+                "crop_method": method,
+                "region_source": regions.source,
+                **{f"{name}_source": how for name, how in regions.detail.items()},
+            }
+        )
     return sets, pd.DataFrame(rows)

@@ -38,11 +38,11 @@ class Attribution:
     """One attribution (or attention) map per clip of a batch.
 
     ``map`` is float32 (b, t, h, w) on the CPU, aligned with the input clip frame by frame and pixel
-    by pixel; for a flow model's image batch it is (b, h, w) (``meta["input"] == "flow"``). ``signed`` says whether negative values mean evidence against the target class (IG,
-    occlusion, ablation) or the map is non-negative by construction (Grad-CAM with ReLU, attention).
-    ``target`` is the class explained for each clip, (b,) int64, or None for the learned attention
-    (it does not depend on a class). ``delta`` is IG's convergence delta (b,) or (b * nt_samples,)
-    under a noise tunnel, None for other methods. ``meta`` holds the method's settings and extras
+    by pixel; for a flow model's image batch it is (b, h, w) (``meta["input"] == "flow"``). ``signed`` says whether
+    negative values mean evidence against the target class (IG, occlusion, ablation) or the map is non-negative by
+    construction (Grad-CAM with ReLU, attention). ``target`` is the class explained for each clip, (b,) int64, or None
+    for the learned attention (it does not depend on a class). ``delta`` is IG's convergence delta (b,) or (b *
+    nt_samples,) under a noise tunnel, None for other methods. ``meta`` holds the method's settings and extras
     (Grad-CAM layer name, attention channel weights, ...).
     """
 
@@ -102,7 +102,9 @@ def ig_baseline(x: Tensor, kind: str | Tensor | float = "onset", *, blur_sigma: 
     """
     if x.dim() == 4:  # a flow-image batch (b, c, h, w): no frames, so no onset frame
         if isinstance(kind, str) and kind == "onset":
-            raise ExplainError("a flow-image batch (b, c, h, w) has no onset frame: use baseline 'zeros', 'blur', a number or a tensor")
+            raise ExplainError(
+                "a flow-image batch (b, c, h, w) has no onset frame: use baseline 'zeros', 'blur', a number or a tensor"
+            )
         if isinstance(kind, str) and kind == "blur":
             return blur_clip(x[:, :, None], blur_sigma)[:, :, 0]  # (b, c, h, w) -> (b, c, 1, h, w) -> back
     if isinstance(kind, Tensor):
@@ -140,7 +142,9 @@ def last_conv2d_name(model: nn.Module) -> str:
     return _last_conv_name(model, nn.Conv2d)
 
 
-def _resolve_layer(model: nn.Module, layer: str | nn.Module | None, conv: type[nn.Module] = nn.Conv3d) -> tuple[str, nn.Module]:
+def _resolve_layer(
+    model: nn.Module, layer: str | nn.Module | None, conv: type[nn.Module] = nn.Conv3d
+) -> tuple[str, nn.Module]:
     """The Grad-CAM layer: a module, a name, the model's ``cam_layer``, else its last ``conv`` (Conv3d for
     clips, Conv2d for flow images) with more than one channel."""
     if isinstance(layer, nn.Module):
@@ -185,7 +189,9 @@ def explained_input(model: nn.Module, x: Tensor) -> InputAdapter:
     """
     if not isinstance(x, Tensor) or x.dim() not in (4, 5):
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ExplainError(f"attributions need a clip batch (b, c, t, h, w) or a flow-image batch (b, c, h, w), got {shape}")
+        raise ExplainError(
+            f"attributions need a clip batch (b, c, t, h, w) or a flow-image batch (b, c, h, w), got {shape}"
+        )
     if getattr(model, "input_spec", None) is not None:
         adapter = input_adapter(model)
     else:  # toy models without a spec: any Conv3d makes it a clip model

@@ -7,8 +7,8 @@ by :func:`_lift` through the model's input adapter (``merkit.data.inputs.FlowInp
 one-frame clip (b, c, 1, h, w), the model is called on the frame, windows and masks gain a time axis of one,
 and the map loses it again at the end. So no method knows which kind of input it explains.
 
-A method function takes the :class:`LiftedBatch` and its own keyword options and returns a :class:`MethodPlan`: the Captum
-explainer, the keywords of its ``attribute`` call, the settings recorded in ``Attribution.meta``, and how the
+A method function takes the :class:`LiftedBatch` and its own keyword options and returns a :class:`MethodPlan`: the
+Captum explainer, the keywords of its ``attribute`` call, the settings recorded in ``Attribution.meta``, and how the
 raw attribution (b, c, t, h, w) becomes a map (b, t, h, w). :func:`attribute` resolves the target, wraps the
 explainer in a NoiseTunnel when asked, runs it and puts the map back in the input's layout.
 """
@@ -73,7 +73,9 @@ def learned_attention(model: nn.Module, x: Tensor) -> Attribution:
     """
     _check_clip_batch(x)
     if not hasattr(model, "attention_maps"):
-        raise ExplainError(f"{type(model).__name__} has no attention_maps(): only MERANet-style models have learned attention")
+        raise ExplainError(
+            f"{type(model).__name__} has no attention_maps(): only MERANet-style models have learned attention"
+        )
     size = tuple(x.shape[2:])
     with _eval_mode(model), torch.no_grad():
         maps = list(model.attention_maps(x, upsample=False))
@@ -84,7 +86,9 @@ def learned_attention(model: nn.Module, x: Tensor) -> Attribution:
             volumes.append(_upsample_volume(item.spatiotemporal.detach(), size).cpu())  # (b, t, h, w)
             modules.append(index)
     if not volumes:
-        raise ExplainError(f"{type(model).__name__}: every module's spatio-temporal attention is ablated; nothing to show")
+        raise ExplainError(
+            f"{type(model).__name__}: every module's spatio-temporal attention is ablated; nothing to show"
+        )
     per_module = torch.stack(volumes, dim=1)  # m x (b, t, h, w) -> (b, m, t, h, w)
     return Attribution(
         map=per_module.mean(dim=1),
@@ -153,8 +157,12 @@ def _mean_channels(raw: Tensor) -> Tensor:
 
 
 def integrated_gradients(
-    lifted: LiftedBatch, *, baseline: str | Tensor | float | None = None, n_steps: int = 32,
-    internal_batch_size: int | None = 8, blur_sigma: float = 4.0,
+    lifted: LiftedBatch,
+    *,
+    baseline: str | Tensor | float | None = None,
+    n_steps: int = 32,
+    internal_batch_size: int | None = 8,
+    blur_sigma: float = 4.0,
 ) -> MethodPlan:
     """Integrated Gradients (signed), summed over channels so the map sums to f(x) - f(baseline).
 
@@ -167,10 +175,20 @@ def integrated_gradients(
         # Captum counts internal batches in expanded examples and needs at least one per clip (per clip and
         # noise sample under a noise tunnel); below that it warns and ignores us.
         internal_batch_size = max(internal_batch_size, lifted.volume.shape[0] * lifted.samples)
-    kwargs = {"baselines": baselines, "n_steps": n_steps, "internal_batch_size": internal_batch_size,
-              "return_convergence_delta": True}
-    return MethodPlan(IntegratedGradients(lifted.forward), kwargs, {"baseline": name, "n_steps": n_steps}, True,
-                 _sum_channels, returns_delta=True)
+    kwargs = {
+        "baselines": baselines,
+        "n_steps": n_steps,
+        "internal_batch_size": internal_batch_size,
+        "return_convergence_delta": True,
+    }
+    return MethodPlan(
+        IntegratedGradients(lifted.forward),
+        kwargs,
+        {"baseline": name, "n_steps": n_steps},
+        True,
+        _sum_channels,
+        returns_delta=True,
+    )
 
 
 def grad_cam(lifted: LiftedBatch, *, layer: str | nn.Module | None = None, relu: bool = True) -> MethodPlan:
@@ -183,19 +201,31 @@ def grad_cam(lifted: LiftedBatch, *, layer: str | nn.Module | None = None, relu:
     def reduce(raw: Tensor) -> Tensor:
         raw = adapter.to_volume(raw)  # a Conv2d map (b, 1, h', w') -> (b, 1, 1, h', w'); a volume stays
         if raw.dim() != 5:
-            raise ExplainError(f"Grad-CAM layer {layer_name!r} gives shape {tuple(raw.shape)}; "
-                               f"pick a {adapter.cam_conv.__name__} layer")
+            raise ExplainError(
+                f"Grad-CAM layer {layer_name!r} gives shape {tuple(raw.shape)}; "
+                f"pick a {adapter.cam_conv.__name__} layer"
+            )
         heat = _upsample_volume(raw, size)  # (b, 1, t', h', w') -> (b, t, h, w)
         # interpolation of non-negative values stays non-negative; guard rounding
         return heat.clamp(min=0) if relu else heat
 
-    return MethodPlan(LayerGradCam(lifted.forward, layer_module), {"relu_attributions": relu},
-                 {"layer": layer_name, "relu": relu}, not relu, reduce)
+    return MethodPlan(
+        LayerGradCam(lifted.forward, layer_module),
+        {"relu_attributions": relu},
+        {"layer": layer_name, "relu": relu},
+        not relu,
+        reduce,
+    )
 
 
 def occlusion(
-    lifted: LiftedBatch, *, window: Sequence[int] | None = None, stride: Sequence[int] | None = None,
-    baseline: str | Tensor | float | None = None, perturbations_per_eval: int = 8, blur_sigma: float = 4.0,
+    lifted: LiftedBatch,
+    *,
+    window: Sequence[int] | None = None,
+    stride: Sequence[int] | None = None,
+    baseline: str | Tensor | float | None = None,
+    perturbations_per_eval: int = 8,
+    blur_sigma: float = 4.0,
 ) -> MethodPlan:
     """Occlusion with 3-D (t, h, w) windows (2-D (h, w) for flow images), signed; occluded pixels take the
     baseline. Default window (t/2, h/4, w/4), stride = window: 2 x 4 x 4 = 32 windows, and the cost is
@@ -205,15 +235,24 @@ def occlusion(
     window = adapter.volume_shape(window) if window is not None else (max(1, t // 2), max(1, h // 4), max(1, w // 4))
     stride = adapter.volume_shape(stride) if stride is not None else window
     baselines, _ = lifted.baseline(baseline, blur_sigma)
-    kwargs = {"sliding_window_shapes": (c, *window), "strides": (c, *stride), "baselines": baselines,
-              "perturbations_per_eval": perturbations_per_eval}
+    kwargs = {
+        "sliding_window_shapes": (c, *window),
+        "strides": (c, *stride),
+        "baselines": baselines,
+        "perturbations_per_eval": perturbations_per_eval,
+    }
     meta = {"window": adapter.input_shape(window), "stride": adapter.input_shape(stride)}
     return MethodPlan(Occlusion(lifted.forward), kwargs, meta, True, _mean_channels)
 
 
 def feature_ablation(
-    lifted: LiftedBatch, *, feature_mask: Tensor | None = None, segments: int = 4,
-    baseline: str | Tensor | float | None = None, perturbations_per_eval: int = 8, blur_sigma: float = 4.0,
+    lifted: LiftedBatch,
+    *,
+    feature_mask: Tensor | None = None,
+    segments: int = 4,
+    baseline: str | Tensor | float | None = None,
+    perturbations_per_eval: int = 8,
+    blur_sigma: float = 4.0,
 ) -> MethodPlan:
     """Feature ablation (signed) over ``feature_mask`` groups (int64 ids, broadcastable to the input) or, by
     default, facial regions x ``segments`` time segments (:func:`region_time_feature_mask`); ablated
@@ -224,8 +263,11 @@ def feature_ablation(
     else:
         mask = lifted.adapter.to_volume(feature_mask) if feature_mask.dim() == 4 else feature_mask
     baselines, _ = lifted.baseline(baseline, blur_sigma)
-    kwargs = {"feature_mask": mask.to(lifted.volume.device), "baselines": baselines,
-              "perturbations_per_eval": perturbations_per_eval}
+    kwargs = {
+        "feature_mask": mask.to(lifted.volume.device),
+        "baselines": baselines,
+        "perturbations_per_eval": perturbations_per_eval,
+    }
     meta = {"segments": min(segments, t) if feature_mask is None else None}
     return MethodPlan(FeatureAblation(lifted.forward), kwargs, meta, True, _mean_channels)
 
@@ -240,7 +282,6 @@ CAPTUM_METHODS: dict[str, Callable[..., MethodPlan]] = {
 
 #: Methods accepted by :func:`attribute` as the kit ships it (a method added to CAPTUM_METHODS is accepted too).
 ATTRIBUTION_METHODS: tuple[str, ...] = (*CAPTUM_METHODS, "attention")
-
 
 
 def method_options(method: str) -> frozenset[str]:
@@ -296,8 +337,10 @@ def attribute(
         raise TypeError(f"attribute() got unknown option(s) {unknown}; the methods take {sorted(known)}")
     if method == "attention":
         if not adapter.can_attend:
-            raise ExplainError(f"{type(model).__name__} is a {adapter.kind} model and has no learned attention; "
-                               f"use one of {tuple(CAPTUM_METHODS)}")
+            raise ExplainError(
+                f"{type(model).__name__} is a {adapter.kind} model and has no learned attention; "
+                f"use one of {tuple(CAPTUM_METHODS)}"
+            )
         return learned_attention(model, x)
     with _eval_mode(model):
         target_tensor = _resolve_target(model, x, target)
@@ -309,8 +352,9 @@ def attribute(
         if noise_tunnel:
             stdevs = _default_stdev(lifted.volume) if nt_stdevs is None else nt_stdevs
             meta.update(nt_type=nt_type, nt_samples=nt_samples, nt_stdevs=stdevs)
-            result = NoiseTunnel(plan.explainer).attribute(lifted.volume, nt_type=nt_type, nt_samples=nt_samples,
-                                                           stdevs=stdevs, **kwargs)
+            result = NoiseTunnel(plan.explainer).attribute(
+                lifted.volume, nt_type=nt_type, nt_samples=nt_samples, stdevs=stdevs, **kwargs
+            )
         else:
             result = plan.explainer.attribute(lifted.volume, **kwargs)
     raw, delta = result if plan.returns_delta else (result, None)

@@ -57,7 +57,9 @@ class RegionExplanation:
         return table.reset_index()
 
 
-def _region_table(maps: np.ndarray, regions: Sequence[RegionSet], clips: np.ndarray, method: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _region_table(
+    maps: np.ndarray, regions: Sequence[RegionSet], clips: np.ndarray, method: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-frame and whole-clip region mass of |maps| (b, t, s, s)."""
     b, t, h, w = maps.shape
     total = maps.sum(axis=(1, 2, 3))
@@ -71,11 +73,23 @@ def _region_table(maps: np.ndarray, regions: Sequence[RegionSet], clips: np.ndar
         named.append(("other", ~covered))
         for name, mask in named:
             per_frame = (maps[k] * mask).sum(axis=(1, 2)) / total[k]  # (t, s, s) -> (t,)
-            over_time.append(pd.DataFrame({"clip": clips[k], "method": method, "frame": np.arange(t), "region": name, "mass": per_frame}))
+            over_time.append(
+                pd.DataFrame(
+                    {"clip": clips[k], "method": method, "frame": np.arange(t), "region": name, "mass": per_frame}
+                )
+            )
             fraction = float(mask.mean())
             mass = float(per_frame.sum())
-            scores.append({"clip": clips[k], "method": method, "region": name, "mass": mass, "region_fraction": fraction,
-                           "mass_over_chance": mass / fraction if fraction > 0 else np.nan})
+            scores.append(
+                {
+                    "clip": clips[k],
+                    "method": method,
+                    "region": name,
+                    "mass": mass,
+                    "region_fraction": fraction,
+                    "mass_over_chance": mass / fraction if fraction > 0 else np.nan,
+                }
+            )
     return pd.concat(over_time, ignore_index=True), pd.DataFrame(scores)
 
 
@@ -165,7 +179,9 @@ def explain_regions(
     return RegionExplanation(
         over_time=pd.concat(over_time, ignore_index=True),
         scores=pd.concat(scores, ignore_index=True),
-        agreement=pd.concat(agreements, ignore_index=True) if agreements else pd.DataFrame(columns=["clip", "method", "spearman"]),
+        agreement=pd.concat(agreements, ignore_index=True)
+        if agreements
+        else pd.DataFrame(columns=["clip", "method", "spearman"]),
         sources=sources,
     )
 
@@ -178,7 +194,9 @@ def shared_events(rows: pd.DataFrame, n_frames: int, model: nn.Module | None = N
     :func:`merkit.explain.event_positions`. For a flow ``model`` (or a flow-folder store): ``{"apex": 0.0}``."""
     if not input_adapter(model).has_frames or "apex_used" not in rows:
         return {"apex": 0.0}  # a flow model reads one onset→apex image: its one "frame" is the apex
-    per_clip = [event_positions(int(r["onset"]), int(r["apex_used"]), int(r["offset"]), n_frames) for _, r in rows.iterrows()]
+    per_clip = [
+        event_positions(int(r["onset"]), int(r["apex_used"]), int(r["offset"]), n_frames) for _, r in rows.iterrows()
+    ]
     events: dict[str, float] = {}
     for name in ("onset", "apex", "offset"):
         values = [e[name] for e in per_clip if name in e]

@@ -209,7 +209,9 @@ def region_mass_over_time(
     for name, mask in named:
         mass = (maps * np.asarray(mask, dtype=bool)).sum(axis=(2, 3)) / total[:, None]  # (b, t)
         clips, frame_index = np.meshgrid(np.arange(b), np.arange(t), indexing="ij")
-        frames.append(pd.DataFrame({"clip": clips.ravel(), "frame": frame_index.ravel(), "region": name, "mass": mass.ravel()}))
+        frames.append(
+            pd.DataFrame({"clip": clips.ravel(), "frame": frame_index.ravel(), "region": name, "mass": mass.ravel()})
+        )
     return pd.concat(frames, ignore_index=True)
 
 

@@ -89,7 +89,9 @@ def score_methods(
                 usable.remove(method)  # no learned attention (baseline, or every module ablated)
         scored = {name: region_scores(attr, batch_masks, tolerance=tolerance) for name, attr in maps.items()}
         frames = x.shape[2] if x.dim() == 5 else 1  # a flow-image batch (b, c, h, w) has one "frame"
-        scored["random"] = random_baseline(batch_masks, n_frames=frames, draws=random_draws, seed=start, tolerance=tolerance)
+        scored["random"] = random_baseline(
+            batch_masks, n_frames=frames, draws=random_draws, seed=start, tolerance=tolerance
+        )
         for name, table in scored.items():
             table = table.copy()
             table.insert(0, "method", name)
@@ -132,8 +134,10 @@ def explain_store(
     chosen = np.arange(len(store.index)) if positions is None else np.asarray(positions, dtype=np.int64)
     regions, source = adapter.motion_regions(store, chosen)
     if regions is None:
-        raise ExplainError(f"{source}: cannot score against a true region; merkit.explain.explain_regions reads "
-                           "the maps against facial regions instead")
+        raise ExplainError(
+            f"{source}: cannot score against a true region; merkit.explain.explain_regions reads "
+            "the maps against facial regions instead"
+        )
     dataset = adapter.dataset(store, chosen) if dataset_factory is None else dataset_factory(store, chosen)
     usable = [m for m in methods if adapter.can_attend or m != "attention"]
     scores = score_methods(model, dataset, regions, usable, **kwargs)
@@ -182,7 +186,9 @@ def store_events(
     framed = input_adapter(model).has_frames and getattr(store, "clips", None) is not None
     if not framed or "apex_used" not in rows:
         return [{"apex": 0.0} for _ in range(len(rows))]
-    return [event_positions(int(r["onset"]), int(r["apex_used"]), int(r["offset"]), n_frames) for _, r in rows.iterrows()]
+    return [
+        event_positions(int(r["onset"]), int(r["apex_used"]), int(r["offset"]), n_frames) for _, r in rows.iterrows()
+    ]
 
 
 def summarise_scores(scores: pd.DataFrame, by: Sequence[str] = ("method", "label")) -> pd.DataFrame:

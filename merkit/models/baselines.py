@@ -172,10 +172,15 @@ class STSTNet(nn.Module):
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.input_spec = InputSpec(kind=self.input_kind, channels=in_channels, frames=None, size=size, encoding=encoding)
+        self.input_spec = InputSpec(
+            kind=self.input_kind, channels=in_channels, frames=None, size=size, encoding=encoding
+        )
         branches = []
         for filters in branch_filters:
-            layers: list[nn.Module] = [nn.Conv2d(in_channels, filters, kernel_size=3, padding=padding), nn.ReLU(inplace=False)]
+            layers: list[nn.Module] = [
+                nn.Conv2d(in_channels, filters, kernel_size=3, padding=padding),
+                nn.ReLU(inplace=False),
+            ]
             if batch_norm:
                 layers.append(nn.BatchNorm2d(filters))
             layers.append(nn.MaxPool2d(kernel_size=3, stride=3, padding=1))
@@ -279,6 +284,13 @@ class OffApexNet(nn.Module):
 register_model("stcnn", MicroExpSTCNN, "MicroExpSTCNN (Reddy et al. 2019): one 3D conv, dense 128")
 register_model("resnet3d", ResNet3d, "plain 3D ResNet: MERANet's trunk without attention")
 register_model("ststnet", STSTNet, "STSTNet (Liong et al. 2019) as its authors' code: BN, dropout, 0..255 BGR input")
-register_model("ststnet_kit", STSTNet, "STSTNet, the kit's earlier variant: no BN/dropout, padding 1, 0..1 input",
-               padding=1, batch_norm=False, dropout=0.0, encoding="unit")
+register_model(
+    "ststnet_kit",
+    STSTNet,
+    "STSTNet, the kit's earlier variant: no BN/dropout, padding 1, 0..1 input",
+    padding=1,
+    batch_norm=False,
+    dropout=0.0,
+    encoding="unit",
+)
 register_model("offapexnet", OffApexNet, "Off-ApexNet (Gan et al. 2019): u and v streams, dense fusion")

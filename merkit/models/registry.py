@@ -40,7 +40,9 @@ class ModelEntry:
         (``cls.input_kind``) without building one."""
         kind = getattr(self.cls, "input_kind", None)
         if kind not in ("clip", "flow"):
-            raise TypeError(f"model class {self.cls.__name__} of {self.name!r} declares no input_kind ('clip' or 'flow')")
+            raise TypeError(
+                f"model class {self.cls.__name__} of {self.name!r} declares no input_kind ('clip' or 'flow')"
+            )
         return kind
 
     def accepted_arguments(self) -> list[str]:
@@ -101,5 +103,3 @@ def create_model(name: str, num_classes: int = 3, **overrides: Any) -> nn.Module
     model.model_name = name
     model.model_config = {"name": name, **to_jsonable(kwargs)}  # tuples become lists: it round-trips through JSON
     return model
-
-

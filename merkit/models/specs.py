@@ -58,7 +58,9 @@ class InputSpec:
         if self.channels < 1 or self.size < 1:
             raise ValueError(f"InputSpec channels and size must be >= 1, got {self.channels}, {self.size}")
         if self.encoding not in FLOW_ENCODINGS or (self.kind == "clip" and self.encoding != "unit"):
-            raise ValueError(f"InputSpec.encoding must be one of {FLOW_ENCODINGS} ('unit' for clips), got {self.encoding!r}")
+            raise ValueError(
+                f"InputSpec.encoding must be one of {FLOW_ENCODINGS} ('unit' for clips), got {self.encoding!r}"
+            )
         if self.encoding == "bgr255" and self.channels != 3:
             raise ValueError(f"encoding 'bgr255' is a 3-channel PNG (strain, v, u), got channels={self.channels}")
 
@@ -97,9 +99,7 @@ class InputSpec:
         The message names the model, the expected layout and sizes, the shape received and what differs.
         """
         if not isinstance(x, torch.Tensor):
-            raise InputShapeError(
-                f"{model_name} expects a torch.Tensor {self.describe()}, got {type(x).__name__}"
-            )
+            raise InputShapeError(f"{model_name} expects a torch.Tensor {self.describe()}, got {type(x).__name__}")
         expected = self.shape(batch_size=1)
         problems: list[str] = []
         if x.dim() != len(expected):

@@ -18,6 +18,8 @@ __all__ = ["SOLUTION_TAG", "output_name", "export_html", "without_solutions", "f
 
 #: Tag of the exercise-solution cells the pipeline leaves out unless asked for them (`merkit.pipeline.teach`).
 SOLUTION_TAG = "solution"
+
+
 def output_name(position: int, source: Path) -> str:
     """``01_data`` stays ``01_data``; a notebook without a number prefix gets its position (``03_mine``)."""
     stem = source.stem
@@ -39,8 +41,11 @@ def export_html(notebook: str | os.PathLike, html_path: str | os.PathLike) -> Pa
 
 def without_solutions(node: Any) -> tuple[Any, list[int]]:
     """A copy of notebook ``node`` without its ``solution`` cells, and the 1-based source position of each kept cell."""
-    kept = [(position, cell) for position, cell in enumerate(node.cells, start=1)
-            if SOLUTION_TAG not in cell.metadata.get("tags", [])]
+    kept = [
+        (position, cell)
+        for position, cell in enumerate(node.cells, start=1)
+        if SOLUTION_TAG not in cell.metadata.get("tags", [])
+    ]
     stripped = copy.deepcopy(node)
     stripped.cells = [copy.deepcopy(cell) for _, cell in kept]
     return stripped, [position for position, _ in kept]

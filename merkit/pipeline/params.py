@@ -18,9 +18,21 @@ import yaml
 
 from merkit.errors import MerkitValueError
 
-__all__ = ["ParameterError", "NOTEBOOK_DIR", "DEFAULT_ORDER", "COMMON_PARAMETERS", "DEMO_PARAMS", "DEPRECATED_PARAMETERS",
-           "load_params_file", "parse_override", "notebook_parameters", "resolve_notebooks", "check_parameters",
-           "upgrade_parameters", "check_paths"]
+__all__ = [
+    "ParameterError",
+    "NOTEBOOK_DIR",
+    "DEFAULT_ORDER",
+    "COMMON_PARAMETERS",
+    "DEMO_PARAMS",
+    "DEPRECATED_PARAMETERS",
+    "load_params_file",
+    "parse_override",
+    "notebook_parameters",
+    "resolve_notebooks",
+    "check_parameters",
+    "upgrade_parameters",
+    "check_paths",
+]
 
 #: Where the kit's notebooks live (the repository's ``notebooks/``, next to the package in an editable install).
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -30,9 +42,10 @@ DEFAULT_ORDER: tuple[str, ...] = ("01_data", "02_train", "03_loso", "04_explain"
 COMMON_PARAMETERS: tuple[str, ...] = ("run_dir", "data_root")
 #: The default parameter file of `merkit demo` / `make demo`.
 DEMO_PARAMS = NOTEBOOK_DIR / "demo.yaml"
+
+
 class ParameterError(MerkitValueError):
     """A parameter name, value or path the notebooks cannot use; raised before any notebook runs."""
-
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -124,7 +137,9 @@ def resolve_notebooks(
 def _coerce(value: Any, declared: _Declared, raw: bool) -> Any:
     """Check (and where unambiguous convert) a value against the type declared in the parameters cell."""
     kind = declared.type_name
-    where = f"parameter {declared.name!r} (declared `{declared.name}: {kind} = {declared.default}` in {declared.notebook})"
+    where = (
+        f"parameter {declared.name!r} (declared `{declared.name}: {kind} = {declared.default}` in {declared.notebook})"
+    )
     if kind == "str":
         if isinstance(value, str):
             return value
@@ -167,7 +182,9 @@ def check_parameters(
     all_declared: dict[str, _Declared] = {}
     for path in notebooks:
         declared = {
-            name: _Declared(name, info.get("inferred_type_name", "None"), info.get("default", ""), info.get("help", ""), path.name)
+            name: _Declared(
+                name, info.get("inferred_type_name", "None"), info.get("default", ""), info.get("help", ""), path.name
+            )
             for name, info in notebook_parameters(path).items()
         }
         declared_by_notebook[path] = declared
@@ -203,8 +220,9 @@ def check_parameters(
 DEPRECATED_PARAMETERS: dict[str, str] = {"protocol": "label_map"}
 
 
-def upgrade_parameters(params: Mapping[str, Any], declared: Iterable[str],
-                       raw_names: Iterable[str] = ()) -> tuple[dict[str, Any], set[str]]:
+def upgrade_parameters(
+    params: Mapping[str, Any], declared: Iterable[str], raw_names: Iterable[str] = ()
+) -> tuple[dict[str, Any], set[str]]:
     """``params`` (and ``raw_names``) with each deprecated name that no notebook declares renamed to its new name
     when a notebook declares that (a DeprecationWarning says so); both given with different values is a
     `ParameterError`. A notebook that still declares the old name gets it as given."""
@@ -214,10 +232,15 @@ def upgrade_parameters(params: Mapping[str, Any], declared: Iterable[str],
             continue
         value = params.pop(old)
         if new in params and params[new] != value:
-            raise ParameterError(f"parameters {old!r} ({value!r}) and {new!r} ({params[new]!r}) disagree; give {new} "
-                                 f"only ({old!r} is its deprecated name)")
-        warnings.warn(f"parameter {old!r} is deprecated: use {new!r} (the class mapping; the fold protocol is "
-                      "'evaluation')", DeprecationWarning, stacklevel=3)
+            raise ParameterError(
+                f"parameters {old!r} ({value!r}) and {new!r} ({params[new]!r}) disagree; give {new} "
+                f"only ({old!r} is its deprecated name)"
+            )
+        warnings.warn(
+            f"parameter {old!r} is deprecated: use {new!r} (the class mapping; the fold protocol is 'evaluation')",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         params.setdefault(new, value)
         if old in raw_names:
             raw_names = (raw_names - {old}) | {new}

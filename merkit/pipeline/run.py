@@ -37,8 +37,8 @@ Contract:
 
 Rooms: this module runs the notebooks and decides what to re-run; the parameters and their checks are in
 :mod:`merkit.pipeline.params`, the executed notebooks as files (student view, failing cell, HTML) in
-:mod:`merkit.pipeline.notebook_files`, the headline metrics in :mod:`merkit.report.headline`. Their names are importable from
-here as before.
+:mod:`merkit.pipeline.notebook_files`, the headline metrics in :mod:`merkit.report.headline`. Their names are importable
+from here as before.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -55,24 +55,67 @@ import yaml
 
 from merkit._io import atomic_write_text, stable_hash
 from merkit.errors import MerkitRuntimeError
-from merkit.report.notebook_run import NotebookRun
-from merkit.report.headline import format_metric, headline_metrics, read_metrics
-from merkit.pipeline.notebook_files import (SOLUTION_TAG, export_html, failing_cell, output_name, remove_leftovers,
-                                   without_solutions)
-from merkit.pipeline.params import (COMMON_PARAMETERS, DEFAULT_ORDER, DEMO_PARAMS, DEPRECATED_PARAMETERS, NOTEBOOK_DIR,
-                                    ParameterError, check_parameters, check_paths, load_params_file,
-                                    notebook_parameters, parse_override, resolve_notebooks, upgrade_parameters)
+from merkit.pipeline.notebook_files import (
+    SOLUTION_TAG,
+    export_html,
+    failing_cell,
+    output_name,
+    remove_leftovers,
+    without_solutions,
+)
+from merkit.pipeline.params import (
+    COMMON_PARAMETERS,
+    DEFAULT_ORDER,
+    DEMO_PARAMS,
+    DEPRECATED_PARAMETERS,
+    NOTEBOOK_DIR,
+    ParameterError,
+    check_parameters,
+    check_paths,
+    load_params_file,
+    notebook_parameters,
+    parse_override,
+    resolve_notebooks,
+    upgrade_parameters,
+)
 from merkit.progress import PROGRESS_ENV, PROGRESS_FILE, format_eta, read_progress
+from merkit.report.headline import format_metric, headline_metrics, read_metrics
+from merkit.report.notebook_run import NotebookRun
 from merkit.runlock import LOCK_ENV, RunLock, RunLockedError
 
-__all__ = ["PipelineError", "RunLockedError", "NotebookRun", "PipelineResult", "run_pipeline", "kit_identity",
-           "manifest_identity", "rerun_reasons", "write_index",
-           # the pipeline's pieces, importable from here as before (merkit.pipeline.params, merkit.pipeline.notebook_files,
-           # merkit.report.headline):
-           "ParameterError", "check_parameters", "load_params_file", "parse_override", "resolve_notebooks",
-           "notebook_parameters", "upgrade_parameters", "check_paths", "DEPRECATED_PARAMETERS", "NOTEBOOK_DIR", "DEFAULT_ORDER",
-           "COMMON_PARAMETERS", "DEMO_PARAMS", "SOLUTION_TAG", "export_html", "without_solutions", "remove_leftovers",
-           "read_metrics", "headline_metrics", "format_metric"]
+__all__ = [
+    "PipelineError",
+    "RunLockedError",
+    "NotebookRun",
+    "PipelineResult",
+    "run_pipeline",
+    "kit_identity",
+    "manifest_identity",
+    "rerun_reasons",
+    "write_index",
+    # the pipeline's pieces, importable from here as before (merkit.pipeline.params, merkit.pipeline.notebook_files,
+    # merkit.report.headline):
+    "ParameterError",
+    "check_parameters",
+    "load_params_file",
+    "parse_override",
+    "resolve_notebooks",
+    "notebook_parameters",
+    "upgrade_parameters",
+    "check_paths",
+    "DEPRECATED_PARAMETERS",
+    "NOTEBOOK_DIR",
+    "DEFAULT_ORDER",
+    "COMMON_PARAMETERS",
+    "DEMO_PARAMS",
+    "SOLUTION_TAG",
+    "export_html",
+    "without_solutions",
+    "remove_leftovers",
+    "read_metrics",
+    "headline_metrics",
+    "format_metric",
+]
 
 #: Seconds one cell may run before the pipeline gives up on it (papermill has no limit unless told).
 DEFAULT_CELL_TIMEOUT = 1800
@@ -140,8 +183,11 @@ def kit_identity() -> dict[str, Any]:
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return {"version": merkit.__version__, "commit": git_commit(package).get("commit"),
-            "sources": digest.hexdigest()[:16]}
+    return {
+        "version": merkit.__version__,
+        "commit": git_commit(package).get("commit"),
+        "sources": digest.hexdigest()[:16],
+    }
 
 
 def manifest_identity(params: Mapping[str, Any]) -> str:
@@ -164,9 +210,13 @@ def manifest_identity(params: Mapping[str, Any]) -> str:
 
 
 def _state_entry(source: Path, params: Mapping[str, Any], kit: Mapping[str, Any], manifest: str) -> dict[str, Any]:
-    return {"version": STATE_VERSION, "source": hashlib.sha256(source.read_bytes()).hexdigest(),
-            "parameters": json.loads(json.dumps(dict(params), sort_keys=True, default=str)),
-            "kit": dict(kit), "manifest": manifest}
+    return {
+        "version": STATE_VERSION,
+        "source": hashlib.sha256(source.read_bytes()).hexdigest(),
+        "parameters": json.loads(json.dumps(dict(params), sort_keys=True, default=str)),
+        "kit": dict(kit),
+        "manifest": manifest,
+    }
 
 
 def rerun_reasons(saved: Any, current: Mapping[str, Any]) -> list[str]:
@@ -217,10 +267,13 @@ def run_pipeline(
     """
     with RunLock(run_dir) as lock:
         if lock.stale and progress:
-            _say(f"took over the lock of run directory {lock.run_dir} left by pid {lock.stale.get('pid')} on "
-                 f"{lock.stale.get('host')} (started {lock.stale.get('started')}), which is no longer running")
-        return _run_locked(lock, params, notebooks, notebook_dir, kernel, cell_timeout, resume, progress, raw_names,
-                           solutions)
+            _say(
+                f"took over the lock of run directory {lock.run_dir} left by pid {lock.stale.get('pid')} on "
+                f"{lock.stale.get('host')} (started {lock.stale.get('started')}), which is no longer running"
+            )
+        return _run_locked(
+            lock, params, notebooks, notebook_dir, kernel, cell_timeout, resume, progress, raw_names, solutions
+        )
 
 
 def _say(text: str) -> None:
@@ -257,9 +310,13 @@ class _ProgressLine:
             if self.bar is None or self.bar.desc != f"{self.label} {record.get('stage', '')}":
                 if self.bar is not None:
                     self.bar.close()
-                self.bar = tqdm(total=record.get("total"), desc=f"{self.label} {record.get('stage', '')}",
-                                unit="fold", bar_format="{desc}: |{bar}| {n_fmt}/{total_fmt} folds{postfix}",
-                                dynamic_ncols=True)
+                self.bar = tqdm(
+                    total=record.get("total"),
+                    desc=f"{self.label} {record.get('stage', '')}",
+                    unit="fold",
+                    bar_format="{desc}: |{bar}| {n_fmt}/{total_fmt} folds{postfix}",
+                    dynamic_ncols=True,
+                )
             self.bar.n = int(record.get("done", 0))
             self.bar.set_postfix_str(f"ETA {format_eta(record.get('eta_seconds'))}", refresh=False)  # ", ETA 1:05"
             self.bar.refresh()
@@ -303,7 +360,9 @@ def _run_locked(
         for own in per_notebook.values():
             own["data_root"] = params["data_root"]
     listing = str(params.get("listing") or "")
-    if listing and Path(listing).expanduser().is_file():  # a flow folder's listing named from here: absolute for the kernels
+    if (
+        listing and Path(listing).expanduser().is_file()
+    ):  # a flow folder's listing named from here: absolute for the kernels
         params["listing"] = str(Path(listing).expanduser().resolve())
         for own in per_notebook.values():
             if "listing" in own:
@@ -348,11 +407,15 @@ def _run_locked(
             elif upstream_reran:
                 reasons = ["an earlier notebook ran"]
             elif not output.is_file():
-                reasons = ["it has not run into this directory yet" if name not in state else "its executed copy is missing"]
+                reasons = [
+                    "it has not run into this directory yet" if name not in state else "its executed copy is missing"
+                ]
             else:
                 reasons = rerun_reasons(state.get(name), current)
             if not reasons:
-                runs.append(NotebookRun(name, source, output, html_path if html_path.is_file() else None, "skipped", 0.0, own))
+                runs.append(
+                    NotebookRun(name, source, output, html_path if html_path.is_file() else None, "skipped", 0.0, own)
+                )
                 if progress:
                     _say(f"{label}: skipped (source, parameters, kit and data unchanged)")
                 continue
@@ -404,7 +467,9 @@ def _run_locked(
                         pass
                 if output.is_file():
                     output.unlink()  # a copy from an earlier run would be mistaken for this run's
-                runs.append(NotebookRun(name, source, failed, None, "failed", time.perf_counter() - started, own, reason))
+                runs.append(
+                    NotebookRun(name, source, failed, None, "failed", time.perf_counter() - started, own, reason)
+                )
                 write_index(run_dir, runs)
                 raise PipelineError(
                     source.name, cell, ename, evalue, failed if failed.is_file() else None, first_line

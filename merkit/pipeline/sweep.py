@@ -42,8 +42,8 @@ from merkit.pipeline.run import (
     DEFAULT_CELL_TIMEOUT,
     DEFAULT_ORDER,
     ParameterError,
-    check_paths,
     check_parameters,
+    check_paths,
     load_params_file,
     resolve_notebooks,
     run_pipeline,
@@ -112,8 +112,10 @@ def load_grid(path: str | os.PathLike) -> SweepSpec:
         raise ParameterError(f"grid file {path} must hold a mapping with a `grid:` entry")
     unknown = sorted(set(loaded) - GRID_KEYS)
     if unknown:
-        raise ParameterError(f"grid file {path}: unknown key {', '.join(unknown)} (valid: {', '.join(sorted(GRID_KEYS))}; "
-                             "notebook parameters go under `grid:` or `params:`)")
+        raise ParameterError(
+            f"grid file {path}: unknown key {', '.join(unknown)} (valid: {', '.join(sorted(GRID_KEYS))}; "
+            "notebook parameters go under `grid:` or `params:`)"
+        )
     grid = loaded.get("grid")
     if not isinstance(grid, dict) or not grid:
         raise ParameterError(f"grid file {path}: `grid:` must map parameter names to lists of values")
@@ -139,8 +141,15 @@ def load_grid(path: str | os.PathLike) -> SweepSpec:
         raise ParameterError(f"grid file {path}: run_dir is set per run by the sweep (use `out:` for the folder)")
     notebooks = loaded.get("notebooks") or list(DEFAULT_ORDER)
     out = Path(loaded.get("out") or Path("runs") / path.stem)
-    spec = SweepSpec(values, params, [str(n) for n in (notebooks if isinstance(notebooks, list) else [notebooks])],
-                     out, str(loaded.get("executor") or "sequential"), int(loaded.get("workers") or 1), path)
+    spec = SweepSpec(
+        values,
+        params,
+        [str(n) for n in (notebooks if isinstance(notebooks, list) else [notebooks])],
+        out,
+        str(loaded.get("executor") or "sequential"),
+        int(loaded.get("workers") or 1),
+        path,
+    )
     return spec
 
 
@@ -168,8 +177,10 @@ def expand_grid(spec: SweepSpec) -> list[SweepPoint]:
 def check_sweep(spec: SweepSpec, points: Sequence[SweepPoint], notebook_dir: str | os.PathLike | None = None) -> None:
     """Check every run's parameters against the notebooks (names, declared types, data_root) before any runs."""
     if spec.executor not in SWEEP_EXECUTORS:
-        raise ParameterError(f"sweep executor {spec.executor!r} is not one of {', '.join(SWEEP_EXECUTORS)} "
-                             "(the folds of each run take the 03_loso parameter `executor`, ray included)")
+        raise ParameterError(
+            f"sweep executor {spec.executor!r} is not one of {', '.join(SWEEP_EXECUTORS)} "
+            "(the folds of each run take the 03_loso parameter `executor`, ray included)"
+        )
     if spec.workers < 1:
         raise ParameterError(f"sweep workers must be at least 1, got {spec.workers}")
     sources = resolve_notebooks(spec.notebooks, notebook_dir)
@@ -183,13 +194,26 @@ def check_sweep(spec: SweepSpec, points: Sequence[SweepPoint], notebook_dir: str
             raise ParameterError(f"sweep run {point.name}: {err}") from None
 
 
-def _run_point(run_dir: str, params: dict[str, Any], notebooks: list[str], notebook_dir: str | None,
-               cell_timeout: float | None, resume: bool) -> dict[str, Any]:
+def _run_point(
+    run_dir: str,
+    params: dict[str, Any],
+    notebooks: list[str],
+    notebook_dir: str | None,
+    cell_timeout: float | None,
+    resume: bool,
+) -> dict[str, Any]:
     """Run one pipeline; return a picklable status (a worker process cannot send every exception back)."""
     started = time.perf_counter()
     try:
-        run_pipeline(run_dir, params, notebooks, notebook_dir=notebook_dir, cell_timeout=cell_timeout,
-                     resume=resume, progress=False)
+        run_pipeline(
+            run_dir,
+            params,
+            notebooks,
+            notebook_dir=notebook_dir,
+            cell_timeout=cell_timeout,
+            resume=resume,
+            progress=False,
+        )
     except Exception as err:  # noqa: BLE001 - one failed run must not stop the sweep; it is reported
         return {"status": "failed", "seconds": time.perf_counter() - started, "error": f"{type(err).__name__}: {err}"}
     return {"status": "done", "seconds": time.perf_counter() - started, "error": ""}
@@ -197,10 +221,21 @@ def _run_point(run_dir: str, params: dict[str, Any], notebooks: list[str], noteb
 
 def _write_state(spec: SweepSpec, points: Sequence[SweepPoint]) -> None:
     state = {
-        "grid": spec.grid, "params": spec.params, "notebooks": spec.notebooks,
+        "grid": spec.grid,
+        "params": spec.params,
+        "notebooks": spec.notebooks,
         "source": str(spec.source) if spec.source else None,
-        "runs": [{"name": p.name, "run_dir": str(p.run_dir), "values": p.values, "status": p.status,
-                  "seconds": round(p.seconds, 3), "error": p.error} for p in points],
+        "runs": [
+            {
+                "name": p.name,
+                "run_dir": str(p.run_dir),
+                "values": p.values,
+                "status": p.status,
+                "seconds": round(p.seconds, 3),
+                "error": p.error,
+            }
+            for p in points
+        ],
     }
     atomic_write_text(spec.out / "sweep.json", json.dumps(state, indent=1, sort_keys=True, default=str))
 
@@ -219,16 +254,22 @@ def run_sweep(
     spec.out.mkdir(parents=True, exist_ok=True)
     _write_state(spec, points)
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if progress else (lambda text: None)
-    say(f"merkit sweep: {len(points)} runs into {spec.out.resolve()} ({spec.executor}"
-        f"{f', {spec.workers} at once' if spec.executor == 'processes' else ''})")
-    arguments = [(str(p.run_dir), p.params, spec.notebooks, str(notebook_dir) if notebook_dir else None,
-                  cell_timeout, resume) for p in points]
+    say(
+        f"merkit sweep: {len(points)} runs into {spec.out.resolve()} ({spec.executor}"
+        f"{f', {spec.workers} at once' if spec.executor == 'processes' else ''})"
+    )
+    arguments = [
+        (str(p.run_dir), p.params, spec.notebooks, str(notebook_dir) if notebook_dir else None, cell_timeout, resume)
+        for p in points
+    ]
 
     def record(point: SweepPoint, outcome: Mapping[str, Any], done: int) -> None:
         point.status, point.seconds, point.error = outcome["status"], outcome["seconds"], outcome["error"]
         _write_state(spec, points)
-        say(f"  [{done}/{len(points)}] {point.name}: {point.status} in {point.seconds:.0f} s"
-            + (f" ({point.error.splitlines()[0]})" if point.error else ""))
+        say(
+            f"  [{done}/{len(points)}] {point.name}: {point.status} in {point.seconds:.0f} s"
+            + (f" ({point.error.splitlines()[0]})" if point.error else "")
+        )
 
     if spec.executor == "processes" and spec.workers > 1 and len(points) > 1:
         import multiprocessing
@@ -253,8 +294,14 @@ def run_sweep(
     return result
 
 
-def sweep_from_file(path: str | os.PathLike, *, out: str | os.PathLike | None = None, executor: str | None = None,
-                    workers: int | None = None, notebooks: Iterable[str] | None = None) -> SweepSpec:
+def sweep_from_file(
+    path: str | os.PathLike,
+    *,
+    out: str | os.PathLike | None = None,
+    executor: str | None = None,
+    workers: int | None = None,
+    notebooks: Iterable[str] | None = None,
+) -> SweepSpec:
     """`load_grid` with the command line's overrides applied (each None keeps the file's value)."""
     spec = load_grid(path)
     if out is not None:

@@ -39,8 +39,8 @@ from merkit.pipeline.run import (
     DEFAULT_ORDER,
     SOLUTION_TAG,
     ParameterError,
-    check_parameters,
     PipelineResult,
+    check_parameters,
     resolve_notebooks,
     run_pipeline,
     without_solutions,
@@ -122,8 +122,11 @@ def student_copy(node: Any) -> Any:
 
 def exercises(node: Any) -> list[str]:
     """The first line of every exercise of ``node``, in order."""
-    return [next((line for line in c.source.splitlines() if line.strip()), "") for c in node.cells
-            if EXERCISE_TAG in _tags(c)]
+    return [
+        next((line for line in c.source.splitlines() if line.strip()), "")
+        for c in node.cells
+        if EXERCISE_TAG in _tags(c)
+    ]
 
 
 def solution_times(node: Any, name: str = "notebook") -> pd.DataFrame:
@@ -202,8 +205,16 @@ def build(
     result = None
     if execute:
         result = run_pipeline(
-            out / "instructor" / "run", params, sources, notebook_dir=notebook_dir, kernel=kernel,
-            cell_timeout=cell_timeout, resume=resume, progress=progress, raw_names=raw_names, solutions=True,
+            out / "instructor" / "run",
+            params,
+            sources,
+            notebook_dir=notebook_dir,
+            kernel=kernel,
+            cell_timeout=cell_timeout,
+            resume=resume,
+            progress=progress,
+            raw_names=raw_names,
+            solutions=True,
         )
         for run in result.notebooks:
             target = out / "instructor" / f"{run.name}.ipynb"

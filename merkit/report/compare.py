@@ -16,7 +16,16 @@ import pandas as pd
 from merkit import viz
 from merkit.errors import MerkitValueError
 from merkit.report.pieces import (
-    _CSS, _esc, _figure_png, _interval, _metrics, _papermill_seconds, _png_data_uri, _read_json, _read_yaml, _table,
+    _CSS,
+    _esc,
+    _figure_png,
+    _interval,
+    _metrics,
+    _papermill_seconds,
+    _png_data_uri,
+    _read_json,
+    _read_yaml,
+    _table,
 )
 from merkit.training.runs import atomic_write_bytes, atomic_write_csv, atomic_write_text, flatten_dict
 
@@ -56,10 +65,21 @@ def summarise_run(run_dir: str | os.PathLike) -> RunSummary:
     else:
         settings = dict(_read_yaml(run_dir / "pipeline_params.yaml") or {})
     settings = {k: v for k, v in settings.items() if not _PLACE_KEYS.search(k)}
-    dataset = str(settings.get("data.dataset") or settings.get("dataset")
-                  or ", ".join(sorted(metrics.get("per_dataset") or {})) or "?")
-    seconds = [s for s in (_papermill_seconds(p) for p in sorted((run_dir / "notebooks").glob("[!.]*.ipynb"))
-                           if not p.name.endswith(".failed.ipynb")) if s is not None]
+    dataset = str(
+        settings.get("data.dataset")
+        or settings.get("dataset")
+        or ", ".join(sorted(metrics.get("per_dataset") or {}))
+        or "?"
+    )
+    seconds = [
+        s
+        for s in (
+            _papermill_seconds(p)
+            for p in sorted((run_dir / "notebooks").glob("[!.]*.ipynb"))
+            if not p.name.endswith(".failed.ipynb")
+        )
+        if s is not None
+    ]
     if not seconds:  # a run made by run_protocol alone: the folds' own times
         timings = _read_json(run_dir / "timings.json")
         folds = timings.get("fold_seconds") if isinstance(timings, dict) else metrics.get("fold_seconds_this_call")
@@ -194,12 +214,22 @@ def compare_runs(
     classes = {len(s.metrics.get("classes") or []) for s in summaries}
     chance = 1 / classes.pop() if len(classes) == 1 and 0 not in classes else None
     if seeds is not None:
-        figure = viz.seed_spread_bars(table.assign(setting=[labels[i] for i in _group_positions(table, seeds, label_keys)]),
-                                      "setting", ("uf1", "uar"), reference=chance,
-                                      title=f"{len(table)} runs: mean ± sd over seeds (dots: single runs)")
+        figure = viz.seed_spread_bars(
+            table.assign(setting=[labels[i] for i in _group_positions(table, seeds, label_keys)]),
+            "setting",
+            ("uf1", "uar"),
+            reference=chance,
+            title=f"{len(table)} runs: mean ± sd over seeds (dots: single runs)",
+        )
     else:
-        figure = viz.comparison_bars(table.assign(setting=labels), "setting", ("uf1", "uar"), reference=chance,
-                                     reference_label="chance", title=f"{len(table)} runs side by side")
+        figure = viz.comparison_bars(
+            table.assign(setting=labels),
+            "setting",
+            ("uf1", "uar"),
+            reference=chance,
+            reference_label="chance",
+            title=f"{len(table)} runs side by side",
+        )
     png = atomic_write_bytes(out_dir / f"{name}.png", _figure_png(figure))
     page = _compare_page(table, seeds, differing, skipped, datasets, png, labels_table, label_keys)
     html_path = atomic_write_text(out_dir / f"{name}.html", page)
@@ -213,28 +243,43 @@ def _group_positions(table: pd.DataFrame, seeds: pd.DataFrame, keys: Sequence[st
     return [lookup[tuple(str(row[k]) for k in group)] for _, row in table.iterrows()]
 
 
-def _compare_page(table: pd.DataFrame, seeds: pd.DataFrame | None, differing: Sequence[str], skipped: Sequence[str],
-                  datasets: Sequence[str], png: Path, labels_table: pd.DataFrame, label_keys: Sequence[str]) -> str:
+def _compare_page(
+    table: pd.DataFrame,
+    seeds: pd.DataFrame | None,
+    differing: Sequence[str],
+    skipped: Sequence[str],
+    datasets: Sequence[str],
+    png: Path,
+    labels_table: pd.DataFrame,
+    label_keys: Sequence[str],
+) -> str:
     notes = []
     if len(datasets) > 1:
-        notes.append(f"<p class='note'>These runs are on different datasets ({_esc(', '.join(datasets))}): scores "
-                     "of different datasets are not comparable with each other; the dataset is marked on every row.</p>")
+        notes.append(
+            f"<p class='note'>These runs are on different datasets ({_esc(', '.join(datasets))}): scores "
+            "of different datasets are not comparable with each other; the dataset is marked on every row.</p>"
+        )
     if skipped:
         notes.append("<p class='error'>Left out (no metrics): " + "; ".join(_esc(s) for s in skipped) + "</p>")
     shown = table.drop(columns=["run_dir"]).copy()
     for metric in ("uf1", "uar"):
         shown[metric] = [
             f"{v:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if pd.notna(lo) and pd.notna(hi) else "") if pd.notna(v) else "–"
-            for v, lo, hi in zip(table[metric], table[f"{metric}_low"], table[f"{metric}_high"])]
+            for v, lo, hi in zip(table[metric], table[f"{metric}_low"], table[f"{metric}_high"])
+        ]
         shown = shown.drop(columns=[f"{metric}_low", f"{metric}_high"])
-    links = "".join(f"<li><a href='{_esc(Path(os.path.relpath(Path(r) / 'index.html', png.parent)).as_posix())}'>"
-                    f"{_esc(n)}</a></li>" for n, r in zip(table["run"], table["run_dir"]))
+    links = "".join(
+        f"<li><a href='{_esc(Path(os.path.relpath(Path(r) / 'index.html', png.parent)).as_posix())}'>{_esc(n)}</a></li>"
+        for n, r in zip(table["run"], table["run_dir"])
+    )
     seeds_html = ""
     if seeds is not None:
         summary = seeds.copy()
         for metric in ("uf1", "uar", "accuracy", "wall_s"):
-            summary[metric] = [f"{m:.3f} ± {s:.3f}" if pd.notna(s) else f"{m:.3f}" for m, s in
-                               zip(seeds[f"{metric}_mean"], seeds[f"{metric}_sd"])]
+            summary[metric] = [
+                f"{m:.3f} ± {s:.3f}" if pd.notna(s) else f"{m:.3f}"
+                for m, s in zip(seeds[f"{metric}_mean"], seeds[f"{metric}_sd"])
+            ]
             summary = summary.drop(columns=[f"{metric}_mean", f"{metric}_sd"])
         seeds_html = "<h2>Across seeds: mean ± sd</h2>" + _table(summary)
     differing_text = ", ".join(differing) if differing else "nothing (the configurations are identical)"

@@ -14,8 +14,6 @@ __all__ = ["read_metrics", "headline_metrics", "format_metric"]
 _HEADLINE_KEYS = ("uf1", "uar", "accuracy", "acc", "n_samples", "n_subjects", "n_folds", "model", "protocol")
 
 
-
-
 def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The run's ``metrics.json`` as a dict ({} when absent or unreadable)."""
     path = Path(run_dir) / "metrics.json"

@@ -11,16 +11,26 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+from merkit.report.notebook_run import NotebookRun
 from merkit.report.pieces import _CSS, _esc, _file_img, _metrics, _read_json
 from merkit.report.sections import (
-    _comparison, _configuration, _confusion, _data, _explanation, _Figures, _headline, _notebooks, _per_subject,
-    _published, _scores_tables, _training, notebook_records,
+    _comparison,
+    _configuration,
+    _confusion,
+    _data,
+    _explanation,
+    _Figures,
+    _headline,
+    _notebooks,
+    _per_subject,
+    _published,
+    _scores_tables,
+    _training,
+    notebook_records,
 )
-from merkit.report.notebook_run import NotebookRun
 from merkit.training.runs import atomic_write_text
-
 
 
 @dataclass
@@ -59,7 +69,6 @@ def _describe(run_dir: Path, metrics: Mapping[str, Any], config: Mapping[str, An
     }
 
 
-
 def write_report(run_dir: str | os.PathLike, runs: Sequence[NotebookRun] | None = None) -> Path:
     """Write ``run_dir/index.html`` from whatever the run directory holds; returns its path.
 
@@ -91,8 +100,12 @@ def write_report(run_dir: str | os.PathLike, runs: Sequence[NotebookRun] | None 
     rest = _section("other", "Other figures", lambda: "".join(_file_img(p) for p in figures.take(r".*")) or None)
     sections = [s for s in (*sections[:-1], rest, sections[-1]) if s is not None]
     failed = [r.name for r in records if r.status == "failed"]
-    failed_note = (f"<p class='error'>Notebook {', '.join(map(_esc, failed))} failed: the sections below show what "
-                   f"the run wrote before it.</p>" if failed else "")
+    failed_note = (
+        f"<p class='error'>Notebook {', '.join(map(_esc, failed))} failed: the sections below show what "
+        f"the run wrote before it.</p>"
+        if failed
+        else ""
+    )
     nav = "".join(f"<a href='#{s.anchor}'>{_esc(s.title)}</a>" for s in sections)
     body = "".join(f"<section id='{s.anchor}'><h2>{_esc(s.title)}</h2>{s.body}</section>" for s in sections)
     title = f"merkit run {run_dir.name}"

@@ -77,7 +77,6 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-
 # ----------------------------------------------------------------------------------------------------------
 # HTML pieces
 # ----------------------------------------------------------------------------------------------------------
@@ -149,4 +148,3 @@ def _papermill_seconds(ipynb: Path) -> float | None:
         return None
     duration = loaded.get("metadata", {}).get("papermill", {}).get("duration")
     return float(duration) if isinstance(duration, (int, float)) else None
-

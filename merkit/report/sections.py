@@ -12,21 +12,29 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from merkit import viz
-from merkit.report.headline import format_metric, headline_metrics
 from merkit.evaluation.metrics import per_subject_table
+from merkit.report.headline import format_metric, headline_metrics
+from merkit.report.notebook_run import NotebookRun
 from merkit.report.pieces import (
-    _file_img, _figure_png, _img, _interval, _key_values, _natural_key, _papermill_seconds, _read_csv, _read_json,
-    _table, _esc,
+    _esc,
+    _figure_png,
+    _file_img,
+    _img,
+    _interval,
+    _key_values,
+    _natural_key,
+    _papermill_seconds,
+    _read_csv,
+    _read_json,
+    _table,
 )
 from merkit.report.variants import _with_intervals, comparison_table
-from merkit.report.notebook_run import NotebookRun
 from merkit.training.runs import flatten_dict
-
 
 
 class _Figures:
@@ -88,8 +96,15 @@ def notebook_records(run_dir: str | os.PathLike, runs: Sequence[NotebookRun] | N
         if failed and (folder / f"{name}.ipynb").is_file():
             continue  # an older failure, fixed since
         html_path = ipynb.with_suffix(".html")
-        records.append(NotebookRecord(name, "failed" if failed else "executed", _papermill_seconds(ipynb),
-                                      html_path if html_path.is_file() else None, ipynb))
+        records.append(
+            NotebookRecord(
+                name,
+                "failed" if failed else "executed",
+                _papermill_seconds(ipynb),
+                html_path if html_path.is_file() else None,
+                ipynb,
+            )
+        )
     return records
 
 
@@ -149,25 +164,33 @@ def _comparison(run_dir: Path, metrics: Mapping[str, Any], figures: _Figures) ->
     figures.take(r"03_comparison\.png")
     classes = metrics.get("classes") or []
     chance = 1 / len(classes) if classes else None
-    figure = viz.comparison_bars(table, "variant", ("uf1", "uar"), reference=chance, reference_label="chance",
-                                 title=f"variants under {metrics.get('protocol', 'the same protocol')}")
+    figure = viz.comparison_bars(
+        table,
+        "variant",
+        ("uf1", "uar"),
+        reference=chance,
+        reference_label="chance",
+        title=f"variants under {metrics.get('protocol', 'the same protocol')}",
+    )
     return (
         "<p>The same protocol, preprocessing, epochs and seeds for each variant; only the network changes.</p>"
-        + _table(_with_intervals(table, "variant")) + _img(_figure_png(figure), "comparison of the variants")
+        + _table(_with_intervals(table, "variant"))
+        + _img(_figure_png(figure), "comparison of the variants")
     )
 
 
 def _confusion(run_dir: Path, metrics: Mapping[str, Any], figures: _Figures) -> str | None:
     import numpy as np
 
-
     confusion, classes = metrics.get("confusion"), metrics.get("classes")
     if not confusion or not classes:
         return figures.html(r"03_confusion\.png") or None
     figures.take(r"03_confusion\.png")
     figure = viz.confusion_heatmap(np.asarray(confusion), classes, title="confusion matrix, pooled over folds")
-    return ("<p>Rows are the true class, columns the predicted one; each row is the share of its true class "
-            "(count in brackets), so the diagonal is each class's recall.</p>" + _img(_figure_png(figure), "confusion"))
+    return (
+        "<p>Rows are the true class, columns the predicted one; each row is the share of its true class "
+        "(count in brackets), so the diagonal is each class's recall.</p>" + _img(_figure_png(figure), "confusion")
+    )
 
 
 def _per_subject(run_dir: Path, metrics: Mapping[str, Any], figures: _Figures) -> str | None:
@@ -183,11 +206,18 @@ def _per_subject(run_dir: Path, metrics: Mapping[str, Any], figures: _Figures) -
     label = subjects["subject"].astype(str)
     if "dataset" in subjects and subjects["dataset"].nunique() > 1:
         label = subjects["dataset"].astype(str) + "/" + label
-    figure = viz.per_group_bars(subjects.assign(subject=label), "subject", "accuracy",
-                                reference=1 / len(classes) if classes else None, reference_label="chance",
-                                title="accuracy per held-out subject")
-    return (_img(_figure_png(figure), "per-subject accuracy")
-            + f"<details><summary>table of {len(subjects)} subjects</summary>{_table(subjects)}</details>")
+    figure = viz.per_group_bars(
+        subjects.assign(subject=label),
+        "subject",
+        "accuracy",
+        reference=1 / len(classes) if classes else None,
+        reference_label="chance",
+        title="accuracy per held-out subject",
+    )
+    return (
+        _img(_figure_png(figure), "per-subject accuracy")
+        + f"<details><summary>table of {len(subjects)} subjects</summary>{_table(subjects)}</details>"
+    )
 
 
 def _data(run_dir: Path, figures: _Figures) -> str | None:
@@ -198,8 +228,10 @@ def _data(run_dir: Path, figures: _Figures) -> str | None:
         parts.append(_key_values((k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in flat.items()))
     counts = _read_csv(run_dir / "counts_per_subject.csv")
     if counts is not None:
-        parts.append(f"<details><summary>clips per subject and class ({len(counts) - 1} subjects)</summary>"
-                     f"{_table(counts, digits=0)}</details>")
+        parts.append(
+            f"<details><summary>clips per subject and class ({len(counts) - 1} subjects)</summary>"
+            f"{_table(counts, digits=0)}</details>"
+        )
     problems = _read_csv(run_dir / "data_problems.csv")
     if problems is not None:
         if problems.empty:
@@ -208,13 +240,23 @@ def _data(run_dir: Path, figures: _Figures) -> str | None:
             action = next((c for c in ("action",) if c in problems.columns), None)
             by = [c for c in ("dataset", action) if c and c in problems.columns]
             tally = problems.groupby(by).size().rename("samples").reset_index() if by else None
-            parts.append(f"<h3>What was dropped or fixed ({len(problems)} entries, <code>data_problems.csv</code>)</h3>")
+            parts.append(
+                f"<h3>What was dropped or fixed ({len(problems)} entries, <code>data_problems.csv</code>)</h3>"
+            )
             if tally is not None:
                 parts.append(_table(tally))
             parts.append(f"<details><summary>every entry</summary>{_table(problems)}</details>")
-    parts.append(figures.html(r"01_.*\.png", {
-        "01_class_counts": "clips per class", "01_clip": "one clip as read, onset/apex/offset marked",
-        "01_preprocessed": "the same clip after preprocessing", "01_flow": "onset→apex optical flow and strain"}))
+    parts.append(
+        figures.html(
+            r"01_.*\.png",
+            {
+                "01_class_counts": "clips per class",
+                "01_clip": "one clip as read, onset/apex/offset marked",
+                "01_preprocessed": "the same clip after preprocessing",
+                "01_flow": "onset→apex optical flow and strain",
+            },
+        )
+    )
     return "".join(parts) or None
 
 
@@ -222,8 +264,9 @@ def _training(run_dir: Path, figures: _Figures) -> str | None:
     parts = []
     split = _read_json(run_dir / "train_split.json")
     if isinstance(split, dict):
-        parts.append("<p>02_train: one model on one split of whole subjects (a noisy estimate; 03_loso gives the "
-                     "real one).</p>")
+        parts.append(
+            "<p>02_train: one model on one split of whole subjects (a noisy estimate; 03_loso gives the real one).</p>"
+        )
         parts.append(_key_values((k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in split.items()))
     parts.append(figures.html(r"02_.*\.png", {"02_loss": "training curves"}))
     return "".join(parts) or None
@@ -245,16 +288,20 @@ def _explanation(run_dir: Path, figures: _Figures) -> str | None:
     parts = []
     summary = _read_csv(run_dir / "explain_summary.csv")
     if summary is not None:
-        parts.append("<h3>Scores against the true motion region</h3><p>Share of each map's absolute mass inside the "
-                     "true motion region, and whether its maximum falls there; <em>random</em> is the chance level."
-                     "</p>" + _table(summary))
+        parts.append(
+            "<h3>Scores against the true motion region</h3><p>Share of each map's absolute mass inside the "
+            "true motion region, and whether its maximum falls there; <em>random</em> is the chance level."
+            "</p>" + _table(summary)
+        )
     control = _read_csv(run_dir / "explain_vs_untrained.csv")
     if control is not None:
         parts.append("<h3>Against an untrained network (control)</h3>" + _table(control))
     regions = _read_csv(run_dir / "explain_region_summary.csv")
     if regions is not None:
-        parts.append(f"<details><summary>mass per facial region and method ({len(regions)} rows, "
-                     f"explain_region_summary.csv)</summary>{_table(regions)}</details>")
+        parts.append(
+            f"<details><summary>mass per facial region and method ({len(regions)} rows, "
+            f"explain_region_summary.csv)</summary>{_table(regions)}</details>"
+        )
     if any(path.name == "04_montage.png" for path in figures.left):
         figures.take(r"04_viewer\.png")  # the viewer's static record is the same montage
     for stem, caption in _EXPLAIN_FIGURES:
@@ -267,8 +314,10 @@ def _published(run_dir: Path) -> str | None:
     published = _read_csv(run_dir / "published_results.csv")
     if published is None:
         return None
-    return ("<p class='note'>These numbers come from the papers, not from this run, each under its own protocol "
-            "and data; a SynthME run cannot be compared with them.</p>" + _table(published))
+    return (
+        "<p class='note'>These numbers come from the papers, not from this run, each under its own protocol "
+        "and data; a SynthME run cannot be compared with them.</p>" + _table(published)
+    )
 
 
 def _configuration(run_dir: Path) -> str | None:
@@ -278,12 +327,18 @@ def _configuration(run_dir: Path) -> str | None:
         parts.append("<h3>config.json</h3>" + _key_values(sorted(flatten_dict(config).items())))
     params = run_dir / "pipeline_params.yaml"
     if params.is_file():
-        parts.append(f"<details><summary>pipeline parameters as given (pipeline_params.yaml)</summary>"
-                     f"<pre>{_esc(params.read_text())}</pre></details>")
+        parts.append(
+            f"<details><summary>pipeline parameters as given (pipeline_params.yaml)</summary>"
+            f"<pre>{_esc(params.read_text())}</pre></details>"
+        )
     env = _read_json(run_dir / "env.json")
     if isinstance(env, dict):
-        parts.append("<h3>Environment (env.json)</h3>" + _key_values(
-            (k, json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in sorted(flatten_dict(env).items())))
+        parts.append(
+            "<h3>Environment (env.json)</h3>"
+            + _key_values(
+                (k, json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in sorted(flatten_dict(env).items())
+            )
+        )
     return "".join(parts) or None
 
 
@@ -295,9 +350,13 @@ def _notebooks(run_dir: Path, records: Sequence[NotebookRecord]) -> str | None:
         target = record.html or record.ipynb
         href = _esc(os.path.relpath(target, run_dir))
         seconds = f"{record.seconds:.1f} s" if record.seconds is not None else "–"
-        rows.append(f"<tr class='{_esc(record.status)}'><td><a href='{href}'>{_esc(record.name)}</a></td>"
-                    f"<td>{_esc(record.status)}</td><td>{seconds}</td>"
-                    f"<td><a href='{_esc(os.path.relpath(record.ipynb, run_dir))}'>.ipynb</a></td></tr>")
-    return ("<table><tr><th>notebook (HTML)</th><th>status</th><th>time</th><th>source</th></tr>"
-            + "".join(rows) + "</table>")
-
+        rows.append(
+            f"<tr class='{_esc(record.status)}'><td><a href='{href}'>{_esc(record.name)}</a></td>"
+            f"<td>{_esc(record.status)}</td><td>{seconds}</td>"
+            f"<td><a href='{_esc(os.path.relpath(record.ipynb, run_dir))}'>.ipynb</a></td></tr>"
+        )
+    return (
+        "<table><tr><th>notebook (HTML)</th><th>status</th><th>time</th><th>source</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )

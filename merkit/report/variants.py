@@ -76,4 +76,3 @@ def _with_intervals(table: pd.DataFrame, label: str) -> pd.DataFrame:
             texts.append(text)
         shown[metric] = texts
     return shown
-

@@ -23,17 +23,31 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from merkit.training.batched import stack as batched  # as a module: its trainer is looked up at call time (tests swap it)
 from merkit.config import EXECUTOR_NAMES, RunConfig
 from merkit.evaluation.splits import Fold, fold_seed
+from merkit.training.batched import (
+    stack as batched,
+)  # as a module: its trainer is looked up at call time (tests swap it)
 from merkit.training.fold import resolve_device
 
-__all__ = ["EXECUTORS", "ExecutorPlan", "choose_executor", "default_memory_budget_bytes", "run_processes",
-           "run_ray", "run_batched", "fold_groups", "group_seed"]
+__all__ = [
+    "EXECUTORS",
+    "ExecutorPlan",
+    "choose_executor",
+    "default_memory_budget_bytes",
+    "run_processes",
+    "run_ray",
+    "run_batched",
+    "fold_groups",
+    "group_seed",
+]
 
 EXECUTORS = EXECUTOR_NAMES  # stated once, in merkit.config (a config names one without importing torch)
 
-FoldFn = Callable[..., Any]  # merkit.training.runner.run_fold: (run_config, store, fold, classes, *, progress, keep_weights)
+FoldFn = Callable[
+    ..., Any
+]  # merkit.training.runner.run_fold: (run_config, store, fold, classes, *, progress, keep_weights)
+
 
 def _worker_threads(workers: int) -> int:
     """Torch threads per worker: the cores this process may use, shared evenly."""
@@ -52,11 +66,18 @@ def _default_workers() -> int:
     return _worker_threads(1)
 
 
-def _process_worker(fold_fn: FoldFn, run_config_dict: dict, store: Any, fold: Fold, classes: list[str],
-                    threads: int, keep_weights: bool, gpu: int | None) -> Any:
+def _process_worker(
+    fold_fn: FoldFn,
+    run_config_dict: dict,
+    store: Any,
+    fold: Fold,
+    classes: list[str],
+    threads: int,
+    keep_weights: bool,
+    gpu: int | None,
+) -> Any:
     """Entry point of a spawned worker process: set threads (and GPU), rebuild the config, run the fold."""
     import torch
-
 
     torch.set_num_threads(threads)
     run_config = RunConfig.from_dict(run_config_dict)
@@ -65,8 +86,16 @@ def _process_worker(fold_fn: FoldFn, run_config_dict: dict, store: Any, fold: Fo
     return fold_fn(run_config, store, fold, classes, progress=False, keep_weights=keep_weights)
 
 
-def run_processes(fold_fn: FoldFn, run_config: Any, store: Any, todo: list[Fold], classes: list[str], workers: int,
-                  keep_weights: bool, persist: Callable[[Any], None]) -> None:
+def run_processes(
+    fold_fn: FoldFn,
+    run_config: Any,
+    store: Any,
+    todo: list[Fold],
+    classes: list[str],
+    workers: int,
+    keep_weights: bool,
+    persist: Callable[[Any], None],
+) -> None:
     """Folds in a local spawn pool; results are persisted by the driver as each fold finishes."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -81,8 +110,17 @@ def run_processes(fold_fn: FoldFn, run_config: Any, store: Any, todo: list[Fold]
     # spawn, not fork: a forked child inherits torch's thread pools and locks mid-state and can hang.
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {
-            pool.submit(_process_worker, fold_fn, config_dict, store, fold, list(classes), threads, keep_weights,
-                        (i % n_gpus) if n_gpus else None): fold
+            pool.submit(
+                _process_worker,
+                fold_fn,
+                config_dict,
+                store,
+                fold,
+                list(classes),
+                threads,
+                keep_weights,
+                (i % n_gpus) if n_gpus else None,
+            ): fold
             for i, fold in enumerate(todo)
         }
         try:
@@ -94,8 +132,17 @@ def run_processes(fold_fn: FoldFn, run_config: Any, store: Any, todo: list[Fold]
             raise
 
 
-def run_ray(fold_fn: FoldFn, run_config: Any, store: Any, todo: list[Fold], classes: list[str], workers: int,
-            ray_address: str | None, keep_weights: bool, persist: Callable[[Any], None]) -> None:
+def run_ray(
+    fold_fn: FoldFn,
+    run_config: Any,
+    store: Any,
+    todo: list[Fold],
+    classes: list[str],
+    workers: int,
+    ray_address: str | None,
+    keep_weights: bool,
+    persist: Callable[[Any], None],
+) -> None:
     """One Ray task per fold (with a GPU when CUDA is present); results come back to the driver."""
     try:
         import ray
@@ -121,7 +168,8 @@ def run_ray(fold_fn: FoldFn, run_config: Any, store: Any, todo: list[Fold], clas
         store_ref = ray.put(store)
         config_dict = run_config.to_dict()
         pending = {
-            task.remote(fold_fn, config_dict, store_ref, fold, list(classes), threads, keep_weights): fold for fold in todo
+            task.remote(fold_fn, config_dict, store_ref, fold, list(classes), threads, keep_weights): fold
+            for fold in todo
         }
         try:
             while pending:
@@ -138,15 +186,16 @@ def run_ray(fold_fn: FoldFn, run_config: Any, store: Any, todo: list[Fold], clas
             ray.shutdown()
 
 
-def _ray_worker(fold_fn: FoldFn, run_config_dict: dict, store: Any, fold: Fold, classes: list[str], threads: int,
-                keep_weights: bool) -> Any:
+def _ray_worker(
+    fold_fn: FoldFn, run_config_dict: dict, store: Any, fold: Fold, classes: list[str], threads: int, keep_weights: bool
+) -> Any:
     """A Ray task: Ray sets CUDA_VISIBLE_DEVICES to the task's GPU, so device 'auto' finds it."""
     import torch
 
-
     torch.set_num_threads(threads)
-    return fold_fn(RunConfig.from_dict(run_config_dict), store, fold, classes, progress=False,
-                   keep_weights=keep_weights)
+    return fold_fn(
+        RunConfig.from_dict(run_config_dict), store, fold, classes, progress=False, keep_weights=keep_weights
+    )
 
 
 # ------------------------------------------------------------------------------------------- batched
@@ -155,7 +204,7 @@ def _ray_worker(fold_fn: FoldFn, run_config_dict: dict, store: Any, fold: Fold, 
 def fold_groups(folds: Sequence[Fold], fold_batch: int) -> list[list[Fold]]:
     """Consecutive groups of ``fold_batch`` folds, formed over ALL the run's folds (not only those left to
     do), so a resumed run regroups exactly as the first call did."""
-    return [list(folds[i:i + fold_batch]) for i in range(0, len(folds), fold_batch)]
+    return [list(folds[i : i + fold_batch]) for i in range(0, len(folds), fold_batch)]
 
 
 def group_seed(seed: int, group: Sequence[Fold]) -> int:
@@ -163,9 +212,20 @@ def group_seed(seed: int, group: Sequence[Fold]) -> int:
     return fold_seed(seed, "group:" + "|".join(f.key for f in group))
 
 
-def run_batched(run_config: Any, store: Any, folds: Sequence[Fold], todo: Sequence[Fold], classes: list[str],
-                fold_batch: int, *, make_model: Callable[[Fold], Any], make_dataset: Callable[..., Any],
-                finish: Callable[..., Any], persist: Callable[[Any], None], progress: bool = False) -> None:
+def run_batched(
+    run_config: Any,
+    store: Any,
+    folds: Sequence[Fold],
+    todo: Sequence[Fold],
+    classes: list[str],
+    fold_batch: int,
+    *,
+    make_model: Callable[[Fold], Any],
+    make_dataset: Callable[..., Any],
+    finish: Callable[..., Any],
+    persist: Callable[[Any], None],
+    progress: bool = False,
+) -> None:
     """Train the folds of ``todo`` in groups of ``fold_batch`` (groups over ``folds``) with the fold-batched
     trainer, in shared-batch sampling; each fold's result goes to ``persist`` as soon as its group is done.
 
@@ -189,9 +249,17 @@ def run_batched(run_config: Any, store: Any, folds: Sequence[Fold], todo: Sequen
         members = np.stack([np.isin(union, np.asarray(f.train)) for f in group])  # (k, n): fold k trains on row
         seed = group_seed(train_cfg.seed, group)
         shared = make_dataset(spec, union, augment, seed)
-        trained = batched.train_folds(models, train_cfg, seeds=[fold_seed(train_cfg.seed, f.key) for f in group],
-                              num_classes=len(classes), shared=shared, members=members, group_seed=seed,
-                              sampling="shared", progress=progress)
+        trained = batched.train_folds(
+            models,
+            train_cfg,
+            seeds=[fold_seed(train_cfg.seed, f.key) for f in group],
+            num_classes=len(classes),
+            shared=shared,
+            members=members,
+            group_seed=seed,
+            sampling="shared",
+            progress=progress,
+        )
         seconds = (time.perf_counter() - start) / len(group)
         label = f"batched:{group[0].key}..{group[-1].key}" if len(group) > 1 else f"batched:{group[0].key}"
         for fold, (model, history) in zip(group, trained):
@@ -216,9 +284,14 @@ class ExecutorPlan:
     fold_memory_mb: float = 0.0
 
     def record(self) -> dict:
-        return {"requested": self.requested, "executor": self.executor, "reason": self.reason,
-                "fold_batch": self.fold_batch, "memory_budget_mb": round(self.memory_budget_mb, 1),
-                "fold_memory_mb": round(self.fold_memory_mb, 1)}
+        return {
+            "requested": self.requested,
+            "executor": self.executor,
+            "reason": self.reason,
+            "fold_batch": self.fold_batch,
+            "memory_budget_mb": round(self.memory_budget_mb, 1),
+            "fold_memory_mb": round(self.fold_memory_mb, 1),
+        }
 
 
 def default_memory_budget_bytes(device: Any) -> int:
@@ -236,18 +309,20 @@ def default_memory_budget_bytes(device: Any) -> int:
     return 384 * MB
 
 
-def choose_executor(run_config: Any, requested: str, *, n_folds: int, model: Any,
-                    example: Callable[[], Any]) -> ExecutorPlan:
+def choose_executor(
+    run_config: Any, requested: str, *, n_folds: int, model: Any, example: Callable[[], Any]
+) -> ExecutorPlan:
     """Resolve ``requested`` (``protocol.executor``) to the executor this run uses, with the reason.
 
     ``"auto"`` picks ``"batched"`` on CUDA for every model (never measured here: no GPU was available), on
-    CPU for the models the fused step trains (an STSTNet in fp32 or bf16: :func:`merkit.training.batched.stack.fused_trainable`;
-    benchmarks/bench_folds.py measured it several times faster than sequential on the idle 2-core machine,
-    docs/performance.md), and ``"sequential"`` for every other model on CPU (batched vmap STSTNet measured
-    0.6× of sequential, the wide step 0.7–0.9× on an idle machine; meranet_small 1.6–1.8× from one-epoch
-    runs only: not a CPU win to default to). ``"batched"`` (asked or picked) falls back to ``"sequential"`` with the reason when the
-    model cannot be stacked (:func:`merkit.training.batched.stack.check_stackable`) or there is one fold; when asked for
-    explicitly, the fall-back also warns. A memory budget too small for one fold is an error.
+    CPU for the models the fused step trains (an STSTNet in fp32 or bf16:
+    :func:`merkit.training.batched.stack.fused_trainable`; benchmarks/bench_folds.py measured it several times faster
+    than sequential on the idle 2-core machine, docs/performance.md), and ``"sequential"`` for every other model on CPU
+    (batched vmap STSTNet measured 0.6× of sequential, the wide step 0.7–0.9× on an idle machine; meranet_small 1.6–1.8×
+    from one-epoch runs only: not a CPU win to default to). ``"batched"`` (asked or picked) falls back to
+    ``"sequential"`` with the reason when the model cannot be stacked
+    (:func:`merkit.training.batched.stack.check_stackable`) or there is one fold; when asked for explicitly, the
+    fall-back also warns. A memory budget too small for one fold is an error.
     """
     if requested not in ("auto", "batched"):
         return ExecutorPlan(requested, requested, "as configured")
@@ -259,11 +334,17 @@ def choose_executor(run_config: Any, requested: str, *, n_folds: int, model: Any
         if device.type == "cuda":
             why = "auto: CUDA, every stackable model is batched"
         elif fused:
-            why = (f"auto: {type(model).__name__} on CPU trains with the fused fold-batched step "
-                   "(benchmarks/bench_folds.py: faster than sequential, docs/performance.md)")
+            why = (
+                f"auto: {type(model).__name__} on CPU trains with the fused fold-batched step "
+                "(benchmarks/bench_folds.py: faster than sequential, docs/performance.md)"
+            )
         else:
-            return ExecutorPlan(requested, "sequential", f"auto: a {kind} model on {device.type} "
-                                "(batched was not measured faster there; ask for executor='batched' to use it)")
+            return ExecutorPlan(
+                requested,
+                "sequential",
+                f"auto: a {kind} model on {device.type} "
+                "(batched was not measured faster there; ask for executor='batched' to use it)",
+            )
     else:
         why = "as configured"
     if n_folds < 2:

@@ -221,8 +221,9 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig | Mapping[str, Any]) -> to
     raise ValueError(f"unknown optimizer {name!r}: use 'adamw' or 'sgd'")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig | Mapping[str, Any],
-                   epochs: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig | Mapping[str, Any], epochs: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """Per-epoch schedule from ``cfg.schedule``: ``"cosine"`` (to 0 over ``epochs``), ``"step"`` or ``"none"``."""
     cfg = as_train_config(cfg)
     name = cfg.schedule
@@ -239,9 +240,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig | Mapping[
 # ------------------------------------------------------------------------------------ inner validation
 
 
-def inner_validation_split(
-    train_rows: pd.DataFrame, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def inner_validation_split(train_rows: pd.DataFrame, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split TRAINING rows into (inner-train, inner-validation) row positions, whole subjects at a time.
 
     ``train_rows`` is the slice of the manifest/store index used for training in one fold (never the held-out
@@ -293,11 +292,11 @@ def train_fold(
 
     There is deliberately no test-set argument: the held-out data go to ``predict`` after this returns.
 
-    ``cfg`` (a ``TrainConfig``, or a mapping of its fields: :func:`as_train_config`) provides epochs, batch_size, lr, weight_decay, optimizer, schedule, grad_clip,
-    loss, class_weighted, precision, device, seed, deterministic, num_workers and ``select_best`` (only with
-    ``val_ds``). ``seed`` overrides ``cfg.seed`` (the protocol passes a per-fold seed). Items of the datasets are
-    ``(x, label)``; if a dataset has ``set_epoch(epoch)`` it is called before each epoch so augmentation is a
-    function of (seed, epoch, item).
+    ``cfg`` (a ``TrainConfig``, or a mapping of its fields: :func:`as_train_config`) provides epochs, batch_size, lr,
+    weight_decay, optimizer, schedule, grad_clip, loss, class_weighted, precision, device, seed, deterministic,
+    num_workers and ``select_best`` (only with ``val_ds``). ``seed`` overrides ``cfg.seed`` (the protocol passes a
+    per-fold seed). Items of the datasets are ``(x, label)``; if a dataset has ``set_epoch(epoch)`` it is called before
+    each epoch so augmentation is a function of (seed, epoch, item).
 
     ``val_ds`` must come from the training subjects (``inner_validation_split``). Its loss, accuracy, UF1 and
     UAR are recorded per epoch; with ``cfg.select_best`` the weights of the epoch with the best validation
@@ -398,9 +397,7 @@ def _validation_scores(
     model: nn.Module, val_ds: Dataset, criterion: nn.Module, cfg: TrainConfig, device: torch.device, num_classes: int
 ) -> dict[str, float]:
     """Loss, accuracy, UF1 and UAR on the inner validation set (MEGC2019 pooled definition on one pool)."""
-    probs, preds = predict(
-        model, val_ds, batch_size=int(cfg.batch_size), precision=cfg.precision
-    )
+    probs, preds = predict(model, val_ds, batch_size=int(cfg.batch_size), precision=cfg.precision)
     labels = dataset_labels(val_ds)
     with torch.no_grad():
         logp = torch.log(torch.from_numpy(probs).clamp_min(1e-12))

@@ -4,12 +4,12 @@
 built under a seed derived from (seed, fold key) → ``train.train_fold`` on the training rows only (optionally
 with an inner validation split of training subjects) → ``train.predict`` on the held-out rows → the fold's
 predictions and history are written atomically and the fold is marked done. The model's ``input_spec.kind``
-picks what a fold reads (``merkit.data.inputs.input_adapter``, ``model_dataset``): clips for 3D models, the store's onset→apex flow images for the
-flow baselines (``ststnet`` takes u, v, strain; ``offapexnet`` u, v), so a flow model needs a store built with
-flow (``prepare_data(..., flow='tvl1')``); the pre-flight check says so before any fold runs. Re-running into
-the same run directory resumes after the completed folds. Executors (:mod:`merkit.training.executors`): ``"sequential"``,
-``"processes"`` (local spawn pool, torch threads = cores // workers), ``"ray"`` (one fold per task, a GPU per
-task when CUDA is present), ``"batched"`` (groups of folds trained as one stacked model) and
+picks what a fold reads (``merkit.data.inputs.input_adapter``, ``model_dataset``): clips for 3D models, the store's
+onset→apex flow images for the flow baselines (``ststnet`` takes u, v, strain; ``offapexnet`` u, v), so a flow model
+needs a store built with flow (``prepare_data(..., flow='tvl1')``); the pre-flight check says so before any fold runs.
+Re-running into the same run directory resumes after the completed folds. Executors (:mod:`merkit.training.executors`):
+``"sequential"``, ``"processes"`` (local spawn pool, torch threads = cores // workers), ``"ray"`` (one fold per task, a
+GPU per task when CUDA is present), ``"batched"`` (groups of folds trained as one stacked model) and
 ``"auto"`` (the default: batched or sequential, chosen and recorded by ``executors.choose_executor``).
 Workers return their results to the driver, which alone writes the run directory. A ``ClipStore`` pickles
 as its path, so workers (processes, or Ray tasks on other nodes) must see the store's cache directory at the
@@ -27,19 +27,18 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
-
 from tqdm.auto import tqdm
 
-from merkit.training import executors
 from merkit.config import ConfigError, RunConfig, load_config, upgrade_config_dict
 from merkit.data.inputs import InputKindError, input_adapter, model_dataset
-from merkit.training.executors import EXECUTORS
 from merkit.evaluation.metrics import summarise
 from merkit.models import create_model, model_entry
 from merkit.progress import FoldProgress, pause_point, progress_path
 from merkit.runlock import RunLock
-from merkit.training.runs import RunDir
+from merkit.training import executors
+from merkit.training.executors import EXECUTORS
 from merkit.training.fold import inner_validation_split, predict, resolve_device, train_fold
+from merkit.training.runs import RunDir
 
 if TYPE_CHECKING:  # annotations only: the store module needs OpenCV, the runner imports without it
     from merkit.data.store import ClipStore
@@ -55,6 +54,7 @@ from merkit.evaluation.splits import (
 __all__ = ["FoldResult", "run_fold", "fold_result", "run_protocol", "load_fold_model", "model_dataset", "EXECUTORS"]
 
 # ------------------------------------------------------------------------------------------- fold runner
+
 
 @dataclass
 class FoldResult:
@@ -77,8 +77,10 @@ class FoldResult:
         """
 
         if self.state_dict is None or not self.model_name:
-            raise ValueError(f"fold {self.key!r} kept no weights (run_fold(..., keep_weights=False)): "
-                             "nothing to rebuild the model from")
+            raise ValueError(
+                f"fold {self.key!r} kept no weights (run_fold(..., keep_weights=False)): "
+                "nothing to rebuild the model from"
+            )
         net = create_model(self.model_name, num_classes=self.num_classes, **self.model_overrides)
         net.load_state_dict(self.state_dict)
         return net.eval()
@@ -128,15 +130,31 @@ def run_fold(
     train_ds = model_dataset(spec, store, train_positions, augment=augment, seed=seed)
 
     model, history = train_fold(
-        model, train_ds, train_cfg, val_ds=val_ds, progress=progress, seed=seed, num_classes=len(classes),
+        model,
+        train_ds,
+        train_cfg,
+        val_ds=val_ds,
+        progress=progress,
+        seed=seed,
+        num_classes=len(classes),
         on_epoch_end=on_epoch_end,
     )
-    return fold_result(run_config, store, fold, classes, model, history, seconds=time.perf_counter() - start,
-                       keep_weights=keep_weights)
+    return fold_result(
+        run_config, store, fold, classes, model, history, seconds=time.perf_counter() - start, keep_weights=keep_weights
+    )
 
 
-def fold_result(run_config: RunConfig, store: ClipStore, fold: Fold, classes: Sequence[str], model: Any,
-                history: pd.DataFrame, *, seconds: float, keep_weights: bool = True) -> FoldResult:
+def fold_result(
+    run_config: RunConfig,
+    store: ClipStore,
+    fold: Fold,
+    classes: Sequence[str],
+    model: Any,
+    history: pd.DataFrame,
+    *,
+    seconds: float,
+    keep_weights: bool = True,
+) -> FoldResult:
     """Predict ``fold.test`` with a fold's trained ``model`` and package what the driver persists.
 
     Shared by the sequential trainer (``run_fold``) and the fold-batched executor, so both write the same
@@ -168,9 +186,17 @@ def fold_result(run_config: RunConfig, store: ClipStore, fold: Fold, classes: Se
         predictions[f"prob_{name}"] = probs[:, c]
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if keep_weights else None
     device = str(resolve_device(train_cfg.device))
-    return FoldResult(fold.key, predictions, history, state, seconds + time.perf_counter() - start, device,
-                      model_name=run_config.model.name, model_overrides=dict(run_config.model.overrides),
-                      num_classes=len(classes))
+    return FoldResult(
+        fold.key,
+        predictions,
+        history,
+        state,
+        seconds + time.perf_counter() - start,
+        device,
+        model_name=run_config.model.name,
+        model_overrides=dict(run_config.model.overrides),
+        num_classes=len(classes),
+    )
 
 
 def run_protocol(
@@ -256,24 +282,57 @@ def run_protocol(
     # One writer per run directory; a pipeline holding it lets its kernels in (see merkit.runlock).
     with RunLock(run_dir.path if isinstance(run_dir, RunDir) else run_dir) as lock:
         if lock.stale:
-            warnings.warn(f"took over the lock of {lock.run_dir} left by pid {lock.stale.get('pid')} on "
-                          f"{lock.stale.get('host')} (started {lock.stale.get('started')}), no longer running",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"took over the lock of {lock.run_dir} left by pid {lock.stale.get('pid')} on "
+                f"{lock.stale.get('host')} (started {lock.stale.get('started')}), no longer running",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if not isinstance(run_dir, RunDir):
             run_dir = RunDir(run_dir, run_config, manifest_hash=_manifest_hash(store), upgrade=upgrade_config_dict)
-        return _run_folds(run_dir, run_config, store, classes, all_folds, by_key, selected, executor, workers,
-                          ray_address, progress, save_checkpoints, n_boot)
+        return _run_folds(
+            run_dir,
+            run_config,
+            store,
+            classes,
+            all_folds,
+            by_key,
+            selected,
+            executor,
+            workers,
+            ray_address,
+            progress,
+            save_checkpoints,
+            n_boot,
+        )
 
 
-def _run_folds(run_dir: RunDir, run_config: RunConfig, store: ClipStore, classes: list[str], all_folds: list[Fold],
-               by_key: dict[str, Fold], selected: list[Fold], executor: str, workers: int, ray_address: str | None,
-               progress: bool, save_checkpoints: bool, n_boot: int) -> pd.DataFrame:
+def _run_folds(
+    run_dir: RunDir,
+    run_config: RunConfig,
+    store: ClipStore,
+    classes: list[str],
+    all_folds: list[Fold],
+    by_key: dict[str, Fold],
+    selected: list[Fold],
+    executor: str,
+    workers: int,
+    ray_address: str | None,
+    progress: bool,
+    save_checkpoints: bool,
+    n_boot: int,
+) -> pd.DataFrame:
     protocol = run_config.protocol
     done = {str(k) for k in run_dir.completed_folds()}
     todo = [f for f in selected if f.key not in done]
 
-    bar = tqdm(total=len(selected), initial=len(selected) - len(todo), desc=f"{protocol.name} folds",
-                unit="fold", disable=not progress)
+    bar = tqdm(
+        total=len(selected),
+        initial=len(selected) - len(todo),
+        desc=f"{protocol.name} folds",
+        unit="fold",
+        disable=not progress,
+    )
     # The progress file reaches the pipeline's terminal (a kernel's bars stay inside its notebook).
     target = progress_path(run_dir.path)
     where = os.path.relpath(run_dir.path, target.parent)
@@ -294,8 +353,12 @@ def _run_folds(run_dir: RunDir, run_config: RunConfig, store: ClipStore, classes
     if todo:
         probe = _fold_model(run_config, Fold("probe", np.array([0]), np.array([0])), classes)
         plan = executors.choose_executor(
-            run_config, executor, n_folds=len(selected), model=probe,
-            example=lambda: input_adapter(probe).example(store, 2))
+            run_config,
+            executor,
+            n_folds=len(selected),
+            model=probe,
+            example=lambda: input_adapter(probe).example(store, 2),
+        )
     if plan is not None:
         executor = plan.executor
         print(f"executor: {plan.executor} ({plan.reason})")
@@ -308,23 +371,36 @@ def _run_folds(run_dir: RunDir, run_config: RunConfig, store: ClipStore, classes
         if executor == "batched":
             assert plan is not None
             executors.run_batched(
-                run_config, store, selected, todo, classes, plan.fold_batch,
+                run_config,
+                store,
+                selected,
+                todo,
+                classes,
+                plan.fold_batch,
                 make_model=lambda fold: _fold_model(run_config, fold, classes),
-                make_dataset=lambda spec, positions, augment, seed: model_dataset(spec, store, positions,
-                                                                                 augment=augment, seed=seed),
+                make_dataset=lambda spec, positions, augment, seed: model_dataset(
+                    spec, store, positions, augment=augment, seed=seed
+                ),
                 finish=lambda fold, model, history, secs: fold_result(
-                    run_config, store, fold, classes, model, history, seconds=secs, keep_weights=save_checkpoints),
-                persist=persist, progress=progress)
+                    run_config, store, fold, classes, model, history, seconds=secs, keep_weights=save_checkpoints
+                ),
+                persist=persist,
+                progress=progress,
+            )
         elif executor == "sequential" or not todo:
             for fold in todo:
-                persist_named(run_fold(run_config, store, fold, classes, progress=progress, keep_weights=save_checkpoints))
+                persist_named(
+                    run_fold(run_config, store, fold, classes, progress=progress, keep_weights=save_checkpoints)
+                )
                 pause_point(f"{protocol.name}.fold.between")  # test hook (merkit.progress): a kill between folds
         elif executor == "processes":
-            executors.run_processes(run_fold, run_config, store, todo, classes, workers, save_checkpoints,
-                                    persist_named)
+            executors.run_processes(
+                run_fold, run_config, store, todo, classes, workers, save_checkpoints, persist_named
+            )
         else:
-            executors.run_ray(run_fold, run_config, store, todo, classes, workers, ray_address, save_checkpoints,
-                              persist_named)
+            executors.run_ray(
+                run_fold, run_config, store, todo, classes, workers, ray_address, save_checkpoints, persist_named
+            )
     finally:
         bar.close()
 
@@ -399,8 +475,9 @@ def _check_model_input(run_config: RunConfig, store: ClipStore, classes: list[st
         raise ProtocolError(problem)
 
 
-def _check_no_shared_subject(index: pd.DataFrame, val_positions: np.ndarray, test_positions: np.ndarray,
-                             fold_key: str) -> None:
+def _check_no_shared_subject(
+    index: pd.DataFrame, val_positions: np.ndarray, test_positions: np.ndarray, fold_key: str
+) -> None:
     def keys(pos: np.ndarray) -> set[str]:
         rows = index.iloc[pos]
         ds = rows["dataset"].astype(str) if "dataset" in rows else ""
@@ -411,8 +488,14 @@ def _check_no_shared_subject(index: pd.DataFrame, val_positions: np.ndarray, tes
         raise ProtocolError(f"fold {fold_key!r}: inner validation shares held-out subject(s) {sorted(shared)}")
 
 
-def _write_run_outputs(run_dir: RunDir, predictions: pd.DataFrame, classes: list[str], all_folds: list[Fold],
-                       run_config: RunConfig, n_boot: int) -> None:
+def _write_run_outputs(
+    run_dir: RunDir,
+    predictions: pd.DataFrame,
+    classes: list[str],
+    all_folds: list[Fold],
+    run_config: RunConfig,
+    n_boot: int,
+) -> None:
     order = {f.key: i for i, f in enumerate(all_folds)}
     predictions = predictions.sort_values("fold", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
     run_dir.write_predictions(predictions)
@@ -428,7 +511,6 @@ def _write_run_outputs(run_dir: RunDir, predictions: pd.DataFrame, classes: list
 def _fold_model(run_config: RunConfig, fold: Fold, classes: Sequence[str]) -> Any:
     """The fold's model, initialised under its fold seed (the same weights the sequential trainer starts from)."""
     import torch
-
 
     torch.manual_seed(fold_seed(run_config.train.seed, fold.key))
     return create_model(run_config.model.name, num_classes=len(classes), **run_config.model.overrides)

@@ -88,13 +88,17 @@ def git_commit(repo: str | os.PathLike | None = None) -> dict:
     repo = Path(repo) if repo is not None else Path(__file__).resolve().parent
     info: dict = {"commit": None, "dirty": None}
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                                timeout=10)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
         if commit.returncode != 0:
             return info
         info["commit"] = commit.stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                                capture_output=True, text=True, timeout=10)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if status.returncode == 0:
             info["dirty"] = bool(status.stdout.strip())
     except (OSError, subprocess.SubprocessError):
@@ -160,8 +164,7 @@ class CheckpointError(MerkitRuntimeError):
     """A checkpoint file is missing, truncated or otherwise unreadable; the message names the file."""
 
 
-def config_differences(saved: dict, current: dict, ignore: frozenset[str] | set[str] = frozenset()
-                       ) -> list[str]:
+def config_differences(saved: dict, current: dict, ignore: frozenset[str] | set[str] = frozenset()) -> list[str]:
     """Human-readable lines, one per dotted key whose value differs (keys under ``ignore`` skipped)."""
     a, b = flatten_dict(saved), flatten_dict(current)
     lines = []
@@ -218,9 +221,16 @@ class RunDir:
             check (``merkit.config.upgrade_config_dict``: ``data.protocol`` became ``data.label_map``).
     """
 
-    def __init__(self, path: str | os.PathLike, config: dict | Any, *, manifest_hash: str | None = None,
-                 resumable_keys: frozenset[str] | set[str] = DEFAULT_RESUMABLE_KEYS,
-                 capture: bool = True, upgrade: Callable[[dict], dict] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        config: dict | Any,
+        *,
+        manifest_hash: str | None = None,
+        resumable_keys: frozenset[str] | set[str] = DEFAULT_RESUMABLE_KEYS,
+        capture: bool = True,
+        upgrade: Callable[[dict], dict] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.upgrade = upgrade
         if hasattr(config, "to_dict"):
@@ -286,7 +296,8 @@ class RunDir:
         except (OSError, json.JSONDecodeError) as err:
             raise RunConfigMismatch(
                 f"cannot resume {self.path}: its config.json is unreadable ({err}); use a new run "
-                f"directory or delete this one") from err
+                f"directory or delete this one"
+            ) from err
         if self.upgrade is not None:
             saved = self.upgrade(saved)
         problems = config_differences(saved, self.config, self.resumable_keys)
@@ -299,8 +310,10 @@ class RunDir:
             raise RunConfigMismatch(
                 f"refusing to resume {self.path}: it was started with a different config, and its "
                 f"{len(self.completed_folds())} finished fold(s) would be mixed with folds computed "
-                f"differently. Differences:\n  " + "\n  ".join(problems)
-                + "\nUse a new run directory, or delete this one to start over.")
+                f"differently. Differences:\n  "
+                + "\n  ".join(problems)
+                + "\nUse a new run directory, or delete this one to start over."
+            )
 
     def _record_env(self) -> None:
         env = capture_env()
@@ -315,9 +328,12 @@ class RunDir:
         if changed:
             import warnings
 
-            warnings.warn(f"resuming {self.path} under different versions of {changed}: earlier folds "
-                          f"ran with {[recorded.get(k) for k in changed]}, now {[env[k] for k in changed]}",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"resuming {self.path} under different versions of {changed}: earlier folds "
+                f"ran with {[recorded.get(k) for k in changed]}, now {[env[k] for k in changed]}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         recorded.setdefault("resumes", []).append(env)
         atomic_write_json(self.env_path, recorded)
 
@@ -335,8 +351,9 @@ class RunDir:
                 continue  # an unreadable marker means the fold is not known to be complete
         return sorted(folds, key=_fold_sort_key)
 
-    def mark_fold_done(self, fold: Any, predictions: pd.DataFrame,
-                       history: pd.DataFrame | None = None, *, seconds: float | None = None) -> None:
+    def mark_fold_done(
+        self, fold: Any, predictions: pd.DataFrame, history: pd.DataFrame | None = None, *, seconds: float | None = None
+    ) -> None:
         """Write the fold's ``predictions.csv`` (and ``history.csv``), then its done marker, atomically.
 
         ``predictions`` follows :data:`merkit.evaluation.metrics.PREDICTION_COLUMNS` (``fold`` is filled in when
@@ -359,8 +376,10 @@ class RunDir:
         atomic_write_csv(predictions, d / "predictions.csv")
         if history is not None:
             atomic_write_csv(history, d / "history.csv")
-        atomic_write_json(done, {"fold": fold, "n_predictions": len(predictions),
-                                 "has_history": history is not None, "seconds": seconds})
+        atomic_write_json(
+            done,
+            {"fold": fold, "n_predictions": len(predictions), "has_history": history is not None, "seconds": seconds},
+        )
 
     def fold_seconds(self) -> dict[str, float | None]:
         """Wall seconds of each completed fold, as recorded in its done marker (None when not recorded)."""
@@ -377,8 +396,10 @@ class RunDir:
         """Predictions of every completed fold, in fold order (empty table if none are complete)."""
         parts = []
         for fold in self.completed_folds():
-            part = pd.read_csv(self.fold_dir(fold, create=False) / "predictions.csv",
-                               dtype={"dataset": str, "subject": str, "sample": str, "fold": str})
+            part = pd.read_csv(
+                self.fold_dir(fold, create=False) / "predictions.csv",
+                dtype={"dataset": str, "subject": str, "sample": str, "fold": str},
+            )
             part["fold"] = [fold] * len(part)  # CSV would turn a fold "01" into 1: restore the key
             parts.append(part)
         if not parts:
@@ -392,8 +413,7 @@ class RunDir:
     # -- run-level outputs ------------------------------------------------------------------------
     def write_predictions(self, predictions: pd.DataFrame | None = None) -> Path:
         """Write ``predictions.csv`` of the whole run (default: all completed folds)."""
-        return atomic_write_csv(self.load_predictions() if predictions is None else predictions,
-                                self.predictions_path)
+        return atomic_write_csv(self.load_predictions() if predictions is None else predictions, self.predictions_path)
 
     def write_metrics(self, metrics: dict) -> Path:
         """Write ``metrics.json`` (e.g. :func:`merkit.evaluation.metrics.summarise`) as strict JSON."""
@@ -423,13 +443,17 @@ class RunDir:
             if weights_only and "weights_only" in str(err).lower().replace(" ", "_"):
                 raise CheckpointError(
                     f"fold {fold!r}: checkpoint {path} holds objects that weights_only loading refuses; "
-                    f"save only tensors/state dicts and plain Python values ({err})") from err
-            raise CheckpointError(f"fold {fold!r}: checkpoint {path} is corrupt ({err}); delete it and "
-                                  f"re-run the fold") from err
+                    f"save only tensors/state dicts and plain Python values ({err})"
+                ) from err
+            raise CheckpointError(
+                f"fold {fold!r}: checkpoint {path} is corrupt ({err}); delete it and re-run the fold"
+            ) from err
         except Exception as err:  # noqa: BLE001 - random bytes make the unpickler raise almost anything
             # (IndexError, KeyError, RuntimeError, EOFError, BadZipFile...): all mean "not a checkpoint"
-            raise CheckpointError(f"fold {fold!r}: checkpoint {path} is corrupt or truncated "
-                                  f"({type(err).__name__}: {err}); delete it and re-run the fold") from err
+            raise CheckpointError(
+                f"fold {fold!r}: checkpoint {path} is corrupt or truncated "
+                f"({type(err).__name__}: {err}); delete it and re-run the fold"
+            ) from err
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r}, completed_folds={len(self.completed_folds())})"

@@ -21,12 +21,16 @@ from merkit.viz.data import crop_box_figure, flow_figure
 from merkit.viz.frames import EVENT_COLOURS, display_frames, store_sample
 from merkit.viz.maps import frame_curve_plot, montage, overlay_frame
 from merkit.viz.regions import (
-    REGION_COLOURS, agreement_plot, region_mass_heatmap, region_mass_lines, region_overlay, region_time_heatmap,
+    REGION_COLOURS,
+    agreement_plot,
+    region_mass_heatmap,
+    region_mass_lines,
+    region_overlay,
+    region_time_heatmap,
     score_bars,
 )
 from merkit.viz.scores import comparison_bars, confusion_heatmap, per_group_bars, plot_history, seed_spread_bars
 from merkit.viz.viewer import ClipViewer, clip_viewer
-
 
 __all__ = [
     "EVENT_COLOURS",

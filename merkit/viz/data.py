@@ -27,11 +27,24 @@ def crop_box_figure(
     ax.imshow(frame, cmap="gray" if frame.ndim == 2 else None, extent=(0, width, height, 0))
     x, y, w, h = (int(v) for v in box)
     # Inset by one pixel so a whole-frame box stays visible at the image border.
-    ax.add_patch(Rectangle((x + 1, y + 1), max(w - 2, 1), max(h - 2, 1), fill=False, edgecolor="yellow", linewidth=2,
-                           label=f"crop box{f' ({method})' if method else ''}: {w}×{h} at ({x}, {y})"))
+    ax.add_patch(
+        Rectangle(
+            (x + 1, y + 1),
+            max(w - 2, 1),
+            max(h - 2, 1),
+            fill=False,
+            edgecolor="yellow",
+            linewidth=2,
+            label=f"crop box{f' ({method})' if method else ''}: {w}×{h} at ({x}, {y})",
+        )
+    )
     if truth is not None:
         tx, ty, tw, th = (int(v) for v in truth)
-        ax.add_patch(Rectangle((tx, ty), tw, th, fill=False, edgecolor="cyan", linewidth=1.5, linestyle="--", label="true face box"))
+        ax.add_patch(
+            Rectangle(
+                (tx, ty), tw, th, fill=False, edgecolor="cyan", linewidth=1.5, linestyle="--", label="true face box"
+            )
+        )
     ax.set_xlabel("x (pixels)")
     ax.set_ylabel("y (pixels)")
     ax.set_title(title or f"source frame {width}×{height} and its crop box")
@@ -39,7 +52,9 @@ def crop_box_figure(
     return figure
 
 
-def flow_figure(frame: np.ndarray, flow: np.ndarray, strain: np.ndarray | None = None, *, title: str | None = None) -> Figure:
+def flow_figure(
+    frame: np.ndarray, flow: np.ndarray, strain: np.ndarray | None = None, *, title: str | None = None
+) -> Figure:
     """The apex frame, the flow's u (→) and v (↓) in pixels and the optical strain (unitless), each with a colour bar.
 
     ``frame`` is (h, w) or (h, w, 3); ``flow`` (h, w, 2) displacements in pixels; ``strain`` (h, w). u and v

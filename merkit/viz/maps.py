@@ -43,8 +43,9 @@ def montage(
     height = cell * n_rows + (2.2 if rows else 1.4 if events else 0.6)
     figure = Figure(figsize=(cell * len(shown) + 1.2, height), layout="constrained")
     ratios = [1] * n_rows + ([1.6 if rows else 0.6] if timeline else [])
-    grid = figure.add_gridspec(n_rows + int(timeline), len(shown) + 1, height_ratios=ratios,
-                               width_ratios=[1] * len(shown) + [0.08])
+    grid = figure.add_gridspec(
+        n_rows + int(timeline), len(shown) + 1, height_ratios=ratios, width_ratios=[1] * len(shown) + [0.08]
+    )
     grey = {"cmap": "gray", "vmin": 0, "vmax": 1} if images.ndim == 3 else {}
     for column, frame in enumerate(shown):
         ax = figure.add_subplot(grid[0, column])

@@ -14,10 +14,18 @@ from merkit.viz.frames import EVENT_COLOURS, _mark_events
 from merkit.viz.scores import per_group_bars
 
 #: Colours of the facial regions (merkit.explain.faces) in region figures.
-REGION_COLOURS = {"brows": "tab:orange", "eyes": "tab:blue", "nose": "tab:green", "mouth": "tab:red", "other": "tab:gray"}
+REGION_COLOURS = {
+    "brows": "tab:orange",
+    "eyes": "tab:blue",
+    "nose": "tab:green",
+    "mouth": "tab:red",
+    "other": "tab:gray",
+}
 
 
-def score_bars(scores: pd.DataFrame, metric: str = "mass_in_region", by: str = "label", classes: Sequence[str] | None = None) -> Figure:
+def score_bars(
+    scores: pd.DataFrame, metric: str = "mass_in_region", by: str = "label", classes: Sequence[str] | None = None
+) -> Figure:
     """Explanation scores (``explain.score_methods`` output) per class, one bar per method, random included.
 
     The dashed line is the mean region fraction (the chance level of both scores)."""
@@ -25,10 +33,20 @@ def score_bars(scores: pd.DataFrame, metric: str = "mass_in_region", by: str = "
     if classes is not None and by == "label":
         data[by] = [classes[int(i)] for i in data[by]]
     chance = float(scores["region_fraction"].mean()) if "region_fraction" in scores else None
-    return per_group_bars(data, by, metric, hue="method", reference=chance, reference_label="region fraction (chance)", title=f"{metric} per {by}")
+    return per_group_bars(
+        data,
+        by,
+        metric,
+        hue="method",
+        reference=chance,
+        reference_label="region fraction (chance)",
+        title=f"{metric} per {by}",
+    )
 
 
-def region_time_heatmap(region_mass: pd.DataFrame, clip: int = 0, events: Mapping[str, float] | None = None, title: str | None = None) -> Figure:
+def region_time_heatmap(
+    region_mass: pd.DataFrame, clip: int = 0, events: Mapping[str, float] | None = None, title: str | None = None
+) -> Figure:
     """Heatmap regions x frames of one clip's mass shares (``explain.region_mass_over_time`` output)."""
     rows = region_mass[region_mass["clip"] == clip]
     if rows.empty:
@@ -45,10 +63,12 @@ def region_time_heatmap(region_mass: pd.DataFrame, clip: int = 0, events: Mappin
     return figure
 
 
-def region_overlay(frame: np.ndarray, regions: Mapping[str, np.ndarray], *, source: str = "", title: str | None = None) -> Figure:
+def region_overlay(
+    frame: np.ndarray, regions: Mapping[str, np.ndarray], *, source: str = "", title: str | None = None
+) -> Figure:
     """A stored frame (s, s) or (s, s, c) with the facial regions (name -> bool (s, s)) tinted and named."""
-    from matplotlib.patches import Patch
     from matplotlib.colors import to_rgb
+    from matplotlib.patches import Patch
 
     image = np.asarray(frame, dtype=np.float32)
     image = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
@@ -121,7 +141,14 @@ def agreement_plot(agreement: pd.DataFrame, title: str | None = None) -> Figure:
     ax = figure.add_subplot()
     data = agreement.dropna(subset=["spearman"])
     if data.empty:
-        ax.text(0.5, 0.5, "no learned attention in this model:\nnothing to agree with", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no learned attention in this model:\nnothing to agree with",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
     else:
         sns.boxplot(data=data, x="method", y="spearman", ax=ax, color="lightgrey", fliersize=0)
         sns.stripplot(data=data, x="method", y="spearman", ax=ax, color="black", size=3, jitter=False)

@@ -27,15 +27,29 @@ def plot_history(history: pd.DataFrame, x: str = "epoch", hue: str | None = None
     if hue is None and "fold" in history.columns and history["fold"].nunique() > 1:
         hue = "fold"
     skip = {x, "fold", "lr", "seconds", "selected"}
-    numeric = [c for c in history.columns if c not in skip and pd.api.types.is_numeric_dtype(history[c]) and not pd.api.types.is_bool_dtype(history[c])]
+    numeric = [
+        c
+        for c in history.columns
+        if c not in skip and pd.api.types.is_numeric_dtype(history[c]) and not pd.api.types.is_bool_dtype(history[c])
+    ]
     losses = [c for c in numeric if "loss" in c]
     scores = [c for c in numeric if c not in losses]
     figure = Figure(figsize=(10, 3.4), layout="constrained")
     axes = figure.subplots(1, 2)
     for ax, columns, label in ((axes[0], losses, "loss"), (axes[1], scores, "score")):
         if columns:
-            long = history.melt(id_vars=[x] + ([hue] if hue else []), value_vars=columns, var_name="series", value_name="value")
-            sns.lineplot(data=long, x=x, y="value", hue="series", errorbar=("sd", 1) if hue else None, ax=ax, marker="o" if long[x].nunique() < 30 else None)
+            long = history.melt(
+                id_vars=[x] + ([hue] if hue else []), value_vars=columns, var_name="series", value_name="value"
+            )
+            sns.lineplot(
+                data=long,
+                x=x,
+                y="value",
+                hue="series",
+                errorbar=("sd", 1) if hue else None,
+                ax=ax,
+                marker="o" if long[x].nunique() < 30 else None,
+            )
             ax.set_ylabel("loss (cross-entropy)" if label == "loss" else "score (0–1)")
         ax.set_xlabel(x)
         ax.set_title(label + (" (mean ± sd over folds)" if hue and columns else ""))
@@ -67,11 +81,27 @@ def confusion_heatmap(
     rows = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
     values = shares if normalise else counts
-    labels = np.array([[f"{s:.2f}\n({int(c)})" for s, c in zip(rs, rc)] for rs, rc in zip(shares, counts)]) if normalise else counts.astype(int).astype(str)
+    labels = (
+        np.array([[f"{s:.2f}\n({int(c)})" for s, c in zip(rs, rc)] for rs, rc in zip(shares, counts)])
+        if normalise
+        else counts.astype(int).astype(str)
+    )
     size = 1.0 + 0.9 * len(classes)
     figure = Figure(figsize=(size + 1.2, size), layout="constrained")
     ax = figure.add_subplot()
-    sns.heatmap(values, annot=labels, fmt="", cmap="Blues", vmin=0, vmax=1 if normalise else None, xticklabels=classes, yticklabels=classes, square=True, ax=ax, cbar=True)
+    sns.heatmap(
+        values,
+        annot=labels,
+        fmt="",
+        cmap="Blues",
+        vmin=0,
+        vmax=1 if normalise else None,
+        xticklabels=classes,
+        yticklabels=classes,
+        square=True,
+        ax=ax,
+        cbar=True,
+    )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.collections[0].colorbar.set_label("share of the true class" if normalise else "clips")
@@ -99,7 +129,9 @@ def per_group_bars(
     figure = Figure(figsize=(max(4.0, 0.5 * n_groups + 2), 3.4), layout="constrained")
     ax = figure.add_subplot()
     data = table.assign(**{group: table[group].astype(str)})
-    sns.barplot(data=data, x=group, y=value, hue=hue, ax=ax, errorbar=("ci", 95) if len(data) > n_groups else None, seed=0)
+    sns.barplot(
+        data=data, x=group, y=value, hue=hue, ax=ax, errorbar=("ci", 95) if len(data) > n_groups else None, seed=0
+    )
     if reference is not None:
         ax.axhline(reference, color="black", linestyle="--", linewidth=1, label=reference_label)
         ax.legend(fontsize=8)
@@ -122,8 +154,9 @@ def per_group_bars(
 def _score_panels(n_rows: int, metrics: Sequence[str], labels: Sequence[str]) -> tuple[Figure, Any]:
     """One horizontal panel per metric sharing the y axis: long names sit on the y axis and never overlap."""
     longest = max((len(str(label)) for label in labels), default=8)
-    figure = Figure(figsize=(min(4.0, 1.0 + 0.085 * longest) + 3.2 * len(metrics), 1.2 + 0.42 * n_rows),
-                    layout="constrained")
+    figure = Figure(
+        figsize=(min(4.0, 1.0 + 0.085 * longest) + 3.2 * len(metrics), 1.2 + 0.42 * n_rows), layout="constrained"
+    )
     axes = figure.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
     return figure, axes
 
@@ -167,8 +200,15 @@ def comparison_bars(
             has = np.isfinite(low) & np.isfinite(high) & np.isfinite(values)
             if has.any():
                 errors = np.vstack([values[has] - low[has], high[has] - values[has]]).clip(min=0)  # (2, n_with)
-                ax.errorbar(values[has], positions[has], xerr=errors, fmt="none", ecolor="black", capsize=3,
-                            label="95 % interval")
+                ax.errorbar(
+                    values[has],
+                    positions[has],
+                    xerr=errors,
+                    fmt="none",
+                    ecolor="black",
+                    capsize=3,
+                    label="95 % interval",
+                )
         _finish_score_axis(ax, metric, reference, reference_label, i == 0)
     axes[0].set_yticks(positions, labels)
     axes[0].invert_yaxis()  # first row on top, as in the table
@@ -196,8 +236,15 @@ def seed_spread_bars(
         means = np.array([values[keys == g].mean() for g in groups])
         sds = np.array([values[keys == g].std(ddof=1) if (keys == g).sum() > 1 else 0.0 for g in groups])
         positions = np.arange(len(groups))
-        ax.barh(positions, np.nan_to_num(means), xerr=np.nan_to_num(sds), capsize=3,
-                color=sns.color_palette("deep")[0], alpha=0.7, label="mean ± sd")
+        ax.barh(
+            positions,
+            np.nan_to_num(means),
+            xerr=np.nan_to_num(sds),
+            capsize=3,
+            color=sns.color_palette("deep")[0],
+            alpha=0.7,
+            label="mean ± sd",
+        )
         for position, group in zip(positions, groups):
             runs = values[keys == group].to_numpy(float)
             ax.scatter(runs, np.full(len(runs), position), color="black", s=14, zorder=3)

@@ -34,7 +34,12 @@ class ClipViewer:
         """The overlay figure of ``method``'s map on frame ``frame`` of clip ``sample``."""
         events = self.events[sample] if self.events is not None else None
         return overlay_frame(
-            self.clips[sample], self.maps[method], frame, index=sample, opacity=opacity, events=events,
+            self.clips[sample],
+            self.maps[method],
+            frame,
+            index=sample,
+            opacity=opacity,
+            events=events,
             title=f"{self.names[sample]} · {method} · frame {frame}",
         )
 
@@ -71,17 +76,31 @@ def clip_viewer(
     if events is not None and len(events) != len(clip_list):
         raise ValueError(f"{len(events)} event sets for {len(clip_list)} clips")
     n_frames = display_frames(clip_list[sample]).shape[0]
-    static = montage(clip_list[sample], maps, index=sample, frames=frames, events=events[sample] if events is not None else None, title=names[sample])
+    static = montage(
+        clip_list[sample],
+        maps,
+        index=sample,
+        frames=frames,
+        events=events[sample] if events is not None else None,
+        title=names[sample],
+    )
 
     frame_slider = widgets.IntSlider(value=0, min=0, max=n_frames - 1, description="frame")
     play = widgets.Play(value=0, min=0, max=n_frames - 1, interval=250, description="play")
     widgets.jslink((play, "value"), (frame_slider, "value"))
     method_box = widgets.Dropdown(options=list(maps), description="method")
-    sample_box = widgets.Dropdown(options=[(name, i) for i, name in enumerate(names)], value=sample, description="sample")
+    sample_box = widgets.Dropdown(
+        options=[(name, i) for i, name in enumerate(names)], value=sample, description="sample"
+    )
     opacity = widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity")
     output = widgets.Output()
     viewer = ClipViewer(
-        widget=None, figure=static, clips=clip_list, maps=maps, events=events, names=names,
+        widget=None,
+        figure=static,
+        clips=clip_list,
+        maps=maps,
+        events=events,
+        names=names,
     )
 
     def redraw(*_: Any) -> None:
@@ -92,6 +111,8 @@ def clip_viewer(
 
     for control in (frame_slider, method_box, sample_box, opacity):
         control.observe(redraw, names="value")
-    viewer.widget = widgets.VBox([widgets.HBox([play, frame_slider]), widgets.HBox([method_box, sample_box, opacity]), output])
+    viewer.widget = widgets.VBox(
+        [widgets.HBox([play, frame_slider]), widgets.HBox([method_box, sample_box, opacity]), output]
+    )
     redraw()
     return viewer

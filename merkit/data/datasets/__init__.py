@@ -30,7 +30,14 @@ from merkit.data.datasets.megc2019 import (
     write_megc_ground_truth,
 )
 from merkit.data.datasets.smic_hs import SmicHsBuilder
-from merkit.data.datasets.spec import NOT_GIVEN, DatasetSpec, chosen_label_map, list_spec_files, load_spec, manifests_dir
+from merkit.data.datasets.spec import (
+    NOT_GIVEN,
+    DatasetSpec,
+    chosen_label_map,
+    list_spec_files,
+    load_spec,
+    manifests_dir,
+)
 from merkit.data.manifest import ManifestError, ManifestProblem
 
 __all__ = [
@@ -74,9 +81,12 @@ def list_label_maps(dataset: str) -> list[str]:
 
 def list_protocols(dataset: str) -> list[str]:
     """Deprecated name of :func:`list_label_maps` (it read like the fold protocols); warns, then answers."""
-    warnings.warn("merkit.data.datasets.list_protocols(dataset) is deprecated: use list_label_maps(dataset) "
-                  "(the class mappings; merkit.evaluation.splits.list_protocols() lists the fold protocols)",
-                  DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        "merkit.data.datasets.list_protocols(dataset) is deprecated: use list_label_maps(dataset) "
+        "(the class mappings; merkit.evaluation.splits.list_protocols() lists the fold protocols)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return list_label_maps(dataset)
 
 
@@ -119,6 +129,10 @@ def build_manifest(
     builder = BUILDERS.get(spec.builder)
     if builder is None:
         raise ManifestError(
-            [ManifestProblem(dataset, None, None, f"{spec.file}: unknown builder {spec.builder!r}; known: {sorted(BUILDERS)}")]
+            [
+                ManifestProblem(
+                    dataset, None, None, f"{spec.file}: unknown builder {spec.builder!r}; known: {sorted(BUILDERS)}"
+                )
+            ]
         )
     return builder(spec, data_root, label_map, annotation=annotation, strict=strict, on_problem=on_problem)

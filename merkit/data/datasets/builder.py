@@ -34,10 +34,21 @@ from typing import Any
 import pandas as pd
 
 from merkit.data.datasets.cells import (
-    RowError, canonical_sample, cell_text, parse_action_units, parse_frame, subject_number,
+    RowError,
+    canonical_sample,
+    cell_text,
+    parse_action_units,
+    parse_frame,
+    subject_number,
 )
 from merkit.data.datasets.faults import (
-    apply_errata, apply_repairs, check_on_problem, known_faults, settle, timing_faults, without_repeats,
+    apply_errata,
+    apply_repairs,
+    check_on_problem,
+    known_faults,
+    settle,
+    timing_faults,
+    without_repeats,
 )
 from merkit.data.datasets.finish import apply_exclusions, apply_label_map, check_expected, counts_checked, finish
 from merkit.data.datasets.sheets import SheetRow, read_sheet
@@ -64,8 +75,9 @@ class SheetBuilder:
         self.respell: Callable[[str], str] | None = SAMPLE_SPELLINGS.get(spelling) if spelling is not None else None
 
     @classmethod
-    def build_spec(cls, spec: DatasetSpec, data_root: str | PathLike, label_map: str | None = None,
-                   **options: Any) -> pd.DataFrame:
+    def build_spec(
+        cls, spec: DatasetSpec, data_root: str | PathLike, label_map: str | None = None, **options: Any
+    ) -> pd.DataFrame:
         """``cls(spec).build(data_root, label_map, **options)``: the entry of the builder registry
         (:data:`merkit.data.datasets.BUILDERS`)."""
         return cls(spec).build(data_root, label_map, **options)
@@ -147,8 +159,13 @@ class SheetBuilder:
         return [clip] if isinstance(clip, str) else list(clip)
 
     def candidates(self, record: Mapping[str, Any]) -> list[str]:
-        fields = {"subject": record["subject"], "n": record["_n"], "sample": record["sample"],
-                  "filename": record["_filename"], "emotion": record["emotion"]}
+        fields = {
+            "subject": record["subject"],
+            "n": record["_n"],
+            "sample": record["sample"],
+            "filename": record["_filename"],
+            "emotion": record["emotion"],
+        }
         return [template.format(**fields) for template in self.clip_templates()]
 
     @staticmethod
@@ -220,8 +237,9 @@ class SheetBuilder:
             raise self.error(f"data root {data_root} is not a folder")
         chosen = self.spec.label_map(label_map) if label_map is not None else None
         records, problems, context, attrs = self.read_records(data_root, annotation)
-        return self.finish_records(records, problems, data_root, chosen, on_problem=on_problem,
-                                   strict=strict, context=context, **attrs)
+        return self.finish_records(
+            records, problems, data_root, chosen, on_problem=on_problem, strict=strict, context=context, **attrs
+        )
 
     def check_annotation(self, annotation: str | PathLike | None) -> None:
         """Refuse an ``annotation`` this kind of release cannot use (a sheet builder takes any)."""
@@ -241,7 +259,9 @@ class SheetBuilder:
             except RowError as error:
                 subject = cell_text(row.values.get("subject")) or None
                 sample = cell_text(row.values.get("sample")) or None
-                problems.append(ManifestProblem(self.key, subject, sample, f"{sheet_path.name} row {row.number}: {error}", "row"))
+                problems.append(
+                    ManifestProblem(self.key, subject, sample, f"{sheet_path.name} row {row.number}: {error}", "row")
+                )
                 continue
             record["_where"] = f"{sheet_path.name} row {row.number}"
             records.append(record)

@@ -15,18 +15,27 @@ from merkit.data.manifest import ManifestError, ManifestProblem
 
 #: What a build may do about problems: report them, fix what the yaml declares, or leave those samples out.
 ON_PROBLEM = ("error", "fix", "drop")
+
+
 def check_on_problem(value: str, dataset: str) -> str:
     """``value`` when it is one of :data:`ON_PROBLEM`, else a ManifestError naming the choices."""
     if value not in ON_PROBLEM:
-        raise ManifestError([ManifestProblem(dataset, None, None, f"on_problem must be one of {list(ON_PROBLEM)}, got {value!r}")])
+        raise ManifestError(
+            [ManifestProblem(dataset, None, None, f"on_problem must be one of {list(ON_PROBLEM)}, got {value!r}")]
+        )
     return value
-
 
 
 def log_entry(dataset: str, subject: Any, sample: Any, field: str | None, action: str, detail: str) -> dict[str, Any]:
     """One row of ``data_problems.csv``: what the build fixed, dropped or left out, and why."""
-    return {"dataset": dataset, "subject": subject, "sample": sample, "field": field or "",
-            "action": action, "detail": detail}
+    return {
+        "dataset": dataset,
+        "subject": subject,
+        "sample": sample,
+        "field": field or "",
+        "action": action,
+        "detail": detail,
+    }
 
 
 def _from_values(erratum: Mapping[str, Any]) -> list[Any] | None:
@@ -37,11 +46,15 @@ def _from_values(erratum: Mapping[str, Any]) -> list[Any] | None:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _erratum_record(by_key: Mapping[tuple[str, str], dict[str, Any]], erratum: Mapping[str, Any]) -> dict[str, Any] | None:
+def _erratum_record(
+    by_key: Mapping[tuple[str, str], dict[str, Any]], erratum: Mapping[str, Any]
+) -> dict[str, Any] | None:
     return by_key.get((str(erratum["subject"]), str(erratum["sample"])))
 
 
-def apply_errata(records: list[dict[str, Any]], errata: Iterable[Mapping[str, Any]], dataset: str = "") -> list[dict[str, Any]]:
+def apply_errata(
+    records: list[dict[str, Any]], errata: Iterable[Mapping[str, Any]], dataset: str = ""
+) -> list[dict[str, Any]]:
     """Correct known sheet errors in place (``on_problem='fix'``); returns a log entry per correction.
 
     An erratum ``{subject, sample, field, from, to, source}`` applies only where the record still holds
@@ -59,17 +72,31 @@ def apply_errata(records: list[dict[str, Any]], errata: Iterable[Mapping[str, An
         wrong = _from_values(erratum)
         if (wrong is not None and before not in wrong) or before == erratum["to"]:
             continue
-        if field == "apex" and isinstance(record.get("onset"), int) and isinstance(record.get("offset"), int) \
-                and not record["onset"] <= int(erratum["to"]) <= record["offset"]:
+        if (
+            field == "apex"
+            and isinstance(record.get("onset"), int)
+            and isinstance(record.get("offset"), int)
+            and not record["onset"] <= int(erratum["to"]) <= record["offset"]
+        ):
             continue  # this copy's clip does not hold the corrected apex: the erratum was written for another
         record[field] = erratum["to"]
         source = erratum.get("source") or erratum.get("why", "")
-        log.append(log_entry(dataset or record["dataset"], record["subject"], record["sample"], field, "fixed",
-                             f"{field} {before!r} -> {erratum['to']!r} (declared erratum: {source})"))
+        log.append(
+            log_entry(
+                dataset or record["dataset"],
+                record["subject"],
+                record["sample"],
+                field,
+                "fixed",
+                f"{field} {before!r} -> {erratum['to']!r} (declared erratum: {source})",
+            )
+        )
     return log
 
 
-def known_faults(records: list[dict[str, Any]], errata: Iterable[Mapping[str, Any]], dataset: str) -> list[ManifestProblem]:
+def known_faults(
+    records: list[dict[str, Any]], errata: Iterable[Mapping[str, Any]], dataset: str
+) -> list[ManifestProblem]:
     """A problem per declared erratum whose wrong value (``from``) is still in the sheet.
 
     Errata without ``from`` are not reported: the sheet value is not known to be wrong in every copy.
@@ -83,10 +110,16 @@ def known_faults(records: list[dict[str, Any]], errata: Iterable[Mapping[str, An
         if record is None or wrong is None or record.get(field) not in wrong:
             continue
         source = erratum.get("source") or erratum.get("why", "")
-        problems.append(ManifestProblem(
-            dataset, record["subject"], record["sample"],
-            f"{record.get('_where', 'sheet')}: {field} {record[field]!r} is a known fault "
-            f"(declared erratum -> {erratum['to']!r}: {source}); on_problem='fix' applies it", field))
+        problems.append(
+            ManifestProblem(
+                dataset,
+                record["subject"],
+                record["sample"],
+                f"{record.get('_where', 'sheet')}: {field} {record[field]!r} is a known fault "
+                f"(declared erratum -> {erratum['to']!r}: {source}); on_problem='fix' applies it",
+                field,
+            )
+        )
     return problems
 
 
@@ -119,12 +152,21 @@ def timing_faults(records: list[dict[str, Any]], repairs: Mapping[str, Any], dat
         if fault is None or fault[0] not in repairs:
             continue
         kind, field = fault
-        what = {"offset_zero": f"offset is 0 (onset {record['onset']})",
-                "onset_after_offset": f"onset {record['onset']} is after offset {record['offset']}",
-                "apex_outside": f"apex {record['apex']} lies outside onset..offset {record['onset']}..{record['offset']}"}[kind]
+        what = {
+            "offset_zero": f"offset is 0 (onset {record['onset']})",
+            "onset_after_offset": f"onset {record['onset']} is after offset {record['offset']}",
+            "apex_outside": f"apex {record['apex']} lies outside onset..offset {record['onset']}..{record['offset']}",
+        }[kind]
         rule = repairs[kind].get("rule", "") if isinstance(repairs[kind], Mapping) else str(repairs[kind])
-        problems.append(ManifestProblem(dataset, record["subject"], record["sample"],
-                                        f"{record.get('_where', 'sheet')}: {what}; on_problem='fix' applies the declared rule ({rule})", field))
+        problems.append(
+            ManifestProblem(
+                dataset,
+                record["subject"],
+                record["sample"],
+                f"{record.get('_where', 'sheet')}: {what}; on_problem='fix' applies the declared rule ({rule})",
+                field,
+            )
+        )
     return problems
 
 
@@ -142,7 +184,9 @@ def _last_contiguous_frame(folder: Path, onset: int) -> int | None:
     return last
 
 
-def apply_repairs(records: list[dict[str, Any]], repairs: Mapping[str, Any], data_root: Path, dataset: str) -> list[dict[str, Any]]:
+def apply_repairs(
+    records: list[dict[str, Any]], repairs: Mapping[str, Any], data_root: Path, dataset: str
+) -> list[dict[str, Any]]:
     """Repair timing faults by the dataset's declared rules (``on_problem='fix'``; errata come first).
 
     Rules (``repairs.<fault>.rule`` in the yaml; each is OUR assumption, never the dataset owners'):
@@ -155,7 +199,9 @@ def apply_repairs(records: list[dict[str, Any]], repairs: Mapping[str, Any], dat
     log: list[dict[str, Any]] = []
     if not repairs:
         return log
-    lengths = [r["offset"] - r["onset"] for r in records if _timing_fault(r) is None and isinstance(r.get("onset"), int)]
+    lengths = [
+        r["offset"] - r["onset"] for r in records if _timing_fault(r) is None and isinstance(r.get("onset"), int)
+    ]
     typical = int(np.median(lengths)) if lengths else 0
     for record in records:
         for _ in TIMING_FAULTS:  # a repair can reveal the next fault (a swapped clip with its apex outside)
@@ -182,8 +228,19 @@ def apply_repairs(records: list[dict[str, Any]], repairs: Mapping[str, Any], dat
             else:
                 raise ManifestError([ManifestProblem(dataset, None, None, f"repairs.{kind}: unknown rule {rule!r}")])
             why = body.get("why", "")
-            log.append(log_entry(dataset, record["subject"], record["sample"], field, "fixed (rule)",
-                                 f"{record.get('_where', 'sheet')}: {detail}; rule {kind}: {rule}, our assumption{': ' + why if why else ''}"))
+            log.append(
+                log_entry(
+                    dataset,
+                    record["subject"],
+                    record["sample"],
+                    field,
+                    "fixed (rule)",
+                    (
+                        f"{record.get('_where', 'sheet')}: {detail}; rule {kind}: {rule}, "
+                        f"our assumption{': ' + why if why else ''}"
+                    ),
+                )
+            )
     return log
 
 

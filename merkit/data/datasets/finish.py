@@ -60,7 +60,9 @@ def apply_label_map(df: pd.DataFrame, label_map: LabelMap) -> pd.DataFrame:
 apply_protocol = apply_label_map
 
 
-def check_expected(df: pd.DataFrame, expected: Mapping[str, Any] | None, dataset: str, what: str) -> list[ManifestProblem]:
+def check_expected(
+    df: pd.DataFrame, expected: Mapping[str, Any] | None, dataset: str, what: str
+) -> list[ManifestProblem]:
     """Compare sample, subject and (under a label map) per-class counts with the spec's ``expected``."""
     if not expected:
         return []
@@ -68,7 +70,9 @@ def check_expected(df: pd.DataFrame, expected: Mapping[str, Any] | None, dataset
 
     def differ(name: str, want: Any, got: Any) -> None:
         if want is not None and want != got:
-            problems.append(ManifestProblem(dataset, None, None, f"{what}: expected {want} {name}, built {got}", "counts"))
+            problems.append(
+                ManifestProblem(dataset, None, None, f"{what}: expected {want} {name}, built {got}", "counts")
+            )
 
     differ("samples", expected.get("samples"), len(df))
     # Subjects are counted per dataset: a composite's CASME II "01" and another part's "01" are two people.
@@ -100,7 +104,11 @@ def finish(
     df.attrs["data_problems"] = _unique(log)
     df.attrs["on_problem"] = on_problem
     if strict and problems:
-        hint = "" if on_problem != "error" else " (on_problem='fix' applies the declared errata; 'drop' leaves those samples out)"
+        hint = (
+            ""
+            if on_problem != "error"
+            else " (on_problem='fix' applies the declared errata; 'drop' leaves those samples out)"
+        )
         raise ManifestError(problems, context=context + hint)
     df.attrs["problems"] = problems
     return df

@@ -40,8 +40,11 @@ def find_listing(spec: DatasetSpec, folder: Path, listing: str | PathLike | None
     found = sorted(folder.glob("*.csv"))
     if len(found) != 1:
         what = "no *.csv" if not found else f"{len(found)} CSV files ({', '.join(p.name for p in found)})"
-        raise _error(spec.key, f"{folder}: {what}; name the listing with listing= (notebooks: -p listing PATH, "
-                               "merkit prepare --listing PATH)")
+        raise _error(
+            spec.key,
+            f"{folder}: {what}; name the listing with listing= (notebooks: -p listing PATH, "
+            "merkit prepare --listing PATH)",
+        )
     return found[0]
 
 
@@ -68,12 +71,20 @@ def build(
     table = pd.read_csv(listing, dtype=str, keep_default_na=False, skipinitialspace=True)
     table.columns = [str(c).strip() for c in table.columns]
     names = spec.raw.get("listing") or {}
-    columns = {what: _column(list(table.columns), list(names.get(what, ()))) for what in ("subject", "sample", "label", "dataset")}
+    columns = {
+        what: _column(list(table.columns), list(names.get(what, ())))
+        for what in ("subject", "sample", "label", "dataset")
+    }
     if columns["label"] is None:
         raise _error(spec.key, f"{listing}: no label column (one of {names.get('label')}) in {list(table.columns)}")
     try:
-        index = read_flow_listing(folder, table.rename(columns={}), subject_column=columns["subject"],
-                                  sample_column=columns["sample"], label_column=columns["label"])
+        index = read_flow_listing(
+            folder,
+            table.rename(columns={}),
+            subject_column=columns["subject"],
+            sample_column=columns["sample"],
+            label_column=columns["label"],
+        )
     except FlowError as error:
         raise _error(spec.key, str(error).replace("<listing DataFrame>", str(listing))) from None
     aliases = {str(k).lower(): str(v) for k, v in (spec.raw.get("datasets") or {}).items()}
@@ -85,33 +96,51 @@ def build(
     for row, dataset in zip(index.itertuples(), datasets):
         label = chosen.label_of(str(row.label).strip().lower()) if str(row.label).strip() else None
         if label is None:
-            problems.append(ManifestProblem(dataset, row.subject, row.sample,
-                                            f"{listing} line {row.row}: label {row.label!r} is not one of "
-                                            f"{sorted(chosen.mapping)} (label map {chosen.name})"))
+            problems.append(
+                ManifestProblem(
+                    dataset,
+                    row.subject,
+                    row.sample,
+                    f"{listing} line {row.row}: label {row.label!r} is not one of "
+                    f"{sorted(chosen.mapping)} (label map {chosen.name})",
+                )
+            )
         labels.append(label)
         emotions.append(chosen.classes[label] if label is not None else str(row.label))
     if problems and strict:
         raise ManifestError(problems, context=f"{spec.key} built from {listing}")
     keep = np.array([label is not None for label in labels])
-    manifest = pd.DataFrame({
-        "dataset": datasets,
-        "subject": index["subject"].astype(str),
-        "sample": index["sample"].astype(str),
-        "path": [Path(p).relative_to(folder).as_posix() for p in index["path"]],
-        "onset": np.zeros(len(index), dtype=np.int64),
-        "apex": pd.array([pd.NA] * len(index), dtype="Int64"),
-        "offset": np.zeros(len(index), dtype=np.int64),
-        "fps": np.full(len(index), np.nan),
-        "emotion": emotions,
-        "label": pd.array(labels, dtype="Int64"),
-        "action_units": [()] * len(index),
-        "listing_row": index["row"].astype(np.int64),
-    })[keep].reset_index(drop=True)
+    manifest = pd.DataFrame(
+        {
+            "dataset": datasets,
+            "subject": index["subject"].astype(str),
+            "sample": index["sample"].astype(str),
+            "path": [Path(p).relative_to(folder).as_posix() for p in index["path"]],
+            "onset": np.zeros(len(index), dtype=np.int64),
+            "apex": pd.array([pd.NA] * len(index), dtype="Int64"),
+            "offset": np.zeros(len(index), dtype=np.int64),
+            "fps": np.full(len(index), np.nan),
+            "emotion": emotions,
+            "label": pd.array(labels, dtype="Int64"),
+            "action_units": [()] * len(index),
+            "listing_row": index["row"].astype(np.int64),
+        }
+    )[keep].reset_index(drop=True)
     duplicated = manifest.duplicated(["dataset", "subject", "sample"], keep=False)
     if duplicated.any():
         first = manifest[duplicated].iloc[0]
-        raise _error(first["dataset"], f"{listing}: {int(duplicated.sum())} rows list the same clip "
-                                       f"(first at line {first['listing_row']})", first["subject"], first["sample"])
-    manifest.attrs = {"dataset": spec.key, "label_map": chosen.name, "classes": list(chosen.classes),
-                      "annotation": str(listing), "flow_folder": True, "problems": problems}
+        raise _error(
+            first["dataset"],
+            f"{listing}: {int(duplicated.sum())} rows list the same clip (first at line {first['listing_row']})",
+            first["subject"],
+            first["sample"],
+        )
+    manifest.attrs = {
+        "dataset": spec.key,
+        "label_map": chosen.name,
+        "classes": list(chosen.classes),
+        "annotation": str(listing),
+        "flow_folder": True,
+        "problems": problems,
+    }
     return manifest

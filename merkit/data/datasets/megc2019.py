@@ -70,7 +70,9 @@ def no_usable_apex(record: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _changed_clips(part_df: pd.DataFrame, root: Path, wanted_sheet: str, label_map: LabelMap, on_problem: str) -> ManifestProblem | None:
+def _changed_clips(
+    part_df: pd.DataFrame, root: Path, wanted_sheet: str, label_map: LabelMap, on_problem: str
+) -> ManifestProblem | None:
     """A problem naming the CASME II clips whose composite class differs from the ``wanted_sheet`` version
     (None when the sheet read is that version)."""
     from merkit.data.datasets import build_manifest  # in the function: merkit.data.datasets imports this module
@@ -84,12 +86,18 @@ def _changed_clips(part_df: pd.DataFrame, root: Path, wanted_sheet: str, label_m
         index = rule.label_of(str(emotion))
         return "out" if index is None else label_map.classes[index]
 
-    head = (f"CASME II was read from {read}, but the MEGC2019 composite is defined on the 2014 emotions "
-            f"({wanted_sheet})")
+    head = f"CASME II was read from {read}, but the MEGC2019 composite is defined on the 2014 emotions ({wanted_sheet})"
     if not (root / wanted_sheet).is_file():
-        return ManifestProblem("casme2", None, None, (
-            f"{head}, which is not under {root}: the clips that change cannot be named (in the real 2019 sheet "
-            "three clips of subject 24 change sadness -> surprise); put the 2014 sheet there"), "counts")
+        return ManifestProblem(
+            "casme2",
+            None,
+            None,
+            (
+                f"{head}, which is not under {root}: the clips that change cannot be named (in the real 2019 sheet "
+                "three clips of subject 24 change sadness -> surprise); put the 2014 sheet there"
+            ),
+            "counts",
+        )
     original = build_manifest("casme2", root, None, annotation=wanted_sheet, strict=False, on_problem=on_problem)
     before = {(s, c): e for s, c, e in zip(original["subject"], original["sample"], original["emotion"])}
     changed = []
@@ -119,11 +127,22 @@ def build(
     data_root = Path(data_root)
     on_problem = check_on_problem(on_problem, COMPOSITE)
     if annotation is not None and not isinstance(annotation, Mapping):
-        raise ManifestError([ManifestProblem(COMPOSITE, None, None, "annotation must map part -> sheet path for the composite")])
+        raise ManifestError(
+            [ManifestProblem(COMPOSITE, None, None, "annotation must map part -> sheet path for the composite")]
+        )
     chosen = spec.label_map(label_map or spec.default_label_map or DEFAULT_LABEL_MAP)
     unknown_rules = sorted(set(chosen.exclude) - set(EXCLUSION_RULES))
     if unknown_rules:
-        raise ManifestError([ManifestProblem(COMPOSITE, None, None, f"{spec.file}: unknown exclusion rule(s) {unknown_rules}; known: {list(EXCLUSION_RULES)}")])
+        raise ManifestError(
+            [
+                ManifestProblem(
+                    COMPOSITE,
+                    None,
+                    None,
+                    f"{spec.file}: unknown exclusion rule(s) {unknown_rules}; known: {list(EXCLUSION_RULES)}",
+                )
+            ]
+        )
     parts: dict[str, Any] = spec.raw["parts"]
     annotation, roots = dict(annotation or {}), dict(roots or {})
     problems: list[ManifestProblem] = []
@@ -135,7 +154,9 @@ def build(
         candidates = [str(c) for c in (part_spec.get("roots") or [part])]
         root = _part_root(data_root, candidates, roots.get(part))
         if root is None or not root.is_dir():
-            problems.append(ManifestProblem(part, None, None, f"no {part} folder under {data_root}: looked for {candidates}"))
+            problems.append(
+                ManifestProblem(part, None, None, f"no {part} folder under {data_root}: looked for {candidates}")
+            )
             continue
         wanted_sheet = part_spec.get("annotation")
         part_sheet = annotation.get(part)
@@ -151,7 +172,9 @@ def build(
         part_rule = chosen.for_part(part)
         forgotten = sorted(set(load_spec(part).emotions) - set(part_rule.mapping) - set(part_rule.drop))
         if forgotten:
-            problems.append(ManifestProblem(part, None, None, f"{chosen.name}: emotions {forgotten} neither mapped nor dropped"))
+            problems.append(
+                ManifestProblem(part, None, None, f"{chosen.name}: emotions {forgotten} neither mapped nor dropped")
+            )
         if wanted_sheet:
             changed = _changed_clips(df, root, str(wanted_sheet), chosen, on_problem)
             if changed is not None:
@@ -167,7 +190,9 @@ def build(
     excluded: list[str] = []
     for part in parts:
         part_records = [r for r in records if r["dataset"] == part]
-        part_kept, part_excluded = apply_exclusions(part_records, [e for e in chosen.exclusions if e.get("dataset") == part])
+        part_kept, part_excluded = apply_exclusions(
+            part_records, [e for e in chosen.exclusions if e.get("dataset") == part]
+        )
         kept += part_kept
         excluded += [f"{part}/{x}" for x in part_excluded]
     labelled = []
@@ -178,8 +203,16 @@ def build(
         reason = no_usable_apex(record) if "no_usable_apex" in chosen.exclude else None
         if reason is not None:
             excluded.append(f"{record['dataset']}/{record['subject']}/{record['sample']}")
-            log.append(log_entry(str(record["dataset"]), record["subject"], record["sample"], "apex", "excluded",
-                                 f"{reason} (rule no_usable_apex of {spec.file.name})"))
+            log.append(
+                log_entry(
+                    str(record["dataset"]),
+                    record["subject"],
+                    record["sample"],
+                    "apex",
+                    "excluded",
+                    f"{reason} (rule no_usable_apex of {spec.file.name})",
+                )
+            )
             continue
         labelled.append({**record, "label": label})
     composite = make_manifest(
@@ -216,8 +249,15 @@ def build_megc2019(
     """The MEGC2019 composite manifest from a folder holding the three datasets (see the module docstring).
     ``protocol=`` is the deprecated name of ``label_map`` (warns)."""
     label_map = chosen_label_map(label_map, protocol, "build_megc2019")
-    return build(load_spec(COMPOSITE), data_root, label_map, annotation=annotations, strict=strict, roots=roots,
-                 on_problem=on_problem)
+    return build(
+        load_spec(COMPOSITE),
+        data_root,
+        label_map,
+        annotation=annotations,
+        strict=strict,
+        roots=roots,
+        on_problem=on_problem,
+    )
 
 
 def _gt_spec() -> dict[str, Any]:
@@ -245,20 +285,39 @@ def read_megc_ground_truth(path: str | PathLike) -> pd.DataFrame:
             continue
         where = f"{path.name} line {number}"
         if len(fields) != 4:
-            raise ManifestError([ManifestProblem(COMPOSITE, None, None, f"{where}: expected 4 fields {GROUND_TRUTH_COLUMNS}, got {fields}")])
+            raise ManifestError(
+                [
+                    ManifestProblem(
+                        COMPOSITE, None, None, f"{where}: expected 4 fields {GROUND_TRUTH_COLUMNS}, got {fields}"
+                    )
+                ]
+            )
         database, subject, video, label = (f.strip() for f in fields)
         if database not in to_dataset:
-            raise ManifestError([ManifestProblem(COMPOSITE, subject, video, f"{where}: unknown database {database!r} (known: {sorted(to_dataset)})")])
+            raise ManifestError(
+                [
+                    ManifestProblem(
+                        COMPOSITE,
+                        subject,
+                        video,
+                        f"{where}: unknown database {database!r} (known: {sorted(to_dataset)})",
+                    )
+                ]
+            )
         dataset = to_dataset[database]
         try:
             normalised = formats[dataset].format(n=subject_number(subject))
         except RowError as error:
             raise ManifestError([ManifestProblem(dataset, subject, video, f"{where}: {error}")]) from None
         if label not in ("0", "1", "2"):
-            raise ManifestError([ManifestProblem(dataset, normalised, video, f"{where}: label {label!r} is not 0, 1 or 2")])
+            raise ManifestError(
+                [ManifestProblem(dataset, normalised, video, f"{where}: label {label!r} is not 0, 1 or 2")]
+            )
         if dataset == "smic_hs":
             video = canonical_sample(video)  # s1_ne_01 and s01_ne_01 are one clip
-        rows.append({"dataset": dataset, "subject": normalised, "sample": video, "label": int(label), "database": database})
+        rows.append(
+            {"dataset": dataset, "subject": normalised, "sample": video, "label": int(label), "database": database}
+        )
     out = pd.DataFrame(rows, columns=["dataset", "subject", "sample", "label", "database"])
     out["label"] = out["label"].astype("int64")
     return out
@@ -277,10 +336,24 @@ def write_megc_ground_truth(df: pd.DataFrame, path: str | PathLike) -> Path:
     for record in df[["dataset", "subject", "sample", "label"]].to_dict("records"):
         dataset = str(record["dataset"])
         if dataset not in databases:
-            raise ManifestError([ManifestProblem(dataset, record["subject"], record["sample"], f"no MEGC database name for dataset {dataset!r}")])
+            raise ManifestError(
+                [
+                    ManifestProblem(
+                        dataset, record["subject"], record["sample"], f"no MEGC database name for dataset {dataset!r}"
+                    )
+                ]
+            )
         if pd.isna(record["label"]):
-            raise ManifestError([ManifestProblem(dataset, record["subject"], record["sample"], "no label (build with label map megc2019_3class)")])
-        subject = subject_forms.get(dataset, "{subject}").format(subject=record["subject"], n=subject_number(record["subject"]))
+            raise ManifestError(
+                [
+                    ManifestProblem(
+                        dataset, record["subject"], record["sample"], "no label (build with label map megc2019_3class)"
+                    )
+                ]
+            )
+        subject = subject_forms.get(dataset, "{subject}").format(
+            subject=record["subject"], n=subject_number(record["subject"])
+        )
         lines.append(f"{databases[dataset]},{subject},{record['sample']},{int(record['label'])}\r\n")
     return atomic_write_text(path, "".join(lines))
 
@@ -309,11 +382,13 @@ def compare_ground_truth(built: pd.DataFrame, truth: pd.DataFrame, classes: list
             status.append("only in ground truth")
         else:
             status.append("agree" if int(b) == int(t) else "label differs")
-    out = pd.DataFrame({
-        **{k: both[k].astype(str) for k in key},
-        "built_label": [name(v) for v in both["built"]],
-        "truth_label": [name(v) for v in both["truth"]],
-        "status": status,
-    })
+    out = pd.DataFrame(
+        {
+            **{k: both[k].astype(str) for k in key},
+            "built_label": [name(v) for v in both["built"]],
+            "truth_label": [name(v) for v in both["truth"]],
+            "status": status,
+        }
+    )
     out["_order"] = (out["status"] == "agree").astype(int)
     return out.sort_values(["_order", *key]).drop(columns="_order").reset_index(drop=True)

@@ -69,10 +69,16 @@ class SmicHsBuilder(SheetBuilder):
         records, problems = self.walk(base, root, micro, classes)
         for record in records:
             record["cropped"] = self.is_cropped_root(root)
-        return (records, problems, f"{self.key} built from the folders under {base}",
-                {"annotation": None, "apex_method": APEX_METHOD})
+        return (
+            records,
+            problems,
+            f"{self.key} built from the folders under {base}",
+            {"annotation": None, "apex_method": APEX_METHOD},
+        )
 
-    def walk(self, base: Path, root: str, micro: str, classes: set[str]) -> tuple[list[dict[str, Any]], list[ManifestProblem]]:
+    def walk(
+        self, base: Path, root: str, micro: str, classes: set[str]
+    ) -> tuple[list[dict[str, Any]], list[ManifestProblem]]:
         """One record per clip folder, and a problem per folder that does not fit the layout."""
         records: list[dict[str, Any]] = []
         problems: list[ManifestProblem] = []
@@ -88,18 +94,37 @@ class SmicHsBuilder(SheetBuilder):
                 if emotion not in classes:
                     clips = sorted(p.name for p in class_dir.iterdir() if p.is_dir()) or [None]
                     for clip in clips:
-                        problems.append(ManifestProblem(self.key, subject, clip and canonical_sample(clip), (
-                            f"class folder {class_dir} has an unknown name {class_dir.name!r} (SMIC-HS classes: "
-                            f"{', '.join(sorted(classes))}): clip {clip} cannot be labelled"), "emotion"))
+                        problems.append(
+                            ManifestProblem(
+                                self.key,
+                                subject,
+                                clip and canonical_sample(clip),
+                                (
+                                    f"class folder {class_dir} has an unknown name {class_dir.name!r} "
+                                    "(SMIC-HS classes: "
+                                    f"{', '.join(sorted(classes))}): clip {clip} cannot be labelled"
+                                ),
+                                "emotion",
+                            )
+                        )
                     continue
                 for clip_dir in sorted(p for p in class_dir.iterdir() if p.is_dir()):
                     sample = canonical_sample(clip_dir.name)
                     where = clip_dir
                     match = _CLIP_FOLDER.fullmatch(clip_dir.name)
                     if match is None or int(match.group(1)) != n:
-                        problems.append(ManifestProblem(self.key, subject, sample, (
-                            f"clip folder {clip_dir} is not named s{n}_<class>_<number> like the folder of "
-                            f"subject {subject_dir.name}"), "sample"))
+                        problems.append(
+                            ManifestProblem(
+                                self.key,
+                                subject,
+                                sample,
+                                (
+                                    f"clip folder {clip_dir} is not named s{n}_<class>_<number> like the folder of "
+                                    f"subject {subject_dir.name}"
+                                ),
+                                "sample",
+                            )
+                        )
                         continue
                     try:
                         numbers = [number for number, _ in list_frames(clip_dir)]
@@ -107,16 +132,28 @@ class SmicHsBuilder(SheetBuilder):
                         problems.append(ManifestProblem(self.key, subject, sample, f"{where}: {error}", "frames"))
                         continue
                     if not numbers:
-                        problems.append(ManifestProblem(self.key, subject, sample, f"no frames in {clip_dir}", "frames"))
+                        problems.append(
+                            ManifestProblem(self.key, subject, sample, f"no frames in {clip_dir}", "frames")
+                        )
                         continue
                     relative = clip_dir.relative_to(base).as_posix()
-                    records.append({
-                        "dataset": self.key, "subject": subject, "sample": sample,
-                        "path": f"{root}/{relative}" if root else relative,
-                        "onset": numbers[0], "apex": numbers[len(numbers) // 2], "offset": numbers[-1],
-                        "fps": fps, "emotion": emotion, "label": None, "action_units": (),
-                        "apex_estimated": True, "_where": str(where),
-                    })
+                    records.append(
+                        {
+                            "dataset": self.key,
+                            "subject": subject,
+                            "sample": sample,
+                            "path": f"{root}/{relative}" if root else relative,
+                            "onset": numbers[0],
+                            "apex": numbers[len(numbers) // 2],
+                            "offset": numbers[-1],
+                            "fps": fps,
+                            "emotion": emotion,
+                            "label": None,
+                            "action_units": (),
+                            "apex_estimated": True,
+                            "_where": str(where),
+                        }
+                    )
         # One order whatever the spelling on disk (s1, s11, s2 sort differently from s01, s02, s11).
         records.sort(key=lambda r: (r["subject"], r["sample"]))
         return records, problems
@@ -124,4 +161,3 @@ class SmicHsBuilder(SheetBuilder):
     def resolve_paths(self, records: list[dict[str, Any]], data_root: Path) -> str:
         """Paths were found by the walk (under the root :meth:`find_root` chose)."""
         return getattr(self, "chosen_root", "")
-

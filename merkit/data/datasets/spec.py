@@ -71,7 +71,8 @@ class LabelMap:
 #: The name of :class:`LabelMap` before issue 11 (kept so that old imports keep working).
 Protocol = LabelMap
 
-#: Dataset-file keys of before issue 11 -> their names now (read, with a DeprecationWarning, when the new one is absent).
+#: Dataset-file keys of before issue 11 -> their names now (read, with a DeprecationWarning, when the new one is
+#: absent).
 _FORMER_KEYS = {"protocols": "label_maps", "default_protocol": "default_label_map"}
 
 
@@ -131,11 +132,16 @@ def chosen_label_map(label_map: str | None, protocol: Any, where: str) -> str | 
     before issue 11; warns). Both given and different is an error, since one of them would be ignored."""
     if protocol is NOT_GIVEN:
         return label_map
-    warnings.warn(f"{where}(..., protocol=...) is deprecated: the class mapping is called label_map "
-                  "(protocols are the fold protocols, LOSO, LODO)", DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"{where}(..., protocol=...) is deprecated: the class mapping is called label_map "
+        "(protocols are the fold protocols, LOSO, LODO)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     if label_map is not None and protocol is not None and label_map != protocol:
-        raise TypeError(f"{where}: label_map={label_map!r} and the deprecated protocol={protocol!r} disagree; "
-                        "give label_map only")
+        raise TypeError(
+            f"{where}: label_map={label_map!r} and the deprecated protocol={protocol!r} disagree; give label_map only"
+        )
     return label_map if label_map is not None else protocol
 
 
@@ -160,8 +166,9 @@ def load_spec(dataset: str) -> DatasetSpec:
     return _load_spec_cached(str(file), stamp, dataset)
 
 
-def _load_map(dataset: str, file: Path, what: str, classes: tuple[str, ...], body: dict[str, Any],
-              emotions: set[str]) -> LabelMap:
+def _load_map(
+    dataset: str, file: Path, what: str, classes: tuple[str, ...], body: dict[str, Any], emotions: set[str]
+) -> LabelMap:
     """The ``map``/``drop`` of a label map (or of one part of it), checked against ``classes`` and ``emotions``."""
     mapping = {str(k): str(v) for k, v in (body.get("map") or {}).items()}
     drop = tuple(str(e) for e in (body.get("drop") or ()))
@@ -215,7 +222,12 @@ def _load_spec_cached(file_name: str, stamp: int, dataset: str) -> DatasetSpec:
         }
         own = _load_map(dataset, file, f"label map {name}", classes, body, emotions)
         label_maps[name] = LabelMap(
-            name, classes, own.mapping, own.drop, body.get("expected"), tuple(body.get("exclusions") or ()),
+            name,
+            classes,
+            own.mapping,
+            own.drop,
+            body.get("expected"),
+            tuple(body.get("exclusions") or ()),
             {part: LabelMap(f"{name}[{part}]", classes, p.mapping, p.drop, None) for part, p in parts.items()},
             tuple(str(rule) for rule in (body.get("exclude") or ())),
         )
@@ -234,7 +246,11 @@ def _renamed_keys(dataset: str, file: Path, raw: dict[str, Any]) -> dict[str, An
     both = [f"{old!r} and {_FORMER_KEYS[old]!r}" for old in old_keys if _FORMER_KEYS[old] in raw]
     if both:
         raise _spec_problem(dataset, file, f"has both {', '.join(both)}: keep only the new name")
-    warnings.warn(f"{file}: the key(s) {', '.join(old_keys)} are deprecated: rename them to "
-                  f"{', '.join(_FORMER_KEYS[old] for old in old_keys)} (class mappings are label maps; "
-                  "protocols are the fold protocols, LOSO, LODO)", DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        f"{file}: the key(s) {', '.join(old_keys)} are deprecated: rename them to "
+        f"{', '.join(_FORMER_KEYS[old] for old in old_keys)} (class mappings are label maps; "
+        "protocols are the fold protocols, LOSO, LODO)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return {(_FORMER_KEYS.get(key, key)): value for key, value in raw.items()}

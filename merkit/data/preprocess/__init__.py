@@ -13,9 +13,9 @@ Choices worth knowing:
   frames are face crops (``cropped=True``: a dataset's cropped release, SynthME) is used as is, like
   ``'dataset'``; raw frames (``cropped=False``, or no flag: a hand-made manifest is taken as raw) get the
   Haar face box, like ``'haar'``. :attr:`PreprocessResult.crop_method` says which crop each clip got
-  (``dataset``, ``haar``, ``center``, ``none``). ``crop='dataset'`` means the frames are already face crops (CASME II ``Cropped``, SAMM's and
-  SMIC's cropped releases, SynthME): nothing is detected, the whole frame is resized. ``'haar'`` runs an
-  OpenCV Haar cascade on the *onset* frame only and holds that one box (plus a margin) for the whole clip,
+  (``dataset``, ``haar``, ``center``, ``none``). ``crop='dataset'`` means the frames are already face crops (CASME II
+  ``Cropped``, SAMM's and SMIC's cropped releases, SynthME): nothing is detected, the whole frame is resized. ``'haar'``
+  runs an OpenCV Haar cascade on the *onset* frame only and holds that one box (plus a margin) for the whole clip,
   because per-frame boxes jitter by more than the micro-movement itself. ``'center'`` takes the centred
   square; ``'none'`` resizes the whole frame (aspect ratio not kept).
 - **No face found** (``crop='haar'``, or ``'auto'`` on raw frames): :class:`PreprocessError` naming the sample, or with
@@ -48,7 +48,16 @@ clip), `clip` (the whole clip: crop, resize, colour, and a region mask through t
 
 from merkit.data.preprocess.clip import output_shape, preprocess_clip, preprocess_clip_detailed, spatial_transform_mask
 from merkit.data.preprocess.config import (
-    COLORS, CROP_METHODS, CROPS, MISSING_APEX, NO_FACE, SHORT_CLIP, TEMPORALS, Box, PreprocessConfig, PreprocessError,
+    COLORS,
+    CROP_METHODS,
+    CROPS,
+    MISSING_APEX,
+    NO_FACE,
+    SHORT_CLIP,
+    TEMPORALS,
+    Box,
+    PreprocessConfig,
+    PreprocessError,
     PreprocessResult,
 )
 from merkit.data.preprocess.crop import clip_crop_box, detect_face_box, find_haar_cascade, resolve_crop

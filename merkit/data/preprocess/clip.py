@@ -128,4 +128,3 @@ def spatial_transform_mask(
 def output_shape(config: PreprocessConfig) -> tuple[int, int, int, int]:
     """(T, S, S, C) of :func:`preprocess_clip` under ``config``."""
     return (config.frames, config.size, config.size, config.channels)
-

@@ -33,7 +33,7 @@ class PreprocessConfig:
     color: str = "grey"  # 'grey' (C=1) or 'rgb' (C=3)
     crop: str = "auto"  # 'auto' (per clip: face crops as is, raw frames haar), 'dataset', 'haar', 'center', 'none'
     crop_margin: float = 0.1  # haar only: box grown by this fraction of its side on every side, then squared
-    no_face: str = "error"  # haar (or auto on raw frames) found no face: 'error' (PreprocessError) or 'center' (recorded fallback)
+    no_face: str = "error"  # haar/auto found no face: 'error' (PreprocessError) or 'center' (recorded fallback)
     haar_cascade: str = ""  # path to a cascade XML; '' searches cv2.data.haarcascades then system dirs
     haar_min_face: float = 0.2  # smallest face side accepted, as a fraction of the frame's shorter side
     temporal: str = "onset_offset"  # 'onset_offset', 'onset_apex', 'apex_window' or 'tim'
@@ -87,8 +87,9 @@ class PreprocessResult:
 
     ``clip`` uint8 (T, S, S, C); ``box`` the crop box held for the whole clip (source-frame pixels);
     ``crop_method`` the crop the clip got (one of :data:`CROP_METHODS`; ``'center'`` also for the no-face
-    fallback); ``crop_fallback`` True when the face detector found nothing and the centred square was used; ``apex`` the apex frame number used
-    (estimated when the sheet had none); ``source_frames`` how many frames were in the selected range.
+    fallback); ``crop_fallback`` True when the face detector found nothing and the centred square was used; ``apex`` the
+    apex frame number used (estimated when the sheet had none); ``source_frames`` how many frames were in the selected
+    range.
     """
 
     clip: np.ndarray
@@ -101,5 +102,3 @@ class PreprocessResult:
 
 def _name(sample: str) -> str:
     return f"sample {sample!r}" if sample else "clip"
-
-

@@ -117,11 +117,14 @@ def clip_crop_box(
     if face is not None:
         return _grow_box(face, height, width, config.crop_margin), False
     if config.no_face == "error":
-        how = "crop='haar'" if config.crop == "haar" else "crop='auto' on raw frames (the manifest's cropped flag is not True)"
+        how = (
+            "crop='haar'"
+            if config.crop == "haar"
+            else "crop='auto' on raw frames (the manifest's cropped flag is not True)"
+        )
         raise PreprocessError(
             f"{_name(sample)}: no face found on the onset frame ({width}x{height}) by the Haar cascade "
             f"({how}); use no_face='center' for a recorded centre-crop fallback"
         )
     warnings.warn(f"{_name(sample)}: no face found; using the centred square (no_face='center')", stacklevel=2)
     return _center_box(height, width), True
-

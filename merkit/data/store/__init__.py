@@ -31,10 +31,20 @@ store: the key, one sample, the worker processes), `flow_folder` (a store of imp
 """
 
 from merkit.data.store.build import (
-    MotionMaskLoader, build_store, onset_apex_flow, process_row, store_key, warn_forced_dataset_crop,
+    MotionMaskLoader,
+    build_store,
+    onset_apex_flow,
+    process_row,
+    store_key,
+    warn_forced_dataset_crop,
 )
 from merkit.data.store.files import (
-    MARKER, STORE_FORMAT_VERSION, ClipStore, StoreBuildError, StoreCorruptError, StoreError,
+    MARKER,
+    STORE_FORMAT_VERSION,
+    ClipStore,
+    StoreBuildError,
+    StoreCorruptError,
+    StoreError,
 )
 from merkit.data.store.flow_folder import FOLDER_FLOW_ASSUMED, build_flow_store
 
@@ -54,4 +64,3 @@ __all__ = [
     "build_flow_store",
     "FOLDER_FLOW_ASSUMED",
 ]
-

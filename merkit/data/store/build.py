@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import socket
 import shutil
+import socket
 import uuid
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -31,8 +31,14 @@ from merkit.data.preprocess import (
     spatial_transform_mask,
 )
 from merkit.data.store.files import (
-    STORE_FORMAT_VERSION, ClipStore, StoreBuildError, _build_folder, _index_to_csv, _load_existing,
-    _publish, _write_info_and_marker,
+    STORE_FORMAT_VERSION,
+    ClipStore,
+    StoreBuildError,
+    _build_folder,
+    _index_to_csv,
+    _load_existing,
+    _publish,
+    _write_info_and_marker,
 )
 from merkit.data.synthetic import load_motion_mask
 from merkit.progress import pause_point
@@ -104,8 +110,9 @@ class MotionMaskLoader:
 
     def __call__(self, row: Mapping[str, Any]) -> np.ndarray:
         dataset = row.get("dataset") if hasattr(row, "get") else None
-        return load_motion_mask(self.root, row["subject"], str(row["sample"]), None if dataset is None else str(dataset))
-
+        return load_motion_mask(
+            self.root, row["subject"], str(row["sample"]), None if dataset is None else str(dataset)
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -185,7 +192,6 @@ def _worker(
     return results
 
 
-
 # ---------------------------------------------------------------------------------------------------------
 # the store
 
@@ -216,7 +222,6 @@ def _pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True  # no /proc (macOS): os.kill said it exists
-
 
 
 def build_store(
@@ -271,10 +276,14 @@ def _build_into(
     clips = np.lib.format.open_memmap(folder / "clips.npy", mode="w+", dtype=np.uint8, shape=(n, *output_shape(config)))
     masks = None
     if mask_loader is not None:
-        masks = np.lib.format.open_memmap(folder / "masks.npy", mode="w+", dtype=np.uint8, shape=(n, config.size, config.size))
+        masks = np.lib.format.open_memmap(
+            folder / "masks.npy", mode="w+", dtype=np.uint8, shape=(n, config.size, config.size)
+        )
     flows = None
     if flow is not None:
-        flows = np.lib.format.open_memmap(folder / "flow.npy", mode="w+", dtype=np.float16, shape=(n, flow.size, flow.size, 3))
+        flows = np.lib.format.open_memmap(
+            folder / "flow.npy", mode="w+", dtype=np.float16, shape=(n, flow.size, flow.size, 3)
+        )
     infos: list[dict[str, Any] | None] = [None] * n
 
     def put(position: int, out: dict[str, Any]) -> None:
@@ -318,7 +327,7 @@ def _build_into(
     for array in (clips, masks, flows):
         if array is not None:
             array.flush()
-    del clips, masks, flows
+    clips = masks = flows = None  # drop the memmaps so their pages are flushed and the files closed
 
     index = manifest.reset_index(drop=True).copy()
     index["position"] = np.arange(n, dtype=np.int64)
@@ -334,8 +343,8 @@ def _build_into(
         "flow": None if flow is None else flow.to_dict(),
         "attrs": to_jsonable(dict(manifest.attrs), default=str),
     }
-    arrays = ["clips.npy"] + (["masks.npy"] if mask_loader is not None else []) + (["flow.npy"] if flow is not None else [])
+    arrays = (
+        ["clips.npy"] + (["masks.npy"] if mask_loader is not None else []) + (["flow.npy"] if flow is not None else [])
+    )
     shapes = {name: list(np.load(folder / name, mmap_mode="r").shape) for name in arrays}
     _write_info_and_marker(folder, key, n, store_info, ["clips.npy", "index.csv", "store.json", *arrays[1:]], shapes)
-
-

@@ -117,8 +117,10 @@ class ClipStore:
                 raise StoreCorruptError(f"{path}: {name} has shape {array.shape}, the marker says {shapes.get(name)}")
         stored = self.clips if self.clips is not None else self.flow
         if stored is None or len(self.index) != marker.get("n") or len(stored) != marker.get("n"):
-            raise StoreCorruptError(f"{path}: {len(self.index)} index rows and "
-                                    f"{None if stored is None else len(stored)} samples, marker says {marker.get('n')}")
+            raise StoreCorruptError(
+                f"{path}: {len(self.index)} index rows and "
+                f"{None if stored is None else len(stored)} samples, marker says {marker.get('n')}"
+            )
         self.key: str = marker["key"]
         self.config = PreprocessConfig(**info["preprocess"]) if info.get("preprocess") is not None else None
         self.flow_config = FlowConfig(**info["flow"]) if info.get("flow") else None
@@ -162,7 +164,6 @@ class ClipStore:
         return self.index["label"].fillna(-1).to_numpy(dtype=np.int64)
 
 
-
 def _discard(path: Path) -> None:
     """Move a directory out of the way (atomic rename), then delete it."""
     if not path.exists():
@@ -173,7 +174,6 @@ def _discard(path: Path) -> None:
     except OSError:
         trash = path
     shutil.rmtree(trash, ignore_errors=True)
-
 
 
 def _load_existing(final: Path, what: str) -> "ClipStore | None":
@@ -188,7 +188,6 @@ def _load_existing(final: Path, what: str) -> "ClipStore | None":
         return None
 
 
-
 @contextmanager
 def _build_folder(tmp: Path) -> Iterator[Path]:
     """A fresh build folder ``tmp`` (beside the final store), removed again when the build fails in any way."""
@@ -200,8 +199,9 @@ def _build_folder(tmp: Path) -> Iterator[Path]:
         raise
 
 
-def _write_info_and_marker(folder: Path, key: str, n: int, info: dict[str, Any], names: list[str],
-                           shapes: dict[str, list[int]]) -> None:
+def _write_info_and_marker(
+    folder: Path, key: str, n: int, info: dict[str, Any], names: list[str], shapes: dict[str, list[int]]
+) -> None:
     """Write ``store.json`` (``info``), then the ``COMPLETE`` marker over ``names`` (store.json included) last."""
     (folder / "store.json").write_text(json.dumps(info, indent=2))
     marker = {"key": key, "n": n, "files": _file_sizes(folder, names), "shapes": shapes}

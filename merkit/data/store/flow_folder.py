@@ -11,14 +11,18 @@ import numpy as np
 import pandas as pd
 
 from merkit._io import stable_hash, to_jsonable
-from merkit.data.flow import FlowConfig
-from merkit.data.flow import FlowError, read_flow_images
+from merkit.data.flow import FlowConfig, FlowError, read_flow_images
 from merkit.data.manifest import manifest_hash
 from merkit.data.store.files import (
-    STORE_FORMAT_VERSION, ClipStore, StoreBuildError, _build_folder, _index_to_csv, _load_existing,
-    _publish, _write_info_and_marker,
+    STORE_FORMAT_VERSION,
+    ClipStore,
+    StoreBuildError,
+    _build_folder,
+    _index_to_csv,
+    _load_existing,
+    _publish,
+    _write_info_and_marker,
 )
-
 
 #: The flow a folder-trained model is assumed to have seen, for ``merkit predict`` on a new clip. ASSUMPTION:
 #: the community folders were made with TV-L1 (their papers say so) on face crops; their exact settings are
@@ -49,8 +53,13 @@ def build_flow_store(
         raise StoreBuildError("the manifest has no rows: nothing to store")
     root = Path(data_root)
     paths = [str(root / p) for p in manifest["path"]]
-    payload = {"manifest": manifest_hash(manifest), "images": _folder_digest(paths), "source": "flow_folder", "layout": 2,
-               "format": STORE_FORMAT_VERSION}
+    payload = {
+        "manifest": manifest_hash(manifest),
+        "images": _folder_digest(paths),
+        "source": "flow_folder",
+        "layout": 2,
+        "format": STORE_FORMAT_VERSION,
+    }
     key = stable_hash(payload, spaced=True)
     cache_dir = Path(cache_dir)
     final = cache_dir / key
@@ -75,11 +84,18 @@ def build_flow_store(
         index["crop_method"] = "flow folder"
         index["crop_fallback"] = False
         _index_to_csv(index, tmp / "index.csv")
-        info = {"key": key, "format": STORE_FORMAT_VERSION, "manifest_hash": manifest_hash(manifest),
-                "preprocess": None, "flow": FOLDER_FLOW_ASSUMED.to_dict(), "flow_source": "folder",
-                "flow_assumed": "flow settings of the folder's maker are unknown; predict assumes these",
-                "attrs": to_jsonable(dict(manifest.attrs), default=str)}
-        _write_info_and_marker(tmp, key, len(index), info, ["flow.npy", "index.csv", "store.json"],
-                               {"flow.npy": list(images.shape)})
+        info = {
+            "key": key,
+            "format": STORE_FORMAT_VERSION,
+            "manifest_hash": manifest_hash(manifest),
+            "preprocess": None,
+            "flow": FOLDER_FLOW_ASSUMED.to_dict(),
+            "flow_source": "folder",
+            "flow_assumed": "flow settings of the folder's maker are unknown; predict assumes these",
+            "attrs": to_jsonable(dict(manifest.attrs), default=str),
+        }
+        _write_info_and_marker(
+            tmp, key, len(index), info, ["flow.npy", "index.csv", "store.json"], {"flow.npy": list(images.shape)}
+        )
         _publish(tmp, final)
     return ClipStore.load(final)

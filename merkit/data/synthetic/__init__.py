@@ -55,7 +55,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from merkit.data.io import read_clip, video_backend
-from merkit.data.synthetic import releases as _releases
 from merkit.data.synthetic.config import CLASS_ACTION_UNITS, EMOTIONS, SynthMEConfig
 from merkit.data.synthetic.releases import (
     RELEASE_KINDS,
@@ -98,7 +97,13 @@ __all__ = [
     "render_clip",
     "render_motion_clip",
     "MOTIONS",
-    *_releases.__all__,  # release mode's public names, listed once in merkit.data.synthetic.releases
+    "RELEASE_KINDS",
+    "TRUTH_DIR",
+    "ReleaseExistsError",
+    "has_motion_masks",
+    "load_release_mask",
+    "release_info",
+    "write_release",
 ]
 
 #: File name of the coding sheet, in the place CASME II keeps its sheet.
@@ -125,7 +130,6 @@ FORMAT_VERSION = 1
 
 class SynthMEExistsError(MerkitFileExistsError):
     """The root holds something other than the SynthME tree asked for (and ``overwrite`` was not given)."""
-
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -95,4 +95,3 @@ class SynthMEConfig:
 
 def _rng(config: SynthMEConfig, *keys: int) -> np.random.Generator:
     return np.random.default_rng([config.seed, *keys])
-

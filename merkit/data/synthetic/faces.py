@@ -14,6 +14,7 @@ import numpy as np
 
 from merkit.data.synthetic.config import _STREAM_LOOK, _STREAM_TEXTURE, SynthMEConfig, _rng
 
+
 @dataclass(frozen=True)
 class _Look:
     """Per-subject face geometry and colours (normalised units, colours RGB in [0, 1])."""
@@ -199,7 +200,7 @@ def _draw_face(look: _Look, texture: np.ndarray, shift: tuple[int, int], opennes
     du = u / look.mouth_w
     t = np.clip(1 - du**2, 0, 1)
     lip_line = look.mouth_y - look.mouth_curve * du**2
-    top = lip_line - look.upper_lip * t ** 0.6 * (1 - 0.35 * np.exp(-((du / 0.12) ** 2)))
+    top = lip_line - look.upper_lip * t**0.6 * (1 - 0.35 * np.exp(-((du / 0.12) ** 2)))
     bottom = lip_line + look.lower_lip * t**0.7
     inside = np.maximum(top - v, v - bottom)
     inside = np.maximum(inside, (np.abs(du) - 1) * look.mouth_w)

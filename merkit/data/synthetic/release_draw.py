@@ -38,8 +38,9 @@ def _draw_clip(clip: _Clip, seed: int) -> tuple[np.ndarray, np.ndarray]:
     render_side = min(clip.face_side, _RENDER_MAX)
     config = _subject_config(seed, form, render_side, clip.dataset)
     apex = min(clip.apex_index, clip.offset_index - 1)
-    drawn = render_motion_clip(config, clip.row.subject, clip.index, clip.motion, clip.n_frames,
-                               clip.onset_index, apex, clip.offset_index)
+    drawn = render_motion_clip(
+        config, clip.row.subject, clip.index, clip.motion, clip.n_frames, clip.onset_index, apex, clip.offset_index
+    )
     look = _subject_look(config, clip.row.subject)
     frames, mask = _stretch(drawn.frames * _eye_shadow(look, render_side)), drawn.mask
     if render_side != clip.face_side:
@@ -113,4 +114,3 @@ def _write_images(folder: Path, names: Iterable[str], frames: Iterable[np.ndarra
         params = [cv2.IMWRITE_JPEG_QUALITY, 92] if name.endswith(".jpg") else []
         if not cv2.imwrite(str(folder / name), image, params):
             raise OSError(f"could not write frame {folder / name}")
-

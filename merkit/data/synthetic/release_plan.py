@@ -34,12 +34,20 @@ _FORMS = {
 }
 # Sheet emotion (lower case) -> the motion the clip carries.
 _MOTION = {
-    "happiness": "happiness", "happy": "happiness", "positive": "happiness",
-    "disgust": "disgust", "anger": "disgust", "fear": "disgust", "sadness": "disgust", "sad": "disgust",
+    "happiness": "happiness",
+    "happy": "happiness",
+    "positive": "happiness",
+    "disgust": "disgust",
+    "anger": "disgust",
+    "fear": "disgust",
+    "sadness": "disgust",
+    "sad": "disgust",
     "negative": "disgust",
     "surprise": "surprise",
-    "repression": "dimpler", "contempt": "dimpler",
-    "others": "dimpler_left", "other": "dimpler_left",
+    "repression": "dimpler",
+    "contempt": "dimpler",
+    "others": "dimpler_left",
+    "other": "dimpler_left",
 }
 _ACTION_UNITS = {  # cycled per clip; a single AU becomes a number cell in CASME II
     "happiness": ("12", "6+12", "R12"),
@@ -146,4 +154,3 @@ def _plan(dataset: str, rows: list[ReleaseRow], scale: float, seed: int) -> list
         )
         clips.append(_Clip(dataset, row, index, first, n, onset_i, apex_i, offset_i, side, (x, y), sheet))
     return clips
-

@@ -39,11 +39,26 @@ __all__ = [
 ]
 
 #: CASME II 2014 sheet: clips per emotion (255 over 26 subjects).
-CASME2_2014_EMOTIONS = {"others": 99, "disgust": 63, "happiness": 32, "repression": 27, "surprise": 25,
-                        "sadness": 7, "fear": 2}
+CASME2_2014_EMOTIONS = {
+    "others": 99,
+    "disgust": 63,
+    "happiness": 32,
+    "repression": 27,
+    "surprise": 25,
+    "sadness": 7,
+    "fear": 2,
+}
 #: SAMM micro sheet v2: clips per emotion, capitalised as in the sheet (159 over 29 subjects).
-SAMM_EMOTIONS = {"Anger": 57, "Other": 26, "Happiness": 26, "Surprise": 15, "Contempt": 12, "Disgust": 9,
-                 "Fear": 8, "Sadness": 6}
+SAMM_EMOTIONS = {
+    "Anger": 57,
+    "Other": 26,
+    "Happiness": 26,
+    "Surprise": 15,
+    "Contempt": 12,
+    "Disgust": 9,
+    "Fear": 8,
+    "Sadness": 6,
+}
 # Assumption: 29 subject ids in 006..037; which three numbers are absent is invented (028 and 032 must exist).
 SAMM_SUBJECTS = tuple(n for n in range(6, 38) if n not in (27, 29, 31))
 #: SMIC-HS subjects and classes (164 clips).
@@ -55,8 +70,16 @@ CASME3A_EMOTIONS = {"disgust": 250, "others": 170, "surprise": 169, "fear": 86, 
 CASME3A_SUBJECTS = 94
 
 _SMALL_CASME2 = {"others": 3, "disgust": 4, "happiness": 3, "repression": 3, "surprise": 3, "sadness": 1, "fear": 1}
-_SMALL_SAMM = {"Anger": 3, "Other": 3, "Happiness": 3, "Surprise": 3, "Contempt": 3, "Disgust": 1, "Fear": 1,
-               "Sadness": 1}
+_SMALL_SAMM = {
+    "Anger": 3,
+    "Other": 3,
+    "Happiness": 3,
+    "Surprise": 3,
+    "Contempt": 3,
+    "Disgust": 1,
+    "Fear": 1,
+    "Sadness": 1,
+}
 _SMALL_SMIC = {"negative": 4, "positive": 4, "surprise": 4}
 _SMALL_CASME3A = {"disgust": 3, "others": 3, "surprise": 3, "fear": 2, "anger": 2, "happy": 3, "sad": 2}
 

@@ -31,11 +31,32 @@ __all__ = [
     "write_samm_sheet",
 ]
 
-CASME2_HEADER_2014: tuple[str | None, ...] = ("Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame",
-                                              None, "Action Units", "Estimated Emotion")
+CASME2_HEADER_2014: tuple[str | None, ...] = (
+    "Subject",
+    "Filename",
+    None,
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    None,
+    "Action Units",
+    "Estimated Emotion",
+)
 CASME2_HEADER_2019 = (*CASME2_HEADER_2014, "Objective Classes")
-SAMM_HEADER = ("Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration",
-               "Micro", "Action Units", "Estimated Emotion", "Objective Classes", "Notes")
+SAMM_HEADER = (
+    "Subject",
+    "Filename",
+    "Inducement Code",
+    "Onset Frame",
+    "Apex Frame",
+    "Offset Frame",
+    "Duration",
+    "Micro",
+    "Action Units",
+    "Estimated Emotion",
+    "Objective Classes",
+    "Notes",
+)
 CASME3A_HEADER = ("Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class", "emotion")
 _SAMM_NOTES = (
     "SAMM micro-movement FACS codes (SynthME emulation: every row below is invented)",
@@ -93,8 +114,17 @@ def write_casme2_sheet(path: Path, clips: Sequence[SheetClip], version: str = "2
     book.create_sheet("Sheet3")
     sheet.append(list(CASME2_HEADER_2019 if version == "2019" else CASME2_HEADER_2014))
     for clip in clips:
-        line = [f"{clip.subject:02d}", clip.sample, None, clip.onset, clip.apex, clip.offset, None,
-                _au_cell(clip.action_units), clip.emotion]
+        line = [
+            f"{clip.subject:02d}",
+            clip.sample,
+            None,
+            clip.onset,
+            clip.apex,
+            clip.offset,
+            None,
+            _au_cell(clip.action_units),
+            clip.emotion,
+        ]
         if version == "2019":
             line.append(clip.objective_class)
         sheet.append(line)
@@ -112,9 +142,22 @@ def write_samm_sheet(path: Path, clips: Sequence[SheetClip]) -> Path:
         sheet.append([note])
     sheet.append(list(SAMM_HEADER))
     for row, clip in enumerate(clips, start=len(_SAMM_NOTES) + 2):
-        sheet.append([f"{clip.subject:03d}", clip.sample, clip.inducement, clip.onset, clip.apex, clip.offset,
-                      f"=SUM(F{row}-D{row})+1", "Micro - 1/2", clip.action_units, clip.emotion,
-                      clip.objective_class, None])
+        sheet.append(
+            [
+                f"{clip.subject:03d}",
+                clip.sample,
+                clip.inducement,
+                clip.onset,
+                clip.apex,
+                clip.offset,
+                f"=SUM(F{row}-D{row})+1",
+                "Micro - 1/2",
+                clip.action_units,
+                clip.emotion,
+                clip.objective_class,
+                None,
+            ]
+        )
     return _save(book, path)
 
 
@@ -129,6 +172,16 @@ def write_casme3a_sheet(path: Path, clips: Sequence[SheetClip]) -> Path:
     book.create_sheet("Sheet3")
     sheet.append(list(CASME3A_HEADER))
     for clip in clips:
-        sheet.append([f"spNO.{clip.subject}", clip.sample, str(clip.onset), str(clip.apex), str(clip.offset),
-                      clip.action_units, _ROMAN[(clip.objective_class - 1) % len(_ROMAN)], clip.emotion])
+        sheet.append(
+            [
+                f"spNO.{clip.subject}",
+                clip.sample,
+                str(clip.onset),
+                str(clip.apex),
+                str(clip.offset),
+                clip.action_units,
+                _ROMAN[(clip.objective_class - 1) % len(_ROMAN)],
+                clip.emotion,
+            ]
+        )
     return _save(book, path)

@@ -100,14 +100,19 @@ def _clip_folders(clip: _Clip, layout: str, smic_names: str, samm_prefix: str) -
     row = clip.row
     wanted = ("raw", "cropped") if layout == "both" else (layout,)
     if clip.dataset == "casme2":
-        folders = {"raw": (f"CASME2_RAW_selected/sub{row.subject:02d}/{row.sample}", "img{n}.jpg"),
-                   "cropped": (f"Cropped/sub{row.subject:02d}/{row.sample}", "reg_img{n}.jpg")}
+        folders = {
+            "raw": (f"CASME2_RAW_selected/sub{row.subject:02d}/{row.sample}", "img{n}.jpg"),
+            "cropped": (f"Cropped/sub{row.subject:02d}/{row.sample}", "reg_img{n}.jpg"),
+        }
         return {k: folders[k] for k in wanted}
     if clip.dataset == "smic_hs":
         subject = f"s{row.subject:02d}" if smic_names == "s01" else f"s{row.subject}"
         sample = re.sub(r"^s\d+_", f"{subject}_", row.sample)
         tail = f"{subject}/micro/{row.emotion}/{sample}"
-        folders = {"raw": (f"HS/{tail}", "image{n}.bmp"), "cropped": (f"SMIC_all_cropped/HS/{tail}", "reg_image{n}.bmp")}
+        folders = {
+            "raw": (f"HS/{tail}", "image{n}.bmp"),
+            "cropped": (f"SMIC_all_cropped/HS/{tail}", "reg_image{n}.bmp"),
+        }
         return {k: folders[k] for k in wanted}
     if clip.dataset == "samm":
         subject = f"{row.subject:03d}"
@@ -173,18 +178,40 @@ def _write_part(
             mask_file = f"masks/{dataset}/{clip.row.subject}_{_sample_key(dataset, sample)}_{frames_kind}.png"
             cv2.imwrite(str(truth / mask_file), full_mask.astype(np.uint8) * 255)
             ys, xs = np.nonzero(full_mask)
-            regions.append({
-                "dataset": dataset, "subject": clip.row.subject, "sample": _sample_key(dataset, sample),
-                "frames": frames_kind, "folder": folder, "emotion": clip.row.emotion, "motion": clip.motion,
-                "onset": clip.first + clip.onset_index, "apex": clip.first + clip.apex_index,
-                "offset": clip.first + clip.offset_index, "fault": clip.row.fault, "mask": mask_file,
-                "x0": int(xs.min()), "y0": int(ys.min()), "x1": int(xs.max()) + 1, "y1": int(ys.max()) + 1,
-            })
+            regions.append(
+                {
+                    "dataset": dataset,
+                    "subject": clip.row.subject,
+                    "sample": _sample_key(dataset, sample),
+                    "frames": frames_kind,
+                    "folder": folder,
+                    "emotion": clip.row.emotion,
+                    "motion": clip.motion,
+                    "onset": clip.first + clip.onset_index,
+                    "apex": clip.first + clip.apex_index,
+                    "offset": clip.first + clip.offset_index,
+                    "fault": clip.row.fault,
+                    "mask": mask_file,
+                    "x0": int(xs.min()),
+                    "y0": int(ys.min()),
+                    "x1": int(xs.max()) + 1,
+                    "y1": int(ys.max()) + 1,
+                }
+            )
             if frames_kind == "raw":
                 x, y = clip.box_xy
-                boxes.append({"dataset": dataset, "subject": clip.row.subject,
-                              "sample": _sample_key(dataset, sample), "folder": folder,
-                              "x": x, "y": y, "w": clip.face_side, "h": clip.face_side})
+                boxes.append(
+                    {
+                        "dataset": dataset,
+                        "subject": clip.row.subject,
+                        "sample": _sample_key(dataset, sample),
+                        "folder": folder,
+                        "x": x,
+                        "y": y,
+                        "w": clip.face_side,
+                        "h": clip.face_side,
+                    }
+                )
     sheets = [c.sheet for c in clips]
     if dataset == "casme2":
         write_casme2_sheet(part / "CASME2-coding-20140508.xlsx", sheets, "2014")
@@ -262,9 +289,17 @@ def write_release(
     if not 0 < scale <= 1:
         raise ValueError(f"scale must be in (0, 1], got {scale}")
     out = Path(out)
-    info = {"generator": "merkit.data.synthetic.releases", "format_version": RELEASE_FORMAT_VERSION,
-            "kind": kind, "small": bool(small), "scale": float(scale), "seed": int(seed), "layout": layout,
-            "smic_layout": smic_layout, "smic_names": smic_names}
+    info = {
+        "generator": "merkit.data.synthetic.releases",
+        "format_version": RELEASE_FORMAT_VERSION,
+        "kind": kind,
+        "small": bool(small),
+        "scale": float(scale),
+        "seed": int(seed),
+        "layout": layout,
+        "smic_layout": smic_layout,
+        "smic_names": smic_names,
+    }
     if out.is_dir() and any(out.iterdir()):
         if release_info(out) == info:
             return out
@@ -278,9 +313,16 @@ def write_release(
         regions, boxes = [], []
         for dataset, folder in parts.items():
             r, b = _write_part(
-                dataset, build / folder if folder else build, truth, layout=layout if dataset == "casme2" else
-                (smic_layout if dataset == "smic_hs" else "raw"), smic_names=smic_names, scale=scale,
-                small=small, seed=seed, progress=progress, samm_prefix="" if kind == "megc2019" else "SAMM/",
+                dataset,
+                build / folder if folder else build,
+                truth,
+                layout=layout if dataset == "casme2" else (smic_layout if dataset == "smic_hs" else "raw"),
+                smic_names=smic_names,
+                scale=scale,
+                small=small,
+                seed=seed,
+                progress=progress,
+                samm_prefix="" if kind == "megc2019" else "SAMM/",
             )
             regions += r
             boxes += b

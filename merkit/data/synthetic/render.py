@@ -25,6 +25,7 @@ from merkit.data.synthetic.config import (
 )
 from merkit.data.synthetic.faces import _draw_face, _Look, _subject_look, _subject_texture
 
+
 @dataclass(frozen=True)
 class ClipSpec:
     """What the sheet says about one clip, plus where it lives. Indices are 0-based positions in the clip."""

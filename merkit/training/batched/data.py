@@ -1,5 +1,5 @@
-"""How the fold-batched trainer (:mod:`merkit.training.batched.stack`) reads its clips: the group's dataset cached once as
-tensors, epochs of shuffled item numbers drawn exactly as a ``DataLoader`` would, and per-fold batches
+"""How the fold-batched trainer (:mod:`merkit.training.batched.stack`) reads its clips: the group's dataset cached once
+as tensors, epochs of shuffled item numbers drawn exactly as a ``DataLoader`` would, and per-fold batches
 zipped into one (k, b, ...) batch for ``sampling="per_fold"``.
 
 Axis letters: k folds, b batch.

@@ -115,8 +115,14 @@ def _forward_epilogue(z: torch.Tensor, n_win: int, n_zero: int, n_real: int, sta
     return pooled, s1, m2
 
 
-def _backward_epilogue(z: torch.Tensor, pooled: torch.Tensor, g_pool: torch.Tensor, a: torch.Tensor | None,
-                       b2: torch.Tensor | None, n_win: int) -> torch.Tensor:
+def _backward_epilogue(
+    z: torch.Tensor,
+    pooled: torch.Tensor,
+    g_pool: torch.Tensor,
+    a: torch.Tensor | None,
+    b2: torch.Tensor | None,
+    n_win: int,
+) -> torch.Tensor:
     """dL/dz of one chunk: (pooled gradient at the window maximum + a + b2·r) where z > 0.
 
     ``a``, ``b2`` (bc, k·f): the statistics' gradient, d/dr of g_s1·Σr + g_m2·Σ(r − mean)² = a + b2·r.
@@ -148,8 +154,11 @@ def _compiled_epilogues() -> tuple[Callable, Callable] | None:
         bwd(z, pooled, torch.ones_like(pooled), torch.ones(1, 2), torch.ones(1, 2), 1)
         return fwd, bwd
     except Exception as err:  # noqa: BLE001 - any failure means: run the eager epilogues
-        warnings.warn(f"torch.compile of the fused STSTNet epilogues failed ({type(err).__name__}: {err}); "
-                      "running them eagerly", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"torch.compile of the fused STSTNet epilogues failed ({type(err).__name__}: {err}); running them eagerly",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return None
 
 
@@ -167,9 +176,18 @@ class _ConvReluPool(torch.autograd.Function):
         b, rows, q = P.shape
         kernels = W.to(P.dtype)  # bf16 patch rows: bf16 GEMM operands, fp32 accumulation inside the GEMM
         out = torch.empty(min(chunk, b) * rows, W.shape[1], dtype=P.dtype)  # reused: no page faults per chunk
-        parts = [fwd(torch.mm(P[s:s + chunk].reshape(-1, q), kernels, out=out[:min(chunk, b - s) * rows])
-                     .view(-1, rows, W.shape[1]), n_win, n_zero, n_real, stats)
-                 for s in range(0, b, chunk)]  # (bc·r, q) @ (q, kf) -> (bc, r, kf)
+        parts = [
+            fwd(
+                torch.mm(P[s : s + chunk].reshape(-1, q), kernels, out=out[: min(chunk, b - s) * rows]).view(
+                    -1, rows, W.shape[1]
+                ),
+                n_win,
+                n_zero,
+                n_real,
+                stats,
+            )
+            for s in range(0, b, chunk)
+        ]  # (bc·r, q) @ (q, kf) -> (bc, r, kf)
         pooled = torch.cat([p[0] for p in parts])
         s1 = torch.cat([p[1] for p in parts]) if stats else torch.zeros(b, W.shape[1])
         m2 = torch.cat([p[2] for p in parts]) if stats else torch.zeros(b, W.shape[1])
@@ -194,11 +212,12 @@ class _ConvReluPool(torch.autograd.Function):
         out = torch.empty(min(ctx.chunk, b) * rows, kf, dtype=P.dtype)
         kernels = W.to(P.dtype)
         for s in range(0, b, ctx.chunk):
-            chunk = P[s:s + ctx.chunk].reshape(-1, q)  # (bc, r, q) -> (bc·r, q)
-            z = torch.mm(chunk, kernels, out=out[:chunk.shape[0]]).view(-1, rows, kf)  # recomputed, not kept
+            chunk = P[s : s + ctx.chunk].reshape(-1, q)  # (bc, r, q) -> (bc·r, q)
+            z = torch.mm(chunk, kernels, out=out[: chunk.shape[0]]).view(-1, rows, kf)  # recomputed, not kept
             part = slice(s, s + ctx.chunk)
-            dz = bwd(z, pooled[part], g_pool[part], None if a is None else a[part], None if b2 is None else b2[part],
-                     n_win)
+            dz = bwd(
+                z, pooled[part], g_pool[part], None if a is None else a[part], None if b2 is None else b2[part], n_win
+            )
             if P.dtype == grad_w.dtype:
                 grad_w.addmm_(chunk.t(), dz.view(-1, kf))  # (q, bc·r) @ (bc·r, kf)
             else:  # a bf16 product per chunk, summed over the chunks in fp32
@@ -259,8 +278,9 @@ def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> 
     epilogues = _compiled_epilogues() if compiled else None
     tail = _tail  # compiled, it measured slower than eager (docs/performance.md)
 
-    def step(params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
-             weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def step(
+        params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         k, b = mask.shape
         images, patches = x if isinstance(x, tuple) else (x, None)
         gamma = None
@@ -280,17 +300,34 @@ def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> 
         n_pad = (-b) % chunk if epilogues is not None else 0
         if n_pad:  # equal chunks for the compiled epilogues: zero rows, masked out of every fold
             patches = torch.cat([patches, patches.new_zeros(n_pad, rows, patches.shape[2])])
-        pooled, s1, m2 = _ConvReluPool.apply(patches, kernels, chunk, (n_win, n_zero, n_real), layout["bn"],
-                                             epilogues)  # (b', w, k·f), (b', k·f), (b', k·f)
+        pooled, s1, m2 = _ConvReluPool.apply(
+            patches, kernels, chunk, (n_win, n_zero, n_real), layout["bn"], epilogues
+        )  # (b', w, k·f), (b', k·f), (b', k·f)
         if n_pad:  # (a slice records a backward that writes a zero-filled copy: only when needed)
             pooled, s1, m2 = pooled[:b], s1[:b], m2[:b]
         beta = None
         if layout["bn"]:
             beta = torch.cat([params[f"branches.{i}.2.bias"] for i in range(n_branch)], 1)  # (k, f)
-        losses, logits, mean, var = tail(pooled, s1.view(b, k, f), m2.view(b, k, f), gamma, beta,
-                                         params["head.weight"], params["head.bias"], y, mask, weight, n_win, n_real,
-                                         layout["eps"], layout["dropout"], cfg_loss["loss"],
-                                         cfg_loss["label_smoothing"], cfg_loss["focal_gamma"], cfg_loss["num_classes"])
+        losses, logits, mean, var = tail(
+            pooled,
+            s1.view(b, k, f),
+            m2.view(b, k, f),
+            gamma,
+            beta,
+            params["head.weight"],
+            params["head.bias"],
+            y,
+            mask,
+            weight,
+            n_win,
+            n_real,
+            layout["eps"],
+            layout["dropout"],
+            cfg_loss["loss"],
+            cfg_loss["label_smoothing"],
+            cfg_loss["focal_gamma"],
+            cfg_loss["num_classes"],
+        )
         count = mask.sum(1).to(mean.dtype) * n_real  # (k,) values per fold and channel
         updates = _running_updates(mean, var, count, buffers, layout) if layout["bn"] else {}
         return losses, logits.detach(), updates
@@ -307,10 +344,26 @@ def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> 
     return step
 
 
-def _tail(pooled: torch.Tensor, s1: torch.Tensor, m2: torch.Tensor, gamma: torch.Tensor | None,
-          beta: torch.Tensor | None, head_w: torch.Tensor, head_b: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
-          weight: torch.Tensor, n_win: int, n_real: int, eps: float, dropout: float, loss: str, smoothing: float,
-          focal_gamma: float, num_classes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _tail(
+    pooled: torch.Tensor,
+    s1: torch.Tensor,
+    m2: torch.Tensor,
+    gamma: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    head_w: torch.Tensor,
+    head_b: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    n_win: int,
+    n_real: int,
+    eps: float,
+    dropout: float,
+    loss: str,
+    smoothing: float,
+    focal_gamma: float,
+    num_classes: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Everything after the pool: masked BatchNorm, dropout, the 2/2 average pool, the K heads and losses.
 
     ``pooled`` (b, w, k·f) per-window maxima; ``s1``/``m2`` (b, k, f) per clip Σr and Σ(r − clip mean)² over
@@ -351,8 +404,13 @@ def _tail(pooled: torch.Tensor, s1: torch.Tensor, m2: torch.Tensor, gamma: torch
     feats = feats.view(b, n_half, n_half, k, f).permute(0, 3, 4, 1, 2)  # -> (b, k, f, n_half, n_half)
     feats = feats.reshape(b, k, f * n_half * n_half)  # the model's (f, y, x) flatten
     logits = torch.einsum("bkn,kcn->kbc", feats, head_w) + head_b[:, None, :]
-    losses = _masked_loss(logits, y, mask, weight, {"loss": loss, "label_smoothing": smoothing,
-                                                    "focal_gamma": focal_gamma, "num_classes": num_classes})
+    losses = _masked_loss(
+        logits,
+        y,
+        mask,
+        weight,
+        {"loss": loss, "label_smoothing": smoothing, "focal_gamma": focal_gamma, "num_classes": num_classes},
+    )
     return losses, logits, mean.detach(), var.detach()
 
 
@@ -365,7 +423,7 @@ def _keep_mask(shape: tuple[int, ...], dropout: float) -> torch.Tensor:
     n = math.prod(shape)
     if dropout != 0.5:
         return (torch.rand(shape) >= dropout).float()
-    words = torch.randint(-2 ** 63, 2 ** 63 - 1, (-(-n // 64),), dtype=torch.int64)  # 64 random bits each
+    words = torch.randint(-(2**63), 2**63 - 1, (-(-n // 64),), dtype=torch.int64)  # 64 random bits each
     bits = (words.view(torch.uint8)[:, None] >> torch.arange(8, dtype=torch.uint8)) & 1  # (n/8, 8) bit planes
     return bits.view(-1)[:n].view(shape).float()
 

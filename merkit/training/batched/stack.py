@@ -28,8 +28,8 @@ How the stacked step is computed (``mechanism``): ``"vmap"`` runs any model thro
 ``vmap(functional_call(...))``; ``"wide"`` (:mod:`merkit.training.batched.wide`, STSTNet only, shared sampling only)
 writes the K models as one plain network (one convolution with K·16 output channels, masked per-fold
 BatchNorm, one einsum for the K heads) over the same stacked parameters; ``"fused"``
-(:mod:`merkit.training.batched.fused`, an STSTNet on CPU in fp32 or bf16, shared sampling) computes that network's conv → ReLU →
-BN → max-pool stage as cache-sized patch GEMMs without any full-resolution activation of the batch (the
+(:mod:`merkit.training.batched.fused`, an STSTNet on CPU in fp32 or bf16, shared sampling) computes that network's conv
+→ ReLU → BN → max-pool stage as cache-sized patch GEMMs without any full-resolution activation of the batch (the
 fastest form measured, ``docs/performance.md``); ``"auto"`` takes ``"fused"``, then ``"wide"``, where the
 model has that form, else ``"vmap"``. All compute the same per-fold function (tested to 1e-4).
 
@@ -54,6 +54,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.data import DataLoader, Dataset
 
+from merkit.errors import MerkitValueError
 from merkit.training.batched.data import _cached, _Indexed, _shuffled_batches, _TensorItems, _zip_fold_batches
 from merkit.training.batched.fused import fused_fold_bytes, fused_step_for, fused_trainable
 from merkit.training.batched.wide import wide_step_for
@@ -68,7 +69,6 @@ from merkit.training.fold import (
     resolve_precision,
     seed_everything,
 )
-from merkit.errors import MerkitValueError
 
 __all__ = [
     "MaskedBatchNorm",
@@ -109,8 +109,10 @@ class MaskedBatchNorm(nn.Module):
     def __init__(self, bn: nn.modules.batchnorm._BatchNorm) -> None:
         super().__init__()
         if bn.momentum is None or not bn.track_running_stats or not bn.affine:
-            raise StackError(f"{type(bn).__name__} with momentum=None, no running stats or affine=False is not "
-                             "supported by the fold-batched trainer")
+            raise StackError(
+                f"{type(bn).__name__} with momentum=None, no running stats or affine=False is not "
+                "supported by the fold-batched trainer"
+            )
         self.eps, self.momentum = bn.eps, bn.momentum
         self.weight = nn.Parameter(bn.weight.detach().clone())
         self.bias = nn.Parameter(bn.bias.detach().clone())
@@ -162,8 +164,17 @@ def _mask_batchnorm(model: nn.Module) -> tuple[nn.Module, dict[str, MaskedBatchN
 class _FoldStack:
     """K models as stacked tensors, one optimiser and schedule over them, and one vmapped training step."""
 
-    def __init__(self, models: Sequence[nn.Module], cfg: Any, labels: Sequence[np.ndarray], num_classes: int,
-                 device: torch.device, shared_input: bool, mechanism: str = "auto", compiled: bool = False) -> None:
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        cfg: Any,
+        labels: Sequence[np.ndarray],
+        num_classes: int,
+        device: torch.device,
+        shared_input: bool,
+        mechanism: str = "auto",
+        compiled: bool = False,
+    ) -> None:
         self.k = len(models)
         cfg = as_train_config(cfg)
         self.cfg, self.device, self.num_classes = cfg, device, num_classes
@@ -179,25 +190,32 @@ class _FoldStack:
         self.grad_clip = float(cfg.grad_clip or 0.0)
         self.autocast_dtype = resolve_precision(cfg.precision, device)
         weighted = bool(cfg.class_weighted)
-        self.weights = torch.stack([
-            class_weights(lab, num_classes) if weighted else torch.ones(num_classes) for lab in labels
-        ]).to(device)  # (k, c)
+        self.weights = torch.stack(
+            [class_weights(lab, num_classes) if weighted else torch.ones(num_classes) for lab in labels]
+        ).to(device)  # (k, c)
         self.loss_name = cfg.loss
         self.smoothing = float(cfg.label_smoothing)
         self.gamma = float(cfg.focal_gamma)
         x_dim = None if shared_input else 0
         self._step = vmap(self._fold_loss, in_dims=(0, 0, x_dim, x_dim, 0, 0), randomness="different")
         self.mechanism = "vmap"
-        cfg_loss = {"loss": self.loss_name, "label_smoothing": self.smoothing, "focal_gamma": self.gamma,
-                    "num_classes": num_classes, "autocast": lambda: _autocast(device, self.autocast_dtype),
-                    "autocast_dtype": self.autocast_dtype}
+        cfg_loss = {
+            "loss": self.loss_name,
+            "label_smoothing": self.smoothing,
+            "focal_gamma": self.gamma,
+            "num_classes": num_classes,
+            "autocast": lambda: _autocast(device, self.autocast_dtype),
+            "autocast_dtype": self.autocast_dtype,
+        }
         if shared_input and mechanism in ("auto", "fused") and device.type == "cpu":  # fp32 or bf16
             fused = fused_step_for(models[0], cfg_loss, compiled=compiled)
             if fused is not None:
                 self._step, self.mechanism = fused, "fused"
             elif mechanism == "fused":
-                raise StackError(f"{type(models[0]).__name__} has no fused form (an STSTNet on CPU only); "
-                                 "use mechanism='wide' or 'vmap'")
+                raise StackError(
+                    f"{type(models[0]).__name__} has no fused form (an STSTNet on CPU only); "
+                    "use mechanism='wide' or 'vmap'"
+                )
         if shared_input and self.mechanism == "vmap" and mechanism in ("auto", "wide"):
             wide = wide_step_for(models[0], cfg_loss)
             if wide is not None:
@@ -206,8 +224,9 @@ class _FoldStack:
                 raise StackError(f"{type(models[0]).__name__} has no wide (one-network) form; use mechanism='vmap'")
 
     # one fold's loss, written for a single fold and vmapped over k
-    def _fold_loss(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
-                   weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def _fold_loss(
+        self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         for bn in self.bns.values():
             bn.mask = mask
         with _autocast(self.device, self.autocast_dtype):
@@ -271,8 +290,14 @@ class _FoldStack:
         state = {}
         for p in self.holder.stacked:
             st = self.optimizer.state.get(p, {})
-            state[p] = (p.detach()[idle].clone(), {k: v[idle].clone() for k, v in st.items()
-                                                    if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == self.k})
+            state[p] = (
+                p.detach()[idle].clone(),
+                {
+                    k: v[idle].clone()
+                    for k, v in st.items()
+                    if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == self.k
+                },
+            )
         return state
 
     def _restore(self, idle: torch.Tensor, saved: dict) -> None:
@@ -307,8 +332,14 @@ def check_stackable(model: nn.Module, example: torch.Tensor, cfg: Any = None) ->
         return "an inner validation split (val_fraction > 0) is trained by the sequential trainer only"
     try:
         models = [copy.deepcopy(model), copy.deepcopy(model)]
-        stack = _FoldStack(models, as_train_config(cfg), [np.array([0, 1])] * 2, _num_outputs(model, example), torch.device("cpu"),
-                           shared_input=True)
+        stack = _FoldStack(
+            models,
+            as_train_config(cfg),
+            [np.array([0, 1])] * 2,
+            _num_outputs(model, example),
+            torch.device("cpu"),
+            shared_input=True,
+        )
         y = torch.zeros(example.shape[0], dtype=torch.long)
         stack.train_step(example.float(), y, torch.ones(2, example.shape[0], dtype=torch.bool))
     except Exception as err:  # noqa: BLE001 - any failure of the trial step is the reason to fall back
@@ -361,16 +392,20 @@ def plan_fold_batch(n_folds: int, fold_batch: int, per_fold_bytes: int, budget_b
     """
     mb = 1024 * 1024
     if per_fold_bytes > budget_bytes:
-        raise StackError(f"a memory budget of {budget_bytes / mb:.0f} MB is too small for one fold "
-                         f"({per_fold_bytes / mb:.0f} MB estimated); raise protocol.memory_budget_mb or lower "
-                         "train.batch_size")
+        raise StackError(
+            f"a memory budget of {budget_bytes / mb:.0f} MB is too small for one fold "
+            f"({per_fold_bytes / mb:.0f} MB estimated); raise protocol.memory_budget_mb or lower "
+            "train.batch_size"
+        )
     if fold_batch > 0:
         if fold_batch > n_folds:
             return n_folds, f"fold_batch={fold_batch} is more than the {n_folds} folds to run: clamped to {n_folds}"
         return fold_batch, f"fold_batch={fold_batch} as configured"
     k = max(1, min(n_folds, budget_bytes // max(1, per_fold_bytes)))
-    return k, (f"fold_batch=0: {k} folds per group fit the memory budget of {budget_bytes / mb:.0f} MB "
-               f"({per_fold_bytes / mb:.1f} MB per fold estimated)")
+    return k, (
+        f"fold_batch=0: {k} folds per group fit the memory budget of {budget_bytes / mb:.0f} MB "
+        f"({per_fold_bytes / mb:.1f} MB per fold estimated)"
+    )
 
 
 # -------------------------------------------------------------------------------------------- training
@@ -426,9 +461,13 @@ def train_folds(
         shared = _cached(shared)
         all_labels = dataset_labels(shared)
         labels = [all_labels[members_t[i].numpy()] for i in range(k)]
-        loader = DataLoader(_Indexed(shared), batch_size=batch_size, shuffle=True,
-                            generator=torch.Generator().manual_seed(int(group_seed)),
-                            num_workers=int(cfg.num_workers))
+        loader = DataLoader(
+            _Indexed(shared),
+            batch_size=batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(int(group_seed)),
+            num_workers=int(cfg.num_workers),
+        )
         for i in range(k):
             if not members_t[i].any():
                 raise ValueError(f"fold {i} of the group has no training clip")
@@ -436,17 +475,32 @@ def train_folds(
         if train_sets is None or len(train_sets) != k:
             raise ValueError("sampling='per_fold' needs one training set per model")
         labels = [dataset_labels(ds) for ds in train_sets]
-        loaders = [DataLoader(ds, batch_size=batch_size, shuffle=True,
-                              generator=torch.Generator().manual_seed(int(s)),
-                              num_workers=int(cfg.num_workers)) for ds, s in zip(train_sets, seeds)]
+        loaders = [
+            DataLoader(
+                ds,
+                batch_size=batch_size,
+                shuffle=True,
+                generator=torch.Generator().manual_seed(int(s)),
+                num_workers=int(cfg.num_workers),
+            )
+            for ds, s in zip(train_sets, seeds)
+        ]
 
     if mechanism not in MECHANISMS:
         raise ValueError(f"mechanism={mechanism!r}; use one of {MECHANISMS}")
-    steps = epochs * math.ceil((len(shared) if sampling == "shared" else max(len(ds) for ds in train_sets))
-                               / batch_size)  # type: ignore[arg-type, union-attr]
-    stack = _FoldStack(models, cfg, labels, num_classes, device, shared_input=sampling == "shared",
-                       mechanism=mechanism,
-                       compiled=steps * k >= COMPILE_MIN_FOLD_STEPS if compile_step is None else bool(compile_step))
+    steps = epochs * math.ceil(
+        (len(shared) if sampling == "shared" else max(len(ds) for ds in train_sets)) / batch_size
+    )  # type: ignore[arg-type, union-attr]
+    stack = _FoldStack(
+        models,
+        cfg,
+        labels,
+        num_classes,
+        device,
+        shared_input=sampling == "shared",
+        mechanism=mechanism,
+        compiled=steps * k >= COMPILE_MIN_FOLD_STEPS if compile_step is None else bool(compile_step),
+    )
     bank = None
     if stack.mechanism == "fused" and isinstance(shared, _TensorItems):
         bank = stack._step.patch_bank(shared.x.float())  # (n, r, q): every clip's patch rows, once per group
@@ -459,8 +513,10 @@ def train_folds(
         lr = stack.optimizer.param_groups[0]["lr"]
         loss_sum, correct, seen = torch.zeros(k), torch.zeros(k), torch.zeros(k)
         if bank is not None:
-            batches = (((shared.x[idx], bank[idx]), shared.y[idx], members_t[:, idx])  # type: ignore[union-attr]
-                       for idx in _shuffled_batches(loader))
+            batches = (
+                ((shared.x[idx], bank[idx]), shared.y[idx], members_t[:, idx])  # type: ignore[union-attr]
+                for idx in _shuffled_batches(loader)
+            )
         elif sampling == "shared" and isinstance(shared, _TensorItems):
             batches = ((shared.x[idx], shared.y[idx], members_t[:, idx]) for idx in _shuffled_batches(loader))
         elif sampling == "shared":
@@ -472,8 +528,11 @@ def train_folds(
                     ds.set_epoch(epoch)
             batches = _zip_fold_batches(loaders, batch_size)
         for x, y, mask in batches:
-            x = (x[0].to(device=device, dtype=torch.float32), x[1].to(device=device)) if isinstance(x, tuple) \
-                else x.to(device=device, dtype=torch.float32)  # (images, patch rows): rows keep their GEMM dtype
+            x = (
+                (x[0].to(device=device, dtype=torch.float32), x[1].to(device=device))
+                if isinstance(x, tuple)
+                else x.to(device=device, dtype=torch.float32)
+            )  # (images, patch rows): rows keep their GEMM dtype
             y = y.to(device=device, dtype=torch.long)
             mask = mask.to(device)
             losses, logits = stack.train_step(x, y, mask)
@@ -486,8 +545,15 @@ def train_folds(
             stack.scheduler.step()
         seconds = (time.perf_counter() - start) / k
         for i in range(k):
-            rows[i].append({"epoch": epoch, "loss": float(loss_sum[i] / seen[i]),
-                            "train_acc": float(correct[i] / seen[i]), "lr": lr, "seconds": seconds})
+            rows[i].append(
+                {
+                    "epoch": epoch,
+                    "loss": float(loss_sum[i] / seen[i]),
+                    "train_acc": float(correct[i] / seen[i]),
+                    "lr": lr,
+                    "seconds": seconds,
+                }
+            )
 
     out = []
     for model, state, fold_rows in zip(models, stack.state_dicts(), rows):

@@ -48,13 +48,23 @@ def _layout(model: nn.Module) -> dict | None:
     for branch in branches:
         layers = list(branch)
         conv = layers[0]
-        if not isinstance(conv, nn.Conv2d) or conv.kernel_size != (3, 3) or conv.stride != (1, 1) \
-                or conv.bias is None or conv.groups != 1 or conv.dilation != (1, 1):
+        if (
+            not isinstance(conv, nn.Conv2d)
+            or conv.kernel_size != (3, 3)
+            or conv.stride != (1, 1)
+            or conv.bias is None
+            or conv.groups != 1
+            or conv.dilation != (1, 1)
+        ):
             return None
         convs.append(conv)
         kinds = [type(m) for m in layers[1:]]
-        if kinds not in ([nn.ReLU, nn.BatchNorm2d, nn.MaxPool2d, nn.Dropout], [nn.ReLU, nn.BatchNorm2d, nn.MaxPool2d],
-                         [nn.ReLU, nn.MaxPool2d, nn.Dropout], [nn.ReLU, nn.MaxPool2d]):
+        if kinds not in (
+            [nn.ReLU, nn.BatchNorm2d, nn.MaxPool2d, nn.Dropout],
+            [nn.ReLU, nn.BatchNorm2d, nn.MaxPool2d],
+            [nn.ReLU, nn.MaxPool2d, nn.Dropout],
+            [nn.ReLU, nn.MaxPool2d],
+        ):
             return None
         pool = next(m for m in layers if isinstance(m, nn.MaxPool2d))
         if (pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode) != (3, 3, 1, 1, False):
@@ -68,9 +78,14 @@ def _layout(model: nn.Module) -> dict | None:
     pool = model.avgpool
     if (pool.kernel_size, pool.stride) not in ((2, 2), ((2, 2), (2, 2))) or pool.padding not in (0, (0, 0)):
         return None
-    return {"padding": convs[0].padding, "filters": [c.out_channels for c in convs],
-            "bn": bns[0] is not None, "eps": bns[0].eps if bns[0] is not None else 0.0,
-            "momentum": bns[0].momentum if bns[0] is not None else 0.0, "dropout": drops[0]}
+    return {
+        "padding": convs[0].padding,
+        "filters": [c.out_channels for c in convs],
+        "bn": bns[0] is not None,
+        "eps": bns[0].eps if bns[0] is not None else 0.0,
+        "momentum": bns[0].momentum if bns[0] is not None else 0.0,
+        "dropout": drops[0],
+    }
 
 
 def wide_step_for(model: nn.Module, cfg_loss: dict) -> StepFn | None:
@@ -88,8 +103,9 @@ def wide_step_for(model: nn.Module, cfg_loss: dict) -> StepFn | None:
         return None
     n_branch = len(layout["filters"])
 
-    def step(params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
-             weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def step(
+        params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         k, b = mask.shape
         conv_w = torch.cat([params[f"branches.{i}.0.weight"] for i in range(n_branch)], 1)  # (k, f, C, 3, 3)
         conv_b = torch.cat([params[f"branches.{i}.0.bias"] for i in range(n_branch)], 1)  # (k, f)
@@ -114,8 +130,9 @@ def wide_step_for(model: nn.Module, cfg_loss: dict) -> StepFn | None:
     return step
 
 
-def _masked_bn_pool(r: torch.Tensor, params: dict, buffers: dict, mask: torch.Tensor, k: int, f: int,
-                    layout: dict) -> tuple[torch.Tensor, dict]:
+def _masked_bn_pool(
+    r: torch.Tensor, params: dict, buffers: dict, mask: torch.Tensor, k: int, f: int, layout: dict
+) -> tuple[torch.Tensor, dict]:
     """Per-(fold, channel) masked BatchNorm of ``r`` (b, k·f, h, w) followed by the 3/3/1 max-pool.
 
     Statistics of fold k use only rows with ``mask[k]`` (mean and biased variance normalise, the unbiased
@@ -130,8 +147,9 @@ def _masked_bn_pool(r: torch.Tensor, params: dict, buffers: dict, mask: torch.Te
     return pooled, _running_updates(mean, var, count, buffers, layout)
 
 
-def _running_updates(mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor, buffers: dict,
-                     layout: dict) -> dict[str, torch.Tensor]:
+def _running_updates(
+    mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor, buffers: dict, layout: dict
+) -> dict[str, torch.Tensor]:
     """New BN running statistics by buffer name from each fold's batch ``mean``/biased ``var`` (k, f) over
     ``count`` (k,) values: PyTorch's rule (momentum, unbiased variance); a fold with no value in the batch
     keeps its own (and one value leaves the variance as it was)."""
@@ -208,8 +226,9 @@ class _MaskedBNPool(torch.autograd.Function):
         return grad_r, grad_gamma, grad_beta, None, None
 
 
-def _masked_loss(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
-                 cfg_loss: dict) -> torch.Tensor:
+def _masked_loss(
+    logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, cfg_loss: dict
+) -> torch.Tensor:
     """Per-fold weighted loss (k,) over the rows of ``mask`` (k, b): the vmapped step's formula, batched."""
     logp = torch.log_softmax(logits.float(), dim=2)  # (k, b, c)
     nll = -logp.gather(2, y[None, :, None].expand(logp.shape[0], -1, 1))[..., 0]  # (k, b, c) -> (k, b)
