@@ -5,7 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.merkit-installed
 RUN ?= runs/demo
 
-.PHONY: demo test lab bench clean-venv
+.PHONY: demo test lint lab bench clean-venv
+
+# JupyterLab refuses to start as root (as in many containers) unless told to.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # Reinstall only when the pins or the package metadata change; otherwise this is a no-op.
 $(STAMP): requirements.txt pyproject.toml
@@ -20,11 +23,16 @@ $(STAMP): requirements.txt pyproject.toml
 demo: $(STAMP)
 	$(PY) -m merkit.cli demo --run-dir $(RUN)
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -q
 
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	@if [ -n "$(LAB_FLAGS)" ]; then echo "make lab: running as root, so JupyterLab is started with --allow-root"; fi
+	$(VENV)/bin/jupyter lab $(LAB_FLAGS) notebooks/
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

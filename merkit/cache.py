@@ -36,11 +36,19 @@ __all__ = [
     "CacheEntry",
     "list_cache",
     "clear_cache",
+    "source_checkout",
 ]
 
 #: Environment variable naming the cache folder.
 CACHE_ENV = "MERKIT_CACHE"
-_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def source_checkout() -> Path | None:
+    """The source checkout the kit runs from (the folder holding ``pyproject.toml`` beside ``merkit/``), or None
+    when the kit is installed (a wheel in site-packages): the defaults that live in a checkout's ``runs/`` then
+    move to the user's cache folder or the current directory."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() else None
 
 
 class CacheError(MerkitPermissionError):
@@ -48,8 +56,9 @@ class CacheError(MerkitPermissionError):
 
 
 def _default() -> tuple[Path, str]:
-    if (_CHECKOUT / "pyproject.toml").is_file():
-        return _CHECKOUT / "runs" / "cache", "the checkout's runs/cache (default; set MERKIT_CACHE to move it)"
+    checkout = source_checkout()
+    if checkout is not None:
+        return checkout / "runs" / "cache", "the checkout's runs/cache (default; set MERKIT_CACHE to move it)"
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "merkit", "the platform cache folder (default; set MERKIT_CACHE to move it)"
 

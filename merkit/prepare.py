@@ -29,6 +29,7 @@ import pandas as pd
 
 from merkit._io import stable_hash
 from merkit.cache import cache_dir as user_cache
+from merkit.cache import source_checkout
 from merkit.data.datasets import build_manifest, load_spec, write_problems
 from merkit.data.flow import FlowConfig
 from merkit.data.preprocess import PreprocessConfig
@@ -41,6 +42,7 @@ __all__ = [
     "DataRootError",
     "PreparedData",
     "notebook_dirs",
+    "lab_run_dir",
     "synthme_root",
     "resolve_data_root",
     "prepare_data",
@@ -48,8 +50,11 @@ __all__ = [
     "flow_method_for",
 ]
 
-#: Where a notebook opened by hand (run_dir left empty) writes: the kit's runs/lab folder.
-LAB_RUN_DIR = Path(__file__).resolve().parent.parent / "runs" / "lab"
+
+def lab_run_dir() -> Path:
+    """Where a notebook opened by hand (run_dir left empty) writes: ``runs/lab`` in the kit's checkout, or in the
+    current directory when the kit is installed."""
+    return (source_checkout() or Path.cwd()) / "runs" / "lab"
 
 
 class DataRootError(MerkitFileNotFoundError):
@@ -77,7 +82,7 @@ def notebook_dirs(run_dir: str | os.PathLike = "", cache_dir: str | os.PathLike 
     ``""`` cache_dir is the user's one cache (``merkit.cache.cache_dir``: ``$MERKIT_CACHE`` or ``runs/cache``),
     shared by every run. Relative paths are taken as given (relative to where the kernel runs); the pipeline
     always passes absolute ones. An unwritable cache raises ``merkit.cache.CacheError`` naming it."""
-    run = Path(run_dir).expanduser().resolve() if str(run_dir) else LAB_RUN_DIR
+    run = Path(run_dir).expanduser().resolve() if str(run_dir) else lab_run_dir()
     cache = user_cache(cache_dir)
     (run / "figures").mkdir(parents=True, exist_ok=True)
     return run, cache

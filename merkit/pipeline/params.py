@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -34,8 +35,9 @@ __all__ = [
     "check_paths",
 ]
 
-#: Where the kit's notebooks live (the repository's ``notebooks/``, next to the package in an editable install).
-NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+#: Where the kit's notebooks live: package data (``merkit/notebooks``; the checkout's top-level ``notebooks`` links
+#: to it), so an installed kit finds them wherever it runs.
+NOTEBOOK_DIR = Path(str(resources.files("merkit") / "notebooks"))
 #: The notebooks of a full run, in order.
 DEFAULT_ORDER: tuple[str, ...] = ("01_data", "02_train", "03_loso", "04_explain")
 #: Parameters every notebook receives whether or not it is asked for them by name.

@@ -16,6 +16,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,11 @@ MANIFESTS_ENV = "MERKIT_MANIFESTS"
 
 
 def manifests_dir() -> Path:
-    """The ``data_manifests`` folder: ``$MERKIT_MANIFESTS`` when set, else the one next to the package."""
+    """The ``data_manifests`` folder: ``$MERKIT_MANIFESTS`` when set, else the package's own (package data)."""
     override = os.environ.get(MANIFESTS_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[3] / "data_manifests"
+    return Path(str(resources.files("merkit") / "data_manifests"))
 
 
 @dataclass(frozen=True)
