@@ -152,9 +152,10 @@ class STSTNet(nn.Module):
 
     ``ststnet_kit`` is the kit's earlier reading of the paper, kept for comparison: 'same' padding 1
     (28 → 28 → 10 → 5, also 400 features), no BatchNorm, no dropout, and the input min-max scaled to 0..1
-    per channel in (u, v, strain) order (``encoding="unit"``). Reported by the maintainers (not measured in this repository): on a
-    real 442-image folder, 800 epochs with the kit's AdamW/cosine/class-weighted defaults, it underfits (UF1
-    0.617, training accuracy 0.65), where a faithful re-run of the authors' code gives 0.699.
+    per channel in (u, v, strain) order (``encoding="unit"``). Reported by the maintainers (not measured in
+    this repository): on a real 442-image folder, 800 epochs with the kit's AdamW/cosine/class-weighted
+    defaults, it underfits (UF1 0.617, training accuracy 0.65), where a faithful re-run of the authors' code
+    gives 0.699.
     """
 
     input_kind = "flow"  # what it reads, known without building it (registry: ModelEntry.input_kind)
