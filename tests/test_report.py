@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +21,20 @@ from merkit.report import CompareError, compare_runs, comparison_table, write_re
 
 def _images(page: str) -> list[bytes]:
     return [base64.b64decode(data) for data in re.findall(r"src='data:image/png;base64,([^']+)'", page)]
+
+
+def _merkit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``merkit ARGS`` typed in ``cwd`` (a separate process: the exit code and stderr are what a user sees)."""
+    return subprocess.run([sys.executable, "-m", "merkit.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def _one_line_error(result: subprocess.CompletedProcess, code: int = 2) -> str:
+    """The one ``merkit: error:`` line of a command that failed with ``code`` and printed no traceback."""
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("merkit: error:")]
+    assert len(errors) == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return errors[0]
 
 
 def _section(page: str, anchor: str) -> str:
@@ -57,6 +73,7 @@ def test_report_shows_every_part_of_a_full_run(tmp_path: Path):
 def test_report_of_an_empty_or_broken_run_is_still_written(tmp_path: Path):
     empty = tmp_path / "empty"
     empty.mkdir()
+    (empty / "pipeline_params.yaml").write_text("run_dir: empty\n")  # a pipeline before its first notebook
     page = write_report(empty).read_text()
     assert "No <code>metrics.json</code>" in page and "<img" not in page
     broken = tmp_path / "broken"
@@ -84,8 +101,36 @@ def test_merkit_report_rebuilds_the_page(tmp_path: Path, capsys):
     make_run(run)
     assert main(["report", str(run)]) == 0
     assert (run / "index.html").is_file() and str(run / "index.html") in capsys.readouterr().out
+    first = (run / "index.html").read_text()
+    assert main(["report", str(run)]) == 0  # its own page is rebuilt
+    assert (run / "index.html").read_text() != "" and "merkit report" in first
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_merkit_report_refuses_a_folder_that_is_not_a_run(tmp_path: Path):
+    mine = tmp_path / "w"
+    mine.mkdir()
+    (mine / "index.html").write_text("<h1>mine</h1>\n")
+    before = (mine / "index.html").stat()
+    line = _one_line_error(_merkit("report", "w", cwd=tmp_path))
+    assert "w is not a merkit run directory" in line and "config.json" in line
+    assert (mine / "index.html").read_text() == "<h1>mine</h1>\n"
+    assert (mine / "index.html").stat().st_mtime_ns == before.st_mtime_ns
+    assert sorted(p.name for p in mine.iterdir()) == ["index.html"]  # no temporary file left either
+    (tmp_path / "emptydir").mkdir()
+    line = _one_line_error(_merkit("report", "emptydir", cwd=tmp_path))
+    assert "emptydir is not a merkit run directory" in line
+    assert list((tmp_path / "emptydir").iterdir()) == []
+
+
+def test_merkit_report_leaves_a_foreign_index_page_in_a_run_directory(tmp_path: Path):
+    run = tmp_path / "run"
+    make_run(run, figures=False)
+    (run / "index.html").write_text("<h1>my notes on this run</h1>\n")
+    line = _one_line_error(_merkit("report", "run", cwd=tmp_path))
+    assert str(Path("run") / "index.html") in line and "not written by merkit report" in line
+    assert (run / "index.html").read_text() == "<h1>my notes on this run</h1>\n"
 
 
 @pytest.mark.slow
