@@ -199,3 +199,28 @@ def test_compare_reports_and_skips_a_run_without_metrics(tmp_path: Path, capsys)
     with pytest.raises(CompareError, match="nothing to compare"):
         compare_runs([tmp_path / "unfinished"], tmp_path / "c")
     assert main(["compare", str(tmp_path / "unfinished")]) == 2
+
+
+def test_merkit_compare_says_a_metrics_json_is_corrupt(tmp_path: Path):
+    make_run(tmp_path / "good", figures=False)
+    make_run(tmp_path / "cut", figures=False)
+    whole = (tmp_path / "cut" / "metrics.json").read_text()
+    (tmp_path / "cut" / "metrics.json").write_text(whole[: len(whole) // 2])  # a write cut short
+    line = _one_line_error(_merkit("compare", "cut", cwd=tmp_path))
+    assert f"{Path('cut') / 'metrics.json'} is corrupt: not JSON" in line and "line" in line
+    assert "no metrics.json" not in line
+    assert not (tmp_path / "compare.csv").exists()
+    result = _merkit("compare", "good", "cut", "--out", "c", cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert f"merkit: skipped {Path('cut') / 'metrics.json'} is corrupt" in result.stderr
+    assert list(pd.read_csv(tmp_path / "c" / "compare.csv")["run"]) == ["good"]
+
+
+def test_merkit_compare_refuses_a_score_that_is_not_a_number(tmp_path: Path):
+    make_run(tmp_path / "text", figures=False)
+    metrics = json.loads((tmp_path / "text" / "metrics.json").read_text())
+    metrics["pooled"]["uf1"] = "0.61 (best)"
+    (tmp_path / "text" / "metrics.json").write_text(json.dumps(metrics))
+    line = _one_line_error(_merkit("compare", "text", cwd=tmp_path))
+    assert str(Path("text") / "metrics.json") in line and "pooled.uf1 is '0.61 (best)', not a number" in line
+    assert not (tmp_path / "compare.csv").exists()  # no row of NaN either
