@@ -86,6 +86,40 @@ def test_report_of_an_empty_or_broken_run_is_still_written(tmp_path: Path):
     assert "UF1" in _section(page, "headline")
 
 
+def test_report_shows_attention_per_module_with_what_the_scores_mean(tmp_path: Path):
+    run = tmp_path / "run"
+    make_run(run, figures=False)
+    page = write_report(run).read_text()
+    assert "explain_attention_modules" not in page and "pointing game" not in page.lower()
+    modules = pd.DataFrame(
+        {
+            "module": ["stage1.attention", "stage2.attention", "<b>head</b>"],
+            "grid": ["8x8", "4x4", "1x1"],
+            "auc": [0.81, 0.64, 0.5],
+            "auc_lo": [0.75, 0.58, 0.5],
+            "auc_hi": [0.86, 0.7, 0.5],
+            "pointing": [0.9, 0.55, 0.1],
+            "pointing_tolerance": [1, 1, 1],
+            "gate_offset": [0.2, 0.3, 0.9],  # a column the report does not know: shown as it is
+        }
+    )
+    modules.to_csv(run / "explain_attention_modules.csv", index=False)
+    pd.DataFrame({"method": ["attention", "random"], "mass_in_region": [0.4, 0.1], "auc": [0.8, 0.5]}).to_csv(
+        run / "explain_summary.csv", index=False
+    )
+    explain = _section(write_report(run).read_text(), "explain")
+    for column in modules.columns:
+        assert f"<th>{column}</th>" in explain
+    assert "<td>stage1.attention</td>" in explain and "<td>0.810</td>" in explain and "<td>8x8</td>" in explain
+    assert "&lt;b&gt;head&lt;/b&gt;" in explain and "<b>head" not in explain  # text from the run is never markup
+    words = " ".join(explain.split())
+    assert "0.5 is chance" in words and "offset and (positive) scale do not change it" in words
+    assert "share of clips whose map peak falls inside the region" in words
+    assert "tolerance: 1, column <code>pointing_tolerance</code>" in words
+    assert "fair score for signed attributions only" in words
+    assert "AUC is the probability" in words  # explain_summary.csv has an auc column: its paragraph says what it is
+
+
 def test_comparison_table_reads_intervals_from_the_variant_runs(tmp_path: Path):
     run = tmp_path / "run"
     make_run(run, variants=("meranet_small:none",))
