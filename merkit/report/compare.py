@@ -1,5 +1,6 @@
 """Runs side by side: `compare_runs` writes ``compare.csv`` (one row per run), ``compare_seeds.csv`` (mean ± sd
-over seeds), ``compare.html`` and ``compare.png``; a directory without ``metrics.json`` is reported and skipped.
+over seeds), ``compare.html`` and ``compare.png``; a directory without ``metrics.json`` is reported and skipped,
+and so is a corrupt one (naming the file, and the key of a score that is not a number).
 """
 
 from __future__ import annotations
