@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from helpers_explain import ToyAttentionModel, toy_clips
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from merkit import explain, viz
@@ -154,6 +155,36 @@ def test_per_group_bars_and_score_bars():
     bars = viz.score_bars(scores, classes=["happiness", "disgust"])
     assert [t.get_text() for t in bars.axes[0].get_xticklabels()] == ["happiness", "disgust"]
     assert _render(bars)
+
+
+def test_score_bars_legend_covers_no_bar():
+    """04_explain's per-label score bars: the legend (methods and the chance line) sits clear of every bar."""
+    rng = np.random.default_rng(0)
+    methods = ["attention", "ig", "gradcam", "occlusion", "random"]
+    rows = [
+        {
+            "clip": clip,
+            "label": clip % 3,
+            "method": method,
+            "mass_in_region": 0.05 if method == "random" else rng.uniform(0.7, 0.95),  # tall bars, as a good map gives
+            "region_fraction": 0.06,
+        }
+        for clip in range(12)
+        for method in methods
+    ]
+    figure = viz.score_bars(pd.DataFrame(rows), classes=["negative", "positive", "surprise"])
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()  # lay out, so the boxes are the drawn ones
+    renderer = canvas.get_renderer()
+    legends = [*figure.legends, *(ax.get_legend() for ax in figure.axes if ax.get_legend() is not None)]
+    assert len(legends) == 1
+    texts = [text.get_text() for text in legends[0].get_texts()]
+    assert set(methods) <= set(texts) and "region fraction (chance)" in texts
+    box = legends[0].get_window_extent(renderer)
+    bars = [patch for patch in figure.axes[0].patches if patch.get_height() > 0]
+    assert len(bars) == 3 * len(methods)
+    covered = [bar.get_x() for bar in bars if box.overlaps(bar.get_window_extent(renderer))]
+    assert not covered, f"the legend covers {len(covered)} bars"
 
 
 def test_region_time_heatmap():

@@ -1,5 +1,5 @@
 from .compare import CompareError, CompareResult, RunSummary, compare_runs, summarise_run
-from .index import write_report
+from .index import ReportError, check_report_target, write_report
 from .notebook_run import NotebookRun
 from .sections import NotebookRecord, notebook_records
 from .variants import comparison_row, comparison_table
@@ -9,7 +9,9 @@ __all__ = [
     "CompareResult",
     "NotebookRecord",
     "NotebookRun",
+    "ReportError",
     "RunSummary",
+    "check_report_target",
     "compare_runs",
     "comparison_row",
     "comparison_table",

@@ -1,5 +1,6 @@
 """Runs side by side: `compare_runs` writes ``compare.csv`` (one row per run), ``compare_seeds.csv`` (mean ± sd
-over seeds), ``compare.html`` and ``compare.png``; a directory without ``metrics.json`` is reported and skipped.
+over seeds), ``compare.html`` and ``compare.png``; a directory without ``metrics.json`` is reported and skipped,
+and so is a corrupt one (naming the file, and the key of a score that is not a number).
 """
 
 from __future__ import annotations
@@ -14,20 +15,21 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from merkit import viz
+from merkit._io import atomic_write_bytes, atomic_write_text, flatten_dict
 from merkit.errors import MerkitValueError
 from merkit.report.pieces import (
-    _CSS,
-    _esc,
-    _figure_png,
-    _interval,
-    _metrics,
-    _papermill_seconds,
-    _png_data_uri,
-    _read_json,
-    _read_yaml,
-    _table,
+    SCORES,
+    Image,
+    figure_png,
+    interval,
+    papermill_seconds,
+    png_data_uri,
+    read_json,
+    read_yaml,
+    render,
+    table_of,
 )
-from merkit.training.runs import atomic_write_bytes, atomic_write_csv, atomic_write_text, flatten_dict
+from merkit.training.runs import atomic_write_csv
 
 #: Configuration keys that name places, not choices: two runs differing only there are the same experiment.
 _PLACE_KEYS = re.compile(r"(^|\.)(run_dir|cache_dir|out_dir)$")
@@ -51,19 +53,64 @@ class RunSummary:
     wall_seconds: float | None
 
 
+def _require_number(path: Path, key: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise CompareError(f"{path}: {key} is {value!r}, not a number")
+
+
+def read_scores(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """A run's ``metrics.json`` for the comparison, checked: pooled scores present, every score a number.
+
+    Raises `CompareError` naming the run when the file is missing or has no pooled scores, and naming the file
+    (and the key) when it is corrupt: not JSON, not an object, or a score that is not a number.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        raise CompareError(f"{run_dir}: no metrics.json with pooled scores (did 03_loso run?)")
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CompareError(
+            f"{path} is corrupt: not JSON ({err.msg} at line {err.lineno}, column {err.colno})"
+        ) from None
+    except UnicodeDecodeError:
+        raise CompareError(f"{path} is corrupt: not UTF-8 text") from None
+    except OSError as err:
+        raise CompareError(f"{path} cannot be read: {err.strerror}") from None
+    if not isinstance(metrics, dict):
+        raise CompareError(f"{path} is corrupt: a JSON {type(metrics).__name__}, not an object of scores")
+    pooled = metrics.get("pooled")
+    if not pooled:
+        raise CompareError(f"{run_dir}: its metrics.json has no pooled scores (did 03_loso finish?)")
+    if not isinstance(pooled, Mapping):
+        raise CompareError(f"{path} is corrupt: pooled is {pooled!r}, not an object of scores")
+    for metric in SCORES:
+        _require_number(path, f"pooled.{metric}", pooled.get(metric))
+        entry = (metrics.get("ci") or {}).get(metric) if isinstance(metrics.get("ci"), Mapping) else None
+        for bound in ("low", "high") if isinstance(entry, Mapping) else ():
+            _require_number(path, f"ci.{metric}.{bound}", entry.get(bound))
+    per_dataset = metrics.get("per_dataset")
+    for dataset, scores in per_dataset.items() if isinstance(per_dataset, Mapping) else ():
+        if not isinstance(scores, Mapping):
+            raise CompareError(f"{path} is corrupt: per_dataset.{dataset} is {scores!r}, not an object of scores")
+        for metric in ("uf1", "uar"):
+            _require_number(path, f"per_dataset.{dataset}.{metric}", scores.get(metric))
+    return metrics
+
+
 def summarise_run(run_dir: str | os.PathLike) -> RunSummary:
-    """Read one run directory; raises `CompareError` naming it when it has no usable ``metrics.json``."""
+    """Read one run directory; raises `CompareError` naming it (or its ``metrics.json``) when it has no usable
+    ``metrics.json`` (`read_scores`)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CompareError(f"{run_dir}: not a directory")
-    metrics = _metrics(run_dir)
-    if not metrics.get("pooled"):
-        raise CompareError(f"{run_dir}: no metrics.json with pooled scores (did 03_loso run?)")
-    config = _read_json(run_dir / "config.json")
+    metrics = read_scores(run_dir)
+    config = read_json(run_dir / "config.json")
     if isinstance(config, dict):
         settings = flatten_dict(config)
     else:
-        settings = dict(_read_yaml(run_dir / "pipeline_params.yaml") or {})
+        settings = dict(read_yaml(run_dir / "pipeline_params.yaml") or {})
     settings = {k: v for k, v in settings.items() if not _PLACE_KEYS.search(k)}
     dataset = str(
         settings.get("data.dataset")
@@ -74,14 +121,14 @@ def summarise_run(run_dir: str | os.PathLike) -> RunSummary:
     seconds = [
         s
         for s in (
-            _papermill_seconds(p)
+            papermill_seconds(p)
             for p in sorted((run_dir / "notebooks").glob("[!.]*.ipynb"))
             if not p.name.endswith(".failed.ipynb")
         )
         if s is not None
     ]
     if not seconds:  # a run made by run_protocol alone: the folds' own times
-        timings = _read_json(run_dir / "timings.json")
+        timings = read_json(run_dir / "timings.json")
         folds = timings.get("fold_seconds") if isinstance(timings, dict) else metrics.get("fold_seconds_this_call")
         if isinstance(folds, Mapping):
             seconds = [float(v) for v in folds.values() if isinstance(v, (int, float))]
@@ -118,7 +165,7 @@ def _run_rows(summaries: Sequence[RunSummary], differing: Sequence[str]) -> pd.D
         row: dict[str, Any] = {"run": summary.name, "dataset": summary.dataset}
         row.update({k: _value_text(summary.settings.get(k, "–")) for k in differing})
         for metric in ("uf1", "uar"):
-            low_high = _interval(summary.metrics, metric)
+            low_high = interval(summary.metrics, metric)
             row[metric] = (summary.metrics.get("pooled") or {}).get(metric)
             row[f"{metric}_low"], row[f"{metric}_high"] = low_high if low_high else (None, None)
         row["accuracy"] = (summary.metrics.get("pooled") or {}).get("accuracy")
@@ -230,8 +277,8 @@ def compare_runs(
             reference_label="chance",
             title=f"{len(table)} runs side by side",
         )
-    png = atomic_write_bytes(out_dir / f"{name}.png", _figure_png(figure))
-    page = _compare_page(table, seeds, differing, skipped, datasets, png, labels_table, label_keys)
+    png = atomic_write_bytes(out_dir / f"{name}.png", figure_png(figure))
+    page = _compare_page(table, seeds, differing, skipped, datasets, png)
     html_path = atomic_write_text(out_dir / f"{name}.html", page)
     return CompareResult(table, seeds, csv, html_path, png, skipped)
 
@@ -250,17 +297,8 @@ def _compare_page(
     skipped: Sequence[str],
     datasets: Sequence[str],
     png: Path,
-    labels_table: pd.DataFrame,
-    label_keys: Sequence[str],
 ) -> str:
-    notes = []
-    if len(datasets) > 1:
-        notes.append(
-            f"<p class='note'>These runs are on different datasets ({_esc(', '.join(datasets))}): scores "
-            "of different datasets are not comparable with each other; the dataset is marked on every row.</p>"
-        )
-    if skipped:
-        notes.append("<p class='error'>Left out (no metrics): " + "; ".join(_esc(s) for s in skipped) + "</p>")
+    """``compare.html`` (templates/compare.html.j2): notes, what differs, the seed table, every run, the figure."""
     shown = table.drop(columns=["run_dir"]).copy()
     for metric in ("uf1", "uar"):
         shown[metric] = [
@@ -268,11 +306,7 @@ def _compare_page(
             for v, lo, hi in zip(table[metric], table[f"{metric}_low"], table[f"{metric}_high"])
         ]
         shown = shown.drop(columns=[f"{metric}_low", f"{metric}_high"])
-    links = "".join(
-        f"<li><a href='{_esc(Path(os.path.relpath(Path(r) / 'index.html', png.parent)).as_posix())}'>{_esc(n)}</a></li>"
-        for n, r in zip(table["run"], table["run_dir"])
-    )
-    seeds_html = ""
+    summary = None
     if seeds is not None:
         summary = seeds.copy()
         for metric in ("uf1", "uar", "accuracy", "wall_s"):
@@ -281,15 +315,17 @@ def _compare_page(
                 for m, s in zip(seeds[f"{metric}_mean"], seeds[f"{metric}_sd"])
             ]
             summary = summary.drop(columns=[f"{metric}_mean", f"{metric}_sd"])
-        seeds_html = "<h2>Across seeds: mean ± sd</h2>" + _table(summary)
-    differing_text = ", ".join(differing) if differing else "nothing (the configurations are identical)"
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>merkit: runs compared</title>"
-        f"<style>{_CSS}</style></head><body><h1>{len(table)} runs compared</h1>{''.join(notes)}"
-        f"<p>What differs in their configurations: {_esc(differing_text)}.</p>"
-        f"<p class='muted'>Pooled UF1/UAR with 95 % bootstrap intervals over clips; wall time is the sum of the "
-        f"executed notebooks' durations (or of the fold times).</p>"
-        f"{seeds_html}<h2>Every run</h2>{_table(shown)}"
-        f"<figure><img src='{_png_data_uri(png.read_bytes())}' alt='runs compared'></figure>"
-        f"<h2>Run reports</h2><ul>{links}</ul></body></html>\n"
+    runs = [
+        (name, Path(os.path.relpath(Path(run_dir) / "index.html", png.parent)).as_posix())
+        for name, run_dir in zip(table["run"], table["run_dir"])
+    ]
+    return render(
+        "compare.html.j2",
+        datasets=list(datasets),
+        skipped=list(skipped),
+        differing=list(differing),
+        seeds=table_of(summary) if summary is not None else None,
+        every_run=table_of(shown),
+        image=Image(png_data_uri(png.read_bytes()), "runs compared"),
+        runs=runs,
     )

@@ -9,7 +9,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from merkit.report.pieces import SCORES, _interval, _metrics, _number, _read_csv
+from merkit.report.headline import read_metrics
+from merkit.report.pieces import SCORES, format_number, interval, read_csv
 
 
 def comparison_row(name: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -18,8 +19,8 @@ def comparison_row(name: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
     pooled = metrics.get("pooled") or {}
     for metric in SCORES:
         row[metric] = pooled.get(metric)
-        interval = _interval(metrics, metric)
-        row[f"{metric}_low"], row[f"{metric}_high"] = interval if interval else (None, None)
+        low_high = interval(metrics, metric)
+        row[f"{metric}_low"], row[f"{metric}_high"] = low_high if low_high else (None, None)
     return row
 
 
@@ -31,13 +32,13 @@ def comparison_table(run_dir: str | os.PathLike) -> pd.DataFrame | None:
     every ``compare/*/metrics.json`` are listed. None when there is nothing to compare (one row or fewer).
     """
     run_dir = Path(run_dir)
-    own = _metrics(run_dir)
-    listed = _read_csv(run_dir / "comparison.csv")
+    own = read_metrics(run_dir)
+    listed = read_csv(run_dir / "comparison.csv")
     rows: list[dict[str, Any]] = []
     if listed is not None and "variant" in listed.columns:
         for position, record in enumerate(listed.to_dict("records")):
             name = str(record["variant"])
-            source = own if position == 0 else _metrics(run_dir / "compare" / name.replace(":", "_"))
+            source = own if position == 0 else read_metrics(run_dir / "compare" / name.replace(":", "_"))
             row = comparison_row(name, source) if source else {"variant": name}
             for metric in SCORES:  # the csv's own numbers win; the variant's metrics.json fills the rest
                 for column in (metric, f"{metric}_low", f"{metric}_high"):
@@ -50,7 +51,7 @@ def comparison_table(run_dir: str | os.PathLike) -> pd.DataFrame | None:
             rows.append(comparison_row(f"{own.get('model', run_dir.name)} (this run)", own))
         folder = run_dir / "compare"
         for variant_dir in sorted(folder.glob("*/metrics.json")) if folder.is_dir() else []:
-            rows.append(comparison_row(variant_dir.parent.name, _metrics(variant_dir.parent)))
+            rows.append(comparison_row(variant_dir.parent.name, read_metrics(variant_dir.parent)))
     if len(rows) < 2:
         return None
     table = pd.DataFrame(rows)
@@ -61,7 +62,7 @@ def comparison_table(run_dir: str | os.PathLike) -> pd.DataFrame | None:
     return table
 
 
-def _with_intervals(table: pd.DataFrame, label: str) -> pd.DataFrame:
+def with_intervals(table: pd.DataFrame, label: str) -> pd.DataFrame:
     """Scores as ``0.812 [0.741, 0.879]`` text columns for the HTML table."""
     shown = pd.DataFrame({label: table[label]})
     for metric in SCORES:
@@ -70,7 +71,7 @@ def _with_intervals(table: pd.DataFrame, label: str) -> pd.DataFrame:
         texts = []
         for _, row in table.iterrows():
             value, low, high = row.get(metric), row.get(f"{metric}_low"), row.get(f"{metric}_high")
-            text = _number(value)
+            text = format_number(value)
             if low is not None and high is not None and not (pd.isna(low) or pd.isna(high)):
                 text += f" [{low:.3f}, {high:.3f}]"
             texts.append(text)

@@ -122,7 +122,8 @@ def per_group_bars(
     """Bars of ``value`` per ``group`` (per class, per subject, per dataset …), optionally split by ``hue``.
 
     Several rows per bar are averaged (seaborn's mean with a 95 % bootstrap interval); ``reference``
-    draws a horizontal line (chance level, a baseline's score).
+    draws a horizontal line (chance level, a baseline's score). The legend (``hue`` and the reference line)
+    stands beside the axes, clear of the bars.
     """
     _require_columns(table, (group, value, hue))
     n_groups = table[group].nunique()
@@ -134,7 +135,13 @@ def per_group_bars(
     )
     if reference is not None:
         ax.axhline(reference, color="black", linestyle="--", linewidth=1, label=reference_label)
-        ax.legend(fontsize=8)
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:  # beside the axes, not in them: tall bars leave no free corner for a legend inside
+        figure.legend(handles, labels, loc="outside right upper", fontsize=8, title=hue, title_fontsize=8)
+        longest_label = max(len(str(text)) for text in [*labels, hue or ""])
+        figure.set_figwidth(figure.get_figwidth() + 0.7 + 0.065 * longest_label)  # the axes keep their width
     longest = max((len(str(v)) for v in data[group].unique()), default=0)
     if n_groups > 8 or longest * n_groups > 60:  # labels that would run into each other
         ax.tick_params(axis="x", rotation=90 if n_groups > 8 else 30)
