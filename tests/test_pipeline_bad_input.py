@@ -79,6 +79,14 @@ def test_an_unknown_dataset_is_named_as_unknown_before_any_kernel(tmp_path: Path
     assert elapsed < 30
 
 
+def test_a_real_dataset_without_a_data_root_is_refused_before_any_kernel(tmp_path: Path, capsys):
+    run_dir = tmp_path / "run"
+    code = main(["pipeline", "--run-dir", str(run_dir), "-p", "dataset", "casme2"])
+    line = _one_line_error(capsys, code)
+    assert "dataset 'casme2' needs data_root" in line and "synthme" in line
+    assert not run_dir.exists()
+
+
 # ------------------------------------------------------------------------------- the CLI's boundary: OS errors
 
 

@@ -276,10 +276,11 @@ def check_paths(params: dict[str, Any]) -> None:
 
 
 def check_dataset(params: Mapping[str, Any]) -> None:
-    """Raise `ParameterError` when ``params['dataset']`` (if given) is not a dataset the kit knows.
+    """Raise `ParameterError` when ``params['dataset']`` (if given) is not a dataset the kit knows, or is a real
+    dataset without a ``data_root`` (only SynthME is generated when data_root is empty).
 
-    Checked before any kernel starts: otherwise an unknown key surfaces in the first notebook, seconds later and
-    as "needs data_root" when no data root was given."""
+    Checked before any kernel starts: otherwise either surfaces in the first notebook, seconds later, and an
+    unknown key as "needs data_root"."""
     dataset = params.get("dataset")
     if dataset in (None, ""):
         return
@@ -290,3 +291,8 @@ def check_dataset(params: Mapping[str, Any]) -> None:
         close = difflib.get_close_matches(str(dataset), known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ParameterError(f"unknown dataset {str(dataset)!r} (known: {', '.join(known)}){hint}")
+    if dataset != "synthme" and not params.get("data_root"):
+        raise ParameterError(
+            f"dataset {dataset!r} needs data_root: the folder of your own copy (-p data_root DIR); the kit never "
+            "downloads a dataset, and only synthme is generated when data_root is empty"
+        )
