@@ -12,6 +12,7 @@ names, the preprocessing config and the input normalisation. ``02_train.ipynb`` 
    user's clip, which has no manifest and is taken as raw footage, so ``crop='auto'`` detects the face with OpenCV's
    Haar cascade on the onset frame (centred square if no face, or if the cascade file is not installed:
    OpenCV 5 wheels no longer ship it; ``apt-get install opencv-data`` provides it) and says which it used;
+   ``crop='haar'`` insists on a face: a clip where the cascade finds none is refused (`PredictError`);
 3. turns it into the model's input with its input adapter (``merkit.data.inputs.input_adapter``: the same code
    as the training items) and returns class probabilities;
 4. writes an overlay PNG of the model's learned spatio-temporal attention (Grad-CAM for models without
@@ -50,7 +51,7 @@ from merkit import explain, viz
 from merkit._io import to_jsonable
 from merkit.config import upgrade_config_dict
 from merkit.data.inputs import InputAdapter, input_adapter
-from merkit.data.io import Clip, read_clip
+from merkit.data.io import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, Clip, is_video, list_frames, read_clip
 from merkit.data.preprocess import (
     PreprocessConfig,
     PreprocessError,
@@ -288,8 +289,45 @@ def _crop_config(preprocess: dict[str, Any], crop: str) -> tuple[dict[str, Any],
                 return config, "center (no Haar cascade file installed: apt-get install opencv-data)"
     config["crop"] = crop
     if crop == "haar":
-        config["no_face"] = "center"
+        config["no_face"] = "center"  # a clip with no face is refused by `predict_clip`, with the CLI's words
     return config, crop
+
+
+def _check_clip_path(clip: Path) -> None:
+    """Refuse what is not a clip before the model is loaded: a missing path, one image, another kind of file."""
+    if not clip.exists():
+        raise PredictError(f"clip {clip} does not exist (give a video file or a folder of frames)")
+    if clip.is_dir() or is_video(clip):
+        return
+    if clip.suffix.lower() in FRAME_EXTENSIONS:
+        raise PredictError(
+            f"clip {clip} is one image, not a clip: give the folder of its frames or a video file "
+            f"({', '.join(VIDEO_EXTENSIONS)})"
+        )
+    raise PredictError(f"clip {clip} is neither a folder of frames nor a video file ({', '.join(VIDEO_EXTENSIONS)})")
+
+
+def _check_frame_range(clip: Path, onset: int | None, apex: int | None, offset: int | None) -> None:
+    """Refuse an onset, apex or offset outside a frame folder's frames, naming it and the frames there are (a
+    video's range is checked by `read_clip` once it is opened)."""
+    if not clip.is_dir():
+        return
+    frames = list_frames(clip, sample=clip.name)
+    if not frames:
+        raise PredictError(f"clip {clip} holds no frame files ({', '.join(FRAME_EXTENSIONS)})")
+    first, last = frames[0][0], frames[-1][0]
+    low = first if onset is None else onset
+    high = last if offset is None else offset
+    for what, value in (("onset", onset), ("apex", apex), ("offset", offset)):
+        if value is not None and not first <= value <= last:
+            raise PredictError(
+                f"{what} {value} is outside clip {clip}: its frames are numbered {first}..{last} "
+                f"({len(frames)} frame files)"
+            )
+    if low > high:
+        raise PredictError(f"onset {low} is after offset {high} for clip {clip} (frames {first}..{last})")
+    if apex is not None and not low <= apex <= high:
+        raise PredictError(f"apex {apex} is outside the onset..offset range {low}..{high} of clip {clip}")
 
 
 def apex_position(numbers: np.ndarray, onset: int, apex: int, offset: int, config: Any) -> int:
@@ -418,11 +456,12 @@ def predict_clip(
     rule, the middle frame by default; it matters most for flow models, whose input is onset→apex).
     ``out_dir`` (default ``<run or checkpoint folder>/predictions/<clip>``) receives ``attention.png``
     (``attribution.png`` for flow models) and ``prediction.json``. Raises `PredictError` (or ``ClipReadError``) naming
-    the file on bad input.
+    the file on bad input: a path that is one image or no clip at all, an onset/apex/offset outside the frames of a
+    folder (named with the folder's frame range), and, with ``crop='haar'``, a clip where no face is found.
     """
     clip_path = Path(clip)
-    if not clip_path.exists():
-        raise PredictError(f"clip {clip_path} does not exist (give a video file or a folder of frames)")
+    _check_clip_path(clip_path)
+    _check_frame_range(clip_path, onset, apex, offset)
     bundle_path = _bundle_path(run_dir, checkpoint)
     bundle = load_model(bundle_path, device)
     adapter = input_adapter(bundle.model)  # clip or flow, chosen once
@@ -437,6 +476,12 @@ def predict_clip(
         warnings.simplefilter("ignore")  # a face-detector fallback is reported in `crop` instead
         result = preprocess_clip_detailed(read.frames, read.numbers, first, apex, last, config, sample=clip_path.name)
     if result.crop_fallback:
+        if crop == "haar":
+            raise PredictError(
+                f"clip {clip_path}: no face found by the Haar cascade on the onset frame {first}, and crop haar "
+                "refuses a clip without a face (crop auto falls back to the centred square; crop center or "
+                "dataset crops without a detector)"
+            )
         crop_used = "center (no face found by the Haar cascade)"
 
     x = adapter.single_input(

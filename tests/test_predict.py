@@ -198,3 +198,72 @@ def test_overlay_is_drawn_at_the_apex_not_at_the_onset(tiny, tmp_path):
     saved = json.loads(prediction.json_path.read_text())
     expected = round((apex - onset) / (offset - onset) * (PRE.frames - 1))
     assert saved["apex"] == apex and saved["overlay_position"] == expected and expected > 0
+
+
+# ---------------------------------------------------------------- bad input through `merkit predict`
+
+
+def _predict_cli(capsys, *args: str) -> tuple[int, str]:
+    """`merkit predict …` in this process (what the ``merkit`` command runs): exit code and stderr."""
+    from merkit.cli import main
+
+    code = main(["predict", *args])
+    return code, capsys.readouterr().err
+
+
+def _one_error_line(code: int, err: str) -> str:
+    assert code == 2 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("merkit: error: "), err
+    return lines[0]
+
+
+def _grey_frames(folder, count: int, first: int = 0):
+    """``count`` flat grey 48x48 frames img<first>.png …: nothing a face detector can find."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for number in range(first, first + count):
+        Image.fromarray(np.full((48, 48, 3), 128, dtype=np.uint8)).save(folder / f"img{number}.png")
+    return folder
+
+
+def test_cli_refuses_one_image_as_a_clip(tiny, tmp_path, capsys):
+    _, _, run = tiny
+    image = _grey_frames(tmp_path / "frames", 1) / "img0.png"
+    line = _one_error_line(*_predict_cli(capsys, str(image), "--run", str(run), "--out", str(tmp_path / "out")))
+    assert str(image) in line and "one image, not a clip" in line and "folder" in line and "video" in line
+    assert not (tmp_path / "out").exists()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a clip")
+    line = _one_error_line(*_predict_cli(capsys, str(notes), "--run", str(run)))
+    assert str(notes) in line and "neither a folder of frames nor a video file" in line
+
+
+def test_cli_names_an_onset_outside_the_clip_and_its_frame_range(tiny, tmp_path, capsys):
+    _, _, run = tiny
+    folder = _grey_frames(tmp_path / "ten", 10)
+    line = _one_error_line(*_predict_cli(capsys, str(folder), "--run", str(run), "--onset", "50"))
+    assert "onset 50" in line and str(folder) in line and "0..9" in line and "10 frame files" in line
+    line = _one_error_line(*_predict_cli(capsys, str(folder), "--run", str(run), "--onset", "6", "--offset", "3"))
+    assert "onset 6 is after offset 3" in line
+    line = _one_error_line(*_predict_cli(capsys, str(folder), "--run", str(run), "--onset", "5", "--apex", "2"))
+    assert "apex 2" in line and "5..9" in line
+    assert not (run / "predictions").exists()
+
+
+def test_cli_crop_haar_refuses_a_clip_without_a_face_and_auto_falls_back_to_the_centre(tiny, tmp_path, capsys):
+    from merkit.data.preprocess import PreprocessError, find_haar_cascade
+
+    try:
+        find_haar_cascade("")
+    except PreprocessError:
+        pytest.skip("no Haar cascade file installed (apt-get install opencv-data): crop haar cannot run")
+    _, _, run = tiny
+    folder = _grey_frames(tmp_path / "noface", 10)
+    out = tmp_path / "out"
+    line = _one_error_line(*_predict_cli(capsys, str(folder), "--run", str(run), "--crop", "haar", "--out", str(out)))
+    assert str(folder) in line and "no face" in line and "crop haar" in line and "crop auto" in line
+    assert not out.exists()
+    prediction = predict_clip(folder, run_dir=run, crop="auto", out_dir=out, overlay=False)
+    assert prediction.crop.startswith("center")

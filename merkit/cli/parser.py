@@ -285,8 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--crop",
         default="auto",
-        help="face crop: auto (Haar face detector, else centred square), haar, "
-        "center, none, or dataset (the clip is already a face crop) (default: %(default)s)",
+        help="face crop: auto (Haar face detector, else centred square), haar (the detector; a clip without a "
+        "face is refused), center, none, or dataset (the clip is already a face crop) (default: %(default)s)",
     )
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.set_defaults(func=cmd_predict)

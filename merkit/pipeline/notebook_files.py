@@ -14,10 +14,22 @@ from typing import Any, Sequence
 
 from merkit._io import atomic_write_text
 
-__all__ = ["SOLUTION_TAG", "output_name", "export_html", "without_solutions", "failing_cell", "remove_leftovers"]
+__all__ = [
+    "SOLUTION_TAG",
+    "WIDGET_VIEW",
+    "output_name",
+    "export_html",
+    "without_solutions",
+    "failing_cell",
+    "strip_widget_state",
+    "remove_failed_copies",
+    "remove_leftovers",
+]
 
 #: Tag of the exercise-solution cells the pipeline leaves out unless asked for them (`merkit.pipeline.teach`).
 SOLUTION_TAG = "solution"
+#: The MIME type of a widget's view in a cell output (a reference to a model in the live kernel).
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def output_name(position: int, source: Path) -> str:
@@ -90,4 +102,43 @@ def remove_leftovers(run_dir: Path) -> list[Path]:
             if path.is_file():
                 path.unlink(missing_ok=True)
                 removed.append(path)
+    return removed
+
+
+def strip_widget_state(path: Path) -> int:
+    """Rewrite an executed notebook without widgets: no ``metadata.widgets`` and, in every output, no widget view
+    (its ``text/plain`` form stays, e.g. a progress bar's last line). Returns the number of views removed.
+
+    Widgets (tqdm's bars, the clip viewer) need the kernel that made them: in an executed copy their views only
+    point at models a reopened notebook cannot find ("widget model not found")."""
+    import nbformat
+
+    node = nbformat.read(str(path), as_version=4)
+    removed = 0
+    changed = node.metadata.pop("widgets", None) is not None
+    for cell in node.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            data = output.get("data")
+            if data is not None and WIDGET_VIEW in data:
+                del data[WIDGET_VIEW]
+                removed += 1
+                if not data:
+                    continue  # nothing but the widget: the output goes
+            kept.append(output)
+        if "outputs" in cell and len(kept) != len(cell.outputs):
+            cell.outputs = kept
+    if changed or removed:
+        atomic_write_text(path, nbformat.writes(node))
+    return removed
+
+
+def remove_failed_copies(out_dir: Path, name: str) -> list[Path]:
+    """Delete ``name.failed.ipynb`` and ``name.failed.html`` (an earlier failure's copies); returns those removed."""
+    removed = []
+    for suffix in (".failed.ipynb", ".failed.html"):
+        path = out_dir / f"{name}{suffix}"
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
     return removed

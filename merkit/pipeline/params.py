@@ -8,6 +8,7 @@ against the declared type (``epochs: int = 3`` refuses ``"three"``); a renamed p
 
 from __future__ import annotations
 
+import difflib
 import os
 import warnings
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ __all__ = [
     "check_parameters",
     "upgrade_parameters",
     "check_paths",
+    "check_dataset",
 ]
 
 #: Where the kit's notebooks live: package data (``merkit/notebooks``; the checkout's top-level ``notebooks`` links
@@ -61,7 +63,12 @@ def load_params_file(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ParameterError(f"parameter file {path} does not exist")
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ParameterError(
+            f"parameter file {path} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+            "save it as UTF-8"
+        ) from None
     except yaml.YAMLError as err:
         raise ParameterError(f"parameter file {path} is not valid YAML: {err}") from None
     if loaded is None:
@@ -106,14 +113,25 @@ class _Declared:
 def notebook_parameters(path: str | os.PathLike) -> dict[str, dict[str, str]]:
     """The parameters a notebook declares in its ``parameters`` cell, as `papermill.inspect_notebook` gives them.
 
-    Raises `ParameterError` if the notebook does not exist.
+    Raises `ParameterError` if the notebook does not exist or is not a readable notebook.
     """
     import papermill
 
     path = Path(path)
     if not path.is_file():
         raise ParameterError(f"notebook {path} does not exist")
-    return papermill.inspect_notebook(str(path))
+    try:
+        return papermill.inspect_notebook(str(path))
+    except UnicodeDecodeError as err:
+        raise ParameterError(f"notebook {path} is not UTF-8 text (byte offset {err.start}): not a notebook") from None
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+    ) as err:  # a file that is not a notebook (bad JSON or shape)
+        reason = " ".join(str(err).split())[:200]
+        raise ParameterError(f"notebook {path} is not a readable notebook ({type(err).__name__}: {reason})") from None
 
 
 def resolve_notebooks(
@@ -257,3 +275,26 @@ def check_paths(params: dict[str, Any]) -> None:
                 f"data_root {data_root} does not exist or is not a directory "
                 "(leave data_root empty to generate SynthME under the run directory)"
             )
+
+
+def check_dataset(params: Mapping[str, Any]) -> None:
+    """Raise `ParameterError` when ``params['dataset']`` (if given) is not a dataset the kit knows, or is a real
+    dataset without a ``data_root`` (only SynthME is generated when data_root is empty).
+
+    Checked before any kernel starts: otherwise either surfaces in the first notebook, seconds later, and an
+    unknown key as "needs data_root"."""
+    dataset = params.get("dataset")
+    if dataset in (None, ""):
+        return
+    from merkit.data.datasets import list_datasets
+
+    known = list_datasets()
+    if str(dataset) not in known:
+        close = difflib.get_close_matches(str(dataset), known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ParameterError(f"unknown dataset {str(dataset)!r} (known: {', '.join(known)}){hint}")
+    if dataset != "synthme" and not params.get("data_root"):
+        raise ParameterError(
+            f"dataset {dataset!r} needs data_root: the folder of your own copy (-p data_root DIR); the kit never "
+            "downloads a dataset, and only synthme is generated when data_root is empty"
+        )

@@ -17,7 +17,8 @@ Contract:
 - Each notebook receives only the parameters it declares, plus ``run_dir`` and ``data_root`` (absolute paths).
 - Executed notebooks are written atomically: papermill writes into a hidden partial file that is renamed into
   place on success, so a failed run never clobbers the notebooks that ran before it. The failed notebook is
-  kept as ``NN_name.failed.ipynb`` (and ``.failed.html``) to read the error in context.
+  kept as ``NN_name.failed.ipynb`` (and ``.failed.html``) to read the error in context, until the notebook
+  runs again (a success removes them). Executed copies hold no widget state (progress bars are dead there).
 - A failing cell raises :class:`PipelineError` naming the notebook, the cell (position in the source
   notebook, 1-based), the exception type and message. Bad parameters raise :class:`ParameterError`.
 - ``resume=True`` skips a notebook only when its executed copy exists and its source, its parameters, the
@@ -60,7 +61,9 @@ from merkit.pipeline.notebook_files import (
     export_html,
     failing_cell,
     output_name,
+    remove_failed_copies,
     remove_leftovers,
+    strip_widget_state,
     without_solutions,
 )
 from merkit.pipeline.params import (
@@ -70,6 +73,7 @@ from merkit.pipeline.params import (
     DEPRECATED_PARAMETERS,
     NOTEBOOK_DIR,
     ParameterError,
+    check_dataset,
     check_parameters,
     check_paths,
     load_params_file,
@@ -103,6 +107,7 @@ __all__ = [
     "notebook_parameters",
     "upgrade_parameters",
     "check_paths",
+    "check_dataset",
     "DEPRECATED_PARAMETERS",
     "NOTEBOOK_DIR",
     "DEFAULT_ORDER",
@@ -265,15 +270,17 @@ def run_pipeline(
     (earlier notebooks' executed copies stay in place). ``progress`` prints the current notebook and the fold
     progress of 03_loso on stderr.
     """
+    # Every check that needs no run directory comes first: a typo leaves no empty directory or lock file behind.
+    sources, params, per_notebook = _checked_parameters(
+        Path(run_dir).resolve(), params, notebooks, notebook_dir, raw_names
+    )
     with RunLock(run_dir) as lock:
         if lock.stale and progress:
             _say(
                 f"took over the lock of run directory {lock.run_dir} left by pid {lock.stale.get('pid')} on "
                 f"{lock.stale.get('host')} (started {lock.stale.get('started')}), which is no longer running"
             )
-        return _run_locked(
-            lock, params, notebooks, notebook_dir, kernel, cell_timeout, resume, progress, raw_names, solutions
-        )
+        return _run_locked(lock, sources, params, per_notebook, kernel, cell_timeout, resume, progress, solutions)
 
 
 def _say(text: str) -> None:
@@ -329,23 +336,16 @@ class _ProgressLine:
             self.bar.close()
 
 
-def _run_locked(
-    lock: RunLock,
+def _checked_parameters(
+    run_dir: Path,
     params: Mapping[str, Any] | None,
     notebooks: Iterable[str | os.PathLike],
     notebook_dir: str | os.PathLike | None,
-    kernel: str,
-    cell_timeout: float | None,
-    resume: bool,
-    progress: bool,
     raw_names: Iterable[str],
-    solutions: bool = False,
-) -> PipelineResult:
-    import nbformat
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+) -> tuple[list[Path], dict[str, Any], dict[Path, dict[str, Any]]]:
+    """The notebooks, the full parameters and each notebook's own, all checked; reads the notebooks, writes nothing.
 
-    run_dir = lock.run_dir
+    Raises `ParameterError` for an unknown name, a bad value, a missing data_root or an unknown dataset."""
     params = dict(params or {})
     if "run_dir" in params and Path(params.pop("run_dir")).resolve() != run_dir:
         raise ParameterError("run_dir is given twice with different values (as the run directory and as a parameter)")
@@ -368,7 +368,26 @@ def _run_locked(
             if "listing" in own:
                 own["listing"] = params["listing"]
     check_paths(params)
+    check_dataset(params)
+    return sources, params, per_notebook
 
+
+def _run_locked(
+    lock: RunLock,
+    sources: Sequence[Path],
+    params: dict[str, Any],
+    per_notebook: Mapping[Path, dict[str, Any]],
+    kernel: str,
+    cell_timeout: float | None,
+    resume: bool,
+    progress: bool,
+    solutions: bool = False,
+) -> PipelineResult:
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    run_dir = lock.run_dir
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers(run_dir)
@@ -444,9 +463,13 @@ def _run_locked(
                     execution_timeout=cell_timeout,
                     progress_bar=False,
                     cwd=str(run_dir),
-                    # the kernel's own log: its only warning is "TCP without encryption" for a kernel on
-                    # localhost, which a user cannot act on; errors in cells reach the notebook either way
-                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                    # the kernel's own log: "TCP without encryption" for a kernel on localhost, and on Ctrl-C
+                    # a zmq traceback from the reply the shut-down kernel can no longer send; a user can act on
+                    # neither, and errors in cells reach the notebook either way
+                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                    # widgets (tqdm's bars) are dead in an executed copy; their saved state only makes a
+                    # reopened notebook complain about models it cannot find
+                    store_widget_state=False,
                 )
             except Exception as err:  # noqa: BLE001 - every failure is reported with its notebook and cell
                 line.close()
@@ -459,7 +482,9 @@ def _run_locked(
                 else:
                     lines = [text for text in str(err).splitlines() if text.strip()]
                     ename, evalue = type(err).__name__, lines[0] if lines else ""
+                remove_failed_copies(out_dir, name)  # an earlier failure's copies would pass for this one's
                 if partial.is_file():
+                    strip_widget_state(partial)
                     os.replace(partial, failed)
                     try:
                         export_html(failed, out_dir / f"{name}.failed.html")
@@ -477,8 +502,10 @@ def _run_locked(
             line.close()
             if executed_source != source:
                 executed_source.unlink(missing_ok=True)
+            strip_widget_state(partial)
             os.replace(partial, output)
             export_html(output, html_path)
+            remove_failed_copies(out_dir, name)  # the earlier failure is fixed: its copies are stale
             state[name] = current
             atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True))
             seconds = time.perf_counter() - started
