@@ -249,20 +249,52 @@ def _human_size(size: int) -> str:
     return str(size)
 
 
-def cmd_cache(args: argparse.Namespace) -> int:
-    from merkit.cache import cache_dir, cache_source, clear_cache, list_cache
-
-    root = cache_dir(args.cache_dir or "", create=False)
-    print(f"cache: {root}  ({cache_source(args.cache_dir or '')})")
-    if args.action == "clear":
-        print(f"freed {_human_size(clear_cache(root))}")
-        return 0
-    entries = list_cache(root)
-    if not entries:
-        print("  (empty)")
+def _print_cache_entries(entries: Any, root: Path) -> None:
     for entry in entries:
         state = "" if entry.complete else "  (interrupted build, removed by the next build)"
         print(f"  {entry.kind:<8} {_human_size(entry.size):>10}  {entry.path.relative_to(root)}{state}")
+
+
+def _confirmed(question: str) -> bool:
+    """Ask on the terminal; False for anything but yes. Without a terminal there is no one to ask: UserError."""
+    try:
+        interactive = sys.stdin.isatty()
+    except (AttributeError, OSError, ValueError):
+        interactive = False
+    if not interactive:
+        raise UserError(f"{question} needs a yes: no terminal to ask on, so nothing was deleted (add --yes)")
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from merkit.cache import cache_dir, cache_source, check_merkit_cache, clear_cache, list_cache
+
+    root = cache_dir(args.cache_dir or "", create=False)
+    print(f"cache: {root}  ({cache_source(args.cache_dir or '')})")
+    entries = list_cache(root)
+    if args.action == "clear":
+        if not root.is_dir():
+            print("  (no cache folder: nothing to delete)")
+            return 0
+        check_merkit_cache(root)  # ForeignCacheError (one line, exit 2) for a folder merkit did not create
+        if not entries:
+            print("  (empty: nothing to delete)")
+            return 0
+        _print_cache_entries(entries, root)
+        total = _human_size(sum(e.size for e in entries))
+        question = f"delete these {len(entries)} entries, freeing {total}?"
+        if not args.yes and not _confirmed(question):
+            print("nothing deleted")
+            return 0
+        print(f"freed {_human_size(clear_cache(root))}")
+        return 0
+    if not entries:
+        print("  (empty)")
+    _print_cache_entries(entries, root)
     print(f"total {_human_size(sum(e.size for e in entries))}")
     return 0
 
