@@ -21,7 +21,8 @@ from merkit.data.preprocess import PreprocessConfig
 from merkit.errors import MerkitRuntimeError
 
 #: 2: the index records ``crop_method`` and the key covers the manifest's ``cropped`` flags (crop='auto').
-STORE_FORMAT_VERSION = 2
+#: 3: a clip store records its input files (``inputs.json``), checked on reuse.
+STORE_FORMAT_VERSION = 3
 MARKER = "COMPLETE"
 _INT_COLUMNS = ("onset", "offset", "position", "crop_x", "crop_y", "crop_w", "crop_h", "apex_used", "source_frames")
 _NULLABLE_INT_COLUMNS = ("apex", "label")
