@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from merkit.cli.exits import EXIT_FAILED, UserError
+from merkit.errors import MerkitError
 
 # ----------------------------------------------------------------------------------------------------------
 # pipeline / demo
@@ -182,6 +184,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     data_root = Path(args.data_root).expanduser()
     if args.dataset == "synthme" and not data_root.exists():
         data_root.mkdir(parents=True)  # SynthME is generated into a new, empty folder
+    if data_root.is_dir() and not _readable_folder(data_root):
+        raise UserError(f"data root {data_root} cannot be read (permission denied): give your user read access")
     protocol = args.protocol if args.protocol is not None else ("synthme_3class" if args.dataset == "synthme" else "")
     data = DataConfig(
         dataset=args.dataset,
@@ -194,9 +198,20 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     )
     preprocess = PreprocessConfig(frames=args.frames, size=args.size, crop=args.crop, no_face=args.no_face)
     # The user's one cache ($MERKIT_CACHE or runs/cache), never data_root: a licensed copy is often read-only.
-    prepared = prepare_data(
-        data, preprocess, cache_dir=args.cache_dir or "", flow=args.flow, progress=not args.quiet, run_dir=args.run_dir
-    )
+    try:
+        prepared = prepare_data(
+            data,
+            preprocess,
+            cache_dir=args.cache_dir or "",
+            flow=args.flow,
+            progress=not args.quiet,
+            run_dir=args.run_dir,
+        )
+    except OSError as error:
+        if isinstance(error, MerkitError) or not error.filename:
+            raise
+        # A file or folder the system refuses (permissions, a vanished mount): name it, no traceback.
+        raise UserError(f"{error.filename}: {error.strerror or error}") from error
     manifest = prepared.manifest
     print(f"dataset: {args.dataset} ({len(manifest)} clips, {manifest['subject'].nunique()} subjects)")
     print(f"data_root: {prepared.data_root}{' (SynthME generated)' if prepared.generated else ''}")
@@ -216,6 +231,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if prepared.problems_file is not None:
         print(f"data problems: {prepared.problems_file}")
     return 0
+
+
+def _readable_folder(path: Path) -> bool:
+    """Whether this process may list ``path`` and enter it (checked as the effective user where the system can:
+    under ``sudo -u`` or a set-uid switch the real user is someone else)."""
+    effective = os.access in os.supports_effective_ids
+    return os.access(path, os.R_OK | os.X_OK, effective_ids=effective)
 
 
 def cmd_synthme(args: argparse.Namespace) -> int:
