@@ -166,6 +166,21 @@ def test_a_changed_added_or_removed_frame_rebuilds_the_store_naming_the_clip(toy
     assert len(reads) == 16 and [p.name for p in (tmp_path / "cache").iterdir()] == [first.path.name]
 
 
+def test_a_store_that_does_not_know_its_inputs_is_rebuilt_once(toy, tmp_path, monkeypatch):
+    root, manifest = toy
+    store = build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
+    marker = json.loads((store.path / "COMPLETE").read_text())  # as a store built before inputs.json was
+    del marker["files"]["inputs.json"]
+    (store.path / "COMPLETE").write_text(json.dumps(marker))
+    (store.path / "inputs.json").unlink()
+    reads = _count_reads(monkeypatch)
+    with pytest.warns(UserWarning, match="inputs.json is missing or unreadable: the store's inputs are unknown"):
+        rebuilt = build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
+    assert rebuilt.path == store.path and (rebuilt.path / "inputs.json").is_file() and len(reads) == 4
+    build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
+    assert len(reads) == 4
+
+
 def test_one_changed_parameter_or_row_builds_a_new_store(toy, tmp_path):
     root, manifest = toy
     base = build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)

@@ -35,12 +35,12 @@ from merkit.data.store.files import (
     STORE_FORMAT_VERSION,
     ClipStore,
     StoreBuildError,
-    _build_folder,
-    _discard,
-    _index_to_csv,
-    _load_existing,
-    _publish,
-    _write_info_and_marker,
+    build_folder,
+    discard_folder,
+    index_to_csv,
+    load_existing,
+    publish,
+    write_info_and_marker,
 )
 from merkit.data.store.inputs import INPUTS_FILE, changed_inputs, store_inputs
 from merkit.data.synthetic import load_motion_mask
@@ -261,7 +261,7 @@ def build_store(
     key = store_key(manifest, config, flow=flow, masks=mask_loader is not None)
     final = cache_dir / key
     rows = [dict(row) for _, row in manifest.iterrows()]
-    existing = _load_existing(final, "clip store")
+    existing = load_existing(final, "clip store")
     if existing is not None:
         changes = changed_inputs(final, rows, data_root, mask_loader)
         if not changes:
@@ -278,11 +278,11 @@ def build_store(
     _remove_dead_builds(cache_dir)
     tmp = cache_dir / f".tmp-{key}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        with _build_folder(tmp):
+        with build_folder(tmp):
             _build_into(tmp, key, manifest, rows, inputs, data_root, config, workers, mask_loader, flow, progress)
             if existing is not None:
-                _discard(final)  # the stale store goes only once its replacement is built
-            _publish(tmp, final)
+                discard_folder(final)  # the stale store goes only once its replacement is built
+            publish(tmp, final)
     except BaseException:
         _remove_empty(created)
         raise
@@ -374,7 +374,7 @@ def _build_into(
     info_table = pd.DataFrame(infos)
     for column in info_table.columns:
         index[column] = info_table[column].to_numpy()
-    _index_to_csv(index, folder / "index.csv")
+    index_to_csv(index, folder / "index.csv")
     store_info = {
         "key": key,
         "format": STORE_FORMAT_VERSION,
@@ -389,4 +389,4 @@ def _build_into(
     shapes = {name: list(np.load(folder / name, mmap_mode="r").shape) for name in arrays}
     (folder / INPUTS_FILE).write_text(json.dumps(inputs))
     names = ["clips.npy", "index.csv", "store.json", INPUTS_FILE, *arrays[1:]]
-    _write_info_and_marker(folder, key, n, store_info, names, shapes)
+    write_info_and_marker(folder, key, n, store_info, names, shapes)
