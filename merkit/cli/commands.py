@@ -293,7 +293,15 @@ def _confirmed(question: str) -> bool:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from merkit.cache import cache_dir, cache_source, check_merkit_cache, clear_cache, list_cache
+    from merkit.cache import (
+        CACHE_TAG,
+        cache_dir,
+        cache_source,
+        check_merkit_cache,
+        clear_cache,
+        is_merkit_cache,
+        list_cache,
+    )
 
     root = cache_dir(args.cache_dir or "", create=False)
     print(f"cache: {root}  ({cache_source(args.cache_dir or '')})")
@@ -318,6 +326,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print("  (empty)")
     _print_cache_entries(entries, root)
     print(f"total {_human_size(sum(e.size for e in entries))}")
+    if root.is_dir() and not is_merkit_cache(root):
+        print(
+            f"(no merkit cache tag {CACHE_TAG}: merkit did not create this folder; `cache clear` deletes nothing here)"
+        )
     return 0
 
 
