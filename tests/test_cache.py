@@ -183,7 +183,7 @@ def test_cache_clear_deletes_only_the_entries_merkit_wrote(
     assert main(["cache", "clear", "--yes"]) == 0
     out = capsys.readouterr().out
     size = sum(e.size for e in entries)
-    assert "delete these 2 entries" not in out and "freed" in out  # --yes: not asked
+    assert "delete 2 entries" not in out and "freed" in out  # --yes: not asked
     assert f"freed {size / 1024:.1f} KiB" in out or f"freed {size / 1024**2:.1f} MiB" in out
     assert list_cache(cache) == [] and not any(e.path.exists() for e in entries)
     assert all((cache / name).read_bytes() == data for name, data in files.items())
@@ -200,7 +200,8 @@ def test_cache_clear_asks_first_and_refuses_without_a_terminal(
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # a script: no terminal, no --yes
     assert main(["cache", "clear"]) == 2
     captured = capsys.readouterr()
-    assert "no terminal to ask on, so nothing was deleted (add --yes)" in captured.err
+    assert "cache clear would delete 2 entries (" in captured.err
+    assert "but there is no terminal to ask: nothing deleted (add --yes)" in captured.err
     assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
     assert list_cache(cache) == entries
 
@@ -211,7 +212,9 @@ def test_cache_clear_asks_first_and_refuses_without_a_terminal(
     monkeypatch.setattr("sys.stdin", Terminal("n\n"))
     assert main(["cache", "clear"]) == 0
     out = capsys.readouterr().out
-    assert "delete these 2 entries, freeing" in out and "nothing deleted" in out and list_cache(cache) == entries
+    assert (
+        "delete 2 entries (" in out and "? [y/N]" in out and "nothing deleted" in out and list_cache(cache) == entries
+    )
     monkeypatch.setattr("sys.stdin", Terminal("y\n"))
     assert main(["cache", "clear"]) == 0
     assert "freed" in capsys.readouterr().out and list_cache(cache) == []

@@ -277,16 +277,19 @@ def _print_cache_entries(entries: Any, root: Path) -> None:
         print(f"  {entry.kind:<8} {_human_size(entry.size):>10}  {entry.path.relative_to(root)}{state}")
 
 
-def _confirmed(question: str) -> bool:
-    """Ask on the terminal; False for anything but yes. Without a terminal there is no one to ask: UserError."""
+def _confirmed(what: str) -> bool:
+    """Ask on the terminal whether to delete ``what``; False for anything but yes. Without a terminal there is
+    no one to ask: UserError."""
     try:
         interactive = sys.stdin.isatty()
     except (AttributeError, OSError, ValueError):
         interactive = False
     if not interactive:
-        raise UserError(f"{question} needs a yes: no terminal to ask on, so nothing was deleted (add --yes)")
+        raise UserError(
+            f"cache clear would delete {what}, but there is no terminal to ask: nothing deleted (add --yes)"
+        )
     try:
-        answer = input(f"{question} [y/N] ")
+        answer = input(f"delete {what}? [y/N] ")
     except EOFError:
         return False
     return answer.strip().lower() in ("y", "yes")
@@ -315,9 +318,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
             print("  (empty: nothing to delete)")
             return 0
         _print_cache_entries(entries, root)
-        total = _human_size(sum(e.size for e in entries))
-        question = f"delete these {len(entries)} entries, freeing {total}?"
-        if not args.yes and not _confirmed(question):
+        size = _human_size(sum(e.size for e in entries))
+        what = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'} ({size})"
+        if not args.yes and not _confirmed(what):
             print("nothing deleted")
             return 0
         print(f"freed {_human_size(clear_cache(root))}")
