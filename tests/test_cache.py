@@ -4,6 +4,7 @@ data_root."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import stat
 import tempfile
@@ -12,7 +13,17 @@ from typing import Iterator
 
 import pytest
 
-from merkit.cache import CacheError, cache_dir, clear_cache, list_cache
+from merkit.cache import (
+    CACHE_TAG,
+    STORE_MARKER,
+    SYNTHME_MARKER,
+    CacheError,
+    ForeignCacheError,
+    cache_dir,
+    clear_cache,
+    is_merkit_cache,
+    list_cache,
+)
 from merkit.cli import main
 from merkit.config import DataConfig
 from merkit.data.preprocess import PreprocessConfig
@@ -117,6 +128,111 @@ def test_cache_list_shows_sizes_and_clear_empties_it(
     lines = [line.split() for line in out.splitlines() if line.strip().startswith(("synthme", "store"))]
     assert sorted(line[0] for line in lines) == ["store", "synthme"]
     assert all(float(line[1]) > 0 and line[2] in ("B", "KiB", "MiB") for line in lines)
-    assert main(["cache", "clear"]) == 0
+    assert main(["cache", "clear", "--yes"]) == 0
     assert "freed" in capsys.readouterr().out and list_cache(tmp_path / "cache") == []
     assert clear_cache(tmp_path / "cache") == 0
+
+
+def _foreign_files(folder: Path) -> dict[str, bytes]:
+    """A user's files in ``folder``, some where the kit keeps its entries (``store/``, ``synthme/``)."""
+    files = {
+        "store/notes.txt": b"my notes",
+        "store/project/weights.bin": b"\x00\x01",
+        "synthme/draft/figure.png": b"not really a png",
+        "thesis.tex": b"\\documentclass{article}",
+    }
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return files
+
+
+def test_cache_clear_refuses_a_folder_merkit_did_not_create(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    mine = tmp_path / "my_folder"
+    files = _foreign_files(mine)
+    monkeypatch.setenv("MERKIT_CACHE", str(mine))
+    before = _tree(mine)
+    assert main(["cache", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "(empty)" in out and "no merkit cache tag CACHEDIR.TAG" in out
+    assert main(["cache", "clear", "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"merkit: error: {mine} has no merkit cache tag (CACHEDIR.TAG)" in err
+    assert "Traceback" not in err
+    assert _tree(mine) == before and all((mine / name).read_bytes() == data for name, data in files.items())
+    with pytest.raises(ForeignCacheError, match="no merkit cache tag"):
+        clear_cache(mine)
+    # Using it as a cache does not claim it: the kit adds its entries, the folder stays untagged.
+    prepare_data(DataConfig(**TINY), PREPROCESS, progress=False)
+    assert not (mine / CACHE_TAG).exists() and main(["cache", "clear", "--yes"]) == 2
+    assert all((mine / name).read_bytes() == data for name, data in files.items())
+
+
+def test_cache_clear_deletes_only_the_entries_merkit_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MERKIT_CACHE", str(cache))
+    prepare_data(DataConfig(**TINY), PREPROCESS, progress=False)  # the kit creates the folder: tagged
+    assert is_merkit_cache(cache)
+    files = _foreign_files(cache)
+    entries = list_cache(cache)
+    assert sorted(e.kind for e in entries) == ["store", "synthme"]
+    assert main(["cache", "clear", "--yes"]) == 0
+    out = capsys.readouterr().out
+    size = sum(e.size for e in entries)
+    assert "delete 2 entries" not in out and "freed" in out  # --yes: not asked
+    assert f"freed {size / 1024:.1f} KiB" in out or f"freed {size / 1024**2:.1f} MiB" in out
+    assert list_cache(cache) == [] and not any(e.path.exists() for e in entries)
+    assert all((cache / name).read_bytes() == data for name, data in files.items())
+    assert is_merkit_cache(cache)
+
+
+def test_cache_clear_asks_first_and_refuses_without_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MERKIT_CACHE", str(cache))
+    prepare_data(DataConfig(**TINY), PREPROCESS, progress=False)
+    entries = list_cache(cache)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # a script: no terminal, no --yes
+    assert main(["cache", "clear"]) == 2
+    captured = capsys.readouterr()
+    assert "cache clear would delete 2 entries (" in captured.err
+    assert "but there is no terminal to ask: nothing deleted (add --yes)" in captured.err
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert list_cache(cache) == entries
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    assert main(["cache", "clear"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "delete 2 entries (" in out and "? [y/N]" in out and "nothing deleted" in out and list_cache(cache) == entries
+    )
+    monkeypatch.setattr("sys.stdin", Terminal("y\n"))
+    assert main(["cache", "clear"]) == 0
+    assert "freed" in capsys.readouterr().out and list_cache(cache) == []
+
+
+def test_the_tag_is_written_only_into_a_folder_the_kit_creates_or_finds_empty(tmp_path: Path):
+    assert is_merkit_cache(cache_dir(tmp_path / "new"))
+    (tmp_path / "empty").mkdir()
+    assert is_merkit_cache(cache_dir(tmp_path / "empty"))
+    _foreign_files(tmp_path / "used")
+    assert not is_merkit_cache(cache_dir(tmp_path / "used")) and not (tmp_path / "used" / CACHE_TAG).exists()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / CACHE_TAG).write_text("Signature: 8a477f597d28d172789f06886806bc55\n# another tool\n")
+    assert not is_merkit_cache(tmp_path / "other")  # another program's cache: not merkit's to clear
+
+
+def test_entry_markers_are_the_ones_the_data_layer_writes():
+    from merkit.data.store import MARKER
+    from merkit.data.synthetic import COMPLETION_MARKER
+
+    assert (SYNTHME_MARKER, STORE_MARKER) == (COMPLETION_MARKER, MARKER)

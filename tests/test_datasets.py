@@ -297,6 +297,22 @@ def test_non_strict_build_returns_the_manifest_and_the_problems(small):
     assert "row 3: onset 'ten' is not a frame number" in problem.message
 
 
+def test_a_duplicated_sheet_row_is_named_by_its_spreadsheet_row_numbers(small, capsys):
+    from merkit.cli import main
+
+    rows = _casme2_small()
+    rows.append(copy_rows([rows[1]])[0])  # the user pasted EP03_02 again at the bottom: Excel row 7
+    root = write_casme2_tree(small / "CASME2", rows)
+    code = main(["prepare", "--dataset", "casme2", "--data-root", str(root), "--crop", "dataset", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    problems = [line for line in err.splitlines() if line.strip().startswith("- ")]
+    assert problems == ["  - casme2/01/EP03_02: duplicate sample (CASME2-coding-20140508.xlsx rows 3 and 7)"]
+    df = build_manifest("casme2", root, on_problem="drop")  # both rows left out, the log names the rows too
+    assert "EP03_02" not in set(df["sample"])
+    assert "rows 3 and 7" in " ".join(problems_table(df)["detail"])
+
+
 def test_missing_or_wrong_sheet_is_a_clear_error(small):
     (small / "empty").mkdir()
     with pytest.raises(ManifestError, match="no annotation sheet under .*CASME2-coding-20140508.xlsx"):

@@ -163,6 +163,62 @@ def test_cli_prepare_flow_folder_builds_the_flow_only_store(exported, tmp_path, 
     assert code != 0 and "line 14" in err and "EP99" in err and "03_EP99 .png" in err
 
 
+def test_cli_prepare_with_a_latin1_listing_names_the_file_and_the_encoding(exported, tmp_path, capsys):
+    from merkit.cli import main
+
+    folder, listing, _ = exported
+    lines = listing.read_text().splitlines()
+    latin1 = tmp_path / "listing_latin1.csv"  # saved by a spreadsheet in its legacy encoding, with a note column
+    text = "\n".join([lines[0] + ", note", *(line + ",café" for line in lines[1:])]) + "\n"
+    latin1.write_bytes(text.encode("latin-1"))
+    args = ["prepare", "--flow-folder", str(folder), "--cache-dir", str(tmp_path), "-q", "--listing"]
+    assert main([*args, str(latin1)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"merkit: error: {latin1} line 2: not UTF-8 text (byte 0xe9" in err and "save the listing as UTF-8" in err
+    bom = tmp_path / "listing_excel_utf8.csv"  # Excel's "CSV UTF-8": a byte-order mark, then UTF-8
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert main([*args, str(bom)]) == 0
+    assert "dataset: flow_folder (12 clips, 4 subjects)" in capsys.readouterr().out
+
+
+def test_export_without_apex_writes_the_release_with_empty_apex_cells(release_store, tmp_path):
+    store, _ = release_store
+    index = store.index.drop(columns=["apex", "apex_used"])  # the docstring says apex is optional
+    flows = np.asarray(store.flow, dtype=np.float32)
+    listing = export_flow_release(tmp_path / "folder", flows, index)
+    rows = [line.split(",") for line in listing.read_text().splitlines()[1:]]
+    assert len(rows) == 12 and all(row[4] == "" for row in rows)
+    assert len(list((tmp_path / "folder").glob("* .png"))) == 12
+    prepared = prepare_data(flow_data(tmp_path / "folder", listing), None, cache_dir=tmp_path / "c", progress=False)
+    assert list(prepared.manifest["sample"]) == list(index["sample"])
+
+
+def test_a_failed_export_leaves_no_half_written_folder(release_store, tmp_path):
+    from merkit.data.flow import FlowError
+
+    store, _ = release_store
+    flows = np.asarray(store.flow, dtype=np.float32)
+    unlabelled = store.index.copy()
+    unlabelled["label"] = unlabelled["label"].astype(object)
+    unlabelled.loc[5, "label"] = None
+    sample = f"subject {unlabelled['subject'][5]!r} sample {unlabelled['sample'][5]!r}: no label"
+    with pytest.raises(FlowError, match=sample):
+        export_flow_release(tmp_path / "new", flows, unlabelled)
+    assert not (tmp_path / "new").exists()  # checked before anything was written
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("my notes")
+    index = store.index
+    (folder / f"{index['subject'][7]}_{index['sample'][7]} .png").mkdir()  # the 8th image cannot be written
+    with pytest.raises(OSError):
+        export_flow_release(folder, flows, index)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["readme.txt", f"{index['subject'][7]}_{index['sample'][7]} .png"]
+    )
+
+
 def test_flow_method_for_stores_tvl1_only_when_a_flow_model_needs_it():
     from merkit.prepare import flow_method_for
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -111,13 +112,73 @@ def test_build_writes_every_clip_as_preprocessed_with_index_and_marker(toy, tmp_
     assert not list((tmp_path / "cache").glob(".tmp-*"))
 
 
-def test_unchanged_inputs_reuse_the_store_without_reading_a_frame(toy, tmp_path):
+def _count_reads(monkeypatch) -> list[str]:
+    """Every clip the store build reads, through the real reader."""
+    import merkit.data.store.build as build_module
+
+    reads: list[str] = []
+
+    def counting(row, data_root):
+        reads.append(str(row["path"]))
+        return read_sample(row, data_root)
+
+    monkeypatch.setattr(build_module, "read_sample", counting)
+    return reads
+
+
+def test_unchanged_inputs_reuse_the_store_without_reading_a_frame(toy, tmp_path, monkeypatch):
     root, manifest = toy
+    reads = _count_reads(monkeypatch)
     first = build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
-    shutil.rmtree(root)  # a rebuild would now fail: reuse must not touch the frames
+    assert len(reads) == 4
+    marker = (first.path / "COMPLETE").stat().st_mtime_ns
     again = build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
-    assert again.path == first.path
+    assert len(reads) == 4  # reused: no frame read
+    assert again.path == first.path and (again.path / "COMPLETE").stat().st_mtime_ns == marker
     np.testing.assert_array_equal(np.asarray(again.clips), np.asarray(first.clips))
+
+
+def test_a_changed_added_or_removed_frame_rebuilds_the_store_naming_the_clip(toy, tmp_path, monkeypatch):
+    root, manifest = toy
+    reads = _count_reads(monkeypatch)
+    first = build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
+    before = np.array(first.clips)
+    frame = root / "sub02" / "EP01_01" / "img12.png"  # inside onset..offset of toy/02/EP01_01
+    cv2.imwrite(str(frame), np.zeros((32, 32, 3), np.uint8))  # blacked out
+    stat = frame.stat()
+    os.utime(frame, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.warns(UserWarning, match=r"toy/02/EP01_01: a frame changed.*rebuilding") as caught:
+        rebuilt = build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
+    assert "toy/01/" not in str(caught[0].message) and "toy/02/EP02_01" not in str(caught[0].message)
+    assert len(reads) == 8 and rebuilt.path == first.path
+    changed = list(manifest["sample"]).index("EP01_01") + 2  # toy/02/EP01_01's position
+    assert not np.array_equal(np.asarray(rebuilt.clips[changed]), before[changed])
+    np.testing.assert_array_equal(np.asarray(rebuilt.clips[0]), before[0])
+    assert build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False).path == first.path
+    assert len(reads) == 8  # the rebuilt store is reused as is
+
+    shutil.copy(frame, root / "sub01" / "EP02_01" / "img99.png")  # a frame added (outside the clip's range)
+    with pytest.warns(UserWarning, match=r"toy/01/EP02_01: a frame was added or removed \(10 files, now 11\)"):
+        build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
+    (root / "sub01" / "EP02_01" / "img99.png").unlink()
+    with pytest.warns(UserWarning, match=r"toy/01/EP02_01: a frame was added or removed \(11 files, now 10\)"):
+        build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
+    assert len(reads) == 16 and [p.name for p in (tmp_path / "cache").iterdir()] == [first.path.name]
+
+
+def test_a_store_that_does_not_know_its_inputs_is_rebuilt_once(toy, tmp_path, monkeypatch):
+    root, manifest = toy
+    store = build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
+    marker = json.loads((store.path / "COMPLETE").read_text())  # as a store built before inputs.json was
+    del marker["files"]["inputs.json"]
+    (store.path / "COMPLETE").write_text(json.dumps(marker))
+    (store.path / "inputs.json").unlink()
+    reads = _count_reads(monkeypatch)
+    with pytest.warns(UserWarning, match="inputs.json is missing or unreadable: the store's inputs are unknown"):
+        rebuilt = build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
+    assert rebuilt.path == store.path and (rebuilt.path / "inputs.json").is_file() and len(reads) == 4
+    build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
+    assert len(reads) == 4
 
 
 def test_one_changed_parameter_or_row_builds_a_new_store(toy, tmp_path):
@@ -168,7 +229,7 @@ def test_a_corrupt_frame_mid_clip_fails_the_build_naming_the_sample_and_leaves_n
     (root / row.path / f"img{row.onset + 4}.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(StoreBuildError, match="toy/02/EP01_01"):
         build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
-    assert not any((tmp_path / "cache").iterdir())
+    assert not (tmp_path / "cache").exists()  # nothing left, not even the empty folder the build created
 
 
 def test_onset_after_offset_fails_the_build_naming_the_sample(toy, tmp_path):

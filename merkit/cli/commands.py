@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from merkit.cli.exits import EXIT_FAILED, UserError
+from merkit.errors import MerkitError
 
 # ----------------------------------------------------------------------------------------------------------
 # pipeline / demo
@@ -182,6 +184,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     data_root = Path(args.data_root).expanduser()
     if args.dataset == "synthme" and not data_root.exists():
         data_root.mkdir(parents=True)  # SynthME is generated into a new, empty folder
+    if data_root.is_dir() and not _readable_folder(data_root):
+        raise UserError(f"data root {data_root} cannot be read (permission denied): give your user read access")
     protocol = args.protocol if args.protocol is not None else ("synthme_3class" if args.dataset == "synthme" else "")
     data = DataConfig(
         dataset=args.dataset,
@@ -194,9 +198,20 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     )
     preprocess = PreprocessConfig(frames=args.frames, size=args.size, crop=args.crop, no_face=args.no_face)
     # The user's one cache ($MERKIT_CACHE or runs/cache), never data_root: a licensed copy is often read-only.
-    prepared = prepare_data(
-        data, preprocess, cache_dir=args.cache_dir or "", flow=args.flow, progress=not args.quiet, run_dir=args.run_dir
-    )
+    try:
+        prepared = prepare_data(
+            data,
+            preprocess,
+            cache_dir=args.cache_dir or "",
+            flow=args.flow,
+            progress=not args.quiet,
+            run_dir=args.run_dir,
+        )
+    except OSError as error:
+        if isinstance(error, MerkitError) or not error.filename:
+            raise
+        # A file or folder the system refuses (permissions, a vanished mount): name it, no traceback.
+        raise UserError(f"{error.filename}: {error.strerror or error}") from error
     manifest = prepared.manifest
     print(f"dataset: {args.dataset} ({len(manifest)} clips, {manifest['subject'].nunique()} subjects)")
     print(f"data_root: {prepared.data_root}{' (SynthME generated)' if prepared.generated else ''}")
@@ -216,6 +231,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if prepared.problems_file is not None:
         print(f"data problems: {prepared.problems_file}")
     return 0
+
+
+def _readable_folder(path: Path) -> bool:
+    """Whether this process may list ``path`` and enter it (checked as the effective user where the system can:
+    under ``sudo -u`` or a set-uid switch the real user is someone else)."""
+    effective = os.access in os.supports_effective_ids
+    return os.access(path, os.R_OK | os.X_OK, effective_ids=effective)
 
 
 def cmd_synthme(args: argparse.Namespace) -> int:
@@ -249,21 +271,68 @@ def _human_size(size: int) -> str:
     return str(size)
 
 
-def cmd_cache(args: argparse.Namespace) -> int:
-    from merkit.cache import cache_dir, cache_source, clear_cache, list_cache
-
-    root = cache_dir(args.cache_dir or "", create=False)
-    print(f"cache: {root}  ({cache_source(args.cache_dir or '')})")
-    if args.action == "clear":
-        print(f"freed {_human_size(clear_cache(root))}")
-        return 0
-    entries = list_cache(root)
-    if not entries:
-        print("  (empty)")
+def _print_cache_entries(entries: Any, root: Path) -> None:
     for entry in entries:
         state = "" if entry.complete else "  (interrupted build, removed by the next build)"
         print(f"  {entry.kind:<8} {_human_size(entry.size):>10}  {entry.path.relative_to(root)}{state}")
+
+
+def _confirmed(what: str) -> bool:
+    """Ask on the terminal whether to delete ``what``; False for anything but yes. Without a terminal there is
+    no one to ask: UserError."""
+    try:
+        interactive = sys.stdin.isatty()
+    except (AttributeError, OSError, ValueError):
+        interactive = False
+    if not interactive:
+        raise UserError(
+            f"cache clear would delete {what}, but there is no terminal to ask: nothing deleted (add --yes)"
+        )
+    try:
+        answer = input(f"delete {what}? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from merkit.cache import (
+        CACHE_TAG,
+        cache_dir,
+        cache_source,
+        check_merkit_cache,
+        clear_cache,
+        is_merkit_cache,
+        list_cache,
+    )
+
+    root = cache_dir(args.cache_dir or "", create=False)
+    print(f"cache: {root}  ({cache_source(args.cache_dir or '')})")
+    entries = list_cache(root)
+    if args.action == "clear":
+        if not root.is_dir():
+            print("  (no cache folder: nothing to delete)")
+            return 0
+        check_merkit_cache(root)  # ForeignCacheError (one line, exit 2) for a folder merkit did not create
+        if not entries:
+            print("  (empty: nothing to delete)")
+            return 0
+        _print_cache_entries(entries, root)
+        size = _human_size(sum(e.size for e in entries))
+        what = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'} ({size})"
+        if not args.yes and not _confirmed(what):
+            print("nothing deleted")
+            return 0
+        print(f"freed {_human_size(clear_cache(root))}")
+        return 0
+    if not entries:
+        print("  (empty)")
+    _print_cache_entries(entries, root)
     print(f"total {_human_size(sum(e.size for e in entries))}")
+    if root.is_dir() and not is_merkit_cache(root):
+        print(
+            f"(no merkit cache tag {CACHE_TAG}: merkit did not create this folder; `cache clear` deletes nothing here)"
+        )
     return 0
 
 

@@ -296,10 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="list or clear the cache of generated SynthME trees and clip stores",
         description="The one cache every run, notebook and `merkit prepare` shares: $MERKIT_CACHE, else runs/cache "
         "of the checkout (an installed package: ~/.cache/merkit). `list` shows each SynthME tree and clip store "
-        "with its size; `clear` deletes them.",
+        "with its size; `clear` deletes them, after saying how much it frees and asking (--yes: do not ask). Only "
+        "entries merkit wrote are deleted, and only in a folder carrying merkit's cache tag (CACHEDIR.TAG).",
     )
     p.add_argument("action", choices=("list", "clear"))
     p.add_argument("--cache-dir", default=None, help="another cache folder (default: $MERKIT_CACHE or runs/cache)")
+    p.add_argument("--yes", action="store_true", help="clear: delete without asking (for scripts)")
     p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser(

@@ -22,6 +22,7 @@ Min-max normalisation drops each channel's scale and offset: an import gives bac
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ __all__ = [
     "export_flow_folder",
     "import_flow_folder",
     "read_flow_listing",
+    "read_listing_csv",
     "read_flow_images",
     "flow_png_name",
     "export_flow_release",
@@ -236,18 +238,42 @@ def _pick(columns: dict[str, str], candidates: tuple[str, ...], given: str | Non
     return None
 
 
+def read_listing_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """A flow listing CSV as text cells (headers stripped: the composite list writes ``"dataset, sub, ..."``).
+
+    The file must be UTF-8 (a byte-order mark, as Excel's "CSV UTF-8" writes, is fine); the circulating
+    listing is plain ASCII. Any other encoding is refused rather than guessed, since a guess could silently
+    change a subject or sample name: :class:`FlowError` naming the file, the line and the byte. An unreadable
+    file or an unparsable CSV is a FlowError naming the file too.
+    """
+    where = Path(path)
+    try:
+        data = where.read_bytes()
+    except OSError as error:
+        raise FlowError(f"flow listing {where} cannot be read: {error.strerror or error}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise FlowError(
+            f"{where} line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}; latin-1 or another legacy "
+            "encoding?); save the listing as UTF-8 (Excel: CSV UTF-8)"
+        ) from None
+    try:
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise FlowError(f"{where}: not a readable CSV listing ({str(error).strip()})") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    return table
+
+
 def _listing_table(listing: str | os.PathLike | pd.DataFrame) -> tuple[pd.DataFrame, str]:
     if isinstance(listing, pd.DataFrame):
         return listing, "<listing DataFrame>"
     where = Path(listing)
     if not where.is_file():
         raise FlowError(f"flow listing not found: {where}")
-    try:
-        table = pd.read_csv(where, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
-        raise FlowError(f"{where}: not a readable CSV listing ({error})") from None
-    table.columns = [str(c).strip() for c in table.columns]  # headers written "dataset, sub, filename_o, ..."
-    return table, str(where)
+    return read_listing_csv(where), str(where)
 
 
 def read_flow_listing(
@@ -369,32 +395,57 @@ COMPOSITE_LISTING_COLUMNS = ("dataset", "sub", "filename_o", "label", "apex", "i
 _LISTING_DATASET_NAMES = {"smic_hs": "smic"}  # the MEGC2019 ground truth's database names
 
 
+def _listing_line(row: pd.Series) -> str:
+    """One row of the composite listing for a row of an export index; FlowError naming the sample when the
+    row has no usable label or apex."""
+    subject, sample = str(row["subject"]), str(row["sample"])
+    label = row.get("label")
+    if label is None or pd.isna(label):
+        raise FlowError(f"subject {subject!r} sample {sample!r}: no label (a flow release lists each image's class)")
+    apex = row.get("apex_used") if "apex_used" in row.index else row.get("apex")
+    try:
+        apex = "" if apex is None or pd.isna(apex) or str(apex).strip() == "" else str(int(apex))
+        label = str(int(label))
+    except (TypeError, ValueError):
+        raise FlowError(
+            f"subject {subject!r} sample {sample!r}: label {row.get('label')!r} and apex {apex!r} must be integers"
+        ) from None
+    dataset = str(row.get("dataset", ""))
+    stem = f"{subject}_{sample}"
+    return ",".join([_LISTING_DATASET_NAMES.get(dataset, dataset), subject, sample, label, apex, stem, stem])
+
+
 def export_flow_release(
     folder: str | os.PathLike, features: np.ndarray, index: pd.DataFrame, *, listing_name: str = "listing.csv"
 ) -> Path:
     """Write a flow folder as the community circulates them: one ``<subject>_<sample> .png`` per row of
-    ``index`` (columns ``subject``, ``sample``, ``label``, optional ``dataset`` and ``apex``) from ``features``
-    (N, H, W, 3) (u, v, strain), plus the composite listing CSV (header :data:`COMPOSITE_LISTING_COLUMNS`,
-    ``", "``-separated like the circulating one). ASSUMPTION: ``imagename`` and ``sub_filename`` hold the
-    file stem ``<subject>_<sample>``; what the real list writes there is not known to us, and the importer
-    does not need it. Returns the listing's path."""
+    ``index`` (columns ``subject``, ``sample``, ``label``, optional ``dataset`` and ``apex`` or ``apex_used``;
+    without one the listing's ``apex`` cells are left empty) from ``features`` (N, H, W, 3) (u, v, strain),
+    plus the composite listing CSV (header :data:`COMPOSITE_LISTING_COLUMNS`, ``", "``-separated like the
+    circulating one). ASSUMPTION: ``imagename`` and ``sub_filename`` hold the file stem
+    ``<subject>_<sample>``; what the real list writes there is not known to us, and the importer does not need
+    it. Returns the listing's path.
+
+    Every row is checked before anything is written (a missing label or a non-integer apex is a
+    :class:`FlowError` naming the sample, and nothing is written); should a write fail midway, the images this
+    call created are removed again, so no folder is left without its listing.
+    """
     folder = Path(folder)
-    export_flow_folder(folder, features, index["subject"].astype(str), index["sample"].astype(str))
-    lines = [", ".join(COMPOSITE_LISTING_COLUMNS)]
-    for _, row in index.iterrows():
-        dataset = str(row.get("dataset", ""))
-        stem = f"{row['subject']}_{row['sample']}"
-        apex = row.get("apex_used", row.get("apex", ""))
-        apex = "" if apex is None or pd.isna(apex) else str(int(apex))
-        cells = [
-            _LISTING_DATASET_NAMES.get(dataset, dataset),
-            str(row["subject"]),
-            str(row["sample"]),
-            str(int(row["label"])),
-            apex,
-            stem,
-            stem,
-        ]
-        lines.append(",".join(cells))
-    path = folder / listing_name
-    return atomic_write_text(path, "\n".join(lines) + "\n")
+    if len(features) != len(index):
+        raise FlowError(f"{len(features)} flow images for {len(index)} index rows")
+    lines = [", ".join(COMPOSITE_LISTING_COLUMNS), *(_listing_line(row) for _, row in index.iterrows())]
+    names = [flow_png_name(str(s), str(c)) for s, c in zip(index["subject"], index["sample"])]
+    created = [folder / name for name in names if not (folder / name).exists()]
+    new_folder = not folder.exists()
+    try:
+        export_flow_folder(folder, features, index["subject"].astype(str), index["sample"].astype(str))
+        return atomic_write_text(folder / listing_name, "\n".join(lines) + "\n")
+    except BaseException:
+        for path in created:
+            path.unlink(missing_ok=True)
+        if new_folder:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise

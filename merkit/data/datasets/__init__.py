@@ -39,8 +39,10 @@ from merkit.data.datasets.spec import (
     manifests_dir,
 )
 from merkit.data.manifest import ManifestError, ManifestProblem
+from merkit.errors import MerkitError, MerkitPermissionError
 
 __all__ = [
+    "DataReadError",
     "ON_PROBLEM",
     "PROBLEM_COLUMNS",
     "build_manifest",
@@ -56,6 +58,12 @@ __all__ = [
     "read_megc_ground_truth",
     "write_megc_ground_truth",
 ]
+
+
+class DataReadError(MerkitPermissionError):
+    """A file or folder of a dataset copy (the data root, a sheet, a clip folder) cannot be read: its
+    permissions do not let this user in. The message names it."""
+
 
 #: ``builder:`` key of a dataset yaml (the kind of release) -> the function that builds it.
 BUILDERS: dict[str, Callable[..., pd.DataFrame]] = {
@@ -122,7 +130,7 @@ def build_manifest(
     ``strict=False`` returns the manifest with them in ``df.attrs['problems']``. What was fixed, dropped or
     left out by a rule is in ``df.attrs['data_problems']`` (:func:`problems_table`; :func:`write_problems`
     writes ``data_problems.csv``). A sheet that cannot be read at all (missing file, wrong sheet, no header
-    row) raises in either mode.
+    row) raises in either mode; a file or folder this user may not read raises :class:`DataReadError` naming it.
     """
     label_map = chosen_label_map(label_map, protocol, "build_manifest")
     spec: DatasetSpec = load_spec(dataset)
@@ -135,4 +143,12 @@ def build_manifest(
                 )
             ]
         )
-    return builder(spec, data_root, label_map, annotation=annotation, strict=strict, on_problem=on_problem)
+    try:
+        return builder(spec, data_root, label_map, annotation=annotation, strict=strict, on_problem=on_problem)
+    except MerkitError:
+        raise
+    except PermissionError as error:  # a folder or sheet of the copy this user may not read: name it
+        raise DataReadError(
+            f"{dataset}: cannot read {error.filename or data_root} ({error.strerror or 'permission denied'}); "
+            "give your user read access to the dataset copy"
+        ) from None

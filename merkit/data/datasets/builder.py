@@ -45,6 +45,7 @@ from merkit.data.datasets.faults import (
     apply_errata,
     apply_repairs,
     check_on_problem,
+    duplicate_rows,
     known_faults,
     settle,
     timing_faults,
@@ -264,6 +265,7 @@ class SheetBuilder:
                 )
                 continue
             record["_where"] = f"{sheet_path.name} row {row.number}"
+            record["_sheet"], record["_row"] = sheet_path.name, row.number
             records.append(record)
         return records, problems, f"{self.key} built from {sheet_path}", {"annotation": str(sheet_path)}
 
@@ -290,6 +292,7 @@ class SheetBuilder:
             log += apply_errata(records, errata, self.key)
             log += apply_repairs(records, repairs, data_root, self.key)
         found = known_faults(records, errata, self.key) + timing_faults(records, repairs, self.key)
+        found += duplicate_rows(records, self.key)
         for record in records:
             for private in [k for k in record if k.startswith("_")]:
                 record.pop(private)

@@ -247,10 +247,40 @@ def apply_repairs(
 _TIMING_FIELDS = {"onset", "offset", "apex"}
 
 
+def duplicate_rows(records: list[dict[str, Any]], dataset: str) -> list[ManifestProblem]:
+    """A problem (field ``sample``) for each sheet row that repeats an earlier row's subject and sample, naming
+    both rows as the spreadsheet numbers them (``_sheet``, ``_row``: the header's row counts, row 1 is the
+    first). Records without a sheet row (a folder layout) are left to the manifest's own check."""
+    first: dict[tuple[str, str, str], dict[str, Any]] = {}
+    problems = []
+    for record in records:
+        if "_row" not in record:
+            continue
+        key = (str(record.get("dataset", dataset)), str(record["subject"]), str(record["sample"]))
+        if key not in first:
+            first[key] = record
+            continue
+        earlier = first[key]
+        rows = (
+            f"{record['_sheet']} rows {earlier['_row']} and {record['_row']}"
+            if earlier["_sheet"] == record["_sheet"]
+            else f"{earlier['_sheet']} row {earlier['_row']} and {record['_sheet']} row {record['_row']}"
+        )
+        problems.append(ManifestProblem(key[0], key[1], key[2], f"duplicate sample ({rows})", "sample"))
+    return problems
+
+
 def without_repeats(problems: list[ManifestProblem], reported: list[ManifestProblem]) -> list[ManifestProblem]:
-    """Validation problems minus the timing ones of samples a fault check already named (one line each)."""
+    """Validation problems minus the timing ones of samples a fault check already named, and minus the
+    duplicates :func:`duplicate_rows` already named by their sheet rows (one line each)."""
     named = {(p.subject, p.sample) for p in reported if p.field in _TIMING_FIELDS}
-    return [p for p in problems if not (p.field in _TIMING_FIELDS and (p.subject, p.sample) in named)]
+    duplicates = {(p.subject, p.sample) for p in reported if p.field == "sample"}
+    return [
+        p
+        for p in problems
+        if not (p.field in _TIMING_FIELDS and (p.subject, p.sample) in named)
+        and not (p.field == "sample" and (p.subject, p.sample) in duplicates)
+    ]
 
 
 def settle(

@@ -5,7 +5,8 @@ label map (``megc2019_3class``: labels 0/1/2 = negative/positive/surprise). The 
 columns with ``path`` the image file (relative to the folder), ``onset = offset = 0`` and ``apex`` NA (the
 folder has no frames; the flow was made elsewhere), ``emotion`` the class name, ``listing_row`` the CSV line
 (header = line 1), and ``attrs["flow_folder"] = True``. A missing image, an unknown label or a listing
-without subject/sample columns is a ``ManifestError`` naming the listing line, the sample and the file.
+without subject/sample columns is a ``ManifestError`` naming the listing line, the sample and the file; a
+listing that cannot be read as a UTF-8 CSV is a ``FlowError`` naming the file (and the line of a bad byte).
 No counts are checked: a folder may list any subset (the real composite list has 442 rows).
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from merkit.data.datasets.spec import DatasetSpec
-from merkit.data.flow import FlowError, read_flow_listing
+from merkit.data.flow import FlowError, read_flow_listing, read_listing_csv
 from merkit.data.manifest import ManifestError, ManifestProblem
 
 __all__ = ["build", "find_listing"]
@@ -68,8 +69,7 @@ def build(
         raise _error(spec.key, f"flow folder {folder} is not a folder")
     chosen = spec.label_map(label_map or spec.default_label_map or "megc2019_3class")
     listing = find_listing(spec, folder, annotation)
-    table = pd.read_csv(listing, dtype=str, keep_default_na=False, skipinitialspace=True)
-    table.columns = [str(c).strip() for c in table.columns]
+    table = read_listing_csv(listing)  # FlowError (one line) naming the file: unreadable, not UTF-8, not a CSV
     names = spec.raw.get("listing") or {}
     columns = {
         what: _column(list(table.columns), list(names.get(what, ())))

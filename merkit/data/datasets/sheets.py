@@ -44,6 +44,8 @@ def _read_rows(path: Path, sheet: int | str, dataset: str) -> tuple[str, list[tu
 
     try:
         book = load_workbook(path, read_only=True, data_only=True)
+    except PermissionError:
+        raise  # build_manifest names the file this user may not read
     except Exception as error:  # zipfile.BadZipFile, InvalidFileException, KeyError for a broken archive
         raise _error(dataset, f"cannot open {path} as an xlsx workbook: {type(error).__name__}: {error}") from None
     try:
@@ -60,6 +62,8 @@ def _read_rows_xls(path: Path, sheet: int | str, dataset: str) -> tuple[str, lis
 
     try:
         book = xlrd.open_workbook(str(path))
+    except PermissionError:
+        raise  # build_manifest names the file this user may not read
     except Exception as error:
         raise _error(dataset, f"cannot open {path} as an xls workbook: {type(error).__name__}: {error}") from None
     name = _pick_sheet(book.sheet_names(), sheet, path, dataset)

@@ -5,8 +5,11 @@ Axis letters: N clips, T frames, S side, C channels.
 A store lives in ``cache_dir/<key>/`` where ``key`` hashes the manifest (``manifest_hash``), every
 :class:`~merkit.data.preprocess.PreprocessConfig` field, the flow parameters (or none), whether masks were
 stored, the manifest's ``cropped`` flags (which ``crop='auto'`` reads; not part of the manifest hash), and
-:data:`STORE_FORMAT_VERSION`. Same inputs → same key → the store is reused without reading a
-frame; one changed parameter → a new key → a new store beside the old one.
+:data:`STORE_FORMAT_VERSION`. Same key and unchanged input files → the store is reused without reading a
+frame; one changed parameter → a new key → a new store beside the old one. The input files (every file of
+each clip, by size and modification time: the make rule, :mod:`~merkit.data.store.inputs`) are recorded in
+``inputs.json`` and checked on reuse: a changed, added or removed frame rebuilds the store under the same
+key, with a warning naming the clips (the stale store is replaced once the new one is built).
 
 Files:
 
@@ -17,6 +20,7 @@ Files:
   ``crop_y``, ``crop_w``, ``crop_h``, in source-frame pixels), ``crop_method`` (the crop the clip got:
   ``dataset``, ``haar``, ``center`` or ``none``; ``crop='auto'`` decides per clip from the manifest's
   ``cropped`` flag), ``crop_fallback`` (no face found, centre used), ``apex_used`` and ``source_frames``
+- ``inputs.json`` the input files' signatures (per clip: files, bytes, a hash of their names, sizes, mtimes)
 - ``store.json`` preprocessing and flow parameters, manifest hash, manifest attrs (dataset, label_map, classes)
 - ``COMPLETE``   written last: the key, N and the byte size and shape of every file above
 
@@ -27,7 +31,8 @@ damaged store aside and rebuilds it, never reading it as data.
 
 Rooms: `files` (what a store directory holds: the format version, the marker, the index CSV, `ClipStore`,
 the integrity checks and the atomic publication of a finished build), `build` (preprocess a manifest into a
-store: the key, one sample, the worker processes), `flow_folder` (a store of imported flow images, no clips).
+store: the key, one sample, the worker processes), `inputs` (the input files' signatures and the check on
+reuse), `flow_folder` (a store of imported flow images, no clips).
 """
 
 from merkit.data.store.build import (

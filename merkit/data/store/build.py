@@ -3,6 +3,7 @@ into a temporary folder published whole (`merkit.data.store.files`)."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -34,12 +35,14 @@ from merkit.data.store.files import (
     STORE_FORMAT_VERSION,
     ClipStore,
     StoreBuildError,
-    _build_folder,
-    _index_to_csv,
-    _load_existing,
-    _publish,
-    _write_info_and_marker,
+    build_folder,
+    discard_folder,
+    index_to_csv,
+    load_existing,
+    publish,
+    write_info_and_marker,
 )
+from merkit.data.store.inputs import INPUTS_FILE, changed_inputs, store_inputs
 from merkit.data.synthetic import load_motion_mask
 from merkit.progress import pause_point
 
@@ -107,6 +110,11 @@ class MotionMaskLoader:
     row.sample, row.dataset)``; picklable for workers."""
 
     root: str
+
+    def input_folders(self) -> list[Path]:
+        """The folders the masks are read from (``masks/`` of a SynthME tree, ``synthme_truth/`` of a release),
+        for the store's check of its inputs (:mod:`merkit.data.store.inputs`)."""
+        return [Path(self.root) / name for name in ("masks", "synthme_truth") if (Path(self.root) / name).is_dir()]
 
     def __call__(self, row: Mapping[str, Any]) -> np.ndarray:
         dataset = row.get("dataset") if hasattr(row, "get") else None
@@ -235,35 +243,68 @@ def build_store(
     flow: FlowConfig | None = None,
     progress: bool = True,
 ) -> ClipStore:
-    """Preprocess every manifest row into ``cache_dir/<key>/``, or open it if it is already complete.
+    """Preprocess every manifest row into ``cache_dir/<key>/``, or open it if it is already complete and its
+    input files are unchanged.
 
     ``workers > 1`` preprocesses in that many processes (spawned; ``mask_loader`` must then be picklable,
     e.g. :class:`MotionMaskLoader`, not a lambda). ``mask_loader(row)`` returns the row's region mask as bool
     (H, W) in source-frame pixels. A damaged store under the same key is moved aside and rebuilt. A sample
     that fails raises :class:`StoreBuildError` naming dataset/subject/sample, and no store is left behind.
+    A store whose input files changed since it was built (a frame changed, added or removed: by size and
+    modification time, :mod:`merkit.data.store.inputs`) is rebuilt, with a warning naming the clips.
     """
     if len(manifest) == 0:
         raise StoreBuildError("the manifest has no rows: nothing to store")
     warn_forced_dataset_crop(manifest, config)
     cache_dir = Path(cache_dir)
+    data_root = Path(data_root)
     key = store_key(manifest, config, flow=flow, masks=mask_loader is not None)
     final = cache_dir / key
-    existing = _load_existing(final, "clip store")
+    rows = [dict(row) for _, row in manifest.iterrows()]
+    existing = load_existing(final, "clip store")
     if existing is not None:
-        return existing
+        changes = changed_inputs(final, rows, data_root, mask_loader)
+        if not changes:
+            return existing
+        more = f" and {len(changes) - 5} more" if len(changes) > 5 else ""
+        warnings.warn(
+            f"clip store {final}: its input files changed since it was built ({'; '.join(changes[:5])}{more}); "
+            "rebuilding",
+            stacklevel=2,
+        )
+    inputs = store_inputs(rows, data_root, mask_loader)  # taken before the frames are read
+    created = [folder for folder in (cache_dir, *cache_dir.parents) if not folder.exists()]
     cache_dir.mkdir(parents=True, exist_ok=True)
     _remove_dead_builds(cache_dir)
     tmp = cache_dir / f".tmp-{key}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    with _build_folder(tmp):
-        _build_into(tmp, key, manifest, Path(data_root), config, workers, mask_loader, flow, progress)
-        _publish(tmp, final)
+    try:
+        with build_folder(tmp):
+            _build_into(tmp, key, manifest, rows, inputs, data_root, config, workers, mask_loader, flow, progress)
+            if existing is not None:
+                discard_folder(final)  # the stale store goes only once its replacement is built
+            publish(tmp, final)
+    except BaseException:
+        _remove_empty(created)
+        raise
     return ClipStore.load(final)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed build created (deepest first), each only while empty: a concurrent build's
+    files are never touched."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _build_into(
     folder: Path,
     key: str,
     manifest: pd.DataFrame,
+    rows: list[dict[str, Any]],
+    inputs: dict[str, Any],
     data_root: Path,
     config: PreprocessConfig,
     workers: int,
@@ -272,7 +313,6 @@ def _build_into(
     progress: bool,
 ) -> None:
     n = len(manifest)
-    rows = [dict(row) for _, row in manifest.iterrows()]
     clips = np.lib.format.open_memmap(folder / "clips.npy", mode="w+", dtype=np.uint8, shape=(n, *output_shape(config)))
     masks = None
     if mask_loader is not None:
@@ -334,7 +374,7 @@ def _build_into(
     info_table = pd.DataFrame(infos)
     for column in info_table.columns:
         index[column] = info_table[column].to_numpy()
-    _index_to_csv(index, folder / "index.csv")
+    index_to_csv(index, folder / "index.csv")
     store_info = {
         "key": key,
         "format": STORE_FORMAT_VERSION,
@@ -347,4 +387,6 @@ def _build_into(
         ["clips.npy"] + (["masks.npy"] if mask_loader is not None else []) + (["flow.npy"] if flow is not None else [])
     )
     shapes = {name: list(np.load(folder / name, mmap_mode="r").shape) for name in arrays}
-    _write_info_and_marker(folder, key, n, store_info, ["clips.npy", "index.csv", "store.json", *arrays[1:]], shapes)
+    (folder / INPUTS_FILE).write_text(json.dumps(inputs))
+    names = ["clips.npy", "index.csv", "store.json", INPUTS_FILE, *arrays[1:]]
+    write_info_and_marker(folder, key, n, store_info, names, shapes)

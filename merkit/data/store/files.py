@@ -21,6 +21,8 @@ from merkit.data.preprocess import PreprocessConfig
 from merkit.errors import MerkitRuntimeError
 
 #: 2: the index records ``crop_method`` and the key covers the manifest's ``cropped`` flags (crop='auto').
+#: A clip store built before ``inputs.json`` existed keeps its key; its inputs are unknown, so it is rebuilt
+#: once on reuse (:func:`merkit.data.store.inputs.changed_inputs`).
 STORE_FORMAT_VERSION = 2
 MARKER = "COMPLETE"
 _INT_COLUMNS = ("onset", "offset", "position", "crop_x", "crop_y", "crop_w", "crop_h", "apex_used", "source_frames")
@@ -43,7 +45,7 @@ def _file_sizes(folder: Path, names: list[str]) -> dict[str, int]:
     return {name: (folder / name).stat().st_size for name in names}
 
 
-def _index_to_csv(index: pd.DataFrame, path: Path) -> None:
+def index_to_csv(index: pd.DataFrame, path: Path) -> None:
     table = index.copy()
     if "action_units" in table:
         table["action_units"] = [json.dumps([str(a) for a in (value or ())]) for value in table["action_units"]]
@@ -164,7 +166,7 @@ class ClipStore:
         return self.index["label"].fillna(-1).to_numpy(dtype=np.int64)
 
 
-def _discard(path: Path) -> None:
+def discard_folder(path: Path) -> None:
     """Move a directory out of the way (atomic rename), then delete it."""
     if not path.exists():
         return
@@ -176,7 +178,7 @@ def _discard(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _load_existing(final: Path, what: str) -> "ClipStore | None":
+def load_existing(final: Path, what: str) -> "ClipStore | None":
     """The finished store at ``final``, or None; a damaged one is moved aside (with a warning) to be rebuilt."""
     if not final.exists():
         return None
@@ -184,12 +186,12 @@ def _load_existing(final: Path, what: str) -> "ClipStore | None":
         return ClipStore.load(final)
     except StoreCorruptError as error:
         warnings.warn(f"{what} damaged, rebuilding: {error}", stacklevel=3)
-        _discard(final)
+        discard_folder(final)
         return None
 
 
 @contextmanager
-def _build_folder(tmp: Path) -> Iterator[Path]:
+def build_folder(tmp: Path) -> Iterator[Path]:
     """A fresh build folder ``tmp`` (beside the final store), removed again when the build fails in any way."""
     tmp.mkdir()
     try:
@@ -199,7 +201,7 @@ def _build_folder(tmp: Path) -> Iterator[Path]:
         raise
 
 
-def _write_info_and_marker(
+def write_info_and_marker(
     folder: Path, key: str, n: int, info: dict[str, Any], names: list[str], shapes: dict[str, list[int]]
 ) -> None:
     """Write ``store.json`` (``info``), then the ``COMPLETE`` marker over ``names`` (store.json included) last."""
@@ -210,7 +212,7 @@ def _write_info_and_marker(
     os.replace(folder / f".{MARKER}.tmp", folder / MARKER)
 
 
-def _publish(tmp: Path, final: Path) -> None:
+def publish(tmp: Path, final: Path) -> None:
     """Move the finished build ``tmp`` to ``final``; when another process got there first, keep theirs if sound."""
     try:
         os.replace(tmp, final)
