@@ -67,6 +67,7 @@ def source_checkout() -> Path | None:
     root = Path(__file__).resolve().parent.parent
     return root if (root / "pyproject.toml").is_file() else None
 
+
 #: The tag file at the root of a cache the kit created (Cache Directory Tagging Specification).
 CACHE_TAG = "CACHEDIR.TAG"
 _TAG_SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
