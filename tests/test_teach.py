@@ -7,6 +7,7 @@ held-out subject.
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -62,8 +63,8 @@ def test_every_notebook_has_three_to_five_exercises_each_with_a_student_cell(pat
                 break
             solutions.append(cell)
         assert solutions, f"exercise at cell {i + 1} has no solution"
-        last = [line for line in solutions[-1].source.splitlines() if line.strip()][-1]
-        assert last.startswith("assert ")
+        last = ast.parse(solutions[-1].source).body[-1]  # a statement, however many lines a formatter gave it
+        assert isinstance(last, ast.Assert)
     assert teach.check_exercises(nb, path.name) == []
 
 
@@ -76,6 +77,19 @@ def test_check_exercises_names_a_broken_exercise():
     problems = teach.check_exercises(nb, "bad.ipynb")
     assert any("bad.ipynb cell 1" in p and "student" in p for p in problems)
     assert any("bad.ipynb cell 2" in p and "assert" in p for p in problems)
+
+
+def test_an_assert_spread_over_several_lines_ends_a_solution():
+    """A formatter may split a long assert over lines; the statement, not the last line, is what counts."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("**Exercise 1.** do it", metadata={"tags": ["exercise"]}),
+        nbformat.v4.new_code_cell("# your answer here", metadata={"tags": ["student"]}),
+        nbformat.v4.new_code_cell("x = 1\nassert x == (\n    1\n)\n# done", metadata={"tags": ["solution"]}),
+    ]
+    assert teach.check_exercises(nb, "ok.ipynb") == []
+    nb.cells[-1].source = "x = 1\nassert x == 1\nprint(x)"
+    assert any("assert" in p for p in teach.check_exercises(nb, "late.ipynb"))
 
 
 def test_student_copies_have_no_solution_and_no_output(tmp_path: Path):
