@@ -66,6 +66,19 @@ def test_a_typo_into_an_earlier_run_directory_changes_nothing_there(tmp_path: Pa
     assert _tree(run_dir) == before
 
 
+def test_a_pipeline_into_a_folder_with_a_foreign_index_page_stops_before_any_notebook(tmp_path: Path, capsys):
+    """The report is the pipeline's last step: a user's own index.html there stops the run before it starts,
+    rather than after every notebook has run."""
+    run_dir = tmp_path / "mine"
+    run_dir.mkdir()
+    (run_dir / "index.html").write_text("<h1>mine</h1>")
+    before = _tree(run_dir)
+    code = main(["pipeline", "--run-dir", str(run_dir), "--notebooks", "01_data"])
+    line = _one_line_error(capsys, code)
+    assert "index.html" in line and "not written by merkit report" in line
+    assert _tree(run_dir) == before
+
+
 def test_an_unknown_dataset_is_named_as_unknown_before_any_kernel(tmp_path: Path, capsys):
     run_dir = tmp_path / "run"
     started = time.monotonic()

@@ -274,6 +274,10 @@ def run_pipeline(
     sources, params, per_notebook = _checked_parameters(
         Path(run_dir).resolve(), params, notebooks, notebook_dir, raw_names
     )
+    # The report is written last: a page there that the report did not write stops the run before it starts.
+    from merkit.report.index import check_report_page
+
+    check_report_page(Path(run_dir) / "index.html")
     with RunLock(run_dir) as lock:
         if lock.stale and progress:
             _say(

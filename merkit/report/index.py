@@ -53,7 +53,15 @@ def check_report_target(run_dir: str | os.PathLike) -> Path:
             f"{run_dir} is not a merkit run directory (it holds neither {' nor '.join(RUN_MARKERS)}); "
             "nothing was written"
         )
-    page = run_dir / "index.html"
+    return check_report_page(run_dir / "index.html")
+
+
+def check_report_page(page: str | os.PathLike) -> Path:
+    """``page`` after checking that the report may write it: absent, or a page the report wrote before.
+
+    Raises `ReportError` naming the file when it holds a page the report did not write. Nothing is written.
+    """
+    page = Path(page)
     if page.exists() or page.is_symlink():
         try:
             with page.open("rb") as handle:
