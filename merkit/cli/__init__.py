@@ -49,9 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # second. run_pipeline takes the same lock again (re-entrant within this process).
         try:
             early_lock = RunLock(args.run_dir).acquire()
-        except RunLockedError as err:
+        except MerkitError as err:  # locked by another run (exit 3), or not writable (exit 2)
             print(f"merkit: error: {err}", file=sys.stderr)
-            return EXIT_LOCKED
+            return _exit_code(err)
     try:
         return int(args.func(args) or 0)
     except MerkitError as err:
