@@ -312,10 +312,10 @@ class RunDir:
                 f"cannot resume {self.path}: its config.json is unreadable ({err}); use a new run "
                 f"directory or delete this one"
             ) from err
-        if not self.completed_folds():  # nothing computed to mix with: the new config starts the run afresh
-            return
         if self.upgrade is not None:
             saved = self.upgrade(saved)
+        if not self.completed_folds():  # nothing computed to mix with: the new config starts the run afresh
+            return
         problems = config_differences(saved, self.config, self.resumable_keys)
         manifest_file = self.path / "manifest.json"
         if self.manifest_hash is not None and manifest_file.exists():
