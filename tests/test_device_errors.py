@@ -104,6 +104,7 @@ def test_a_run_directory_with_no_finished_fold_restarts_under_another_device(tin
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["device"] == "cpu"
 
 
+@pytest.mark.slow
 def test_pipeline_with_device_cuda_on_a_machine_without_is_one_line(tmp_path: Path):
     """`merkit pipeline -p device cuda` where torch sees no CUDA device: exit 2 before any notebook runs."""
     run_dir = tmp_path / "run"
