@@ -98,7 +98,6 @@ def stacked_step(batch: int, k: int, mechanism: str, compiled: bool = False) -> 
         [np.array([0, 1, 2])] * k,
         3,
         torch.device("cpu"),
-        shared_input=True,
         mechanism=mechanism,
     )
     if compiled:

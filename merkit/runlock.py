@@ -1,10 +1,12 @@
-"""One writer per run directory: an advisory lock that names its holder and is taken over when the holder died.
+"""One writer per run directory: a lock that names its holder and is taken over when the holder died.
 
-``RunLock(run_dir)`` locks ``run_dir/run.lock`` with ``fcntl.flock`` (exclusive, non-blocking) and writes the
-holder into it as JSON: pid, host, start time, command and a random token. A second ``merkit pipeline`` or
-``run_protocol`` into the same directory fails at once with :class:`RunLockedError`, whose message names the
-holder. The kernel releases a flock when its process dies (SIGKILL included), so a lock file left by a killed
-run is simply lockable again: it is taken over, and ``RunLock.stale`` holds what the dead holder had written.
+``RunLock(run_dir)`` locks ``run_dir/run.lock`` with :mod:`filelock` (an OS lock on the file: ``flock`` on
+Unix, ``msvcrt`` on Windows; non-blocking) and writes the holder into it as JSON: pid, host, start time,
+command and a random token. A second ``merkit pipeline`` or ``run_protocol`` into the same directory fails at
+once with :class:`RunLockedError`, whose message names the holder. The OS releases the lock when its process
+dies (SIGKILL included), so a lock file left by a killed run is simply lockable again: it is taken over, and
+``RunLock.stale`` holds what the dead holder had written. A run directory that cannot be written raises
+:class:`RunDirNotWritableError` naming it.
 
 Nesting: the pipeline holds the lock of its run directory while the notebooks it starts call ``run_protocol``
 on that same directory (in a kernel, another process). The pipeline puts its token into ``$MERKIT_RUN_LOCK``
@@ -12,14 +14,13 @@ for its children; a child whose environment carries the holder's token proceeds 
 parent holds it). Within one process the lock is re-entrant.
 
 The lock file is never deleted (deleting a lock file races with a process that has just opened it); an empty
-file means "free". Only this module is imported (stdlib), so a refused second run answers in well under a
-second.
+file means "free". Only this module and filelock are imported, so a refused second run answers in well under
+a second.
 """
 
 from __future__ import annotations
 
 import datetime
-import errno
 import json
 import os
 import socket
@@ -28,22 +29,19 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from merkit.errors import MerkitRuntimeError
+from filelock import FileLock, Timeout
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no flock; runs are not locked there
-    fcntl = None  # type: ignore[assignment]
+from merkit.errors import MerkitPermissionError, MerkitRuntimeError
 
-__all__ = ["LOCK_FILE", "LOCK_ENV", "RunLockedError", "RunLock", "read_holder"]
+__all__ = ["LOCK_FILE", "LOCK_ENV", "RunLockedError", "RunDirNotWritableError", "RunLock", "read_holder"]
 
 LOCK_FILE = "run.lock"
 #: Environment variable through which a lock holder lets its child processes (notebook kernels) in.
 LOCK_ENV = "MERKIT_RUN_LOCK"
 
-# path -> [fd, depth, holder, stale record taken over] of the locks this process holds (flock is per open file, so
-# re-opening the same file in the same process would lock against ourselves)
-_HELD: dict[str, list[Any]] = {}
+# lock file path -> (the held FileLock, the holder record written, the stale record taken over) of the locks this
+# process holds; the FileLock counts the re-entrant acquisitions.
+_HELD: dict[str, tuple[FileLock, dict[str, Any], dict[str, Any] | None]] = {}
 
 
 class RunLockedError(MerkitRuntimeError):
@@ -61,6 +59,17 @@ class RunLockedError(MerkitRuntimeError):
         super().__init__(
             f"run directory {run_dir} is in use by {who}{command}. Wait for it to finish, use another run "
             f"directory, or stop that process (a killed process's lock is taken over automatically)."
+        )
+
+
+class RunDirNotWritableError(MerkitPermissionError):
+    """The run directory (or its lock file) cannot be created or written; the message names it."""
+
+    def __init__(self, run_dir: Path, err: OSError):
+        self.run_dir = run_dir
+        super().__init__(
+            f"run directory {run_dir} cannot be written ({err.strerror or type(err).__name__}); "
+            "give a run directory you can write to"
         )
 
 
@@ -92,31 +101,29 @@ class RunLock:
     def token(self) -> str | None:
         """The holder token children need in ``$MERKIT_RUN_LOCK`` (None unless this process holds the lock)."""
         held = _HELD.get(str(self.path))
-        return held[2]["token"] if held else None
+        return held[1]["token"] if held else None
 
     def acquire(self) -> "RunLock":
         key = str(self.path)
         if key in _HELD:
-            _HELD[key][1] += 1
+            lock, _holder, self.stale = _HELD[key]  # the stale record the outermost acquire took over
+            lock.acquire()
             self._owned = True
-            self.stale = _HELD[key][3]  # what the outermost acquire took over, for whoever reports it
             return self
-        if fcntl is None:  # pragma: no cover
-            return self
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # thread_local=False: one holder per process, whichever thread re-enters (a notebook's progress thread)
+        lock = FileLock(self.path, timeout=0, thread_local=False)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            os.close(fd)
-            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+        except Timeout:
             holder = read_holder(self.run_dir)
             tokens = os.environ.get(LOCK_ENV, "").split(os.pathsep)
             if holder.get("token") and holder["token"] in tokens:
                 self.inherited = True  # our parent (the pipeline) holds it and let us in
                 return self
             raise RunLockedError(self.run_dir, holder) from None
+        except OSError as err:
+            raise RunDirNotWritableError(self.run_dir, err) from None
         previous = read_holder(self.run_dir)
         self.stale = previous or None  # a record left in an unlocked file: its writer died without releasing
         holder = {
@@ -126,10 +133,12 @@ class RunLock:
             "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:300] if sys.argv else "",
             "token": uuid.uuid4().hex,
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
-        os.fsync(fd)
-        _HELD[key] = [fd, 1, holder, self.stale]
+        try:
+            _write_record(self.path, json.dumps(holder) + "\n")
+        except OSError as err:
+            lock.release()
+            raise RunDirNotWritableError(self.run_dir, err) from None
+        _HELD[key] = (lock, holder, self.stale)
         self._owned = True
         return self
 
@@ -141,16 +150,15 @@ class RunLock:
         held = _HELD.get(key)
         if held is None:
             return
-        held[1] -= 1
-        if held[1] > 0:
-            return
-        del _HELD[key]
-        fd = held[0]
-        try:
-            os.ftruncate(fd, 0)  # an empty lock file reads as "free" (never unlinked: see the module docstring)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        lock = held[0]
+        if lock.lock_counter == 1:  # the outermost release: the lock file reads "free" before it is unlocked
+            del _HELD[key]
+            try:
+                _write_record(self.path, "")  # never unlinked: see the module docstring
+            finally:
+                lock.release()
+        else:
+            lock.release()
 
     def child_env(self) -> dict[str, str]:
         """``os.environ`` plus this lock's token in ``$MERKIT_RUN_LOCK``, for child processes that may re-enter."""
@@ -165,3 +173,12 @@ class RunLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def _write_record(path: Path, text: str) -> None:
+    """Replace the lock file's content in place (the lock is on this very file: it cannot be swapped for another)."""
+    with open(path, "r+", encoding="utf-8") as handle:
+        handle.truncate(0)
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -2,9 +2,9 @@
 executors).
 
 Equivalence with the sequential trainer is checked two ways, as merkit.training.batched.stack's docstring states:
-``sampling="per_fold"`` draws each fold's batches exactly as ``train.train_fold`` does, so per-fold weights
-(and BatchNorm statistics) must match within 1e-4; ``sampling="shared"`` (what the executor runs) draws
-shared batches, so it is checked by giving the same pooled predictions on a separable toy set.
+folds that each train on every clip of the shared batches see exactly the batches ``train.train_fold`` draws,
+so per-fold weights (and BatchNorm statistics) must match within 1e-4; folds with their own training sets
+share batches differently, so they are checked by giving the same pooled predictions on a separable toy set.
 """
 
 from __future__ import annotations
@@ -79,15 +79,24 @@ def seeded(seed: int, **kw) -> TinyBNNet:
     return TinyBNNet(**kw)
 
 
-def test_per_fold_sampling_gives_the_sequential_weights_and_batchnorm_statistics():
+def test_folds_training_on_every_shared_clip_get_the_sequential_weights_and_batchnorm_statistics():
+    """The stacked maths through the path the executor runs (shared batches): when every fold of the group trains
+    on every clip (members all True), the group's batches are the batches train_fold draws under the same seed,
+    so each fold's weights and BatchNorm statistics equal the sequential trainer's, although each fold starts
+    from its own weights (25 clips in batches of 8: a ragged last batch)."""
     x, y = toy_set()
-    # three folds of different sizes: 25, 27, 25 rows -> ragged last batches, padded with masked rows
-    sets = [Items(x[:25], y[:25]), Items(x[3:], y[3:]), Items(x[5:], y[5:])]
+    data = Items(x[:25], y[:25])
     seeds = [11, 12, 13]
     c = cfg(optimizer="adamw", schedule="cosine")
-    sequential = [train_fold(seeded(s), ds, c, seed=s, progress=False, num_classes=3)[0] for s, ds in zip(seeds, sets)]
+    sequential = [train_fold(seeded(s), data, c, seed=5, progress=False, num_classes=3)[0] for s in seeds]
     batched = train_folds(
-        [seeded(s) for s in seeds], c, seeds=seeds, num_classes=3, train_sets=sets, sampling="per_fold"
+        [seeded(s) for s in seeds],
+        c,
+        seeds=seeds,
+        num_classes=3,
+        shared=data,
+        members=np.ones((3, len(data)), dtype=bool),
+        group_seed=5,
     )
     for one, (other, history) in zip(sequential, batched):
         a, b = one.state_dict(), other.state_dict()
@@ -96,6 +105,7 @@ def test_per_fold_sampling_gives_the_sequential_weights_and_batchnorm_statistics
             assert torch.allclose(a[key].float(), b[key].float(), atol=1e-4), key
         assert list(history["epoch"]) == [1, 2, 3] and history["selected"].tolist() == [False, False, True]
     assert not torch.equal(batched[0][0].bn.running_mean, torch.zeros(4))  # the statistics did move
+    assert not torch.allclose(batched[0][0].conv.weight, batched[1][0].conv.weight)  # three different models
 
 
 def test_shared_sampling_gives_the_sequential_pooled_predictions_on_a_separable_set():
@@ -260,6 +270,52 @@ def test_auto_keeps_clip_models_sequential_on_cpu(flow_store, tmp_path):
     run_protocol(config, flow_store, tmp_path / "run", folds=["01"], progress=False)
     record = json.loads((tmp_path / "run" / "executor.json").read_text())
     assert record["executor"] == "sequential" and "clip model on cpu" in record["reason"]
+
+
+def test_the_progress_file_follows_the_epochs_inside_a_fold_group(flow_store, tmp_path, monkeypatch):
+    """While one group of 4 folds trains for 5 epochs, progress.json names the group and its finished epochs
+    before any fold is done. Read at every training step of the group: no timing involved."""
+    import merkit.training.batched.stack as stack
+    from merkit.progress import read_progress
+
+    monkeypatch.delenv("MERKIT_PROGRESS_FILE", raising=False)
+    progress_file = tmp_path / "run" / "progress.json"
+    seen, real_step = [], stack._FoldStack.train_step
+
+    def observed_step(self, *args):
+        record = read_progress(progress_file)
+        if record:  # the trial step of the executor's choice runs before the run directory exists
+            seen.append(record)
+        return real_step(self, *args)
+
+    monkeypatch.setattr(stack._FoldStack, "train_step", observed_step)
+    config = flow_config(executor="batched").with_updates({"train.epochs": 5})
+    run_protocol(config, flow_store, tmp_path / "run", progress=False)
+    groups = [record["group"] for record in seen]
+    assert groups and all((g["index"], g["count"], g["folds"], g["epochs"]) == (1, 1, 4, 5) for g in groups)
+    assert sorted({g["epoch"] for g in groups}) == [0, 1, 2, 3, 4]  # the file changed with every epoch
+    assert all(record["done"] == 0 and record["total"] == 4 for record in seen)
+    assert all(record["eta_seconds"] >= 0 for record in seen if record["group"]["epoch"] > 0)
+    final = read_progress(progress_file)
+    assert final["done"] == 4 and final["group"] is None
+
+
+def test_each_folds_model_is_built_once(flow_store, tmp_path, monkeypatch):
+    """The model of the pre-flight checks is the first fold's own: 4 folds, 4 models, whichever executor."""
+    from merkit.models.baselines import STSTNet
+
+    built, real_init = [], STSTNet.__init__
+
+    def counted_init(self, *args, **kwargs):
+        built.append(1)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(STSTNet, "__init__", counted_init)
+    run_protocol(flow_config(executor="batched", fold_batch=2), flow_store, tmp_path / "batched", progress=False)
+    assert len(built) == 4
+    built.clear()
+    run_protocol(flow_config(executor="sequential"), flow_store, tmp_path / "sequential", progress=False)
+    assert len(built) == 4
 
 
 def test_batched_run_killed_after_a_group_resumes_to_the_uninterrupted_predictions(flow_store, tmp_path, monkeypatch):
@@ -443,7 +499,7 @@ def test_wide_mechanism_is_refused_for_a_model_it_cannot_write_as_one_network():
 def test_cached_batches_follow_the_dataloaders_shuffle_exactly():
     from torch.utils.data import DataLoader
 
-    from merkit.training.batched.stack import _shuffled_batches
+    from merkit.training.batched.data import shuffled_batches
 
     data = Items(*toy_set(23))
     loaders = [
@@ -451,7 +507,7 @@ def test_cached_batches_follow_the_dataloaders_shuffle_exactly():
     ]
     for _epoch in range(3):  # the generator's state carries over epochs in both
         by_loader = [xb for xb, _ in loaders[0]]
-        by_index = [data.x[idx] for idx in _shuffled_batches(loaders[1])]
+        by_index = [data.x[idx] for idx in shuffled_batches(loaders[1])]
         assert len(by_loader) == len(by_index) == 5
         for a, b in zip(by_loader, by_index):
             assert torch.equal(a, b)
@@ -527,11 +583,11 @@ def test_fused_step_without_a_patch_bank_trains_the_same_weights(monkeypatch):
     """A group too large for the cached patch rows computes them per batch from the images: same result."""
     import merkit.training.batched.fused
     from merkit.data.torch_dataset import FlowDataset
-    from merkit.training.batched.data import _cached, _TensorItems
+    from merkit.training.batched.data import TensorItems, cache_items
 
     x, y = flow_toy(24)
     data = FlowDataset((x.permute(0, 2, 3, 1).numpy(), y.numpy()), normalise="none")  # a kit dataset: cached
-    assert isinstance(_cached(data), _TensorItems)  # so the first run below trains from the patch bank
+    assert isinstance(cache_items(data), TensorItems)  # so the first run below trains from the patch bank
     subjects = np.repeat(np.arange(4), 6)
     members = np.stack([subjects != s for s in range(4)])
     c = cfg(epochs=2, batch_size=10, grad_clip=0.0)

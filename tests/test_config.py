@@ -169,7 +169,11 @@ def test_run_dir_accepts_run_config_and_load_config_reads_it_back(tmp_path):
     cfg = RunConfig(train=TrainConfig(epochs=2))
     run = RunDir(tmp_path / "run", cfg, capture=False)
     assert load_config(run.path) == cfg
-    RunDir(tmp_path / "run", cfg.with_updates({"protocol.executor": "processes"}), capture=False)
+    resumed = RunDir(tmp_path / "run", cfg.with_updates({"protocol.executor": "processes"}), capture=False)
+    import pandas as pd
+
+    one_row = {"dataset": "synthme", "subject": "01", "sample": "a", "fold": "01", "gt": 0, "pred": 0}
+    resumed.mark_fold_done("01", pd.DataFrame([one_row]))  # a finished fold: other configs are refused from now
     with pytest.raises(RunConfigMismatch, match="train.epochs: saved 2, now 3"):
         RunDir(tmp_path / "run", cfg.with_updates({"train.epochs": 3}), capture=False)
 

@@ -204,9 +204,20 @@ def test_resume_allows_scheduling_keys_to_change(tmp_path):
 
 
 def test_resume_refused_when_manifest_changed(tmp_path):
-    RunDir(tmp_path / "run", CONFIG, manifest_hash="aaa", capture=False)
+    run = RunDir(tmp_path / "run", CONFIG, manifest_hash="aaa", capture=False)
+    run.mark_fold_done("01", fold_predictions("01", "01"))
     with pytest.raises(RunConfigMismatch, match="manifest_hash: saved 'aaa', now 'bbb'"):
         RunDir(tmp_path / "run", CONFIG, manifest_hash="bbb", capture=False)
+
+
+def test_a_run_directory_with_no_finished_fold_takes_a_new_config(tmp_path):
+    RunDir(tmp_path / "run", CONFIG, manifest_hash="aaa", capture=False)  # a run that stopped before its first fold
+    elsewhere = json.loads(json.dumps(CONFIG))
+    elsewhere["train"]["device"] = "cpu"
+    elsewhere["train"]["epochs"] = 5
+    run = RunDir(tmp_path / "run", elsewhere, manifest_hash="bbb", capture=False)
+    assert run.resumed and json.loads(run.config_path.read_text()) == elsewhere
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text()) == {"manifest_hash": "bbb"}
 
 
 def test_resume_refused_when_config_json_is_corrupt(tmp_path):

@@ -67,7 +67,7 @@ EXECUTOR_NAMES = (
     "batched",
     "processes",
     "ray",
-)  # merkit.training.executors.EXECUTORS is this tuple
+)  # the one list of executor names (merkit.training.runner checks a run's against it)
 
 
 def _resumable(default: Any) -> Any:

@@ -29,7 +29,8 @@ Contract:
   a second pipeline (or ``run_protocol``) into it fails at once with `RunLockedError` naming the holder; a
   lock left by a killed run is taken over. Temporary files a killed run left in the run directory are removed.
 - Progress: the current notebook is printed, and while it runs the fold runner's progress file
-  (`merkit.progress`) is polled into one line: folds done / total and an ETA. Papermill's cell bar is off.
+  (`merkit.progress`) is polled into one line: folds done / total, the fold group in training and its epoch
+  (the bar moves with a group's epochs), and an ETA. Papermill's cell bar is off.
 - Exercise solutions (cells tagged ``solution``, see `merkit.pipeline.teach`) are left out by default: a pipeline run
   executes the student view (exercise prompts and empty answer cells), so `make demo` does not pay for the
   solutions and a run on a real dataset never fails on a teaching assert. ``solutions=True`` (what
@@ -82,7 +83,7 @@ from merkit.pipeline.params import (
     resolve_notebooks,
     upgrade_parameters,
 )
-from merkit.progress import PROGRESS_ENV, PROGRESS_FILE, format_eta, read_progress
+from merkit.progress import PROGRESS_ENV, PROGRESS_FILE, read_progress
 from merkit.report.headline import format_metric, headline_metrics, read_metrics
 from merkit.report.notebook_run import NotebookRun
 from merkit.runlock import LOCK_ENV, RunLock, RunLockedError
@@ -294,7 +295,8 @@ def _say(text: str) -> None:
 
 
 class _ProgressLine:
-    """Poll ``run_dir/progress.json`` in a thread and show it as one updating bar (folds done / total, ETA)."""
+    """Poll ``run_dir/progress.json`` in a thread and show it as one updating bar: folds done / total, the fold
+    group in training and its epoch (the bar moves with the epochs), and the runner's ETA in tqdm's format."""
 
     def __init__(self, path: Path, label: str, since: float, enabled: bool):
         import threading
@@ -314,7 +316,8 @@ class _ProgressLine:
             record = read_progress(self.path)
             if not record or record.get("updated", 0) < self.since:
                 continue
-            key = (record.get("stage"), record.get("done"), record.get("total"))
+            group = record.get("group") or {}
+            key = (record.get("stage"), record.get("done"), record.get("total"), group.get("index"), group.get("epoch"))
             if key == seen:
                 continue
             seen = key
@@ -324,12 +327,19 @@ class _ProgressLine:
                 self.bar = tqdm(
                     total=record.get("total"),
                     desc=f"{self.label} {record.get('stage', '')}",
-                    unit="fold",
-                    bar_format="{desc}: |{bar}| {n_fmt}/{total_fmt} folds{postfix}",
+                    bar_format="{desc}: |{bar}|{postfix}",
                     dynamic_ncols=True,
                 )
-            self.bar.n = int(record.get("done", 0))
-            self.bar.set_postfix_str(f"ETA {format_eta(record.get('eta_seconds'))}", refresh=False)  # ", ETA 1:05"
+            done = int(record.get("done", 0))
+            text = f"{done}/{record.get('total')} folds"  # ", 3/68 folds · group 1/3 · epoch 312/800, ETA 12:34"
+            share = 0.0
+            if group:
+                text += f" · group {group['index']}/{group['count']} · epoch {group['epoch']}/{group['epochs']}"
+                share = group["folds"] * group["epoch"] / max(1, group["epochs"])
+            eta = record.get("eta_seconds")
+            text += f", ETA {tqdm.format_interval(eta) if eta is not None else '?'}"
+            self.bar.n = done + share  # the bar advances with a group's epochs, not only when folds finish
+            self.bar.set_postfix_str(text, refresh=False)
             self.bar.refresh()
 
     def close(self) -> None:
@@ -373,6 +383,11 @@ def _checked_parameters(
                 own["listing"] = params["listing"]
     check_paths(params)
     check_dataset(params)
+    device = str(params.get("device") or "auto")
+    if device not in ("auto", "cpu"):  # a device this machine lacks fails here, not in a kernel after 01_data
+        from merkit.training.fold import resolve_device
+
+        resolve_device(device)
     return sources, params, per_notebook
 
 

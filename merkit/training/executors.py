@@ -1,16 +1,18 @@
-"""Executors: where the folds of a protocol run (the driver, :func:`merkit.training.runner.run_protocol`, persists).
+"""Executors: where the folds of a protocol run. Each is an object whose ``run(job, todo)`` yields results.
 
-- ``"sequential"``: one fold after another in this process (the runner's own loop).
-- ``"processes"``: a local spawn pool, torch threads = cores // workers.
-- ``"ray"``: one Ray task per fold, a GPU per task when CUDA is present.
-- ``"batched"``: groups of folds trained together as one stacked model in this process
+- :class:`Sequential` (``"sequential"``): one fold after another in this process.
+- :class:`Processes` (``"processes"``): a local spawn pool, torch threads = cores // workers.
+- :class:`Ray` (``"ray"``): one Ray task per fold, a GPU per task when CUDA is present.
+- :class:`Batched` (``"batched"``): groups of folds trained together as one stacked model in this process
   (:mod:`merkit.training.batched.stack`); a group is the unit of resume.
-- ``"auto"`` (the default) is resolved by the runner to ``"batched"`` or ``"sequential"``
-  (:func:`merkit.training.runner.choose_executor`), and the choice and its reason are written to ``executor.json``.
+- ``"auto"`` (the default) is resolved to ``"batched"`` or ``"sequential"`` by :func:`choose_executor`, and the
+  choice and its reason are written to ``executor.json``; :func:`executor_for` turns the plan into an executor.
 
-Each executor is handed the fold function (``merkit.training.runner.run_fold``) rather than importing the runner: the
-runner imports this module, and the fold function pickles by reference into spawned workers and Ray tasks.
-Workers return a ``FoldResult`` to the driver, which alone writes the run directory.
+An executor receives a :class:`merkit.training.job.FoldJob` (config, store, classes, how to build a fold's model)
+and the folds left to do, and yields one :class:`~merkit.training.job.FoldResult` per fold as soon as it is done,
+its history naming the executor. It never writes the run directory: the driver
+(:func:`merkit.training.runner.run_protocol`) persists each result before asking for the next one, so a
+generator that stops early (the driver failed) cancels the folds still pending.
 """
 
 from __future__ import annotations
@@ -19,34 +21,42 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from merkit.config import EXECUTOR_NAMES, RunConfig
+from merkit.data.inputs import input_adapter
 from merkit.evaluation.splits import Fold, fold_seed
+from merkit.progress import FoldProgress, pause_point
 from merkit.training.batched import (
     stack as batched,
 )  # as a module: its trainer is looked up at call time (tests swap it)
 from merkit.training.fold import resolve_device
+from merkit.training.job import FoldJob, FoldResult
 
 __all__ = [
-    "EXECUTORS",
+    "Executor",
+    "Sequential",
+    "Processes",
+    "Ray",
+    "Batched",
+    "executor_for",
     "ExecutorPlan",
     "choose_executor",
     "default_memory_budget_bytes",
-    "run_processes",
-    "run_ray",
-    "run_batched",
     "fold_groups",
     "group_seed",
 ]
 
-EXECUTORS = EXECUTOR_NAMES  # stated once, in merkit.config (a config names one without importing torch)
 
-FoldFn = Callable[
-    ..., Any
-]  # merkit.training.runner.run_fold: (run_config, store, fold, classes, *, progress, keep_weights)
+class Executor(Protocol):
+    """Runs the folds ``todo`` of ``job``; yields each fold's result when it is done (module docstring)."""
+
+    name: str
+
+    def run(self, job: FoldJob, todo: Sequence[Fold], tracker: FoldProgress | None = None) -> Iterator[FoldResult]:
+        """``tracker``, when given, is told of progress inside a unit of work longer than a fold."""
+        ...
 
 
 def _worker_threads(workers: int) -> int:
@@ -66,136 +76,118 @@ def _default_workers() -> int:
     return _worker_threads(1)
 
 
-def _process_worker(
-    fold_fn: FoldFn,
-    run_config_dict: dict,
-    store: Any,
-    fold: Fold,
-    classes: list[str],
-    threads: int,
-    keep_weights: bool,
-    gpu: int | None,
-) -> Any:
-    """Entry point of a spawned worker process: set threads (and GPU), rebuild the config, run the fold."""
+@dataclass
+class Sequential:
+    """One fold after another in this process."""
+
+    name = "sequential"
+
+    def run(self, job: FoldJob, todo: Sequence[Fold], tracker: FoldProgress | None = None) -> Iterator[FoldResult]:
+        for fold in todo:
+            yield job.run(fold).named(self.name)
+            # resumed once the driver has persisted the fold: a test hook (merkit.progress) for a kill between folds
+            pause_point(f"{job.run_config.protocol.name}.fold.between")
+
+
+def _process_worker(job: FoldJob, fold: Fold, threads: int, gpu: int | None) -> FoldResult:
+    """Entry point of a spawned worker process: set threads (and GPU), run the fold."""
     import torch
 
     torch.set_num_threads(threads)
-    run_config = RunConfig.from_dict(run_config_dict)
-    if gpu is not None and run_config.train.device in ("auto", "cuda"):
-        run_config = run_config.with_updates({"train.device": f"cuda:{gpu}"})
-    return fold_fn(run_config, store, fold, classes, progress=False, keep_weights=keep_weights)
+    if gpu is not None and job.run_config.train.device in ("auto", "cuda"):
+        job = job.with_device(f"cuda:{gpu}")
+    return job.run(fold)
 
 
-def run_processes(
-    fold_fn: FoldFn,
-    run_config: Any,
-    store: Any,
-    todo: list[Fold],
-    classes: list[str],
-    workers: int,
-    keep_weights: bool,
-    persist: Callable[[Any], None],
-) -> None:
-    """Folds in a local spawn pool; results are persisted by the driver as each fold finishes."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+@dataclass
+class Processes:
+    """Folds in a local spawn pool of ``workers`` processes (0: one per core, or one per GPU when there are
+    several); torch threads = cores // workers."""
 
-    import torch
+    workers: int = 0
+    name = "processes"
 
-    workers = workers or _default_workers()
-    workers = min(workers, len(todo))
-    threads = _worker_threads(workers)
-    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    config_dict = run_config.to_dict()
-    # spawn, not fork: a forked child inherits torch's thread pools and locks mid-state and can hang.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {
-            pool.submit(
-                _process_worker,
-                fold_fn,
-                config_dict,
-                store,
-                fold,
-                list(classes),
-                threads,
-                keep_weights,
-                (i % n_gpus) if n_gpus else None,
-            ): fold
-            for i, fold in enumerate(todo)
-        }
-        try:
-            for future in as_completed(futures):
-                persist(future.result())
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+    def run(self, job: FoldJob, todo: Sequence[Fold], tracker: FoldProgress | None = None) -> Iterator[FoldResult]:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        import torch
+
+        if not todo:
+            return
+        workers = min(self.workers or _default_workers(), len(todo))
+        threads = _worker_threads(workers)
+        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        worker_job = FoldJob(job.run_config, job.store, job.classes, keep_weights=job.keep_weights)  # no bars
+        # spawn, not fork: a forked child inherits torch's thread pools and locks mid-state and can hang.
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [
+                pool.submit(_process_worker, worker_job, fold, threads, (i % n_gpus) if n_gpus else None)
+                for i, fold in enumerate(todo)
+            ]
+            try:
+                for future in as_completed(futures):
+                    yield future.result().named(self.name)
+            except BaseException:  # a failed fold, an interrupt, or the driver closing this generator
+                for f in futures:
+                    f.cancel()
+                raise
 
 
-def run_ray(
-    fold_fn: FoldFn,
-    run_config: Any,
-    store: Any,
-    todo: list[Fold],
-    classes: list[str],
-    workers: int,
-    ray_address: str | None,
-    keep_weights: bool,
-    persist: Callable[[Any], None],
-) -> None:
-    """One Ray task per fold (with a GPU when CUDA is present); results come back to the driver."""
-    try:
-        import ray
-    except ImportError as err:
-        raise ImportError("executor='ray' needs the 'ray' package (pip install 'ray[default]')") from err
-    import torch
-
-    workers = workers or _default_workers()
-    # Threads per fold task: this machine's cores shared by `workers` (on a cluster, the driver's core count
-    # stands in for a node's).
-    threads = _worker_threads(workers)
-    started_here = False
-    if not ray.is_initialized():
-        if ray_address:
-            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
-        else:
-            # a small local instance: only the cores this process may use, no dashboard
-            ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False)
-        started_here = True
-    try:
-        use_gpu = torch.cuda.is_available()
-        task = ray.remote(num_cpus=threads, num_gpus=1 if use_gpu else 0)(_ray_worker)
-        store_ref = ray.put(store)
-        config_dict = run_config.to_dict()
-        pending = {
-            task.remote(fold_fn, config_dict, store_ref, fold, list(classes), threads, keep_weights): fold
-            for fold in todo
-        }
-        try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                for ref in ready:
-                    pending.pop(ref)
-                    persist(ray.get(ref))
-        except BaseException:
-            for ref in pending:
-                ray.cancel(ref)
-            raise
-    finally:
-        if started_here:
-            ray.shutdown()
-
-
-def _ray_worker(
-    fold_fn: FoldFn, run_config_dict: dict, store: Any, fold: Fold, classes: list[str], threads: int, keep_weights: bool
-) -> Any:
+def _ray_worker(job: FoldJob, fold: Fold, threads: int) -> FoldResult:
     """A Ray task: Ray sets CUDA_VISIBLE_DEVICES to the task's GPU, so device 'auto' finds it."""
     import torch
 
     torch.set_num_threads(threads)
-    return fold_fn(
-        RunConfig.from_dict(run_config_dict), store, fold, classes, progress=False, keep_weights=keep_weights
-    )
+    return job.run(fold)
+
+
+@dataclass
+class Ray:
+    """One Ray task per fold (with a GPU when CUDA is present) on the cluster at ``address`` (None or "": a
+    small local instance, started and stopped here); ``workers`` as for :class:`Processes`."""
+
+    workers: int = 0
+    address: str | None = None
+    name = "ray"
+
+    def run(self, job: FoldJob, todo: Sequence[Fold], tracker: FoldProgress | None = None) -> Iterator[FoldResult]:
+        try:
+            import ray
+        except ImportError as err:
+            raise ImportError("executor='ray' needs the 'ray' package (pip install 'ray[default]')") from err
+        import torch
+
+        workers = self.workers or _default_workers()
+        # Threads per fold task: this machine's cores shared by `workers` (on a cluster, the driver's core count
+        # stands in for a node's).
+        threads = _worker_threads(workers)
+        started_here = False
+        if not ray.is_initialized():
+            if self.address:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            else:
+                # a small local instance: only the cores this process may use, no dashboard
+                ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False)
+            started_here = True
+        try:
+            use_gpu = torch.cuda.is_available()
+            task = ray.remote(num_cpus=threads, num_gpus=1 if use_gpu else 0)(_ray_worker)
+            job_ref = ray.put(FoldJob(job.run_config, job.store, job.classes, keep_weights=job.keep_weights))
+            pending = {task.remote(job_ref, fold, threads): fold for fold in todo}
+            try:
+                while pending:
+                    ready, _ = ray.wait(list(pending), num_returns=1)
+                    for ref in ready:
+                        pending.pop(ref)
+                        yield ray.get(ref).named(self.name)
+            except BaseException:
+                for ref in pending:
+                    ray.cancel(ref)
+                raise
+        finally:
+            if started_here:
+                ray.shutdown()
 
 
 # ------------------------------------------------------------------------------------------- batched
@@ -212,59 +204,65 @@ def group_seed(seed: int, group: Sequence[Fold]) -> int:
     return fold_seed(seed, "group:" + "|".join(f.key for f in group))
 
 
-def run_batched(
-    run_config: Any,
-    store: Any,
-    folds: Sequence[Fold],
-    todo: Sequence[Fold],
-    classes: list[str],
-    fold_batch: int,
-    *,
-    make_model: Callable[[Fold], Any],
-    make_dataset: Callable[..., Any],
-    finish: Callable[..., Any],
-    persist: Callable[[Any], None],
-    progress: bool = False,
-) -> None:
-    """Train the folds of ``todo`` in groups of ``fold_batch`` (groups over ``folds``) with the fold-batched
-    trainer, in shared-batch sampling; each fold's result goes to ``persist`` as soon as its group is done.
+@dataclass
+class Batched:
+    """The folds in groups of ``fold_batch`` (groups over ``folds``, all the folds of the run) trained with the
+    fold-batched trainer, in shared-batch sampling; a group's folds are yielded as soon as the group is done.
 
-    A group with any fold left to do is trained whole (the shared batches depend on the whole group), and
-    only its unfinished folds are persisted: a resumed run gives the same predictions as an uninterrupted one.
-    ``make_model(fold)`` builds the fold's model under its fold seed; ``make_dataset(spec, positions, augment,
-    seed)`` is the runner's ``model_dataset`` over the store; ``finish(fold, model, history, seconds)``
-    predicts the held-out rows and returns the ``FoldResult``.
+    A group with any fold left to do is trained whole (the shared batches depend on the whole group), and only
+    its unfinished folds are yielded: a resumed run gives the same predictions as an uninterrupted one. The
+    tracker hears when a group starts and after each of its epochs.
     """
-    train_cfg = run_config.train
-    augment = train_cfg.clip_augmentation() or False  # training clips may be augmented, held-out ones never
-    todo_keys = {f.key for f in todo}
-    for group in fold_groups(folds, fold_batch):
-        left = [f for f in group if f.key in todo_keys]
-        if not left:
-            continue
-        start = time.perf_counter()
-        models = [make_model(f) for f in group]
-        spec = getattr(models[0], "input_spec", None)
-        union = np.unique(np.concatenate([np.asarray(f.train) for f in group]))  # store rows any fold trains on
-        members = np.stack([np.isin(union, np.asarray(f.train)) for f in group])  # (k, n): fold k trains on row
-        seed = group_seed(train_cfg.seed, group)
-        shared = make_dataset(spec, union, augment, seed)
-        trained = batched.train_folds(
-            models,
-            train_cfg,
-            seeds=[fold_seed(train_cfg.seed, f.key) for f in group],
-            num_classes=len(classes),
-            shared=shared,
-            members=members,
-            group_seed=seed,
-            sampling="shared",
-            progress=progress,
-        )
-        seconds = (time.perf_counter() - start) / len(group)
-        label = f"batched:{group[0].key}..{group[-1].key}" if len(group) > 1 else f"batched:{group[0].key}"
-        for fold, (model, history) in zip(group, trained):
-            if fold.key in todo_keys:
-                persist(finish(fold, model, history.assign(executor=label), seconds))
+
+    folds: Sequence[Fold]
+    fold_batch: int
+    name = "batched"
+
+    def run(self, job: FoldJob, todo: Sequence[Fold], tracker: FoldProgress | None = None) -> Iterator[FoldResult]:
+        train_cfg = job.run_config.train
+        augment = train_cfg.clip_augmentation() or False  # training clips may be augmented, held-out ones never
+        todo_keys = {f.key for f in todo}
+        groups = fold_groups(self.folds, self.fold_batch)
+        for number, group in enumerate(groups, start=1):
+            left = [f for f in group if f.key in todo_keys]
+            if not left:
+                continue
+            start = time.perf_counter()
+            if tracker is not None:
+                tracker.start_group(number, len(groups), folds=len(left), epochs=int(train_cfg.epochs))
+            models = [job.model(f) for f in group]
+            union = np.unique(np.concatenate([np.asarray(f.train) for f in group]))  # store rows any fold trains on
+            members = np.stack([np.isin(union, np.asarray(f.train)) for f in group])  # (k, n): fold k trains on row
+            seed = group_seed(train_cfg.seed, group)
+            trained = batched.train_folds(
+                models,
+                train_cfg,
+                seeds=[job.seed(f) for f in group],
+                num_classes=len(job.classes),
+                shared=job.dataset(models[0], union, augment=augment, seed=seed),
+                members=members,
+                group_seed=seed,
+                progress=job.progress,
+                on_epoch=tracker.epoch if tracker is not None else None,
+            )
+            seconds = (time.perf_counter() - start) / len(group)
+            label = f"batched:{group[0].key}..{group[-1].key}" if len(group) > 1 else f"batched:{group[0].key}"
+            for fold, (model, history) in zip(group, trained):
+                if fold.key in todo_keys:
+                    yield job.finish(fold, model, history, seconds=seconds).named(label)
+
+
+def executor_for(
+    plan: ExecutorPlan, folds: Sequence[Fold], *, workers: int = 0, ray_address: str | None = None
+) -> Executor:
+    """The executor a plan names: ``folds`` are all the folds of the run (the batched groups form over them)."""
+    if plan.executor == "batched":
+        return Batched(folds, plan.fold_batch)
+    if plan.executor == "processes":
+        return Processes(workers)
+    if plan.executor == "ray":
+        return Ray(workers, ray_address)
+    return Sequential()
 
 
 # ------------------------------------------------------------------------------------ executor choice
@@ -309,10 +307,10 @@ def default_memory_budget_bytes(device: Any) -> int:
     return 384 * MB
 
 
-def choose_executor(
-    run_config: Any, requested: str, *, n_folds: int, model: Any, example: Callable[[], Any]
-) -> ExecutorPlan:
+def choose_executor(job: FoldJob, requested: str, *, n_folds: int, model: Any) -> ExecutorPlan:
     """Resolve ``requested`` (``protocol.executor``) to the executor this run uses, with the reason.
+
+    ``model`` is one of the job's models (untrained; it is not changed: the trials below run on copies).
 
     ``"auto"`` picks ``"batched"`` on CUDA for every model (never measured here: no GPU was available), on
     CPU for the models the fused step trains (an STSTNet in fp32 or bf16:
@@ -326,6 +324,7 @@ def choose_executor(
     """
     if requested not in ("auto", "batched"):
         return ExecutorPlan(requested, requested, "as configured")
+    run_config = job.run_config
     device = resolve_device(run_config.train.device)
     spec = getattr(model, "input_spec", None)
     kind = getattr(spec, "kind", "clip")
@@ -349,7 +348,7 @@ def choose_executor(
         why = "as configured"
     if n_folds < 2:
         return _fallback(requested, "one fold to run: nothing to batch")
-    batch = example()
+    batch = input_adapter(model).example(job.store, 2)
     reason = batched.check_stackable(model, batch, run_config.train)
     if reason is not None:
         return _fallback(requested, reason)

@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 
 from merkit.config import RunConfig, TrainConfig
 from merkit.data.inputs import input_adapter
+from merkit.errors import MerkitValueError
 from merkit.evaluation.metrics import pooled_scores
 
 __all__ = [
@@ -71,14 +72,36 @@ __all__ = [
     "inner_validation_split",
     "train_fold",
     "predict",
+    "autocast_for",
+    "available_devices",
+    "DeviceError",
 ]
 
 
 # --------------------------------------------------------------------------------------------- devices
 
 
+class DeviceError(MerkitValueError):
+    """The device a config names is not one this machine has; the message lists the ones it has."""
+
+
+def available_devices() -> list[str]:
+    """The devices torch can use here: ``cpu``, then ``cuda:0`` … and ``mps`` when present."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Return the torch device for ``device``; ``"auto"`` picks cuda, then mps, then cpu."""
+    """Return the torch device for ``device``; ``"auto"`` picks cuda, then mps, then cpu.
+
+    A device this machine does not have (``cuda`` without a CUDA device, ``cuda:3`` with two) raises
+    :class:`DeviceError` naming the devices it has; so does a name torch does not know.
+    """
     if isinstance(device, torch.device):
         return device
     if device == "auto":
@@ -89,9 +112,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
+        raise DeviceError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
+    have = available_devices()
+    wanted = f"{resolved.type}:{resolved.index or 0}" if resolved.type == "cuda" else resolved.type
+    if resolved.type in ("cuda", "mps") and wanted not in have:
+        raise DeviceError(
+            f"device {device!r} is not available on this machine (available: {', '.join(have)}); "
+            "set device to 'auto' or one of those"
+        )
+    return resolved
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
@@ -360,7 +391,7 @@ def train_fold(
             x = _to_device(x, device, memory_format)
             y = y.to(device=device, dtype=torch.long)
             optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, autocast_dtype):
+            with autocast_for(device, autocast_dtype):
                 logits = model(x)  # (b, k)
             loss = criterion(logits.float(), y)
             if not torch.isfinite(loss):
@@ -435,7 +466,7 @@ def predict(
     for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         x = _to_device(x, device, memory_format)
-        with _autocast(device, autocast_dtype):
+        with autocast_for(device, autocast_dtype):
             logits = model(x)  # (b, k)
         chunks.append(torch.softmax(logits.float(), dim=1).cpu())
     model.train(was_training)
@@ -475,6 +506,6 @@ def _to_device(x: torch.Tensor, device: torch.device, memory_format: torch.memor
     return x
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+def autocast_for(device: torch.device, dtype: torch.dtype | None) -> Any:
     """Autocast context for ``dtype`` on ``device``; a disabled one for fp32."""
     return torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None)

@@ -19,71 +19,41 @@ same path (a shared file system on a cluster); no clip data is copied.
 from __future__ import annotations
 
 import os
-import time
 import warnings
-from dataclasses import dataclass, field, replace
+from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from merkit.config import ConfigError, RunConfig, load_config, upgrade_config_dict
+from merkit.config import EXECUTOR_NAMES, ConfigError, RunConfig, load_config, upgrade_config_dict
 from merkit.data.inputs import InputKindError, input_adapter, model_dataset
 from merkit.evaluation.metrics import summarise
 from merkit.models import create_model, model_entry
-from merkit.progress import FoldProgress, pause_point, progress_path
+from merkit.progress import FoldProgress, progress_path
 from merkit.runlock import RunLock
 from merkit.training import executors
-from merkit.training.executors import EXECUTORS
-from merkit.training.fold import inner_validation_split, predict, resolve_device, train_fold
-from merkit.training.runs import RunDir
+from merkit.training.fold import resolve_device
+from merkit.training.job import FoldJob, FoldResult
+from merkit.training.runs import RunDir, completed_folds
 
 if TYPE_CHECKING:  # annotations only: the store module needs OpenCV, the runner imports without it
+    from torch import nn
+
     from merkit.data.store import ClipStore
 from merkit.evaluation.splits import (
     Fold,
     MissingClassWarning,
     ProtocolError,
     check_protocol_name,
-    fold_seed,
     make_splits,
 )
 
-__all__ = ["FoldResult", "run_fold", "fold_result", "run_protocol", "load_fold_model", "model_dataset", "EXECUTORS"]
+__all__ = ["FoldResult", "run_fold", "run_protocol", "load_fold_model", "model_dataset"]
 
 # ------------------------------------------------------------------------------------------- fold runner
-
-
-@dataclass
-class FoldResult:
-    """What one fold sends back to the driver (workers never write the run directory themselves)."""
-
-    key: str
-    predictions: pd.DataFrame  # merkit.evaluation.metrics predictions contract, one row per held-out clip
-    history: pd.DataFrame  # train.train_fold history, one row per epoch
-    state_dict: dict | None  # final (or selected) weights on CPU, for the fold checkpoint
-    seconds: float  # wall time of the fold (train + predict)
-    device: str  # torch device the fold ran on
-    model_name: str = ""  # registry name the fold's model was built under (model() rebuilds it)
-    model_overrides: dict = field(default_factory=dict)  # its constructor overrides
-    num_classes: int = 0  # its number of classes
-
-    def model(self) -> Any:
-        """The fold's trained model, rebuilt from the registry and loaded with ``state_dict`` (eval mode, CPU).
-
-        Raises ``ValueError`` when the fold kept no weights (``run_fold(..., keep_weights=False)``).
-        """
-
-        if self.state_dict is None or not self.model_name:
-            raise ValueError(
-                f"fold {self.key!r} kept no weights (run_fold(..., keep_weights=False)): "
-                "nothing to rebuild the model from"
-            )
-        net = create_model(self.model_name, num_classes=self.num_classes, **self.model_overrides)
-        net.load_state_dict(self.state_dict)
-        return net.eval()
 
 
 def run_fold(
@@ -94,9 +64,9 @@ def run_fold(
     *,
     progress: bool = False,
     keep_weights: bool = True,
-    on_epoch_end: Any = None,
+    on_epoch_end: Callable[[int, nn.Module], None] | None = None,
 ) -> FoldResult:
-    """Train on ``fold.train`` and predict ``fold.test``: the unit of work of every executor.
+    """Train on ``fold.train`` and predict ``fold.test``: one fold, as the per-fold executors run it.
 
     ``on_epoch_end(epoch, snapshot)`` is passed to ``train_fold`` (an observer of a copy of the model after
     each epoch; it cannot change what is trained or returned).
@@ -105,98 +75,21 @@ def run_fold(
     augmentation, so a fold's result does not depend on which other folds ran, in which order or where.
     With ``train.val_fraction > 0`` an inner validation split is drawn from the training subjects of this
     fold (whole subjects); it is checked to share no subject with the held-out rows. The held-out rows are
-    only ever given to ``predict``, after training.
+    only ever given to ``predict``, after training (:class:`merkit.training.job.FoldJob`).
     """
-
-    import torch
-
-    start = time.perf_counter()
-    train_cfg = run_config.train
-    seed = fold_seed(train_cfg.seed, fold.key)
-    index = store.index
-    augment = train_cfg.clip_augmentation() or False  # training clips may be augmented, held-out ones never
-
-    torch.manual_seed(seed)
-    model = create_model(run_config.model.name, num_classes=len(classes), **run_config.model.overrides)
-    spec = getattr(model, "input_spec", None)  # clip or flow: which dataset the fold reads
-
-    train_positions, val_ds = np.asarray(fold.train), None
-    if train_cfg.val_fraction > 0:
-        inner_train, inner_val = inner_validation_split(index.iloc[train_positions], train_cfg.val_fraction, seed)
-        val_positions = train_positions[inner_val]
-        train_positions = train_positions[inner_train]
-        _check_no_shared_subject(index, val_positions, np.asarray(fold.test), fold.key)
-        val_ds = model_dataset(spec, store, val_positions, augment=False, seed=seed)
-    train_ds = model_dataset(spec, store, train_positions, augment=augment, seed=seed)
-
-    model, history = train_fold(
-        model,
-        train_ds,
-        train_cfg,
-        val_ds=val_ds,
-        progress=progress,
-        seed=seed,
-        num_classes=len(classes),
-        on_epoch_end=on_epoch_end,
-    )
-    return fold_result(
-        run_config, store, fold, classes, model, history, seconds=time.perf_counter() - start, keep_weights=keep_weights
-    )
+    job = FoldJob(run_config, store, tuple(classes), keep_weights=keep_weights, progress=progress)
+    return job.run(fold, on_epoch_end=on_epoch_end)
 
 
-def fold_result(
-    run_config: RunConfig,
-    store: ClipStore,
-    fold: Fold,
-    classes: Sequence[str],
-    model: Any,
-    history: pd.DataFrame,
-    *,
-    seconds: float,
-    keep_weights: bool = True,
-) -> FoldResult:
-    """Predict ``fold.test`` with a fold's trained ``model`` and package what the driver persists.
+@dataclass
+class _Schedule:
+    """Which folds one ``run_protocol`` call trains, and where (settled before the run directory is opened)."""
 
-    Shared by the sequential trainer (``run_fold``) and the fold-batched executor, so both write the same
-    predictions, history and checkpoint. ``seconds`` is the fold's training time so far; prediction is added.
-    """
-
-    start = time.perf_counter()
-    train_cfg = run_config.train
-    seed = fold_seed(train_cfg.seed, fold.key)
-    index = store.index
-    spec = getattr(model, "input_spec", None)
-    test_ds = model_dataset(spec, store, np.asarray(fold.test), augment=False, seed=seed)
-    pause_point(f"{run_config.protocol.name}.fold.inside")  # test hook (merkit.progress): a kill inside a fold
-    probs, preds = predict(model, test_ds, batch_size=train_cfg.batch_size, precision=train_cfg.precision)
-
-    rows = index.iloc[np.asarray(fold.test)]
-    dataset = rows["dataset"].astype(str).to_numpy() if "dataset" in rows else [run_config.data.dataset] * len(rows)
-    predictions = pd.DataFrame(
-        {
-            "dataset": dataset,
-            "subject": rows["subject"].astype(str).to_numpy(),
-            "sample": rows["sample"].astype(str).to_numpy() if "sample" in rows else rows.index.astype(str),
-            "fold": fold.key,
-            "gt": rows["label"].to_numpy(dtype=np.int64),
-            "pred": preds,
-        }
-    )
-    for c, name in enumerate(classes):
-        predictions[f"prob_{name}"] = probs[:, c]
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()} if keep_weights else None
-    device = str(resolve_device(train_cfg.device))
-    return FoldResult(
-        fold.key,
-        predictions,
-        history,
-        state,
-        seconds + time.perf_counter() - start,
-        device,
-        model_name=run_config.model.name,
-        model_overrides=dict(run_config.model.overrides),
-        num_classes=len(classes),
-    )
+    all_folds: list[Fold]  # every fold of the protocol (metrics are written once all are complete)
+    selected: list[Fold]  # the folds this call may train (``folds=``), in protocol order
+    plan: executors.ExecutorPlan  # the executor chosen, and why (executor.json)
+    executor: executors.Executor
+    n_boot: int  # bootstrap resamples of metrics.json's intervals
 
 
 def run_protocol(
@@ -234,8 +127,10 @@ def run_protocol(
         n_boot: bootstrap resamples of the confidence intervals in ``metrics.json`` (``metrics.summarise``,
             resampling seed 0; at least 1). Not part of the config: a resumed run rewrites the intervals.
 
-    Everything that can be checked is checked before any fold runs: model and protocol names, index
-    columns and labels, the model's input against the store's clips, the run directory's config.
+    Everything that can be checked is checked before the run directory is opened: model and protocol names,
+    the device (:class:`merkit.training.fold.DeviceError` names the devices this machine has), index columns
+    and labels, the model's input against the store's clips, the executor's plan. The model built for these
+    checks is the first fold's own (under its fold seed): each fold's model is built once.
 
     Returns the predictions of every completed fold (``merkit.evaluation.metrics`` contract). When every fold of the
     protocol is complete, ``predictions.csv`` and ``metrics.json`` are written, once (``metrics.summarise`` plus
@@ -246,11 +141,11 @@ def run_protocol(
     if isinstance(run_config, dict):
         run_config = RunConfig.from_dict(run_config)
     protocol = run_config.protocol
-    executor = executor or protocol.executor
+    requested = executor or protocol.executor
     workers = protocol.workers if workers is None else workers
     ray_address = ray_address if ray_address is not None else (protocol.ray_address or None)
-    if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
+    if requested not in EXECUTOR_NAMES:
+        raise ValueError(f"unknown executor {requested!r}; use one of {', '.join(EXECUTOR_NAMES)}")
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     if n_boot < 1:
@@ -260,6 +155,7 @@ def run_protocol(
     except ValueError as err:
         raise ConfigError(str(err)) from None
     check_protocol_name(protocol.name)
+    resolve_device(run_config.train.device)  # a device this machine does not have: refused before any write
 
     index = store.index
     classes = _store_classes(store)
@@ -277,10 +173,29 @@ def run_protocol(
     else:
         selected = all_folds
     _check_preprocess(run_config, store)
-    _check_model_input(run_config, store, classes)
+
+    job = FoldJob(run_config, store, tuple(classes), keep_weights=save_checkpoints, progress=progress)
+    path = run_dir.path if isinstance(run_dir, RunDir) else Path(run_dir)
+    finished = {str(k) for k in completed_folds(path)}  # read only: which fold is trained first
+    waiting = [f for f in selected if f.key not in finished]
+    first = (waiting or selected or all_folds)[0]
+    model = job.build_model(first)
+    _check_model_input(run_config.model.name, store, model)
+    if waiting:
+        plan = executors.choose_executor(job, requested, n_folds=len(selected), model=model)
+        job.adopt(first, model)  # the executor trains this very model (untouched by the checks)
+    else:  # every selected fold is done: nothing to plan (executor.json keeps the plan that trained them)
+        plan = executors.ExecutorPlan(requested, "sequential", "no fold left to run")
+    schedule = _Schedule(
+        all_folds,
+        selected,
+        plan,
+        executors.executor_for(plan, selected, workers=workers, ray_address=ray_address),
+        n_boot,
+    )
 
     # One writer per run directory; a pipeline holding it lets its kernels in (see merkit.runlock).
-    with RunLock(run_dir.path if isinstance(run_dir, RunDir) else run_dir) as lock:
+    with RunLock(path) as lock:
         if lock.stale:
             warnings.warn(
                 f"took over the lock of {lock.run_dir} left by pid {lock.stale.get('pid')} on "
@@ -290,39 +205,13 @@ def run_protocol(
             )
         if not isinstance(run_dir, RunDir):
             run_dir = RunDir(run_dir, run_config, manifest_hash=_manifest_hash(store), upgrade=upgrade_config_dict)
-        return _run_folds(
-            run_dir,
-            run_config,
-            store,
-            classes,
-            all_folds,
-            by_key,
-            selected,
-            executor,
-            workers,
-            ray_address,
-            progress,
-            save_checkpoints,
-            n_boot,
-        )
+        return _run_folds(run_dir, job, schedule)
 
 
-def _run_folds(
-    run_dir: RunDir,
-    run_config: RunConfig,
-    store: ClipStore,
-    classes: list[str],
-    all_folds: list[Fold],
-    by_key: dict[str, Fold],
-    selected: list[Fold],
-    executor: str,
-    workers: int,
-    ray_address: str | None,
-    progress: bool,
-    save_checkpoints: bool,
-    n_boot: int,
-) -> pd.DataFrame:
-    protocol = run_config.protocol
+def _run_folds(run_dir: RunDir, job: FoldJob, schedule: _Schedule) -> pd.DataFrame:
+    """Train the scheduled folds not yet done in ``run_dir``, persisting each as its executor yields it."""
+    protocol = job.run_config.protocol
+    selected = schedule.selected
     done = {str(k) for k in run_dir.completed_folds()}
     todo = [f for f in selected if f.key not in done]
 
@@ -331,7 +220,7 @@ def _run_folds(
         initial=len(selected) - len(todo),
         desc=f"{protocol.name} folds",
         unit="fold",
-        disable=not progress,
+        disable=not job.progress,
     )
     # The progress file reaches the pipeline's terminal (a kernel's bars stay inside its notebook).
     target = progress_path(run_dir.path)
@@ -341,7 +230,7 @@ def _run_folds(
 
     def persist(result: FoldResult) -> None:
         # checkpoint first, done marker last: a crash in between leaves the fold incomplete, never half-done
-        if save_checkpoints and result.state_dict is not None:
+        if result.state_dict is not None:
             run_dir.save_checkpoint(result.key, result.state_dict)
         history = result.history.assign(device=result.device)
         run_dir.mark_fold_done(result.key, result.predictions, history, seconds=result.seconds)
@@ -349,64 +238,20 @@ def _run_folds(
         bar.set_postfix(fold=result.key)
         tracker.update(1)
 
-    plan = None
     if todo:
-        probe = _fold_model(run_config, Fold("probe", np.array([0]), np.array([0])), classes)
-        plan = executors.choose_executor(
-            run_config,
-            executor,
-            n_folds=len(selected),
-            model=probe,
-            example=lambda: input_adapter(probe).example(store, 2),
-        )
-    if plan is not None:
-        executor = plan.executor
+        plan = schedule.plan
         print(f"executor: {plan.executor} ({plan.reason})")
         run_dir.write_json("executor.json", plan.record())
-
-    def persist_named(result: FoldResult) -> None:  # the fold's history says which executor trained it
-        persist(replace(result, history=result.history.assign(executor=executor)))
-
     try:
-        if executor == "batched":
-            assert plan is not None
-            executors.run_batched(
-                run_config,
-                store,
-                selected,
-                todo,
-                classes,
-                plan.fold_batch,
-                make_model=lambda fold: _fold_model(run_config, fold, classes),
-                make_dataset=lambda spec, positions, augment, seed: model_dataset(
-                    spec, store, positions, augment=augment, seed=seed
-                ),
-                finish=lambda fold, model, history, secs: fold_result(
-                    run_config, store, fold, classes, model, history, seconds=secs, keep_weights=save_checkpoints
-                ),
-                persist=persist,
-                progress=progress,
-            )
-        elif executor == "sequential" or not todo:
-            for fold in todo:
-                persist_named(
-                    run_fold(run_config, store, fold, classes, progress=progress, keep_weights=save_checkpoints)
-                )
-                pause_point(f"{protocol.name}.fold.between")  # test hook (merkit.progress): a kill between folds
-        elif executor == "processes":
-            executors.run_processes(
-                run_fold, run_config, store, todo, classes, workers, save_checkpoints, persist_named
-            )
-        else:
-            executors.run_ray(
-                run_fold, run_config, store, todo, classes, workers, ray_address, save_checkpoints, persist_named
-            )
+        with closing(schedule.executor.run(job, todo, tracker)) as results:
+            for result in results:
+                persist(result)
     finally:
         bar.close()
 
     predictions = run_dir.load_predictions()
-    if {str(k) for k in run_dir.completed_folds()} >= set(by_key):
-        _write_run_outputs(run_dir, predictions, classes, all_folds, run_config, n_boot)
+    if {str(k) for k in run_dir.completed_folds()} >= {f.key for f in schedule.all_folds}:
+        _write_run_outputs(run_dir, predictions, list(job.classes), schedule.all_folds, job.run_config, schedule.n_boot)
     return predictions
 
 
@@ -462,30 +307,14 @@ def _check_preprocess(run_config: RunConfig, store: ClipStore) -> None:
         )
 
 
-def _check_model_input(run_config: RunConfig, store: ClipStore, classes: list[str]) -> None:
+def _check_model_input(name: str, store: ClipStore, model: nn.Module) -> None:
     """Fail before any fold if the store's clips (or flow images) do not fit the model's declared input."""
-
-    name = run_config.model.name
-    model = create_model(name, num_classes=len(classes), **run_config.model.overrides)
     try:
         problem = input_adapter(model).store_problem(store, name)
     except InputKindError as error:
         raise ProtocolError(str(error)) from error
     if problem is not None:
         raise ProtocolError(problem)
-
-
-def _check_no_shared_subject(
-    index: pd.DataFrame, val_positions: np.ndarray, test_positions: np.ndarray, fold_key: str
-) -> None:
-    def keys(pos: np.ndarray) -> set[str]:
-        rows = index.iloc[pos]
-        ds = rows["dataset"].astype(str) if "dataset" in rows else ""
-        return set((ds + "/" + rows["subject"].astype(str)).tolist())
-
-    shared = keys(val_positions) & keys(test_positions)
-    if shared:  # cannot happen with the split generators above; guards against a future change
-        raise ProtocolError(f"fold {fold_key!r}: inner validation shares held-out subject(s) {sorted(shared)}")
 
 
 def _write_run_outputs(
@@ -506,11 +335,3 @@ def _write_run_outputs(
     run_dir.write_metrics(metrics)  # results only: a resumed run writes the same bytes as an uninterrupted one
     # Wall time per fold (from each fold's done marker, so a resumed run keeps the earlier folds' times).
     run_dir.write_json("timings.json", {"fold_seconds": run_dir.fold_seconds()})
-
-
-def _fold_model(run_config: RunConfig, fold: Fold, classes: Sequence[str]) -> Any:
-    """The fold's model, initialised under its fold seed (the same weights the sequential trainer starts from)."""
-    import torch
-
-    torch.manual_seed(fold_seed(run_config.train.seed, fold.key))
-    return create_model(run_config.model.name, num_classes=len(classes), **run_config.model.overrides)

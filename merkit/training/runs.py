@@ -47,6 +47,7 @@ __all__ = [
     "RunConfigMismatch",
     "CheckpointError",
     "RunDir",
+    "completed_folds",
 ]
 
 # The atomic writes live on the ground floor (merkit._io) so that data/ can use them too; re-exported here.
@@ -191,6 +192,17 @@ def _fold_sort_key(fold: Any) -> tuple:
     return (isinstance(fold, str), fold if not isinstance(fold, str) else str(fold))
 
 
+def completed_folds(path: str | os.PathLike) -> list:
+    """The folds with a done marker in the run directory at ``path`` ([] when there is none), read only."""
+    folds = []
+    for marker in sorted((Path(path) / "folds").glob("fold_*/done.json")):
+        try:
+            folds.append(json.loads(marker.read_text(encoding="utf-8"))["fold"])
+        except (OSError, json.JSONDecodeError, KeyError):
+            continue  # an unreadable marker means the fold is not known to be complete
+    return sorted(folds, key=_fold_sort_key)
+
+
 class RunDir:
     """One run's directory: config, environment, per-fold results with done markers, metrics.
 
@@ -207,9 +219,11 @@ class RunDir:
     A fold is complete only when its ``done.json`` exists; the marker is written last, atomically, after
     the fold's files, so a run killed mid-fold leaves that fold incomplete and only that fold is redone.
 
-    Opening an existing directory resumes it, but only under the same config: any difference outside
-    ``resumable_keys`` (scheduling knobs such as the executor) raises :class:`RunConfigMismatch`
-    listing the keys, because finished folds would otherwise be mixed with folds computed differently.
+    Opening an existing directory resumes it, but only under the same config: once a fold is finished, any
+    difference outside ``resumable_keys`` (scheduling knobs such as the executor) raises
+    :class:`RunConfigMismatch` listing the keys, because finished folds would otherwise be mixed with folds
+    computed differently. A directory with no finished fold takes the new config (another device, say, after
+    a run that stopped before its first fold).
 
     Args:
         path: run directory (created with parents).
@@ -300,6 +314,8 @@ class RunDir:
             ) from err
         if self.upgrade is not None:
             saved = self.upgrade(saved)
+        if not self.completed_folds():  # nothing computed to mix with: the new config starts the run afresh
+            return
         problems = config_differences(saved, self.config, self.resumable_keys)
         manifest_file = self.path / "manifest.json"
         if self.manifest_hash is not None and manifest_file.exists():
@@ -343,13 +359,7 @@ class RunDir:
 
     def completed_folds(self) -> list:
         """Folds with a done marker, as the values given to :meth:`mark_fold_done` (ints stay ints)."""
-        folds = []
-        for marker in sorted((self.path / "folds").glob("fold_*/done.json")):
-            try:
-                folds.append(json.loads(marker.read_text(encoding="utf-8"))["fold"])
-            except (OSError, json.JSONDecodeError, KeyError):
-                continue  # an unreadable marker means the fold is not known to be complete
-        return sorted(folds, key=_fold_sort_key)
+        return completed_folds(self.path)
 
     def mark_fold_done(
         self, fold: Any, predictions: pd.DataFrame, history: pd.DataFrame | None = None, *, seconds: float | None = None

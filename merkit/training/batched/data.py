@@ -1,20 +1,20 @@
 """How the fold-batched trainer (:mod:`merkit.training.batched.stack`) reads its clips: the group's dataset cached once
-as tensors, epochs of shuffled item numbers drawn exactly as a ``DataLoader`` would, and per-fold batches
-zipped into one (k, b, ...) batch for ``sampling="per_fold"``.
-
-Axis letters: k folds, b batch.
+as tensors (:func:`cache_items`), items that carry their item number (:class:`IndexedItems`), and epochs of
+shuffled item numbers drawn exactly as a ``DataLoader`` would (:func:`shuffled_batches`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+__all__ = ["CACHE_LIMIT_BYTES", "IndexedItems", "TensorItems", "cache_items", "shuffled_batches"]
 
-class _Indexed(Dataset):
+
+class IndexedItems(Dataset):
     """``(x, label, item)``: the item number tells the trainer which folds a row belongs to."""
 
     def __init__(self, ds: Dataset) -> None:
@@ -35,7 +35,7 @@ class _Indexed(Dataset):
 CACHE_LIMIT_BYTES = 256 * 1024 * 1024
 
 
-def _cached(ds: Dataset) -> Dataset:
+def cache_items(ds: Dataset) -> Dataset:
     """An unaugmented dataset materialised once as tensors (each item is then read once per group, not once
     per epoch); augmented ones, or ones over ``CACHE_LIMIT_BYTES``, are left as they are."""
     known = hasattr(ds, "augment") or hasattr(ds, "augmentation")  # the kit's Flow/ClipDataset say it
@@ -46,10 +46,12 @@ def _cached(ds: Dataset) -> Dataset:
     if torch.as_tensor(x0).numel() * 4 * len(ds) > CACHE_LIMIT_BYTES:  # type: ignore[arg-type]
         return ds
     xs, ys = zip(*(ds[i] for i in range(len(ds))))  # type: ignore[arg-type]
-    return _TensorItems(torch.stack([torch.as_tensor(x) for x in xs]), np.asarray(ys, dtype=np.int64))
+    return TensorItems(torch.stack([torch.as_tensor(x) for x in xs]), np.asarray(ys, dtype=np.int64))
 
 
-class _TensorItems(Dataset):
+class TensorItems(Dataset):
+    """A dataset held as tensors: ``x`` (n, ...) and its labels (n,), as :func:`cache_items` builds it."""
+
     def __init__(self, x: torch.Tensor, labels: np.ndarray) -> None:
         self.x, self.labels = x, labels
         self.y = torch.as_tensor(labels, dtype=torch.long)
@@ -61,7 +63,7 @@ class _TensorItems(Dataset):
         return self.x[item], int(self.labels[item])
 
 
-def _shuffled_batches(loader: DataLoader) -> list[torch.Tensor]:
+def shuffled_batches(loader: DataLoader) -> list[torch.Tensor]:
     """The item numbers of one epoch of ``loader`` (shuffle=True, a generator, no workers), drawn from its
     generator exactly as iterating it would (one seed draw, two ``randperm``), without building any item:
     indexing the cached tensors with them replaces ~n Python ``__getitem__`` calls per epoch."""
@@ -71,27 +73,3 @@ def _shuffled_batches(loader: DataLoader) -> list[torch.Tensor]:
     order = torch.randperm(n, generator=generator)
     torch.randperm(n, generator=generator)  # RandomSampler's trailing `[: num_samples % n]` permutation
     return list(order.split(int(loader.batch_size or 1)))
-
-
-def _zip_fold_batches(loaders: Sequence[DataLoader], batch_size: int):
-    """Per-fold batches as one (k, b, ...) batch; folds that ran out (or have a short last batch) are padded
-    with masked rows, so every fold steps exactly as its own DataLoader says."""
-    iters = [iter(dl) for dl in loaders]
-    while True:
-        got = [next(it, None) for it in iters]
-        if all(g is None for g in got):
-            return
-        ref = next(g for g in got if g is not None)
-        xs, ys, masks = [], [], []
-        for g in got:
-            x = torch.zeros((batch_size, *ref[0].shape[1:])) if g is None else g[0].float()
-            y = torch.zeros(batch_size, dtype=torch.long) if g is None else torch.as_tensor(g[1], dtype=torch.long)
-            n = 0 if g is None else x.shape[0]
-            pad = batch_size - x.shape[0]
-            if pad > 0:
-                x = torch.cat([x, torch.zeros((pad, *x.shape[1:]))])
-                y = torch.cat([y, torch.zeros(pad, dtype=torch.long)])
-            xs.append(x)
-            ys.append(y)
-            masks.append(torch.arange(batch_size) < n)
-        yield torch.stack(xs), torch.stack(ys), torch.stack(masks)  # (k, b, ...), (k, b), (k, b)

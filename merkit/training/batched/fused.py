@@ -48,7 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from merkit.training.batched.wide import _layout, _masked_loss, _running_updates, wide_step_for
+from merkit.training.batched.wide import masked_loss, running_updates, ststnet_layout, wide_step_for
 from merkit.training.fold import as_train_config, resolve_precision
 
 __all__ = ["fused_step_for", "fused_fold_bytes", "fused_trainable", "CHUNK_BYTES", "BANK_LIMIT_BYTES"]
@@ -237,7 +237,7 @@ def _chunk_clips(rows: int, kf: int, batch: int) -> int:
 def fused_fold_bytes(model: nn.Module, batch_size: int) -> int | None:
     """Training memory of one fold under the fused step (pooled maps, their gradients and BN/dropout
     temporaries, about 8 per clip and window, plus weights and Adam state), or None for another model."""
-    layout = _layout(model)
+    layout = ststnet_layout(model)
     if layout is None:
         return None
     side = model.input_spec.size + 2 * layout["padding"][0] - 2
@@ -251,7 +251,7 @@ def fused_trainable(model: nn.Module, cfg: Any, device: torch.device) -> bool:
     """Whether ``train_folds`` (mechanism auto) runs ``model`` with the fused step: an STSTNet as the kit
     builds it, trained on CPU in fp32 or bf16."""
     precision = resolve_precision(as_train_config(cfg).precision, device)
-    return device.type == "cpu" and precision in (None, torch.bfloat16) and _layout(model) is not None
+    return device.type == "cpu" and precision in (None, torch.bfloat16) and ststnet_layout(model) is not None
 
 
 def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> StepFn | None:
@@ -265,7 +265,7 @@ def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> 
     trainer computes those once per group for cached data; the images serve the wide step a group with a
     BatchNorm scale <= 0 falls back to). ``compiled``: run the chunk epilogues under ``torch.compile``.
     """
-    layout = _layout(model)
+    layout = ststnet_layout(model)
     gemm_dtype = cfg_loss.get("autocast_dtype") or torch.float32
     if layout is None or gemm_dtype not in (torch.float32, torch.bfloat16):
         return None
@@ -329,7 +329,7 @@ def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> 
             cfg_loss["num_classes"],
         )
         count = mask.sum(1).to(mean.dtype) * n_real  # (k,) values per fold and channel
-        updates = _running_updates(mean, var, count, buffers, layout) if layout["bn"] else {}
+        updates = running_updates(mean, var, count, buffers, layout) if layout["bn"] else {}
         return losses, logits.detach(), updates
 
     def patch_bank(images: torch.Tensor) -> torch.Tensor | None:
@@ -404,7 +404,7 @@ def _tail(
     feats = feats.view(b, n_half, n_half, k, f).permute(0, 3, 4, 1, 2)  # -> (b, k, f, n_half, n_half)
     feats = feats.reshape(b, k, f * n_half * n_half)  # the model's (f, y, x) flatten
     logits = torch.einsum("bkn,kcn->kbc", feats, head_w) + head_b[:, None, :]
-    losses = _masked_loss(
+    losses = masked_loss(
         logits,
         y,
         mask,

@@ -5,30 +5,26 @@ K copies of a model (one per fold, each built under its own fold seed) are stack
 stacked tensors is exactly K per-fold optimisers: Adam/AdamW/SGD updates are elementwise and all folds take
 the same number of steps under the same schedule, so each fold keeps its own moments and learning rate.
 
-Two ways to feed the stack (``sampling``):
+How the stack is fed: one shuffled batch of the group's clips goes to every fold, and each fold only counts
+the clips of its own training set (a per-fold mask over the batch). The first layer then sees one input for
+all folds (``vmap`` with ``in_dims=None``: one wide convolution instead of K small ones) and the clips are
+loaded and augmented once per group, not once per fold. A fold still sees every training clip once per epoch,
+in batches of at most ``batch_size`` of its own clips, but *which* clips share a batch differs from the
+sequential trainer: the results are statistically equivalent, not bit-equal (tests check the same pooled
+predictions on a separable toy set, and, where every fold trains on the whole batch, the sequential trainer's
+weights within float tolerance).
 
-- ``"shared"`` (the executor's default): one shuffled batch of the group's clips goes to every fold, and
-  each fold only counts the clips of its own training set (a per-fold mask over the batch). The first layer
-  then sees one input for all folds (``vmap`` with ``in_dims=None``: one wide convolution instead of K small
-  ones) and the clips are loaded and augmented once per group, not once per fold. A fold still sees every
-  training clip once per epoch, in batches of at most ``batch_size`` of its own clips, but *which* clips share
-  a batch differs from the sequential trainer: the results are statistically equivalent, not bit-equal
-  (tests check the same pooled predictions on a separable toy set).
-- ``"per_fold"``: fold k draws its batches exactly as :func:`merkit.training.fold.train_fold` does (the same
-  DataLoader, generator and seed), so with augmentation off the per-fold weights equal the sequential
-  trainer's within float tolerance (tested to 1e-4). Used to prove the stacked maths; slower on CPU.
-
-What never leaks, whatever the sampling: a held-out clip of fold k (mask 0 for k) contributes exactly zero
+What never leaks: a held-out clip of fold k (mask 0 for k) contributes exactly zero
 to fold k's loss and so to its gradients; ``BatchNorm`` layers are replaced by :class:`MaskedBatchNorm`,
 whose batch statistics and running-statistics updates use only the fold's own clips (``torch.where``, so even
 a non-finite held-out pixel cannot reach them). Dropout draws different masks per fold
 (``vmap(randomness="different")``).
 
 How the stacked step is computed (``mechanism``): ``"vmap"`` runs any model through
-``vmap(functional_call(...))``; ``"wide"`` (:mod:`merkit.training.batched.wide`, STSTNet only, shared sampling only)
+``vmap(functional_call(...))``; ``"wide"`` (:mod:`merkit.training.batched.wide`, STSTNet only)
 writes the K models as one plain network (one convolution with K·16 output channels, masked per-fold
 BatchNorm, one einsum for the K heads) over the same stacked parameters; ``"fused"``
-(:mod:`merkit.training.batched.fused`, an STSTNet on CPU in fp32 or bf16, shared sampling) computes that network's conv
+(:mod:`merkit.training.batched.fused`, an STSTNet on CPU in fp32 or bf16) computes that network's conv
 → ReLU → BN → max-pool stage as cache-sized patch GEMMs without any full-resolution activation of the batch (the
 fastest form measured, ``docs/performance.md``); ``"auto"`` takes ``"fused"``, then ``"wide"``, where the
 model has that form, else ``"vmap"``. All compute the same per-fold function (tested to 1e-4).
@@ -45,7 +41,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -55,12 +51,12 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.data import DataLoader, Dataset
 
 from merkit.errors import MerkitValueError
-from merkit.training.batched.data import _cached, _Indexed, _shuffled_batches, _TensorItems, _zip_fold_batches
+from merkit.training.batched.data import IndexedItems, TensorItems, cache_items, shuffled_batches
 from merkit.training.batched.fused import fused_fold_bytes, fused_step_for, fused_trainable
 from merkit.training.batched.wide import wide_step_for
 from merkit.training.fold import (
-    _autocast,
     as_train_config,
+    autocast_for,
     class_weights,
     dataset_labels,
     make_optimizer,
@@ -78,11 +74,9 @@ __all__ = [
     "fused_trainable",
     "plan_fold_batch",
     "train_folds",
-    "SAMPLINGS",
     "MECHANISMS",
 ]
 
-SAMPLINGS = ("shared", "per_fold")
 MECHANISMS = ("auto", "vmap", "wide", "fused")
 # fold-steps (group steps × folds) from which the fused step compiles its epilogues: compiling costs ~20 s
 # once per process; it saves ~20 ms per fold and step of a 256-clip batch (measured, docs/performance.md)
@@ -171,7 +165,6 @@ class _FoldStack:
         labels: Sequence[np.ndarray],
         num_classes: int,
         device: torch.device,
-        shared_input: bool,
         mechanism: str = "auto",
         compiled: bool = False,
     ) -> None:
@@ -196,18 +189,18 @@ class _FoldStack:
         self.loss_name = cfg.loss
         self.smoothing = float(cfg.label_smoothing)
         self.gamma = float(cfg.focal_gamma)
-        x_dim = None if shared_input else 0
-        self._step = vmap(self._fold_loss, in_dims=(0, 0, x_dim, x_dim, 0, 0), randomness="different")
+        # one shared batch for every fold: x and y are not mapped over k (in_dims None)
+        self._step = vmap(self._fold_loss, in_dims=(0, 0, None, None, 0, 0), randomness="different")
         self.mechanism = "vmap"
         cfg_loss = {
             "loss": self.loss_name,
             "label_smoothing": self.smoothing,
             "focal_gamma": self.gamma,
             "num_classes": num_classes,
-            "autocast": lambda: _autocast(device, self.autocast_dtype),
+            "autocast": lambda: autocast_for(device, self.autocast_dtype),
             "autocast_dtype": self.autocast_dtype,
         }
-        if shared_input and mechanism in ("auto", "fused") and device.type == "cpu":  # fp32 or bf16
+        if mechanism in ("auto", "fused") and device.type == "cpu":  # fp32 or bf16
             fused = fused_step_for(models[0], cfg_loss, compiled=compiled)
             if fused is not None:
                 self._step, self.mechanism = fused, "fused"
@@ -216,7 +209,7 @@ class _FoldStack:
                     f"{type(models[0]).__name__} has no fused form (an STSTNet on CPU only); "
                     "use mechanism='wide' or 'vmap'"
                 )
-        if shared_input and self.mechanism == "vmap" and mechanism in ("auto", "wide"):
+        if self.mechanism == "vmap" and mechanism in ("auto", "wide"):
             wide = wide_step_for(models[0], cfg_loss)
             if wide is not None:
                 self._step, self.mechanism = wide, "wide"
@@ -229,7 +222,7 @@ class _FoldStack:
     ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         for bn in self.bns.values():
             bn.mask = mask
-        with _autocast(self.device, self.autocast_dtype):
+        with autocast_for(self.device, self.autocast_dtype):
             logits = functional_call(self.base, (params, buffers), (x,))  # (b, c)
         logp = torch.log_softmax(logits.float(), dim=1)  # (b, c)
         nll = -logp.gather(1, y[:, None])[:, 0]  # (b, c) -> (b,)
@@ -338,7 +331,6 @@ def check_stackable(model: nn.Module, example: torch.Tensor, cfg: Any = None) ->
             [np.array([0, 1])] * 2,
             _num_outputs(model, example),
             torch.device("cpu"),
-            shared_input=True,
         )
         y = torch.zeros(example.shape[0], dtype=torch.long)
         stack.train_step(example.float(), y, torch.ones(2, example.shape[0], dtype=torch.bool))
@@ -417,92 +409,68 @@ def train_folds(
     *,
     seeds: Sequence[int],
     num_classes: int,
-    shared: Dataset | None = None,
-    members: np.ndarray | None = None,
+    shared: Dataset,
+    members: np.ndarray,
     group_seed: int = 0,
-    train_sets: Sequence[Dataset] | None = None,
-    sampling: str = "shared",
     mechanism: str = "auto",
     compile_step: bool | None = None,
     progress: bool = False,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> list[tuple[nn.Module, pd.DataFrame]]:
     """Train ``models`` (one per fold, already initialised under their fold seeds) together; returns
     ``[(model, history), ...]`` in the same order, each model holding its fold's final weights.
 
-    ``sampling="shared"``: ``shared`` is one dataset over the group's clips and ``members`` (k, n) bool says
-    which of its items are in fold k's training set (False for the fold's held-out clips); batches are drawn
-    from ``shared`` with ``group_seed``. ``sampling="per_fold"``: ``train_sets[k]`` is fold k's training set,
-    batched exactly as ``merkit.training.fold.train_fold`` batches it under ``seeds[k]``.
+    ``shared`` is one dataset over the group's clips and ``members`` (k, n) bool says which of its items are in
+    fold k's training set (False for the fold's held-out clips); batches are drawn from ``shared`` with
+    ``group_seed``. ``seeds`` are the folds' own seeds (one per model; their models were built under them).
     ``mechanism``: ``"auto"`` | ``"vmap"`` | ``"wide"`` | ``"fused"`` (module docstring); ``"wide"`` or
     ``"fused"`` for a model without that form raises :class:`StackError`. ``compile_step``: compile the
-    fused step's chunk epilogues (``torch.compile``, ~15–30 s once per process and shape); None = when the
-    run has at least ``COMPILE_MIN_FOLD_STEPS`` group steps × folds, where the measured saving exceeds the
-    compile time.
-    History columns as ``train_fold``'s (epoch, loss, train_acc, lr, seconds, selected); ``seconds`` is the
-    group's epoch time divided by k. Fixed epochs only, the final epoch selected.
+    fused step's chunk epilogues (``torch.compile``, once per process and shape); None = when the run has at
+    least ``COMPILE_MIN_FOLD_STEPS`` group steps × folds, where the saving exceeds the compile time.
+    ``on_epoch(epoch)`` is told after each epoch (1-based) that it is done (a progress report; it sees nothing
+    of the training). History columns as ``train_fold``'s (epoch, loss, train_acc, lr, seconds, selected);
+    ``seconds`` is the group's epoch time divided by k. Fixed epochs only, the final epoch selected.
     """
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"sampling={sampling!r}; use one of {SAMPLINGS}")
     k = len(models)
     if k == 0 or len(seeds) != k:
         raise ValueError(f"train_folds needs one seed per model, got {len(seeds)} seeds for {k} models")
+    if mechanism not in MECHANISMS:
+        raise ValueError(f"mechanism={mechanism!r}; use one of {MECHANISMS}")
     cfg = as_train_config(cfg)
     epochs = int(cfg.epochs)
     batch_size = int(cfg.batch_size)
     device = resolve_device(cfg.device)
     seed_everything(int(group_seed), deterministic=bool(cfg.deterministic))
 
-    if sampling == "shared":
-        if shared is None or members is None:
-            raise ValueError("sampling='shared' needs the group dataset `shared` and `members` (k, n)")
-        members_t = torch.as_tensor(np.asarray(members, dtype=bool))
-        if members_t.shape != (k, len(shared)):  # type: ignore[arg-type]
-            raise ValueError(f"members must be (k, n) = ({k}, {len(shared)}), got {tuple(members_t.shape)}")
-        shared = _cached(shared)
-        all_labels = dataset_labels(shared)
-        labels = [all_labels[members_t[i].numpy()] for i in range(k)]
-        loader = DataLoader(
-            _Indexed(shared),
-            batch_size=batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(int(group_seed)),
-            num_workers=int(cfg.num_workers),
-        )
-        for i in range(k):
-            if not members_t[i].any():
-                raise ValueError(f"fold {i} of the group has no training clip")
-    else:
-        if train_sets is None or len(train_sets) != k:
-            raise ValueError("sampling='per_fold' needs one training set per model")
-        labels = [dataset_labels(ds) for ds in train_sets]
-        loaders = [
-            DataLoader(
-                ds,
-                batch_size=batch_size,
-                shuffle=True,
-                generator=torch.Generator().manual_seed(int(s)),
-                num_workers=int(cfg.num_workers),
-            )
-            for ds, s in zip(train_sets, seeds)
-        ]
+    members_t = torch.as_tensor(np.asarray(members, dtype=bool))
+    if members_t.shape != (k, len(shared)):  # type: ignore[arg-type]
+        raise ValueError(f"members must be (k, n) = ({k}, {len(shared)}), got {tuple(members_t.shape)}")
+    for i in range(k):
+        if not members_t[i].any():
+            raise ValueError(f"fold {i} of the group has no training clip")
+    shared = cache_items(shared)
+    all_labels = dataset_labels(shared)
+    labels = [all_labels[members_t[i].numpy()] for i in range(k)]
+    loader = DataLoader(
+        IndexedItems(shared),
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(int(group_seed)),
+        num_workers=int(cfg.num_workers),
+    )
 
-    if mechanism not in MECHANISMS:
-        raise ValueError(f"mechanism={mechanism!r}; use one of {MECHANISMS}")
-    steps = epochs * math.ceil(
-        (len(shared) if sampling == "shared" else max(len(ds) for ds in train_sets)) / batch_size
-    )  # type: ignore[arg-type, union-attr]
+    steps = epochs * math.ceil(len(shared) / batch_size)  # type: ignore[arg-type]
     stack = _FoldStack(
         models,
         cfg,
         labels,
         num_classes,
         device,
-        shared_input=sampling == "shared",
         mechanism=mechanism,
         compiled=steps * k >= COMPILE_MIN_FOLD_STEPS if compile_step is None else bool(compile_step),
     )
     bank = None
-    if stack.mechanism == "fused" and isinstance(shared, _TensorItems):
+    if stack.mechanism == "fused" and isinstance(shared, TensorItems):
         bank = stack._step.patch_bank(shared.x.float())  # (n, r, q): every clip's patch rows, once per group
         # (None when too large: then each batch's rows are computed from its images)
     rows: list[list[dict]] = [[] for _ in range(k)]
@@ -515,18 +483,13 @@ def train_folds(
         if bank is not None:
             batches = (
                 ((shared.x[idx], bank[idx]), shared.y[idx], members_t[:, idx])  # type: ignore[union-attr]
-                for idx in _shuffled_batches(loader)
+                for idx in shuffled_batches(loader)
             )
-        elif sampling == "shared" and isinstance(shared, _TensorItems):
-            batches = ((shared.x[idx], shared.y[idx], members_t[:, idx]) for idx in _shuffled_batches(loader))
-        elif sampling == "shared":
+        elif isinstance(shared, TensorItems):
+            batches = ((shared.x[idx], shared.y[idx], members_t[:, idx]) for idx in shuffled_batches(loader))
+        else:
             loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
             batches = ((x, y, members_t[:, idx]) for x, y, idx in loader)
-        else:
-            for ds in train_sets:  # type: ignore[union-attr]
-                if hasattr(ds, "set_epoch"):
-                    ds.set_epoch(epoch)
-            batches = _zip_fold_batches(loaders, batch_size)
         for x, y, mask in batches:
             x = (
                 (x[0].to(device=device, dtype=torch.float32), x[1].to(device=device))
@@ -554,6 +517,8 @@ def train_folds(
                     "seconds": seconds,
                 }
             )
+        if on_epoch is not None:
+            on_epoch(epoch)
 
     out = []
     for model, state, fold_rows in zip(models, stack.state_dicts(), rows):

@@ -34,12 +34,12 @@ from torch.nn import functional as F
 
 from merkit.models.baselines import STSTNet
 
-__all__ = ["wide_step_for"]
+__all__ = ["wide_step_for", "ststnet_layout", "masked_loss", "running_updates"]
 
 StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor, dict]]
 
 
-def _layout(model: nn.Module) -> dict | None:
+def ststnet_layout(model: nn.Module) -> dict | None:
     """How an STSTNet-shaped model is built (conv padding, BN, dropout p), or None for any other model."""
     if type(model) is not STSTNet:
         return None
@@ -98,7 +98,7 @@ def wide_step_for(model: nn.Module, cfg_loss: dict) -> StepFn | None:
     ``cfg_loss``: ``loss`` ("ce" | "focal"), ``label_smoothing``, ``focal_gamma``, ``num_classes``,
     ``autocast`` (a context factory or None).
     """
-    layout = _layout(model)
+    layout = ststnet_layout(model)
     if layout is None:
         return None
     n_branch = len(layout["filters"])
@@ -124,7 +124,7 @@ def wide_step_for(model: nn.Module, cfg_loss: dict) -> StepFn | None:
         feats = F.avg_pool2d(pooled, 2, 2)  # (b, k·f, h', w') -> (b, k·f, h'', w'')
         feats = feats.view(b, k, -1)  # (b, k·f, h'', w'') -> (b, k, f·h''·w''), the model's flatten order
         logits = torch.einsum("bkn,kcn->kbc", feats, params["head.weight"]) + params["head.bias"][:, None, :]
-        losses = _masked_loss(logits, y, mask, weight, cfg_loss)
+        losses = masked_loss(logits, y, mask, weight, cfg_loss)
         return losses, logits.detach(), updates
 
     return step
@@ -144,10 +144,10 @@ def _masked_bn_pool(
     gamma = torch.cat([params[f"branches.{i}.2.weight"] for i in range(n_branch)], 1)  # (k, f)
     beta = torch.cat([params[f"branches.{i}.2.bias"] for i in range(n_branch)], 1)  # (k, f)
     pooled, mean, var = _MaskedBNPool.apply(r, gamma, beta, mask, layout["eps"])
-    return pooled, _running_updates(mean, var, count, buffers, layout)
+    return pooled, running_updates(mean, var, count, buffers, layout)
 
 
-def _running_updates(
+def running_updates(
     mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor, buffers: dict, layout: dict
 ) -> dict[str, torch.Tensor]:
     """New BN running statistics by buffer name from each fold's batch ``mean``/biased ``var`` (k, f) over
@@ -226,7 +226,7 @@ class _MaskedBNPool(torch.autograd.Function):
         return grad_r, grad_gamma, grad_beta, None, None
 
 
-def _masked_loss(
+def masked_loss(
     logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, cfg_loss: dict
 ) -> torch.Tensor:
     """Per-fold weighted loss (k,) over the rows of ``mask`` (k, b): the vmapped step's formula, batched."""
