@@ -17,6 +17,7 @@ from typing import Iterator
 import pytest
 import torch
 
+import merkit.pipeline.run  # noqa: F401  (loaded as root: as 'nobody' the interpreter's own files may be unreadable)
 from merkit.cli import EXIT_USAGE, main
 from merkit.config import ModelConfig, ProtocolConfig, RunConfig, TrainConfig
 from merkit.runlock import RunDirNotWritableError, RunLock
@@ -153,7 +154,13 @@ def read_only_folder(with_lock_file: bool) -> Iterator[Path]:
 
 
 @pytest.mark.parametrize("with_lock_file", [False, True], ids=["empty", "after_a_run"])
-def test_pipeline_into_a_read_only_run_directory_is_one_line(with_lock_file: bool, capsys: pytest.CaptureFixture):
+def test_pipeline_into_a_read_only_run_directory_is_one_line(
+    with_lock_file: bool, capsys: pytest.CaptureFixture, tmp_path: Path
+):
+    # As 'nobody' the interpreter's own files under root's home may be unreadable: walk the same checks once as
+    # root first (a refused typo, which writes nothing), so every module they load is already imported.
+    assert main(["pipeline", "--run-dir", str(tmp_path / "warm"), "-p", "epoch", "1"]) == EXIT_USAGE
+    capsys.readouterr()
     with read_only_folder(with_lock_file) as run_dir:
         before = sorted(p.name for p in run_dir.iterdir())
         with unprivileged():
