@@ -12,8 +12,9 @@ The public face: ``import merkit`` offers what a notebook user touches, listed (
   ``bootstrap_ci``, ``summarise``, ``published_results``;
 - the files a notebook writes (``atomic_write_csv``, ``atomic_write_json``) and the report (``write_report``).
 
-The figures are in ``merkit.viz``, the explanation toolbox in full in ``merkit.explain``, the notebooks' exercise
-helpers in ``merkit.pipeline.teach``. Every name loads on first use (``lazy_loader``), so ``import merkit`` stays
+Beside the face, a notebook imports from four documented subpackages: the figures in ``merkit.viz``, the explanation
+toolbox in full in ``merkit.explain``, the report's pieces in ``merkit.report`` and the exercise helpers in
+``merkit.pipeline.teach``. Every name loads on first use (``lazy_loader``), so ``import merkit`` stays
 fast and loads neither torch nor numpy nor pandas. See README.md for the two commands and the tour,
 docs/architecture.md for the data flow.
 """
