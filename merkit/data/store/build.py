@@ -34,11 +34,11 @@ from merkit.data.store.files import (
     STORE_FORMAT_VERSION,
     ClipStore,
     StoreBuildError,
-    _build_folder,
-    _index_to_csv,
-    _load_existing,
-    _publish,
-    _write_info_and_marker,
+    build_folder,
+    index_to_csv,
+    load_existing_store,
+    publish_store,
+    write_info_and_marker,
 )
 from merkit.data.synthetic import load_motion_mask
 from merkit.progress import pause_point
@@ -248,15 +248,15 @@ def build_store(
     cache_dir = Path(cache_dir)
     key = store_key(manifest, config, flow=flow, masks=mask_loader is not None)
     final = cache_dir / key
-    existing = _load_existing(final, "clip store")
+    existing = load_existing_store(final, "clip store")
     if existing is not None:
         return existing
     cache_dir.mkdir(parents=True, exist_ok=True)
     _remove_dead_builds(cache_dir)
     tmp = cache_dir / f".tmp-{key}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    with _build_folder(tmp):
+    with build_folder(tmp):
         _build_into(tmp, key, manifest, Path(data_root), config, workers, mask_loader, flow, progress)
-        _publish(tmp, final)
+        publish_store(tmp, final)
     return ClipStore.load(final)
 
 
@@ -334,7 +334,7 @@ def _build_into(
     info_table = pd.DataFrame(infos)
     for column in info_table.columns:
         index[column] = info_table[column].to_numpy()
-    _index_to_csv(index, folder / "index.csv")
+    index_to_csv(index, folder / "index.csv")
     store_info = {
         "key": key,
         "format": STORE_FORMAT_VERSION,
@@ -347,4 +347,4 @@ def _build_into(
         ["clips.npy"] + (["masks.npy"] if mask_loader is not None else []) + (["flow.npy"] if flow is not None else [])
     )
     shapes = {name: list(np.load(folder / name, mmap_mode="r").shape) for name in arrays}
-    _write_info_and_marker(folder, key, n, store_info, ["clips.npy", "index.csv", "store.json", *arrays[1:]], shapes)
+    write_info_and_marker(folder, key, n, store_info, ["clips.npy", "index.csv", "store.json", *arrays[1:]], shapes)

@@ -43,7 +43,8 @@ def _file_sizes(folder: Path, names: list[str]) -> dict[str, int]:
     return {name: (folder / name).stat().st_size for name in names}
 
 
-def _index_to_csv(index: pd.DataFrame, path: Path) -> None:
+def index_to_csv(index: pd.DataFrame, path: Path) -> None:
+    """Write a store's index as ``index.csv`` (action units as JSON lists; ``ClipStore.load`` reads it back)."""
     table = index.copy()
     if "action_units" in table:
         table["action_units"] = [json.dumps([str(a) for a in (value or ())]) for value in table["action_units"]]
@@ -176,7 +177,7 @@ def _discard(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _load_existing(final: Path, what: str) -> "ClipStore | None":
+def load_existing_store(final: Path, what: str) -> "ClipStore | None":
     """The finished store at ``final``, or None; a damaged one is moved aside (with a warning) to be rebuilt."""
     if not final.exists():
         return None
@@ -189,7 +190,7 @@ def _load_existing(final: Path, what: str) -> "ClipStore | None":
 
 
 @contextmanager
-def _build_folder(tmp: Path) -> Iterator[Path]:
+def build_folder(tmp: Path) -> Iterator[Path]:
     """A fresh build folder ``tmp`` (beside the final store), removed again when the build fails in any way."""
     tmp.mkdir()
     try:
@@ -199,7 +200,7 @@ def _build_folder(tmp: Path) -> Iterator[Path]:
         raise
 
 
-def _write_info_and_marker(
+def write_info_and_marker(
     folder: Path, key: str, n: int, info: dict[str, Any], names: list[str], shapes: dict[str, list[int]]
 ) -> None:
     """Write ``store.json`` (``info``), then the ``COMPLETE`` marker over ``names`` (store.json included) last."""
@@ -210,7 +211,7 @@ def _write_info_and_marker(
     os.replace(folder / f".{MARKER}.tmp", folder / MARKER)
 
 
-def _publish(tmp: Path, final: Path) -> None:
+def publish_store(tmp: Path, final: Path) -> None:
     """Move the finished build ``tmp`` to ``final``; when another process got there first, keep theirs if sound."""
     try:
         os.replace(tmp, final)

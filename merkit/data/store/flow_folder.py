@@ -17,11 +17,11 @@ from merkit.data.store.files import (
     STORE_FORMAT_VERSION,
     ClipStore,
     StoreBuildError,
-    _build_folder,
-    _index_to_csv,
-    _load_existing,
-    _publish,
-    _write_info_and_marker,
+    build_folder,
+    index_to_csv,
+    load_existing_store,
+    publish_store,
+    write_info_and_marker,
 )
 
 #: The flow a folder-trained model is assumed to have seen, for ``merkit predict`` on a new clip. ASSUMPTION:
@@ -63,7 +63,7 @@ def build_flow_store(
     key = stable_hash(payload, spaced=True)
     cache_dir = Path(cache_dir)
     final = cache_dir / key
-    existing = _load_existing(final, "flow store")
+    existing = load_existing_store(final, "flow store")
     if existing is not None:
         return existing
     rows = manifest.reset_index(drop=True)
@@ -73,7 +73,7 @@ def build_flow_store(
         raise StoreBuildError(f"{manifest.attrs.get('dataset', 'flow_folder')}: {error}") from None
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_dir / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
-    with _build_folder(tmp):
+    with build_folder(tmp):
         np.save(tmp / "flow.npy", images.astype(np.float16))  # (N, F, F, 3) (u, v, strain) in 0..1
         index = rows.copy()
         index["position"] = np.arange(len(index), dtype=np.int64)
@@ -83,7 +83,7 @@ def build_flow_store(
             index[column] = value
         index["crop_method"] = "flow folder"
         index["crop_fallback"] = False
-        _index_to_csv(index, tmp / "index.csv")
+        index_to_csv(index, tmp / "index.csv")
         info = {
             "key": key,
             "format": STORE_FORMAT_VERSION,
@@ -94,8 +94,8 @@ def build_flow_store(
             "flow_assumed": "flow settings of the folder's maker are unknown; predict assumes these",
             "attrs": to_jsonable(dict(manifest.attrs), default=str),
         }
-        _write_info_and_marker(
+        write_info_and_marker(
             tmp, key, len(index), info, ["flow.npy", "index.csv", "store.json"], {"flow.npy": list(images.shape)}
         )
-        _publish(tmp, final)
+        publish_store(tmp, final)
     return ClipStore.load(final)
