@@ -176,7 +176,7 @@ class IntegratedGradientsOptions(MethodOptions):
 
     ``baseline``: None = the input's default ("onset" for clips, "zeros" for flow images), or "onset", "zeros",
     "blur" (:func:`ig_baseline`, ``blur_sigma``), a number or a tensor. ``internal_batch_size`` bounds memory:
-    unset, all b * n_steps clips go through the model at once (docs/performance.md has the measured trade-off).
+    unset, all b * n_steps clips go through the model at once (benchmarks/bench_explain.py measures the trade-off).
     """
 
     baseline: str | Tensor | float | None = None
