@@ -22,6 +22,7 @@ anything on held-out data: the leakage lab (05_leakage) writes its cheating loop
 
 from __future__ import annotations
 
+import ast
 import math
 import os
 import shutil
@@ -64,9 +65,13 @@ def _tags(cell: Any) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
 
-def _last_statement(source: str) -> str:
-    lines = [line for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
-    return lines[-1].strip() if lines else ""
+def _ends_with_assert(source: str) -> bool:
+    """Whether the cell's last statement is an ``assert`` (however many lines the formatter wraps it over)."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return False
+    return bool(body) and isinstance(body[-1], ast.Assert)
 
 
 def check_exercises(node: Any, name: str = "notebook") -> list[str]:
@@ -97,7 +102,7 @@ def check_exercises(node: Any, name: str = "notebook") -> list[str]:
             if previous is None or not ({STUDENT_TAG, SOLUTION_TAG} & set(_tags(previous))):
                 problems.append(f"{where}: a solution must follow the student cell of its exercise")
             is_last = i + 1 == len(cells) or SOLUTION_TAG not in _tags(cells[i + 1])
-            if is_last and not _last_statement(cell.source).startswith("assert"):
+            if is_last and not _ends_with_assert(cell.source):
                 problems.append(f"{where}: the last solution cell of an exercise must end with an assert")
     return problems
 
