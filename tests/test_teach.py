@@ -7,6 +7,7 @@ held-out subject.
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -62,8 +63,8 @@ def test_every_notebook_has_three_to_five_exercises_each_with_a_student_cell(pat
                 break
             solutions.append(cell)
         assert solutions, f"exercise at cell {i + 1} has no solution"
-        last = [line for line in solutions[-1].source.splitlines() if line.strip()][-1]
-        assert last.startswith("assert ")
+        last = ast.parse(solutions[-1].source).body[-1]  # a statement, however many lines the formatter wraps
+        assert isinstance(last, ast.Assert), f"exercise at cell {i + 1}: its last solution cell ends without an assert"
     assert teach.check_exercises(nb, path.name) == []
 
 
