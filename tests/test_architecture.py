@@ -12,11 +12,14 @@ Floors, bottom up (an import may point down or sideways within a floor, never up
 6. the notebooks' glue and the products: ``prepare``, ``predict``, ``pipeline`` (+ ``pipeline_params``,
    ``notebook_files``, ``headline``), ``report/``, ``sweep``, ``teach``
 7. ``cli`` (the command; its function-level imports keep ``merkit --help`` fast)
+8. the public face, ``merkit`` itself: ``merkit/__init__.pyi`` lists what ``import merkit`` offers, loaded on first
+   use (lazy_loader); it may name any floor, and no module of the kit takes a name from it
 
 Both module-level and function-level imports count for the direction (a function-level import is a real
 arrow, only a later one). Only module-level imports count for cycles: a function-level import runs once
 every module is loaded, so it never meets a half-initialised one. ``if TYPE_CHECKING:`` imports are annotations, not
-arrows.
+arrows. A package's ``__init__.pyi`` (the lazy_loader stub of ``merkit`` and ``merkit.report``) counts as that
+package's imports, of kind "lazy": each runs on first use of its name, so it counts for the direction, not for cycles.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ FLOORS: dict[str, int] = {
     "merkit.cli": 7,
 }
 
+# The package itself: its __init__.pyi is the public face, above every floor.
+FACE = "merkit"
+FACE_FLOOR = max(FLOORS.values()) + 1
+
 # Counted on ruff-formatted code (one argument per line where a call does not fit), hence above the usual 500.
 MAX_LINES = 600
 
@@ -62,7 +69,7 @@ class Arrow:
     source: str
     target: str
     line: int
-    kind: str  # "module" | "function"
+    kind: str  # "module" | "function" | "lazy" (a name of a lazy_loader stub, __init__.pyi)
 
     def __str__(self) -> str:
         return f"{self.source} -> {self.target} ({self.kind} level, line {self.line})"
@@ -92,10 +99,20 @@ def _is_type_checking(node: ast.If) -> bool:
     return "TYPE_CHECKING" in ast.unparse(node.test)
 
 
+def _sources() -> list[tuple[str, Path, str]]:
+    """(module, file, kind of its top-level imports): every module, and the lazy stub of a package that has one."""
+    sources = [(module, path, "module") for module, path in MODULES.items()]
+    for module, path in MODULES.items():
+        stub = path.with_suffix(".pyi")
+        if path.name == "__init__.py" and stub.exists():
+            sources.append((module, stub, "lazy"))
+    return sources
+
+
 def _arrows() -> list[Arrow]:
     arrows = []
-    for module, path in MODULES.items():
-        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for module, path, top_kind in _sources():
+        package = module if path.name.startswith("__init__.") else module.rpartition(".")[0]
 
         def visit(node: ast.AST, kind: str) -> None:
             for child in ast.iter_child_nodes(node):
@@ -117,7 +134,7 @@ def _arrows() -> list[Arrow]:
                         arrows.append(Arrow(module, target, child.lineno, child_kind))
                 visit(child, child_kind)
 
-        visit(ast.parse(path.read_text(encoding="utf-8")), "module")
+        visit(ast.parse(path.read_text(encoding="utf-8")), top_kind)
     return arrows
 
 
@@ -129,6 +146,8 @@ def _placed(module: str, key: str) -> bool:
 
 
 def floor_of(module: str) -> int:
+    if module == FACE:
+        return FACE_FLOOR
     matches = [key for key in FLOORS if _placed(module, key)]
     assert matches, f"{module} has no floor: add it to FLOORS in tests/test_architecture.py (and docs/architecture.md)"
     return FLOORS[max(matches, key=len)]
@@ -142,6 +161,9 @@ def test_the_graph_is_read() -> None:
     assert any(a.kind == "function" for a in ARROWS)
     assert floor_of("merkit.data.store.build") == 2 and floor_of("merkit.training.batched.wide") == 4
     assert floor_of("merkit.cli.parser") == 7 and floor_of("merkit.errors") == 0
+    assert Arrow("merkit", "merkit.training.runner", 0, "lazy") in {
+        Arrow(a.source, a.target, 0, a.kind) for a in ARROWS
+    }  # the face's stub is read
 
 
 def test_every_module_has_a_floor() -> None:
@@ -153,9 +175,24 @@ def test_no_import_runs_up_the_floors() -> None:
     up = [
         f"{arrow}: floor {floor_of(arrow.source)} imports floor {floor_of(arrow.target)}"
         for arrow in ARROWS
-        if arrow.target != "merkit" and floor_of(arrow.target) > floor_of(arrow.source)
+        if arrow.target != FACE and floor_of(arrow.target) > floor_of(arrow.source)
     ]
     assert not up, "imports that run up the floors:\n  " + "\n  ".join(up)
+
+
+def test_no_module_takes_a_name_from_the_face() -> None:
+    """The kit imports a name from where it lives; ``merkit`` itself gives only ``__version__`` (and its
+    subpackages, ``from merkit import viz``)."""
+    taken = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == FACE and not node.level:
+                taken += [
+                    f"{module} (line {node.lineno}): {alias.name}"
+                    for alias in node.names
+                    if alias.name != "__version__" and f"{FACE}.{alias.name}" not in MODULES
+                ]
+    assert not taken, "modules that import from the public face:\n  " + "\n  ".join(taken)
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[str]:
@@ -203,3 +240,39 @@ def test_no_module_is_over_the_size_limit() -> None:
     )
     stale = [module for module in OVER_LIMIT_ALLOWED if counts.get(module, 0) <= MAX_LINES]
     assert not stale, f"now under {MAX_LINES} lines (or gone): remove from OVER_LIMIT_ALLOWED: {stale}"
+
+
+# Packages whose modules still import private names from one another, each with the reason; the list must shrink.
+PRIVATE_IMPORTS_PENDING: dict[str, str] = {}
+
+
+def _private_imports() -> list[str]:
+    """Every ``from merkit.x import _name`` (a private name taken from another module), as ``module: line``."""
+    found = []
+    for module, path in MODULES.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            if base.startswith("merkit"):
+                found += [
+                    f"{module} (line {node.lineno}): from {base} import {alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    return found
+
+
+def test_no_module_imports_a_private_name_of_another() -> None:
+    found = _private_imports()
+    pending = [line for line in found if any(_placed(line.split(" ")[0], key) for key in PRIVATE_IMPORTS_PENDING)]
+    wrong = [line for line in found if line not in pending]
+    assert not wrong, "private names imported across modules (make them public, or merge the files):\n  " + "\n  ".join(
+        wrong
+    )
+    done = [key for key in PRIVATE_IMPORTS_PENDING if not any(_placed(line.split(" ")[0], key) for line in pending)]
+    assert not done, f"no private import left in {done}: remove them from PRIVATE_IMPORTS_PENDING"

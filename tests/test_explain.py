@@ -78,43 +78,75 @@ def test_attribute_restores_training_mode_and_rejects_bad_input():
         explain.attribute(model, toy_clips(channels=3), "ig", baseline="mean")
 
 
-def test_options_of_other_methods_are_ignored_and_a_typo_is_refused():
+def test_an_option_of_another_method_is_refused_naming_the_method_and_the_option():
     model = LinearConvModel()
     x = toy_clips(channels=3)
-    plain = explain.attribute(model, x, "ig", target=0, n_steps=4)
-    shared = explain.attribute(model, x, "ig", target=0, n_steps=4, window=(2, 4, 4), layer="conv", segments=2)
-    torch.testing.assert_close(shared.map, plain.map)
-    assert explain.method_options("ig") >= {"baseline", "n_steps", "internal_batch_size"}
-    with pytest.raises(TypeError, match=r"unknown option\(s\) \['n_step'\]"):
+    with pytest.raises(
+        explain.ExplainError, match=r"method 'gradcam' takes no option 'n_steps' \(its options: layer, relu\)"
+    ):
+        explain.attribute(model, x, "gradcam", target=0, n_steps=64)
+    with pytest.raises(explain.ExplainError, match=r"method 'ig' takes no option 'layer', 'window'"):
+        explain.attribute(model, x, "ig", target=0, n_steps=4, window=(2, 4, 4), layer="conv")
+    with pytest.raises(explain.ExplainError, match=r"method 'ig' takes no option 'n_step'"):  # a typo
         explain.attribute(model, x, "ig", n_step=4)
-    with pytest.raises(explain.ExplainError):  # the kit's error, also a ValueError
+    with pytest.raises(explain.ExplainError, match=r"method 'attention' takes no option 'n_steps'"):
+        explain.attribute(ToyAttentionModel(), toy_clips(channels=1, frames=8, size=16), "attention", n_steps=4)
+    with pytest.raises(explain.ExplainError, match="noise tunnel"):
+        explain.attribute(ToyAttentionModel(), toy_clips(channels=1, frames=8, size=16), "attention", noise_tunnel=True)
+    with pytest.raises(
+        explain.ExplainError, match="unknown attribution method 'lime'"
+    ):  # the kit's error, a ValueError
         explain.attribute(model, x, "lime")
+    assert explain.method_options("ig") == {"baseline", "n_steps", "internal_batch_size", "blur_sigma"}
+    assert explain.method_options("gradcam") == {"layer", "relu"} and explain.method_options("attention") == set()
+
+
+def test_an_options_object_is_the_method_with_its_options():
+    model = LinearConvModel()
+    x = toy_clips(channels=3)
+    by_keywords = explain.attribute(model, x, "ig", target=0, n_steps=4, baseline="zeros")
+    by_object = explain.attribute(model, x, explain.IntegratedGradientsOptions(n_steps=4, baseline="zeros"), target=0)
+    torch.testing.assert_close(by_object.map, by_keywords.map)
+    assert by_object.method == "ig" and by_object.meta["n_steps"] == 4
+    assert explain.options_for("occlusion", window=(2, 4, 4)) == explain.OcclusionOptions(window=(2, 4, 4))
+    with pytest.raises(explain.ExplainError, match="give the options in one place"):
+        explain.attribute(model, x, explain.GradCamOptions(), n_steps=4)
+    with pytest.raises(TypeError):  # the options object itself is typed: no field of another method
+        explain.GradCamOptions(n_steps=4)
 
 
 def test_a_method_added_to_the_table_is_dispatched_and_lifted_for_flow_images():
+    from dataclasses import dataclass
+
     from captum.attr import Saliency
 
-    def saliency(lifted: explain.LiftedBatch, *, absolute: bool = True) -> explain.MethodPlan:
-        return explain.MethodPlan(
-            Saliency(lifted.forward),
-            {"abs": absolute},
-            {"absolute": absolute},
-            not absolute,
-            lambda raw: raw.float().sum(dim=1),
-        )  # (b, c, t, h, w) -> (b, t, h, w)
+    @dataclass(frozen=True)
+    class SaliencyOptions(explain.MethodOptions):
+        absolute: bool = True
 
-    explain.CAPTUM_METHODS["saliency"] = saliency
+        def plan(self, lifted: explain.LiftedBatch) -> explain.MethodPlan:
+            return explain.MethodPlan(
+                Saliency(lifted.forward),
+                {"abs": self.absolute},
+                {"absolute": self.absolute},
+                not self.absolute,
+                lambda raw: raw.float().sum(dim=1),
+            )  # (b, c, t, h, w) -> (b, t, h, w)
+
+    explain.CAPTUM_METHODS["saliency"] = SaliencyOptions
     try:
         model = LinearConvModel(channels=3, classes=3, kernel=1)
         result = explain.attribute(model, toy_clips(batch=2, channels=3), "saliency", target=[1, 2])
         weight = model.conv.weight.detach()[:, :, 0, 0, 0].abs()  # (k, c): |d logit_k / d x_c| everywhere
         expected = weight[[1, 2]].sum(dim=1)[:, None, None, None].expand(2, 4, 8, 8)  # (b,) -> (b, t, h, w)
         torch.testing.assert_close(result.map, expected)
-        assert result.meta["absolute"] and not result.signed
+        assert result.meta["absolute"] and not result.signed and result.method == "saliency"
         flow = torch.nn.Sequential(
             torch.nn.Conv2d(2, 3, 1), torch.nn.Flatten(2), torch.nn.Linear(64, 1), torch.nn.Flatten()
         )
         assert explain.attribute(flow, torch.rand(2, 2, 8, 8), "saliency", target=0).map.shape == (2, 8, 8)
+        with pytest.raises(explain.ExplainError, match="method 'saliency' takes no option 'n_steps'"):
+            explain.attribute(model, toy_clips(batch=2, channels=3), "saliency", n_steps=4)
     finally:
         del explain.CAPTUM_METHODS["saliency"]
 
@@ -379,9 +411,12 @@ def test_attribute_smoke_on_every_registered_clip_model():
                 with pytest.raises(ValueError, match="attention"):
                     explain.attribute(model, x, method)
                 continue
-            result = explain.attribute(
-                model, x, method, n_steps=2, window=(size[0], size[1] // 2, size[2] // 2), segments=2
-            )
+            settings = {
+                "ig": {"n_steps": 2},
+                "occlusion": {"window": (size[0], size[1] // 2, size[2] // 2)},
+                "ablation": {"segments": 2},
+            }
+            result = explain.attribute(model, x, method, **settings.get(method, {}))
             assert result.map.shape == (1, *size), f"{name} {method}"
             assert torch.isfinite(result.map).all(), f"{name} {method}"
 

@@ -12,6 +12,11 @@ One entry point computes every kind of map on a 5-D clip batch ``x`` of shape (b
     attribute(model, x, "attention")   the model's own spatio-temporal attention (see learned_attention)
     attribute(..., noise_tunnel=True)  SmoothGrad (NoiseTunnel) around any Captum method
 
+Each Captum method has its own options object (``IntegratedGradientsOptions``, ``GradCamOptions``,
+``OcclusionOptions``, ``AblationOptions``); ``attribute(model, x, "ig", n_steps=64)`` builds it from keywords,
+``attribute(model, x, IntegratedGradientsOptions(n_steps=64))`` takes it as it is. An option the method does not
+take (``attribute(model, x, "gradcam", n_steps=64)``) is an :class:`ExplainError` naming the method and the option.
+
 Each returns an :class:`Attribution` whose ``map`` is (b, t, h, w) on the CPU, so every method can be
 compared, scored and drawn the same way.
 
@@ -27,7 +32,7 @@ perturbation methods (occlusion, ablation) give every channel inside a window th
 The package, one room per idea:
 
 - :mod:`~merkit.explain.maps`: :class:`Attribution`, the baselines, layer and target rules, :class:`ExplainError`.
-- :mod:`~merkit.explain.methods`: one small function per Captum method (:data:`CAPTUM_METHODS`), the learned
+- :mod:`~merkit.explain.methods`: one options class per Captum method (:data:`CAPTUM_METHODS`), the learned
   attention, and :func:`attribute`, which dispatches; a flow image is lifted to a one-frame clip in one place,
   through the model's input adapter (``merkit.data.inputs``).
 - :mod:`~merkit.explain.faces`: facial regions (geometry, OpenCV cascades, per store clip).
@@ -61,15 +66,17 @@ from merkit.explain.maps import (
 from merkit.explain.methods import (
     ATTRIBUTION_METHODS,
     CAPTUM_METHODS,
+    AblationOptions,
+    GradCamOptions,
+    IntegratedGradientsOptions,
     LiftedBatch,
+    MethodOptions,
     MethodPlan,
+    OcclusionOptions,
     attribute,
-    feature_ablation,
-    grad_cam,
-    integrated_gradients,
     learned_attention,
     method_options,
-    occlusion,
+    options_for,
 )
 from merkit.explain.region_mass import RegionExplanation, explain_regions, shared_events
 from merkit.explain.scores import (
@@ -94,6 +101,11 @@ from merkit.explain.store_runner import (
 __all__ = [
     "ATTRIBUTION_METHODS",
     "CAPTUM_METHODS",
+    "AblationOptions",
+    "GradCamOptions",
+    "IntegratedGradientsOptions",
+    "MethodOptions",
+    "OcclusionOptions",
     "FACE_REGIONS",
     "REGION_NAMES",
     "Attribution",
@@ -115,18 +127,15 @@ __all__ = [
     "explain_store",
     "explained_input",
     "face_region_masks",
-    "feature_ablation",
     "flow_regions",
     "frame_curve",
-    "grad_cam",
     "ig_baseline",
-    "integrated_gradients",
     "last_conv2d_name",
     "last_conv3d_name",
     "learned_attention",
     "method_options",
+    "options_for",
     "model_inputs",
-    "occlusion",
     "random_baseline",
     "region_mass_over_time",
     "region_scores",

@@ -21,10 +21,16 @@ __all__ = [
     "Attribution",
     "ExplainError",
     "blur_clip",
+    "check_clip_batch",
+    "default_stdev",
+    "eval_mode",
     "explained_input",
     "ig_baseline",
     "last_conv2d_name",
     "last_conv3d_name",
+    "resolve_layer",
+    "resolve_target",
+    "upsample_volume",
 ]
 
 
@@ -142,7 +148,7 @@ def last_conv2d_name(model: nn.Module) -> str:
     return _last_conv_name(model, nn.Conv2d)
 
 
-def _resolve_layer(
+def resolve_layer(
     model: nn.Module, layer: str | nn.Module | None, conv: type[nn.Module] = nn.Conv3d
 ) -> tuple[str, nn.Module]:
     """The Grad-CAM layer: a module, a name, the model's ``cam_layer``, else its last ``conv`` (Conv3d for
@@ -154,7 +160,7 @@ def _resolve_layer(
         raise ExplainError(f"layer {type(layer).__name__} is not a submodule of {type(model).__name__}")
     if layer is None and isinstance(getattr(model, "cam_layer", None), nn.Module):
         # Models name their own Grad-CAM layer (MERANet: the last residual module).
-        return _resolve_layer(model, model.cam_layer)
+        return resolve_layer(model, model.cam_layer)
     name = _last_conv_name(model, conv) if layer is None else layer
     modules = dict(model.named_modules())
     if name not in modules:
@@ -164,7 +170,7 @@ def _resolve_layer(
 
 
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Evaluate in eval mode (no dropout noise, fixed batch-norm statistics), then restore the mode."""
     was_training = model.training
     model.eval()
@@ -174,7 +180,8 @@ def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def _check_clip_batch(x: Tensor) -> None:
+def check_clip_batch(x: Tensor) -> None:
+    """Raises :class:`ExplainError` unless ``x`` is a clip batch (b, c, t, h, w)."""
     if not isinstance(x, Tensor) or x.dim() != 5:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ExplainError(f"attributions need a clip batch (b, c, t, h, w), got {shape}")
@@ -203,7 +210,7 @@ def explained_input(model: nn.Module, x: Tensor) -> InputAdapter:
     return adapter
 
 
-def _resolve_target(model: nn.Module, x: Tensor, target: int | Sequence[int] | Tensor | None) -> Tensor:
+def resolve_target(model: nn.Module, x: Tensor, target: int | Sequence[int] | Tensor | None) -> Tensor:
     """The class explained per clip: given, or the model's prediction when ``target`` is None."""
     b = x.shape[0]
     if target is None:
@@ -217,7 +224,7 @@ def _resolve_target(model: nn.Module, x: Tensor, target: int | Sequence[int] | T
     return target_tensor
 
 
-def _upsample_volume(volume: Tensor, size: tuple[int, int, int]) -> Tensor:
+def upsample_volume(volume: Tensor, size: tuple[int, int, int]) -> Tensor:
     """Trilinear resize of (b, 1, t', h', w') to (b, t, h, w)."""
     if volume.dim() != 5:
         raise ExplainError(f"expected a (b, 1, t, h, w) volume, got shape {tuple(volume.shape)}")
@@ -225,7 +232,8 @@ def _upsample_volume(volume: Tensor, size: tuple[int, int, int]) -> Tensor:
     return resized[:, 0]  # (b, 1, t, h, w) -> (b, t, h, w)
 
 
-def _default_stdev(x: Tensor) -> float:
+def default_stdev(x: Tensor) -> float:
+    """The noise tunnel's default standard deviation: 15 % of ``x``'s value range (0.15 for a constant ``x``)."""
     # SmoothGrad's recommendation: noise at 10-20 % of the input's value range.
     value_range = float(x.max() - x.min())
     return 0.15 * value_range if value_range > 0 else 0.15

@@ -1,4 +1,4 @@
-"""The attribution methods, one small function per Captum method, and :func:`attribute`, which dispatches.
+"""The attribution methods, one options object per Captum method, and :func:`attribute`, which dispatches.
 
 Axis letters: b batch, c channels, t frames, h height, w width.
 
@@ -7,16 +7,17 @@ by :func:`_lift` through the model's input adapter (``merkit.data.inputs.FlowInp
 one-frame clip (b, c, 1, h, w), the model is called on the frame, windows and masks gain a time axis of one,
 and the map loses it again at the end. So no method knows which kind of input it explains.
 
-A method function takes the :class:`LiftedBatch` and its own keyword options and returns a :class:`MethodPlan`: the
-Captum explainer, the keywords of its ``attribute`` call, the settings recorded in ``Attribution.meta``, and how the
-raw attribution (b, c, t, h, w) becomes a map (b, t, h, w). :func:`attribute` resolves the target, wraps the
+Each Captum method is a frozen dataclass of its own options (:class:`MethodOptions`, as Captum gives every method
+its own object), so an option of another method cannot slip through unnoticed. Its ``plan`` takes the
+:class:`LiftedBatch` and returns a :class:`MethodPlan`: the Captum explainer, the keywords of its ``attribute`` call,
+the settings recorded in ``Attribution.meta``, and how the raw attribution (b, c, t, h, w) becomes a map
+(b, t, h, w). :func:`attribute` resolves the target, wraps the
 explainer in a NoiseTunnel when asked, runs it and puts the map back in the input's layout.
 """
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Sequence
 
 import torch
@@ -28,28 +29,30 @@ from merkit.explain.faces import region_time_feature_mask
 from merkit.explain.maps import (
     Attribution,
     ExplainError,
-    _check_clip_batch,
-    _default_stdev,
-    _eval_mode,
-    _resolve_layer,
-    _resolve_target,
-    _upsample_volume,
+    check_clip_batch,
+    default_stdev,
+    eval_mode,
     explained_input,
     ig_baseline,
+    resolve_layer,
+    resolve_target,
+    upsample_volume,
 )
 
 __all__ = [
     "ATTRIBUTION_METHODS",
     "CAPTUM_METHODS",
+    "AblationOptions",
+    "GradCamOptions",
+    "IntegratedGradientsOptions",
     "LiftedBatch",
+    "MethodOptions",
     "MethodPlan",
+    "OcclusionOptions",
     "attribute",
-    "feature_ablation",
-    "grad_cam",
-    "integrated_gradients",
     "learned_attention",
     "method_options",
-    "occlusion",
+    "options_for",
 ]
 
 
@@ -71,19 +74,19 @@ def learned_attention(model: nn.Module, x: Tensor) -> Attribution:
 
     Raises ValueError when the model has no ``attention_maps`` or no module has a spatio-temporal map.
     """
-    _check_clip_batch(x)
+    check_clip_batch(x)
     if not hasattr(model, "attention_maps"):
         raise ExplainError(
             f"{type(model).__name__} has no attention_maps(): only MERANet-style models have learned attention"
         )
     size = tuple(x.shape[2:])
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         maps = list(model.attention_maps(x, upsample=False))
     volumes, modules, channel = [], [], []
     for index, item in enumerate(maps):
         channel.append(None if item.channel is None else item.channel.detach().float().cpu())
         if item.spatiotemporal is not None:
-            volumes.append(_upsample_volume(item.spatiotemporal.detach(), size).cpu())  # (b, t, h, w)
+            volumes.append(upsample_volume(item.spatiotemporal.detach(), size).cpu())  # (b, t, h, w)
             modules.append(index)
     if not volumes:
         raise ExplainError(
@@ -153,140 +156,192 @@ def _mean_channels(raw: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
-# the Captum methods
+# the Captum methods: one options object per method
 
 
-def integrated_gradients(
-    lifted: LiftedBatch,
-    *,
-    baseline: str | Tensor | float | None = None,
-    n_steps: int = 32,
-    internal_batch_size: int | None = 8,
-    blur_sigma: float = 4.0,
-) -> MethodPlan:
-    """Integrated Gradients (signed), summed over channels so the map sums to f(x) - f(baseline).
+class MethodOptions:
+    """The options of one Captum method of :func:`attribute`, as a frozen dataclass per method (its fields are the
+    method's options, each with its default). ``plan`` turns a :class:`LiftedBatch` into the :class:`MethodPlan`.
 
-    ``internal_batch_size`` bounds memory: unset, all b * n_steps clips go through the model at once
-    (benchmarks/bench_explain.py measured on meranet, 2 clips of 16 x 64 x 64: unset 16 s / 2.2 GB peak,
-    8 -> 7 s / 0.8 GB, 2 -> 7.8 s / 0.5 GB).
+    A new method is a subclass (a frozen dataclass with a ``plan``) entered in :data:`CAPTUM_METHODS` under its name.
     """
-    baselines, name = lifted.baseline(baseline, blur_sigma)
-    if internal_batch_size is not None:
-        # Captum counts internal batches in expanded examples and needs at least one per clip (per clip and
-        # noise sample under a noise tunnel); below that it warns and ignores us.
-        internal_batch_size = max(internal_batch_size, lifted.volume.shape[0] * lifted.samples)
-    kwargs = {
-        "baselines": baselines,
-        "n_steps": n_steps,
-        "internal_batch_size": internal_batch_size,
-        "return_convergence_delta": True,
-    }
-    return MethodPlan(
-        IntegratedGradients(lifted.forward),
-        kwargs,
-        {"baseline": name, "n_steps": n_steps},
-        True,
-        _sum_channels,
-        returns_delta=True,
-    )
+
+    def plan(self, lifted: LiftedBatch) -> MethodPlan:
+        raise NotImplementedError(f"{type(self).__name__} does not say how to plan its method")
 
 
-def grad_cam(lifted: LiftedBatch, *, layer: str | nn.Module | None = None, relu: bool = True) -> MethodPlan:
-    """Grad-CAM on a named conv layer (default: the model's ``cam_layer``, else its last Conv3d, or Conv2d for
-    flow images), upsampled (tri)linearly to the input; ``relu`` keeps only positive evidence."""
-    adapter = lifted.adapter
-    layer_name, layer_module = _resolve_layer(lifted.model, layer, adapter.cam_conv)
-    size = tuple(lifted.volume.shape[2:])
+@dataclass(frozen=True)
+class IntegratedGradientsOptions(MethodOptions):
+    """Integrated Gradients (``"ig"``, signed), summed over channels so the map sums to f(x) - f(baseline).
 
-    def reduce(raw: Tensor) -> Tensor:
-        raw = adapter.to_volume(raw)  # a Conv2d map (b, 1, h', w') -> (b, 1, 1, h', w'); a volume stays
-        if raw.dim() != 5:
-            raise ExplainError(
-                f"Grad-CAM layer {layer_name!r} gives shape {tuple(raw.shape)}; "
-                f"pick a {adapter.cam_conv.__name__} layer"
-            )
-        heat = _upsample_volume(raw, size)  # (b, 1, t', h', w') -> (b, t, h, w)
-        # interpolation of non-negative values stays non-negative; guard rounding
-        return heat.clamp(min=0) if relu else heat
+    ``baseline``: None = the input's default ("onset" for clips, "zeros" for flow images), or "onset", "zeros",
+    "blur" (:func:`ig_baseline`, ``blur_sigma``), a number or a tensor. ``internal_batch_size`` bounds memory:
+    unset, all b * n_steps clips go through the model at once (benchmarks/bench_explain.py measures the trade-off).
+    """
 
-    return MethodPlan(
-        LayerGradCam(lifted.forward, layer_module),
-        {"relu_attributions": relu},
-        {"layer": layer_name, "relu": relu},
-        not relu,
-        reduce,
-    )
+    baseline: str | Tensor | float | None = None
+    n_steps: int = 32
+    internal_batch_size: int | None = 8
+    blur_sigma: float = 4.0
 
-
-def occlusion(
-    lifted: LiftedBatch,
-    *,
-    window: Sequence[int] | None = None,
-    stride: Sequence[int] | None = None,
-    baseline: str | Tensor | float | None = None,
-    perturbations_per_eval: int = 8,
-    blur_sigma: float = 4.0,
-) -> MethodPlan:
-    """Occlusion with 3-D (t, h, w) windows (2-D (h, w) for flow images), signed; occluded pixels take the
-    baseline. Default window (t/2, h/4, w/4), stride = window: 2 x 4 x 4 = 32 windows, and the cost is
-    linear in their count (~70 ms per window for 2 meranet clips of 16 x 64 x 64 on one thread)."""
-    adapter = lifted.adapter
-    _, c, t, h, w = lifted.volume.shape
-    window = adapter.volume_shape(window) if window is not None else (max(1, t // 2), max(1, h // 4), max(1, w // 4))
-    stride = adapter.volume_shape(stride) if stride is not None else window
-    baselines, _ = lifted.baseline(baseline, blur_sigma)
-    kwargs = {
-        "sliding_window_shapes": (c, *window),
-        "strides": (c, *stride),
-        "baselines": baselines,
-        "perturbations_per_eval": perturbations_per_eval,
-    }
-    meta = {"window": adapter.input_shape(window), "stride": adapter.input_shape(stride)}
-    return MethodPlan(Occlusion(lifted.forward), kwargs, meta, True, _mean_channels)
+    def plan(self, lifted: LiftedBatch) -> MethodPlan:
+        baselines, name = lifted.baseline(self.baseline, self.blur_sigma)
+        internal_batch_size = self.internal_batch_size
+        if internal_batch_size is not None:
+            # Captum counts internal batches in expanded examples and needs at least one per clip (per clip and
+            # noise sample under a noise tunnel); below that it warns and ignores us.
+            internal_batch_size = max(internal_batch_size, lifted.volume.shape[0] * lifted.samples)
+        kwargs = {
+            "baselines": baselines,
+            "n_steps": self.n_steps,
+            "internal_batch_size": internal_batch_size,
+            "return_convergence_delta": True,
+        }
+        return MethodPlan(
+            IntegratedGradients(lifted.forward),
+            kwargs,
+            {"baseline": name, "n_steps": self.n_steps},
+            True,
+            _sum_channels,
+            returns_delta=True,
+        )
 
 
-def feature_ablation(
-    lifted: LiftedBatch,
-    *,
-    feature_mask: Tensor | None = None,
-    segments: int = 4,
-    baseline: str | Tensor | float | None = None,
-    perturbations_per_eval: int = 8,
-    blur_sigma: float = 4.0,
-) -> MethodPlan:
-    """Feature ablation (signed) over ``feature_mask`` groups (int64 ids, broadcastable to the input) or, by
-    default, facial regions x ``segments`` time segments (:func:`region_time_feature_mask`); ablated
+@dataclass(frozen=True)
+class GradCamOptions(MethodOptions):
+    """Grad-CAM (``"gradcam"``) on a named conv layer (default: the model's ``cam_layer``, else its last Conv3d, or
+    Conv2d for flow images), upsampled (tri)linearly to the input; ``relu`` keeps only positive evidence."""
+
+    layer: str | nn.Module | None = None
+    relu: bool = True
+
+    def plan(self, lifted: LiftedBatch) -> MethodPlan:
+        adapter, relu = lifted.adapter, self.relu
+        layer_name, layer_module = resolve_layer(lifted.model, self.layer, adapter.cam_conv)
+        size = tuple(lifted.volume.shape[2:])
+
+        def reduce(raw: Tensor) -> Tensor:
+            raw = adapter.to_volume(raw)  # a Conv2d map (b, 1, h', w') -> (b, 1, 1, h', w'); a volume stays
+            if raw.dim() != 5:
+                raise ExplainError(
+                    f"Grad-CAM layer {layer_name!r} gives shape {tuple(raw.shape)}; "
+                    f"pick a {adapter.cam_conv.__name__} layer"
+                )
+            heat = upsample_volume(raw, size)  # (b, 1, t', h', w') -> (b, t, h, w)
+            # interpolation of non-negative values stays non-negative; guard rounding
+            return heat.clamp(min=0) if relu else heat
+
+        return MethodPlan(
+            LayerGradCam(lifted.forward, layer_module),
+            {"relu_attributions": relu},
+            {"layer": layer_name, "relu": relu},
+            not relu,
+            reduce,
+        )
+
+
+@dataclass(frozen=True)
+class OcclusionOptions(MethodOptions):
+    """Occlusion (``"occlusion"``, signed) with 3-D (t, h, w) windows (2-D (h, w) for flow images); occluded pixels
+    take the baseline. Default window (t/2, h/4, w/4), stride = window: 2 x 4 x 4 = 32 windows, and the cost is
+    linear in their count."""
+
+    window: Sequence[int] | None = None
+    stride: Sequence[int] | None = None
+    baseline: str | Tensor | float | None = None
+    perturbations_per_eval: int = 8
+    blur_sigma: float = 4.0
+
+    def plan(self, lifted: LiftedBatch) -> MethodPlan:
+        adapter = lifted.adapter
+        _, c, t, h, w = lifted.volume.shape
+        default = (max(1, t // 2), max(1, h // 4), max(1, w // 4))
+        window = adapter.volume_shape(self.window) if self.window is not None else default
+        stride = adapter.volume_shape(self.stride) if self.stride is not None else window
+        baselines, _ = lifted.baseline(self.baseline, self.blur_sigma)
+        kwargs = {
+            "sliding_window_shapes": (c, *window),
+            "strides": (c, *stride),
+            "baselines": baselines,
+            "perturbations_per_eval": self.perturbations_per_eval,
+        }
+        meta = {"window": adapter.input_shape(window), "stride": adapter.input_shape(stride)}
+        return MethodPlan(Occlusion(lifted.forward), kwargs, meta, True, _mean_channels)
+
+
+@dataclass(frozen=True)
+class AblationOptions(MethodOptions):
+    """Feature ablation (``"ablation"``, signed) over ``feature_mask`` groups (int64 ids, broadcastable to the
+    input) or, by default, facial regions x ``segments`` time segments (:func:`region_time_feature_mask`); ablated
     groups take the baseline."""
-    _, _, t, h, w = lifted.volume.shape
-    if feature_mask is None:
-        mask = region_time_feature_mask(t, (h, w), segments)
-    else:
-        mask = lifted.adapter.to_volume(feature_mask) if feature_mask.dim() == 4 else feature_mask
-    baselines, _ = lifted.baseline(baseline, blur_sigma)
-    kwargs = {
-        "feature_mask": mask.to(lifted.volume.device),
-        "baselines": baselines,
-        "perturbations_per_eval": perturbations_per_eval,
-    }
-    meta = {"segments": min(segments, t) if feature_mask is None else None}
-    return MethodPlan(FeatureAblation(lifted.forward), kwargs, meta, True, _mean_channels)
+
+    feature_mask: Tensor | None = None
+    segments: int = 4
+    baseline: str | Tensor | float | None = None
+    perturbations_per_eval: int = 8
+    blur_sigma: float = 4.0
+
+    def plan(self, lifted: LiftedBatch) -> MethodPlan:
+        _, _, t, h, w = lifted.volume.shape
+        if self.feature_mask is None:
+            mask = region_time_feature_mask(t, (h, w), self.segments)
+        else:
+            given = self.feature_mask
+            mask = lifted.adapter.to_volume(given) if given.dim() == 4 else given
+        baselines, _ = lifted.baseline(self.baseline, self.blur_sigma)
+        kwargs = {
+            "feature_mask": mask.to(lifted.volume.device),
+            "baselines": baselines,
+            "perturbations_per_eval": self.perturbations_per_eval,
+        }
+        meta = {"segments": min(self.segments, t) if self.feature_mask is None else None}
+        return MethodPlan(FeatureAblation(lifted.forward), kwargs, meta, True, _mean_channels)
 
 
-#: The Captum methods of :func:`attribute`, by name.
-CAPTUM_METHODS: dict[str, Callable[..., MethodPlan]] = {
-    "ig": integrated_gradients,
-    "gradcam": grad_cam,
-    "occlusion": occlusion,
-    "ablation": feature_ablation,
+#: The Captum methods of :func:`attribute`: name -> its options class (whose ``plan`` builds the explainer).
+CAPTUM_METHODS: dict[str, type[MethodOptions]] = {
+    "ig": IntegratedGradientsOptions,
+    "gradcam": GradCamOptions,
+    "occlusion": OcclusionOptions,
+    "ablation": AblationOptions,
 }
 
 #: Methods accepted by :func:`attribute` as the kit ships it (a method added to CAPTUM_METHODS is accepted too).
 ATTRIBUTION_METHODS: tuple[str, ...] = (*CAPTUM_METHODS, "attention")
 
 
+def _known_method(method: str) -> None:
+    if method not in CAPTUM_METHODS and method != "attention":
+        raise ExplainError(f"unknown attribution method {method!r}; choose one of {(*CAPTUM_METHODS, 'attention')}")
+
+
 def method_options(method: str) -> frozenset[str]:
-    """The keyword options of a Captum method of :data:`CAPTUM_METHODS` (its function's keywords)."""
-    return frozenset(p for p in inspect.signature(CAPTUM_METHODS[method]).parameters if p != "lifted")
+    """The option names of ``method`` (the fields of its options class; none for ``"attention"``)."""
+    _known_method(method)
+    if method == "attention":
+        return frozenset()
+    return frozenset(field.name for field in fields(CAPTUM_METHODS[method]))
+
+
+def options_for(method: str, **options: Any) -> MethodOptions:
+    """The options object of a Captum method from keywords. An option the method does not take is an
+    :class:`ExplainError` naming the method and the option (an option of another method included)."""
+    _known_method(method)
+    own = method_options(method)
+    foreign = sorted(set(options) - own)
+    if foreign:
+        takes = ", ".join(sorted(own)) or "no options"
+        raise ExplainError(f"method {method!r} takes no option {', '.join(map(repr, foreign))} (its options: {takes})")
+    if method == "attention":
+        raise ExplainError("method 'attention' has no options object: it reads the model's own attention")
+    return CAPTUM_METHODS[method](**options)
+
+
+def _method_name(options: MethodOptions) -> str:
+    names = [name for name, kind in CAPTUM_METHODS.items() if type(options) is kind]
+    if not names:
+        raise ExplainError(f"{type(options).__name__} is not a method of CAPTUM_METHODS; enter it there by name")
+    return names[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -296,7 +351,7 @@ def method_options(method: str) -> frozenset[str]:
 def attribute(
     model: nn.Module,
     x: Tensor,
-    method: str = "ig",
+    method: str | MethodOptions = "ig",
     target: int | Sequence[int] | Tensor | None = None,
     *,
     noise_tunnel: bool = False,
@@ -308,49 +363,56 @@ def attribute(
     """Attribute the class score of ``model`` on clips ``x`` (b, c, t, h, w) to frames and pixels, or of a
     flow model on flow images ``x`` (b, c, h, w) to pixels (the map is then (b, h, w)).
 
-    ``method``: ``"ig"``, ``"gradcam"``, ``"occlusion"``, ``"ablation"`` (:data:`CAPTUM_METHODS`) or
-    ``"attention"`` (the learned attention, :func:`learned_attention`; class-independent, ``target``
-    ignored). ``target``: class per clip (int, sequence or tensor); None explains the predicted class.
-    ``options`` go to the method's function, which documents them; an option of another method is ignored:
+    ``method``: a name, ``"ig"``, ``"gradcam"``, ``"occlusion"``, ``"ablation"`` (:data:`CAPTUM_METHODS`) or
+    ``"attention"`` (the learned attention, :func:`learned_attention`; class-independent, ``target`` ignored), or
+    the options object of a Captum method (``IntegratedGradientsOptions(n_steps=64)``). ``target``: class per clip
+    (int, sequence or tensor); None explains the predicted class. ``options``: keywords of the named method's
+    options class, which documents them (``attribute(model, x, "ig", n_steps=64)`` is
+    ``attribute(model, x, IntegratedGradientsOptions(n_steps=64))``):
 
-    - ``"ig"`` (:func:`integrated_gradients`): ``baseline`` (None = "onset" for clips, "zeros" for flow
-      images; "onset", "zeros", "blur", number or tensor; :func:`ig_baseline`), ``n_steps`` (32),
-      ``internal_batch_size`` (8), ``blur_sigma``. The convergence delta is in ``Attribution.delta``.
-    - ``"gradcam"`` (:func:`grad_cam`): ``layer``, ``relu``.
-    - ``"occlusion"`` (:func:`occlusion`): ``window``, ``stride``, ``baseline``, ``perturbations_per_eval``.
-    - ``"ablation"`` (:func:`feature_ablation`): ``feature_mask``, ``segments``, ``baseline``,
-      ``perturbations_per_eval``.
+    - ``"ig"`` (:class:`IntegratedGradientsOptions`): ``baseline``, ``n_steps`` (32), ``internal_batch_size`` (8),
+      ``blur_sigma``. The convergence delta is in ``Attribution.delta``.
+    - ``"gradcam"`` (:class:`GradCamOptions`): ``layer``, ``relu``.
+    - ``"occlusion"`` (:class:`OcclusionOptions`): ``window``, ``stride``, ``baseline``, ``perturbations_per_eval``,
+      ``blur_sigma``.
+    - ``"ablation"`` (:class:`AblationOptions`): ``feature_mask``, ``segments``, ``baseline``,
+      ``perturbations_per_eval``, ``blur_sigma``.
+    - ``"attention"``: no options.
     - ``noise_tunnel``: wrap the Captum method in NoiseTunnel (``nt_type``, ``nt_samples``, ``nt_stdevs``;
-      default 15 % of x's value range).
+      default 15 % of x's value range); not for ``"attention"``.
 
     The model is put in eval mode for the call and restored afterwards; nothing is modified in place.
-    Raises :class:`ExplainError` (a ValueError) for an unknown method or a batch that does not fit the model,
-    TypeError for an option no method takes.
+    Raises :class:`ExplainError` (a ValueError) for an unknown method, an option the method does not take (naming
+    both), or a batch that does not fit the model.
     """
     adapter = explained_input(model, x)
-    if method not in CAPTUM_METHODS and method != "attention":
-        raise ExplainError(f"unknown attribution method {method!r}; choose one of {(*CAPTUM_METHODS, 'attention')}")
-    # An option of another method is ignored (one settings dict can serve every method); a typo is not.
-    known = frozenset().union(*(method_options(name) for name in CAPTUM_METHODS))
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise TypeError(f"attribute() got unknown option(s) {unknown}; the methods take {sorted(known)}")
-    if method == "attention":
+    if isinstance(method, MethodOptions):
+        if options:
+            raise ExplainError(
+                f"attribute() got an options object ({type(method).__name__}) and the keyword option(s) "
+                f"{sorted(options)}; give the options in one place"
+            )
+        name, chosen = _method_name(method), method
+    else:
+        name = method
+        chosen = None if method == "attention" and not options else options_for(method, **options)
+    if name == "attention":
+        if noise_tunnel:
+            raise ExplainError("method 'attention' takes no noise tunnel: the learned attention has no gradient")
         if not adapter.can_attend:
             raise ExplainError(
                 f"{type(model).__name__} is a {adapter.kind} model and has no learned attention; "
                 f"use one of {tuple(CAPTUM_METHODS)}"
             )
         return learned_attention(model, x)
-    with _eval_mode(model):
-        target_tensor = _resolve_target(model, x, target)
+    with eval_mode(model):
+        target_tensor = resolve_target(model, x, target)
         lifted = _lift(model, x, adapter, nt_samples if noise_tunnel else 1)
-        own = method_options(method)
-        plan = CAPTUM_METHODS[method](lifted, **{k: v for k, v in options.items() if k in own})
+        plan = chosen.plan(lifted)
         kwargs = {**plan.kwargs, "target": target_tensor.to(lifted.volume.device)}
         meta: dict[str, Any] = {"noise_tunnel": noise_tunnel, "input": adapter.kind, **plan.meta}
         if noise_tunnel:
-            stdevs = _default_stdev(lifted.volume) if nt_stdevs is None else nt_stdevs
+            stdevs = default_stdev(lifted.volume) if nt_stdevs is None else nt_stdevs
             meta.update(nt_type=nt_type, nt_samples=nt_samples, nt_stdevs=stdevs)
             result = NoiseTunnel(plan.explainer).attribute(
                 lifted.volume, nt_type=nt_type, nt_samples=nt_samples, stdevs=stdevs, **kwargs
@@ -361,7 +423,7 @@ def attribute(
     heat = plan.reduce(raw.detach())  # (b, t, h, w)
     return Attribution(
         map=adapter.from_volume(heat).cpu(),
-        method=method,
+        method=name,
         signed=plan.signed,
         target=target_tensor,
         delta=None if delta is None else delta.detach().cpu(),

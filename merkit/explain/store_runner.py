@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from merkit.data.inputs import FlowInput, input_adapter
-from merkit.explain.maps import Attribution, ExplainError, _eval_mode
+from merkit.explain.maps import Attribution, ExplainError, eval_mode
 from merkit.explain.methods import attribute
 from merkit.explain.scores import agreement, event_positions, random_baseline, region_scores
 from merkit.progress import pause_point
@@ -75,7 +75,7 @@ def score_methods(
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         x = torch.stack([torch.as_tensor(item[0]) for item in items]).to(device)  # b x (c, t, h, w) -> (b, c, t, h, w)
         labels = torch.as_tensor([int(item[1]) for item in items])
-        with _eval_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             preds = model(x).argmax(dim=1).cpu()
         explained = labels if target == "label" else preds
         batch_masks = masks_array[start : start + len(items)]

@@ -75,7 +75,7 @@ def store_sample(store: Any, position: int) -> np.ndarray:
     return np.asarray(store.flow[position], dtype=np.float32)[None]  # (F, F, 3) -> (1, F, F, 3)
 
 
-def _single_map(item: Attribution | torch.Tensor | np.ndarray, index: int) -> tuple[np.ndarray, bool]:
+def single_map(item: Attribution | torch.Tensor | np.ndarray, index: int) -> tuple[np.ndarray, bool]:
     """(t, h, w) float map of clip ``index`` and whether it is signed."""
     if isinstance(item, Attribution):
         values = item.map[index].numpy().astype(np.float64)
@@ -89,7 +89,7 @@ def _single_map(item: Attribution | torch.Tensor | np.ndarray, index: int) -> tu
     return values, bool((values < 0).any())
 
 
-def _row_scale(values: np.ndarray, signed: bool) -> dict[str, Any]:
+def row_scale(values: np.ndarray, signed: bool) -> dict[str, Any]:
     """One colour scale for a whole row (all frames): per-frame rescaling would hide which frame matters."""
     if signed:
         bound = float(np.abs(values).max()) or 1.0
@@ -98,7 +98,8 @@ def _row_scale(values: np.ndarray, signed: bool) -> dict[str, Any]:
     return {"cmap": "magma", "vmin": float(min(values.min(), 0.0)), "vmax": high if high > 0 else 1.0}
 
 
-def _pick_frames(n_frames: int, frames: Sequence[int] | int | None) -> list[int]:
+def pick_frames(n_frames: int, frames: Sequence[int] | int | None) -> list[int]:
+    """Frame positions to draw: the given ones (checked in range), that many evenly spread (an int), or up to 12."""
     if frames is None:
         frames = min(n_frames, 12)
     if isinstance(frames, int):
@@ -109,7 +110,8 @@ def _pick_frames(n_frames: int, frames: Sequence[int] | int | None) -> list[int]
     return picked
 
 
-def _mark_events(ax: Any, events: Mapping[str, float] | None) -> None:
+def mark_events(ax: Any, events: Mapping[str, float] | None) -> None:
+    """Dashed vertical lines at the event positions (onset, apex, offset), coloured as in :data:`EVENT_COLOURS`."""
     for name, position in (events or {}).items():
         colour = EVENT_COLOURS.get(name.split(" ")[0], "grey")  # "apex (mean)" keeps the apex colour
         ax.axvline(position, color=colour, linestyle="--", linewidth=1, label=name)

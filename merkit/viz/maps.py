@@ -9,7 +9,7 @@ import torch
 from matplotlib.figure import Figure
 
 from merkit.explain import Attribution, frame_curve
-from merkit.viz.frames import _mark_events, _pick_frames, _row_scale, _single_map, display_frames
+from merkit.viz.frames import display_frames, mark_events, pick_frames, row_scale, single_map
 
 
 def montage(
@@ -33,8 +33,8 @@ def montage(
     """
     images = display_frames(clip, layout)
     n_frames = images.shape[0]
-    shown = _pick_frames(n_frames, frames)
-    rows = [(name, *_single_map(item, index)) for name, item in maps.items()]
+    shown = pick_frames(n_frames, frames)
+    rows = [(name, *single_map(item, index)) for name, item in maps.items()]
     for name, values, _ in rows:
         if values.shape != images.shape[:3]:
             raise ValueError(f"map {name!r} has shape {values.shape}, the clip {images.shape[:3]}")
@@ -53,7 +53,7 @@ def montage(
         ax.set_title(f"t={frame}", fontsize=8)
         ax.set_axis_off()
     for row, (name, values, signed) in enumerate(rows, start=1):
-        scale = _row_scale(values, signed)
+        scale = row_scale(values, signed)
         image = None
         for column, frame in enumerate(shown):
             ax = figure.add_subplot(grid[row, column])
@@ -78,7 +78,7 @@ def montage(
         curve_ax.set_yticks([])
         curve_ax.set_ylim(-1, 1)
         curve_ax.set_title("where the frames shown and onset / apex / offset fall in the clip", fontsize=9)
-    _mark_events(curve_ax, events)
+    mark_events(curve_ax, events)
     curve_ax.set_xlabel("frame (position in the clip)")
     curve_ax.set_xlim(-0.5, n_frames - 0.5)
     curve_ax.legend(fontsize=7, ncol=max(1, len(rows) + len(events or {}) + 1), loc="upper right")
@@ -102,12 +102,12 @@ def frame_curve_plot(
     ax = figure.add_subplot()
     for name, item in curves.items():
         if isinstance(item, Attribution) or np.ndim(item) >= 3:
-            values, _ = _single_map(item, index)
+            values, _ = single_map(item, index)
             curve = frame_curve(values)[0]
         else:
             curve = np.asarray(item, dtype=float)
         ax.plot(np.arange(len(curve)), curve, marker=".", label=name)
-    _mark_events(ax, events)
+    mark_events(ax, events)
     ax.set_xlabel("frame (position in the clip)")
     ax.set_ylabel("share of |mass| (fraction per frame)")
     ax.legend(fontsize=8)
@@ -129,20 +129,20 @@ def overlay_frame(
     """One frame with the map laid over it (colour scale fixed over the clip), and the per-frame curve
     with the frame marked. What the viewer shows for one setting of its controls."""
     images = display_frames(clip, layout)
-    values, signed = _single_map(attribution, index)
+    values, signed = single_map(attribution, index)
     if not 0 <= frame < images.shape[0]:
         raise ValueError(f"frame {frame} outside a clip of {images.shape[0]} frames")
     figure = Figure(figsize=(6.4, 3.2), layout="constrained")
     image_ax, curve_ax = figure.subplots(1, 2, width_ratios=[1, 1.4])
     image_ax.imshow(images[frame], **({"cmap": "gray", "vmin": 0, "vmax": 1} if images.ndim == 3 else {}))
-    heat = image_ax.imshow(values[frame], alpha=float(opacity), **_row_scale(values, signed))
+    heat = image_ax.imshow(values[frame], alpha=float(opacity), **row_scale(values, signed))
     bar = figure.colorbar(heat, ax=image_ax, shrink=0.8)
     bar.set_label(("attribution" if signed else "weight") + " (scale fixed over the clip)", fontsize=7)
     image_ax.set_axis_off()
     image_ax.set_title(f"map on frame {frame}", fontsize=9)
     curve_ax.plot(np.arange(values.shape[0]), frame_curve(values)[0], marker=".", label="map")
     curve_ax.axvline(frame, color="black", linewidth=2, alpha=0.4, label="frame shown")
-    _mark_events(curve_ax, events)
+    mark_events(curve_ax, events)
     curve_ax.set_xlabel("frame (position in the clip)")
     curve_ax.set_ylabel("share of |mass| (fraction per frame)", fontsize=8)
     curve_ax.set_title("the map's mass over time", fontsize=9)

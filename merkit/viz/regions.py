@@ -10,7 +10,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from merkit.viz.frames import EVENT_COLOURS, _mark_events
+from merkit.viz.frames import EVENT_COLOURS, mark_events
 from merkit.viz.scores import per_group_bars
 
 #: Colours of the facial regions (merkit.explain.faces) in region figures.
@@ -110,7 +110,7 @@ def region_mass_lines(
         for region in dict.fromkeys(part["region"]):
             line = part[part["region"] == region]
             ax.plot(line["frame"], 100 * line["mass"], marker=".", color=REGION_COLOURS.get(region), label=region)
-        _mark_events(ax, events)
+        mark_events(ax, events)
         ax.set_title(method)
         ax.set_xlabel("frame (after temporal normalisation)")
     axes[0].set_ylabel("share of |map| mass (%)")

@@ -8,7 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from merkit.data.preprocess.config import Box, PreprocessConfig, PreprocessError, PreprocessResult, _name
+from merkit.data.preprocess.config import Box, PreprocessConfig, PreprocessError, PreprocessResult, describe_sample
 from merkit.data.preprocess.crop import clip_crop_box, resolve_crop
 from merkit.data.preprocess.temporal import resolve_apex, temporal_sample
 
@@ -33,12 +33,12 @@ def _check_frames(frames: np.ndarray, numbers: np.ndarray, sample: str) -> tuple
     numbers = np.asarray(numbers, dtype=np.int64)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise PreprocessError(
-            f"{_name(sample)}: frames must be uint8 (T, H, W, 3) RGB, got {frames.dtype} {frames.shape}"
+            f"{describe_sample(sample)}: frames must be uint8 (T, H, W, 3) RGB, got {frames.dtype} {frames.shape}"
         )
     if numbers.shape != (frames.shape[0],):
-        raise PreprocessError(f"{_name(sample)}: {len(numbers)} frame numbers for {frames.shape[0]} frames")
+        raise PreprocessError(f"{describe_sample(sample)}: {len(numbers)} frame numbers for {frames.shape[0]} frames")
     if len(numbers) > 1 and np.any(np.diff(numbers) <= 0):
-        raise PreprocessError(f"{_name(sample)}: frame numbers are not strictly increasing")
+        raise PreprocessError(f"{describe_sample(sample)}: frame numbers are not strictly increasing")
     return frames, numbers
 
 

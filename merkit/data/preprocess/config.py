@@ -100,5 +100,6 @@ class PreprocessResult:
     crop_method: str = ""
 
 
-def _name(sample: str) -> str:
+def describe_sample(sample: str) -> str:
+    """How an error message names the clip: ``sample 'EP02_01'``, or ``clip`` when the sample has no name."""
     return f"sample {sample!r}" if sample else "clip"

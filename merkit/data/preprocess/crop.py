@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from merkit.data.preprocess.config import Box, PreprocessConfig, PreprocessError, _name
+from merkit.data.preprocess.config import Box, PreprocessConfig, PreprocessError, describe_sample
 
 # Where a cascade may live when the cv2 wheel does not ship it (Debian/Ubuntu `opencv-data`, conda, brew).
 _CASCADE_NAME = "haarcascade_frontalface_default.xml"
@@ -123,8 +123,10 @@ def clip_crop_box(
             else "crop='auto' on raw frames (the manifest's cropped flag is not True)"
         )
         raise PreprocessError(
-            f"{_name(sample)}: no face found on the onset frame ({width}x{height}) by the Haar cascade "
+            f"{describe_sample(sample)}: no face found on the onset frame ({width}x{height}) by the Haar cascade "
             f"({how}); use no_face='center' for a recorded centre-crop fallback"
         )
-    warnings.warn(f"{_name(sample)}: no face found; using the centred square (no_face='center')", stacklevel=2)
+    warnings.warn(
+        f"{describe_sample(sample)}: no face found; using the centred square (no_face='center')", stacklevel=2
+    )
     return _center_box(height, width), True

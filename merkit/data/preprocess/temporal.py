@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from merkit.data.preprocess.config import PreprocessConfig, PreprocessError, _name
+from merkit.data.preprocess.config import PreprocessConfig, PreprocessError, describe_sample
 
 
 def _is_missing(value: Any) -> bool:
@@ -19,14 +19,14 @@ def _is_missing(value: Any) -> bool:
 def resolve_apex(onset: int, apex: Any, offset: int, config: PreprocessConfig, *, sample: str = "") -> int:
     """The apex frame number to use: the sheet's, or the estimate when it is missing (see module doc)."""
     if onset > offset:
-        raise PreprocessError(f"{_name(sample)}: onset {onset} is after offset {offset}")
+        raise PreprocessError(f"{describe_sample(sample)}: onset {onset} is after offset {offset}")
     if _is_missing(apex):
         if config.missing_apex == "error":
-            raise PreprocessError(f"{_name(sample)}: no apex frame and missing_apex='error'")
+            raise PreprocessError(f"{describe_sample(sample)}: no apex frame and missing_apex='error'")
         return int(onset + (offset - onset) // 2)
     apex = int(apex)
     if not onset <= apex <= offset:
-        raise PreprocessError(f"{_name(sample)}: apex {apex} outside onset..offset {onset}..{offset}")
+        raise PreprocessError(f"{describe_sample(sample)}: apex {apex} outside onset..offset {onset}..{offset}")
     return apex
 
 
@@ -106,18 +106,19 @@ def temporal_sample(
     if len(numbers) == 0 or start < numbers[0] or end > numbers[-1]:
         have = f"{numbers[0]}..{numbers[-1]}" if len(numbers) else "none"
         raise PreprocessError(
-            f"{_name(sample)}: frames {int(start)}..{int(end)} needed for temporal={config.temporal!r}, "
+            f"{describe_sample(sample)}: frames {int(start)}..{int(end)} needed for temporal={config.temporal!r}, "
             f"but the clip holds frame numbers {have}"
         )
     inside = np.flatnonzero((numbers >= start) & (numbers <= end))
     if len(inside) < 2:
         raise PreprocessError(
-            f"{_name(sample)}: only {len(inside)} frame(s) in {int(start)}..{int(end)} "
+            f"{describe_sample(sample)}: only {len(inside)} frame(s) in {int(start)}..{int(end)} "
             f"(temporal={config.temporal!r}); at least 2 are needed"
         )
     if len(inside) < config.frames and config.short_clip == "error":
         raise PreprocessError(
-            f"{_name(sample)}: {len(inside)} frames in {int(start)}..{int(end)}, fewer than T={config.frames} "
+            f"{describe_sample(sample)}: {len(inside)} frames in {int(start)}..{int(end)}, "
+            f"fewer than T={config.frames} "
             "(short_clip='error'; use short_clip='interpolate' to upsample)"
         )
     T = config.frames

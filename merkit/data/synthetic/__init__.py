@@ -69,11 +69,11 @@ from merkit.data.synthetic.render import (
     MOTIONS,
     ClipSpec,
     RenderedClip,
-    _subject_number,
     clip_spec,
     list_clips,
     render_clip,
     render_motion_clip,
+    subject_number,
 )
 from merkit.errors import MerkitFileExistsError
 
@@ -384,7 +384,7 @@ def load_motion_mask(root: str | PathLike, subject: str | int, sample: str, data
     """
     if (Path(root) / TRUTH_DIR / "motion_regions.csv").is_file():
         return load_release_mask(root, subject, sample, dataset)
-    number = _subject_number(subject)
+    number = subject_number(subject)
     path = Path(root) / _mask_name(f"{number:02d}", sample)
     mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
     if mask is None:

@@ -18,9 +18,9 @@ CLASS_ACTION_UNITS: dict[str, tuple[str, ...]] = {
     "surprise": ("1", "2"),
 }
 # A pixel belongs to the motion region when its apex displacement is at least this fraction of the peak.
-_MASK_FRACTION = 0.25
+MASK_FRACTION = 0.25
 # Streams of the seeded random generators; each draw has its own so adding one never shifts another.
-_STREAM_LOOK, _STREAM_CLASSES, _STREAM_CLIP, _STREAM_NOISE, _STREAM_TEXTURE = range(5)
+STREAM_LOOK, STREAM_CLASSES, STREAM_CLIP, STREAM_NOISE, STREAM_TEXTURE = range(5)
 
 
 @dataclass(frozen=True)
@@ -93,5 +93,6 @@ class SynthMEConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-def _rng(config: SynthMEConfig, *keys: int) -> np.random.Generator:
+def stream_rng(config: SynthMEConfig, *keys: int) -> np.random.Generator:
+    """The generator of one random stream, seeded by ``(config.seed, *keys)``: the same keys draw the same numbers."""
     return np.random.default_rng([config.seed, *keys])

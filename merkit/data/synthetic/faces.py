@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from merkit.data.synthetic.config import _STREAM_LOOK, _STREAM_TEXTURE, SynthMEConfig, _rng
+from merkit.data.synthetic.config import STREAM_LOOK, STREAM_TEXTURE, SynthMEConfig, stream_rng
 
 
 @dataclass(frozen=True)
-class _Look:
+class FaceLook:
     """Per-subject face geometry and colours (normalised units, colours RGB in [0, 1])."""
 
     face_cy: float
@@ -62,8 +62,9 @@ _IRIS_COLOURS = np.array(  # brown, dark brown, blue, green, hazel
 )
 
 
-def _subject_look(config: SynthMEConfig, subject: int) -> _Look:
-    rng = _rng(config, subject, _STREAM_LOOK)
+def subject_look(config: SynthMEConfig, subject: int) -> FaceLook:
+    """The face of ``subject``: geometry and colours drawn from its own stream (the same whatever else is drawn)."""
+    rng = stream_rng(config, subject, STREAM_LOOK)
     g = config.geometry_variation
 
     def vary(mean: float, half_range: float) -> float:
@@ -82,7 +83,7 @@ def _subject_look(config: SynthMEConfig, subject: int) -> _Look:
         (float(rng.uniform(-0.3, 0.3)), float(rng.uniform(-0.2, 0.35)), float(rng.uniform(0.006, 0.012)))
         for _ in range(int(rng.integers(0, 4)))
     )
-    return _Look(
+    return FaceLook(
         face_cy=vary(0.04, 0.025),
         face_a=vary(0.47, 0.04),
         face_b=vary(0.58, 0.04),
@@ -125,9 +126,9 @@ def _gaussian_field(rng: np.random.Generator, shape: tuple[int, int], sigma_px: 
     return field_ / max(float(field_.std()), 1e-6)
 
 
-def _subject_texture(config: SynthMEConfig, subject: int) -> np.ndarray:
+def subject_texture(config: SynthMEConfig, subject: int) -> np.ndarray:
     """Skin/hair texture multiplier, float32 (H + 2m, W + 2m) with m = crop_jitter: moves with the face."""
-    rng = _rng(config, subject, _STREAM_TEXTURE)
+    rng = stream_rng(config, subject, STREAM_TEXTURE)
     side = config.size + 2 * config.crop_jitter
     low = _gaussian_field(rng, (side, side), config.size / 16)
     pores = _gaussian_field(rng, (side, side), 0.7)
@@ -146,7 +147,7 @@ def _blend(image: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> np.ndarr
     return image * (1 - a) + np.asarray(colour, dtype=np.float32) * a
 
 
-def _eye_boundaries(look: _Look, du: np.ndarray, openness: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _eye_boundaries(look: FaceLook, du: np.ndarray, openness: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Upper and lower lid curves (v offsets from the eye centre) and the eye's extent weight t."""
     t = np.clip(1 - (du / look.eye_w) ** 2, 0, 1) ** 0.8
     lower = 0.75 * look.eye_h * t
@@ -155,7 +156,7 @@ def _eye_boundaries(look: _Look, du: np.ndarray, openness: float) -> tuple[np.nd
     return upper, lower, t
 
 
-def _draw_face(look: _Look, texture: np.ndarray, shift: tuple[int, int], openness: float, size: int) -> np.ndarray:
+def draw_face(look: FaceLook, texture: np.ndarray, shift: tuple[int, int], openness: float, size: int) -> np.ndarray:
     """The neutral face (no expression motion) with eyes `openness` open; float32 (H, W, 3) in [0, ~1]."""
     sx, sy = shift
     m = (texture.shape[0] - size) // 2

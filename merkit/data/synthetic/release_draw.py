@@ -10,14 +10,14 @@ import cv2
 import numpy as np
 
 from merkit.data.synthetic.config import SynthMEConfig
-from merkit.data.synthetic.faces import _Look, _subject_look
-from merkit.data.synthetic.release_plan import _FORMS, _Clip, _Form
+from merkit.data.synthetic.faces import FaceLook, subject_look
+from merkit.data.synthetic.release_plan import RELEASE_FORMS, PlannedClip, ReleaseForm
 from merkit.data.synthetic.render import render_motion_clip
 
 _RENDER_MAX = 128  # faces larger than this are drawn at this side and upsampled (drawing is the slow part)
 
 
-def _subject_config(seed: int, form: _Form, render_side: int, dataset: str) -> SynthMEConfig:
+def _subject_config(seed: int, form: ReleaseForm, render_side: int, dataset: str) -> SynthMEConfig:
     """A SynthME config drawing faces of `render_side` px; the seed also depends on the dataset, so the
     CASME II subject 1 and the SAMM subject 6 are different people from any SynthME subject."""
     return SynthMEConfig(
@@ -32,16 +32,16 @@ def _subject_config(seed: int, form: _Form, render_side: int, dataset: str) -> S
     )
 
 
-def _draw_clip(clip: _Clip, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def draw_release_clip(clip: PlannedClip, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The clip's face frames uint8 (T, S, S, 3) RGB at the face side S, and its motion mask bool (S, S)."""
-    form = _FORMS[clip.dataset]
+    form = RELEASE_FORMS[clip.dataset]
     render_side = min(clip.face_side, _RENDER_MAX)
     config = _subject_config(seed, form, render_side, clip.dataset)
     apex = min(clip.apex_index, clip.offset_index - 1)
     drawn = render_motion_clip(
         config, clip.row.subject, clip.index, clip.motion, clip.n_frames, clip.onset_index, apex, clip.offset_index
     )
-    look = _subject_look(config, clip.row.subject)
+    look = subject_look(config, clip.row.subject)
     frames, mask = _stretch(drawn.frames * _eye_shadow(look, render_side)), drawn.mask
     if render_side != clip.face_side:
         size = (clip.face_side, clip.face_side)
@@ -50,7 +50,7 @@ def _draw_clip(clip: _Clip, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return frames, mask
 
 
-def _eye_shadow(look: _Look, side: int) -> np.ndarray:
+def _eye_shadow(look: FaceLook, side: int) -> np.ndarray:
     """A static shading float32 (S, S, 1) that darkens the band of the eyes and brows, as the eye sockets of a
     lit face are darker than the cheeks and the nose bridge (what the Haar face detector keys on)."""
     c = (np.arange(side, dtype=np.float32) + 0.5) / side - 0.5
@@ -71,11 +71,11 @@ def _stretch(frames: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def _scene(dataset: str, subject: int, seed: int, width: int, height: int) -> np.ndarray:
+def release_scene(dataset: str, subject: int, seed: int, width: int, height: int) -> np.ndarray:
     """A subject's recording scene, float32 (H, W, 3) RGB in [0, 1]: wall, a panel and shoulders."""
-    form = _FORMS[dataset]
+    form = RELEASE_FORMS[dataset]
     rng = np.random.default_rng([seed, form.key, subject, 77])
-    look = _subject_look(_subject_config(seed, form, 96, dataset), subject)
+    look = subject_look(_subject_config(seed, form, 96, dataset), subject)
     v = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
     scene = np.broadcast_to(look.background * (1.05 - 0.25 * v), (height, width, 3)).astype(np.float32)
     x0, x1 = sorted(rng.uniform(0, 1, 2) * width)
@@ -94,7 +94,7 @@ def _face_alpha(side: int) -> np.ndarray:
     return np.clip((1.0 - r) / 0.08, 0, 1)[..., None]
 
 
-def _compose(scene: np.ndarray, faces: np.ndarray, xy: tuple[int, int]) -> Iterator[np.ndarray]:
+def compose_frames(scene: np.ndarray, faces: np.ndarray, xy: tuple[int, int]) -> Iterator[np.ndarray]:
     """Raw frames uint8 (H, W, 3), one at a time: the scene with each face crop pasted at `xy` (top-left).
     The same buffer is reused for every frame (a clip of 640×480 frames would not fit a small budget)."""
     side = faces.shape[1]
@@ -107,7 +107,8 @@ def _compose(scene: np.ndarray, faces: np.ndarray, xy: tuple[int, int]) -> Itera
         yield frame
 
 
-def _write_images(folder: Path, names: Iterable[str], frames: Iterable[np.ndarray], grey: bool) -> None:
+def write_images(folder: Path, names: Iterable[str], frames: Iterable[np.ndarray], grey: bool) -> None:
+    """Write RGB frames uint8 (H, W, 3) as image files ``folder/name`` (greyscale when ``grey``)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in zip(names, frames):
         image = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY if grey else cv2.COLOR_RGB2BGR)

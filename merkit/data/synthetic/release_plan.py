@@ -13,7 +13,7 @@ from merkit.data.synthetic.release_sheets import SheetClip
 
 
 @dataclass(frozen=True)
-class _Form:
+class ReleaseForm:
     """How one dataset's release looks on disk at scale 1."""
 
     key: int  # seeds the dataset's random streams
@@ -26,11 +26,11 @@ class _Form:
     motion_amplitude: float = 2.5  # px at 96 px of face, scaled with the face
 
 
-_FORMS = {
-    "casme2": _Form(1, 200.0, (640, 480), (230, 290), (44, 70), (1, 300), False),
-    "samm": _Form(2, 200.0, (2040, 1088), (420, 480), (44, 70), (1000, 9000), True),
-    "smic_hs": _Form(3, 100.0, (640, 480), (200, 260), (24, 40), (1000, 900000), False),
-    "casme3a": _Form(4, 30.0, (1280, 720), (260, 320), (10, 18), (1, 4000), False),
+RELEASE_FORMS = {
+    "casme2": ReleaseForm(1, 200.0, (640, 480), (230, 290), (44, 70), (1, 300), False),
+    "samm": ReleaseForm(2, 200.0, (2040, 1088), (420, 480), (44, 70), (1000, 9000), True),
+    "smic_hs": ReleaseForm(3, 100.0, (640, 480), (200, 260), (24, 40), (1000, 900000), False),
+    "casme3a": ReleaseForm(4, 30.0, (1280, 720), (260, 320), (10, 18), (1, 4000), False),
 }
 # Sheet emotion (lower case) -> the motion the clip carries.
 _MOTION = {
@@ -60,7 +60,7 @@ _OBJECTIVE = {"happiness": 1, "disgust": 2, "surprise": 3, "dimpler": 4, "dimple
 
 
 @dataclass(frozen=True)
-class _Clip:
+class PlannedClip:
     """One clip ready to draw and write: its row, the timing on disk and what the sheet says."""
 
     dataset: str
@@ -88,15 +88,16 @@ def _scaled(value: int, scale: float, minimum: int) -> int:
     return max(minimum, int(round(value * scale)))
 
 
-def _frame_size(form: _Form, scale: float) -> tuple[int, int]:
+def release_frame_size(form: ReleaseForm, scale: float) -> tuple[int, int]:
+    """The raw frame (width, height) of a release drawn at ``scale`` (never below 48 x 40)."""
     width, height = form.frame_size
     return _scaled(width, scale, 48), _scaled(height, scale, 40)
 
 
-def _plan(dataset: str, rows: list[ReleaseRow], scale: float, seed: int) -> list[_Clip]:
+def plan_release(dataset: str, rows: list[ReleaseRow], scale: float, seed: int) -> list[PlannedClip]:
     """Timing, face size and place, and sheet cells of every clip of one dataset."""
-    form = _FORMS[dataset]
-    width, height = _frame_size(form, scale)
+    form = RELEASE_FORMS[dataset]
+    width, height = release_frame_size(form, scale)
     clips = []
     recording_end: dict[tuple[int, str], int] = {}  # CAS(ME)^3: MEs of one recording follow each other
     for index, row in enumerate(rows):
@@ -152,5 +153,5 @@ def _plan(dataset: str, rows: list[ReleaseRow], scale: float, seed: int) -> list
             objective_class=_OBJECTIVE[motion],
             inducement=int(row.sample.split("_")[1]) if dataset == "samm" else 1,
         )
-        clips.append(_Clip(dataset, row, index, first, n, onset_i, apex_i, offset_i, side, (x, y), sheet))
+        clips.append(PlannedClip(dataset, row, index, first, n, onset_i, apex_i, offset_i, side, (x, y), sheet))
     return clips

@@ -49,8 +49,8 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from merkit.data.synthetic.release_draw import _compose, _draw_clip, _scene, _write_images
-from merkit.data.synthetic.release_plan import _FORMS, _Clip, _frame_size, _plan
+from merkit.data.synthetic.release_draw import compose_frames, draw_release_clip, release_scene, write_images
+from merkit.data.synthetic.release_plan import RELEASE_FORMS, PlannedClip, plan_release, release_frame_size
 from merkit.data.synthetic.release_rows import (
     ReleaseRow,
     casme2_2019_changes,
@@ -95,7 +95,7 @@ class ReleaseExistsError(MerkitFileExistsError):
 # --------------------------------------------------------------------------------------------------------
 
 
-def _clip_folders(clip: _Clip, layout: str, smic_names: str, samm_prefix: str) -> dict[str, tuple[str, str]]:
+def _clip_folders(clip: PlannedClip, layout: str, smic_names: str, samm_prefix: str) -> dict[str, tuple[str, str]]:
     """``{"raw"|"cropped": (folder relative to the part root, frame name pattern with {n})}``."""
     row = clip.row
     wanted = ("raw", "cropped") if layout == "both" else (layout,)
@@ -127,7 +127,7 @@ def _sample_key(dataset: str, sample: str) -> str:
     return sample
 
 
-def _manifest_sample(clip: _Clip) -> str:
+def _manifest_sample(clip: PlannedClip) -> str:
     if clip.dataset == "casme3a":  # casme3a.yaml: sample_id "{filename}_{onset}" (the onset as written)
         return f"{clip.row.sample}_{clip.sheet.onset}"
     return clip.row.sample
@@ -152,14 +152,14 @@ def _write_part(
 ) -> tuple[list[dict], list[dict]]:
     """One dataset's sheet(s) and frames under `part`; masks under ``truth/masks/<dataset>``.
     Returns the rows of motion_regions.csv and face_boxes.csv."""
-    form = _FORMS[dataset]
-    clips = _plan(dataset, _rows_of(dataset, small), scale, seed)
-    width, height = _frame_size(form, scale)
+    form = RELEASE_FORMS[dataset]
+    clips = plan_release(dataset, _rows_of(dataset, small), scale, seed)
+    width, height = release_frame_size(form, scale)
     scenes: dict[int, np.ndarray] = {}
     regions, boxes = [], []
     (truth / "masks" / dataset).mkdir(parents=True, exist_ok=True)
     for clip in tqdm(clips, desc=f"SynthME {dataset}", unit="clip", disable=not progress):
-        faces, mask = _draw_clip(clip, seed)
+        faces, mask = draw_release_clip(clip, seed)
         folders = _clip_folders(clip, layout, smic_names, samm_prefix)
         sample = _manifest_sample(clip)
         numbers = [str(n) for n in clip.numbers]
@@ -169,12 +169,12 @@ def _write_part(
                 frames, full_mask = faces, mask
             else:
                 if clip.row.subject not in scenes:
-                    scenes[clip.row.subject] = _scene(dataset, clip.row.subject, seed, width, height)
-                frames = _compose(scenes[clip.row.subject], faces, clip.box_xy)
+                    scenes[clip.row.subject] = release_scene(dataset, clip.row.subject, seed, width, height)
+                frames = compose_frames(scenes[clip.row.subject], faces, clip.box_xy)
                 full_mask = np.zeros((height, width), bool)
                 x, y = clip.box_xy
                 full_mask[y : y + clip.face_side, x : x + clip.face_side] = mask
-            _write_images(part / folder, names, frames, form.grey)
+            write_images(part / folder, names, frames, form.grey)
             mask_file = f"masks/{dataset}/{clip.row.subject}_{_sample_key(dataset, sample)}_{frames_kind}.png"
             cv2.imwrite(str(truth / mask_file), full_mask.astype(np.uint8) * 255)
             ys, xs = np.nonzero(full_mask)

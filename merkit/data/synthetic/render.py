@@ -14,16 +14,16 @@ import cv2
 import numpy as np
 
 from merkit.data.synthetic.config import (
-    _MASK_FRACTION,
-    _STREAM_CLASSES,
-    _STREAM_CLIP,
-    _STREAM_NOISE,
     CLASS_ACTION_UNITS,
     EMOTIONS,
+    MASK_FRACTION,
+    STREAM_CLASSES,
+    STREAM_CLIP,
+    STREAM_NOISE,
     SynthMEConfig,
-    _rng,
+    stream_rng,
 )
-from merkit.data.synthetic.faces import _draw_face, _Look, _subject_look, _subject_texture
+from merkit.data.synthetic.faces import FaceLook, draw_face, subject_look, subject_texture
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class RenderedClip:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _subject_number(subject: str | int) -> int:
+def subject_number(subject: str | int) -> int:
     """``1``, ``"01"``, ``"sub01"`` -> 1."""
     text = str(subject).strip()
     match = re.fullmatch(r"(?:sub)?0*(\d+)", text, flags=re.IGNORECASE)
@@ -116,13 +116,13 @@ def _subject_classes(config: SynthMEConfig, subject: int) -> list[str]:
     The rotation by subject keeps the dataset balanced overall when clips_per_subject is not a multiple of 3.
     """
     classes = [EMOTIONS[(k + subject) % len(EMOTIONS)] for k in range(config.clips_per_subject)]
-    order = _rng(config, subject, _STREAM_CLASSES).permutation(len(classes))
+    order = stream_rng(config, subject, STREAM_CLASSES).permutation(len(classes))
     return [classes[i] for i in order]
 
 
 def clip_spec(config: SynthMEConfig, subject: str | int, sample: str) -> ClipSpec:
     """Sheet row of one clip (class, timing, first frame number); raises ValueError for an unknown clip."""
-    number = _subject_number(subject)
+    number = subject_number(subject)
     clip = _clip_index(sample)
     if not 1 <= number <= config.n_subjects or clip >= config.clips_per_subject:
         raise ValueError(
@@ -130,7 +130,7 @@ def clip_spec(config: SynthMEConfig, subject: str | int, sample: str) -> ClipSpe
             f"({config.n_subjects} subjects x {config.clips_per_subject} clips)"
         )
     emotion = _subject_classes(config, number)[clip]
-    rng = _rng(config, number, _STREAM_CLIP, clip)
+    rng = stream_rng(config, number, STREAM_CLIP, clip)
     n = config.n_frames
     # Timing as fractions of the clip so tiny test clips still get neutral -> onset -> apex -> offset -> neutral.
     onset = int(round(rng.uniform(0.08, 0.22) * n))
@@ -168,7 +168,7 @@ def list_clips(config: SynthMEConfig) -> list[ClipSpec]:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _displacement_field(look: _Look, emotion: str, shift: tuple[int, int], size: int) -> np.ndarray:
+def _displacement_field(look: FaceLook, emotion: str, shift: tuple[int, int], size: int) -> np.ndarray:
     """Unit-peak class motion, float32 (H, W, 2) of (dx, dy) in pixels per pixel of amplitude.
 
     Smooth Gaussian bumps on the moving facial part, each with the action unit's direction of pull.
@@ -217,7 +217,7 @@ class _ClipPlan:
     """All per-clip draws, so any frame can be rendered on its own."""
 
     spec: ClipSpec
-    look: _Look
+    look: FaceLook
     shift: tuple[int, int]
     amplitude: float  # apex displacement in pixels
     envelope: np.ndarray  # (T,)
@@ -232,9 +232,9 @@ class _ClipPlan:
 def _plan_clip(config: SynthMEConfig, spec: ClipSpec, clip_key: int | None = None) -> _ClipPlan:
     subject = int(spec.subject)
     clip_key = _clip_index(spec.sample) if clip_key is None else int(clip_key)
-    rng = _rng(config, subject, _STREAM_CLIP, clip_key, 1)
+    rng = stream_rng(config, subject, STREAM_CLIP, clip_key, 1)
     n, fps = spec.n_frames, config.fps
-    look = _subject_look(config, subject)
+    look = subject_look(config, subject)
     j = config.crop_jitter
     shift = (int(rng.integers(-j, j + 1)), int(rng.integers(-j, j + 1)))
     amplitude = config.motion_amplitude * rng.uniform(*config.apex_intensity)
@@ -280,15 +280,15 @@ def _plan_clip(config: SynthMEConfig, spec: ClipSpec, clip_key: int | None = Non
 
 
 def _motion_mask(unit_flow: np.ndarray) -> np.ndarray:
-    """Ground-truth region: where the class motion reaches _MASK_FRACTION of its peak, bool (H, W)."""
-    return np.linalg.norm(unit_flow, axis=-1) >= _MASK_FRACTION
+    """Ground-truth region: where the class motion reaches MASK_FRACTION of its peak, bool (H, W)."""
+    return np.linalg.norm(unit_flow, axis=-1) >= MASK_FRACTION
 
 
 def _render_frames(config: SynthMEConfig, plan: _ClipPlan, positions: Sequence[int]) -> np.ndarray:
     """Frames at the given 0-based positions, uint8 (len(positions), H, W, 3) RGB."""
     size = config.size
     subject, clip = int(plan.spec.subject), plan.clip_key
-    texture = _subject_texture(config, subject)
+    texture = subject_texture(config, subject)
     faces: dict[float, np.ndarray] = {}
     grid = np.arange(size, dtype=np.float32)
     gx, gy = np.meshgrid(grid, grid)  # (H, W) pixel coordinates
@@ -298,7 +298,7 @@ def _render_frames(config: SynthMEConfig, plan: _ClipPlan, positions: Sequence[i
     for k, position in enumerate(positions):
         lid = float(plan.openness[position])
         if lid not in faces:
-            faces[lid] = _draw_face(plan.look, texture, plan.shift, lid, size)
+            faces[lid] = draw_face(plan.look, texture, plan.shift, lid, size)
         flow = plan.unit_flow * np.float32(plan.amplitude * plan.envelope[position])
         flow = flow + plan.drift[position].astype(np.float32)  # (H, W, 2) + (2,)
         # Backward warp: the pixel at p shows what the neutral face had at p - displacement(p).
@@ -306,7 +306,7 @@ def _render_frames(config: SynthMEConfig, plan: _ClipPlan, positions: Sequence[i
             faces[lid], gx - flow[..., 0], gy - flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
         )
         frame = frame * (light * plan.gain[position])[..., None] * 255.0
-        noise = _rng(config, subject, _STREAM_NOISE, clip, int(position)).standard_normal(frame.shape)
+        noise = stream_rng(config, subject, STREAM_NOISE, clip, int(position)).standard_normal(frame.shape)
         out[k] = np.clip(np.rint(frame + config.noise_std * noise), 0, 255).astype(np.uint8)
     return out
 
