@@ -1,22 +1,23 @@
-"""The shape of the house, read from the code: the import graph of merkit/ and the size of its modules.
+"""The shape of the house, read from the code: the import graph of merkit/, its names, and the size of its modules.
 
-Floors, bottom up (an import may point down or sideways within a floor, never up):
+Floors, bottom up (an import may point down or sideways within a floor, never up); the folder a module sits in
+tells its floor:
 
-0. ground: ``_io`` (atomic writes, to_jsonable, stable_hash, flatten_dict), ``errors`` (MerkitError)
-1. services with no science in them: ``runlock``, ``progress``, ``cache``, ``published``
-2. the science rooms: ``data/``, ``models/``, ``metrics``, ``protocols`` (splits, pure pandas)
-3. ``config``, ``config_names`` (the run's vocabulary: it names protocols, models, executors and checks them)
-4. one fold and its records: ``train``, ``batched`` (+ ``batched_data``, ``batched_wide``, ``batched_fused``), ``runs``,
-   ``explain/``, ``viz/``
-5. where folds run: ``runner``, ``executors``
-6. the notebooks' glue and the products: ``prepare``, ``predict``, ``pipeline`` (+ ``pipeline_params``,
-   ``notebook_files``, ``headline``), ``report/``, ``sweep``, ``teach``
-7. ``cli`` (the command; its function-level imports keep ``merkit --help`` fast)
+0. the ground floor: ``_io`` (atomic writes, to_jsonable, stable_hash), ``errors`` (MerkitError)
+1. services with no science in them: ``runlock``, ``progress``, ``cache``
+2. the science rooms: ``data/``, ``models/``, ``evaluation/`` (fold splits, metrics, published numbers)
+3. ``config/`` (the run's vocabulary: it names protocols, models, executors and checks them)
+4. ``training/`` (one fold, the runner, executors, the run directory, ``batched/``), ``explain/``, ``viz/``
+5. ``report/`` (the index page, compare, what a pipeline ran)
+6. the notebooks' glue and the products: ``pipeline/``, ``prepare``, ``predict``
+7. ``cli/`` (the command; its function-level imports keep ``merkit --help`` fast)
+``merkit`` itself (``__init__.py`` + ``__init__.pyi``) is the public face above them all; no module imports it
+but for ``__version__``.
 
-Both module-level and function-level imports count for the direction (a function-level import is a real
-arrow, only a later one). Only module-level imports count for cycles: a function-level import runs once
-every module is loaded, so it never meets a half-initialised one. ``if TYPE_CHECKING:`` imports are annotations, not
-arrows.
+Every kind of import counts for the direction: module level, function level (a real arrow, only a later one),
+``if TYPE_CHECKING:`` (an annotation still ties the two rooms), and the names a lazy package lists in its
+``__init__.pyi`` stub (``lazy_loader.attach_stub``). Module-level and type-only imports count for cycles; a
+function-level or lazy import runs once every module is loaded, so it never meets a half-initialised one.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class Arrow:
     source: str
     target: str
     line: int
-    kind: str  # "module" | "function"
+    kind: str  # "module" | "function" | "type" (if TYPE_CHECKING) | "lazy" (an __init__.pyi stub)
 
     def __str__(self) -> str:
         return f"{self.source} -> {self.target} ({self.kind} level, line {self.line})"
@@ -92,6 +93,20 @@ def _is_type_checking(node: ast.If) -> bool:
     return "TYPE_CHECKING" in ast.unparse(node.test)
 
 
+def _import_targets(child: ast.AST, package: str) -> list[str]:
+    """The merkit modules an import statement lands in (relative imports resolved against ``package``)."""
+    if isinstance(child, ast.Import):
+        return [_resolve(alias.name) for alias in child.names if alias.name.startswith("merkit")]
+    if isinstance(child, ast.ImportFrom):
+        base = child.module or ""
+        if child.level:  # relative: from . import x, from ..data import y
+            anchor = package.split(".")[: len(package.split(".")) - (child.level - 1)]
+            base = ".".join(anchor + ([base] if base else []))
+        if base.startswith("merkit"):
+            return [_resolve(f"{base}.{alias.name}") for alias in child.names]
+    return []
+
+
 def _arrows() -> list[Arrow]:
     arrows = []
     for module, path in MODULES.items():
@@ -101,23 +116,19 @@ def _arrows() -> list[Arrow]:
             for child in ast.iter_child_nodes(node):
                 child_kind = "function" if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else kind
                 if isinstance(child, ast.If) and _is_type_checking(child):
-                    continue
-                targets: list[str] = []
-                if isinstance(child, ast.Import):
-                    targets = [_resolve(alias.name) for alias in child.names if alias.name.startswith("merkit")]
-                elif isinstance(child, ast.ImportFrom):
-                    base = child.module or ""
-                    if child.level:  # relative: from . import x, from ..data import y
-                        anchor = package.split(".")[: len(package.split(".")) - (child.level - 1)]
-                        base = ".".join(anchor + ([base] if base else []))
-                    if base.startswith("merkit"):
-                        targets = [_resolve(f"{base}.{alias.name}") for alias in child.names]
-                for target in targets:
+                    child_kind = "type"
+                for target in _import_targets(child, package):
                     if target and target != module:
                         arrows.append(Arrow(module, target, child.lineno, child_kind))
                 visit(child, child_kind)
 
         visit(ast.parse(path.read_text(encoding="utf-8")), "module")
+        stub = path.with_suffix(".pyi")
+        if stub.is_file():
+            for child in ast.walk(ast.parse(stub.read_text(encoding="utf-8"))):
+                for target in _import_targets(child, package):
+                    if target and target != module:
+                        arrows.append(Arrow(module, target, child.lineno, "lazy"))
     return arrows
 
 
@@ -185,7 +196,7 @@ def test_the_cycle_finder_finds_a_known_cycle() -> None:
 def test_no_import_cycle_at_module_level() -> None:
     graph: dict[str, set[str]] = {module: set() for module in MODULES}
     for arrow in ARROWS:
-        if arrow.kind == "module":
+        if arrow.kind in ("module", "type"):
             graph[arrow.source].add(arrow.target)
     cycles = _cycles(graph)
     assert not cycles, "module-level import cycles:\n  " + "\n  ".join(cycles)
@@ -203,3 +214,61 @@ def test_no_module_is_over_the_size_limit() -> None:
     )
     stale = [module for module in OVER_LIMIT_ALLOWED if counts.get(module, 0) <= MAX_LINES]
     assert not stale, f"now under {MAX_LINES} lines (or gone): remove from OVER_LIMIT_ALLOWED: {stale}"
+
+
+# Flat modules at the top of merkit/ beside its packages: the ground floor, the services and the two products
+# (prepare, predict). More than this and the folders stop telling the floors.
+MAX_TOP_LEVEL_MODULES = 10
+
+
+def test_few_flat_modules_at_the_top() -> None:
+    flat = sorted(path.name for path in PACKAGE.glob("*.py") if path.name != "__init__.py")
+    assert len(flat) <= MAX_TOP_LEVEL_MODULES, f"{len(flat)} flat modules at the top of merkit/: {flat}"
+
+
+def _private_imports() -> list[str]:
+    """``from merkit.x import _name`` in another module: a seam drawn through the middle of an idea."""
+    found = []
+    for module, path in MODULES.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                targets = _import_targets(ast.ImportFrom(node.module, [alias], node.level), package)
+                if private and targets and targets[0] != module:
+                    found.append(f"{module} imports {alias.name} from {targets[0]} (line {node.lineno})")
+    return found
+
+
+def test_no_module_imports_another_modules_private_name() -> None:
+    found = _private_imports()
+    assert not found, "private names imported across modules (make them public, or merge the files):\n  " + (
+        "\n  ".join(found)
+    )
+
+
+def _module_getattr() -> list[str]:
+    """Modules that resolve names through a module ``__getattr__`` the import graph cannot see: a hand-written
+    ``def __getattr__``, or an assigned one without the ``__init__.pyi`` stub that declares what it loads."""
+    found = []
+    for module, path in MODULES.items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+                found.append(f"{module}: def __getattr__ (line {node.lineno})")
+            assigned = isinstance(node, ast.Assign) and "__getattr__" in ast.unparse(node.targets[0])
+            if assigned and not path.with_suffix(".pyi").is_file():
+                found.append(f"{module}: __getattr__ assigned without a .pyi stub (line {node.lineno})")
+    return found
+
+
+def test_no_module_level_getattr_reexports() -> None:
+    found = _module_getattr()
+    assert not found, "module-level __getattr__ the architecture cannot read:\n  " + "\n  ".join(found)
+
+
+def test_the_lazy_faces_are_read_from_their_stubs() -> None:
+    """Guards the reader: the report package's stub names its modules as (lazy) arrows."""
+    lazy = {(a.source, a.target) for a in ARROWS if a.kind == "lazy"}
+    assert ("merkit.report", "merkit.report.index") in lazy
