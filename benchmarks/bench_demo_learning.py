@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_demo_learning.py --models meranet_small --epochs 20 --lr 3e-3
     .venv/bin/python benchmarks/bench_demo_learning.py --models meranet_small:none --threads 1
 
-The demo's promise (``make demo``, issue 7): on the default SynthME (12 subjects x 9 clips, 3 balanced
+The demo's promise (``make demo``): on the default SynthME (12 subjects x 9 clips, 3 balanced
 classes, chance UF1 ~0.33) a full leave-one-subject-out run with fixed epochs (no selection on the held-out
 subject) shows real learning, and the whole demo finishes in 10 minutes on 2 CPU cores, of which about
 5 minutes are the LOSO of the headline model.

@@ -13,7 +13,7 @@ scored: nothing is selected on a held-out subject. Per recipe it prints the wall
 the pooled UF1 and UAR over all held-out clips (MEGC2019) with a 95 % bootstrap interval of the UF1, and a
 last line ``recipe <name>: UF1 ... in ... s``.
 
-The recipes (``RECIPES``): ``published`` is the peer recipe of ``../shared/REAL_FORMATS.md`` (Adam lr 5e-5,
+The recipes (``RECIPES``): ``published`` is the STSTNet authors' recipe as their public code runs it (Adam lr 5e-5,
 batch 256, 800 epochs, no schedule, no weight decay, plain cross-entropy); the other candidates keep all of it
 but raise the learning rate and cut the epochs; ``fast`` (lr 2e-3, 40 epochs) is the one the kit recommends
 (``merkit.config.TRAIN_RECIPES["fast"]``, chosen by this benchmark's numbers in docs/performance.md).

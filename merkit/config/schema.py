@@ -416,7 +416,7 @@ class RunConfig:
 
 
 #: Named training recipes: TrainConfig fields that replace the notebook's own (``train_config(recipe=...)``).
-#: ``published``: the STSTNet authors' recipe as peers re-ran it (``../shared/REAL_FORMATS.md``): Adam
+#: ``published``: the STSTNet authors' recipe as their public code runs it (Liong et al., FG 2019): Adam
 #: (= AdamW with no weight decay) at lr 5e-5, batch 256, 800 fixed epochs, constant learning rate, plain
 #: (unweighted) cross-entropy, no augmentation, no epoch selection.
 #: ``fast``: the kit's recommended fast STSTNet recipe, ``published`` with lr 2e-3 and 40 fixed epochs (20×

@@ -13,7 +13,7 @@ A rigid translation has zero strain; a zoom or a local deformation does not.
 
 Interchange format (STSTNet/HTNet "norm_u_v_os" folders): one 28×28 3-channel 8-bit PNG per sample whose
 channels are u, v and strain, each min-max normalised to 0..255 on its own, in the file's R, G and B
-channels (measured on a real folder, ``../shared/REAL_FORMATS.md``: R and G means near 126 and 135, B, the
+channels (measured on a real copy of a community folder: R and G means near 126 and 135, B, the
 strain, mostly dark). OpenCV reads a PNG in B, G, R order, so ``cv2.imread(path)`` is (strain, v, u), which
 is what the STSTNet authors' code feeds its network (``merkit.models.STSTNet``, ``encoding="bgr255"``).
 Min-max normalisation drops each channel's scale and offset: an import gives back the *normalised*
@@ -364,7 +364,7 @@ def read_flow_images(index: pd.DataFrame) -> np.ndarray:
     return np.stack(images)
 
 
-#: Header of the HTNet-style composite listing (``../shared/REAL_FORMATS.md``), written with ", " separators.
+#: Header of the HTNet-style composite listing (as the community folders ship it), written with ", " separators.
 COMPOSITE_LISTING_COLUMNS = ("dataset", "sub", "filename_o", "label", "apex", "imagename", "sub_filename")
 _LISTING_DATASET_NAMES = {"smic_hs": "smic"}  # the MEGC2019 ground truth's database names
 

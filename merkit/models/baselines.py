@@ -144,7 +144,7 @@ class STSTNet(nn.Module):
     Paper (Liong et al., FG 2019): branches of 3, 5 and 8 filters (3×3, ReLU, max-pool), concatenated,
     average-pooled, flattened, one dense layer to the classes; input 28×28×3.
 
-    ``ststnet`` is built as the authors' published PyTorch code builds it (``../shared/REAL_FORMATS.md``):
+    ``ststnet`` is built as the authors' published PyTorch code builds it (their public repository):
     each branch conv 3×3 with padding 2 (28 → 30) → ReLU → BatchNorm → max-pool 3, stride 3, padding 1
     (→ 10) → dropout 0.5; the branches are concatenated, average-pooled 2×2 (→ 5×5) and flattened to
     16·5·5 = 400 features → one linear layer. It is fed as the authors feed it (``encoding="bgr255"``):
@@ -152,9 +152,10 @@ class STSTNet(nn.Module):
 
     ``ststnet_kit`` is the kit's earlier reading of the paper, kept for comparison: 'same' padding 1
     (28 → 28 → 10 → 5, also 400 features), no BatchNorm, no dropout, and the input min-max scaled to 0..1
-    per channel in (u, v, strain) order (``encoding="unit"``). Reported in issue 10 (not measured here): on a
-    real 442-image folder, 800 epochs with the kit's AdamW/cosine/class-weighted defaults, it underfits (UF1
-    0.617, training accuracy 0.65), where a faithful re-run of the authors' code gives 0.699.
+    per channel in (u, v, strain) order (``encoding="unit"``). Reported by the maintainers (not measured in
+    this repository): on a real 442-image folder, 800 epochs with the kit's AdamW/cosine/class-weighted
+    defaults, it underfits (UF1 0.617, training accuracy 0.65), where a faithful re-run of the authors' code
+    gives 0.699.
     """
 
     input_kind = "flow"  # what it reads, known without building it (registry: ModelEntry.input_kind)
