@@ -1,25 +1,24 @@
-"""The shape of the house, read from the code: the import graph of merkit/ and the size of its modules.
+"""The shape of the house, read from the code: the import graph of merkit/, its names, and the size of its modules.
 
-Floors, bottom up (an import may point down or sideways within a floor, never up):
+Floors, bottom up (an import may point down or sideways within a floor, never up); the folder a module sits in
+tells its floor:
 
-0. ground: ``_io`` (atomic writes, to_jsonable, stable_hash, flatten_dict), ``errors`` (MerkitError)
-1. services with no science in them: ``runlock``, ``progress``, ``cache``, ``published``
-2. the science rooms: ``data/``, ``models/``, ``metrics``, ``protocols`` (splits, pure pandas)
-3. ``config``, ``config_names`` (the run's vocabulary: it names protocols, models, executors and checks them)
-4. one fold and its records: ``train``, ``batched`` (+ ``batched_data``, ``batched_wide``, ``batched_fused``), ``runs``,
-   ``explain/``, ``viz/``
-5. where folds run: ``runner``, ``executors``
-6. the notebooks' glue and the products: ``prepare``, ``predict``, ``pipeline`` (+ ``pipeline_params``,
-   ``notebook_files``, ``headline``), ``report/``, ``sweep``, ``teach``
-7. ``cli`` (the command; its function-level imports keep ``merkit --help`` fast)
+0. the ground floor: ``_io`` (atomic writes, to_jsonable, stable_hash), ``errors`` (MerkitError)
+1. services with no science in them: ``runlock``, ``progress``, ``cache``
+2. the science rooms: ``data/``, ``models/``, ``evaluation/`` (fold splits, metrics, published numbers)
+3. ``config/`` (the run's vocabulary: it names protocols, models, executors and checks them)
+4. ``training/`` (one fold, the runner, executors, the run directory, ``batched/``), ``explain/``, ``viz/``
+5. ``report/`` (the index page, compare, what a pipeline ran)
+6. the notebooks' glue and the products: ``pipeline/``, ``prepare``, ``predict``
+7. ``cli/`` (the command; its function-level imports keep ``merkit --help`` fast)
 8. the public face, ``merkit`` itself: ``merkit/__init__.pyi`` lists what ``import merkit`` offers, loaded on first
    use (lazy_loader); it may name any floor, and no module of the kit takes a name from it
 
-Both module-level and function-level imports count for the direction (a function-level import is a real
-arrow, only a later one). Only module-level imports count for cycles: a function-level import runs once
-every module is loaded, so it never meets a half-initialised one. ``if TYPE_CHECKING:`` imports are annotations, not
-arrows. A package's ``__init__.pyi`` (the lazy_loader stub of ``merkit`` and ``merkit.report``) counts as that
-package's imports, of kind "lazy": each runs on first use of its name, so it counts for the direction, not for cycles.
+Every kind of import counts for the direction: module level, function level (a real arrow, only a later one),
+``if TYPE_CHECKING:`` (kind "type": an annotation still ties the two rooms) and a package's ``__init__.pyi``
+(the lazy_loader stub of ``merkit`` and ``merkit.report``, kind "lazy"). Module-level and type-only imports count
+for cycles; a function-level or lazy import runs once every module is loaded, so it never meets a half-initialised
+one.
 """
 
 from __future__ import annotations
@@ -69,7 +68,7 @@ class Arrow:
     source: str
     target: str
     line: int
-    kind: str  # "module" | "function" | "lazy" (a name of a lazy_loader stub, __init__.pyi)
+    kind: str  # "module" | "function" | "type" (if TYPE_CHECKING) | "lazy" (a lazy_loader stub, __init__.pyi)
 
     def __str__(self) -> str:
         return f"{self.source} -> {self.target} ({self.kind} level, line {self.line})"
@@ -118,7 +117,7 @@ def _arrows() -> list[Arrow]:
             for child in ast.iter_child_nodes(node):
                 child_kind = "function" if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else kind
                 if isinstance(child, ast.If) and _is_type_checking(child):
-                    continue
+                    child_kind = "type"
                 targets: list[str] = []
                 if isinstance(child, ast.Import):
                     targets = [_resolve(alias.name) for alias in child.names if alias.name.startswith("merkit")]
@@ -222,7 +221,7 @@ def test_the_cycle_finder_finds_a_known_cycle() -> None:
 def test_no_import_cycle_at_module_level() -> None:
     graph: dict[str, set[str]] = {module: set() for module in MODULES}
     for arrow in ARROWS:
-        if arrow.kind == "module":
+        if arrow.kind in ("module", "type"):
             graph[arrow.source].add(arrow.target)
     cycles = _cycles(graph)
     assert not cycles, "module-level import cycles:\n  " + "\n  ".join(cycles)
@@ -276,3 +275,48 @@ def test_no_module_imports_a_private_name_of_another() -> None:
     )
     done = [key for key in PRIVATE_IMPORTS_PENDING if not any(_placed(line.split(" ")[0], key) for line in pending)]
     assert not done, f"no private import left in {done}: remove them from PRIVATE_IMPORTS_PENDING"
+
+
+# Flat modules at the top of merkit/ beside its packages: the ground floor, the services and the two products
+# (prepare, predict). More than this and the folders stop telling the floors.
+MAX_TOP_LEVEL_MODULES = 10
+
+
+def test_few_flat_modules_at_the_top() -> None:
+    flat = sorted(path.name for path in PACKAGE.glob("*.py") if path.name != "__init__.py")
+    assert len(flat) <= MAX_TOP_LEVEL_MODULES, f"{len(flat)} flat modules at the top of merkit/: {flat}"
+
+
+def _module_getattr() -> list[str]:
+    """Modules that resolve names through a module ``__getattr__`` the import graph cannot see: a hand-written
+    ``def __getattr__``, or an assigned one without the ``__init__.pyi`` stub that declares what it loads."""
+    found = []
+    for module, path in MODULES.items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+                found.append(f"{module}: def __getattr__ (line {node.lineno})")
+            assigned = isinstance(node, ast.Assign) and "__getattr__" in ast.unparse(node.targets[0])
+            if assigned and not path.with_suffix(".pyi").is_file():
+                found.append(f"{module}: __getattr__ assigned without a .pyi stub (line {node.lineno})")
+    return found
+
+
+def test_no_module_level_getattr_reexports() -> None:
+    found = _module_getattr()
+    assert not found, "module-level __getattr__ the architecture cannot read:\n  " + "\n  ".join(found)
+
+
+def test_type_only_imports_are_read() -> None:
+    """Guards the reader: an ``if TYPE_CHECKING:`` import is an arrow of kind "type" (it counts for cycles)."""
+    import textwrap
+
+    source = textwrap.dedent(
+        """
+        from typing import TYPE_CHECKING
+        if TYPE_CHECKING:
+            from merkit.errors import MerkitError
+        """
+    )
+    tree = ast.parse(source)
+    guard = next(node for node in tree.body if isinstance(node, ast.If))
+    assert _is_type_checking(guard)
