@@ -30,6 +30,7 @@ from merkit.errors import MerkitPermissionError
 __all__ = [
     "CacheError",
     "CACHE_ENV",
+    "CACHE_DEFAULT_HELP",
     "cache_dir",
     "cache_source",
     "check_writable",
@@ -40,6 +41,9 @@ __all__ = [
 
 #: Environment variable naming the cache folder.
 CACHE_ENV = "MERKIT_CACHE"
+#: Where an empty cache_dir / no --cache-dir puts the cache, in a help text's words (the rule above, shortened);
+#: the CLI's help and the notebooks' cache_dir help say this (tests/test_defaults.py holds them to it).
+CACHE_DEFAULT_HELP = "$MERKIT_CACHE, else the checkout's runs/cache or ~/.cache/merkit"
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from merkit.config.upgrade import upgrade_saved
 from merkit.report.notebook_run import NotebookRun
 from merkit.report.pieces import _CSS, _esc, _file_img, _metrics, _read_json
 from merkit.report.sections import (
@@ -61,7 +62,7 @@ def _describe(run_dir: Path, metrics: Mapping[str, Any], config: Mapping[str, An
         "model": model_name,
         "protocol": metrics.get("protocol") or (config.get("protocol") or {}).get("name"),
         "dataset": data.get("dataset") or ", ".join(sorted(metrics.get("per_dataset") or {})),
-        "class mapping": data.get("label_map") or data.get("protocol"),  # protocol: its name before issue 11
+        "class mapping": data.get("label_map"),
         "clips": metrics.get("n_samples"),
         "subjects": metrics.get("n_subjects"),
         "folds": metrics.get("n_folds"),
@@ -80,7 +81,7 @@ def write_report(run_dir: str | os.PathLike, runs: Sequence[NotebookRun] | None 
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
     metrics = _metrics(run_dir)
     config = _read_json(run_dir / "config.json")
-    config = config if isinstance(config, dict) else {}
+    config = upgrade_saved(config, "config") if isinstance(config, dict) else {}  # an older kit's key names
     about = _describe(run_dir, metrics, config)
     figures = _Figures(run_dir)
     records = notebook_records(run_dir, runs)
