@@ -37,6 +37,7 @@ from .evaluation.splits import (
     Fold,
     fold_seed,
     group_kfold_splits,
+    held_out_split,
     list_protocols,
     lodo_splits,
     loso_splits,
@@ -97,6 +98,7 @@ __all__ = [
     "optical_flow",
     "optical_strain",
     # the folds
+    "held_out_split",
     "make_splits",
     "loso_splits",
     "megc2019_splits",

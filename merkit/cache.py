@@ -45,6 +45,7 @@ __all__ = [
     "CACHE_TAG",
     "STORE_MARKER",
     "SYNTHME_MARKER",
+    "CACHE_DEFAULT_HELP",
     "cache_dir",
     "cache_source",
     "check_writable",
@@ -67,6 +68,10 @@ def source_checkout() -> Path | None:
     root = Path(__file__).resolve().parent.parent
     return root if (root / "pyproject.toml").is_file() else None
 
+
+#: Where an empty cache_dir / no --cache-dir puts the cache, in a help text's words (the rule of `cache_dir`,
+#: shortened); the CLI's help and the notebooks' cache_dir help say this (tests/test_defaults.py holds them to it).
+CACHE_DEFAULT_HELP = "$MERKIT_CACHE, else the checkout's runs/cache or ~/.cache/merkit"
 
 #: The tag file at the root of a cache the kit created (Cache Directory Tagging Specification).
 CACHE_TAG = "CACHEDIR.TAG"

@@ -49,7 +49,7 @@ from torch import nn
 
 from merkit import explain, viz
 from merkit._io import to_jsonable
-from merkit.config import upgrade_config_dict
+from merkit.config import upgrade_saved
 from merkit.data.inputs import InputAdapter, input_adapter
 from merkit.data.io import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, Clip, is_video, list_frames, read_clip
 from merkit.data.preprocess import (
@@ -62,6 +62,7 @@ from merkit.data.preprocess import (
 from merkit.data.torch_dataset import flow_input_to_uvs
 from merkit.errors import MerkitValueError
 from merkit.models import create_model
+from merkit.training.fold import resolve_device
 from merkit.training.runs import atomic_torch_save, atomic_write_json, config_differences
 
 __all__ = [
@@ -172,9 +173,7 @@ def check_model_config(bundle: "ModelBundle", expect: Any) -> None:
             f"{where} has no record of the parameters it was trained under (written by an older kit), so it "
             "cannot be checked against this notebook's; re-run 02_train (or delete the file) to train it again"
         )
-    differences = config_differences(
-        upgrade_config_dict(bundle.run_config), upgrade_config_dict(_config_dict(expect)), _MODEL_IRRELEVANT_KEYS
-    )
+    differences = config_differences(bundle.run_config, _config_dict(expect), _MODEL_IRRELEVANT_KEYS)
     if differences:
         written = bundle.written or {}
         raise StaleModelError(
@@ -231,7 +230,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", *, e
         stats=None if stats is None else (np.asarray(stats[0], np.float32), np.asarray(stats[1], np.float32)),
         path=path,
         flow=None if bundle.get("flow") is None else dict(bundle["flow"]),
-        run_config=None if bundle.get("run_config") is None else json.loads(bundle["run_config"]),
+        # A bundle of an older kit records its run config under older key names: read under today's.
+        run_config=None
+        if bundle.get("run_config") is None
+        else upgrade_saved(json.loads(bundle["run_config"]), "config"),
         written=None if bundle.get("written") is None else json.loads(bundle["written"]),
     )
     if expect is not None:
@@ -446,7 +448,7 @@ def predict_clip(
     apex: int | None = None,
     out_dir: str | os.PathLike | None = None,
     crop: str = "auto",
-    device: str = "cpu",
+    device: str = "auto",
     overlay: bool = True,
 ) -> Prediction:
     """Classify one clip (video file or frame folder) with the model of ``run_dir`` or ``checkpoint``.
@@ -463,6 +465,7 @@ def predict_clip(
     _check_clip_path(clip_path)
     _check_frame_range(clip_path, onset, apex, offset)
     bundle_path = _bundle_path(run_dir, checkpoint)
+    device = resolve_device(device)  # "auto": cuda, then mps, then cpu (TrainConfig.device's rule)
     bundle = load_model(bundle_path, device)
     adapter = input_adapter(bundle.model)  # clip or flow, chosen once
     if adapter.needs_flow and bundle.flow is None:

@@ -33,6 +33,7 @@ PARAMS: dict[str, Any] = {
     **TINY_SYNTHME,
     "dataset": "synthme",
     "label_map": "synthme_3class",
+    "on_problem": "error",  # what the golden runs used (the default then; SynthME has no sheet faults to fix)
     "synthme_seed": 0,
     "temporal": "onset_offset",
     "crop": "auto",
@@ -62,6 +63,7 @@ def notebook_config(params: dict[str, Any], model: str) -> tuple[Any, Any, Any]:
         dataset=p["dataset"],
         data_root="",
         label_map=p["label_map"],
+        on_problem=p["on_problem"],
         synthme_seed=p["synthme_seed"],
         synthme_n_subjects=p["synthme_n_subjects"],
         synthme_clips_per_subject=p["synthme_clips_per_subject"],

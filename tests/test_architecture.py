@@ -41,6 +41,7 @@ FLOORS: dict[str, int] = {
     "merkit.models": 2,
     "merkit.evaluation": 2,
     "merkit.config": 3,
+    "merkit.config.upgrade": 0,  # saved files' key names: read where each file is loaded, the data floor's stores too
     "merkit.training": 4,
     "merkit.explain": 4,
     "merkit.viz": 4,

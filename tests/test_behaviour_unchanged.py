@@ -79,9 +79,8 @@ def test_tiny_loso_gives_the_pre_refactor_metrics(tiny_runs: dict[str, Path], na
 @pytest.mark.parametrize("name", list(RUNS))
 def test_config_json_of_the_pre_refactor_format_loads_to_the_same_values(name: str) -> None:
     saved = json.loads((FIXTURES / name / "config.json").read_text())
-    assert saved["data"]["protocol"] == "synthme_3class"  # the class mapping's name before issue 11
-    with pytest.warns(DeprecationWarning, match="use 'label_map'"):
-        loaded = load_config(FIXTURES / name / "config.json")
+    assert saved["data"]["protocol"] == "synthme_3class"  # the class mapping's name then, upgraded when loaded
+    loaded = load_config(FIXTURES / name / "config.json")
     assert loaded.data.label_map == "synthme_3class"
     assert loaded.model.name == RUNS[name]["model"]
     assert loaded.train.epochs == PARAMS["epochs"] and loaded.train.seed == PARAMS["seed"]

@@ -179,7 +179,7 @@ def test_prepare_generates_synthme_and_reports_store(tmp_path: Path, capsys):
 
 def test_prepare_missing_data_root_is_one_line(tmp_path: Path, capsys):
     code = main(
-        ["prepare", "--dataset", "casme2", "--data-root", str(tmp_path / "CASME2"), "--protocol", "casme2_5class"]
+        ["prepare", "--dataset", "casme2", "--data-root", str(tmp_path / "CASME2"), "--label-map", "casme2_5class"]
     )
     assert code == EXIT_USAGE
     err = capsys.readouterr().err

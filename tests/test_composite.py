@@ -162,7 +162,7 @@ def _samm_with_faults(variant: int) -> list[Row]:
 def test_samm_errata_in_both_circulating_variants(tmp_path, variant):
     root = write_samm_tree(tmp_path / "SAMM", _samm_with_faults(variant))
     with pytest.raises(ManifestError) as error:
-        build_manifest("samm", root)
+        build_manifest("samm", root, on_problem="error")
     text = str(error.value)
     assert "samm/028/028_4_1: SAMM_Micro_FACS_Codes_v2.xlsx row " in text
     assert f"apex {(1143, 1113)[variant]} is a known fault (declared erratum -> 1105" in text
@@ -225,7 +225,7 @@ def _casme3a_root(tmp_path: Path, images: bool = False) -> Path:
 def test_casme3a_error_names_each_faulty_row_with_the_file(tmp_path):
     root = _casme3a_root(tmp_path)
     with pytest.raises(ManifestError) as error:
-        build_manifest("casme3a", root)
+        build_manifest("casme3a", root, on_problem="error")
     text = str(error.value)
     assert "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx" in text and len(error.value.problems) == 3
     assert "casme3a/spNO.1/b_60: cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx row 4: onset 60 is after offset 50" in text
@@ -285,7 +285,7 @@ def test_a_sheet_with_an_extra_blank_column_is_still_read(tmp_path, monkeypatch)
 def test_composite_drop_runs_and_lists_the_dropped_samm_clips(tmp_path):
     root = write_megc_tree(tmp_path, samm=_samm_with_faults(0))
     with pytest.raises(ManifestError, match="samm/028/028_4_1"):
-        build_megc2019(root)
+        build_megc2019(root, on_problem="error")
     fixed = build_megc2019(root, on_problem="fix")
     assert len(fixed) == 442 and {"028_4_1", "032_3_1"} <= set(problems_table(fixed)["sample"])
     dropped = build_megc2019(root, on_problem="drop")
@@ -311,7 +311,9 @@ def test_on_problem_reaches_prepare_data_and_data_problems_csv_is_written(tmp_pa
     }
     with pytest.raises(ManifestError, match="offset is 0"):
         prepare_data(
-            DataConfig(dataset="casme3a", data_root=str(root), label_map=""), None, cache_dir=tmp_path / "cache"
+            DataConfig(dataset="casme3a", data_root=str(root), label_map="", on_problem="error"),
+            None,
+            cache_dir=tmp_path / "cache",
         )
     with pytest.raises(ConfigError, match="on_problem must be one of"):
         DataConfig(on_problem="skip")
@@ -326,7 +328,7 @@ def test_merkit_prepare_on_problem_fix_prints_and_writes_what_it_fixed(tmp_path,
             "casme3a",
             "--data-root",
             str(root),
-            "--protocol",
+            "--label-map",
             "casme3a_7class",
             "--frames",
             "4",
@@ -344,7 +346,7 @@ def test_merkit_prepare_on_problem_fix_prints_and_writes_what_it_fixed(tmp_path,
     out = capsys.readouterr().out
     assert code == 0 and "dataset: casme3a (6 clips" in out
     assert "fixed (rule)  casme3a/spNO.2/c_40:" in out and (tmp_path / "run" / "data_problems.csv").is_file()
-    assert main(["prepare", "--dataset", "casme3a", "--data-root", str(root), "-q"]) == 2
+    assert main(["prepare", "--dataset", "casme3a", "--data-root", str(root), "--on-problem", "error", "-q"]) == 2
     assert "offset is 0" in capsys.readouterr().err
 
 

@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import warnings
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,7 @@ from merkit.config import (
     TrainConfig,
     load_config,
     resumable_keys,
+    upgrade_saved,
 )
 from merkit.evaluation import splits as protocols
 from merkit.models import list_models
@@ -303,41 +306,45 @@ def test_registry_input_kind_is_the_kind_of_the_built_model():
         assert model_entry(name).input_kind == create_model(name).input_spec.kind, name
 
 
-# ------------------------------------------------------------------- label_map (the class mapping's name)
+# ------------------------------------------------------------------- saved files of an older kit
+
+#: config.json files the kit saved before the class mapping was renamed label_map (tests/fixtures/behaviour).
+SAVED_CONFIGS = sorted((Path(__file__).parent / "fixtures" / "behaviour").glob("*/config.json"))
 
 
-def test_old_config_key_data_protocol_loads_as_label_map_with_a_deprecation_warning(tmp_path):
-    with pytest.warns(DeprecationWarning, match="use 'label_map'"):
-        cfg = RunConfig.from_dict({"data": {"dataset": "casme2", "protocol": "casme2_5class"}})
-    assert cfg.data.label_map == "casme2_5class" and "protocol" not in cfg.to_dict()["data"]
-    with pytest.raises(ConfigError, match="disagree"):
-        RunConfig.from_dict({"data": {"protocol": "casme2_5class", "label_map": "casme2_3class"}})
-    with pytest.warns(DeprecationWarning, match="use 'label_map'"):
-        assert cfg.data.protocol == "casme2_5class"  # the old attribute still reads, saying it is deprecated
-    with pytest.warns(DeprecationWarning, match="use 'label_map'"):
-        assert cfg.with_updates({"data.protocol": "casme2_3class"}).data.label_map == "casme2_3class"
-
-
-def test_old_parameter_protocol_is_taken_as_label_map_with_a_deprecation_warning():
-    with pytest.warns(DeprecationWarning, match="use 'label_map'"):
-        cfg = RunConfig.from_params(dataset="casme2", protocol="casme2_5class")
-    assert cfg.data.label_map == "casme2_5class"
-    with pytest.warns(DeprecationWarning, match="use 'label_map'"):
-        assert DataConfig.of_params({"protocol": "samm_5class", "epochs": 3}).label_map == "samm_5class"
-    import warnings
-
+@pytest.mark.parametrize("path", SAVED_CONFIGS, ids=lambda p: p.parent.name)
+def test_upgrade_saved_reads_an_old_config_json_under_todays_names(path):
+    saved = json.loads(path.read_text())
+    assert saved["data"]["protocol"] == "synthme_3class" and "label_map" not in saved["data"]
+    upgraded = upgrade_saved(saved, "config")
+    assert upgraded["data"]["label_map"] == "synthme_3class" and "protocol" not in upgraded["data"]
+    assert saved["data"]["protocol"] == "synthme_3class"  # the input is left as it was
+    assert upgrade_saved(upgraded, "config") == upgraded  # today's names come back equal
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the new name warns about nothing
-        assert RunConfig.from_params(label_map="casme2_5class").data.label_map == "casme2_5class"
+        warnings.simplefilter("error")  # loading an old file is not a deprecation the user must act on
+        loaded = load_config(path)
+    assert loaded.to_dict()["data"] == {**upgraded["data"]}
+
+
+def test_upgrade_saved_refuses_a_file_whose_two_names_disagree_and_an_unknown_kind():
+    with pytest.raises(ConfigError, match=r"data.protocol \('casme2_5class'.*data.label_map \('casme2_3class'\)"):
+        upgrade_saved({"data": {"protocol": "casme2_5class", "label_map": "casme2_3class"}}, "config")
+    assert upgrade_saved({"attrs": {"protocol": "x", "label_map": "x"}}, "store") == {"attrs": {"label_map": "x"}}
+    with pytest.raises(ConfigError, match="unknown kind of saved file 'manifest'"):
+        upgrade_saved({}, "manifest")
+
+
+def test_code_and_parameters_know_only_the_new_name():
+    with pytest.raises(ConfigError, match="unknown run parameter.*'protocol'"):
+        RunConfig.from_params(protocol="casme2_5class")
+    with pytest.raises(ConfigError, match="unknown config key.*'data.protocol'"):
+        RunConfig.from_dict({"data": {"protocol": "casme2_5class"}})  # in memory: no upgrade, only at loading
+    assert not hasattr(DataConfig(), "protocol")
 
 
 def test_a_run_directory_of_the_old_format_resumes(tmp_path):
-    old = RunConfig(data=DataConfig(label_map="synthme_3class")).to_dict()
-    old["data"]["protocol"] = old["data"].pop("label_map")
+    old = json.loads(SAVED_CONFIGS[0].read_text())
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text(json.dumps(old))
-    from merkit.config import upgrade_config_dict
-
-    with pytest.warns(DeprecationWarning):
-        RunDir(tmp_path / "run", RunConfig(), capture=False, upgrade=upgrade_config_dict)  # no RunConfigMismatch
+    RunDir(tmp_path / "run", RunConfig.from_dict(upgrade_saved(old, "config")), capture=False)  # no RunConfigMismatch
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["label_map"] == "synthme_3class"

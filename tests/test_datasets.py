@@ -30,16 +30,14 @@ from merkit.data.datasets import (
     build_megc2019,
     list_datasets,
     list_label_maps,
-    list_protocols,
     load_spec,
     manifests_dir,
     problems_table,
     read_megc_ground_truth,
     write_megc_ground_truth,
 )
-from merkit.data.datasets.spec import LabelMap, Protocol
 from merkit.data.io import ClipReadError, frame_number, read_sample
-from merkit.data.manifest import MANIFEST_COLUMNS, ManifestError, manifest_hash, validate_manifest
+from merkit.data.manifest import MANIFEST_COLUMNS, ManifestError, validate_manifest
 
 
 def _casme2_small() -> list[Row]:
@@ -80,11 +78,6 @@ def test_every_dataset_and_protocol_is_declared():
     assert "casme2_5class" in list_label_maps("casme2") and "samm_5class" in list_label_maps("samm")
     assert list_label_maps("smic_hs") == ["smic_3class"] and list_label_maps("megc2019") == ["megc2019_3class"]
     assert list_label_maps("synthme") == ["synthme_3class"]
-
-
-def test_list_protocols_of_a_dataset_is_the_deprecated_name_of_list_label_maps():
-    with pytest.warns(DeprecationWarning, match="list_label_maps"):
-        assert list_protocols("casme2") == list_label_maps("casme2")
 
 
 def test_frame_name_examples_in_the_dataset_files_parse():
@@ -172,19 +165,6 @@ def test_casme2_5class_labels_and_drops(small):
     assert [classes[i] for i in df["label"]] == df["emotion"].tolist()
 
 
-def test_the_old_protocol_keyword_warns_and_builds_the_same_manifest(small):
-    root = write_casme2_tree(small / "CASME2", _casme2_small())
-    now = build_manifest("casme2", root, label_map="casme2_5class")
-    with pytest.warns(DeprecationWarning, match=r"protocol=.*label_map"):
-        old = build_manifest("casme2", root, protocol="casme2_5class")
-    pd.testing.assert_frame_equal(old, now)
-    assert manifest_hash(old) == manifest_hash(now)
-    assert old.attrs["label_map"] == "casme2_5class" and "protocol" not in old.attrs
-    assert build_manifest("casme2", root, "casme2_5class").attrs["label_map"] == "casme2_5class"  # third positional
-    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="disagree"):
-        build_manifest("casme2", root, "casme2_5class", protocol="casme2_3class")
-
-
 def _with_old_keys(folder: Path, dataset: str) -> Path:
     """Rewrite ``<dataset>.yaml`` in ``folder`` as written before issue 11 (``protocols:``, ``default_protocol:``)."""
     file = folder / f"{dataset}.yaml"
@@ -204,25 +184,10 @@ def _touch_later(file: Path) -> None:
     os.utime(file, ns=(later, later))
 
 
-def test_a_dataset_file_with_the_old_protocols_key_still_builds(small):
-    root = write_casme2_tree(small / "CASME2", _casme2_small())
-    now = build_manifest("casme2", root, "casme2_5class")
+def test_a_dataset_file_with_the_old_protocols_key_is_refused_naming_the_new_key(small):
     file = _with_old_keys(small / "manifests", "casme2")
-    with pytest.warns(DeprecationWarning, match=rf"{file.name}.*protocols.*label_maps"):
-        assert list_label_maps("casme2") == ["casme2_5class"]
-    old = build_manifest("casme2", root, "casme2_5class")
-    pd.testing.assert_frame_equal(old, now)
-    assert old.attrs["label_map"] == "casme2_5class"
-    file.write_text(file.read_text() + "\nlabel_maps: {}\n")  # both names: one would be ignored
-    _touch_later(file)
-    with pytest.raises(ManifestError, match="both 'protocols' and 'label_maps'"):
+    with pytest.raises(ManifestError, match=rf"{file.name}: rename the key\(s\): 'protocols' is now 'label_maps'"):
         load_spec("casme2")
-
-
-def test_old_protocol_names_of_the_spec_still_answer(small):
-    spec = load_spec("casme2")
-    assert spec.protocols is spec.label_maps and spec.protocol("casme2_5class") is spec.label_map("casme2_5class")
-    assert isinstance(spec.label_map("casme2_5class"), Protocol) and Protocol is LabelMap
 
 
 def test_casme2_2019_version_is_chosen_by_annotation(small):
@@ -491,8 +456,7 @@ def test_megc2019_composite_rule_and_counts(megc_root):
     assert df["path"].str.split("/").str[0].tolist() == ["CASME2"] * 145 + ["SAMM"] * 133 + ["SMIC"] * 164
     assert validate_manifest(df, megc_root) == []  # the composite reads from the composite root
     assert build_manifest("megc2019", megc_root, "megc2019_3class")["sample"].tolist() == df["sample"].tolist()
-    with pytest.warns(DeprecationWarning, match="build_megc2019"):
-        pd.testing.assert_frame_equal(build_megc2019(megc_root, protocol="megc2019_3class"), df)
+    pd.testing.assert_frame_equal(build_megc2019(megc_root, "megc2019_3class"), df)
     assert df.attrs["label_map"] == "megc2019_3class"
 
 
@@ -545,7 +509,7 @@ def test_errata_apply_only_where_the_sheet_still_holds_the_wrong_value(tmp_path,
     use_manifests(tmp_path, monkeypatch, casme2={"expected": None, "errata": errata, "exclusions": exclusions})
     root = write_casme2_tree(tmp_path / "CASME2", _casme2_small())
     with pytest.raises(ManifestError, match=r"casme2/01/EP02_01f: .*row 2: emotion 'happiness' is a known fault"):
-        build_manifest("casme2", root)  # on_problem='error' changes nothing and names the known fault
+        build_manifest("casme2", root, on_problem="error")  # changes nothing and names the known fault
     df = build_manifest("casme2", root, on_problem="fix")
     assert df.set_index("sample").loc["EP02_01f", "emotion"] == "others"
     assert df.set_index("sample").loc["EP01_01", "emotion"] == "others"  # sheet holds others, not surprise: untouched

@@ -11,7 +11,6 @@ from merkit.data.manifest import (
     MANIFEST_COLUMNS,
     ManifestError,
     ManifestProblem,
-    label_map_of,
     make_manifest,
     manifest_hash,
     validate_manifest,
@@ -97,21 +96,6 @@ def test_missing_columns_are_one_clear_problem():
     df = _manifest(_row()).drop(columns=["onset", "fps"])
     with pytest.raises(ManifestError, match="missing manifest column.*onset, fps"):
         validate_manifest(df)
-
-
-def test_make_manifest_takes_the_old_protocol_keyword_with_a_warning():
-    with pytest.warns(DeprecationWarning, match="label_map"):
-        old = make_manifest([_row()], dataset="casme2", protocol="casme2_5class", classes=("happiness", "disgust"))
-    now = _manifest(_row())
-    assert old.attrs["label_map"] == now.attrs["label_map"] == "casme2_5class" and "protocol" not in old.attrs
-    assert manifest_hash(old) == manifest_hash(now)
-
-
-def test_a_manifest_saved_with_the_old_protocol_attr_is_still_checked_against_its_classes():
-    df = _manifest(_row(label=5))
-    df.attrs = {("protocol" if k == "label_map" else k): v for k, v in df.attrs.items()}
-    assert label_map_of(df.attrs) == "casme2_5class"
-    assert any("not a class index of label map casme2_5class" in str(p) for p in validate_manifest(df, strict=False))
 
 
 def test_without_a_label_map_labels_are_not_required():

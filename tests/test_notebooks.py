@@ -127,8 +127,7 @@ def tiny_run(tmp_path_factory) -> Path:
     declared = set().union(*(papermill.inspect_notebook(str(s)) for s in sources))
     extra = {
         "epochs": 1,
-        "batch_size": 4,
-        "k": 3,
+        "batch_size": 4,  # k: the default, more folds than TINY's 3 subjects (02/04 hold out one, with a warning)
         "compare": "meranet_small:none",
         "n_boot": 20,
         "n_explain": 2,
@@ -170,6 +169,7 @@ def test_02_train_artefacts(tiny_run: Path):
     assert list(history["epoch"]) == [1] and history["loss"].notna().all()
     split = json.loads((tiny_run / "train_split.json").read_text())
     assert 0 <= split["uf1"] <= 1 and split["n_test"] == 3 and len(split["held_out_subjects"]) == 1
+    assert "using k=3" in (tiny_run / "notebooks" / "02_train.ipynb").read_text()  # the default k, lowered, says so
     assert len(pd.read_csv(tiny_run / "train_predictions.csv")) == 3
     from merkit.predict import load_model
 

@@ -232,20 +232,3 @@ def test_format_metric_adds_the_bootstrap_interval():
     metrics = {"pooled": {"uf1": 0.75}, "ci": {"uf1": {"low": 0.6, "high": 0.9}}}
     assert format_metric(metrics, "pooled.uf1", 0.75) == "0.7500 [0.6000, 0.9000]"
     assert format_metric(metrics, "n_folds", 12) == "12"
-
-
-def test_old_parameter_name_protocol_reaches_label_map_with_a_deprecation_warning(tmp_path: Path):
-    from merkit.pipeline.run import ParameterError, check_parameters
-
-    new = make_notebook(tmp_path / "new.ipynb", COMMON + 'label_map: str = "synthme_3class"  # class mapping\n', "pass")
-    old = make_notebook(
-        tmp_path / "old.ipynb", COMMON + 'protocol: str = "synthme_3class"  # a notebook of its own\n', "pass"
-    )
-    with pytest.warns(DeprecationWarning, match="use 'label_map'"):
-        own = check_parameters({"protocol": "casme2_5class"}, [new])
-    assert own[new]["label_map"] == "casme2_5class" and "protocol" not in own[new]
-    assert (
-        check_parameters({"protocol": "casme2_5class"}, [old])[old]["protocol"] == "casme2_5class"
-    )  # declared: as given
-    with pytest.raises(ParameterError, match="disagree"):
-        check_parameters({"protocol": "casme2_5class", "label_map": "casme2_3class"}, [new])

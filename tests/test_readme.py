@@ -2,7 +2,7 @@
 
 Running every command for real would train for minutes, so this checks what a renamed flag, parameter or
 import would break: every ``merkit …`` line of the README parses with the real argument parser, every
-``-p name value`` names a parameter some notebook declares (or its deprecated alias), and the Python
+``-p name value`` names a parameter some notebook declares, and the Python
 example's imports resolve to the names it uses.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from merkit.cli.parser import build_parser
-from merkit.pipeline.params import COMMON_PARAMETERS, DEPRECATED_PARAMETERS, NOTEBOOK_DIR, notebook_parameters
+from merkit.pipeline.params import COMMON_PARAMETERS, NOTEBOOK_DIR, notebook_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -53,7 +53,7 @@ def test_every_readme_notebook_parameter_is_declared():
     used = {argv[i + 1] for argv in _merkit_commands() for i, word in enumerate(argv[:-1]) if word == "-p"}
     used |= set(re.findall(r"`-p (\w+) ", README))  # the parameters named in the release table
     assert used, "the README names no -p parameter: the pattern above no longer matches it"
-    assert used - declared - set(DEPRECATED_PARAMETERS) == set()
+    assert used - declared == set()
 
 
 def test_the_python_example_imports_what_it_uses():

@@ -168,8 +168,8 @@ def test_casme2_part_counts_and_the_2019_relabelling(megc_full):
 
 def test_samm_part_has_exactly_the_two_planted_apex_faults(megc_full):
     with pytest.raises(ManifestError):
-        build_manifest("samm", megc_full / "SAMM")
-    df = build_manifest("samm", megc_full / "SAMM", strict=False)
+        build_manifest("samm", megc_full / "SAMM", on_problem="error")
+    df = build_manifest("samm", megc_full / "SAMM", strict=False, on_problem="error")
     assert len(df) == 159 and df["subject"].nunique() == 29
     faults = {(p.sample, p.message.split(": ")[-1] if ": " in p.message else p.message) for p in df.attrs["problems"]}
     assert {s for s, _ in faults} == {"028_4_1", "032_3_1"}
@@ -179,7 +179,7 @@ def test_samm_part_has_exactly_the_two_planted_apex_faults(megc_full):
 
 def test_megc2019_composite_counts(megc_full):
     with pytest.raises(ManifestError, match="028_4_1"):  # SAMM's known apex faults stop the default build
-        build_manifest("megc2019", megc_full)
+        build_manifest("megc2019", megc_full, on_problem="error")
     df = build_manifest("megc2019", megc_full, on_problem="fix")
     assert len(df) == 442 and len(set(zip(df["dataset"], df["subject"]))) == 68
     counts = {d: len(g) for d, g in df.groupby("dataset")}
@@ -194,7 +194,7 @@ def test_megc2019_composite_counts(megc_full):
 def test_samm_release_is_grey_and_wide_with_the_sheet_form(tmp_path):
     root = write_release("samm", tmp_path / "SAMM", small=True, scale=0.25, progress=False)
     check_release("samm", root)
-    df = build_manifest("samm", root, strict=False)  # small: only the planted faults are problems
+    df = build_manifest("samm", root, strict=False, on_problem="error")  # small: only the planted faults are problems
     assert {p.sample for p in df.attrs["problems"]} == {"028_4_1", "032_3_1"}
     assert all(p.startswith("SAMM/") for p in df["path"])
     frame = first_frame(root, df.iloc[0]["path"])
@@ -224,7 +224,7 @@ def test_smic_hs_release_has_no_sheet_and_class_folders(tmp_path, names):
 def test_casme3a_release_plants_seven_faulty_rows(tmp_path):
     root = write_release("casme3a", tmp_path / "C3", scale=0.05, progress=False)
     check_release("casme3a", root, "--counts")
-    df = build_manifest("casme3a", root, strict=False)
+    df = build_manifest("casme3a", root, strict=False, on_problem="error")
     assert len(df) == 860 and df["subject"].nunique() == 94
     assert len({(p.subject, p.sample) for p in df.attrs["problems"]}) == 7
     assert (df["offset"] == 0).sum() == 3 and (df["onset"] > df["offset"]).sum() == 5
@@ -308,7 +308,7 @@ def test_casme3a_release_error_names_each_faulty_row_and_fix_leaves_none(tmp_pat
 
     root = write_release("casme3a", tmp_path / "C3", small=True, scale=0.05, progress=False)
     with pytest.raises(ManifestError) as error:
-        build_manifest("casme3a", root)
+        build_manifest("casme3a", root, on_problem="error")
     faulty = {(p.subject, p.sample) for p in error.value.problems}
     assert faulty and all("cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx row " in p.message for p in error.value.problems)
     df = build_manifest("casme3a", root, "casme3a_3class", on_problem="fix")  # strict: nothing left

@@ -278,7 +278,7 @@ def test_flow_is_stored_onset_to_apex(toy, tmp_path):
     assert x.shape == (3, 8, 8) and 0 <= float(x.min()) and float(x.max()) <= 1 and label == int(manifest.label[1])
 
 
-def test_a_store_saved_before_issue_11_names_its_label_map_protocol_and_still_opens(toy, tmp_path):
+def test_a_store_an_older_kit_saved_names_its_label_map_protocol_and_still_opens(toy, tmp_path):
     root, manifest = toy
     store = build_store(manifest, root, CONFIG, tmp_path / "cache", progress=False)
     assert store.index.attrs["label_map"] == "toy_3class"

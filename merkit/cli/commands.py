@@ -168,11 +168,34 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def notebook_defaults() -> dict[str, Any]:
+    """Every run parameter's default as the notebooks declare it: the ``laptop`` profile over the library's
+    defaults (:func:`merkit.config.profiles.profile_params`). The options of ``merkit prepare``, ``composite`` and
+    ``predict`` that are run parameters default to these (the parser leaves them None)."""
+    from merkit.config.profiles import NOTEBOOK_PROFILE, profile_params
+
+    return profile_params(NOTEBOOK_PROFILE)
+
+
+def _given_or_default(args: argparse.Namespace, names: Sequence[str]) -> None:
+    """Fill each option of ``names`` that the user did not give (None) with the notebooks' default."""
+    defaults = notebook_defaults()
+    for name in names:
+        if getattr(args, name) is None:
+            setattr(args, name, defaults[name])
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from merkit.config import DataConfig
     from merkit.data.preprocess import PreprocessConfig
     from merkit.prepare import prepare_data
 
+    defaults = notebook_defaults()
+    args.subjects = defaults["synthme_n_subjects"] if args.subjects is None else args.subjects
+    args.clips_per_subject = (
+        defaults["synthme_clips_per_subject"] if args.clips_per_subject is None else args.clips_per_subject
+    )
+    _given_or_default(args, ("dataset", "frames", "size", "crop", "no_face", "on_problem"))
     if args.flow_folder:  # a community folder of 28x28 flow PNGs: dataset flow_folder, the folder is the data root
         if args.data_root and Path(args.data_root).expanduser() != Path(args.flow_folder).expanduser():
             raise UserError("give either --flow-folder DIR or --data-root DIR for a flow folder, not both")
@@ -186,11 +209,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         data_root.mkdir(parents=True)  # SynthME is generated into a new, empty folder
     if data_root.is_dir() and not _readable_folder(data_root):
         raise UserError(f"data root {data_root} cannot be read (permission denied): give your user read access")
-    protocol = args.protocol if args.protocol is not None else ("synthme_3class" if args.dataset == "synthme" else "")
+    if args.label_map is None:  # the notebooks' class mapping is SynthME's: another dataset gets none unless named
+        args.label_map = defaults["label_map"] if args.dataset == defaults["dataset"] else ""
     data = DataConfig(
         dataset=args.dataset,
         data_root=str(data_root),
-        label_map=protocol,
+        label_map=args.label_map,
         listing=args.listing,
         synthme_n_subjects=args.subjects,
         synthme_clips_per_subject=args.clips_per_subject,
@@ -363,6 +387,7 @@ def cmd_composite(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise UserError(f"composite data root {root} is not a folder (it holds CASME2/, SAMM/ and SMIC/)")
     annotations = {"casme2": args.casme2_sheet} if args.casme2_sheet else None
+    _given_or_default(args, ("on_problem",))
     composite = build_megc2019(root, annotations=annotations, on_problem=args.on_problem)
     per = composite.groupby("dataset")["sample"].size().to_dict()
     print(
@@ -413,6 +438,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if not args.run and not args.checkpoint:
         raise UserError("predict needs --run RUN_DIR or --checkpoint FILE")
+    _given_or_default(args, ("device",))
     prediction = predict_clip(
         args.clip,
         run_dir=args.run,

@@ -1,9 +1,15 @@
-"""The ``merkit`` argument parser: one sub-command per :mod:`merkit.cli.commands` function."""
+"""The ``merkit`` argument parser: one sub-command per :mod:`merkit.cli.commands` function.
+
+Options that are also run parameters (``merkit prepare --size``, ``--on-problem``, …) default to None here and
+take the notebooks' defaults, the ``laptop`` profile over the library's (:mod:`merkit.config.profiles`), when the
+command runs (:func:`merkit.cli.commands.profile_default`): one source, and no config import to print ``--help``.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from merkit.cache import CACHE_DEFAULT_HELP
 from merkit.cli.commands import (
     cmd_cache,
     cmd_compare,
@@ -18,6 +24,9 @@ from merkit.cli.commands import (
     cmd_synthme,
     cmd_teach,
 )
+
+#: How a --help names a default taken from the notebooks' (the laptop profile's) when the command runs.
+AS_NOTEBOOKS = "the notebooks' value, `merkit pipeline --list-params`"
 
 
 def _add_pipeline_options(parser: argparse.ArgumentParser, default_run_dir: str | None) -> None:
@@ -151,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build the manifest of DATASET under --data-root (for synthme, generating it there first when "
         "the folder is new or empty) and preprocess every clip into the clip store under --cache-dir.",
     )
-    p.add_argument("--dataset", default="synthme", help="dataset key (default: %(default)s)")
+    p.add_argument("--dataset", default=None, help=f"dataset key (default: {AS_NOTEBOOKS})")
     p.add_argument("--data-root", default="", help="your dataset copy; for synthme a new or empty folder is filled")
     p.add_argument(
         "--flow-folder",
@@ -168,33 +177,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--label-map",
-        "--protocol",
-        dest="protocol",
         default=None,
-        help="class mapping, e.g. casme2_5class (default: synthme_3class / none); --protocol is its old name",
+        help=f"class mapping, e.g. casme2_5class (default: synthme: {AS_NOTEBOOKS}; other datasets: none)",
     )
     p.add_argument(
         "--cache-dir",
         default=None,
-        help="cache folder for generated SynthME and clip stores "
-        "(default: $MERKIT_CACHE, else runs/cache of the checkout; never inside DATA_ROOT)",
+        help=f"cache folder for generated SynthME and clip stores (default: {CACHE_DEFAULT_HELP}; never inside "
+        "DATA_ROOT)",
     )
     p.add_argument(
-        "--frames", type=int, default=16, help="frames per clip after temporal normalisation (default: %(default)s)"
+        "--frames",
+        type=int,
+        default=None,
+        help=f"frames per clip after temporal normalisation (default: {AS_NOTEBOOKS})",
     )
-    p.add_argument("--size", type=int, default=32, help="clip side in pixels (default: %(default)s)")
+    p.add_argument("--size", type=int, default=None, help=f"clip side in pixels (default: {AS_NOTEBOOKS})")
     p.add_argument(
         "--crop",
-        default="auto",
+        default=None,
         help="auto (face crops as is, raw frames get the Haar face box, per the "
-        "manifest's cropped flag), dataset (already cropped), haar, center or none (default: %(default)s)",
+        f"manifest's cropped flag), dataset (already cropped), haar, center or none (default: {AS_NOTEBOOKS})",
     )
     p.add_argument(
         "--no-face",
-        default="error",
+        default=None,
         choices=("error", "center"),
         help="raw frames where the Haar cascade finds no face: error (names the clip) or center "
-        "(the centred square, recorded in the store index) (default: %(default)s)",
+        f"(the centred square, recorded in the store index) (default: {AS_NOTEBOOKS})",
     )
     p.add_argument(
         "--flow",
@@ -206,17 +216,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--on-problem",
-        default="error",
+        default=None,
         choices=("error", "fix", "drop"),
-        help="known sheet faults: error (report them all), fix (apply the errata and repairs the dataset "
-        "yaml declares, then report what is left), drop (leave those samples out) (default: %(default)s)",
+        help="known sheet faults: fix (apply the errata and repairs the dataset yaml declares, list them in "
+        "data_problems.csv, then report what is left), error (report them all), drop (leave those samples out) "
+        f"(default: {AS_NOTEBOOKS})",
     )
     p.add_argument(
         "--run-dir", default=None, help="also write data_problems.csv (what on_problem fixed or dropped) there"
     )
-    p.add_argument("--subjects", type=int, default=12, help="synthme only: subjects to generate (default: %(default)s)")
     p.add_argument(
-        "--clips-per-subject", type=int, default=9, help="synthme only: clips per subject (default: %(default)s)"
+        "--subjects", type=int, default=None, help=f"synthme only: subjects to generate (default: {AS_NOTEBOOKS})"
+    )
+    p.add_argument(
+        "--clips-per-subject", type=int, default=None, help=f"synthme only: clips per subject (default: {AS_NOTEBOOKS})"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_prepare)
@@ -288,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="face crop: auto (Haar face detector, else centred square), haar (the detector; a clip without a "
         "face is refused), center, none, or dataset (the clip is already a face crop) (default: %(default)s)",
     )
-    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.add_argument(
+        "--device", default=None, help=f"torch device (default: {AS_NOTEBOOKS}: auto picks cuda, mps, then cpu)"
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -300,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
         "entries merkit wrote are deleted, and only in a folder carrying merkit's cache tag (CACHEDIR.TAG).",
     )
     p.add_argument("action", choices=("list", "clear"))
-    p.add_argument("--cache-dir", default=None, help="another cache folder (default: $MERKIT_CACHE or runs/cache)")
+    p.add_argument("--cache-dir", default=None, help=f"another cache folder (default: {CACHE_DEFAULT_HELP})")
     p.add_argument("--yes", action="store_true", help="clear: delete without asking (for scripts)")
     p.set_defaults(func=cmd_cache)
 
@@ -318,10 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--check", metavar="GT.csv", help="compare the built composite with this ground-truth file")
     p.add_argument(
         "--on-problem",
-        default="error",
+        default=None,
         choices=("error", "fix", "drop"),
-        help="known sheet faults: error (report), fix (apply the declared errata), drop (leave those "
-        "clips out) (default: %(default)s)",
+        help="known sheet faults: fix (apply the declared errata), error (report), drop (leave those "
+        f"clips out) (default: {AS_NOTEBOOKS})",
     )
     p.add_argument(
         "--casme2-sheet",

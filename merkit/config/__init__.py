@@ -2,7 +2,8 @@
 
 - :mod:`merkit.config.schema`: :class:`RunConfig` and its sections, the training recipes, the flat
   notebook-parameter mapping.
-- :mod:`merkit.config.upgrade`: the one function that reads an older ``config.json`` into today's keys.
+- :mod:`merkit.config.profiles`: the named profiles (the notebooks' lighter ``laptop`` configuration).
+- :mod:`merkit.config.upgrade`: the one function that reads a file an older kit saved under today's keys.
 """
 
 from merkit.config.schema import (
@@ -21,7 +22,7 @@ from merkit.config.schema import (
     run_parameter_names,
     run_parameters,
     train_config,
-    upgrade_config_dict,
+    upgrade_saved,
     variant_config,
 )
 
@@ -41,6 +42,6 @@ __all__ = [
     "model_overrides",
     "variant_config",
     "run_parameter_names",
-    "upgrade_config_dict",
+    "upgrade_saved",
     "run_parameters",
 ]

@@ -26,19 +26,12 @@ import difflib
 import json
 import os
 import typing
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from merkit._io import atomic_write_json, flatten_dict, stable_hash
-from merkit.config.upgrade import (
-    DEPRECATED_MESSAGE,
-    ConfigError,
-    unknown_name,
-    upgrade_config_dict,  # the names
-    upgrade_data_keys,
-)
+from merkit.config.upgrade import ConfigError, unknown_name, upgrade_saved
 from merkit.evaluation.splits import PROTOCOLS
 
 __all__ = [
@@ -56,7 +49,7 @@ __all__ = [
     "model_overrides",
     "variant_config",
     "run_parameter_names",
-    "upgrade_config_dict",
+    "upgrade_saved",
     "run_parameters",
 ]
 
@@ -120,8 +113,9 @@ class DataConfig(_Section):
     data_root: str = ""  # root of the user's copy (or where SynthME is generated); "" = notebook decides
     label_map: str = "synthme_3class"  # class mapping of the manifest (data_manifests/<dataset>.yaml), not the folds
     # "fix" applies the errata and rule-based repairs data_manifests/<dataset>.yaml declares, then stops on
-    # what is left; what was fixed or dropped goes to data_problems.csv.
-    on_problem: str = "error"  # known sheet faults: error (report all, stop), fix (declared errata), drop (leave out)
+    # what is left (an undeclared problem names its file and sample); what was fixed or dropped goes to
+    # data_problems.csv. Same default as the builders' (merkit.data.datasets.DEFAULT_ON_PROBLEM).
+    on_problem: str = "fix"  # known sheet faults: fix (declared errata), error (report all, stop), drop (leave out)
     listing: str = ""  # flow_folder only: the listing CSV (absolute or relative to data_root); "" = its only *.csv
     synthme_seed: int = 0  # SynthME only: master seed of the generated dataset
     synthme_n_subjects: int = 12  # SynthME only: number of subjects (= LOSO folds)
@@ -136,18 +130,6 @@ class DataConfig(_Section):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         return problems
-
-    @property
-    def protocol(self) -> str:
-        """Deprecated name of :attr:`label_map` (it read like the fold protocol, ``ProtocolConfig.name``)."""
-        warnings.warn(DEPRECATED_MESSAGE, DeprecationWarning, stacklevel=2)
-        return self.label_map
-
-    @classmethod
-    def of_params(cls, params: Mapping[str, Any]) -> DataConfig:
-        """The data section from the entries of ``params`` named like its fields; the deprecated ``protocol``
-        is taken as ``label_map`` (with a DeprecationWarning)."""
-        return super().of_params(upgrade_data_keys(params, "parameter"))
 
     def synthme_kwargs(self) -> dict:
         """The SynthME knobs as ``merkit.data.synthetic.SynthMEConfig`` keyword arguments."""
@@ -333,7 +315,7 @@ class RunConfig:
             | ({"name": params["evaluation"]} if "evaluation" in params else {})
         )
         return cls(
-            data=DataConfig.of_params(params),  # + the deprecated 'protocol' as label_map
+            data=DataConfig.of_params(params),
             model=ModelConfig(
                 name=model,
                 overrides=model_overrides(
@@ -360,7 +342,6 @@ class RunConfig:
         """
         if not isinstance(d, dict):
             raise ConfigError(f"a run config must be a dict, got {type(d).__name__}")
-        d = upgrade_config_dict(d)  # data.protocol (deprecated) -> data.label_map
         unknown = [
             unknown_name(key, list(_SECTIONS) + ["preprocess"])
             for key in d
@@ -397,9 +378,6 @@ class RunConfig:
         """
         d = self.to_dict()
         for key, value in changes.items():
-            if key == "data.protocol":  # the deprecated name of data.label_map
-                warnings.warn(DEPRECATED_MESSAGE, DeprecationWarning, stacklevel=2)
-                key = "data.label_map"
             section, _, leaf = key.partition(".")
             if not leaf or section not in d or not isinstance(d[section], dict):
                 raise ConfigError(f"update key {key!r} must be '<section>.<field>' with a section among {list(d)}")
@@ -522,8 +500,7 @@ def run_parameter_names() -> frozenset[str]:
         | _section_fields(PreprocessConfig)
         | (_section_fields(ProtocolConfig) - {"name"})
         | {"model", "attention", "recipe", "evaluation"}
-        | {"protocol"}
-    )  # the deprecated name of label_map
+    )
 
 
 def run_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -534,7 +511,8 @@ def run_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: str | os.PathLike) -> RunConfig:
-    """Read a ``config.json`` (or a run directory holding one) back into a :class:`RunConfig`."""
+    """Read a ``config.json`` (or a run directory holding one) back into a :class:`RunConfig`; a file an older kit
+    wrote is read under today's key names (:func:`merkit.config.upgrade.upgrade_saved`)."""
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
@@ -543,7 +521,7 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f"cannot read run config {path}: {err}") from err
     try:
-        return RunConfig.from_dict(d)
+        return RunConfig.from_dict(upgrade_saved(d, "config") if isinstance(d, dict) else d)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
 

@@ -1,30 +1,35 @@
-"""The names of run configurations: the error that names a bad key, the closest known name, and the old names
-of a renamed key (saved ``config.json`` files and parameters of an older kit) in today's names.
+"""The names of saved files: the error that names a bad key, the closest known name, and the one function that
+reads a file an older kit saved (a run's ``config.json``, a model bundle's run config, a clip store's
+``store.json``) under today's key names.
 
-Renamed (issue 11): the class mapping ``protocol`` (``data.protocol``, the ``protocol`` parameter) is
-``label_map``, so that it cannot be confused with the fold protocol (``protocol.name``, the notebooks'
-``evaluation``). The old name is still read, with a DeprecationWarning.
+The class mapping was first saved as ``protocol`` (``data.protocol`` in a run config, ``attrs.protocol`` in a
+store); it is ``label_map`` now, so that it cannot be confused with the fold protocol (``protocol.name``, the
+notebooks' ``evaluation``). Only saved files are upgraded, here, where they are read; code, parameters and
+flags know the new names only.
+
+This module depends on :mod:`merkit.errors` alone, so every floor that reads a saved file may call it.
 """
 
 from __future__ import annotations
 
 import difflib
-import warnings
 from typing import Any, Mapping
 
 from merkit.errors import MerkitValueError
 
-__all__ = ["ConfigError", "DEPRECATED_MESSAGE", "unknown_name", "upgrade_data_keys", "upgrade_config_dict"]
-
-#: What an old name of the class mapping says (``DataConfig.protocol``, the ``protocol`` parameter, ``data.protocol``).
-DEPRECATED_MESSAGE = (
-    "'protocol' as the name of the class mapping is deprecated: use 'label_map' "
-    "(the fold protocol is protocol.name, the notebooks' 'evaluation')"
-)
+__all__ = ["ConfigError", "RENAMED_KEYS", "SAVED_KINDS", "unknown_name", "upgrade_saved"]
 
 
 class ConfigError(MerkitValueError):
     """A configuration value or key is invalid; the message names the field(s)."""
+
+
+#: Keys renamed since a kind of file was first saved: kind -> {section: {old key: new key}}.
+RENAMED_KEYS: dict[str, dict[str, dict[str, str]]] = {
+    "config": {"data": {"protocol": "label_map"}},  # a run's config.json, a model bundle's run config
+    "store": {"attrs": {"protocol": "label_map"}},  # a clip store's store.json (the manifest's attrs)
+}
+SAVED_KINDS = tuple(RENAMED_KEYS)
 
 
 def unknown_name(key: str, known: list[str]) -> str:
@@ -33,28 +38,27 @@ def unknown_name(key: str, known: list[str]) -> str:
     return f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)
 
 
-def upgrade_data_keys(values: Mapping[str, Any], what: str = "config key") -> dict[str, Any]:
-    """``values`` with the deprecated class-mapping name ``protocol`` renamed ``label_map`` (a DeprecationWarning
-    says so); both given and different is a :class:`ConfigError`. Used for data sections of saved configs and
-    for flat parameters (``what`` names which in the messages)."""
-    values = dict(values)
-    if "protocol" not in values:
-        return values
-    old = values.pop("protocol")
-    if "label_map" in values and values["label_map"] != old:
-        raise ConfigError(
-            f"{what} 'protocol' ({old!r}) and 'label_map' ({values['label_map']!r}) disagree; "
-            "give label_map only ('protocol' is its deprecated name)"
-        )
-    warnings.warn(DEPRECATED_MESSAGE, DeprecationWarning, stacklevel=3)
-    values.setdefault("label_map", old)
-    return values
-
-
-def upgrade_config_dict(d: Mapping[str, Any]) -> dict[str, Any]:
-    """A saved run config (``config.json``, a model bundle's) in today's key names: ``data.protocol`` (before
-    issue 11) becomes ``data.label_map``. Resume checks and model bundles compare configs in these names."""
-    d = dict(d)
-    if isinstance(d.get("data"), Mapping) and "protocol" in d["data"]:
-        d["data"] = upgrade_data_keys(d["data"], "config key data.")
-    return d
+def upgrade_saved(saved: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """``saved`` (the parsed JSON of a file of ``kind``, one of :data:`SAVED_KINDS`) with every renamed key
+    (:data:`RENAMED_KEYS`) under its name today; a file in today's names comes back equal. A file holding both
+    names with different values is a :class:`ConfigError` naming them. ``saved`` is not changed."""
+    if kind not in RENAMED_KEYS:
+        raise ConfigError(f"unknown kind of saved file {kind!r}; known: {', '.join(SAVED_KINDS)}")
+    upgraded = dict(saved)
+    for section, renamed in RENAMED_KEYS[kind].items():
+        values = upgraded.get(section)
+        if not isinstance(values, Mapping) or not set(renamed) & set(values):
+            continue
+        values = dict(values)
+        for old, new in renamed.items():
+            if old not in values:
+                continue
+            value = values.pop(old)
+            if new in values and values[new] != value:
+                raise ConfigError(
+                    f"saved {kind} holds {section}.{old} ({value!r}, the older name of {section}.{new}) and "
+                    f"{section}.{new} ({values[new]!r}), which disagree"
+                )
+            values.setdefault(new, value)
+        upgraded[section] = values
+    return upgraded

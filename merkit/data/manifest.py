@@ -21,8 +21,7 @@ background, absent when the builder cannot tell. Preprocessing with ``crop='auto
 ``apex_estimated`` (bool): True when the release annotates no apex and the builder estimated it (SMIC-HS;
 ``attrs['apex_method']`` says how); rules about annotated apexes (the MEGC2019 "no usable apex") skip those rows.
 
-``df.attrs``: ``dataset``, ``label_map`` (name or None; a manifest or store index saved before issue 11 has it
-as ``protocol``, which :func:`label_map_of` still reads), ``classes`` (class names in label order); builders
+``df.attrs``: ``dataset``, ``label_map`` (name or None), ``classes`` (class names in label order); builders
 also set ``emotions`` (dataset -> known emotion strings), ``subject_patterns`` (dataset -> regex) and
 ``problems`` (what a non-strict build collected) and ``data_problems`` (one dict per fault fixed, sample
 dropped or left out by a rule: dataset, subject, sample, field, action, detail; see
@@ -36,7 +35,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from os import PathLike
@@ -117,16 +115,7 @@ def make_manifest(
 
     Missing ``apex``/``label`` become ``<NA>``, missing ``action_units`` an empty tuple; optional columns
     are kept when present. Extra ``attrs`` are stored in ``df.attrs`` next to dataset/label_map/classes.
-    ``protocol=`` is the deprecated name of ``label_map=`` (warns).
     """
-    if "protocol" in attrs:
-        old = attrs.pop("protocol")
-        warnings.warn(
-            "make_manifest(..., protocol=...) is deprecated: use label_map=", DeprecationWarning, stacklevel=2
-        )
-        if label_map is not None and old is not None and old != label_map:
-            raise TypeError(f"make_manifest: label_map={label_map!r} and the deprecated protocol={old!r} disagree")
-        label_map = label_map if label_map is not None else old
     frame = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
     for column in MANIFEST_COLUMNS:
         if column not in frame.columns:
@@ -153,13 +142,6 @@ def make_manifest(
             frame[column] = frame[column].astype(bool)
     frame.attrs = {"dataset": dataset, "label_map": label_map, "classes": list(classes), **attrs}
     return frame
-
-
-def label_map_of(attrs: Mapping[str, Any]) -> str | None:
-    """The label map named in a manifest's (or store index's) ``attrs``: ``label_map``, or ``protocol``, its
-    key in manifests and stores saved before issue 11."""
-    name = attrs.get("label_map")
-    return attrs.get("protocol") if name is None else name
 
 
 def _is_missing(value: Any) -> bool:
@@ -205,7 +187,7 @@ def validate_manifest(
 
     patterns = {**SUBJECT_PATTERNS, **(attrs.get("subject_patterns") or {})}
     emotions = attrs.get("emotions") or {}
-    label_map = label_map_of(attrs)
+    label_map = attrs.get("label_map")
     classes = list(attrs.get("classes") or [])
     root = None if data_root is None else Path(data_root)
     frames_cache: dict[Path, set[int] | ClipReadError] = {}

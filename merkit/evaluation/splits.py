@@ -11,7 +11,8 @@ Each returns a list of :class:`Fold` whose ``train`` / ``test`` arrays are row p
 - ``megc2019_splits``: LOSO over the MEGC2019 composite (CASME II + SAMM + SMIC-HS, 68 subjects, 3 classes),
   fold keys always ``<dataset>/<subject>`` (the key metrics.read_megc_log uses).
 - ``lodo_splits``: leave one dataset out (cross-dataset generalisation).
-- ``group_kfold_splits(k)``: k folds of whole subjects, for quick runs.
+- ``group_kfold_splits(k)``: k folds of whole subjects, for quick runs; ``held_out_split(k)`` its first fold, the
+  single split of a quick train (``k`` lowered to the number of subjects when there are fewer, with a warning).
 
 A fold whose training set lacks a class cannot learn that class; it is *reported*, never skipped silently:
 the generator issues a :class:`MissingClassWarning` naming the fold and classes, ``Fold.missing_classes``
@@ -43,6 +44,8 @@ __all__ = [
     "lodo_splits",
     "group_kfold_splits",
     "make_splits",
+    "held_out_split",
+    "FewerSubjectsWarning",
     "check_protocol_name",
     "fold_seed",
 ]
@@ -54,6 +57,10 @@ class ProtocolError(MerkitValueError):
 
 class MissingClassWarning(UserWarning):
     """A fold's training set has no sample of some class: that fold cannot learn to predict it."""
+
+
+class FewerSubjectsWarning(UserWarning):
+    """A split asked for more subject folds than there are subjects; it used one fold per subject instead."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,27 @@ def make_splits(
     if name == "group_kfold":
         return group_kfold_splits(index, k=k, seed=seed, classes=classes)
     return PROTOCOLS[name](index, classes=classes)
+
+
+def held_out_split(index: pd.DataFrame, k: int, *, seed: int = 0, classes: list[str] | None = None) -> Fold:
+    """The first of ``k`` folds of whole subjects (:func:`group_kfold_splits`): one held-out split, about
+    ``1/k`` of the subjects, for a quick train (02_train, 04_explain).
+
+    A dataset with fewer subjects than ``k`` (but at least 2) gets one fold per subject instead, and a
+    :class:`FewerSubjectsWarning` saying so; fewer than 2 subjects is a :class:`ProtocolError`.
+    """
+    _require(index, ("subject", "label"), "group_kfold")
+    qualify = "dataset" in index.columns and index["dataset"].nunique() > 1
+    n_subjects = len(np.unique(_subject_keys(index, qualify)))
+    if 2 <= n_subjects < k:
+        warnings.warn(
+            f"k={k} subject folds need {k} subjects, this dataset has {n_subjects}: using k={n_subjects} "
+            "(one held-out subject)",
+            FewerSubjectsWarning,
+            stacklevel=2,
+        )
+        k = n_subjects
+    return group_kfold_splits(index, k=k, seed=seed, classes=classes)[0]
 
 
 def check_protocol_name(name: str) -> None:

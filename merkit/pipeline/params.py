@@ -2,15 +2,13 @@
 
 Every name is checked against ``papermill.inspect_notebook`` of all notebooks before anything runs (papermill
 itself only warns about an unknown name and the notebook's own default silently wins); values are checked
-against the declared type (``epochs: int = 3`` refuses ``"three"``); a renamed parameter's old name
-(:data:`DEPRECATED_PARAMETERS`) still reaches the new one, with a DeprecationWarning. Nothing is executed here.
+against the declared type (``epochs: int = 3`` refuses ``"three"``). Nothing is executed here.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,13 +24,11 @@ __all__ = [
     "DEFAULT_ORDER",
     "COMMON_PARAMETERS",
     "DEMO_PARAMS",
-    "DEPRECATED_PARAMETERS",
     "load_params_file",
     "parse_override",
     "notebook_parameters",
     "resolve_notebooks",
     "check_parameters",
-    "upgrade_parameters",
     "check_paths",
     "check_dataset",
 ]
@@ -210,7 +206,6 @@ def check_parameters(
         declared_by_notebook[path] = declared
         for name, item in declared.items():
             all_declared.setdefault(name, item)
-    params, raw_names = upgrade_parameters(params, all_declared, raw_names)
 
     unknown = sorted(set(params) - set(all_declared) - set(COMMON_PARAMETERS))
     if unknown:
@@ -233,38 +228,6 @@ def check_parameters(
                 own[name] = values[name]
         per_notebook[path] = own
     return per_notebook
-
-
-#: Parameter names the kit's notebooks renamed: old name -> new name (issue 11: the class mapping is ``label_map``,
-#: ``protocol`` read like the fold protocol).
-DEPRECATED_PARAMETERS: dict[str, str] = {"protocol": "label_map"}
-
-
-def upgrade_parameters(
-    params: Mapping[str, Any], declared: Iterable[str], raw_names: Iterable[str] = ()
-) -> tuple[dict[str, Any], set[str]]:
-    """``params`` (and ``raw_names``) with each deprecated name that no notebook declares renamed to its new name
-    when a notebook declares that (a DeprecationWarning says so); both given with different values is a
-    `ParameterError`. A notebook that still declares the old name gets it as given."""
-    params, raw_names, declared = dict(params), set(raw_names), set(declared)
-    for old, new in DEPRECATED_PARAMETERS.items():
-        if old not in params or old in declared or new not in declared:
-            continue
-        value = params.pop(old)
-        if new in params and params[new] != value:
-            raise ParameterError(
-                f"parameters {old!r} ({value!r}) and {new!r} ({params[new]!r}) disagree; give {new} "
-                f"only ({old!r} is its deprecated name)"
-            )
-        warnings.warn(
-            f"parameter {old!r} is deprecated: use {new!r} (the class mapping; the fold protocol is 'evaluation')",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        params.setdefault(new, value)
-        if old in raw_names:
-            raw_names = (raw_names - {old}) | {new}
-    return params, raw_names
 
 
 def check_paths(params: dict[str, Any]) -> None:

@@ -71,7 +71,6 @@ from merkit.pipeline.params import (
     COMMON_PARAMETERS,
     DEFAULT_ORDER,
     DEMO_PARAMS,
-    DEPRECATED_PARAMETERS,
     NOTEBOOK_DIR,
     ParameterError,
     check_dataset,
@@ -81,7 +80,6 @@ from merkit.pipeline.params import (
     notebook_parameters,
     parse_override,
     resolve_notebooks,
-    upgrade_parameters,
 )
 from merkit.progress import PROGRESS_ENV, PROGRESS_FILE, read_progress
 from merkit.report.headline import format_metric, headline_metrics, read_metrics
@@ -106,10 +104,8 @@ __all__ = [
     "parse_override",
     "resolve_notebooks",
     "notebook_parameters",
-    "upgrade_parameters",
     "check_paths",
     "check_dataset",
-    "DEPRECATED_PARAMETERS",
     "NOTEBOOK_DIR",
     "DEFAULT_ORDER",
     "COMMON_PARAMETERS",
@@ -366,8 +362,6 @@ def _checked_parameters(
     sources = resolve_notebooks(notebooks, notebook_dir)
     params["run_dir"] = str(run_dir)
     params.setdefault("data_root", "")
-    declared = {name for source in sources for name in notebook_parameters(source)}
-    params, raw_names = upgrade_parameters(params, declared, raw_names)  # protocol -> label_map
     per_notebook = check_parameters(params, sources, raw_names)
     if params["data_root"]:
         params["data_root"] = str(Path(params["data_root"]).expanduser().resolve())

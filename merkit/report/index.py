@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from merkit._io import atomic_write_text
+from merkit.config.upgrade import upgrade_saved
 from merkit.errors import MerkitValueError
 from merkit.report.headline import read_metrics
 from merkit.report.notebook_run import NotebookRun
@@ -113,7 +114,7 @@ def write_report(run_dir: str | os.PathLike, runs: Sequence[NotebookRun] | None 
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
     config = read_json(run_dir / "config.json")
-    config = config if isinstance(config, dict) else {}
+    config = upgrade_saved(config, "config") if isinstance(config, dict) else {}  # an older kit's key names
     records = notebook_records(run_dir, runs)
     run = RunView(run_dir, metrics, config, describe_run(metrics, config), Figures(run_dir), records)
     drawn = [section for section in (_draw(section, run) for section in SECTIONS) if section is not None]

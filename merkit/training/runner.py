@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
-from merkit.config import EXECUTOR_NAMES, ConfigError, RunConfig, load_config, upgrade_config_dict
+from merkit.config import EXECUTOR_NAMES, ConfigError, RunConfig, load_config
 from merkit.data.inputs import InputKindError, input_adapter, model_dataset
 from merkit.evaluation.metrics import summarise
 from merkit.models import create_model, model_entry
@@ -204,7 +204,7 @@ def run_protocol(
                 stacklevel=2,
             )
         if not isinstance(run_dir, RunDir):
-            run_dir = RunDir(run_dir, run_config, manifest_hash=_manifest_hash(store), upgrade=upgrade_config_dict)
+            run_dir = RunDir(run_dir, run_config, manifest_hash=_manifest_hash(store))
         return _run_folds(run_dir, job, schedule)
 
 

@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ from merkit._io import (
     flatten_dict,
     to_jsonable,
 )
-from merkit.config import resumable_keys
+from merkit.config import resumable_keys, upgrade_saved
 from merkit.errors import MerkitRuntimeError
 from merkit.evaluation.metrics import PREDICTION_COLUMNS, PredictionsError
 
@@ -231,8 +231,6 @@ class RunDir:
         manifest_hash: hash of the manifest the run is evaluated on; a change also refuses resuming.
         resumable_keys: dotted keys allowed to differ on resume.
         capture: record ``env.json`` (tests may switch it off for speed).
-        upgrade: turns a saved ``config.json`` of an older format into today's key names before the resume
-            check (``merkit.config.upgrade_config_dict``: ``data.protocol`` became ``data.label_map``).
     """
 
     def __init__(
@@ -243,10 +241,8 @@ class RunDir:
         manifest_hash: str | None = None,
         resumable_keys: frozenset[str] | set[str] = DEFAULT_RESUMABLE_KEYS,
         capture: bool = True,
-        upgrade: Callable[[dict], dict] | None = None,
     ) -> None:
         self.path = Path(path)
-        self.upgrade = upgrade
         if hasattr(config, "to_dict"):
             config = config.to_dict()
         if not isinstance(config, dict):
@@ -312,8 +308,7 @@ class RunDir:
                 f"cannot resume {self.path}: its config.json is unreadable ({err}); use a new run "
                 f"directory or delete this one"
             ) from err
-        if self.upgrade is not None:
-            saved = self.upgrade(saved)
+        saved = upgrade_saved(saved, "config") if isinstance(saved, dict) else saved  # an older kit's key names
         if not self.completed_folds():  # nothing computed to mix with: the new config starts the run afresh
             return
         problems = config_differences(saved, self.config, self.resumable_keys)

@@ -12,16 +12,14 @@ and its official ground-truth file), ``flow_folder`` (:mod:`.flow_folder`). The 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from os import PathLike
-from typing import Any
 
 import pandas as pd
 
 from merkit.data.datasets import flow_folder, megc2019
 from merkit.data.datasets.builder import SheetBuilder
-from merkit.data.datasets.faults import ON_PROBLEM
+from merkit.data.datasets.faults import DEFAULT_ON_PROBLEM, ON_PROBLEM
 from merkit.data.datasets.finish import PROBLEM_COLUMNS, problems_table, write_problems
 from merkit.data.datasets.megc2019 import (
     build_megc2019,
@@ -31,9 +29,7 @@ from merkit.data.datasets.megc2019 import (
 )
 from merkit.data.datasets.smic_hs import SmicHsBuilder
 from merkit.data.datasets.spec import (
-    NOT_GIVEN,
     DatasetSpec,
-    chosen_label_map,
     list_spec_files,
     load_spec,
     manifests_dir,
@@ -43,6 +39,7 @@ from merkit.errors import MerkitError, MerkitPermissionError
 
 __all__ = [
     "DataReadError",
+    "DEFAULT_ON_PROBLEM",
     "ON_PROBLEM",
     "PROBLEM_COLUMNS",
     "build_manifest",
@@ -52,7 +49,6 @@ __all__ = [
     "build_megc2019",
     "list_datasets",
     "list_label_maps",
-    "list_protocols",
     "load_spec",
     "manifests_dir",
     "read_megc_ground_truth",
@@ -87,17 +83,6 @@ def list_label_maps(dataset: str) -> list[str]:
     return list(load_spec(dataset).label_maps)
 
 
-def list_protocols(dataset: str) -> list[str]:
-    """Deprecated name of :func:`list_label_maps` (it read like the fold protocols); warns, then answers."""
-    warnings.warn(
-        "merkit.data.datasets.list_protocols(dataset) is deprecated: use list_label_maps(dataset) "
-        "(the class mappings; merkit.evaluation.splits.list_protocols() lists the fold protocols)",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return list_label_maps(dataset)
-
-
 def build_manifest(
     dataset: str,
     data_root: str | PathLike,
@@ -105,25 +90,22 @@ def build_manifest(
     *,
     annotation: str | PathLike | None = None,
     strict: bool = True,
-    on_problem: str = "error",
-    protocol: Any = NOT_GIVEN,
+    on_problem: str = DEFAULT_ON_PROBLEM,
 ) -> pd.DataFrame:
     """Build and validate the manifest of ``dataset`` from the copy under ``data_root``.
 
     ``label_map`` (one of :func:`list_label_maps`) maps emotions to labels and drops the emotions it leaves
     out; without it every sample is kept and ``label`` is ``<NA>``; its name goes in ``df.attrs['label_map']``.
-    ``protocol=`` is its deprecated name (before issue 11; still accepted as a keyword, with a
-    DeprecationWarning). ``annotation`` names the sheet when it is
-    not where the dataset file looks (absolute, or relative to ``data_root``; for ``megc2019`` a mapping part
-    -> sheet). Paths in the result are relative to ``data_root``.
+    ``annotation`` names the sheet when it is not where the dataset file looks (absolute, or relative to
+    ``data_root``; for ``megc2019`` a mapping part -> sheet). Paths in the result are relative to ``data_root``.
 
     Every problem (unparsable rows, unknown emotions, apex outside onset..offset, missing frames, known
     faults, counts that differ from the expected ones) names dataset, subject and sample (and the sheet row
     where there is one). ``on_problem`` says what to do about them:
 
-    - ``"error"`` (default): nothing is changed; every problem is reported;
-    - ``"fix"``: apply the errata and rule-based repairs the dataset yaml declares (``errata:``,
-      ``repairs:``), then report whatever is left;
+    - ``"fix"`` (default, :data:`DEFAULT_ON_PROBLEM`): apply the errata and rule-based repairs the dataset yaml
+      declares (``errata:``, ``repairs:``), then report whatever is left;
+    - ``"error"``: nothing is changed; every problem is reported;
     - ``"drop"``: leave out every sample with a problem (count differences are then logged, not raised).
 
     ``strict=True`` raises one :class:`~merkit.data.manifest.ManifestError` listing the problems left;
@@ -132,7 +114,6 @@ def build_manifest(
     writes ``data_problems.csv``). A sheet that cannot be read at all (missing file, wrong sheet, no header
     row) raises in either mode; a file or folder this user may not read raises :class:`DataReadError` naming it.
     """
-    label_map = chosen_label_map(label_map, protocol, "build_manifest")
     spec: DatasetSpec = load_spec(dataset)
     builder = BUILDERS.get(spec.builder)
     if builder is None:

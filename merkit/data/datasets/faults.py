@@ -15,6 +15,10 @@ from merkit.data.manifest import ManifestError, ManifestProblem
 
 #: What a build may do about problems: report them, fix what the yaml declares, or leave those samples out.
 ON_PROBLEM = ("error", "fix", "drop")
+#: What a build does unless told otherwise: apply the errata and repairs the dataset's yaml declares (a newcomer's
+#: first build of a real release runs; the log says what changed); undeclared problems still stop it.
+#: ``merkit.config.DataConfig.on_problem`` has the same default (a test holds them equal).
+DEFAULT_ON_PROBLEM = "fix"
 
 
 def check_on_problem(value: str, dataset: str) -> str:

@@ -56,10 +56,6 @@ def apply_label_map(df: pd.DataFrame, label_map: LabelMap) -> pd.DataFrame:
     return out
 
 
-#: The name of :func:`apply_label_map` before issue 11.
-apply_protocol = apply_label_map
-
-
 def check_expected(
     df: pd.DataFrame, expected: Mapping[str, Any] | None, dataset: str, what: str
 ) -> list[ManifestProblem]:

@@ -31,15 +31,13 @@ import pandas as pd
 
 from merkit._io import atomic_write_text
 from merkit.data.datasets.cells import RowError, canonical_sample, subject_number
-from merkit.data.datasets.faults import check_on_problem, log_entry
+from merkit.data.datasets.faults import DEFAULT_ON_PROBLEM, check_on_problem, log_entry
 from merkit.data.datasets.finish import apply_exclusions, check_expected, counts_checked, finish
-from merkit.data.datasets.spec import NOT_GIVEN, DatasetSpec, LabelMap, chosen_label_map, load_spec
+from merkit.data.datasets.spec import DatasetSpec, LabelMap, load_spec
 from merkit.data.manifest import ManifestError, ManifestProblem, make_manifest
 
 COMPOSITE = "megc2019"
 DEFAULT_LABEL_MAP = "megc2019_3class"
-#: Its name before issue 11.
-DEFAULT_PROTOCOL = DEFAULT_LABEL_MAP
 GROUND_TRUTH_COLUMNS = ("database", "subject", "video", "label")
 #: Exclusion rules a composite label map may name under ``exclude:``.
 EXCLUSION_RULES = ("no_usable_apex",)
@@ -243,12 +241,9 @@ def build_megc2019(
     annotations: Mapping[str, str | PathLike] | None = None,
     roots: Mapping[str, str | PathLike] | None = None,
     strict: bool = True,
-    on_problem: str = "error",
-    protocol: Any = NOT_GIVEN,
+    on_problem: str = DEFAULT_ON_PROBLEM,
 ) -> pd.DataFrame:
-    """The MEGC2019 composite manifest from a folder holding the three datasets (see the module docstring).
-    ``protocol=`` is the deprecated name of ``label_map`` (warns)."""
-    label_map = chosen_label_map(label_map, protocol, "build_megc2019")
+    """The MEGC2019 composite manifest from a folder holding the three datasets (see the module docstring)."""
     return build(
         load_spec(COMPOSITE),
         data_root,

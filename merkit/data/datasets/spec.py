@@ -4,16 +4,13 @@ A spec says where the annotation sheet is and how it is laid out, how subject id
 clips live on disk, the dataset's emotion vocabulary, label maps (``label_maps:``: emotion -> class, emotions
 dropped), errata, exclusions and the counts a build must reproduce. See ``data_manifests/README.md`` for the keys.
 
-A label map was called a "protocol" before issue 11 (it read like the fold protocols, LOSO, LODO): a dataset
-file with the old ``protocols:`` / ``default_protocol:`` keys (a user's copy under ``$MERKIT_MANIFESTS``) still
-loads, with a DeprecationWarning; ``Protocol``, ``DatasetSpec.protocols`` and ``DatasetSpec.protocol(name)``
-remain as silent aliases for code that imports them.
+A dataset file that still calls its label maps ``protocols:`` / ``default_protocol:`` (an older copy under
+``$MERKIT_MANIFESTS``) is refused with the key's name today, so that its label maps are not silently missing.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -69,12 +66,8 @@ class LabelMap:
         return None if target is None else self.classes.index(target)
 
 
-#: The name of :class:`LabelMap` before issue 11 (kept so that old imports keep working).
-Protocol = LabelMap
-
-#: Dataset-file keys of before issue 11 -> their names now (read, with a DeprecationWarning, when the new one is
-#: absent).
-_FORMER_KEYS = {"protocols": "label_maps", "default_protocol": "default_label_map"}
+#: Dataset-file keys an older kit used -> their names now (a file with an old key is refused, naming the new one).
+RENAMED_SPEC_KEYS = {"protocols": "label_maps", "default_protocol": "default_label_map"}
 
 
 #: ``builder:`` values of dataset files written when each sheet dataset had a builder module of its own; they
@@ -114,36 +107,6 @@ class DatasetSpec:
                 [ManifestProblem(self.key, None, None, f"unknown label map {name!r}; {self.key} has: {known}")]
             )
         return self.label_maps[name]
-
-    # The names before issue 11: silent aliases, so that code written against them keeps working.
-    @property
-    def protocols(self) -> dict[str, LabelMap]:
-        return self.label_maps
-
-    def protocol(self, name: str) -> LabelMap:
-        return self.label_map(name)
-
-
-#: Marks a ``protocol=`` keyword that was not given (None is a meaningful value: "no label map").
-NOT_GIVEN: Any = object()
-
-
-def chosen_label_map(label_map: str | None, protocol: Any, where: str) -> str | None:
-    """The label map a builder was asked for: ``label_map``, or the deprecated ``protocol=`` keyword (its name
-    before issue 11; warns). Both given and different is an error, since one of them would be ignored."""
-    if protocol is NOT_GIVEN:
-        return label_map
-    warnings.warn(
-        f"{where}(..., protocol=...) is deprecated: the class mapping is called label_map "
-        "(protocols are the fold protocols, LOSO, LODO)",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    if label_map is not None and protocol is not None and label_map != protocol:
-        raise TypeError(
-            f"{where}: label_map={label_map!r} and the deprecated protocol={protocol!r} disagree; give label_map only"
-        )
-    return label_map if label_map is not None else protocol
 
 
 def _spec_problem(dataset: str, file: Path, message: str) -> ManifestError:
@@ -203,7 +166,9 @@ def _load_spec_cached(file_name: str, stamp: int, dataset: str) -> DatasetSpec:
         if builder == "smic_e":
             raw = {**raw, "sample_spelling": raw.get("sample_spelling", "megc2019")}
         builder = "sheet"
-    raw = _renamed_keys(dataset, file, raw)
+    renamed = [f"{old!r} is now {new!r}" for old, new in RENAMED_SPEC_KEYS.items() if old in raw]
+    if renamed:
+        raise _spec_problem(dataset, file, "rename the key(s): " + "; ".join(renamed))
     entries = [*(raw.get("errata") or ()), *(raw.get("exclusions") or ())]
     entries += [e for body in (raw.get("label_maps") or {}).values() for e in (body.get("exclusions") or ())]
     for entry in entries:
@@ -233,25 +198,3 @@ def _load_spec_cached(file_name: str, stamp: int, dataset: str) -> DatasetSpec:
             tuple(str(rule) for rule in (body.get("exclude") or ())),
         )
     return DatasetSpec(dataset, file, builder, raw, label_maps)
-
-
-def _renamed_keys(dataset: str, file: Path, raw: dict[str, Any]) -> dict[str, Any]:
-    """``raw`` with the keys of before issue 11 (``protocols:``, ``default_protocol:``) under their new names.
-
-    Warns (DeprecationWarning, once per file version: the spec is cached) naming the file; a file that
-    carries both the old and the new name of a key is an error, since the two could disagree.
-    """
-    old_keys = [old for old in _FORMER_KEYS if old in raw]
-    if not old_keys:
-        return raw
-    both = [f"{old!r} and {_FORMER_KEYS[old]!r}" for old in old_keys if _FORMER_KEYS[old] in raw]
-    if both:
-        raise _spec_problem(dataset, file, f"has both {', '.join(both)}: keep only the new name")
-    warnings.warn(
-        f"{file}: the key(s) {', '.join(old_keys)} are deprecated: rename them to "
-        f"{', '.join(_FORMER_KEYS[old] for old in old_keys)} (class mappings are label maps; "
-        "protocols are the fold protocols, LOSO, LODO)",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return {(_FORMER_KEYS.get(key, key)): value for key, value in raw.items()}

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
+from merkit.config.upgrade import upgrade_saved
 from merkit.data.flow import FlowConfig
 from merkit.data.preprocess import PreprocessConfig
 from merkit.errors import MerkitRuntimeError
@@ -109,7 +110,7 @@ class ClipStore:
             self.clips = np.load(path / "clips.npy", mmap_mode="r") if "clips.npy" in files else None
             self.masks = np.load(path / "masks.npy", mmap_mode="r") if "masks.npy" in files else None
             self.flow = np.load(path / "flow.npy", mmap_mode="r") if "flow.npy" in files else None
-            info = json.loads((path / "store.json").read_text())
+            info = upgrade_saved(json.loads((path / "store.json").read_text()), "store")  # an older kit's key names
             self.index = _index_from_csv(path / "index.csv")
         except (OSError, ValueError) as error:
             raise StoreCorruptError(f"{path}: cannot be opened ({error})") from None
@@ -129,10 +130,7 @@ class ClipStore:
         #: "clips" (flow, if any, computed from the stored clips' frames) or "folder" (images imported as given)
         self.flow_source: str = info.get("flow_source", "clips")
         self.manifest_hash: str = info["manifest_hash"]
-        attrs = dict(info.get("attrs", {}))
-        if "protocol" in attrs:  # a store built before issue 11 calls the label map "protocol" (not in the key)
-            attrs.setdefault("label_map", attrs.pop("protocol"))
-        self.index.attrs.update(attrs)
+        self.index.attrs.update(dict(info.get("attrs", {})))
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": str(self.path)}
