@@ -3,7 +3,8 @@
 Floors, bottom up (an import may point down or sideways within a floor, never up); the folder a module sits in
 tells its floor:
 
-0. the ground floor: ``_io`` (atomic writes, to_jsonable, stable_hash), ``errors`` (MerkitError)
+0. the ground floor: ``_io`` (atomic writes, to_jsonable, stable_hash), ``errors`` (MerkitError), ``upgrade``
+   (saved files' older key names, read wherever a file is loaded)
 1. services with no science in them: ``runlock``, ``progress``, ``cache``
 2. the science rooms: ``data/``, ``models/``, ``evaluation/`` (fold splits, metrics, published numbers)
 3. ``config/`` (the run's vocabulary: it names protocols, models, executors and checks them)
@@ -34,6 +35,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "merkit"
 FLOORS: dict[str, int] = {
     "merkit._io": 0,
     "merkit.errors": 0,
+    "merkit.upgrade": 0,
     "merkit.runlock": 1,
     "merkit.progress": 1,
     "merkit.cache": 1,
@@ -41,7 +43,6 @@ FLOORS: dict[str, int] = {
     "merkit.models": 2,
     "merkit.evaluation": 2,
     "merkit.config": 3,
-    "merkit.config.upgrade": 0,  # saved files' key names: read where each file is loaded, the data floor's stores too
     "merkit.training": 4,
     "merkit.explain": 4,
     "merkit.viz": 4,

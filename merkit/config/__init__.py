@@ -3,7 +3,8 @@
 - :mod:`merkit.config.schema`: :class:`RunConfig` and its sections, the training recipes, the flat
   notebook-parameter mapping.
 - :mod:`merkit.config.profiles`: the named profiles (the notebooks' lighter ``laptop`` configuration).
-- :mod:`merkit.config.upgrade`: the one function that reads a file an older kit saved under today's keys.
+Saved files an older kit wrote are read under today's keys by :func:`merkit.upgrade.upgrade_saved` (the ground
+floor, since the clip store reads one too).
 """
 
 from merkit.config.schema import (

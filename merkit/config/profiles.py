@@ -21,7 +21,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from merkit.config.schema import DataConfig, ModelConfig, ProtocolConfig, TrainConfig, run_parameter_names
-from merkit.config.upgrade import ConfigError
+from merkit.upgrade import ConfigError
 
 __all__ = ["PROFILES", "NOTEBOOK_PROFILE", "library_defaults", "profile_params", "profile_differences"]
 

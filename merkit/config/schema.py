@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from merkit._io import atomic_write_json, flatten_dict, stable_hash
-from merkit.config.upgrade import ConfigError, unknown_name, upgrade_saved
 from merkit.evaluation.splits import PROTOCOLS
+from merkit.upgrade import ConfigError, unknown_name, upgrade_saved
 
 __all__ = [
     "ConfigError",
@@ -512,7 +512,7 @@ def run_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_config(path: str | os.PathLike) -> RunConfig:
     """Read a ``config.json`` (or a run directory holding one) back into a :class:`RunConfig`; a file an older kit
-    wrote is read under today's key names (:func:`merkit.config.upgrade.upgrade_saved`)."""
+    wrote is read under today's key names (:func:`merkit.upgrade.upgrade_saved`)."""
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"

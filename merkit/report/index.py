@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from merkit._io import atomic_write_text
-from merkit.config.upgrade import upgrade_saved
 from merkit.errors import MerkitValueError
 from merkit.report.headline import read_metrics
 from merkit.report.notebook_run import NotebookRun
 from merkit.report.pieces import GENERATOR, read_json, render
+from merkit.upgrade import upgrade_saved
 
 if TYPE_CHECKING:  # pragma: no cover
     from merkit.report.sections import RunView, Section

@@ -16,10 +16,10 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from merkit.config.upgrade import upgrade_saved
 from merkit.data.flow import FlowConfig
 from merkit.data.preprocess import PreprocessConfig
 from merkit.errors import MerkitRuntimeError
+from merkit.upgrade import upgrade_saved
 
 #: 2: the index records ``crop_method`` and the key covers the manifest's ``cropped`` flags (crop='auto').
 #: A clip store built before ``inputs.json`` existed keeps its key; its inputs are unknown, so it is rebuilt
