@@ -399,8 +399,7 @@ class RunConfig:
 #: (unweighted) cross-entropy, no augmentation, no epoch selection.
 #: ``fast``: the kit's recommended fast STSTNet recipe, ``published`` with lr 2e-3 and 40 fixed epochs (20×
 #: fewer epochs). Chosen on the kit's generated composite-shaped flow set (benchmarks/bench_recipe.py, 68-fold
-#: LOSO, last epoch scored): UF1 0.717 in 1.4 min against the published recipe's 0.687 in 26.7 min
-#: (docs/performance.md). Evidence on generated data only: not a real-data claim.
+#: LOSO, last epoch scored; the figures are in docs/performance.md). Evidence on generated data only.
 _PUBLISHED = {
     "optimizer": "adamw",
     "weight_decay": 0.0,

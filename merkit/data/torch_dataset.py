@@ -46,24 +46,9 @@ class Augmentation:
     brightness/contrast. Values are checked on construction (``ValueError`` naming the field);
     :meth:`from_dict` builds one from a config dict (``merkit.config.TrainConfig.augmentation``).
 
-    Why no resized crop by default (measured on the default SynthME: 12 subjects x 9 clips, grey 16x32x32,
-    meranet_small, 15 epochs, AdamW lr 3e-3, batch 8, full LOSO, one run each on a shared 2-core machine;
-    pooled UF1, chance ~0.33; with 108 clips a single run moves by a few hundredths)::
-
-        training augmentation                                     UF1 seed 0   UF1 seed 1
-        none (augment=False)                                      0.83         0.82
-        all four, crop_scale (0.85, 1) (the old default)          0.69
-        all but the resized crop (the default now)                0.87         0.85
-        all but the temporal shift                                0.63
-        all but brightness/contrast                               0.66
-        all but the flip                                          0.72
-
-    Only dropping the crop helps; dropping any other component (crop still on) stays near the 0.69 of all
-    four. Likely why (not measured separately): the crop resizes almost every training clip (test clips
-    never), and linear resampling smooths exactly the sub-pixel (<= 0.8 px) change that defines the class at
-    32 px, while rescaling the face by up to 18 % and moving it by up to 5 px; with ~100 training clips the net
-    does not learn the motion across all of that. The flip (the action units are mirror-symmetric), the
-    one-frame shift and the intensity jitter (undone by ``normalise='clip'`` except for clipping) are kept.
+    No resized crop by default: on SynthME it hurt learning the one-pixel motion (the ablation is in
+    docs/models.md, "Augmentation"). The flip (the action units are mirror-symmetric), the one-frame shift and
+    the intensity jitter (undone by ``normalise='clip'`` except for clipping) are kept.
     ``crop_scale=(0.85, 1.0)`` brings the old crop back, e.g. for larger faces or datasets.
     """
 
@@ -218,7 +203,7 @@ class ClipDataset(_PositionedDataset):
         self._labels = _labels_of(store, self.positions)
 
     def _augment(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """x float32 (T, S, S, C) in 0..1 -> augmented, same shape (numpy + one cv2.resize: ~0.1 ms a clip)."""
+        """x float32 (T, S, S, C) in 0..1 -> augmented, same shape (numpy + one cv2.resize)."""
         aug = self.augmentation
         frames, size, _, channels = x.shape
         if aug.temporal_shift > 0:

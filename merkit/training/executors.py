@@ -295,9 +295,8 @@ class ExecutorPlan:
 def default_memory_budget_bytes(device: Any) -> int:
     """The fold-batched trainer's memory budget when ``protocol.memory_budget_mb`` is 0.
 
-    CUDA: half the device's free memory. CPU: 384 MB, about 6 STSTNet folds at batch 256. Measured with
-    benchmarks/bench_folds.py on a 2-core machine: groups of 4–6 STSTNet folds were fastest per fold; 8 and 17
-    were slower (the group's activations leave the caches; memory traffic bounds these small nets).
+    CUDA: half the device's free memory. CPU: 384 MB, a few STSTNet folds at batch 256: larger groups' activations
+    leave the caches, and memory traffic bounds these small nets (benchmarks/bench_folds.py, docs/performance.md).
     """
     import torch
 
@@ -312,12 +311,10 @@ def choose_executor(job: FoldJob, requested: str, *, n_folds: int, model: Any) -
 
     ``model`` is one of the job's models (untrained; it is not changed: the trials below run on copies).
 
-    ``"auto"`` picks ``"batched"`` on CUDA for every model (never measured here: no GPU was available), on
-    CPU for the models the fused step trains (an STSTNet in fp32 or bf16:
-    :func:`merkit.training.batched.stack.fused_trainable`; benchmarks/bench_folds.py measured it several times faster
-    than sequential on the idle 2-core machine, docs/performance.md), and ``"sequential"`` for every other model on CPU
-    (batched vmap STSTNet measured 0.6× of sequential, the wide step 0.7–0.9× on an idle machine; meranet_small 1.6–1.8×
-    from one-epoch runs only: not a CPU win to default to). ``"batched"`` (asked or picked) falls back to
+    ``"auto"`` picks ``"batched"`` on CUDA for every model, on CPU for the models the fused step trains (an STSTNet
+    in fp32 or bf16: :func:`merkit.training.batched.stack.fused_trainable`), and ``"sequential"`` for every other
+    model on CPU, where batching was not shown faster (the measurements behind each choice are in
+    docs/performance.md). ``"batched"`` (asked or picked) falls back to
     ``"sequential"`` with the reason when the model cannot be stacked
     (:func:`merkit.training.batched.stack.check_stackable`) or there is one fold; when asked for explicitly, the
     fall-back also warns. A memory budget too small for one fold is an error.

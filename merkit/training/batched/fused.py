@@ -26,12 +26,12 @@ authors' 30×30 map) are extra rows that only feed the statistics.
 Same per-fold function as the wide and the vmapped steps (tested to 1e-4 on weights after several steps),
 same contract as :func:`merkit.training.batched.wide.wide_step_for`, and the same leak-proofing: a held-out clip's
 values only ever reach its fold through terms masked with ``torch.where`` or multiplied by an exact zero
-gradient (tested bit for bit). Under ``precision: bf16`` the three GEMMs take bf16 operands (fp32 sums);
-measured 1.47× per K = 68 step, gradients within ~2.5 % of fp32 (docs/performance.md).
+gradient (tested bit for bit). Under ``precision: bf16`` the three GEMMs take bf16 operands (fp32 sums); its
+speed and its gradients against fp32 are in docs/performance.md.
 
 The two per-chunk epilogues (ReLU + pool + statistics; the backward's gradient algebra) can be compiled with
-``torch.compile`` (``compiled=True``): measured several times faster than their eager form, at a one-off
-compile of ~15–30 s per process and shape, so the trainer only asks for it on long runs.
+``torch.compile`` (``compiled=True``): faster than their eager form, at a one-off compile per process and
+shape, so the trainer only asks for it on long runs (docs/performance.md).
 
 Axis letters: k folds, b batch, f channels of one fold, r patch rows, q patch columns (C·9 + 1),
 w pool windows, c classes.
@@ -55,8 +55,8 @@ __all__ = ["fused_step_for", "fused_fold_bytes", "fused_trainable", "CHUNK_BYTES
 
 StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor, dict]]
 
-BANK_LIMIT_BYTES = 512 * 1024 * 1024  # a cached group's patch rows (442 composite clips: 47 MB)
-CHUNK_BYTES = 4 * 1024 * 1024  # one chunk's GEMM output; measured best at 2-8 MB (L2 is 1 MB, L3 32 MB a core pair)
+BANK_LIMIT_BYTES = 512 * 1024 * 1024  # a cached group's patch rows (the full composite's fit well under it)
+CHUNK_BYTES = 4 * 1024 * 1024  # one chunk's GEMM output: sized to stay in the last-level cache
 
 
 # ------------------------------------------------------------------------------------------ geometry
@@ -417,7 +417,7 @@ def _tail(
 def _keep_mask(shape: tuple[int, ...], dropout: float) -> torch.Tensor:
     """Dropout's keep mask (float 0/1): independent Bernoulli(1 − dropout) draws from torch's generator.
 
-    For the usual 0.5, one random bit per element (64-bit draws unpacked): measured ~4x cheaper on CPU than
+    For the usual 0.5, one random bit per element (64-bit draws unpacked): cheaper on CPU than
     ``rand_like(...) >= p``, same law. Other rates draw uniforms.
     """
     n = math.prod(shape)
@@ -430,7 +430,7 @@ def _keep_mask(shape: tuple[int, ...], dropout: float) -> torch.Tensor:
 
 class _AvgPool2x2(torch.autograd.Function):
     """The 2/2 average pool of a channels-last (b, c, h, w) map (h, w even) → (b, h/2, w/2, c), with a
-    backward that writes the spread gradient in one contiguous pass (autograd's measured ~5x slower here)."""
+    backward that writes the spread gradient in one contiguous pass (autograd's own is slower here)."""
 
     @staticmethod
     def forward(ctx, grid):  # type: ignore[override]

@@ -78,8 +78,8 @@ __all__ = [
 ]
 
 MECHANISMS = ("auto", "vmap", "wide", "fused")
-# fold-steps (group steps × folds) from which the fused step compiles its epilogues: compiling costs ~20 s
-# once per process; it saves ~20 ms per fold and step of a 256-clip batch (measured, docs/performance.md)
+# fold-steps (group steps × folds) from which the fused step compiles its epilogues: compiling costs a one-off
+# wait per process that only a long run earns back (docs/performance.md)
 COMPILE_MIN_FOLD_STEPS = 1000
 
 
