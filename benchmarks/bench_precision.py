@@ -105,12 +105,18 @@ def loso_table(args: argparse.Namespace, prepared, params: dict) -> tuple[pd.Dat
         runs = Path(args.runs_dir) if args.runs_dir else Path(scratch)
         for name in args.models:
             preds: dict[str, list[pd.DataFrame]] = {p: [] for p in args.precisions}
-            for seed in range(args.seeds):
+            for seed in args.seeds:
                 for precision in args.precisions:
                     config = RunConfig.from_params(**{**params, "model": name, "precision": precision, "seed": seed})
                     run_dir = runs / f"{name}_{precision}_seed{seed}"  # a kept run resumes: done folds are skipped
-                    predictions = run_protocol(config, prepared.store, run_dir, progress=False, n_boot=1)
-                    seconds = sum(json.loads((run_dir / "timings.json").read_text())["fold_seconds"].values())
+                    predictions = run_protocol(
+                        config, prepared.store, run_dir, folds=args.folds, progress=False, n_boot=1
+                    )
+                    predictions = predictions[predictions["fold"].isin(args.folds or predictions["fold"])]
+                    histories = [
+                        run_dir / "folds" / f"fold_{key}" / "history.csv" for key in predictions["fold"].unique()
+                    ]
+                    seconds = sum(float(pd.read_csv(h)["seconds"].sum()) for h in histories)
                     scores = pooled_scores(predictions["gt"], predictions["pred"], len(classes), warn_absent=False)
                     preds[precision].append(predictions)
                     row = {
@@ -186,7 +192,10 @@ def step_seconds(name: str, precision: str, params: dict, prepared, steps: int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="meranet_small,meranet", help="comma-separated clip models")
-    parser.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 (default: %(default)s)")
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds (default: %(default)s)")
+    parser.add_argument(
+        "--folds", default="", help="only these LOSO folds (held-out subjects, e.g. 01,02,03,04); default: all"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="epochs per fold (default: the demo profile's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default: %(default)s)")
@@ -209,6 +218,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.folds = [f.strip() for f in args.folds.split(",") if f.strip()] or None
     args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip() in PRECISIONS]
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -235,7 +246,8 @@ def main() -> None:
         f"profile {DEMO_PROFILE.name}: SynthME {base.data.synthme_n_subjects} subjects x "
         f"{base.data.synthme_clips_per_subject} clips, clips {tuple(prepared.store.clips.shape[1:])}, "
         f"{base.train.epochs} epochs, lr {base.train.lr:g}, batch {base.train.batch_size}, "
-        f"augment {base.train.augment}; LOSO, {args.seeds} training seeds"
+        f"augment {base.train.augment}; LOSO folds {', '.join(args.folds) if args.folds else 'all'}, "
+        f"training seeds {args.seeds}"
     )
     results: dict = {"device": str(device), "cpu_bf16": probe.feature, "load_before": start_load}
 

@@ -38,6 +38,7 @@ from merkit.runlock import RunLock
 from merkit.training import executors
 from merkit.training.executors import EXECUTORS
 from merkit.training.fold import inner_validation_split, predict, resolve_device, train_fold
+from merkit.training.precision import choose_precision
 from merkit.training.runs import RunDir
 
 if TYPE_CHECKING:  # annotations only: the store module needs OpenCV, the runner imports without it
@@ -224,7 +225,8 @@ def run_protocol(
             ``run_config.protocol.executor``. ``"auto"`` and ``"batched"`` are resolved by
             :func:`merkit.training.executors.choose_executor`; the choice, its reason and the fold group size are
             printed and written to ``executor.json``, and every fold's ``history.csv`` names the executor that
-            trained it.
+            trained it. The precision the folds train in and why (:func:`merkit.training.precision.choose_precision`)
+            go into ``executor.json`` too, under ``"precision"``.
         workers: parallel folds for ``"processes"`` / Ray CPU tasks; default ``protocol.workers``
             (0 = one per core, or one per GPU when there are several).
         ray_address: Ray cluster address; ``None``/``""`` starts a small local instance.
@@ -361,8 +363,9 @@ def _run_folds(
         )
     if plan is not None:
         executor = plan.executor
-        print(f"executor: {plan.executor} ({plan.reason})")
-        run_dir.write_json("executor.json", plan.record())
+        arithmetic = choose_precision(run_config.train.precision, resolve_device(run_config.train.device), probe)
+        print(f"executor: {plan.executor} ({plan.reason}); precision: {arithmetic.precision} ({arithmetic.reason})")
+        run_dir.write_json("executor.json", {**plan.record(), "precision": arithmetic.record()})
 
     def persist_named(result: FoldResult) -> None:  # the fold's history says which executor trained it
         persist(replace(result, history=result.history.assign(executor=executor)))
