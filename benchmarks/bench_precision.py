@@ -21,8 +21,10 @@ What it does:
    when its seed-mean UF1 lies inside fp32's interval. Clips of one subject are not independent, so the
    interval is optimistic (narrow): the rule is strict, not lenient.
 4. Speed: the median wall time of one training step (forward, backward, AdamW) on a batch of the demo's size,
-   after warm-up steps, for each model and precision, and the fp32/bf16 ratio. On a shared machine the times
-   are indicative only; the UF1 figures do not depend on the load (they are exact for the seed).
+   after warm-up steps, for each model: fp32, bf16 as the kit trains it (``channels_last_3d`` on CPU) and bf16
+   in the default layout, with the fp32/bf16 ratios; and whether three backward passes from the same weights
+   on the same batch give bit-identical gradients in each. On a shared machine the times are indicative only;
+   the UF1 figures do not depend on the load (fp32 runs repeat exactly for the seed).
 
 It prints the machine's load (``/proc/loadavg``) before and after, and the CPU's native bf16 support as
 ``merkit.training.precision.cpu_bf16_support`` reports it.
@@ -147,8 +149,13 @@ def loso_table(args: argparse.Namespace, prepared, params: dict) -> tuple[pd.Dat
     return pd.DataFrame(rows), summary
 
 
-def step_seconds(name: str, precision: str, params: dict, prepared, steps: int, warmup: int) -> float:
-    """Median seconds of one training step of ``name`` under ``precision`` on a demo-sized batch."""
+def step_profile(
+    name: str, precision: str, params: dict, prepared, steps: int, warmup: int, layout: bool = True
+) -> tuple[float, bool]:
+    """(median seconds of one training step, whether the gradients repeat) of ``name`` under ``precision`` on a
+    demo-sized batch. ``layout``: use the memory format the kit trains in (``channels_last_3d`` for a clip model
+    in bf16 on CPU); False keeps the default layout. "Repeat": three backward passes from the same weights on
+    the same batch give bit-identical gradients."""
     from merkit.config import RunConfig
     from merkit.data.inputs import input_adapter
     from merkit.models import create_model
@@ -161,7 +168,7 @@ def step_seconds(name: str, precision: str, params: dict, prepared, steps: int, 
     model = create_model(name, num_classes=len(prepared.classes), **config.model.overrides).to(device)
     dtype = resolve_precision(precision, device, model)
     adapter = input_adapter(model)
-    memory_format = adapter.memory_format(device, dtype)
+    memory_format = adapter.memory_format(device, dtype) if layout else None
     batch = config.train.batch_size
     x = adapter.example(prepared.store, batch).to(device)  # (b, c, t, h, w)
     if memory_format is not None:
@@ -171,22 +178,31 @@ def step_seconds(name: str, precision: str, params: dict, prepared, steps: int, 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr)
     criterion = torch.nn.CrossEntropyLoss()
     model.train()
+
+    def backward() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = model(x)  # (b, k)
+        criterion(logits.float(), y).backward()
+
+    grads = []
+    for _ in range(3):  # train-mode BN normalises with the batch's statistics: the same weights, the same pass
+        torch.manual_seed(1)  # the same dropout masks
+        backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    repeats = all(torch.equal(grads[0], g) for g in grads[1:])
     times = []
     for i in range(warmup + steps):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = model(x)  # (b, k)
-        loss = criterion(logits.float(), y)
-        loss.backward()
+        backward()
         optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), repeats
 
 
 def main() -> None:
@@ -254,17 +270,26 @@ def main() -> None:
     if not args.no_speed:
         speed = []
         for name in args.models:
-            fp32 = step_seconds(name, "fp32", params, prepared, args.speed_steps, warmup=3)
-            bf16 = step_seconds(name, "bf16", params, prepared, args.speed_steps, warmup=3)
+            fp32, fp32_repeats = step_profile(name, "fp32", params, prepared, args.speed_steps, warmup=3)
+            bf16, bf16_repeats = step_profile(name, "bf16", params, prepared, args.speed_steps, warmup=3)
+            plain, plain_repeats = step_profile(name, "bf16", params, prepared, args.speed_steps, 3, layout=False)
             speed.append(
                 {
                     "model": name,
                     "fp32_ms": round(fp32 * 1e3, 1),
                     "bf16_ms": round(bf16 * 1e3, 1),
                     "speedup": round(fp32 / bf16, 2),
+                    "bf16_default_layout_ms": round(plain * 1e3, 1),
+                    "speedup_default_layout": round(fp32 / plain, 2),
+                    "grads_repeat_fp32": fp32_repeats,
+                    "grads_repeat_bf16": bf16_repeats,
+                    "grads_repeat_bf16_default_layout": plain_repeats,
                 }
             )
-        print(f"\nper training step (batch {base.train.batch_size}, median of {args.speed_steps}; load {load()}):")
+        print(
+            f"\nper training step (batch {base.train.batch_size}, median of {args.speed_steps}; bf16 as the kit "
+            f"trains it, with its memory format, and in the default layout; load {load()}):"
+        )
         print(pd.DataFrame(speed).to_string(index=False), flush=True)
         results["speed"] = speed
 

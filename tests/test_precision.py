@@ -135,7 +135,8 @@ def test_a_run_records_its_precision_and_why_in_executor_json(tiny_store, tmp_pa
     expected = "bf16" if found.native and CPU_BF16_CLIP_EVIDENCE else "fp32"
     assert record["requested"] == "auto" and record["precision"] == expected
     assert record["cpu_bf16"] == found.feature and record["device"] == "cpu"
-    assert ("amx_bf16" in record["reason"]) == found.native
+    assert ("amx_bf16 in /proc/cpuinfo" in record["reason"]) == found.native  # the feature found, and where
+    assert ("no native bf16" in record["reason"]) != found.native
     assert f"precision: {expected} (auto:" in capsys.readouterr().out
 
 
