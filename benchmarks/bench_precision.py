@@ -89,7 +89,7 @@ def seed_mean_uf1_bootstrap(runs: list[pd.DataFrame], num_classes: int, n_boot: 
         tp = weights @ ((gt == pred)[:, None] * true_onehot)  # (n_boot, n) @ (n, k) -> (n_boot, k)
         support, predicted = weights @ true_onehot, weights @ pred_onehot  # (n_boot, k) each
         with np.errstate(divide="ignore", invalid="ignore"):
-            f1 = np.where(support > 0, 2 * tp / (tp + support + predicted), np.nan)  # 2tp / (2tp + fp + fn)
+            f1 = np.where(support > 0, 2 * tp / (support + predicted), np.nan)  # 2tp / (2tp + fp + fn)
         scores.append(np.nanmean(f1, axis=1))  # (n_boot,): classes absent from a replicate are left out
     return np.mean(scores, axis=0)  # (runs, n_boot) -> (n_boot,)
 
