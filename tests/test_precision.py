@@ -49,6 +49,16 @@ def test_auto_on_a_cpu_with_native_bf16_follows_the_evidence_for_a_clip_model(mo
     assert resolve_precision("auto", CPU, clip_model()) is choice.dtype
 
 
+def test_once_the_evidence_holds_auto_trains_a_clip_model_in_bf16_on_a_native_bf16_cpu_only(monkeypatch):
+    monkeypatch.setattr(precision, "CPU_BF16_CLIP_EVIDENCE", True)  # the branch a positive benchmark turns on
+    probe_says(monkeypatch, WITH_BF16)
+    choice = choose_precision("auto", CPU, clip_model())
+    assert choice.precision == "bf16" and choice.dtype is torch.bfloat16 and "bf16 because" in choice.reason
+    assert choose_precision("auto", CPU, create_model("ststnet")).precision == "fp32"
+    probe_says(monkeypatch, WITHOUT_BF16)
+    assert choose_precision("auto", CPU, clip_model()).precision == "fp32"
+
+
 def test_auto_on_a_cpu_without_native_bf16_is_fp32_for_every_model(monkeypatch):
     probe_says(monkeypatch, WITHOUT_BF16)
     for model in (clip_model(), create_model("ststnet"), None):

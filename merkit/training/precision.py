@@ -23,9 +23,10 @@ Public API
   - MPS: fp32 (bf16 autocast is not supported there by this kit).
 
 The evidence is what ``benchmarks/bench_precision.py`` measures on the default SynthME: the seed-mean pooled
-LOSO UF1 under bf16 against fp32's bootstrap interval (3 training seeds, the same folds); the table and the
-decision are in docs/performance.md. bf16 changes the early gradients, so the kit does not choose it on the
-strength of speed alone.
+LOSO UF1 under bf16 against fp32's bootstrap interval (3 training seeds, the same folds), the speed per step and
+whether bf16 gradients repeat bit for bit; the tables and the decision are in docs/performance.md
+(:data:`CPU_BF16_CLIP_VERDICT` says it in one line). bf16 changes the gradients, so the kit does not choose it on
+the strength of speed alone.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from merkit.errors import MerkitValueError
 
 __all__ = [
     "CPU_BF16_CLIP_EVIDENCE",
+    "CPU_BF16_CLIP_VERDICT",
     "PRECISIONS",
     "CpuBf16",
     "PrecisionChoice",
@@ -54,9 +56,15 @@ __all__ = [
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
-#: Whether bf16 autocast kept clip models' LOSO UF1 inside fp32's bootstrap interval on the default SynthME
-#: (benchmarks/bench_precision.py; the table is in docs/performance.md). ``auto`` picks bf16 on a CPU only if so.
+#: Whether the evidence lets ``auto`` pick bf16 for clip models on a CPU with native bf16: bf16 autocast kept
+#: their LOSO UF1 inside fp32's bootstrap interval on the default SynthME (benchmarks/bench_precision.py; the
+#: table is in docs/performance.md), and nothing else measured speaks against it.
 CPU_BF16_CLIP_EVIDENCE = False
+#: That evidence in one line: it goes into the reason every run records.
+CPU_BF16_CLIP_VERDICT = (
+    "bf16 kept meranet_small's LOSO UF1 inside fp32's bootstrap interval (3 seeds), but MERANet's was not measured "
+    "and bf16 gradients on this kit's CPU path do not repeat bit for bit (identical passes differ)"
+)
 
 #: CPU feature flags that mean native bf16 arithmetic, best first: Intel AMX tiles, AVX512-BF16 (x86, as Linux
 #: names them in /proc/cpuinfo), the Armv8.6 BF16 extension (aarch64 ``Features``).
@@ -169,16 +177,11 @@ def choose_precision(precision: str, device: torch.device, model: Any = None) ->
         what = f"a {kind} model" if kind else "a model that declares no input"
         why = f"auto: {what} on CPU ({has}); bf16 is chosen only for 3D clip models"
         return PrecisionChoice(precision, "fp32", why, str(device), probe.feature)
+    evidence = f"{CPU_BF16_CLIP_VERDICT} (benchmarks/bench_precision.py, docs/performance.md)"
     if not CPU_BF16_CLIP_EVIDENCE:
-        why = (
-            f"auto: a clip model on CPU ({has}), but bf16 moved LOSO UF1 outside fp32's bootstrap interval "
-            "(benchmarks/bench_precision.py, docs/performance.md)"
-        )
+        why = f"auto: a clip model on CPU ({has}); fp32 because {evidence}"
         return PrecisionChoice(precision, "fp32", why, str(device), probe.feature)
-    why = (
-        f"auto: a clip model on CPU ({has}); bf16 kept LOSO UF1 inside fp32's bootstrap interval "
-        "(benchmarks/bench_precision.py, docs/performance.md)"
-    )
+    why = f"auto: a clip model on CPU ({has}); bf16 because {evidence}"
     return PrecisionChoice(precision, "bf16", why, str(device), probe.feature)
 
 
