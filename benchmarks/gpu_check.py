@@ -67,14 +67,20 @@ def parts(work: Path) -> list[tuple[str, int, list[str]]]:
     ]
 
 
-def meranet_loso(work: Path) -> None:
+def meranet_loso(work: Path, overrides: list[str]) -> None:
     """Part 2: the pipeline's 03_loso with MERANet on the demo profile, then what the run recorded."""
+    import yaml
+
+    from merkit.config import run_parameter_names
+
     run_dir = work / "meranet_loso"
-    command = [PYTHON, "-m", "merkit.cli", "pipeline", "--params", str(ROOT / "notebooks" / "demo.yaml")]
-    command += ["--notebooks", "03_loso", "--run-dir", str(run_dir), "-q"]
-    for name, value in (("model", "meranet"), ("device", "auto"), ("precision", "auto"), ("executor", "auto")):
+    profile = yaml.safe_load((ROOT / "notebooks" / "demo.yaml").read_text())
+    params = {k: str(v) for k, v in profile.items() if k in run_parameter_names()}  # 03_loso's share of the profile
+    params.update(model="meranet", device="auto", precision="auto", executor="auto", compare="")
+    params.update(dict(extra.split("=", 1) for extra in overrides))
+    command = [PYTHON, "-m", "merkit.cli", "pipeline", "--notebooks", "03_loso", "--run-dir", str(run_dir), "-q"]
+    for name, value in params.items():
         command += ["-p", name, value]
-    command += ["-p", "compare", "''"]
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT)
     print(f"meranet loso: pipeline wall {time.perf_counter() - start:.1f} s")
@@ -98,11 +104,12 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the parts and their commands, run nothing")
     parser.add_argument("--work", default="", help="where the parts write (default: a temporary directory)")
     parser.add_argument("--loso-only", action="store_true", help=argparse.SUPPRESS)  # part 2, as a child process
+    parser.add_argument("--loso-param", action="append", default=[], help=argparse.SUPPRESS)  # NAME=VALUE, a check
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(args.work or scratch)
         if args.loso_only:
-            meranet_loso(work)
+            meranet_loso(work, args.loso_param)
             return
         cuda = torch.cuda.is_available()
         card = torch.cuda.get_device_name(0) if cuda else "none"
