@@ -3,6 +3,12 @@
     .venv/bin/python benchmarks/bench_precision.py                           # meranet_small and meranet, 3 seeds
     .venv/bin/python benchmarks/bench_precision.py --models meranet_small --seeds 3 --speed-steps 20
     .venv/bin/python benchmarks/bench_precision.py --device cuda             # the same on a GPU
+    .venv/bin/python benchmarks/bench_precision.py --precisions fp32 --runs-dir R &   # in two processes, then
+    .venv/bin/python benchmarks/bench_precision.py --precisions bf16 --runs-dir R     # once more with both: the table
+
+Cost on a 2-core CPU: one meranet_small LOSO is 12 folds x 15 epochs, about 1 min per fold in fp32 on an idle
+core, several on a loaded one; MERANet's is several times that. The default (2 models x 3 seeds x 2 precisions)
+takes hours there: ``--models meranet_small`` and ``--folds`` make it smaller.
 
 The evidence ``precision: auto`` follows on CPU (:mod:`merkit.training.precision`): bf16 autocast (with
 ``channels_last_3d``) is chosen for clip models only if their LOSO UF1 under bf16 stays inside fp32's bootstrap

@@ -62,7 +62,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 CPU_BF16_CLIP_EVIDENCE = False
 #: That evidence in one line: it goes into the reason every run records.
 CPU_BF16_CLIP_VERDICT = (
-    "bf16 kept meranet_small's LOSO UF1 inside fp32's bootstrap interval (3 seeds), but MERANet's was not measured "
+    "bf16 kept meranet_small's LOSO UF1 inside fp32's bootstrap interval, but MERANet's was not measured "
     "and bf16 gradients on this kit's CPU path do not repeat bit for bit (identical passes differ)"
 )
 
