@@ -313,7 +313,10 @@ def main() -> None:
             )
         passed = bool(summary) and all(line["bf16_within_fp32_interval"] for line in summary)
         if summary:
-            print(f"\ndecision: bf16 {'passes' if passed else 'fails'} for clip models on this evidence")
+            print(
+                f"\nUF1 test: bf16 inside fp32's interval for every model: {'yes' if passed else 'NO'} (necessary for "
+                "precision auto to pick bf16 on CPU, with repeatable gradients: merkit/training/precision.py)"
+            )
         results.update(runs=table.to_dict("records"), intervals=summary, bf16_passes=passed)
 
     choice = choose_precision("auto", device, create_model(args.models[0]))
