@@ -125,7 +125,7 @@ def bench_ststnet(args: argparse.Namespace) -> None:
         lr=5e-5,
         weight_decay=0.0,
         schedule="none",
-        device="cpu",
+        device=args.device,
         precision=args.precision,
         augment=False,
     )
@@ -194,7 +194,7 @@ def bench_meranet(args: argparse.Namespace) -> None:
     )
     folds = loso_splits(store.index)
     epochs = 1 if args.quick else 3
-    cfg = TrainConfig(epochs=epochs, batch_size=8, device="cpu", precision=args.precision, augment=False)
+    cfg = TrainConfig(epochs=epochs, batch_size=8, device=args.device, precision=args.precision, augment=False)
     n_seq = 1 if args.quick else 2
     seq, _ = time_sequential(
         lambda: create_model("meranet_small", num_classes=3),
@@ -237,6 +237,7 @@ def main() -> None:
     )
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="torch device both trainers run on (default: %(default)s)")
     parser.add_argument(
         "--mechanism",
         default="auto",

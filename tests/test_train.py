@@ -18,9 +18,9 @@ from merkit.training.fold import (
     inner_validation_split,
     predict,
     resolve_device,
-    resolve_precision,
     train_fold,
 )
+from merkit.training.precision import resolve_precision
 
 
 class ToyClips(Dataset):

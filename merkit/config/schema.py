@@ -175,7 +175,7 @@ class TrainConfig(_Section):
     label_smoothing: float = 0.0  # cross-entropy label smoothing (loss = "ce" only)
     class_weighted: bool = True  # weight the loss by inverse class frequency of the fold's training set
     grad_clip: float = 0.0  # clip the gradient global norm to this value; 0 = no clipping
-    precision: str = "auto"  # "fp32", "bf16" (autocast) or "auto" (fp32 on CPU, bf16 on capable GPUs)
+    precision: str = "auto"  # "fp32", "bf16" (autocast) or "auto" (by device, model, evidence: training/precision.py)
     device: str = "auto"  # "auto" (cuda, then mps, then cpu) or a torch device string such as "cuda:1"
     seed: int = 0  # run seed; each fold derives its own seed from (seed, fold key)
     deterministic: bool = False  # torch deterministic algorithms (slower on GPU; CPU runs repeat anyway)

@@ -3,7 +3,6 @@
 Public API
 ----------
 - ``resolve_device(device)``: ``"auto"`` → cuda, then mps, then cpu; anything else is passed to ``torch.device``.
-- ``resolve_precision(precision, device)``: the autocast dtype (or ``None`` for fp32) a run will use.
 - ``seed_everything(seed, deterministic=False)``: python, numpy and torch seeds; deterministic algorithms on request.
 - ``inner_validation_split(train_rows, fraction, seed)``: split the TRAINING rows by subject into
   (inner-train, inner-validation) positions.
@@ -27,12 +26,9 @@ Here the API makes that impossible by construction:
 
 Precision
 ---------
-``cfg.precision``: ``"fp32"``, ``"bf16"`` (autocast to bfloat16 on CPU or CUDA) or ``"auto"``. ``"auto"`` is
-fp32 on CPU: bf16 autocast with ``channels_last_3d`` was measured ~2.2× faster on a 2-core CPU for a
-MERANet-sized net, but bf16 noticeably changes early gradients, so reproducible published numbers default to
-fp32 and bf16 is an explicit opt-in (compare both before trusting it). On CUDA, ``"auto"`` is bf16 where the
-GPU supports it. With bf16 on CPU, 5-D inputs and the model use ``torch.channels_last_3d`` (that is where
-the measured speed-up came from).
+``cfg.precision``: ``"fp32"``, ``"bf16"`` (autocast to bfloat16) or ``"auto"``, resolved for the model and device by
+:func:`merkit.training.precision.choose_precision` (the rules and the evidence behind ``"auto"`` are there). With
+bf16 on CPU, 5-D inputs and a clip model use ``torch.channels_last_3d``.
 
 Axis letters: b batch, c channels, t time, h height, w width, k classes.
 """
@@ -57,11 +53,11 @@ from merkit.config import RunConfig, TrainConfig
 from merkit.data.inputs import input_adapter
 from merkit.errors import MerkitValueError
 from merkit.evaluation.metrics import pooled_scores
+from merkit.training.precision import resolve_precision
 
 __all__ = [
     "as_train_config",
     "resolve_device",
-    "resolve_precision",
     "seed_everything",
     "dataset_labels",
     "class_weights",
@@ -123,25 +119,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             "set device to 'auto' or one of those"
         )
     return resolved
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``precision`` on ``device``; ``None`` means plain fp32.
-
-    ``"auto"`` is fp32 on CPU and MPS (see the module docstring for why) and bf16 on CUDA when supported.
-    """
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"unknown precision {precision!r}: use 'auto', 'fp32' or 'bf16'")
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        if device.type == "mps":
-            raise ValueError("precision='bf16' is not supported on mps here; use 'fp32'")
-        return torch.bfloat16
-    # auto
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -352,7 +329,7 @@ def train_fold(
     seed = int(cfg.seed if seed is None else seed)
     seed_everything(seed, deterministic=bool(cfg.deterministic))
     device = resolve_device(cfg.device)
-    autocast_dtype = resolve_precision(cfg.precision, device)
+    autocast_dtype = resolve_precision(cfg.precision, device, model)
     memory_format = _memory_format(device, autocast_dtype, model)
 
     labels = dataset_labels(train_ds)
@@ -457,7 +434,7 @@ def predict(
     """
     params = next(model.parameters(), None)
     device = params.device if params is not None else torch.device("cpu")
-    autocast_dtype = resolve_precision(precision, device)
+    autocast_dtype = resolve_precision(precision, device, model)
     memory_format = _memory_format(device, autocast_dtype, model)
     was_training = model.training
     model.eval()

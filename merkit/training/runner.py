@@ -37,6 +37,7 @@ from merkit.runlock import RunLock
 from merkit.training import executors
 from merkit.training.fold import resolve_device
 from merkit.training.job import FoldJob, FoldResult
+from merkit.training.precision import PrecisionChoice, choose_precision
 from merkit.training.runs import RunDir, completed_folds
 
 if TYPE_CHECKING:  # annotations only: the store module needs OpenCV, the runner imports without it
@@ -90,6 +91,7 @@ class _Schedule:
     plan: executors.ExecutorPlan  # the executor chosen, and why (executor.json)
     executor: executors.Executor
     n_boot: int  # bootstrap resamples of metrics.json's intervals
+    precision: PrecisionChoice  # the arithmetic the folds train in, and why (executor.json)
 
 
 def run_protocol(
@@ -117,7 +119,8 @@ def run_protocol(
             ``run_config.protocol.executor``. ``"auto"`` and ``"batched"`` are resolved by
             :func:`merkit.training.executors.choose_executor`; the choice, its reason and the fold group size are
             printed and written to ``executor.json``, and every fold's ``history.csv`` names the executor that
-            trained it.
+            trained it. The precision the folds train in and why (:func:`merkit.training.precision.choose_precision`)
+            go into ``executor.json`` too, under ``"precision"``.
         workers: parallel folds for ``"processes"`` / Ray CPU tasks; default ``protocol.workers``
             (0 = one per core, or one per GPU when there are several).
         ray_address: Ray cluster address; ``None``/``""`` starts a small local instance.
@@ -192,6 +195,7 @@ def run_protocol(
         plan,
         executors.executor_for(plan, selected, workers=workers, ray_address=ray_address),
         n_boot,
+        choose_precision(run_config.train.precision, resolve_device(run_config.train.device), model),
     )
 
     # One writer per run directory; a pipeline holding it lets its kernels in (see merkit.runlock).
@@ -240,8 +244,9 @@ def _run_folds(run_dir: RunDir, job: FoldJob, schedule: _Schedule) -> pd.DataFra
 
     if todo:
         plan = schedule.plan
-        print(f"executor: {plan.executor} ({plan.reason})")
-        run_dir.write_json("executor.json", plan.record())
+        arithmetic = schedule.precision
+        print(f"executor: {plan.executor} ({plan.reason}); precision: {arithmetic.precision} ({arithmetic.reason})")
+        run_dir.write_json("executor.json", {**plan.record(), "precision": arithmetic.record()})
     try:
         with closing(schedule.executor.run(job, todo, tracker)) as results:
             for result in results:

@@ -49,7 +49,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from merkit.training.batched.wide import masked_loss, running_updates, ststnet_layout, wide_step_for
-from merkit.training.fold import as_train_config, resolve_precision
+from merkit.training.fold import as_train_config
+from merkit.training.precision import resolve_precision
 
 __all__ = ["fused_step_for", "fused_fold_bytes", "fused_trainable", "CHUNK_BYTES", "BANK_LIMIT_BYTES"]
 
@@ -250,7 +251,7 @@ def fused_fold_bytes(model: nn.Module, batch_size: int) -> int | None:
 def fused_trainable(model: nn.Module, cfg: Any, device: torch.device) -> bool:
     """Whether ``train_folds`` (mechanism auto) runs ``model`` with the fused step: an STSTNet as the kit
     builds it, trained on CPU in fp32 or bf16."""
-    precision = resolve_precision(as_train_config(cfg).precision, device)
+    precision = resolve_precision(as_train_config(cfg).precision, device, model)
     return device.type == "cpu" and precision in (None, torch.bfloat16) and ststnet_layout(model) is not None
 
 

@@ -62,9 +62,9 @@ from merkit.training.fold import (
     make_optimizer,
     make_scheduler,
     resolve_device,
-    resolve_precision,
     seed_everything,
 )
+from merkit.training.precision import resolve_precision
 
 __all__ = [
     "MaskedBatchNorm",
@@ -181,7 +181,7 @@ class _FoldStack:
         self.optimizer = make_optimizer(self.holder, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg, int(cfg.epochs))
         self.grad_clip = float(cfg.grad_clip or 0.0)
-        self.autocast_dtype = resolve_precision(cfg.precision, device)
+        self.autocast_dtype = resolve_precision(cfg.precision, device, models[0])
         weighted = bool(cfg.class_weighted)
         self.weights = torch.stack(
             [class_weights(lab, num_classes) if weighted else torch.ones(num_classes) for lab in labels]
