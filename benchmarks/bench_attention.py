@@ -73,9 +73,16 @@ def _run(args, prepared, preprocess, design: str, ablation: str, seed: int) -> t
     )
     run_dir = Path(args.out) / f"synthme{args.synthme_seed}" / f"{design}_{ablation}_seed{seed}_{args.precision}"
     start = time.perf_counter()
-    predictions = run_protocol(config, prepared.store, run_dir, progress=False, n_boot=1000)
+    folds = [f.strip() for f in args.folds.split(",") if f.strip()] or None
+    predictions = run_protocol(config, prepared.store, run_dir, progress=False, n_boot=1000, folds=folds)
     seconds = time.perf_counter() - start
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    if folds is None:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    else:  # a screening subset of the LOSO folds: pooled over those folds only
+        from merkit.evaluation.metrics import summarise
+
+        predictions = predictions[predictions["fold"].astype(str).isin(folds)]
+        metrics = summarise(predictions, prepared.classes, n_boot=1000)
     row = {
         "design": design,
         "ablation": ablation,
@@ -113,6 +120,9 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "merkit_bench_attention"))
+    parser.add_argument(
+        "--folds", default="", help="screening only: run just these LOSO fold keys (e.g. 01,02,03); empty: all"
+    )
     parser.add_argument("--csv", default="", help="write the per-clip attention scores here")
     args = parser.parse_args()
     if args.threads:
@@ -129,6 +139,8 @@ def main() -> None:
     prepared = prepare_data(data, preprocess, cache_dir=Path(args.out) / f"cache{args.synthme_seed}", progress=False)
     print(f"SynthME generation seed {args.synthme_seed}: {role}; store {tuple(prepared.store.clips.shape)}")
     print(f"epochs {args.epochs}, lr {args.lr:g}, precision {args.precision}, torch threads {torch.get_num_threads()}")
+    if args.folds:
+        print(f"SCREENING: only LOSO folds {args.folds} (UF1 pooled over their held-out clips)")
 
     rows, tables = [], []
     for design in [d.strip() for d in args.designs.split(",") if d.strip()]:
