@@ -63,8 +63,9 @@ def learned_attention(model: nn.Module, x: Tensor) -> Attribution:
     Calls ``model.attention_maps(x, upsample=False)`` (one ``AttentionMaps`` per residual attention
     module). Every module's spatio-temporal map (b, 1, t', h', w') is resized trilinearly
     (align_corners=False) to the input's (t, h, w) and the modules are averaged with equal weight:
-    each module's map is a sigmoid gate in [0, 1], so the mean is a gate in [0, 1] too, and no
-    module (early, high-resolution or late, coarse) dominates by size. Modules whose spatio-temporal
+    each module's map is a sigmoid gate in [0, 1] (or, with ``st_normalise="softmax"``, a map of mean 1
+    per frame), so the mean stays in that range, and no module (early, high-resolution or late, coarse)
+    dominates by size. Modules whose spatio-temporal
     attention is ablated (``None``) are skipped. ``meta["per_module"]`` keeps the upsampled maps
     (b, m, t, h, w); ``meta["channel"]`` the channel weights (b, c_i) per module (``None`` where
     ablated); ``meta["modules"]`` the indices of the modules averaged; ``meta["grids"]`` their native
