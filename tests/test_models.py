@@ -486,3 +486,59 @@ def test_remove_static_makes_the_output_blind_to_a_still_image_only_when_on(name
         with torch.no_grad():
             same = torch.allclose(model(clip), model(clip + still), atol=1e-4)
         assert same is remove_static, (name, remove_static)
+
+
+# ------------------------------------------------------------------------------------ attention designs
+def _block_features(block, x):
+    """The block's convolved features before any attention (conv-BN-ReLU-conv-BN)."""
+    return block.bn2(block.conv2(block.relu1(block.bn1(block.conv1(x)))))
+
+
+@pytest.mark.parametrize("scale", ["gate", "residual"])
+def test_attention_scale_multiplies_the_features_by_the_map_or_by_one_plus_it(scale):
+    from merkit.models.meranet import ResidualAttentionBlock3d
+
+    torch.manual_seed(0)
+    block = ResidualAttentionBlock3d(4, 4, attention="spatiotemporal", scale=scale).eval()
+    x = torch.randn(2, 4, 4, 8, 8)
+    with torch.no_grad():
+        out, maps = block.forward_with_attention(x)
+        y = _block_features(block, x)
+        factor = maps.spatiotemporal if scale == "gate" else 1 + maps.spatiotemporal
+        torch.testing.assert_close(out, torch.relu(y * factor + x))
+
+
+def test_softmax_attention_is_a_non_negative_map_of_mean_one_per_frame():
+    from merkit.models.meranet import SpatioTemporalAttention3d
+
+    torch.manual_seed(0)
+    attention = SpatioTemporalAttention3d(normalise="softmax", temperature=0.5)
+    torch.nn.init.normal_(attention.conv.weight, std=1.0)
+    with torch.no_grad():
+        st_map = attention(torch.randn(2, 3, 4, 6, 6))
+    assert st_map.shape == (2, 1, 4, 6, 6) and (st_map >= 0).all()
+    torch.testing.assert_close(st_map.mean(dim=(3, 4)), torch.ones(2, 1, 4))
+    assert st_map.amax() > 1.5  # not flat: the temperature sharpens it
+
+
+def test_input_source_map_is_at_the_module_input_resolution_and_pooled_onto_its_output():
+    from merkit.models.meranet import ResidualAttentionBlock3d
+
+    torch.manual_seed(0)
+    block = ResidualAttentionBlock3d(4, 8, stride=(2, 2, 2), attention="spatiotemporal", st_source="input").eval()
+    x = torch.randn(1, 4, 4, 8, 8)
+    with torch.no_grad():
+        out, maps = block.forward_with_attention(x)
+        y = _block_features(block, x)
+        applied = torch.nn.functional.avg_pool3d(maps.spatiotemporal, 2)  # (1, 1, 4, 8, 8) -> (1, 1, 2, 4, 4)
+        torch.testing.assert_close(out, torch.relu(y * applied + block.shortcut(x)))
+    assert maps.spatiotemporal.shape == (1, 1, 4, 8, 8) and out.shape == (1, 8, 2, 4, 4)
+
+
+@pytest.mark.parametrize(
+    "argument, value",
+    [("attention_scale", "multiply"), ("st_source", "middle"), ("st_normalise", "tanh"), ("st_temperature", 0.0)],
+)
+def test_a_bad_attention_design_names_the_argument(argument, value):
+    with pytest.raises(ValueError, match=argument):
+        tiny_model("meranet_small", **{argument: value})

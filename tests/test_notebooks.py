@@ -129,6 +129,7 @@ def tiny_run(tmp_path_factory) -> Path:
         "epochs": 1,
         "batch_size": 4,  # k: the default, more folds than TINY's 3 subjects (02/04 hold out one, with a warning)
         "compare": "meranet_small:none",
+        "compare_seeds": 2,
         "n_boot": 20,
         "n_explain": 2,
         "ig_steps": 4,
@@ -191,6 +192,10 @@ def test_03_loso_artefacts(tiny_run: Path):
     comparison = pd.read_csv(tiny_run / "comparison.csv")
     assert list(comparison["variant"])[1:] == ["meranet_small:none"]
     assert (tiny_run / "compare" / "meranet_small_none" / "metrics.json").is_file()
+    seeds = pd.read_csv(tiny_run / "comparison_seeds.csv")  # compare_seeds=2: every variant twice, this run's too
+    assert seeds.groupby("variant")["seed"].apply(sorted).tolist() == [[0, 1], [0, 1]]
+    assert comparison["n_seeds"].tolist() == [2, 2] and comparison["uf1_seed_sd"].notna().all()
+    assert (tiny_run / "figures" / "03_comparison_seeds.png").stat().st_size > 1000
     assert len(pd.read_csv(tiny_run / "per_subject.csv")) == 3
     published = pd.read_csv(tiny_run / "published_results.csv")
     assert published["protocol"].notna().all() and published["source"].notna().all()
@@ -209,11 +214,20 @@ def test_04_explain_artefacts(tiny_run: Path):
     # a map with no mass at all (Grad-CAM's ReLU on a clip with only negative evidence) scores NaN, by contract
     assert scores["mass_in_region"].dropna().between(0, 1).all()
     assert scores.loc[scores["method"].isin(["ig", "random"]), "mass_in_region"].notna().all()
-    assert (tiny_run / "explain_summary.csv").is_file()
+    summary = pd.read_csv(tiny_run / "explain_summary.csv")
+    assert summary["auc"].between(0, 1).all() and set(summary["method"]) >= {"attention", "random"}
+    modules = pd.read_csv(tiny_run / "explain_attention_modules.csv")  # one row per module, trained and controls
+    assert list(modules.columns[:3]) == ["network", "module", "grid"]
+    assert {"auc", "auc_lo", "auc_hi", "pointing", "pointing_lo", "pointing_hi", "mass_above_median", "n_clips"} <= set(
+        modules.columns
+    )
+    trained = modules[modules["network"] == "trained"]
+    assert trained["module"].astype(str).tolist() == ["0", "1", "2", "mean"] and (trained["n_clips"] == 2).all()
+    assert set(modules["network"]) == {"trained", "untrained", "random map"}
     control = pd.read_csv(tiny_run / "explain_vs_untrained.csv")  # every method scored on an untrained twin too
     assert set(control["method"]) == set(scores["method"])
     assert control["mass_over_chance_untrained"].notna().all()
-    for figure in ("04_scores", "04_montage", "04_viewer", "04_overlay"):
+    for figure in ("04_scores", "04_montage", "04_attention_modules", "04_viewer", "04_overlay"):
         assert (tiny_run / "figures" / f"{figure}.png").stat().st_size > 1000
     html = (tiny_run / "notebooks" / "04_explain.html").read_text()
     assert "04_explain" in html or "Explain" in html

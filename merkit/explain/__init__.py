@@ -36,10 +36,13 @@ The package, one room per idea:
   attention, and :func:`attribute`, which dispatches; a flow image is lifted to a one-frame clip in one place,
   through the model's input adapter (``merkit.data.inputs``).
 - :mod:`~merkit.explain.faces`: facial regions (geometry, OpenCV cascades, per store clip).
-- :mod:`~merkit.explain.scores`: ``region_scores``, ``random_baseline``, ``agreement``, ``frame_curve``,
-  ``region_mass_over_time``, ``event_positions`` (maps as tensors or numpy arrays).
+- :mod:`~merkit.explain.localisation`: the offset-free scores (``rank_auc``, ``mass_above_median``) and bootstrap
+  intervals over clips (``bootstrap_interval``, ``interval_table``).
+- :mod:`~merkit.explain.scores`: ``region_scores``, ``module_scores`` (per attention module), ``random_baseline``,
+  ``agreement``, ``frame_curve``, ``region_mass_over_time``, ``event_positions`` (maps as tensors or numpy arrays).
 - :mod:`~merkit.explain.store_runner`: ``score_methods`` over a dataset with known motion masks,
-  ``explain_store`` over store rows (clip or flow models alike), ``summarise_scores``.
+  ``explain_store`` over store rows (clip or flow models alike), ``summarise_scores``; ``attention_module_scores``
+  and ``summarise_modules``, the learned attention module by module.
 - :mod:`~merkit.explain.region_mass`: ``explain_regions``, mass per facial region over time on any dataset.
 """
 
@@ -54,6 +57,7 @@ from merkit.explain.faces import (
     region_time_feature_mask,
     store_regions,
 )
+from merkit.explain.localisation import bootstrap_interval, interval_table, mass_above_median, rank_auc
 from merkit.explain.maps import (
     Attribution,
     ExplainError,
@@ -84,17 +88,20 @@ from merkit.explain.scores import (
     agreement_table,
     event_positions,
     frame_curve,
+    module_scores,
     random_baseline,
     region_mass_over_time,
     region_scores,
 )
 from merkit.explain.store_runner import (
+    attention_module_scores,
     explain_flow_store,
     explain_store,
     flow_regions,
     model_inputs,
     score_methods,
     store_events,
+    summarise_modules,
     summarise_scores,
 )
 
@@ -117,7 +124,9 @@ __all__ = [
     "RegionSet",
     "agreement",
     "agreement_table",
+    "attention_module_scores",
     "attribute",
+    "bootstrap_interval",
     "blur_clip",
     "cascade_regions",
     "clip_regions",
@@ -130,13 +139,17 @@ __all__ = [
     "flow_regions",
     "frame_curve",
     "ig_baseline",
+    "interval_table",
     "last_conv2d_name",
     "last_conv3d_name",
     "learned_attention",
+    "mass_above_median",
     "method_options",
     "options_for",
     "model_inputs",
+    "module_scores",
     "random_baseline",
+    "rank_auc",
     "region_mass_over_time",
     "region_scores",
     "region_time_feature_mask",
@@ -144,5 +157,6 @@ __all__ = [
     "shared_events",
     "store_events",
     "store_regions",
+    "summarise_modules",
     "summarise_scores",
 ]

@@ -66,11 +66,15 @@ def learned_attention(model: nn.Module, x: Tensor) -> Attribution:
     Calls ``model.attention_maps(x, upsample=False)`` (one ``AttentionMaps`` per residual attention
     module). Every module's spatio-temporal map (b, 1, t', h', w') is resized trilinearly
     (align_corners=False) to the input's (t, h, w) and the modules are averaged with equal weight:
-    each module's map is a sigmoid gate in [0, 1], so the mean is a gate in [0, 1] too, and no
-    module (early, high-resolution or late, coarse) dominates by size. Modules whose spatio-temporal
+    each module's map is a sigmoid gate in [0, 1] (or, with ``st_normalise="softmax"``, a map of mean 1
+    per frame), so the mean stays in that range, and no module (early, high-resolution or late, coarse)
+    dominates by size. Modules whose spatio-temporal
     attention is ablated (``None``) are skipped. ``meta["per_module"]`` keeps the upsampled maps
     (b, m, t, h, w); ``meta["channel"]`` the channel weights (b, c_i) per module (``None`` where
-    ablated); ``meta["modules"]`` the indices of the modules averaged.
+    ablated); ``meta["modules"]`` the indices of the modules averaged; ``meta["grids"]`` their native
+    ``t'×h'×w'`` grids. The mean is what the kit shows; :func:`merkit.explain.module_scores` scores each
+    module on its own (a module whose gate is *lower* on the region and one that ranks it first can average
+    to a map that shows neither).
 
     Raises ValueError when the model has no ``attention_maps`` or no module has a spatio-temporal map.
     """
@@ -82,15 +86,19 @@ def learned_attention(model: nn.Module, x: Tensor) -> Attribution:
     size = tuple(x.shape[2:])
     with eval_mode(model), torch.no_grad():
         maps = list(model.attention_maps(x, upsample=False))
-    volumes, modules, channel = [], [], []
+    volumes, modules, grids, channel = [], [], [], []
     for index, item in enumerate(maps):
         channel.append(None if item.channel is None else item.channel.detach().float().cpu())
         if item.spatiotemporal is not None:
             volumes.append(upsample_volume(item.spatiotemporal.detach(), size).cpu())  # (b, t, h, w)
             modules.append(index)
+            grids.append("×".join(str(n) for n in item.spatiotemporal.shape[2:]))  # native t'×h'×w'
     if not volumes:
+        name = getattr(model, "name", type(model).__name__)
+        setting = getattr(model, "attention", None)
         raise ExplainError(
-            f"{type(model).__name__}: every module's spatio-temporal attention is ablated; nothing to show"
+            f"model {name!r}{f' (attention={setting!r})' if setting else ''} has no spatio-temporal attention: "
+            "there is no attention map to show or score; use a model with attention 'both' or 'spatiotemporal'"
         )
     per_module = torch.stack(volumes, dim=1)  # m x (b, t, h, w) -> (b, m, t, h, w)
     return Attribution(
@@ -98,7 +106,7 @@ def learned_attention(model: nn.Module, x: Tensor) -> Attribution:
         method="attention",
         signed=False,
         target=None,
-        meta={"per_module": per_module, "channel": channel, "modules": modules},
+        meta={"per_module": per_module, "channel": channel, "modules": modules, "grids": grids},
     )
 
 

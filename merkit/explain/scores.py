@@ -1,4 +1,5 @@
-"""Scores of attribution maps: mass in a true region, the pointing game, chance level, agreement, mass over time.
+"""Scores of attribution maps: rank AUC, the pointing game, mass in a true region, chance level, agreement, mass over
+time, and the same per attention module.
 
 Axis letters: b batch, t frames, h height, w width. Every function accepts maps as an :class:`Attribution`, a
 tensor or a numpy array (absolute values are scored), so methods, the learned attention and random maps are
@@ -7,7 +8,7 @@ compared the same way. A flow model's map (b, h, w) counts as one frame.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,12 +17,14 @@ from scipy.stats import spearmanr
 from torch import Tensor
 
 from merkit.explain.faces import face_region_masks
+from merkit.explain.localisation import mass_above_median, rank_auc
 from merkit.explain.maps import Attribution, ExplainError, blur_clip
 
 __all__ = [
     "agreement",
     "agreement_table",
     "event_positions",
+    "module_scores",
     "frame_curve",
     "random_baseline",
     "region_mass_over_time",
@@ -50,17 +53,27 @@ def _as_maps(attribution: Attribution | Tensor | np.ndarray) -> np.ndarray:
 
 
 def _as_masks(mask: Tensor | np.ndarray, batch: int, shape: tuple[int, int, int]) -> np.ndarray:
-    """Boolean (b, t, h, w) masks from (h, w), (b, h, w) or (b, t, h, w) (spatial masks hold for every frame)."""
+    """Boolean (b, t, h, w) masks from (h, w), (b, h, w) or (b, t, h, w) (spatial masks hold for every frame).
+
+    A mask that does not fit the maps (b, t, h, w) is an :class:`ExplainError` naming both shapes.
+    """
     values = mask.detach().cpu().numpy() if isinstance(mask, Tensor) else np.asarray(mask)
+    given = values.shape
     values = values.astype(bool)
     t, h, w = shape
     if values.ndim == 2:
         values = values[None, None]  # (h, w) -> (1, 1, h, w)
     elif values.ndim == 3:
         values = values[:, None]  # (b, h, w) -> (b, 1, h, w)
-    if values.ndim != 4 or values.shape[-2:] != (h, w):
-        raise ExplainError(f"mask shape {values.shape} does not match attribution frames {(h, w)}")
-    return np.broadcast_to(values, (batch, values.shape[1] if values.shape[1] != 1 else t, h, w))
+    fits = (
+        values.ndim == 4 and values.shape[-2:] == (h, w) and values.shape[0] in (1, batch) and values.shape[1] in (1, t)
+    )
+    if not fits:
+        raise ExplainError(
+            f"region mask of shape {given} does not match the maps of shape {(batch, t, h, w)} (b, t, h, w): "
+            "give (h, w), (b, h, w) or (b, t, h, w) on the same frames and pixels"
+        )
+    return np.broadcast_to(values, (batch, t, h, w))
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -80,22 +93,31 @@ def region_scores(
     attribution: Attribution | Tensor | np.ndarray,
     mask: Tensor | np.ndarray,
     tolerance: int = 0,
+    frames: Sequence[int] | slice | None = None,
 ) -> pd.DataFrame:
     """How well each clip's map finds the true region: one row per clip.
 
     ``attribution``: (b, t, h, w) (also (t, h, w) or (h, w)); absolute values are scored.
     ``mask``: boolean true region, (h, w), (b, h, w) (same region in every frame, SynthME's motion
-    mask) or (b, t, h, w).
+    mask) or (b, t, h, w). ``frames`` (indices or a slice) scores only those frames (e.g. the
+    expression's); default all.
 
-    Columns: ``mass_in_region``, the share of the clip's absolute attribution mass inside the region
-    (1.0 when all mass is inside, ≈ region fraction for a map that knows nothing); ``pointing_hit``,
-    whether the pixel of largest time-summed mass lies in the region (dilated by ``tolerance``
-    pixels), the pointing game; ``region_fraction``, the share of the clip's volume inside the
-    region, which is what both scores equal at chance. A map with zero mass scores NaN / False.
+    Columns: ``auc``, the rank ROC-AUC of the map inside against outside the region over the scored
+    frames (0.5 = no information, invariant to a gate's offset and scale; :mod:`~merkit.explain.localisation`);
+    ``pointing_hit``, whether the pixel of largest time-summed value lies in the region dilated by
+    ``tolerance`` pixels (the pointing game; a constant map never hits); ``mass_above_median``, the
+    share inside the region of the map's mass above its own median; ``mass_in_region``, the share of
+    the clip's absolute mass inside the region (fair for signed attributions, dominated by a gate's
+    baseline); ``region_fraction``, the share of the scored volume inside the region, what both mass
+    shares equal at chance; ``pointing_tolerance``. A map with zero mass scores NaN / False.
     """
     maps = _as_maps(attribution)
     b, t, h, w = maps.shape
     masks = _as_masks(mask, b, (t, h, w))
+    if frames is not None:
+        maps, masks = maps[:, frames], masks[:, frames]
+        if maps.shape[1] == 0:
+            raise ExplainError(f"frames {frames!r} select none of the clip's {t} frames")
     total = maps.sum(axis=(1, 2, 3))
     inside = (maps * masks).sum(axis=(1, 2, 3))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -103,9 +125,52 @@ def region_scores(
     energy = maps.sum(axis=1).reshape(b, h * w)  # (b, t, h, w) -> (b, h*w): where over the clip
     peak = energy.argmax(axis=1)
     hit_region = _dilate(masks.any(axis=1), tolerance).reshape(b, h * w)  # (b, h, w) -> (b, h*w)
-    hits = hit_region[np.arange(b), peak] & (total > 0)
+    varies = np.ptp(energy, axis=1) > 0  # a flat map points nowhere
+    hits = hit_region[np.arange(b), peak] & (total > 0) & varies
     fraction = masks.reshape(b, -1).mean(axis=1)  # (b, t, h, w) -> (b, t*h*w)
-    return pd.DataFrame({"mass_in_region": mass, "pointing_hit": hits, "region_fraction": fraction})
+    return pd.DataFrame(
+        {
+            "auc": rank_auc(maps, masks),
+            "pointing_hit": hits,
+            "mass_above_median": mass_above_median(maps, masks),
+            "mass_in_region": mass,
+            "region_fraction": fraction,
+            "pointing_tolerance": tolerance,
+        }
+    )
+
+
+def module_scores(
+    attribution: Attribution,
+    mask: np.ndarray,
+    *,
+    tolerance: int = 0,
+    frames: Sequence[int] | slice | None = None,
+) -> pd.DataFrame:
+    """Scores of every attention module's map and of their mean (the kit's summary map): rows clip × module.
+
+    ``attribution`` is :func:`merkit.explain.learned_attention`'s result (its ``meta["per_module"]``
+    (b, m, t, h, w) maps upsampled to the clip); ``mask`` as for :func:`merkit.explain.region_scores`.
+    Columns: clip, module (the residual module's index, or ``"mean"``), grid (the module's native
+    ``t×h×w``), then the columns of ``region_scores`` (``auc``, ``pointing_hit``, ``mass_above_median``,
+    ``mass_in_region``, ``region_fraction``, ``pointing_tolerance``).
+    """
+    if attribution.method != "attention" or "per_module" not in attribution.meta:
+        raise ExplainError(
+            f"per-module scores need the learned attention (explain.learned_attention), got {attribution.method!r}"
+        )
+    per_module = attribution.meta["per_module"]  # (b, m, t, h, w)
+    modules = list(attribution.meta.get("modules", range(per_module.shape[1])))
+    grids = list(attribution.meta.get("grids", ["?"] * len(modules)))
+    tables = []
+    for slot, (module, grid) in enumerate(zip([*modules, "mean"], [*grids, "all"])):
+        volume = attribution.map if module == "mean" else per_module[:, slot]  # (b, t, h, w)
+        table = region_scores(volume, mask, tolerance=tolerance, frames=frames)
+        table.insert(0, "grid", grid)
+        table.insert(0, "module", str(module))
+        table.insert(0, "clip", np.arange(len(table)))
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
 
 
 def random_baseline(
@@ -121,8 +186,8 @@ def random_baseline(
     For every clip (mask (b, h, w), (h, w) or (b, t, h, w)) draws ``draws`` maps of i.i.d. uniform
     noise of ``n_frames`` frames (optionally Gaussian-smoothed in space by ``smooth_sigma`` pixels,
     to mimic the blobby look of real maps) and averages :func:`region_scores` over the draws.
-    Returns one row per clip with ``mass_in_region`` and ``pointing_hit`` (a rate in [0, 1]) and
-    ``region_fraction``.
+    Returns one row per clip with the means of :func:`region_scores`' columns (``pointing_hit`` as a rate
+    in [0, 1]).
     """
     values = mask.detach().cpu().numpy() if isinstance(mask, Tensor) else np.asarray(mask)
     if values.ndim == 2:
@@ -142,7 +207,8 @@ def random_baseline(
         rows.append(scores)
     table = pd.concat(rows, ignore_index=True)
     table["pointing_hit"] = table["pointing_hit"].astype(float)
-    return table.groupby("clip")[["mass_in_region", "pointing_hit", "region_fraction"]].mean().reset_index(drop=True)
+    columns = ["auc", "pointing_hit", "mass_above_median", "mass_in_region", "region_fraction", "pointing_tolerance"]
+    return table.groupby("clip")[columns].mean().reset_index(drop=True)
 
 
 def agreement(a: Attribution | Tensor | np.ndarray, b: Attribution | Tensor | np.ndarray) -> np.ndarray:

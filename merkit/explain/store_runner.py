@@ -17,18 +17,21 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from merkit.data.inputs import FlowInput, input_adapter
+from merkit.explain.localisation import interval_table
 from merkit.explain.maps import Attribution, ExplainError, eval_mode
-from merkit.explain.methods import attribute
-from merkit.explain.scores import agreement, event_positions, random_baseline, region_scores
+from merkit.explain.methods import attribute, learned_attention
+from merkit.explain.scores import agreement, event_positions, module_scores, random_baseline, region_scores
 from merkit.progress import pause_point
 
 __all__ = [
+    "attention_module_scores",
     "explain_flow_store",
     "explain_store",
     "flow_regions",
     "model_inputs",
     "score_methods",
     "store_events",
+    "summarise_modules",
     "summarise_scores",
 ]
 
@@ -58,7 +61,8 @@ def score_methods(
     ``method_kwargs`` passes settings per method, e.g. ``{"ig": {"n_steps": 16}}``.
 
     Returns a long DataFrame, one row per clip x method (``"random"`` included): clip, label, pred,
-    method, mass_in_region, pointing_hit, region_fraction, and ``spearman_attention`` (agreement
+    method, the columns of :func:`~merkit.explain.scores.region_scores` (auc, pointing_hit, mass_above_median,
+    mass_in_region, region_fraction, pointing_tolerance), and ``spearman_attention`` (agreement
     with the learned attention, NaN when the model has none). Summarise with :func:`summarise_scores`.
     """
     if target not in ("label", "pred"):
@@ -194,10 +198,53 @@ def store_events(
 def summarise_scores(scores: pd.DataFrame, by: Sequence[str] = ("method", "label")) -> pd.DataFrame:
     """Mean scores of :func:`score_methods` per method and class (or any grouping), with clip counts.
 
-    Adds ``mass_over_chance``: mean mass in region divided by mean region fraction (1 = chance).
+    Columns: ``auc`` (rank AUC, 0.5 = chance, fair to gates and signed maps alike), ``pointing_hit`` (hit rate),
+    ``mass_above_median``, ``mass_in_region``, ``region_fraction``, ``spearman_attention``, ``clips``, and
+    ``mass_over_chance``: mean mass in region divided by mean region fraction (1 = chance).
     """
     grouped = scores.groupby(list(by), dropna=False)
-    summary = grouped[["mass_in_region", "pointing_hit", "region_fraction", "spearman_attention"]].mean()
+    columns = ["auc", "pointing_hit", "mass_above_median", "mass_in_region", "region_fraction", "spearman_attention"]
+    summary = grouped[[c for c in columns if c in scores]].mean()
     summary["clips"] = grouped.size()
     summary["mass_over_chance"] = summary["mass_in_region"] / summary["region_fraction"]
     return summary.reset_index()
+
+
+def attention_module_scores(
+    model: nn.Module,
+    store: Any,
+    positions: Sequence[int] | np.ndarray | None = None,
+    *,
+    tolerance: int = 0,
+    frames: Sequence[int] | slice | None = None,
+    batch_size: int = 8,
+) -> pd.DataFrame:
+    """Every attention module's map (and their mean) scored against the store's true motion masks.
+
+    Rows clip × module (:func:`~merkit.explain.scores.module_scores`), ``clip`` the store position, with the
+    store's ``subject`` and ``sample``. A model without spatio-temporal attention is an :class:`ExplainError`
+    naming it; a store without masks is one too. Summarise with :func:`summarise_modules`.
+    """
+    adapter = input_adapter(model)
+    chosen = np.arange(len(store.index)) if positions is None else np.asarray(positions, dtype=np.int64)
+    if getattr(store, "masks", None) is None or not adapter.has_frames:
+        raise ExplainError("per-module attention scores need a clip model and a store with true motion masks (SynthME)")
+    inputs = adapter.inputs(store, chosen)  # (n, c, t, h, w), without augmentation
+    masks = np.asarray(store.masks[chosen]).astype(bool)  # (n, h, w)
+    tables = []
+    for start in range(0, len(chosen), batch_size):
+        attention = learned_attention(model, inputs[start : start + batch_size])
+        table = module_scores(attention, masks[start : start + batch_size], tolerance=tolerance, frames=frames)
+        table["clip"] = chosen[start + table["clip"].to_numpy()]
+        tables.append(table)
+    scores = pd.concat(tables, ignore_index=True)
+    info = store.index.iloc[chosen][[c for c in ("subject", "sample") if c in store.index.columns]]
+    return scores.merge(info.assign(clip=chosen), on="clip", how="left")
+
+
+def summarise_modules(scores: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per attention module (and ``mean``) of :func:`attention_module_scores`: module, grid, then
+    ``auc``, ``pointing``, ``mass_above_median`` each with its 95 % bootstrap interval over clips (``_lo``,
+    ``_hi``), and ``n_clips``. Extra grouping columns in ``scores`` (``network``, ``design``) are kept."""
+    by = [c for c in ("network", "design") if c in scores] + ["module", "grid"]
+    return interval_table(scores, by=by, n_boot=n_boot, seed=seed)

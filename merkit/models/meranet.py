@@ -23,7 +23,15 @@ us; every item below is a constructor argument, documented in docs/models.md):
   - spatio-temporal attention: channel-wise average and max, a Conv3d (kernel 3×7×7) to one map, sigmoid;
   - attention order: channel then spatio-temporal (``"ca_sta"``); ``"sta_ca"`` and ``"parallel"``
     (both computed from the same features, then both applied) are the alternatives;
-  - input: grey 64×64 clips (the convention of the same authors' earlier 3D CNN), T = 16 by default.
+  - input: grey 64×64 clips (the convention of the same authors' earlier 3D CNN), T = 16 by default;
+  - the attention *design* (the paper says the attentions "re-calibrate" the features, not how), three
+    independent choices: ``attention_scale`` ``"gate"`` (features × M, CBAM) or ``"residual"``
+    (features × (1 + M), the residual attention network of Wang et al., CVPR 2017, whose name MERANet's
+    recalls); ``st_source`` ``"output"`` (the map is computed from the module's convolved features, after
+    its stride) or ``"input"`` (from the module's input, at its resolution before the stride, then
+    average-pooled onto the output grid); ``st_normalise`` ``"sigmoid"`` (a gate per position) or
+    ``"softmax"`` (normalised over space per frame with a temperature, rescaled to mean 1 per frame, so
+    the map can only move emphasis between positions, not switch the whole frame up or down).
 
 A KIT CHOICE, not from the paper (``remove_static``, on by default): each pixel's mean over the clip's
 frames is subtracted before the stem, so the network sees what changes during the clip and not the still
@@ -58,12 +66,21 @@ __all__ = [
     "MERANet",
     "ATTENTION_KINDS",
     "ATTENTION_ORDERS",
+    "ATTENTION_SCALES",
+    "ST_SOURCES",
+    "ST_NORMALISATIONS",
 ]
 
 Attention = Literal["both", "channel", "spatiotemporal", "none"]
 AttentionOrder = Literal["ca_sta", "sta_ca", "parallel"]
+AttentionScale = Literal["gate", "residual"]
+StSource = Literal["output", "input"]
+StNormalise = Literal["sigmoid", "softmax"]
 ATTENTION_KINDS: tuple[str, ...] = ("both", "channel", "spatiotemporal", "none")
 ATTENTION_ORDERS: tuple[str, ...] = ("ca_sta", "sta_ca", "parallel")
+ATTENTION_SCALES: tuple[str, ...] = ("gate", "residual")
+ST_SOURCES: tuple[str, ...] = ("output", "input")
+ST_NORMALISATIONS: tuple[str, ...] = ("sigmoid", "softmax")
 
 Triple = tuple[int, int, int]
 
@@ -76,6 +93,12 @@ def _triple(value: int | Sequence[int], what: str) -> Triple:
     if len(value) != 3:
         raise ValueError(f"{what} must be an int or (t, h, w), got {value}")
     return value  # type: ignore[return-value]
+
+
+def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {choices}, got {value!r}")
+    return value
 
 
 def _same_padding(kernel: Triple) -> Triple:
@@ -114,15 +137,23 @@ class ChannelAttention3d(nn.Module):
 
 
 class SpatioTemporalAttention3d(nn.Module):
-    """A map over (T, H, W) from the channel-wise average and max, through one Conv3d and a sigmoid.
+    """A map over (T, H, W) from the channel-wise average and max, through one Conv3d.
 
-    ``forward(x)`` maps features (B, C, T, H, W) to a map (B, 1, T, H, W) in [0, 1]; the caller scales
-    every position with it. Parameters: 2·kt·kh·kw + 1.
+    ``forward(x)`` maps features (B, C, T, H, W) to a map (B, 1, T, H, W); the caller scales every position
+    with it. ``normalise="sigmoid"``: a gate in [0, 1] per position. ``"softmax"``: a softmax over the H·W
+    positions of each frame of conv / ``temperature``, times H·W, so each frame's map is non-negative with
+    mean 1. Parameters: 2·kt·kh·kw + 1.
     """
 
-    def __init__(self, kernel_size: int | Sequence[int] = (3, 7, 7)) -> None:
+    def __init__(
+        self, kernel_size: int | Sequence[int] = (3, 7, 7), normalise: StNormalise = "sigmoid", temperature: float = 1.0
+    ) -> None:
         super().__init__()
         kernel = _triple(kernel_size, "spatiotemporal kernel_size")
+        if not temperature > 0:
+            raise ValueError(f"st_temperature must be > 0, got {temperature}")
+        self.normalise = _choice(normalise, ST_NORMALISATIONS, "st_normalise")
+        self.temperature = float(temperature)
         self.conv = nn.Conv3d(2, 1, kernel_size=kernel, padding=_same_padding(kernel))
         self.gate = nn.Sigmoid()
 
@@ -130,7 +161,12 @@ class SpatioTemporalAttention3d(nn.Module):
         avg = x.mean(dim=1, keepdim=True)  # (b, c, t, h, w) -> (b, 1, t, h, w)
         peak = x.amax(dim=1, keepdim=True)  # (b, c, t, h, w) -> (b, 1, t, h, w)
         pooled = torch.cat([avg, peak], dim=1)  # 2 × (b, 1, t, h, w) -> (b, 2, t, h, w)
-        return self.gate(self.conv(pooled))  # (b, 2, t, h, w) -> (b, 1, t, h, w)
+        logits = self.conv(pooled)  # (b, 2, t, h, w) -> (b, 1, t, h, w)
+        if self.normalise == "sigmoid":
+            return self.gate(logits)
+        b, _, t, h, w = logits.shape
+        per_frame = (logits / self.temperature).reshape(b, 1, t, h * w)  # (b, 1, t, h, w) -> (b, 1, t, h*w)
+        return (per_frame.softmax(dim=-1) * (h * w)).reshape(b, 1, t, h, w)  # back to (b, 1, t, h, w), mean 1
 
 
 class ResidualAttentionBlock3d(nn.Module):
@@ -140,6 +176,11 @@ class ResidualAttentionBlock3d(nn.Module):
         attention has no module and no parameters).
     order: with both attentions, ``"ca_sta"`` (channel, then spatio-temporal on the re-weighted
         features), ``"sta_ca"`` (the reverse) or ``"parallel"`` (both from the same features).
+    scale: ``"gate"`` (features × attention) or ``"residual"`` (features × (1 + attention)), for both attentions.
+    st_source: ``"output"`` (the spatio-temporal map is computed from the convolved features) or ``"input"``
+        (from the module's input x, at its resolution, and average-pooled onto the output's grid when the
+        module strides).
+    st_normalise, st_temperature: see :class:`SpatioTemporalAttention3d`.
     """
 
     def __init__(
@@ -152,8 +193,14 @@ class ResidualAttentionBlock3d(nn.Module):
         order: AttentionOrder = "ca_sta",
         reduction: int = 8,
         st_kernel_size: Triple = (3, 7, 7),
+        scale: AttentionScale = "gate",
+        st_source: StSource = "output",
+        st_normalise: StNormalise = "sigmoid",
+        st_temperature: float = 1.0,
     ) -> None:
         super().__init__()
+        self.scale = _choice(scale, ATTENTION_SCALES, "attention_scale")
+        self.st_source = _choice(st_source, ST_SOURCES, "st_source")
         if attention not in ATTENTION_KINDS:
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}")
         if order not in ATTENTION_ORDERS:
@@ -169,7 +216,9 @@ class ResidualAttentionBlock3d(nn.Module):
             ChannelAttention3d(out_channels, reduction) if attention in ("both", "channel") else None
         )
         self.spatiotemporal_attention = (
-            SpatioTemporalAttention3d(st_kernel_size) if attention in ("both", "spatiotemporal") else None
+            SpatioTemporalAttention3d(st_kernel_size, st_normalise, st_temperature)
+            if attention in ("both", "spatiotemporal")
+            else None
         )
         if stride != (1, 1, 1) or in_channels != out_channels:
             self.shortcut: nn.Module = nn.Sequential(
@@ -184,33 +233,49 @@ class ResidualAttentionBlock3d(nn.Module):
         out, _ = self.forward_with_attention(x)
         return out
 
+    def _scaled(self, y: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        """Features scaled by an attention broadcastable to them: × M (gate) or × (1 + M) (residual)."""
+        return y * attention if self.scale == "gate" else y * (1.0 + attention)
+
+    def _st_map(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The spatio-temporal map as computed (reported) and as applied to ``y`` (same unless from the input)."""
+        sta = self.spatiotemporal_attention
+        if self.st_source == "output":
+            st_map = sta(y)
+            return st_map, st_map
+        st_map = sta(x)  # (b, c_in, t, h, w) -> (b, 1, t, h, w): the module's input resolution
+        applied = st_map if st_map.shape[2:] == y.shape[2:] else F.adaptive_avg_pool3d(st_map, tuple(y.shape[2:]))
+        return st_map, applied  # applied: (b, 1, t', h', w') on the output grid
+
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, AttentionMaps]:
-        """The block's output and the attention it applied (``None`` for an ablated attention)."""
+        """The block's output and the attention it applied (``None`` for an ablated attention); with
+        ``st_source="input"`` the spatio-temporal map is reported at the module's input resolution."""
         y = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
         weights: torch.Tensor | None = None
         st_map: torch.Tensor | None = None
         ca, sta = self.channel_attention, self.spatiotemporal_attention
         if self.order == "parallel":
             weights = ca(y) if ca is not None else None
-            st_map = sta(y) if sta is not None else None
+            if sta is not None:
+                st_map, applied = self._st_map(x, y)
             if weights is not None:
-                y = y * weights[:, :, None, None, None]  # (b, c) -> (b, c, 1, 1, 1), broadcast over t, h, w
+                y = self._scaled(y, weights[:, :, None, None, None])  # (b, c) -> (b, c, 1, 1, 1)
             if st_map is not None:
-                y = y * st_map  # (b, 1, t, h, w) broadcast over c
+                y = self._scaled(y, applied)  # (b, 1, t, h, w) broadcast over c
         elif self.order == "ca_sta":
             if ca is not None:
                 weights = ca(y)
-                y = y * weights[:, :, None, None, None]  # (b, c) -> (b, c, 1, 1, 1)
+                y = self._scaled(y, weights[:, :, None, None, None])  # (b, c) -> (b, c, 1, 1, 1)
             if sta is not None:
-                st_map = sta(y)
-                y = y * st_map  # (b, 1, t, h, w) broadcast over c
+                st_map, applied = self._st_map(x, y)
+                y = self._scaled(y, applied)  # (b, 1, t, h, w) broadcast over c
         else:  # "sta_ca"
             if sta is not None:
-                st_map = sta(y)
-                y = y * st_map  # (b, 1, t, h, w) broadcast over c
+                st_map, applied = self._st_map(x, y)
+                y = self._scaled(y, applied)  # (b, 1, t, h, w) broadcast over c
             if ca is not None:
                 weights = ca(y)
-                y = y * weights[:, :, None, None, None]  # (b, c) -> (b, c, 1, 1, 1)
+                y = self._scaled(y, weights[:, :, None, None, None])  # (b, c) -> (b, c, 1, 1, 1)
         out = self.relu2(y + self.shortcut(x))
         return out, AttentionMaps(channel=weights, spatiotemporal=st_map)
 
@@ -231,6 +296,13 @@ class MERANet(nn.Module):
     attention_order: ``"ca_sta"`` (default), ``"sta_ca"`` or ``"parallel"``. ASSUMPTION.
     reduction: channel-attention bottleneck ratio. ASSUMPTION: 8.
     st_kernel_size: spatio-temporal attention conv kernel (t, h, w). ASSUMPTION: 3×7×7.
+    attention_scale: ``"gate"`` (features × attention, CBAM) or ``"residual"`` (features × (1 + attention),
+        residual attention). ASSUMPTION: ``"gate"``.
+    st_source: ``"output"`` (the spatio-temporal map from the module's convolved features, after its stride)
+        or ``"input"`` (from the module's input, at its resolution). ASSUMPTION: ``"output"``.
+    st_normalise: ``"sigmoid"`` (a gate per position) or ``"softmax"`` (over space per frame, mean 1).
+        ASSUMPTION: ``"sigmoid"``.
+    st_temperature: the softmax's temperature (larger: flatter maps). ASSUMPTION: 1.0.
     dropout: before the linear head. ASSUMPTION: 0.5.
     remove_static: subtract each pixel's temporal mean (the still face) from the clip before the stem.
         KIT CHOICE (see the module docstring): True.
@@ -255,6 +327,10 @@ class MERANet(nn.Module):
         attention_order: AttentionOrder = "ca_sta",
         reduction: int = 8,
         st_kernel_size: int | Sequence[int] = (3, 7, 7),
+        attention_scale: AttentionScale = "gate",
+        st_source: StSource = "output",
+        st_normalise: StNormalise = "sigmoid",
+        st_temperature: float = 1.0,
         dropout: float = 0.5,
         remove_static: bool = True,
     ) -> None:
@@ -275,6 +351,9 @@ class MERANet(nn.Module):
         self.input_spec = InputSpec(kind=self.input_kind, channels=in_channels, frames=frames, size=size)
         self.attention = attention
         self.attention_order = attention_order
+        self.attention_scale = _choice(attention_scale, ATTENTION_SCALES, "attention_scale")
+        self.st_source = _choice(st_source, ST_SOURCES, "st_source")
+        self.st_normalise = _choice(st_normalise, ST_NORMALISATIONS, "st_normalise")
         self.num_classes = num_classes
         self.remove_static = bool(remove_static)
 
@@ -301,7 +380,18 @@ class MERANet(nn.Module):
                 stride = (t_stride, s_stride, s_stride) if index == 0 else (1, 1, 1)
                 blocks.append(
                     ResidualAttentionBlock3d(
-                        channels, width, stride, kernel, attention, attention_order, reduction, st_kernel
+                        channels,
+                        width,
+                        stride,
+                        kernel,
+                        attention,
+                        attention_order,
+                        reduction,
+                        st_kernel,
+                        scale=attention_scale,
+                        st_source=st_source,
+                        st_normalise=st_normalise,
+                        st_temperature=st_temperature,
                     )
                 )
                 channels = width
@@ -366,9 +456,9 @@ class MERANet(nn.Module):
         """The attention of every residual module for clip ``x``, in forward order.
 
         Each item holds channel weights (B, C) and a spatio-temporal map (B, 1, T', H', W') (``None``
-        where ablated). With ``upsample=True`` the maps are resized (trilinear) to the input's (T, H, W),
-        which keeps them in [0, 1]. Runs in the model's current mode and grad mode: call ``model.eval()``
-        (and wrap in ``torch.no_grad()``) for inference maps.
+        where ablated; on the module's input grid with ``st_source="input"``). With ``upsample=True`` the
+        maps are resized (trilinear) to the input's (T, H, W), which keeps them within their range. Runs in the
+        model's current mode and grad mode: call ``model.eval()`` (and wrap in ``torch.no_grad()``) for inference maps.
         """
         maps: list[AttentionMaps] = []
         h = self.stem(self._stem_input(x))
