@@ -480,9 +480,9 @@ def _run_locked(
                     # a zmq traceback from the reply the shut-down kernel can no longer send; a user can act on
                     # neither, and errors in cells reach the notebook either way
                     extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-                    # widgets (tqdm's bars) are dead in an executed copy; their saved state only makes a
-                    # reopened notebook complain about models it cannot find
-                    store_widget_state=False,
+                    # Widget state is kept during the run (nbclient's Output-widget handler needs it: without it an
+                    # interactive viewer fails with a KeyError) and stripped from the copy afterwards
+                    # (strip_widget_state), since a reopened notebook cannot find those models.
                 )
             except Exception as err:  # noqa: BLE001 - every failure is reported with its notebook and cell
                 line.close()
