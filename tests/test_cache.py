@@ -3,15 +3,13 @@ data_root."""
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from helpers_users import unprivileged
 
 from merkit.cache import (
     CACHE_TAG,
@@ -31,19 +29,6 @@ from merkit.prepare import notebook_dirs, prepare_data
 
 TINY = dict(synthme_n_subjects=3, synthme_clips_per_subject=3, synthme_n_frames=8, synthme_size=32)
 PREPROCESS = PreprocessConfig(frames=4, size=16)
-
-
-@contextlib.contextmanager
-def unprivileged() -> Iterator[None]:
-    """Run the block as user ``nobody`` when the tests run as root (root ignores file modes)."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.seteuid(65534)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
 
 
 def _tree(root: Path) -> dict[str, tuple[int, int]]:

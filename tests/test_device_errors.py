@@ -16,6 +16,7 @@ from typing import Iterator
 
 import pytest
 import torch
+from helpers_users import unprivileged
 
 import merkit.pipeline.run  # noqa: F401  (loaded as root: as 'nobody' the interpreter's own files may be unreadable)
 from merkit.cli import EXIT_USAGE, main
@@ -122,19 +123,6 @@ def test_pipeline_with_device_cuda_on_a_machine_without_is_one_line(tmp_path: Pa
     assert len(errors) == 1, result.stderr
     assert "device 'cuda' is not available on this machine (available: cpu" in errors[0]
     assert not (run_dir / "notebooks").exists() and not (run_dir / "config.json").exists()
-
-
-@contextlib.contextmanager
-def unprivileged() -> Iterator[None]:
-    """Run the block as user ``nobody`` when the tests run as root (root ignores file modes)."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.seteuid(65534)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
 
 
 @contextlib.contextmanager

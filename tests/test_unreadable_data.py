@@ -1,14 +1,11 @@
 """`merkit prepare` on a data root or a clip folder the user may not read: one line naming it, no traceback,
 nothing written to the cache.
 
-The tests run as root in CI, and root reads anything whatever the modes say; there the block runs with the
-effective user ``nobody`` (``os.seteuid``), which the kernel holds to the modes. A machine that allows neither
-skips with a message.
+Run as an ordinary user (``helpers_users.unprivileged``: effective user ``nobody`` when the tests run as root).
 """
 
 from __future__ import annotations
 
-import contextlib
 import encodings.cp437  # noqa: F401 - zipfile (xlsx) decodes names with it: imported while still readable
 import os
 import shutil
@@ -17,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from helpers_users import unprivileged as as_a_user
 
 import merkit.config  # noqa: F401 - imported while the test user can still read the interpreter's files
 import merkit.data.preprocess  # noqa: F401
@@ -24,24 +22,6 @@ import merkit.prepare  # noqa: F401
 from merkit.cache import list_cache
 from merkit.cli import main
 from merkit.data.synthetic import SynthMEConfig, generate_synthme
-
-NOBODY = 65534
-
-
-@contextlib.contextmanager
-def as_a_user() -> Iterator[None]:
-    """Run the block as an ordinary user: as is when not root, else with effective user ``nobody``."""
-    if os.geteuid() != 0:
-        yield
-        return
-    try:
-        os.seteuid(NOBODY)
-    except OSError as error:
-        pytest.skip(f"running as root and cannot switch to user nobody ({error}): root reads any folder")
-    try:
-        yield
-    finally:
-        os.seteuid(0)
 
 
 @pytest.fixture()
