@@ -66,7 +66,6 @@ def _run_pipeline_command(args: argparse.Namespace, param_files: Sequence[str]) 
     if not run_dir:
         run_dir = f"runs/run-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     params.pop("run_dir", None)
-    print(f"merkit: running {len(args.notebooks)} notebook(s) into {Path(run_dir).resolve()}", file=sys.stderr)
     result = run_pipeline(
         run_dir,
         params,

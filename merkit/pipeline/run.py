@@ -281,6 +281,8 @@ def run_pipeline(
                 f"took over the lock of run directory {lock.run_dir} left by pid {lock.stale.get('pid')} on "
                 f"{lock.stale.get('host')} (started {lock.stale.get('started')}), which is no longer running"
             )
+        if progress:  # said once every check has passed: a refused run never claims to be running
+            _say(f"running {len(sources)} notebook(s) into {lock.run_dir}")
         return _run_locked(lock, sources, params, per_notebook, kernel, cell_timeout, resume, progress, solutions)
 
 
