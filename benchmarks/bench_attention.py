@@ -7,13 +7,13 @@ Two SynthME generations play two roles. The DEVELOPMENT set (``--synthme-seed 1`
 and the default is chosen. The REPORT set (``--synthme-seed 2``) is run only for the design chosen, to report its
 figures; nothing is chosen on it. (Generation seed 0 is the demo's; it was looked at before this benchmark existed.)
 
-For every design (a set of MERANet constructor arguments, :data:`DESIGNS`) and every ablation (``both``,
-``none``, ``channel``, ``spatiotemporal``) and every training seed: the notebook profile (meranet_small, grey
-16×32×32, 15 fixed epochs, lr 3e-3, batch 8, augmentation on) under leave-one-subject-out with ``run_protocol``,
-then every fold's model scores its held-out clips' learned attention against SynthME's true motion masks,
-module by module and for the kit's mean map (:func:`merkit.explain.attention_module_scores`; all frames, pointing
-tolerance 0 px), and so does an untrained network of the same design (one per fold, seeded by the fold). Runs are
-kept under ``--out`` and resume, so stages add to each other.
+For every design (a set of MERANet constructor arguments, :data:`DESIGNS`) and every ablation (``both``, ``none``,
+``channel``, ``spatiotemporal``) and every training seed: meranet_small (grey 16×32×32, 15 fixed epochs, lr 3e-3,
+batch 8, augmentation on: the settings docs/models.md reports) under leave-one-subject-out with ``run_protocol``,
+then every fold's model scores its held-out clips' learned attention against SynthME's true motion masks, module by
+module and for the kit's mean map (:func:`merkit.explain.attention_module_scores`; all frames, pointing tolerance 0
+px), and so does an untrained network of the same design (one per fold, seeded by the fold). Runs are kept under
+``--out`` and resume, so stages add to each other.
 
 Printed, one table per design × ablation: pooled UF1 with its 95 % clip-bootstrap interval for each training seed;
 the mean ± sd of UF1 over training seeds; the attention's AUC and pointing rate (mean map and each module; clips

@@ -1,13 +1,14 @@
 """Does the demo learn, and in how long? Pooled LOSO UF1/UAR and wall time of the demo settings on SynthME.
 
     .venv/bin/python benchmarks/bench_demo_learning.py                      # demo model + ablation + stcnn
-    .venv/bin/python benchmarks/bench_demo_learning.py --models meranet_small --epochs 20 --lr 3e-3
+    .venv/bin/python benchmarks/bench_demo_learning.py --models meranet_small --epochs 20 --size 32
     .venv/bin/python benchmarks/bench_demo_learning.py --models meranet_small:none --threads 1
 
 The demo's promise (``make demo``): on the default SynthME (12 subjects x 9 clips, 3 balanced
 classes, chance UF1 ~0.33) a full leave-one-subject-out run with fixed epochs (no selection on the held-out
-subject) shows real learning, and the whole demo finishes in 10 minutes on 2 CPU cores, of which about
-5 minutes are the LOSO of the headline model.
+subject) shows real learning, and the whole demo finishes in 5 minutes on 2 CPU cores (README.md has the
+measured time). Every setting defaults to the notebooks' ``laptop`` profile (:mod:`merkit.config.profiles`);
+the flags try others.
 
 What it does: generates the default SynthME and builds the clip store (cached in ``--cache``, not timed),
 then for each ``--models`` entry (``name`` or ``name:attention``) runs the full LOSO with ``run_protocol``
@@ -15,11 +16,11 @@ into a fresh run directory and prints wall time, pooled UF1, UAR and accuracy, a
 loss/accuracy of the folds (a net that does not fit its training clips cannot generalise either).
 Single runs jitter 2-4x on a shared machine: read the wall times as rough, the scores as exact for the seed.
 
-Measured (2 shared cores, two runs at a time, 1 thread each, seed 0), meranet_small 16x32x32, batch 8,
-AdamW + cosine: 15 epochs lr 1e-3 + augmentation UF1 0.654; lr 3e-3 + augmentation 0.691 (20 epochs 0.808);
-lr 3e-3 without augmentation 0.831. Those augmentation runs still had the random resized crop; without it (the
-default since) augmentation scores 0.87 (seed 0) / 0.85 (seed 1) against 0.83 / 0.82 unaugmented, and the demo
-trains with it. Before MERANet's ``remove_static``: 0.34.
+Measured (2 shared cores, two runs at a time, 1 thread each, seed 0), meranet_small 16x32x32, batch 8, AdamW +
+cosine, before the profile's 24-pixel clips and 10 epochs: 15 epochs lr 1e-3 + augmentation UF1 0.654; lr 3e-3 +
+augmentation 0.691 (20 epochs 0.808); lr 3e-3 without augmentation 0.831. Those augmentation runs still had the
+random resized crop; without it (the default since) augmentation scores 0.87 (seed 0) / 0.85 (seed 1) against 0.83
+/ 0.82 unaugmented, and the demo trains with it. Before MERANet's ``remove_static``: 0.34.
 """
 
 from __future__ import annotations
@@ -36,22 +37,30 @@ import torch
 
 
 def main() -> None:
+    from merkit.config.profiles import NOTEBOOK_PROFILE, profile_params
+
+    laptop = profile_params(NOTEBOOK_PROFILE)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--models",
         default="meranet_small,meranet_small:none,stcnn",
         help="comma-separated registry names, 'name:attention' for a MERANet ablation",
     )
-    parser.add_argument("--epochs", type=int, default=15, help="fixed epochs per fold (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--temporal", default="onset_offset")
+    parser.add_argument(
+        "--epochs", type=int, default=laptop["epochs"], help="fixed epochs per fold (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=laptop["lr"], help="peak AdamW learning rate (default: %(default)s)"
+    )
+    parser.add_argument("--batch-size", type=int, default=laptop["batch_size"])
+    parser.add_argument("--frames", type=int, default=laptop["frames"])
+    parser.add_argument("--size", type=int, default=laptop["size"])
+    parser.add_argument("--temporal", default=laptop["temporal"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--augment",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=laptop["augment"],
         help="augment training clips (flip, one-frame shift, brightness/contrast; no resized crop), as the demo does",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")

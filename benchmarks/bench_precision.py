@@ -6,18 +6,19 @@
     .venv/bin/python benchmarks/bench_precision.py --precisions fp32 --runs-dir R &   # in two processes, then
     .venv/bin/python benchmarks/bench_precision.py --precisions bf16 --runs-dir R     # once more with both: the table
 
-Cost on a 2-core CPU: one meranet_small LOSO is 12 folds x 15 epochs, about 1 min per fold in fp32 on an idle
-core, several on a loaded one; MERANet's is several times that. The default (2 models x 3 seeds x 2 precisions)
-takes hours there: ``--models meranet_small`` and ``--folds`` make it smaller.
+Cost on a 2-core CPU: one meranet_small LOSO at the laptop profile is 12 folds of about 5 s each in fp32 on an idle
+machine, several times that on a loaded one; MERANet's is several times that. The default (2 models x 3 seeds x 2
+precisions) takes hours there: ``--models meranet_small`` and ``--folds`` make it smaller.
 
 The evidence ``precision: auto`` follows on CPU (:mod:`merkit.training.precision`): bf16 autocast (with
 ``channels_last_3d``) is chosen for clip models only if their LOSO UF1 under bf16 stays inside fp32's bootstrap
 interval on the default SynthME.
 
 What it does:
-1. Reads the demo profile (``notebooks/demo.yaml``: SynthME 12 subjects x 9 clips, grey 16 x 32 x 32 clips,
-   15 fixed epochs, AdamW lr 3e-3, batch 8, augmentation) and builds its clip store once (cached in
-   ``--cache``, not timed). Each model is built for that clip size (MERANet at 16 x 32 x 32, as the notebooks do).
+1. Takes the demo's run parameters (the ``laptop`` profile of :mod:`merkit.config.profiles` with the run
+   parameters ``notebooks/demo.yaml`` adds: SynthME 12 subjects x 9 clips, grey clips, fixed epochs, AdamW,
+   augmentation; the run prints the values) and builds its clip store once (cached in ``--cache``, not timed).
+   Each model is built for that clip size, as the notebooks do.
 2. For each model, each training seed (``--seeds``; the LOSO folds do not depend on the seed, so every run
    scores the same 12 folds) and each precision, runs the full LOSO sequentially (``run_protocol``) and reads
    the pooled UF1 of its predictions.
@@ -51,7 +52,7 @@ import pandas as pd
 import torch
 import yaml
 
-DEMO_PROFILE = Path(__file__).resolve().parents[1] / "notebooks" / "demo.yaml"
+DEMO_YAML = Path(__file__).resolve().parents[1] / "notebooks" / "demo.yaml"
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -64,12 +65,14 @@ def load() -> str:
 
 
 def demo_params(device: str, epochs: int | None) -> dict:
-    """The run parameters of the demo profile (those ``RunConfig.from_params`` takes), on ``device``."""
+    """The demo's run parameters (those ``RunConfig.from_params`` takes), on ``device``: the notebooks' profile
+    with the run parameters of ``notebooks/demo.yaml`` on top."""
     from merkit.config import run_parameter_names
+    from merkit.config.profiles import NOTEBOOK_PROFILE, profile_params
 
-    profile = yaml.safe_load(DEMO_PROFILE.read_text())
+    demo = yaml.safe_load(DEMO_YAML.read_text())
     known = run_parameter_names()
-    params = {k: v for k, v in profile.items() if k in known}
+    params = {**profile_params(NOTEBOOK_PROFILE), **{k: v for k, v in demo.items() if k in known}}
     params.update(device=device, executor="sequential")
     if epochs is not None:
         params["epochs"] = epochs
@@ -218,7 +221,7 @@ def main() -> None:
     parser.add_argument(
         "--folds", default="", help="only these LOSO folds (held-out subjects, e.g. 01,02,03,04); default: all"
     )
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per fold (default: the demo profile's)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per fold (default: the laptop profile's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default: %(default)s)")
     parser.add_argument("--speed-steps", type=int, default=20, help="timed steps per model and precision")
@@ -265,7 +268,7 @@ def main() -> None:
     base = RunConfig.from_params(**params)
     prepared = prepare_data(base.data, base.preprocess_config(), cache_dir=args.cache, progress=False)
     print(
-        f"profile {DEMO_PROFILE.name}: SynthME {base.data.synthme_n_subjects} subjects x "
+        f"laptop profile + {DEMO_YAML.name}: SynthME {base.data.synthme_n_subjects} subjects x "
         f"{base.data.synthme_clips_per_subject} clips, clips {tuple(prepared.store.clips.shape[1:])}, "
         f"{base.train.epochs} epochs, lr {base.train.lr:g}, batch {base.train.batch_size}, "
         f"augment {base.train.augment}; LOSO folds {', '.join(args.folds) if args.folds else 'all'}, "

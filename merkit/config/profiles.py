@@ -5,10 +5,12 @@ The library's defaults are the fields of the config dataclasses (:mod:`merkit.co
 epochs, lr 1e-3). A profile changes a few of them on purpose and says so by its name.
 
 ``laptop`` is the profile the kit's notebooks, ``notebooks/demo.yaml`` and ``merkit prepare`` run: the
-laptop-sized MERANet (``meranet_small``) on 32-pixel clips, 15 fixed epochs at a higher learning rate (3e-3, so
-that 15 epochs converge), and 4 subject folds for the single split of 02_train and 04_explain (a quarter of the
+laptop-sized MERANet (``meranet_small``) on 24-pixel clips, 10 fixed epochs at a higher learning rate (3e-3, so
+that 10 epochs converge), and 4 subject folds for the single split of 02_train and 04_explain (a quarter of the
 subjects held out). It is named after the machine it is for, a laptop's CPU cores, rather than after the
-notebooks: ``merkit prepare`` builds the same clip store outside them.
+notebooks: ``merkit prepare`` builds the same clip store outside them. Its size is set by the demo's time on two
+CPU cores: the whole demo, its comparison included, within five minutes at a pooled LOSO UF1 well above chance
+(README.md has the measured time and score).
 
 Papermill needs literal defaults in a notebook's ``parameters`` cell, so the notebooks repeat these values;
 ``tests/test_defaults.py`` builds every notebook's configuration from its declared defaults and fails on any
@@ -30,8 +32,8 @@ __all__ = ["PROFILES", "NOTEBOOK_PROFILE", "library_defaults", "profile_params",
 PROFILES: dict[str, dict[str, Any]] = {
     "laptop": {
         "model": "meranet_small",  # MERANet's laptop-sized build (merkit.models), not the full "meranet"
-        "size": 32,  # clip side in pixels (PreprocessConfig.size: 64)
-        "epochs": 15,  # fixed epochs per fold (TrainConfig.epochs: 30)
+        "size": 24,  # clip side in pixels (PreprocessConfig.size: 64)
+        "epochs": 10,  # fixed epochs per fold (TrainConfig.epochs: 30)
         "lr": 3e-3,  # peak learning rate for the shorter schedule (TrainConfig.lr: 1e-3)
         "k": 4,  # subject folds of the single split in 02_train / 04_explain (ProtocolConfig.k: 5)
     },
