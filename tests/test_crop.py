@@ -2,7 +2,8 @@
 
 The manifests carry the builders' ``cropped`` column; the "faces" are the dark-over-bright blocks that the
 tests' one-feature cascade detects (helpers_preprocess), placed inside a larger frame with background the way
-a raw CASME II frame holds its face.
+a raw CASME II frame holds its face. 01_data and 04_explain on a raw CASME II release (the crop figure, the regions
+in the Haar crop) are checked on the emulated-release run of tests/test_release_notebooks.py.
 """
 
 from __future__ import annotations
@@ -227,33 +228,3 @@ def test_auto_boxes_every_raw_casme2_clip_on_its_true_face(casme2_raw, tmp_path)
             tmp_path / "cache",
             progress=False,
         )
-
-
-@pytest.mark.slow
-def test_01_data_and_04_explain_run_on_a_raw_casme2_release(casme2_raw, tmp_path):
-    import pandas as pd
-
-    from merkit.pipeline.run import run_pipeline
-
-    params = {
-        "data_root": str(casme2_raw),
-        "dataset": "casme2",
-        "label_map": "casme2_5class",
-        "frames": 8,
-        "size": 32,
-        "epochs": 1,
-        "batch_size": 4,
-        "k": 3,
-        "n_explain": 2,
-        "ig_steps": 4,
-        "viewer_clips": 2,
-        "methods": "ig,gradcam,attention",
-        "device": "cpu",
-    }
-    run_dir = tmp_path / "run"
-    result = run_pipeline(run_dir, params, ["01_data", "04_explain"], cell_timeout=240, progress=False)
-    assert [r.status for r in result.notebooks] == ["executed", "executed"]
-    for figure in ("01_crop_box", "04_regions", "04_region_mass", "04_agreement"):
-        assert (run_dir / "figures" / f"{figure}.png").stat().st_size > 1000
-    sources = pd.read_csv(run_dir / "explain_region_sources.csv")
-    assert set(sources["crop_method"]) == {"haar"}  # raw frames: the regions sit in the Haar crop
