@@ -22,7 +22,7 @@ from helpers_pipeline import COMMON, make_notebook
 
 from merkit.cli import EXIT_USAGE, main, system_error_message
 from merkit.pipeline.notebook_files import WIDGET_VIEW
-from merkit.pipeline.run import PipelineError, run_pipeline
+from merkit.pipeline.run import NOTEBOOK_DIR, PipelineError, run_pipeline
 from merkit.runlock import LOCK_FILE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,6 +100,26 @@ def test_a_real_dataset_without_a_data_root_is_refused_before_any_kernel(tmp_pat
     line = _one_line_error(capsys, code)
     assert "dataset 'casme2' needs data_root" in line and "synthme" in line
     assert not run_dir.exists()
+
+
+def test_a_setting_the_recipe_fixes_is_refused_naming_both(tmp_path: Path, capsys):
+    """``-p epochs 4`` beside the published recipe would silently train 800 epochs: refused before any kernel."""
+    run_dir = tmp_path / "run"
+    yaml_file = NOTEBOOK_DIR / "ststnet_published.yaml"
+    args = ["--params", str(yaml_file), "-p", "data_root", str(tmp_path), "-p", "epochs", "4"]
+    code = main(["pipeline", "--run-dir", str(run_dir), *args])
+    line = _one_line_error(capsys, code)
+    assert "recipe 'published' fixes epochs 800" in line and "the given epochs 4" in line and "recipe ''" in line
+    assert not run_dir.exists()
+
+
+def test_a_setting_equal_to_the_recipes_and_an_unknown_recipe(tmp_path: Path, capsys):
+    from merkit.pipeline.params import ParameterError, check_recipe
+
+    check_recipe({"recipe": "published", "epochs": 800, "lr": 5e-5, "seed": 3})  # agrees, or not fixed by it
+    check_recipe({"recipe": "", "epochs": 4})  # no recipe: the parameters as given
+    with pytest.raises(ParameterError, match="unknown training recipe 'publish'; known: ''"):
+        check_recipe({"recipe": "publish"})
 
 
 # ------------------------------------------------------------------------------- the CLI's boundary: OS errors

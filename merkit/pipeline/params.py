@@ -31,6 +31,7 @@ __all__ = [
     "check_parameters",
     "check_paths",
     "check_dataset",
+    "check_recipe",
 ]
 
 #: Where the kit's notebooks live: package data (``merkit/notebooks``; the checkout's top-level ``notebooks`` links
@@ -260,4 +261,28 @@ def check_dataset(params: Mapping[str, Any]) -> None:
         raise ParameterError(
             f"dataset {dataset!r} needs data_root: the folder of your own copy (-p data_root DIR); the kit never "
             "downloads a dataset, and only synthme is generated when data_root is empty"
+        )
+
+
+def check_recipe(values: Mapping[str, Any]) -> None:
+    """Raise `ParameterError` when ``values['recipe']`` is not a known training recipe, or when ``values`` also
+    give a setting that recipe fixes at another value (``-p epochs 4`` beside ``recipe published``): the recipe
+    would replace it without a word (:func:`merkit.config.train_config`). ``values`` are the parameters as the
+    user gave them, already typed."""
+    recipe = str(values.get("recipe") or "")
+    if not recipe:
+        return
+    from merkit.config import TRAIN_RECIPES
+
+    if recipe not in TRAIN_RECIPES:
+        known = ", ".join(repr(name) for name in TRAIN_RECIPES)
+        raise ParameterError(f"unknown training recipe {recipe!r}; known: '' (the parameters as given), {known}")
+    fixed = TRAIN_RECIPES[recipe]
+    clashes = [name for name in fixed if name in values and values[name] != fixed[name]]
+    if clashes:
+        given = ", ".join(f"{name} {values[name]!r}" for name in clashes)
+        fixes = ", ".join(f"{name} {fixed[name]!r}" for name in clashes)
+        raise ParameterError(
+            f"recipe {recipe!r} fixes {fixes}, which would replace the given {given}: drop those parameters, "
+            "or set recipe '' to give every training setting yourself"
         )

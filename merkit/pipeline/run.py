@@ -76,6 +76,7 @@ from merkit.pipeline.params import (
     check_dataset,
     check_parameters,
     check_paths,
+    check_recipe,
     load_params_file,
     notebook_parameters,
     parse_override,
@@ -379,6 +380,7 @@ def _checked_parameters(
                 own["listing"] = params["listing"]
     check_paths(params)
     check_dataset(params)
+    check_recipe({name: value for own in per_notebook.values() for name, value in own.items()})
     device = str(params.get("device") or "auto")
     if device not in ("auto", "cpu"):  # a device this machine lacks fails here, not in a kernel after 01_data
         from merkit.training.fold import resolve_device

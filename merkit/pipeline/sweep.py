@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from merkit.pipeline.params import check_recipe
 from merkit.pipeline.run import (
     DEFAULT_CELL_TIMEOUT,
     DEFAULT_ORDER,
@@ -188,8 +189,9 @@ def check_sweep(spec: SweepSpec, points: Sequence[SweepPoint], notebook_dir: str
         params = {**point.params, "run_dir": str(point.run_dir)}
         params.setdefault("data_root", "")
         try:
-            check_parameters(params, sources)
+            per_notebook = check_parameters(params, sources)
             check_paths(params)
+            check_recipe({name: value for own in per_notebook.values() for name, value in own.items()})
         except ParameterError as err:
             raise ParameterError(f"sweep run {point.name}: {err}") from None
 
