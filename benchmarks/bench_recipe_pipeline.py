@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_recipe_pipeline.py                                   # the published recipe
     .venv/bin/python benchmarks/bench_recipe_pipeline.py --params notebooks/ststnet_fast.yaml
     .venv/bin/python benchmarks/bench_recipe_pipeline.py --quick                           # a few minutes
+    .venv/bin/python benchmarks/bench_recipe_pipeline.py -p precision bf16                 # any other parameter
 
 What it does:
 1. Writes the generated composite-shaped flow set of ``bench_recipe.py`` (``bench_folds.generated_flow_set`` at
@@ -14,7 +15,7 @@ What it does:
 
        merkit pipeline --run-dir RUN --params notebooks/ststnet_published.yaml -p data_root FOLDER -p listing CSV
 
-   all four notebooks (01_data … 04_explain) with the yaml's settings, nothing else changed. ``--quick`` adds
+   all four notebooks (01_data … 04_explain) with the yaml's settings and the ``-p`` given here. ``--quick`` adds
    ``-p recipe fast -p n_explain 2`` (a recipe fixes the epochs: ``-p epochs`` alone would not shorten it).
 3. Prints the wall time of the whole command and of each notebook (the pipeline's own lines), the executor the run
    chose (``executor.json``) and the pooled UF1/UAR (``metrics.json``), and the machine's load before and after.
@@ -71,12 +72,14 @@ def main() -> None:
     parser.add_argument("--params", default=str(ROOT / "notebooks" / "ststnet_published.yaml"))
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "merkit_bench_recipe_pipeline"))
     parser.add_argument("--quick", action="store_true", help="-p recipe fast -p n_explain 2: a few minutes")
+    parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="passed on")
     args = parser.parse_args()
 
     from merkit.data.flow import export_flow_release
 
     out = Path(args.out)
-    folder, run_dir = out / "flow_folder", out / f"run_{Path(args.params).stem}{'_quick' if args.quick else ''}"
+    label = "".join(f"_{name}-{value}" for name, value in args.p) + ("_quick" if args.quick else "")
+    folder, run_dir = out / "flow_folder", out / f"run_{Path(args.params).stem}{label}"
     if run_dir.exists():
         sys.exit(f"{run_dir} exists: remove it (a rerun would resume it, and the time would not be the whole run's)")
     images, labels, subjects = generated_flow_set(class_strength=CLASS_STRENGTH)
@@ -87,6 +90,8 @@ def main() -> None:
     ]  # fmt: skip
     if args.quick:
         command += ["-p", "recipe", "fast", "-p", "n_explain", "2"]
+    for name, value in args.p:
+        command += ["-p", name, value]
     print(f"load before: {load()}; {len(images)} images, {len(np.unique(subjects))} subjects in {folder}")
     print(" ".join(command), flush=True)
     start = time.perf_counter()
@@ -97,7 +102,7 @@ def main() -> None:
     print(f"load after: {load()}")
     print(f"executor: {executor['executor']} ({executor['reason']}); precision {executor['precision']['precision']}")
     print(
-        f"pipeline {Path(args.params).name}{' --quick' if args.quick else ''}: UF1 {pooled['uf1']:.3f} "
+        f"pipeline {Path(args.params).name}{label}: UF1 {pooled['uf1']:.3f} "
         f"UAR {pooled['uar']:.3f}, all four notebooks in {seconds:.0f} s ({seconds / 60:.1f} min)"
     )
 
