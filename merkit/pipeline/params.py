@@ -272,11 +272,12 @@ def check_recipe(values: Mapping[str, Any]) -> None:
     recipe = str(values.get("recipe") or "")
     if not recipe:
         return
-    from merkit.config import TRAIN_RECIPES
+    from merkit.config import TRAIN_RECIPES, ConfigError, train_config
 
-    if recipe not in TRAIN_RECIPES:
-        known = ", ".join(repr(name) for name in TRAIN_RECIPES)
-        raise ParameterError(f"unknown training recipe {recipe!r}; known: '' (the parameters as given), {known}")
+    try:
+        train_config(recipe)  # an unknown name: its ConfigError lists the known ones
+    except ConfigError as err:
+        raise ParameterError(str(err)) from None
     fixed = TRAIN_RECIPES[recipe]
     clashes = [name for name in fixed if name in values and values[name] != fixed[name]]
     if clashes:
