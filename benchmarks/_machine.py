@@ -5,6 +5,7 @@ Imported by the benchmark scripts (run as ``python benchmarks/NAME.py``, so this
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -21,3 +22,11 @@ def matmul_peak_gflops(n: int = 1024, repeats: int = 7) -> float:
         torch.mm(a, b)
         rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
     return statistics.median(rates)
+
+
+def load_average() -> str:
+    """The machine's load averages (1, 5, 15 min) as one string, or "unknown" where the system has none."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"

@@ -51,17 +51,10 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from _machine import load_average
 
 DEMO_YAML = Path(__file__).resolve().parents[1] / "notebooks" / "demo.yaml"
 PRECISIONS = ("fp32", "bf16")
-
-
-def load() -> str:
-    """The machine's load averages (1, 5, 15 min) as one string."""
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 def demo_params(device: str, epochs: int | None) -> dict:
@@ -139,7 +132,7 @@ def loso_table(args: argparse.Namespace, prepared, params: dict) -> tuple[pd.Dat
                         "fold_s": round(seconds, 1),
                     }
                     rows.append(row)
-                    print(row, f"load {load()}", flush=True)
+                    print(row, f"load {load_average()}", flush=True)
             if set(PRECISIONS) - set(args.precisions):
                 continue
             line = {"model": name}
@@ -257,7 +250,7 @@ def main() -> None:
 
     params = demo_params(args.device, args.epochs)
     device = resolve_device(args.device)
-    start_load = load()
+    start_load = load_average()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, nice {os.nice(0)}")
     print(f"load before: {start_load}")
     probe = cpu_bf16_support()
@@ -297,14 +290,14 @@ def main() -> None:
             )
         print(
             f"\nper training step (batch {base.train.batch_size}, median of {args.speed_steps}; bf16 as the kit "
-            f"trains it, with its memory format, and in the default layout; load {load()}):"
+            f"trains it, with its memory format, and in the default layout; load {load_average()}):"
         )
         print(pd.DataFrame(speed).to_string(index=False), flush=True)
         results["speed"] = speed
 
     if not args.no_loso:
         table, summary = loso_table(args, prepared, params)
-        print(f"\nLOSO pooled UF1 per run (load {load()}):")
+        print(f"\nLOSO pooled UF1 per run (load {load_average()}):")
         print(table.to_string(index=False))
         print(f"\nseed-mean UF1 [paired clip bootstrap 95% interval, {args.n_boot} replicates]:")
         for line in summary:
@@ -324,8 +317,8 @@ def main() -> None:
 
     choice = choose_precision("auto", device, create_model(args.models[0]))
     print(f"precision auto here chooses {choice.precision}: {choice.reason}")
-    print(f"load after: {load()}")
-    results.update(auto=choice.record(), load_after=load())
+    print(f"load after: {load_average()}")
+    results.update(auto=choice.record(), load_after=load_average())
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _machine import load_average
 from bench_folds import generated_flow_set
 from bench_recipe import CLASS_STRENGTH
 
@@ -61,10 +61,6 @@ def composite_index(subjects: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
         sample = {"casme2": f"EP{n:02d}_01f", "samm": f"{name}_{n}_1"}.get(dataset, f"{name}_ne_{n:02d}")
         rows.append({"dataset": dataset, "subject": name, "sample": sample, "label": int(label)})
     return pd.DataFrame(rows)
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -92,14 +88,14 @@ def main() -> None:
         command += ["-p", "recipe", "fast", "-p", "n_explain", "2"]
     for name, value in args.p:
         command += ["-p", name, value]
-    print(f"load before: {load()}; {len(images)} images, {len(np.unique(subjects))} subjects in {folder}")
+    print(f"load before: {load_average()}; {len(images)} images, {len(np.unique(subjects))} subjects in {folder}")
     print(" ".join(command), flush=True)
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT)
     seconds = time.perf_counter() - start
     executor = json.loads((run_dir / "executor.json").read_text())
     pooled = json.loads((run_dir / "metrics.json").read_text())["pooled"]
-    print(f"load after: {load()}")
+    print(f"load after: {load_average()}")
     print(f"executor: {executor['executor']} ({executor['reason']}); precision {executor['precision']['precision']}")
     print(
         f"pipeline {Path(args.params).name}{label}: UF1 {pooled['uf1']:.3f} "
