@@ -543,7 +543,7 @@ def test_fused_step_falls_back_to_the_wide_step_when_a_batchnorm_scale_is_not_po
 
 
 def test_fused_epilogues_compiled_give_the_eager_values_and_gradients():
-    from merkit.training.batched.fused import _compiled_epilogues, _ConvReluPool, _geometry, _patches
+    from merkit.training.batched.fused import _compiled_epilogues, _ConvStage, _geometry, _keep_mask, _patches
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -555,15 +555,59 @@ def test_fused_epilogues_compiled_give_the_eager_values_and_gradients():
     _rows, n_win, n_zero, n_real = _geometry(30)
     torch.manual_seed(0)
     kernels = (0.01 * torch.randn(28, 32)).requires_grad_()
-    upstream = [torch.randn(6, n_win * n_win, 32), torch.randn(6, 32), 1e-4 * torch.randn(6, 32)]
+    keep = _keep_mask((6, n_win * n_win, 32), 0.5)
+    upstream = [torch.randn(6, (n_win // 2) ** 2, 32), torch.randn(6, 32), 1e-4 * torch.randn(6, 32)]
     results = []
     for epilogues in (None, compiled):
         kernels.grad = None
-        outs = _ConvReluPool.apply(patches, kernels, 2, (n_win, n_zero, n_real), True, epilogues)
+        feats, kept, s1, m2 = _ConvStage.apply(patches, kernels, keep, 2, (n_win, n_zero, n_real), True, epilogues)
+        outs = (feats, s1, m2)
         sum((o * g).sum() for o, g in zip(outs, upstream)).backward()
-        results.append([o.detach() for o in outs] + [kernels.grad.clone()])
+        results.append([o.detach() for o in outs] + [kept, kernels.grad.clone()])
     for eager, fast in zip(*results):
         assert torch.allclose(eager, fast, rtol=1e-4, atol=1e-3 * float(eager.abs().max())), (eager - fast).abs().max()
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_fused_step_with_dropout_is_the_model_under_the_same_keep_mask(monkeypatch, compiled):
+    """Dropout and the average pool run inside the fused chunks: logits, losses and every gradient are the
+    authors' network's (BatchNorm in training mode, dropout with the very same keep mask)."""
+    from torch.func import stack_module_state
+
+    import merkit.training.batched.fused as fused
+
+    if compiled and fused._compiled_epilogues() is None:
+        pytest.skip("torch.compile does not work on this machine (no C++ compiler?): the eager epilogues run")
+    models = ststnets(2)  # the authors' build: BatchNorm and dropout 0.5
+    params, buffers = stack_module_state(models)
+    x, y = flow_toy(8)
+    k, f, n_win = 2, 16, 10
+    keep = fused._keep_mask((8, n_win * n_win, k * f), 0.5)
+    monkeypatch.setattr(fused, "_keep_mask", lambda shape, rate: keep)
+    opts = {"loss": "ce", "label_smoothing": 0.0, "focal_gamma": 2.0, "num_classes": 3, "autocast_dtype": None}
+    mask, weight = torch.ones(k, 8, dtype=torch.bool), torch.ones(k, 3)
+    step = fused.fused_step_for(models[0], opts, compiled=compiled)
+    losses, logits, _ = step(params, buffers, x, y, mask, weight)
+    losses.sum().backward()
+
+    for i, model in enumerate(models):
+        model.train()
+        # (b, w, k·f) -> fold i's (b, w, f) -> (b, 10, 10, f) -> (b, f, 10, 10)
+        fold_keep = keep[:, :, i * f : (i + 1) * f].float().view(8, n_win, n_win, f).permute(0, 3, 1, 2)
+        branches, start = [], 0
+        for branch in model.branches:
+            conv, relu, bn, pool = branch[:4]  # the model's own dropout is replaced by the same mask
+            out = pool(bn(relu(conv(x))))
+            branches.append(out * fold_keep[:, start : start + out.shape[1]] / 0.5)
+            start += out.shape[1]
+        ref_logits = model.forward_head(model.avgpool(torch.cat(branches, 1)))
+        ref_loss = nn.functional.cross_entropy(ref_logits, y)
+        ref_loss.backward()
+        assert torch.allclose(logits[i], ref_logits.detach(), rtol=1e-4, atol=1e-4)
+        assert torch.allclose(losses[i], ref_loss.detach(), rtol=1e-5, atol=1e-6)
+        for name, p in model.named_parameters():
+            got = params[name].grad[i]
+            assert torch.allclose(got, p.grad, rtol=1e-3, atol=1e-4 * float(p.grad.abs().max())), name
 
 
 def test_fused_dropout_keeps_each_element_with_its_probability_independently():
@@ -572,7 +616,8 @@ def test_fused_dropout_keeps_each_element_with_its_probability_independently():
     torch.manual_seed(0)
     for rate in (0.5, 0.3):
         keep = _keep_mask((200, 50, 100), rate)  # 1e6 draws
-        assert keep.dtype == torch.float32 and set(keep.unique().tolist()) <= {0.0, 1.0}
+        assert keep.dtype == torch.uint8 and set(keep.unique().tolist()) <= {0, 1}
+        keep = keep.float()
         assert abs(float(keep.mean()) - (1 - rate)) < 0.003
         flat = keep.flatten() - keep.mean()
         assert abs(float((flat[1:] * flat[:-1]).mean() / flat.var())) < 0.01  # neighbours uncorrelated

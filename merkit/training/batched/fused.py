@@ -9,14 +9,16 @@ computes the same function without ever holding a full-resolution activation of 
   for the bias) with all K folds' kernels at once (C·9 + 1, K·16), run over a few clips at a time (a *chunk*
   whose output fits the caches); the patch rows are ordered **window by window** of the 3/3/1 max-pool, so
   the pool is one ``amax`` over 9 consecutive rows;
-- what leaves a chunk is small: the pooled map (1/9 of the positions) and, per clip and channel, the sum and
-  the centred sum of squares of the ReLU output over all conv positions, from which the masked per-fold
-  BatchNorm statistics follow exactly (Chan's pairwise combination, no E[x²] − E[x]² cancellation);
-- BatchNorm is applied *after* the pool: for a positive scale γ/σ, max-pool(BN(r)) = BN(max-pool(r)). A fold
-  group with any γ ≤ 0 takes the wide step instead, for that step (the published recipe keeps γ near 1);
-- the backward recomputes each chunk's GEMM (cheaper than storing it) and forms the conv weight gradient
-  from the pooled gradient (to the window's maximum), the BatchNorm statistics' dense term and the ReLU mask,
-  in one more GEMM per chunk.
+- BatchNorm is applied *after* the pools: for a positive scale γ/σ, max-pool(BN(r)) = BN(max-pool(r)), and
+  the 2/2 average pool of dropout(BN(p)) is (scale·avg-pool(keep·p) + shift·avg-pool(keep)) / (1 − rate) for
+  dropout's 0/1 keep mask. So the chunk also applies the keep mask and the average pool, and what leaves it
+  is small: avg-pool(keep·p) and avg-pool(keep) (1/36 of the conv positions) and, per clip and channel, the
+  sum and the centred sum of squares of the ReLU output over all conv positions, from which the masked
+  per-fold BatchNorm statistics follow exactly (Chan's pairwise combination, no E[x²] − E[x]² cancellation).
+  A fold group with any γ ≤ 0 takes the wide step instead, for that step (the published recipe keeps γ near 1);
+- the backward recomputes each chunk's GEMM and its window maxima (cheaper than storing them) and forms the
+  conv weight gradient from the features' gradient (spread over each cell's kept windows, to the window's
+  maximum), the BatchNorm statistics' dense term and the ReLU mask, in one more GEMM per chunk.
 
 Window slots outside the conv output (the pool's padding) are **zero patch rows**: their ReLU output is 0,
 which never beats a window's maximum of non-negative values and adds nothing to the weight gradient; the
@@ -34,7 +36,7 @@ The two per-chunk epilogues (ReLU + pool + statistics; the backward's gradient a
 shape, so the trainer only asks for it on long runs (docs/performance.md).
 
 Axis letters: k folds, b batch, f channels of one fold, r patch rows, q patch columns (C·9 + 1),
-w pool windows, c classes.
+w max-pool windows, n average-pool cells (2×2 windows each), c classes.
 """
 
 from __future__ import annotations
@@ -102,39 +104,73 @@ def _patches(x: torch.Tensor, padding: int, dtype: torch.dtype = torch.float32) 
 # ------------------------------------------------------------------------------------------ epilogues
 
 
-def _forward_epilogue(z: torch.Tensor, n_win: int, n_zero: int, n_real: int, stats: bool):
-    """One chunk's GEMM output z (bc, r, k·f) → pooled (bc, w, k·f), per clip Σr and Σ(r − mean)² (bc, k·f)."""
+def _cells(t: torch.Tensor, n_win: int) -> torch.Tensor:
+    """The 2/2 average pool (floor) of a window map: (bc, w, k·f) → (bc, n, k·f), cells row by row."""
+    bc, _, kf = t.shape
+    h = n_win // 2
+    grid = t.view(bc, n_win, n_win, kf)[:, : 2 * h, : 2 * h]  # an odd last row and column of windows is dropped
+    return grid.reshape(bc, h, 2, h, 2, kf).mean((2, 4)).reshape(bc, h * h, kf)  # (bc, h, 2, h, 2, kf) -> (bc, n, kf)
+
+
+def _spread(g: torch.Tensor, n_win: int) -> torch.Tensor:
+    """The average pool's backward: a cell gradient (bc, n, k·f) → each of its windows' share (bc, w, k·f)."""
+    bc, _, kf = g.shape
+    h = n_win // 2
+    # (bc, n, kf) -> (bc, h, 1, h, 1, kf) -> (bc, h, 2, h, 2, kf) -> (bc, 2h, 2h, kf)
+    share = (g / 4).view(bc, h, 1, h, 1, kf).expand(bc, h, 2, h, 2, kf).reshape(bc, 2 * h, 2 * h, kf)
+    if 2 * h < n_win:  # the dropped last row and column get no gradient
+        share = F.pad(share, (0, 0, 0, n_win - 2 * h, 0, n_win - 2 * h))
+    return share.reshape(bc, n_win * n_win, kf)  # (bc, n_win, n_win, kf) -> (bc, w, kf)
+
+
+def _forward_epilogue(
+    z: torch.Tensor, keep: torch.Tensor | None, n_win: int, n_zero: int, n_real: int, stats: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """One chunk's GEMM output z (bc, r, k·f) and dropout's keep mask (bc, w, k·f) uint8 0/1, or None →
+    avg-pool(keep·max-pool(ReLU z)) (bc, n, k·f), avg-pool(keep) (bc, n, k·f) or None, and per clip
+    Σr and Σ(r − mean)² (bc, k·f) (None without ``stats``)."""
     bc, _, kf = z.shape
     r = torch.relu(z.float())  # a bf16 GEMM's output is summed in fp32
     slots = n_win * n_win * 9
     pooled = torch.amax(r[:, :slots].reshape(bc, n_win * n_win, 9, kf), 2)  # (bc, w·9, kf) -> (bc, w, kf)
+    if keep is None:
+        feats, kept = _cells(pooled, n_win), None
+    else:
+        feats, kept = _cells(pooled * keep, n_win), _cells(keep.float(), n_win)
     if not stats:
-        return pooled, None, None
+        return feats, kept, None, None
     s1 = r.sum(1)
     mean = s1 / n_real
     m2 = (r - mean[:, None, :]).square().sum(1) - n_zero * mean * mean  # the zero slots' (0 − mean)² removed
-    return pooled, s1, m2
+    return feats, kept, s1, m2
 
 
 def _backward_epilogue(
     z: torch.Tensor,
-    pooled: torch.Tensor,
-    g_pool: torch.Tensor,
+    g_feats: torch.Tensor,
+    keep: torch.Tensor | None,
     a: torch.Tensor | None,
     b2: torch.Tensor | None,
     n_win: int,
 ) -> torch.Tensor:
-    """dL/dz of one chunk: (pooled gradient at the window maximum + a + b2·r) where z > 0.
+    """dL/dz of one chunk: (the window's share of its cell's gradient, kept, at the window maximum + a + b2·r)
+    where z > 0.
 
-    ``a``, ``b2`` (bc, k·f): the statistics' gradient, d/dr of g_s1·Σr + g_m2·Σ(r − mean)² = a + b2·r.
-    Ties at a window's maximum all get its gradient; a positive tie has probability zero and a zero one
-    (every slot ≤ 0) is cancelled by the ReLU mask, so this equals the max-pool's single-index rule.
+    ``g_feats`` (bc, n, k·f): the gradient of avg-pool(keep·p); ``a``, ``b2`` (bc, k·f): the statistics'
+    gradient, d/dr of g_s1·Σr + g_m2·Σ(r − mean)² = a + b2·r. The window maxima are recomputed from ``z``
+    (the forward's GEMM, recomputed bit for bit). Ties at a window's maximum all get its gradient; a
+    positive tie has probability zero and a zero one (every slot ≤ 0) is cancelled by the ReLU mask, so this
+    equals the max-pool's single-index rule.
     """
     bc, rows, kf = z.shape
     dtype, z = z.dtype, z.float()
     r = torch.relu(z)
     slots = n_win * n_win * 9
     window = r[:, :slots].reshape(bc, n_win * n_win, 9, kf)  # (bc, w·9, kf) -> (bc, w, 9, kf)
+    pooled = torch.amax(window, 2)  # (bc, w, kf)
+    g_pool = _spread(g_feats, n_win)
+    if keep is not None:
+        g_pool = g_pool * keep
     hit = (window == pooled[:, :, None, :]).to(z.dtype) * g_pool[:, :, None, :]
     d = hit.reshape(bc, slots, kf)  # (bc, w, 9, kf) -> (bc, w·9, kf)
     if rows > slots:
@@ -150,9 +186,10 @@ def _compiled_epilogues() -> tuple[Callable, Callable] | None:
     try:
         fwd = torch.compile(_forward_epilogue, dynamic=False, fullgraph=True)
         bwd = torch.compile(_backward_epilogue, dynamic=False, fullgraph=True)
-        z = torch.randn(1, 18, 2)  # trial compiles of both: a machine without a C++ compiler fails here
-        pooled, _s1, _m2 = fwd(z, 1, 0, 18, True)
-        bwd(z, pooled, torch.ones_like(pooled), torch.ones(1, 2), torch.ones(1, 2), 1)
+        z = torch.randn(1, 36, 2)  # trial compiles of both: a machine without a C++ compiler fails here
+        keep = torch.ones(1, 4, 2, dtype=torch.uint8)
+        feats, _kept, _s1, _m2 = fwd(z, keep, 2, 0, 36, True)
+        bwd(z, torch.ones_like(feats), keep, torch.ones(1, 2), torch.ones(1, 2), 2)
         return fwd, bwd
     except Exception as err:  # noqa: BLE001 - any failure means: run the eager epilogues
         warnings.warn(
@@ -163,15 +200,17 @@ def _compiled_epilogues() -> tuple[Callable, Callable] | None:
         return None
 
 
-class _ConvReluPool(torch.autograd.Function):
-    """Patch rows P (b, r, q) @ kernels W (q, k·f) → ReLU → per-window max, chunk by chunk (module docstring).
+class _ConvStage(torch.autograd.Function):
+    """Patch rows P (b, r, q) @ kernels W (q, k·f) → ReLU → max-pool → dropout's keep mask → 2/2 average pool,
+    chunk by chunk (module docstring).
 
-    Returns pooled (b, w, k·f) and, when ``stats``, per clip and channel Σr (b, k·f) and Σ(r − mean)²
-    (b, k·f) over the ``n_real`` conv positions. Only ``W`` gets a gradient.
+    ``keep`` (b, w, k·f) uint8 0/1, or None without dropout. Returns avg-pool(keep·max-pool) (b, n, k·f),
+    avg-pool(keep) (b, n, k·f) (zeros without ``keep``) and, when ``stats``, per clip and channel Σr (b, k·f)
+    and Σ(r − mean)² (b, k·f) over the ``n_real`` conv positions. Only ``W`` gets a gradient.
     """
 
     @staticmethod
-    def forward(ctx, P, W, chunk, geometry, stats, epilogues):  # type: ignore[override]
+    def forward(ctx, P, W, keep, chunk, geometry, stats, epilogues):  # type: ignore[override]
         n_win, n_zero, n_real = geometry
         fwd = epilogues[0] if epilogues else _forward_epilogue
         b, rows, q = P.shape
@@ -182,6 +221,7 @@ class _ConvReluPool(torch.autograd.Function):
                 torch.mm(P[s : s + chunk].reshape(-1, q), kernels, out=out[: min(chunk, b - s) * rows]).view(
                     -1, rows, W.shape[1]
                 ),
+                None if keep is None else keep[s : s + chunk],
                 n_win,
                 n_zero,
                 n_real,
@@ -189,17 +229,18 @@ class _ConvReluPool(torch.autograd.Function):
             )
             for s in range(0, b, chunk)
         ]  # (bc·r, q) @ (q, kf) -> (bc, r, kf)
-        pooled = torch.cat([p[0] for p in parts])
-        s1 = torch.cat([p[1] for p in parts]) if stats else torch.zeros(b, W.shape[1])
-        m2 = torch.cat([p[2] for p in parts]) if stats else torch.zeros(b, W.shape[1])
-        ctx.save_for_backward(P, W, pooled, s1)
+        feats = torch.cat([p[0] for p in parts])
+        kept = torch.cat([p[1] for p in parts]) if keep is not None else torch.zeros_like(feats)
+        s1 = torch.cat([p[2] for p in parts]) if stats else torch.zeros(b, W.shape[1])
+        m2 = torch.cat([p[3] for p in parts]) if stats else torch.zeros(b, W.shape[1])
+        ctx.save_for_backward(P, W, keep, s1)
         ctx.chunk, ctx.geometry, ctx.stats, ctx.epilogues = chunk, geometry, stats, epilogues
-        ctx.mark_non_differentiable(*(() if stats else (s1, m2)))
-        return pooled, s1, m2
+        ctx.mark_non_differentiable(kept, *(() if stats else (s1, m2)))
+        return feats, kept, s1, m2
 
     @staticmethod
-    def backward(ctx, g_pool, g_s1, g_m2):  # type: ignore[override]
-        P, W, pooled, s1 = ctx.saved_tensors
+    def backward(ctx, g_feats, _g_kept, g_s1, g_m2):  # type: ignore[override]
+        P, W, keep, s1 = ctx.saved_tensors
         n_win, _n_zero, n_real = ctx.geometry
         bwd = ctx.epilogues[1] if ctx.epilogues else _backward_epilogue
         b, rows, q = P.shape
@@ -208,7 +249,7 @@ class _ConvReluPool(torch.autograd.Function):
         if ctx.stats:  # d/dr [g_s1·Σr + g_m2·Σ(r − m)²] = g_s1 + 2·g_m2·(r − m): Σ(r − m) = 0 drops dm/dr
             b2 = 2 * g_m2
             a = g_s1 - b2 * (s1 / n_real)
-        g_pool = g_pool.contiguous()
+        g_feats = g_feats.contiguous()
         grad_w = torch.zeros_like(W)
         out = torch.empty(min(ctx.chunk, b) * rows, kf, dtype=P.dtype)
         kernels = W.to(P.dtype)
@@ -217,13 +258,18 @@ class _ConvReluPool(torch.autograd.Function):
             z = torch.mm(chunk, kernels, out=out[: chunk.shape[0]]).view(-1, rows, kf)  # recomputed, not kept
             part = slice(s, s + ctx.chunk)
             dz = bwd(
-                z, pooled[part], g_pool[part], None if a is None else a[part], None if b2 is None else b2[part], n_win
+                z,
+                g_feats[part],
+                None if keep is None else keep[part],
+                None if a is None else a[part],
+                None if b2 is None else b2[part],
+                n_win,
             )
             if P.dtype == grad_w.dtype:
                 grad_w.addmm_(chunk.t(), dz.view(-1, kf))  # (q, bc·r) @ (bc·r, kf)
             else:  # a bf16 product per chunk, summed over the chunks in fp32
                 grad_w.add_(torch.mm(chunk.t(), dz.view(-1, kf)))
-        return None, grad_w, None, None, None, None
+        return None, grad_w, None, None, None, None, None
 
 
 # ------------------------------------------------------------------------------------------ the step
@@ -236,8 +282,10 @@ def _chunk_clips(rows: int, kf: int, batch: int) -> int:
 
 
 def fused_fold_bytes(model: nn.Module, batch_size: int) -> int | None:
-    """Training memory of one fold under the fused step (pooled maps, their gradients and BN/dropout
-    temporaries, about 8 per clip and window, plus weights and Adam state), or None for another model."""
+    """Training memory of one fold under the fused step, or None for another model: dropout's keep mask (a
+    byte per clip, window and channel), about 8 fp32 maps of the average-pool cells (the stage's two outputs,
+    their gradients and the tail's temporaries), weights and Adam state. The chunk buffers and the group's
+    patch rows are shared by the folds and not counted."""
     layout = ststnet_layout(model)
     if layout is None:
         return None
@@ -245,7 +293,8 @@ def fused_fold_bytes(model: nn.Module, batch_size: int) -> int | None:
     _rows, n_win, _z, _n = _geometry(side)
     f = sum(layout["filters"])
     weights = sum(p.numel() for p in model.parameters()) * 4 * 4
-    return int(8 * batch_size * n_win * n_win * f * 4 + weights)
+    cells = (n_win // 2) ** 2
+    return int(batch_size * n_win * n_win * f + 8 * batch_size * cells * f * 4 + weights)
 
 
 def fused_trainable(model: nn.Module, cfg: Any, device: torch.device) -> bool:
@@ -299,18 +348,23 @@ def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> 
         rows = patches.shape[1]
         chunk = _chunk_clips(rows, k * f, b)
         n_pad = (-b) % chunk if epilogues is not None else 0
+        keep = None
+        if layout["dropout"] > 0:
+            keep = _keep_mask((b, n_win * n_win, k * f), layout["dropout"])  # drawn per (clip, window, fold, channel)
         if n_pad:  # equal chunks for the compiled epilogues: zero rows, masked out of every fold
             patches = torch.cat([patches, patches.new_zeros(n_pad, rows, patches.shape[2])])
-        pooled, s1, m2 = _ConvReluPool.apply(
-            patches, kernels, chunk, (n_win, n_zero, n_real), layout["bn"], epilogues
-        )  # (b', w, k·f), (b', k·f), (b', k·f)
+            keep = None if keep is None else torch.cat([keep, keep.new_zeros(n_pad, *keep.shape[1:])])
+        feats, kept, s1, m2 = _ConvStage.apply(
+            patches, kernels, keep, chunk, (n_win, n_zero, n_real), layout["bn"], epilogues
+        )  # (b', n, k·f), (b', n, k·f), (b', k·f), (b', k·f)
         if n_pad:  # (a slice records a backward that writes a zero-filled copy: only when needed)
-            pooled, s1, m2 = pooled[:b], s1[:b], m2[:b]
+            feats, kept, s1, m2 = feats[:b], kept[:b], s1[:b], m2[:b]
         beta = None
         if layout["bn"]:
             beta = torch.cat([params[f"branches.{i}.2.bias"] for i in range(n_branch)], 1)  # (k, f)
         losses, logits, mean, var = tail(
-            pooled,
+            feats,
+            kept if keep is not None else None,
             s1.view(b, k, f),
             m2.view(b, k, f),
             gamma,
@@ -320,7 +374,7 @@ def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> 
             y,
             mask,
             weight,
-            n_win,
+            n_win // 2,
             n_real,
             layout["eps"],
             layout["dropout"],
@@ -346,7 +400,8 @@ def fused_step_for(model: nn.Module, cfg_loss: dict, compiled: bool = False) -> 
 
 
 def _tail(
-    pooled: torch.Tensor,
+    feats: torch.Tensor,
+    kept: torch.Tensor | None,
     s1: torch.Tensor,
     m2: torch.Tensor,
     gamma: torch.Tensor | None,
@@ -356,7 +411,7 @@ def _tail(
     y: torch.Tensor,
     mask: torch.Tensor,
     weight: torch.Tensor,
-    n_win: int,
+    n_half: int,
     n_real: int,
     eps: float,
     dropout: float,
@@ -365,32 +420,19 @@ def _tail(
     focal_gamma: float,
     num_classes: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Everything after the pool: masked BatchNorm, dropout, the 2/2 average pool, the K heads and losses.
+    """Everything after the pools: masked BatchNorm, dropout's scale, the K heads and losses.
 
-    ``pooled`` (b, w, k·f) per-window maxima; ``s1``/``m2`` (b, k, f) per clip Σr and Σ(r − clip mean)² over
-    ``n_real`` positions; ``gamma``/``beta`` (k, f) or None without BatchNorm; ``head_w`` (k, c, f·h·w).
-    Fold k's batch mean and biased variance use only its own clips (``torch.where``): Chan's combination,
-    var = Σ [m2 + n_real·(clip mean − mean)²] / N. Returns per-fold losses (k,), logits (k, b, c) and the
-    batch mean and variance (k, f) (zeros without BatchNorm).
+    ``feats`` (b, n, k·f): avg-pool(keep·max-pool) over ``n`` = n_half² cells; ``kept`` (b, n, k·f): avg-pool(keep)
+    (None without dropout); ``s1``/``m2`` (b, k, f) per clip Σr and Σ(r − clip mean)² over ``n_real`` positions;
+    ``gamma``/``beta`` (k, f) or None without BatchNorm; ``head_w`` (k, c, f·n). Fold k's batch mean and biased
+    variance use only its own clips (``torch.where``): Chan's combination, var = Σ [m2 + n_real·(clip mean −
+    mean)²] / N. Returns per-fold losses (k,), logits (k, b, c) and the batch mean and variance (k, f) (zeros
+    without BatchNorm).
     """
     b, k, f = s1.shape
-    n_half = n_win // 2  # the 2/2 average pool (floor)
-
-    def avg_pool(t: torch.Tensor) -> torch.Tensor:
-        # (b, w, k·f) -> (b, k·f, n_win, n_win), channels-last strides: the vectorised pooling kernel
-        grid = t.view(b, n_win, n_win, k * f).permute(0, 3, 1, 2)
-        if n_win % 2 == 0 and t.requires_grad:
-            return _AvgPool2x2.apply(grid)  # (b, n_half, n_half, k·f)
-        return F.avg_pool2d(grid, 2, 2).permute(0, 2, 3, 1)  # (b, k·f, n_half, n_half) -> (b, n_half, n_half, k·f)
-
-    # avg-pool(dropout(scale·p + shift)) = (scale·avg-pool(keep·p) + shift·avg-pool(keep)) / (1 − dropout):
-    # BatchNorm is applied to the 4× smaller pooled features, and only one pass touches the full maps.
-    if dropout > 0:
-        keep = _keep_mask(pooled.shape, dropout)  # (b, w, k·f) 0./1., drawn per (clip, fold, channel)
-        feats = avg_pool(pooled * keep) / (1.0 - dropout)  # (b, n_half, n_half, k·f)
-        kept = avg_pool(keep) / (1.0 - dropout) if gamma is not None else None
-    else:
-        feats, kept = avg_pool(pooled), None
+    if dropout > 0:  # avg-pool(dropout(scale·p + shift)) = (scale·avg-pool(keep·p) + shift·avg-pool(keep)) / (1 − rate)
+        feats = feats / (1.0 - dropout)
+        kept = kept / (1.0 - dropout) if kept is not None else None
     mean = var = torch.zeros(k, f)
     if gamma is not None and beta is not None:
         keep_rows = mask.t()[:, :, None]  # (k, b) -> (b, k, 1)
@@ -401,8 +443,8 @@ def _tail(
         var = var.clamp_min(0.0)  # a flat map's m2 may round a hair below 0
         scale = gamma * torch.rsqrt(var + eps)  # (k, f): positive (the step checked gamma)
         shift = (beta - mean * scale).reshape(k * f)
-        feats = feats * scale.reshape(k * f) + (shift if kept is None else kept * shift)  # BN after the pool
-    feats = feats.view(b, n_half, n_half, k, f).permute(0, 3, 4, 1, 2)  # -> (b, k, f, n_half, n_half)
+        feats = feats * scale.reshape(k * f) + (shift if kept is None else kept * shift)  # BN after the pools
+    feats = feats.view(b, n_half, n_half, k, f).permute(0, 3, 4, 1, 2)  # (b, n, k·f) -> (b, k, f, n_half, n_half)
     feats = feats.reshape(b, k, f * n_half * n_half)  # the model's (f, y, x) flatten
     logits = torch.einsum("bkn,kcn->kbc", feats, head_w) + head_b[:, None, :]
     losses = masked_loss(
@@ -416,31 +458,14 @@ def _tail(
 
 
 def _keep_mask(shape: tuple[int, ...], dropout: float) -> torch.Tensor:
-    """Dropout's keep mask (float 0/1): independent Bernoulli(1 − dropout) draws from torch's generator.
+    """Dropout's keep mask (uint8 0/1): independent Bernoulli(1 − dropout) draws from torch's generator.
 
     For the usual 0.5, one random bit per element (64-bit draws unpacked): cheaper on CPU than
     ``rand_like(...) >= p``, same law. Other rates draw uniforms.
     """
     n = math.prod(shape)
     if dropout != 0.5:
-        return (torch.rand(shape) >= dropout).float()
+        return (torch.rand(shape) >= dropout).to(torch.uint8)
     words = torch.randint(-(2**63), 2**63 - 1, (-(-n // 64),), dtype=torch.int64)  # 64 random bits each
     bits = (words.view(torch.uint8)[:, None] >> torch.arange(8, dtype=torch.uint8)) & 1  # (n/8, 8) bit planes
-    return bits.view(-1)[:n].view(shape).float()
-
-
-class _AvgPool2x2(torch.autograd.Function):
-    """The 2/2 average pool of a channels-last (b, c, h, w) map (h, w even) → (b, h/2, w/2, c), with a
-    backward that writes the spread gradient in one contiguous pass (autograd's own is slower here)."""
-
-    @staticmethod
-    def forward(ctx, grid):  # type: ignore[override]
-        ctx.shape = grid.shape
-        return F.avg_pool2d(grid, 2, 2).permute(0, 2, 3, 1)  # (b, c, h/2, w/2) -> (b, h/2, w/2, c)
-
-    @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
-        b, c, h, w = ctx.shape
-        # (b, h/2, w/2, c) -> (b, h/2, 2, w/2, 2, c) -> (b, h, w, c) -> (b, c, h, w) channels-last strides
-        spread = (g / 4).view(b, h // 2, 1, w // 2, 1, c).expand(b, h // 2, 2, w // 2, 2, c).reshape(b, h, w, c)
-        return spread.permute(0, 3, 1, 2)
+    return bits.view(-1)[:n].view(shape)
