@@ -1,6 +1,8 @@
-"""bf16 autocast against fp32 for 3D clip models: pooled LOSO UF1 over several training seeds, and speed per step.
+"""bf16 against fp32 for 3D clip models and for STSTNet's fused step: pooled LOSO UF1 over several training seeds,
+and speed per step.
 
-    .venv/bin/python benchmarks/bench_precision.py                           # meranet_small and meranet, 3 seeds
+    .venv/bin/python benchmarks/bench_precision.py                           # meranet_small, meranet, ststnet; 3 seeds
+    .venv/bin/python benchmarks/bench_precision.py --models ststnet          # STSTNet only (about 10 min on 2 cores)
     .venv/bin/python benchmarks/bench_precision.py --models meranet_small --seeds 3 --speed-steps 20
     .venv/bin/python benchmarks/bench_precision.py --device cuda             # the same on a GPU
     .venv/bin/python benchmarks/bench_precision.py --precisions fp32 --runs-dir R &   # in two processes, then
@@ -32,6 +34,14 @@ What it does:
    in the default layout, with the fp32/bf16 ratios; and whether three backward passes from the same weights
    on the same batch give bit-identical gradients in each. On a shared machine the times are indicative only;
    the UF1 figures do not depend on the load (fp32 runs repeat exactly for the seed).
+
+``ststnet`` in ``--models`` is measured on its own data and trainer, as ``precision: auto`` uses it: the generated
+composite-shaped flow set of ``bench_recipe.py`` (442 images, 68 subjects), its 68 LOSO folds trained by the fused
+fold-batched step (one group, as ``executor: auto`` runs STSTNet on CPU) under a recipe (``--ststnet-recipe``,
+default ``fast``; ``published`` takes 800 epochs per run), per training seed and precision (bf16: the fused step's
+GEMMs take bf16 operands, fp32 sums). The same paired seed-mean bootstrap gives the intervals. Speed: seconds per
+epoch and fold of a group of ``--ststnet-group`` folds under the published recipe's batch (compiled epilogues, as a
+long run compiles them), and whether two identical short trainings end on bit-identical weights.
 
 It prints the machine's load (``/proc/loadavg``) before and after, and the CPU's native bf16 support as
 ``merkit.training.precision.cpu_bf16_support`` reports it.
@@ -151,6 +161,85 @@ def loso_table(args: argparse.Namespace, prepared, params: dict) -> tuple[pd.Dat
     return pd.DataFrame(rows), summary
 
 
+def ststnet_evidence(args: argparse.Namespace) -> dict:
+    """STSTNet's fused step in fp32 and bf16 on the generated composite-shaped flow set (module docstring): per-run
+    UF1, seed-mean intervals, speed per epoch and fold, and whether identical trainings repeat bit for bit."""
+    from bench_folds import generated_flow_set
+    from bench_recipe import CLASS_STRENGTH, RECIPES, run_recipe
+
+    from merkit.config import TrainConfig
+    from merkit.data.torch_dataset import FlowDataset
+    from merkit.models import create_model
+    from merkit.training.batched.stack import train_folds
+
+    images, labels, subjects = generated_flow_set(class_strength=CLASS_STRENGTH)
+    keys = np.unique(subjects)
+    result: dict = {"recipe": args.ststnet_recipe}
+    if not args.no_speed:
+        speed = {}
+        for precision in PRECISIONS:
+            fields = {**RECIPES["published"], "epochs": 2}
+            cfg = TrainConfig(**fields, device=args.device, precision=precision)
+            members = np.stack([subjects != s for s in keys[: args.ststnet_group]])
+
+            def train(epochs: int, compile_step: bool) -> list:
+                models = []
+                for i in range(len(members)):
+                    torch.manual_seed(i)
+                    models.append(create_model("ststnet", num_classes=3))
+                return train_folds(
+                    models,
+                    TrainConfig(**{**fields, "epochs": epochs}, device=args.device, precision=precision),
+                    seeds=list(range(len(members))),
+                    num_classes=3,
+                    shared=FlowDataset((images, labels), encoding="bgr255"),
+                    members=members,
+                    group_seed=1,
+                    compile_step=compile_step,
+                )
+
+            first, second = train(cfg.epochs, False), train(cfg.epochs, False)
+            repeats = all(
+                torch.equal(a, b)
+                for (m1, _), (m2, _) in zip(first, second)
+                for a, b in zip(m1.state_dict().values(), m2.state_dict().values())
+            )
+            history = train(args.ststnet_speed_epochs, True)[0][1]
+            per_fold = float(np.median(history["seconds"].to_numpy()[2:]))  # after the compile's first epochs
+            speed[precision] = {"ms_per_epoch_and_fold": round(per_fold * 1e3, 2), "weights_repeat": repeats}
+        speed["speedup"] = round(speed["fp32"]["ms_per_epoch_and_fold"] / speed["bf16"]["ms_per_epoch_and_fold"], 2)
+        print(
+            f"\nststnet, fused step, group of {args.ststnet_group} folds, batch {RECIPES['published']['batch_size']}, "
+            f"median of {args.ststnet_speed_epochs - 2} epochs (load {load_average()}): fp32 "
+            f"{speed['fp32']['ms_per_epoch_and_fold']} ms, bf16 {speed['bf16']['ms_per_epoch_and_fold']} ms per epoch "
+            f"and fold ({speed['speedup']}x); identical trainings repeat bit for bit: fp32 "
+            f"{speed['fp32']['weights_repeat']}, bf16 {speed['bf16']['weights_repeat']}",
+            flush=True,
+        )
+        result["speed"] = speed
+    if not args.no_loso:
+        preds: dict[str, list[pd.DataFrame]] = {p: [] for p in PRECISIONS}
+        rows = []
+        for seed in args.seeds:
+            for precision in PRECISIONS:
+                r = run_recipe(args.ststnet_recipe, images, labels, subjects, len(keys), precision=precision, seed=seed)
+                preds[precision].append(r["predictions"])
+                row = {"model": "ststnet", "precision": precision, "seed": seed, "uf1": round(r["uf1"], 4)}
+                row |= {"uar": round(r["uar"], 4), "seconds": round(r["seconds"], 1)}
+                rows.append(row)
+                print(row, f"load {load_average()}", flush=True)
+        line: dict = {"model": "ststnet", "recipe": args.ststnet_recipe}
+        for precision in PRECISIONS:
+            boot = seed_mean_uf1_bootstrap(preds[precision], 3, args.n_boot)
+            low, high = np.percentile(boot, [2.5, 97.5])
+            mean = float(np.mean([r["uf1"] for r in rows if r["precision"] == precision]))
+            line[precision] = {"mean_uf1": round(mean, 4), "low": round(float(low), 4), "high": round(float(high), 4)}
+        fp32 = line["fp32"]
+        line["bf16_within_fp32_interval"] = bool(fp32["low"] <= line["bf16"]["mean_uf1"] <= fp32["high"])
+        result.update(runs=rows, interval=line)
+    return result
+
+
 def step_profile(
     name: str, precision: str, params: dict, prepared, steps: int, warmup: int, layout: bool = True
 ) -> tuple[float, bool]:
@@ -207,56 +296,10 @@ def step_profile(
     return statistics.median(times), repeats
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="meranet_small,meranet", help="comma-separated clip models")
-    parser.add_argument("--seeds", default="0,1,2", help="training seeds (default: %(default)s)")
-    parser.add_argument(
-        "--folds", default="", help="only these LOSO folds (held-out subjects, e.g. 01,02,03,04); default: all"
-    )
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per fold (default: the laptop profile's)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
-    parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default: %(default)s)")
-    parser.add_argument("--speed-steps", type=int, default=20, help="timed steps per model and precision")
-    parser.add_argument("--precisions", default="fp32,bf16", help="which LOSO runs to train (default: both)")
-    parser.add_argument(
-        "--runs-dir",
-        default="",
-        help="keep the LOSO runs here (a later call resumes them: run the precisions in two processes, then "
-        "once more with both to print the table); default: a temporary directory",
-    )
-    parser.add_argument("--no-loso", action="store_true", help="only the per-step speed")
-    parser.add_argument("--no-speed", action="store_true", help="only the LOSO UF1 table")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--json", default="", help="also write the results to this JSON file")
-    parser.add_argument(
-        "--cache",
-        default=str(Path(tempfile.gettempdir()) / "merkit_bench_precision"),
-        help="where SynthME and the clip store are cached between runs",
-    )
-    args = parser.parse_args()
-    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    args.folds = [f.strip() for f in args.folds.split(",") if f.strip()] or None
-    args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip() in PRECISIONS]
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
+def clip_evidence(args: argparse.Namespace, params: dict) -> dict:
+    """The clip models' part (module docstring, 1.–4.): their per-step speed and LOSO UF1 table on SynthME."""
     from merkit.config import RunConfig
-    from merkit.models import create_model
     from merkit.prepare import prepare_data
-    from merkit.training.fold import resolve_device
-    from merkit.training.precision import choose_precision, cpu_bf16_support
-
-    params = demo_params(args.device, args.epochs)
-    device = resolve_device(args.device)
-    start_load = load_average()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, nice {os.nice(0)}")
-    print(f"load before: {start_load}")
-    probe = cpu_bf16_support()
-    print(f"CPU native bf16: {probe.feature or 'none'} (from {probe.source})")
-    if device.type == "cuda":
-        print(f"GPU: {torch.cuda.get_device_name(device)}, bf16 supported: {torch.cuda.is_bf16_supported()}")
 
     base = RunConfig.from_params(**params)
     prepared = prepare_data(base.data, base.preprocess_config(), cache_dir=args.cache, progress=False)
@@ -267,7 +310,7 @@ def main() -> None:
         f"augment {base.train.augment}; LOSO folds {', '.join(args.folds) if args.folds else 'all'}, "
         f"training seeds {args.seeds}"
     )
-    results: dict = {"device": str(device), "cpu_bf16": probe.feature, "load_before": start_load}
+    results: dict = {}
 
     if not args.no_speed:
         speed = []
@@ -315,10 +358,87 @@ def main() -> None:
             )
         results.update(runs=table.to_dict("records"), intervals=summary, bf16_passes=passed)
 
-    choice = choose_precision("auto", device, create_model(args.models[0]))
-    print(f"precision auto here chooses {choice.precision}: {choice.reason}")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--models", default="meranet_small,meranet,ststnet", help="comma-separated clip models, and/or ststnet"
+    )
+    parser.add_argument("--ststnet-recipe", default="fast", help="STSTNet's LOSO recipe (default: %(default)s)")
+    parser.add_argument("--ststnet-group", type=int, default=34, help="folds in STSTNet's timed group")
+    parser.add_argument("--ststnet-speed-epochs", type=int, default=12, help="epochs of STSTNet's timed group")
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds (default: %(default)s)")
+    parser.add_argument(
+        "--folds", default="", help="only these LOSO folds (held-out subjects, e.g. 01,02,03,04); default: all"
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per fold (default: the laptop profile's)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default: %(default)s)")
+    parser.add_argument("--speed-steps", type=int, default=20, help="timed steps per model and precision")
+    parser.add_argument("--precisions", default="fp32,bf16", help="which LOSO runs to train (default: both)")
+    parser.add_argument(
+        "--runs-dir",
+        default="",
+        help="keep the LOSO runs here (a later call resumes them: run the precisions in two processes, then "
+        "once more with both to print the table); default: a temporary directory",
+    )
+    parser.add_argument("--no-loso", action="store_true", help="only the per-step speed")
+    parser.add_argument("--no-speed", action="store_true", help="only the LOSO UF1 table")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--json", default="", help="also write the results to this JSON file")
+    parser.add_argument(
+        "--cache",
+        default=str(Path(tempfile.gettempdir()) / "merkit_bench_precision"),
+        help="where SynthME and the clip store are cached between runs",
+    )
+    args = parser.parse_args()
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    with_ststnet = "ststnet" in args.models
+    args.models = [m for m in args.models if m != "ststnet"]
+    args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.folds = [f.strip() for f in args.folds.split(",") if f.strip()] or None
+    args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip() in PRECISIONS]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from merkit.models import create_model
+    from merkit.training.fold import resolve_device
+    from merkit.training.precision import choose_precision, cpu_bf16_support
+
+    params = demo_params(args.device, args.epochs)
+    device = resolve_device(args.device)
+    start_load = load_average()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, nice {os.nice(0)}")
+    print(f"load before: {start_load}")
+    probe = cpu_bf16_support()
+    print(f"CPU native bf16: {probe.feature or 'none'} (from {probe.source})")
+    if device.type == "cuda":
+        print(f"GPU: {torch.cuda.get_device_name(device)}, bf16 supported: {torch.cuda.is_bf16_supported()}")
+
+    results: dict = {"device": str(device), "cpu_bf16": probe.feature, "load_before": start_load}
+    if args.models:
+        results.update(clip_evidence(args, params))
+    if with_ststnet:
+        results["ststnet"] = ststnet = ststnet_evidence(args)
+        if "interval" in ststnet:
+            line = ststnet["interval"]
+            fp32, bf16 = line["fp32"], line["bf16"]
+            print(
+                f"\nststnet ({line['recipe']} recipe, generated flow set, 68 folds), seed-mean UF1 [paired clip "
+                f"bootstrap 95% interval, {args.n_boot} replicates]: fp32 {fp32['mean_uf1']:.3f} "
+                f"[{fp32['low']:.3f}, {fp32['high']:.3f}]  bf16 {bf16['mean_uf1']:.3f} [{bf16['low']:.3f}, "
+                f"{bf16['high']:.3f}]  bf16 inside fp32's interval: "
+                f"{'yes' if line['bf16_within_fp32_interval'] else 'NO'}"
+            )
+
+    for name in args.models + (["ststnet"] if with_ststnet else []):
+        choice = choose_precision("auto", device, create_model(name))
+        print(f"precision auto here chooses {choice.precision} for {name}: {choice.reason}")
+        results.setdefault("auto", {})[name] = choice.record()
     print(f"load after: {load_average()}")
-    results.update(auto=choice.record(), load_after=load_average())
+    results.update(load_after=load_average())
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

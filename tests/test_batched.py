@@ -26,6 +26,7 @@ from merkit.models.registry import _REGISTRY, register_model
 from merkit.models.specs import InputSpec
 from merkit.training.batched.stack import StackError, check_stackable, plan_fold_batch, train_folds
 from merkit.training.fold import predict, train_fold
+from merkit.training.job import FoldJob
 from merkit.training.runner import run_protocol
 
 
@@ -248,6 +249,43 @@ def test_auto_picks_the_fused_batched_executor_for_ststnet_on_cpu_and_records_wh
     assert record["requested"] == "auto" and record["executor"] == "batched"
     assert "fused" in record["reason"] and record["fold_batch"] == 4  # the fused estimate fits every fold
     assert json.loads((tmp_path / "run" / "config.json").read_text())["protocol"]["executor"] == "auto"
+
+
+def test_one_ststnet_fold_trains_with_the_fused_step_and_an_observer_keeps_the_epoch_loop(flow_store):
+    """run_fold (02_train's single split, the per-fold executors) gives an STSTNet on CPU to the fused step as a
+    group of one fold; an epoch observer (or an inner validation split) needs train_fold's loop and gets it."""
+    from merkit.training.runner import run_fold
+
+    config = flow_config()
+    config.model = ModelConfig(name="ststnet", overrides={"dropout": 0.0})  # dropout draws differ between the two
+    fold = loso_splits(flow_store.index)[0]
+    classes = sorted(flow_store.index["emotion"].unique())  # any 3 names: the weights do not depend on them
+    job = FoldJob(config, flow_store, tuple(classes))
+    seed, augment = job.seed(fold), config.train.clip_augmentation() or False
+    fused = run_fold(config, flow_store, fold, classes)
+    observed = run_fold(config, flow_store, fold, classes, on_epoch_end=lambda epoch, snapshot: None)
+
+    ((direct, _),) = train_folds(
+        [job.build_model(fold)],
+        config.train,
+        seeds=[seed],
+        num_classes=3,
+        shared=job.dataset(job.build_model(fold), np.asarray(fold.train), augment=augment, seed=seed),
+        members=np.ones((1, len(fold.train)), dtype=bool),
+        group_seed=seed,
+    )
+    loop_model, _ = train_fold(
+        job.build_model(fold),
+        job.dataset(job.build_model(fold), np.asarray(fold.train), augment=augment, seed=seed),
+        config.train,
+        progress=False,
+        seed=seed,
+        num_classes=3,
+    )
+    for key, value in direct.state_dict().items():
+        assert torch.equal(fused.state_dict[key], value), key
+        assert torch.equal(observed.state_dict[key], loop_model.state_dict()[key]), key
+    assert len(fused.history) == len(observed.history) == config.train.epochs
 
 
 def test_auto_keeps_other_flow_models_sequential_on_cpu_and_records_why(flow_store, tmp_path):

@@ -18,6 +18,7 @@ from merkit.training import precision
 from merkit.training.fold import predict, train_fold
 from merkit.training.precision import (
     CPU_BF16_CLIP_EVIDENCE,
+    CPU_BF16_FUSED_EVIDENCE,
     NATIVE_BF16_FLAGS,
     CpuBf16,
     PrecisionError,
@@ -54,7 +55,7 @@ def test_once_the_evidence_holds_auto_trains_a_clip_model_in_bf16_on_a_native_bf
     probe_says(monkeypatch, WITH_BF16)
     choice = choose_precision("auto", CPU, clip_model())
     assert choice.precision == "bf16" and choice.dtype is torch.bfloat16 and "bf16 because" in choice.reason
-    assert choose_precision("auto", CPU, create_model("ststnet")).precision == "fp32"
+    assert choose_precision("auto", CPU, create_model("offapexnet")).precision == "fp32"
     probe_says(monkeypatch, WITHOUT_BF16)
     assert choose_precision("auto", CPU, clip_model()).precision == "fp32"
 
@@ -67,12 +68,27 @@ def test_auto_on_a_cpu_without_native_bf16_is_fp32_for_every_model(monkeypatch):
         assert "no native bf16" in choice.reason and choice.cpu_bf16 is None
 
 
-def test_auto_keeps_flow_models_and_models_without_an_input_spec_in_fp32(monkeypatch):
+def test_auto_keeps_other_flow_models_and_models_without_an_input_spec_in_fp32(monkeypatch):
     probe_says(monkeypatch, WITH_BF16)
-    flow = choose_precision("auto", CPU, create_model("ststnet"))
+    flow = choose_precision("auto", CPU, create_model("offapexnet"))
     assert flow.precision == "fp32" and "a flow model" in flow.reason and "amx_bf16" in flow.reason
     bare = choose_precision("auto", CPU, torch.nn.Linear(2, 3))
     assert bare.precision == "fp32" and "declares no input" in bare.reason
+
+
+@pytest.mark.parametrize("name", ["ststnet", "ststnet_kit"])
+def test_auto_on_a_cpu_with_native_bf16_follows_the_fused_step_evidence_for_ststnet(monkeypatch, name):
+    probe_says(monkeypatch, WITH_BF16)
+    choice = choose_precision("auto", CPU, create_model(name))
+    assert choice.precision == ("bf16" if CPU_BF16_FUSED_EVIDENCE else "fp32")
+    assert "fused step" in choice.reason and "amx_bf16 in /proc/cpuinfo" in choice.reason
+    assert "bench_precision" in choice.reason and "interval" in choice.reason
+    monkeypatch.setattr(precision, "CPU_BF16_FUSED_EVIDENCE", False)  # without the evidence: fp32, said why
+    refused = choose_precision("auto", CPU, create_model(name))
+    assert refused.precision == "fp32" and "fp32 because" in refused.reason
+    probe_says(monkeypatch, WITHOUT_BF16)
+    monkeypatch.setattr(precision, "CPU_BF16_FUSED_EVIDENCE", True)
+    assert choose_precision("auto", CPU, create_model(name)).precision == "fp32"
 
 
 def test_explicit_precisions_are_kept_and_unknown_ones_refused(monkeypatch):

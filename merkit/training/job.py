@@ -26,6 +26,7 @@ from merkit.data.inputs import model_dataset
 from merkit.evaluation.splits import Fold, ProtocolError, fold_seed
 from merkit.models import create_model
 from merkit.progress import pause_point
+from merkit.training.batched.stack import fused_trainable, train_folds
 from merkit.training.fold import inner_validation_split, predict, resolve_device, train_fold
 
 if TYPE_CHECKING:  # annotations only: the store module needs OpenCV
@@ -125,6 +126,10 @@ class FoldJob:
     def run(self, fold: Fold, *, on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> FoldResult:
         """Train on ``fold.train`` and predict ``fold.test``: the unit of work of the per-fold executors.
 
+        A model the fused step trains (an STSTNet on CPU: :func:`merkit.training.batched.stack.fused_trainable`)
+        is trained by it as a group of one fold, unless an inner validation split or ``on_epoch_end`` asks for
+        the per-epoch loop of ``train_fold``. Either way the fold's weights, shuffling and dropout follow its seed.
+
         ``on_epoch_end(epoch, snapshot)`` is passed to ``train_fold`` (an observer of a copy of the model after
         each epoch; it cannot change what is trained or returned). With ``train.val_fraction > 0`` an inner
         validation split is drawn from the training subjects of this fold (whole subjects); it is checked to
@@ -146,16 +151,31 @@ class FoldJob:
             val_ds = self.dataset(model, val_positions, augment=False, seed=seed)
         train_ds = self.dataset(model, train_positions, augment=augment, seed=seed)
 
-        model, history = train_fold(
-            model,
-            train_ds,
-            train_cfg,
-            val_ds=val_ds,
-            progress=self.progress,
-            seed=seed,
-            num_classes=len(self.classes),
-            on_epoch_end=on_epoch_end,
-        )
+        fused = fused_trainable(model, train_cfg, resolve_device(train_cfg.device))
+        if fused and val_ds is None and on_epoch_end is None:
+            # An STSTNet on CPU: the fused step, as a group of one fold, is faster than the eager loop on long
+            # runs (docs/performance.md) and is the arithmetic precision: auto's evidence was measured with.
+            ((model, history),) = train_folds(
+                [model],
+                train_cfg,
+                seeds=[seed],
+                num_classes=len(self.classes),
+                shared=train_ds,
+                members=np.ones((1, len(train_ds)), dtype=bool),
+                group_seed=seed,
+                progress=self.progress,
+            )
+        else:
+            model, history = train_fold(
+                model,
+                train_ds,
+                train_cfg,
+                val_ds=val_ds,
+                progress=self.progress,
+                seed=seed,
+                num_classes=len(self.classes),
+                on_epoch_end=on_epoch_end,
+            )
         return self.finish(fold, model, history, seconds=time.perf_counter() - start)
 
     def finish(self, fold: Fold, model: nn.Module, history: pd.DataFrame, *, seconds: float) -> FoldResult:

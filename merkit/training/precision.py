@@ -17,16 +17,22 @@ Public API
 - ``"auto"`` (the default):
   - CUDA: bf16 where the GPU supports it (``torch.cuda.is_bf16_supported()``), else fp32.
   - CPU: bf16 for a 3D clip model (``input_spec.kind == "clip"``) when the CPU has native bf16 AND
-    :data:`CPU_BF16_CLIP_EVIDENCE` holds; fp32 otherwise (flow models, models that declare no input, CPUs
-    without native bf16). ASSUMPTION: the evidence was measured on two MERANet sizes; other clip models
-    (STCNN, the 3D ResNet) are taken to behave alike.
+    :data:`CPU_BF16_CLIP_EVIDENCE` holds; bf16 for an STSTNet (a model the fused fold-batched step trains,
+    :func:`merkit.training.batched.wide.ststnet_layout`) when the CPU has native bf16 AND
+    :data:`CPU_BF16_FUSED_EVIDENCE` holds: the fused step's GEMMs then take bf16 operands (fp32 sums and
+    fp32 everywhere else); fp32 otherwise (other flow models, models that declare no input, CPUs without
+    native bf16). ASSUMPTION: the clip evidence was measured on two MERANet sizes; other clip models (STCNN,
+    the 3D ResNet) are taken to behave alike. The STSTNet evidence was measured with the fused step; an
+    STSTNet trained by the eager per-fold loop (an inner validation split, an epoch observer) runs under bf16
+    autocast there, which was not measured separately.
   - MPS: fp32 (bf16 autocast is not supported there by this kit).
 
-The evidence is what ``benchmarks/bench_precision.py`` measures on the default SynthME: the seed-mean pooled
-LOSO UF1 under bf16 against fp32's bootstrap interval (3 training seeds, the same folds), the speed per step and
-whether bf16 gradients repeat bit for bit; the tables and the decision are in docs/performance.md
-(:data:`CPU_BF16_CLIP_VERDICT` says it in one line). bf16 changes the gradients, so the kit does not choose it on
-the strength of speed alone.
+The evidence is what ``benchmarks/bench_precision.py`` measures: for clip models on the default SynthME, for
+STSTNet on a generated set of the MEGC2019 composite's shape, the seed-mean pooled LOSO UF1 under bf16 against
+fp32's bootstrap interval (3 training seeds, the same folds), the speed per step and whether bf16 training
+repeats bit for bit; the tables and the decision are in docs/performance.md (:data:`CPU_BF16_CLIP_VERDICT` and
+:data:`CPU_BF16_FUSED_VERDICT` say them in one line each). bf16 changes the gradients, so the kit does not
+choose it on the strength of speed alone.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from merkit.errors import MerkitValueError
 __all__ = [
     "CPU_BF16_CLIP_EVIDENCE",
     "CPU_BF16_CLIP_VERDICT",
+    "CPU_BF16_FUSED_EVIDENCE",
+    "CPU_BF16_FUSED_VERDICT",
     "PRECISIONS",
     "CpuBf16",
     "PrecisionChoice",
@@ -64,6 +72,16 @@ CPU_BF16_CLIP_EVIDENCE = False
 CPU_BF16_CLIP_VERDICT = (
     "bf16 kept meranet_small's LOSO UF1 inside fp32's bootstrap interval, but MERANet's was not measured "
     "and bf16 gradients on this kit's CPU path do not repeat bit for bit (identical passes differ)"
+)
+
+#: Whether the evidence lets ``auto`` pick bf16 for STSTNet (the fused step's GEMM operands) on a CPU with native
+#: bf16: its 68-fold LOSO UF1 under bf16 stayed inside fp32's bootstrap interval over 3 training seeds, and bf16
+#: training repeats bit for bit (benchmarks/bench_precision.py --models ststnet; the table is in docs/performance.md).
+CPU_BF16_FUSED_EVIDENCE = True
+#: That evidence in one line: it goes into the reason every run records.
+CPU_BF16_FUSED_VERDICT = (
+    "bf16 GEMM operands kept STSTNet's 68-fold LOSO UF1 inside fp32's bootstrap interval over 3 training seeds on a "
+    "generated set of the MEGC2019 composite's shape, and its bf16 training repeats bit for bit"
 )
 
 #: CPU feature flags that mean native bf16 arithmetic, best first: Intel AMX tiles, AVX512-BF16 (x86, as Linux
@@ -173,9 +191,16 @@ def choose_precision(precision: str, device: torch.device, model: Any = None) ->
         why = f"auto: this CPU has no native bf16 (none of {', '.join(NATIVE_BF16_FLAGS)} in {probe.source})"
         return PrecisionChoice(precision, "fp32", why, str(device), None)
     has = f"native bf16: {probe.feature} in {probe.source}"
+    if _has_fused_form(model):
+        evidence = f"{CPU_BF16_FUSED_VERDICT} (benchmarks/bench_precision.py, docs/performance.md)"
+        what = f"auto: {type(model).__name__} on CPU, trained by the fused step ({has})"
+        if not CPU_BF16_FUSED_EVIDENCE:
+            return PrecisionChoice(precision, "fp32", f"{what}; fp32 because {evidence}", str(device), probe.feature)
+        why = f"{what}; bf16 GEMM operands because {evidence}"
+        return PrecisionChoice(precision, "bf16", why, str(device), probe.feature)
     if kind != "clip":
         what = f"a {kind} model" if kind else "a model that declares no input"
-        why = f"auto: {what} on CPU ({has}); bf16 is chosen only for 3D clip models"
+        why = f"auto: {what} on CPU ({has}); bf16 is chosen only for 3D clip models and STSTNet"
         return PrecisionChoice(precision, "fp32", why, str(device), probe.feature)
     evidence = f"{CPU_BF16_CLIP_VERDICT} (benchmarks/bench_precision.py, docs/performance.md)"
     if not CPU_BF16_CLIP_EVIDENCE:
@@ -183,6 +208,15 @@ def choose_precision(precision: str, device: torch.device, model: Any = None) ->
         return PrecisionChoice(precision, "fp32", why, str(device), probe.feature)
     why = f"auto: a clip model on CPU ({has}); bf16 because {evidence}"
     return PrecisionChoice(precision, "bf16", why, str(device), probe.feature)
+
+
+def _has_fused_form(model: Any) -> bool:
+    """Whether ``model`` is an STSTNet as the kit builds it (the fused fold-batched step trains it on CPU)."""
+    if model is None:
+        return False
+    from merkit.training.batched.wide import ststnet_layout  # here: the batched steps import this module
+
+    return ststnet_layout(model) is not None
 
 
 def resolve_precision(precision: str, device: torch.device, model: Any = None) -> torch.dtype | None:
