@@ -187,6 +187,9 @@ def test_fold_batch_planning_clamps_and_refuses_a_budget_below_one_fold():
     assert k == 5 and "clamped to 5" in why
     k, why = plan_fold_batch(68, 0, per_fold_bytes=30 * 2**20, budget_bytes=100 * 2**20)
     assert k == 3 and "100 MB" in why
+    k, why = plan_fold_batch(68, 0, per_fold_bytes=35 * 2**20 // 10, budget_bytes=128 * 2**20)  # room for 36
+    assert k == 34 and "36 folds fit" in why and "2 groups of 34" in why  # even groups, no remainder of 32
+    assert plan_fold_batch(10, 0, per_fold_bytes=1, budget_bytes=6)[0] == 5  # 5 + 5, not 6 + 4
     with pytest.raises(StackError, match=r"memory budget of 1 MB is too small for one fold \(30 MB estimated\)"):
         plan_fold_batch(68, 0, per_fold_bytes=30 * 2**20, budget_bytes=2**20)
 

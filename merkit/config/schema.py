@@ -239,7 +239,7 @@ class ProtocolConfig(_Section):
     workers: int = _resumable(1)  # parallel folds for "processes" (0 = one per core or GPU)
     ray_address: str = _resumable("")  # Ray cluster address ("auto", "ray://host:10001"); "" = local Ray
     fold_batch: int = _resumable(0)  # "batched": folds per group; 0 = as many as fit memory_budget_mb
-    memory_budget_mb: int = _resumable(0)  # "batched": memory for one fold group; 0 = 384 MB on CPU, half of free CUDA
+    memory_budget_mb: int = _resumable(0)  # "batched": memory for one fold group; 0 = 128 MB on CPU, half of free CUDA
 
     def _check(self) -> list[str]:
         problems = _choice("name", self.name, PROTOCOL_NAMES)

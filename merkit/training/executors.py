@@ -295,15 +295,16 @@ class ExecutorPlan:
 def default_memory_budget_bytes(device: Any) -> int:
     """The fold-batched trainer's memory budget when ``protocol.memory_budget_mb`` is 0.
 
-    CUDA: half the device's free memory. CPU: 384 MB, a few STSTNet folds at batch 256: larger groups' activations
-    leave the caches, and memory traffic bounds these small nets (benchmarks/bench_folds.py, docs/performance.md).
+    CUDA: half the device's free memory. CPU: 128 MB, room for 36 STSTNet folds at batch 256 under the fused step
+    (the composite's 68 folds: two groups of 34). Larger groups were slower per fold on CPU, not faster: fp32
+    18.5 against 13.6 ms per fold and step at 68 and 34 folds, bf16 6.6 against 6.1 (docs/performance.md).
     """
     import torch
 
     if getattr(device, "type", str(device)) == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free * 0.5)
-    return 384 * MB
+    return 128 * MB
 
 
 def choose_executor(job: FoldJob, requested: str, *, n_folds: int, model: Any) -> ExecutorPlan:

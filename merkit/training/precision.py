@@ -80,7 +80,7 @@ CPU_BF16_CLIP_VERDICT = (
 CPU_BF16_FUSED_EVIDENCE = True
 #: That evidence in one line: it goes into the reason every run records.
 CPU_BF16_FUSED_VERDICT = (
-    "bf16 GEMM operands kept STSTNet's 68-fold LOSO UF1 inside fp32's bootstrap interval over 3 training seeds on a "
+    "with them STSTNet's 68-fold LOSO UF1 stayed inside fp32's bootstrap interval over 3 training seeds on a "
     "generated set of the MEGC2019 composite's shape, and its bf16 training repeats bit for bit"
 )
 

@@ -379,8 +379,10 @@ def fold_memory_bytes(model: nn.Module, example: torch.Tensor, batch_size: int, 
 def plan_fold_batch(n_folds: int, fold_batch: int, per_fold_bytes: int, budget_bytes: int) -> tuple[int, str]:
     """Folds per group and a sentence saying why.
 
-    ``fold_batch`` > 0 is taken as asked (clamped to ``n_folds``, said so); 0 fits as many folds as the
-    budget holds. A budget too small for one fold raises :class:`StackError` with both figures.
+    ``fold_batch`` > 0 is taken as asked (clamped to ``n_folds``, said so); 0 takes as few groups as the budget
+    allows and spreads the folds evenly over them (68 folds with room for 36: two groups of 34, not 36 and 32), so
+    no group is a small remainder and every full group has one shape (the fused step compiles once per shape). A
+    budget too small for one fold raises :class:`StackError` with both figures.
     """
     mb = 1024 * 1024
     if per_fold_bytes > budget_bytes:
@@ -393,10 +395,13 @@ def plan_fold_batch(n_folds: int, fold_batch: int, per_fold_bytes: int, budget_b
         if fold_batch > n_folds:
             return n_folds, f"fold_batch={fold_batch} is more than the {n_folds} folds to run: clamped to {n_folds}"
         return fold_batch, f"fold_batch={fold_batch} as configured"
-    k = max(1, min(n_folds, budget_bytes // max(1, per_fold_bytes)))
+    fit = max(1, min(n_folds, budget_bytes // max(1, per_fold_bytes)))
+    groups = math.ceil(n_folds / fit)
+    k = math.ceil(n_folds / groups)
     return k, (
-        f"fold_batch=0: {k} folds per group fit the memory budget of {budget_bytes / mb:.0f} MB "
-        f"({per_fold_bytes / mb:.1f} MB per fold estimated)"
+        f"fold_batch=0: {fit} folds fit the memory budget of {budget_bytes / mb:.0f} MB "
+        f"({per_fold_bytes / mb:.1f} MB per fold estimated): {groups} group{'s' if groups > 1 else ''} of "
+        f"{'at most ' if k * groups > n_folds else ''}{k}"
     )
 
 
