@@ -1,4 +1,5 @@
-"""K STSTNets' conv → ReLU → BatchNorm → max-pool stage as cache-sized GEMMs: the fastest fold-batched step.
+"""K STSTNets' conv → ReLU → BatchNorm → max-pool → dropout → average-pool stage as cache-sized GEMMs: the fastest
+fold-batched step.
 
 :mod:`merkit.training.batched.wide` writes K STSTNets as one network, but its eager step still moves every
 full-resolution activation (b, K·16, 30, 30) through memory ~18 times (conv, ReLU, BN statistics, BN, pool,
@@ -31,7 +32,7 @@ values only ever reach its fold through terms masked with ``torch.where`` or mul
 gradient (tested bit for bit). Under ``precision: bf16`` the three GEMMs take bf16 operands (fp32 sums); its
 speed and its gradients against fp32 are in docs/performance.md.
 
-The two per-chunk epilogues (ReLU + pool + statistics; the backward's gradient algebra) can be compiled with
+The two per-chunk epilogues (ReLU + pools + dropout + statistics; the backward's gradient algebra) can be compiled with
 ``torch.compile`` (``compiled=True``): faster than their eager form, at a one-off compile per process and
 shape, so the trainer only asks for it on long runs (docs/performance.md).
 
