@@ -198,6 +198,9 @@ def _pipeline(run_dir: Path, notebooks: Path, *names: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # A terminal's Ctrl-C finds SIGINT at its default; a test worker may have left it ignored (a library in an
+        # earlier test), a child inherits that, and Python then never raises KeyboardInterrupt: reset it here.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
