@@ -296,8 +296,8 @@ def default_memory_budget_bytes(device: Any) -> int:
     """The fold-batched trainer's memory budget when ``protocol.memory_budget_mb`` is 0.
 
     CUDA: half the device's free memory. CPU: 128 MB, room for 36 STSTNet folds at batch 256 under the fused step
-    (the composite's 68 folds: two groups of 34). Larger groups were slower per fold on CPU, not faster: fp32
-    18.5 against 13.6 ms per fold and step at 68 and 34 folds, bf16 6.6 against 6.1 (docs/performance.md).
+    (the composite's 68 folds: two groups of 34); larger groups were measured slower per fold on CPU
+    (docs/performance.md).
     """
     import torch
 
