@@ -3,6 +3,9 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Every notebook kernel and subprocess a test starts inherits one thread too: two pytest workers on two cores,
+# each starting a kernel with a thread per core, would oversubscribe the cores and spin-wait.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 

@@ -68,8 +68,9 @@ def failing_cell(partial: Path, positions: Sequence[int] | None = None) -> tuple
 
     papermill inserts an ``injected-parameters`` cell and error-marker cells (so its ``cell_index`` does not
     match the committed notebook); those are not counted. The failing cell is the one papermill marked
-    ``failed`` (or ``running``), or the cell holding an error output (a timeout marks its cell completed).
-    ``positions[i]`` is the source position of the i-th executed cell when cells were left out (solutions).
+    ``failed`` (or ``running``), or the cell holding an error output; failing those, the last cell that started
+    (a timeout marks its cell completed, with no error output). ``positions[i]`` is the source position of the
+    i-th executed cell when cells were left out (solutions).
     """
     import nbformat
 
@@ -78,19 +79,26 @@ def failing_cell(partial: Path, positions: Sequence[int] | None = None) -> tuple
     except Exception:  # noqa: BLE001 - the partial file may not exist if the kernel never started
         return None, ""
     inserted = {"injected-parameters", "papermill-error-cell-tag"}
-    position = 0
-    for cell in node.cells:
-        if inserted & set(cell.metadata.get("tags", [])):
-            continue
-        position += 1
-        status = cell.metadata.get("papermill", {}).get("status")
+    counted = [cell for cell in node.cells if not inserted & set(cell.metadata.get("tags", []))]
+    started = None
+    for position, cell in enumerate(counted, start=1):
+        papermill_state = cell.metadata.get("papermill", {})
         errored = any(output.get("output_type") == "error" for output in cell.get("outputs", []))
-        if status in ("failed", "running") or errored:
-            first = next((line for line in cell.source.splitlines() if line.strip()), "")
-            if positions is not None and position <= len(positions):
-                return positions[position - 1], first.strip()[:80]
-            return position, first.strip()[:80]
-    return None, ""
+        if papermill_state.get("status") in ("failed", "running") or errored:
+            return _source_position(position, positions), _first_line(cell)
+        if papermill_state.get("start_time"):
+            started = position
+    if started is None:
+        return None, ""
+    return _source_position(started, positions), _first_line(counted[started - 1])
+
+
+def _source_position(position: int, positions: Sequence[int] | None) -> int:
+    return positions[position - 1] if positions is not None and position <= len(positions) else position
+
+
+def _first_line(cell: Any) -> str:
+    return next((line for line in cell.source.splitlines() if line.strip()), "").strip()[:80]
 
 
 def remove_leftovers(run_dir: Path) -> list[Path]:

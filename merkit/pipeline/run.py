@@ -484,6 +484,11 @@ def _run_locked(
                     # a zmq traceback from the reply the shut-down kernel can no longer send; a user can act on
                     # neither, and errors in cells reach the notebook either way
                     extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                    # Once the last cell has replied, the kernel holds nothing the run needs: every file is written
+                    # (atomically) by a cell, and an executor that starts Ray or workers stops them before it
+                    # returns. A graceful shutdown would wait for the interpreter to tear down torch's modules
+                    # (1-2 s per notebook on a 2-core machine) for nothing.
+                    shutdown_kernel="immediate",
                     # Widget state is kept during the run (nbclient's Output-widget handler needs it: without it an
                     # interactive viewer fails with a KeyError) and stripped from the copy afterwards
                     # (strip_widget_state), since a reopened notebook cannot find those models.
