@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.merkit-installed
 RUN ?= runs/demo
+# What the install does not byte-compile ahead (the venv rule below says why).
+NOT_PRECOMPILED := /(tests?|testing)/|site-packages/(ray|sympy|sklearn|networkx|pip|setuptools|narwhals|mpmath|wcwidth|openpyxl|google|joblib|fsspec|jedi)/
 # Test workers (pytest-xdist): one per core by default; TEST_WORKERS=0 runs the suite in this process.
 TEST_WORKERS ?= auto
 
@@ -15,10 +17,12 @@ LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Reinstall only when the pins or the package metadata change; otherwise this is a no-op.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# pip byte-compiles on one core; compileall does the same on all of them (about 20 s less on two cores).
+	# pip byte-compiles on one core; compileall does it on all of them, and only for what a run imports: the
+	# packages' own tests and the packages only some runs reach (Ray's executor; sympy, networkx for torch.compile;
+	# scikit-learn, ...) compile on their first import instead, once (half the install's time on two cores).
 	# Its exit status is ignored: a few test files inside the packages use newer syntax, which pip skips too.
 	$(PY) -m pip install --disable-pip-version-check -q --no-compile -r requirements.txt
-	$(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
+	$(PY) -m compileall -q -j 0 -x '$(NOT_PRECOMPILED)' $(VENV)/lib >/dev/null 2>&1 || true
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	# Kernels live inside the venv (--sys-prefix): a --user kernel does not exist on a fresh machine or in CI.
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (merkit)" >/dev/null
