@@ -1,21 +1,15 @@
 """Explain on real data: facial regions (cascade or geometry) and mass per region over time, without masks.
 
 SynthME's faces carry their true motion regions (AU4 brows for disgust, AU12 mouth corners for happiness,
-AU1+2 brows for surprise), which the regions must agree with. The notebook test runs 04_explain on a
-CASME II-form copy of SynthME frames (the cropped release layout, read by the real casme2 builder): a
-store with no motion masks, as a real dataset gives.
+AU1+2 brows for surprise), which the regions must agree with. 04_explain on a store without motion masks, as a real
+dataset gives, runs on the emulated CASME II cropped release (tests/test_release_notebooks.py).
 """
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from helpers_sheets import Row, use_manifests, write_casme2_sheet
 
 from merkit.data.datasets import build_manifest
 from merkit.data.io import read_sample
@@ -128,76 +122,6 @@ def test_a_model_without_attention_gets_nan_agreement(masked_store):
     net = create_model("meranet_no_attention", num_classes=3, frames=8, size=32).eval()
     result = explain_regions(net, masked_store, [1], ["gradcam"], progress=False)
     assert set(result.over_time["method"]) == {"gradcam"} and result.agreement["spearman"].isna().all()
-
-
-# ------------------------------------------------------------------------------------------------ notebook
-
-
-def _casme2_copy_of_synthme(root: Path, manifest: pd.DataFrame, target: Path) -> Path:
-    """SynthME clips laid out as a CASME II cropped release (``Cropped/subNN/<clip>/reg_img<n>.jpg`` and
-    the 2014 sheet), without its masks: the casme2 builder reads it as it reads a real copy."""
-    rows = []
-    for _, row in manifest.iterrows():
-        source = root / row["path"]
-        folder = target / "Cropped" / f"sub{row['subject']}" / row["sample"]
-        folder.mkdir(parents=True)
-        for frame in source.iterdir():
-            shutil.copy(frame, folder / f"reg_{frame.name}")
-        rows.append(
-            Row(
-                subject_cell=row["subject"],
-                sample=row["sample"],
-                onset=int(row["onset"]),
-                apex=int(row["apex"]),
-                offset=int(row["offset"]),
-                emotion=row["emotion"],
-                action_units="+".join(row["action_units"]),
-            )
-        )
-    write_casme2_sheet(target / "CASME2-coding-20140508.xlsx", rows, "2014")
-    return target
-
-
-@pytest.mark.slow
-def test_04_explain_runs_on_a_store_without_masks(synthme, tmp_path, monkeypatch):
-    from merkit.pipeline.run import run_pipeline
-
-    root, manifest = synthme
-    data_root = _casme2_copy_of_synthme(root, manifest, tmp_path / "casme2")
-    three_class = {
-        "classes": ["negative", "positive", "surprise"],
-        "map": {"disgust": "negative", "happiness": "positive", "surprise": "surprise"},
-        "drop": ["fear", "others", "repression", "sadness"],
-    }
-    use_manifests(tmp_path, monkeypatch, casme2={"expected": None, "label_maps": {"casme2_3class": three_class}})
-    params = {
-        "data_root": str(data_root),
-        "dataset": "casme2",
-        "label_map": "casme2_3class",
-        "frames": 8,
-        "size": 32,
-        "epochs": 1,
-        "batch_size": 4,
-        "k": 3,
-        "n_explain": 2,
-        "ig_steps": 4,
-        "viewer_clips": 2,
-        "methods": "ig,gradcam,attention",
-        "device": "cpu",
-    }
-    run_dir = tmp_path / "run"
-    result = run_pipeline(run_dir, params, ["04_explain"], cell_timeout=240, progress=False)
-    assert [r.status for r in result.notebooks] == ["executed"]
-    assert not (run_dir / "explain_scores.csv").exists()  # no masks: no scores against a true region
-    scores = pd.read_csv(run_dir / "explain_region_scores.csv")
-    assert set(scores["method"]) == {"ig", "gradcam", "attention"} and scores["clip"].nunique() == 2
-    assert set(scores["region"]) == {*REGION_NAMES, "other"}
-    sources = pd.read_csv(run_dir / "explain_region_sources.csv")
-    assert len(sources) == 2 and set(sources["crop_method"]) == {"dataset"}  # a cropped release, used as is
-    agreement = pd.read_csv(run_dir / "explain_agreement.csv")
-    assert set(agreement["method"]) == {"ig", "gradcam"}
-    for figure in ("04_regions", "04_region_mass", "04_region_heatmap", "04_agreement", "04_montage", "04_overlay"):
-        assert (run_dir / "figures" / f"{figure}.png").stat().st_size > 1000
 
 
 def test_region_figures_have_titles_labelled_axes_and_a_colour_bar(masked_store, tmp_path):

@@ -4,7 +4,9 @@ A user points ``data_root`` at their copy as the release ships it and picks the 
 every other parameter keeps the notebooks' defaults except the tiny sizes that keep the run short. Releases
 with known sheet faults (SAMM's apexes, CAS(ME)^3's seven rows, and so the MEGC2019 composite that holds SAMM)
 run with the default ``on_problem`` (fix): the declared errata and repairs are applied and listed in
-``data_problems.csv``.
+``data_problems.csv``. An emulated release carries the kit's side files with the true motion regions, which
+04_explain scores against; the CASME II cropped copy goes without them, as a real copy does, so 04_explain takes
+the path every real dataset takes (mass per facial region, attention-vs-attribution agreement, no region scores).
 
 The six runs are independent (own release folder, own run directory, store keys of their own), so one module
 fixture runs the selected ones two at a time, each in a subprocess with one torch thread (the test machine has
@@ -27,6 +29,7 @@ import pandas as pd
 import papermill
 import pytest
 
+from merkit.explain import REGION_NAMES
 from merkit.pipeline.run import DEFAULT_ORDER, NOTEBOOK_DIR
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,6 +59,7 @@ class Release:
     params: dict
     options: dict = field(default_factory=dict)  # write_release options (layout, scale)
     path_prefix: str = ""  # every manifest path starts with it (which release folder was read)
+    motion_masks: bool = True  # False: the kit's true motion regions are removed, as a real copy has none
 
 
 #: The releases with declared sheet faults: the default on_problem fixes them and data_problems.csv lists them.
@@ -68,12 +72,13 @@ RELEASES = {
         {"layout": "raw"},
         "CASME2_RAW_selected/",
     ),
-    "casme2_cropped": Release(
+    "casme2_cropped": Release(  # without motion masks: 04_explain's real-data path, regions in the dataset's crop
         "casme2",
         "CASME2",
-        {"dataset": "casme2", "label_map": "casme2_5class"},
+        {"dataset": "casme2", "label_map": "casme2_5class", "methods": "ig,gradcam,attention"},
         {"layout": "cropped", "scale": 0.5},
         "Cropped/",
+        motion_masks=False,
     ),
     "samm": Release("samm", "SAMM", {"dataset": "samm", "label_map": "samm_5class"}, {"scale": 0.25}),
     "smic_hs": Release("smic_hs", "SMIC", {"dataset": "smic_hs", "label_map": "smic_3class"}, {"scale": 0.5}),
@@ -100,12 +105,15 @@ def _no_errors(notebook: Path) -> None:
 
 #: What one subprocess does: write the release as it ships, then run the notebooks on it as a user would.
 WORKER = """
-import json, sys
+import json, shutil, sys
 from pathlib import Path
 from merkit.data.synthetic import write_release
 from merkit.pipeline.run import run_pipeline
 job = json.loads(sys.argv[1])
 root = write_release(job["kind"], Path(job["folder"]), small=True, progress=False, **job["options"])
+if not job["motion_masks"]:  # keep release.json (small: counts not checked), drop what a real copy never has
+    (root / "synthme_truth" / "motion_regions.csv").unlink()
+    shutil.rmtree(root / "synthme_truth" / "masks")
 result = run_pipeline(Path(job["run_dir"]), {"data_root": str(root), **job["params"]}, job["notebooks"],
                       cell_timeout=300, progress=False)
 Path(job["statuses"]).write_text(json.dumps([run.status for run in result.notebooks]))
@@ -161,6 +169,7 @@ def release_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
                     "kind": release.kind,
                     "folder": str(folder / release.folder),
                     "options": release.options,
+                    "motion_masks": release.motion_masks,
                     "params": _release_params(release, declared),
                     "notebooks": NOTEBOOKS,
                     "run_dir": str(folder / "run"),
@@ -217,11 +226,24 @@ def test_all_four_notebooks_run_on_an_emulated_release(name: str, release_runs: 
     # one fold per subject (per dataset and subject for the composite)
     assert metrics["n_folds"] == manifest.groupby(["dataset", "subject"]).ngroups
     assert 0 <= metrics["pooled"]["uf1"] <= 1
-    if name == "casme2_raw":  # faces with background: 01 draws the automatic crop, 04 maps regions inside it
-        for figure in ("01_crop_box", "04_regions", "04_region_mass", "04_agreement"):
-            assert (run_dir / "figures" / f"{figure}.png").stat().st_size > 1000
-        sources = pd.read_csv(run_dir / "explain_region_sources.csv")
+    # 04_explain on any dataset: mass per facial region over time for every method, the attention-vs-attribution
+    # agreement, in the crop 01_data made (raw frames: the automatic Haar crop; a cropped release: as it ships)
+    methods = set(_release_params(release, _declared())["methods"].split(","))
+    regions = pd.read_csv(run_dir / "explain_region_scores.csv")
+    assert set(regions["method"]) == methods and regions["clip"].nunique() == EXTRA["n_explain"]
+    assert set(regions["region"]) == {*REGION_NAMES, "other"}
+    assert set(pd.read_csv(run_dir / "explain_agreement.csv")["method"]) == methods - {"attention"}
+    sources = pd.read_csv(run_dir / "explain_region_sources.csv")
+    assert len(sources) == EXTRA["n_explain"]
+    if name == "casme2_raw":
         assert set(sources["crop_method"]) == {"haar"}
+        assert (run_dir / "figures" / "01_crop_box.png").stat().st_size > 1000
+    if name == "casme2_cropped":
+        assert set(sources["crop_method"]) == {"dataset"}
+    for figure in ("04_regions", "04_region_mass", "04_region_heatmap", "04_agreement", "04_montage", "04_overlay"):
+        assert (run_dir / "figures" / f"{figure}.png").stat().st_size > 1000
+    # scores against the true motion region only where the kit's side files give it (never on a real copy)
+    assert (run_dir / "explain_scores.csv").is_file() == release.motion_masks
     if release.kind in FAULTY:  # the default on_problem (fix) applied the declared errata or repairs
         problems = pd.read_csv(run_dir / "data_problems.csv")
         assert problems["action"].str.startswith("fixed").any(), "what was fixed is written to the run directory"
