@@ -5,11 +5,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.merkit-installed
 RUN ?= runs/demo
 # What the install does not byte-compile ahead (the venv rule below says why).
-NOT_PRECOMPILED := /(tests?|testing)/|site-packages/(ray|sympy|sklearn|networkx|pip|setuptools|narwhals|mpmath|wcwidth|openpyxl|google|joblib|fsspec|jedi)/
+NOT_PRECOMPILED := /(tests?|testing)/|site-packages/(sklearn|pip|setuptools|narwhals|wcwidth|openpyxl|google|joblib|fsspec|jedi)/
 # Test workers (pytest-xdist): one per core by default; TEST_WORKERS=0 runs the suite in this process.
 TEST_WORKERS ?= auto
 
-.PHONY: demo test lint lab bench clean-venv
+.PHONY: demo test lint lab bench clean-venv compile-kit
 
 # JupyterLab refuses to start as root (as in many containers) unless told to.
 LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -17,9 +17,10 @@ LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Reinstall only when the pins or the package metadata change; otherwise this is a no-op.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# pip byte-compiles on one core; compileall does it on all of them, and only for what a run imports: the
-	# packages' own tests and the packages only some runs reach (Ray's executor; sympy, networkx for torch.compile;
-	# scikit-learn, ...) compile on their first import instead, once (half the install's time on two cores).
+	# pip byte-compiles on one core; compileall does it on all of them, and only for what runs import: Ray (its
+	# executor) and sympy, mpmath, networkx (torch.compile) included, since where PYTHONDONTWRITEBYTECODE is set a
+	# package left out is compiled again by every process that imports it. Left out: the packages' own tests and
+	# what the kit never imports or only imports small parts of (scikit-learn, pip, openpyxl, ...).
 	# Its exit status is ignored: a few test files inside the packages use newer syntax, which pip skips too.
 	$(PY) -m pip install --disable-pip-version-check -q --no-compile -r requirements.txt
 	$(PY) -m compileall -q -j 0 -x '$(NOT_PRECOMPILED)' $(VENV)/lib >/dev/null 2>&1 || true
@@ -29,14 +30,19 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name merkit --display-name "merkit" >/dev/null
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The kit's own modules are byte-compiled before a run (a no-op when current): every notebook kernel imports them,
+# and where PYTHONDONTWRITEBYTECODE is set no process would keep the compiled form.
+compile-kit: $(STAMP)
+	@$(PY) -m compileall -q merkit >/dev/null
+
+demo: compile-kit
 	$(PY) -m merkit.cli demo --run-dir $(RUN)
 
 # --dist loadfile: a test file's module fixtures (a whole emulated-release run, say) run once, on one worker.
 test: lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-lint: $(STAMP)
+lint: compile-kit
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
