@@ -6,7 +6,8 @@ with known sheet faults (SAMM's apexes, CAS(ME)^3's seven rows, and so the MEGC2
 run with the default ``on_problem`` (fix): the declared errata and repairs are applied and listed in
 ``data_problems.csv``. An emulated release carries the kit's side files with the true motion regions, which
 04_explain scores against; the CASME II cropped copy goes without them, as a real copy does, so 04_explain takes
-the path every real dataset takes (mass per facial region, attention-vs-attribution agreement, no region scores).
+the path every real dataset takes (mass per facial region, attention-vs-attribution agreement, no scores against
+a true motion region).
 
 The six runs are independent (own release folder, own run directory, store keys of their own), so one module
 fixture runs the selected ones two at a time, each in a subprocess with one torch thread (the test machine has
