@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.merkit-installed
 RUN ?= runs/demo
 # What the install does not byte-compile ahead (the venv rule below says why).
-NOT_PRECOMPILED := /(tests?|testing)/|site-packages/(sklearn|pip|setuptools|narwhals|wcwidth|openpyxl|google|joblib|fsspec|jedi)/
+NOT_PRECOMPILED := /(tests?|testing)/|site-packages/(sklearn|pip|setuptools|narwhals|joblib|fsspec|jedi)/
 # Test workers (pytest-xdist): one per core by default; TEST_WORKERS=0 runs the suite in this process.
 TEST_WORKERS ?= auto
 
@@ -18,9 +18,10 @@ LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# pip byte-compiles on one core; compileall does it on all of them, and only for what runs import: Ray (its
-	# executor) and sympy, mpmath, networkx (torch.compile) included, since where PYTHONDONTWRITEBYTECODE is set a
-	# package left out is compiled again by every process that imports it. Left out: the packages' own tests and
-	# what the kit never imports or only imports small parts of (scikit-learn, pip, openpyxl, ...).
+	# executor, with protobuf and wcwidth) and sympy, mpmath, networkx (torch.compile) included, since where
+	# PYTHONDONTWRITEBYTECODE is set a package left out is compiled again by every process that imports it. Left
+	# out: the packages' own tests and what no run imports (scikit-learn: only SynthME's learnability probe; pip,
+	# jedi, ...).
 	# Its exit status is ignored: a few test files inside the packages use newer syntax, which pip skips too.
 	$(PY) -m pip install --disable-pip-version-check -q --no-compile -r requirements.txt
 	$(PY) -m compileall -q -j 0 -x '$(NOT_PRECOMPILED)' $(VENV)/lib >/dev/null 2>&1 || true
@@ -39,10 +40,10 @@ demo: compile-kit
 	$(PY) -m merkit.cli demo --run-dir $(RUN)
 
 # --dist loadfile: a test file's module fixtures (a whole emulated-release run, say) run once, on one worker.
-test: lint
+test: lint compile-kit
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-lint: compile-kit
+lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
