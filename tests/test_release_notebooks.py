@@ -211,7 +211,8 @@ def release_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 @pytest.mark.parametrize("name", list(RELEASES))
 def test_all_four_notebooks_run_on_an_emulated_release(name: str, release_runs: dict[str, ReleaseRun]):
     release = RELEASES[name]
-    assert set(release.params) <= _declared(), "every release parameter is a notebook parameter"
+    declared = _declared()
+    assert set(release.params) <= declared, "every release parameter is a notebook parameter"
     run = release_runs[name]
     assert run.returncode == 0, run.log[-3000:]
     assert run.statuses == ["executed"] * len(NOTEBOOKS)
@@ -229,7 +230,7 @@ def test_all_four_notebooks_run_on_an_emulated_release(name: str, release_runs: 
     assert 0 <= metrics["pooled"]["uf1"] <= 1
     # 04_explain on any dataset: mass per facial region over time for every method, the attention-vs-attribution
     # agreement, in the crop 01_data made (raw frames: the automatic Haar crop; a cropped release: as it ships)
-    methods = set(_release_params(release, _declared())["methods"].split(","))
+    methods = set(_release_params(release, declared)["methods"].split(","))
     regions = pd.read_csv(run_dir / "explain_region_scores.csv")
     assert set(regions["method"]) == methods and regions["clip"].nunique() == EXTRA["n_explain"]
     assert set(regions["region"]) == {*REGION_NAMES, "other"}
